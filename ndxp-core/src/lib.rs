@@ -1,0 +1,2 @@
+//! NDXP core types (skeleton).
+#![forbid(unsafe_code)]

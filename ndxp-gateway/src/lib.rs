@@ -1,0 +1,2 @@
+//! ndxp-gateway library.
+#![forbid(unsafe_code)]

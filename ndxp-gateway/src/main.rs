@@ -1,0 +1,2 @@
+//! ndxp-gateway binary.
+fn main() {}

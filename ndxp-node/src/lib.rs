@@ -1,0 +1,2 @@
+//! ndxp-node library.
+#![forbid(unsafe_code)]

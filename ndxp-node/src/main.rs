@@ -1,0 +1,2 @@
+//! ndxp-node binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! chain (to be written).

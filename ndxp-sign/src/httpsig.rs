@@ -1,0 +1,1 @@
+//! httpsig (to be written).

@@ -1,0 +1,1 @@
+//! ocsp (to be written).

@@ -1,0 +1,1 @@
+//! tsa (to be written).
