@@ -1,2 +1,29 @@
-//! NDXP core types (skeleton).
+//! # ndxp-core
+//!
+//! The vocabulary every NDXP component shares, with no I/O: the identifiers
+//! of members, subsystems and services ([`id`]), transaction ids
+//! ([`txid`]), and the problem+json errors with their stable codes
+//! ([`problem`]).
+//!
+//! ```
+//! use ndxp_core::id::ServiceId;
+//!
+//! let s: ServiceId = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1".parse()?;
+//! assert_eq!(s.member().to_string(), "VN/GOV/000.00.00.H29");
+//! assert_eq!(s.version().as_str(), "v1");
+//! assert!("VN/GOV/000.00.00.H29/CSDLDC/citizen/1".parse::<ServiceId>().is_err());
+//! # Ok::<(), ndxp_core::id::IdError>(())
+//! ```
+//!
+//! **Architecture invariant:** this crate performs no I/O and has no async
+//! code; everything here is a pure value type.
+
 #![forbid(unsafe_code)]
+
+pub mod id;
+pub mod problem;
+pub mod txid;
+
+pub use id::{IdError, InstanceId, MemberId, NodeName, ServiceId, SubsystemId, Version};
+pub use problem::{ErrorCode, Problem};
+pub use txid::TransactionId;
