@@ -1,4 +1,5 @@
 //! Identifier parsing: round trips and every malformed class.
+#![allow(clippy::unwrap_used)]
 
 use ndxp_core::id::{IdError, MemberId, ServiceId, SubsystemId, Version};
 use ndxp_core::InstanceId;
