@@ -25,7 +25,7 @@
 //! | Purpose | Required of the leaf |
 //! |---|---|
 //! | `Auth` | extendedKeyUsage with serverAuth and clientAuth; keyUsage, if present, with digitalSignature; OpenSSL's `sslclient` checks on the chain |
-//! | `Sign` | keyUsage with digitalSignature and nonRepudiation |
+//! | `Sign` | keyUsage with digitalSignature and nonRepudiation; no timeStamping or OCSPSigning extendedKeyUsage |
 //! | `Timestamping` | OpenSSL's `timestampsign` checks: critical extendedKeyUsage of exactly timeStamping (RFC 3161) |
 //! | `Any` | nothing beyond the path |
 //!
@@ -433,6 +433,12 @@ fn check_purpose(leaf: &X509Ref, purpose: Purpose) -> Result<(), ChainError> {
             if !ku.is_some_and(|k| k.contains(need)) {
                 return Err(wrong(
                     "keyUsage must include digitalSignature and nonRepudiation",
+                ));
+            }
+            let dedicated = X509ExtendedKeyUsage::TIMESTAMP | X509ExtendedKeyUsage::OCSP_SIGN;
+            if eku.is_some_and(|e| e.intersects(dedicated)) {
+                return Err(wrong(
+                    "it is dedicated to time-stamping or OCSP signing (extendedKeyUsage)",
                 ));
             }
         }
