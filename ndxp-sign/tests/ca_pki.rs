@@ -814,3 +814,22 @@ fn longest_identifiers_fit() {
     let c = pki.issue(&req, Profile::Auth, 1).unwrap();
     assert_eq!(cert::node_of(&c).unwrap(), (member, node));
 }
+
+#[test]
+fn a_damaged_revocation_record_never_reads_as_good() {
+    let (_tmp, dir, pki) = new_pki(&opts());
+    let c = pki
+        .issue(
+            &csr::build_sign_csr(&member(), &ec()).unwrap(),
+            Profile::Sign,
+            30,
+        )
+        .unwrap();
+    let serial = c.serial_number().to_bn().unwrap();
+    let hex = cert::serial_hex(&serial);
+    fs::write(dir.join("revoked").join(format!("{hex}.json")), "{").unwrap();
+    assert_eq!(pki.status(&serial), CertStatus::Unknown);
+    let err = pki.try_status(&serial).unwrap_err();
+    assert!(matches!(err, CaError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains(&hex));
+}
