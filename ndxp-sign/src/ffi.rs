@@ -893,6 +893,7 @@ impl TsReq {
     /// The version field.
     pub(crate) fn version(&self) -> i64 {
         // SAFETY: `self` owns a valid TS_REQ.
+        #[allow(clippy::useless_conversion)] // c_long is 32 bits on some targets
         i64::from(unsafe { raw::TS_REQ_get_version(self.as_ptr()) })
     }
 
@@ -1012,6 +1013,7 @@ impl TsTstInfo {
     /// The version field.
     pub(crate) fn version(&self) -> i64 {
         // SAFETY: `self` owns a valid TSTInfo.
+        #[allow(clippy::useless_conversion)] // c_long is 32 bits on some targets
         i64::from(unsafe { raw::TS_TST_INFO_get_version(self.as_ptr()) })
     }
 

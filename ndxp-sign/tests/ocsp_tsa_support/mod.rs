@@ -1,7 +1,7 @@
 //! Test PKI for the OCSP and TSA tests: built with the `openssl` crate so the
 //! tests do not depend on the CA module.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)] // test fixtures: a failure here is a broken test setup
 
 use std::path::Path;
 use std::process::{Command, Output};
