@@ -39,7 +39,9 @@ use openssl::bn::{BigNum, MsbOption};
 use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::ocsp::{OcspBasicResponse, OcspBasicResponseRef, OcspCertIdRef, OcspRequestRef};
+use openssl::ocsp::{
+    OcspBasicResponse, OcspBasicResponseRef, OcspCertIdRef, OcspRequest, OcspRequestRef,
+};
 use openssl::pkcs7::{Pkcs7, Pkcs7Ref};
 use openssl::pkey::{PKeyRef, Private};
 use openssl::stack::Stack;
@@ -526,6 +528,17 @@ pub(crate) struct CertIdInfo {
     pub serial: BigNum,
 }
 
+/// Parses exactly one BER/DER `OCSPRequest`; `None` for anything else,
+/// including trailing bytes after the request.
+pub(crate) fn ocsp_request_from_der(der: &[u8]) -> Option<OcspRequest> {
+    // SAFETY: d2i_OCSP_REQUEST/OCSP_REQUEST_free are a matching pair; the
+    // returned pointer is owned and handed to OcspRequest, which frees it.
+    unsafe {
+        d2i_exact(der, sys::d2i_OCSP_REQUEST, sys::OCSP_REQUEST_free)
+            .map(|p| OcspRequest::from_ptr(p.as_ptr()))
+    }
+}
+
 /// The CertIDs of every `Request` in an OCSP request, in order.
 pub(crate) fn ocsp_request_ids(req: &OcspRequestRef) -> Vec<&OcspCertIdRef> {
     // SAFETY: `req` is valid for the borrow; onereq/cert-id pointers are
@@ -806,13 +819,12 @@ unsafe fn read_imprint(mi: *mut raw::TS_MSG_IMPRINT) -> Option<RawImprint> {
         }
         let mut obj: *const sys::ASN1_OBJECT = ptr::null();
         let mut ptype: c_int = 0;
-        let mut pval: *const c_void = ptr::null();
-        sys::X509_ALGOR_get0(&mut obj, &mut ptype, &mut pval, algo);
+        // The parameter value is not needed, only its type (NULL allowed).
+        sys::X509_ALGOR_get0(&mut obj, &mut ptype, ptr::null_mut(), algo);
         if obj.is_null() {
             return None;
         }
         // ptype is V_ASN1_UNDEF (-1) when parameters are absent.
-        let _ = pval;
         Some(RawImprint {
             alg: Nid::from_raw(sys::OBJ_obj2nid(obj)),
             alg_oid: oid_text(obj),

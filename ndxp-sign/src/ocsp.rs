@@ -416,15 +416,9 @@ impl OcspResponder {
     }
 }
 
-/// Parses exactly one DER `OCSPRequest`.
+/// Parses exactly one `OCSPRequest` (no trailing bytes).
 fn parse_request(der: &[u8]) -> Result<OcspRequest, OcspError> {
-    let request = OcspRequest::from_der(der).map_err(|_| OcspError::MalformedRequest)?;
-    // d2i stops at the end of the first object; refuse trailing bytes.
-    let reencoded = request.to_der().map_err(|_| OcspError::MalformedRequest)?;
-    if reencoded.len() != der.len() {
-        return Err(OcspError::MalformedRequest);
-    }
-    Ok(request)
+    ffi::ocsp_request_from_der(der).ok_or(OcspError::MalformedRequest)
 }
 
 /// Whether a CertID names our issuer (RFC 6960 §4.1.1: hashes of the issuer's

@@ -415,3 +415,30 @@ fn get_form_is_decoded() {
         Err(OcspError::BadBase64(_))
     ));
 }
+
+#[test]
+fn one_responder_serves_many_threads() {
+    let p = pki();
+    let r = std::sync::Arc::new(responder(&p));
+    let good = p.good.cert.clone();
+    let ca = p.ca.cert.clone();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (r, good, ca) = (r.clone(), good.clone(), ca.clone());
+            std::thread::spawn(move || {
+                for _ in 0..10 {
+                    let req = OcspClientRequest::new(&good, &ca).unwrap();
+                    let now = Utc::now();
+                    let reply = r.respond(req.der(), &lookup, now);
+                    let check = req
+                        .verify_response(&reply.der, std::slice::from_ref(&ca), now)
+                        .unwrap();
+                    assert_eq!(check.status, CertStatus::Good);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}

@@ -333,3 +333,36 @@ fn archived_token_is_checked_at_its_gen_time() {
     let err = verify_response(&tsa.respond(req.der()).der, &req, &trust(&p)).unwrap_err();
     assert!(matches!(err, TsaError::BadSignature(_)), "{err}");
 }
+
+#[test]
+fn one_authority_serves_many_threads() {
+    let p = pki();
+    let tsa = std::sync::Arc::new(authority(&p));
+    let handles: Vec<_> = (0..4u8)
+        .map(|t| {
+            let tsa = tsa.clone();
+            std::thread::spawn(move || {
+                (0..10u8)
+                    .map(|i| {
+                        let req =
+                            TimestampRequest::for_data(ImprintAlgorithm::Sha256, &[t, i]).unwrap();
+                        (req, tsa.respond(&[]).status, tsa.respond(&[t, i]).status)
+                    })
+                    .map(|(req, s1, s2)| {
+                        assert_eq!(s1, PkiStatus::Rejection);
+                        assert_eq!(s2, PkiStatus::Rejection);
+                        (req.der().to_vec(), tsa.respond(req.der()).der, req)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut serials = HashSet::new();
+    for h in handles {
+        for (_, resp, req) in h.join().unwrap() {
+            let token = verify_response(&resp, &req, &trust(&p)).unwrap();
+            assert!(serials.insert(token.serial.to_vec()));
+        }
+    }
+    assert_eq!(serials.len(), 40);
+}
