@@ -23,8 +23,11 @@
 //! - Byte lengths are checked to fit in a C `int`/`long` before a call; an
 //!   input that does not fit is reported as an error, never truncated.
 //!
-//! Only libcrypto 1.1.1 / 3.x semantics are assumed (the build links the
-//! system OpenSSL 3).
+//! libcrypto 3.x is assumed (the build links the system OpenSSL 3):
+//! `TS_VERIFY_CTX_set_certs` is the 3.x name, and `TS_VERIFY_CTX_set_store` /
+//! `_set_certs` take ownership of their arguments as they do in 3.0–3.x
+//! (3.4 deprecates them in favour of the `set0` spellings with the same
+//! semantics).
 
 #![allow(unsafe_code)]
 

@@ -55,24 +55,12 @@ const REASONS: [(RevocationReason, &str, i32); 10] = [
     (RevocationReason::Unspecified, "unspecified", 0),
     (RevocationReason::KeyCompromise, "keyCompromise", 1),
     (RevocationReason::CaCompromise, "cACompromise", 2),
-    (
-        RevocationReason::AffiliationChanged,
-        "affiliationChanged",
-        3,
-    ),
+    (RevocationReason::AffiliationChanged, "affiliationChanged", 3),
     (RevocationReason::Superseded, "superseded", 4),
-    (
-        RevocationReason::CessationOfOperation,
-        "cessationOfOperation",
-        5,
-    ),
+    (RevocationReason::CessationOfOperation, "cessationOfOperation", 5),
     (RevocationReason::CertificateHold, "certificateHold", 6),
     (RevocationReason::RemoveFromCrl, "removeFromCRL", 8),
-    (
-        RevocationReason::PrivilegeWithdrawn,
-        "privilegeWithdrawn",
-        9,
-    ),
+    (RevocationReason::PrivilegeWithdrawn, "privilegeWithdrawn", 9),
     (RevocationReason::AaCompromise, "aACompromise", 10),
 ];
 
@@ -97,10 +85,7 @@ impl RevocationReason {
 
     /// The reason for a numeric code, if the code is assigned.
     pub fn from_code(code: i32) -> Option<Self> {
-        REASONS
-            .iter()
-            .find(|(_, _, c)| *c == code)
-            .map(|(r, _, _)| *r)
+        REASONS.iter().find(|(_, _, c)| *c == code).map(|(r, _, _)| *r)
     }
 }
 
