@@ -747,19 +747,20 @@ impl Component {
 
     fn to_item(&self) -> Result<Item> {
         let name = sfv::String::from_string(self.name.clone())
-            .map_err(|_| self.invalid("name is not a valid string"))?;
+            .map_err(|_| self.invalid_unserializable("name is not a valid string"))?;
         let mut params = Parameters::new();
         for p in &self.params {
             let key = key_of(p.key());
             let value = match p {
-                ComponentParam::Key(v) | ComponentParam::Name(v) => BareItem::String(
-                    sfv::String::from_string(v.clone())
-                        .map_err(|_| self.invalid("parameter is not a valid string"))?,
-                ),
+                ComponentParam::Key(v) | ComponentParam::Name(v) => {
+                    BareItem::String(sfv::String::from_string(v.clone()).map_err(|_| {
+                        self.invalid_unserializable("parameter is not a valid string")
+                    })?)
+                }
                 _ => BareItem::Boolean(true),
             };
             if params.insert(key, value).is_some() {
-                return Err(self.invalid("duplicate parameter"));
+                return Err(self.invalid_unserializable("duplicate parameter"));
             }
         }
         Ok(Item::with_params(BareItem::String(name), params))
@@ -799,6 +800,15 @@ impl Component {
             c.params.push(p);
         }
         Ok(c)
+    }
+
+    /// Error for a component that cannot even be serialized; must not call
+    /// [`Self::identifier`] (which would recurse).
+    fn invalid_unserializable(&self, reason: &'static str) -> SignatureError {
+        SignatureError::InvalidComponent {
+            component: format!("{:?}", self.name),
+            reason,
+        }
     }
 
     fn invalid(&self, reason: &'static str) -> SignatureError {
@@ -1534,8 +1544,9 @@ pub fn signature_base(msg: &MessageView<'_>, params: &SignatureParams) -> Result
         if params.components[..i].contains(c) {
             return Err(SignatureError::DuplicateComponent(c.display_lossy()));
         }
+        let identifier = c.identifier()?;
         let value = component_value(msg, c)?;
-        out.push_str(&c.identifier()?);
+        out.push_str(&identifier);
         out.push_str(": ");
         out.push_str(&value);
         out.push('\n');

@@ -139,6 +139,15 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_components_never_panic(name in any::<String>(), key in any::<String>(), nonce in any::<String>()) {
+        let req = Request::get("https://a.example/?x=1").header("x", "a=1").body(()).unwrap().into_parts().0;
+        let msg = MessageView::request(&req);
+        for c in [Component::new(name.clone()), Component::field(&name), Component::field("x").key(key.clone()), Component::query_param(key.clone())] {
+            let _ = signature_base(&msg, &SignatureParams::new(vec![c]).with_nonce(nonce.clone()));
+        }
+    }
+
+    #[test]
     fn content_digest_never_panics(value in sf_like(), body in proptest::collection::vec(any::<u8>(), 0..64)) {
         prop_assert!(verify_content_digest(&value, &body).is_err() || value.contains("sha-"));
     }

@@ -484,6 +484,13 @@ fn structured_field_parameters() {
         (Component::new("@nope"), "invalid"),
         (Component::status(), "invalid"),
         (Component::new("Content-Type"), "invalid"),
+        (Component::new("caf\u{e9}"), "invalid"),
+        (Component::new("a\nb"), "invalid"),
+        (Component::field("example-dict").key("\u{e9}"), "invalid"),
+        (
+            Component::field("example-dict").key("a").key("a"),
+            "invalid",
+        ),
     ] {
         let err = signature_base(&msg, &SignatureParams::new(vec![c.clone()])).unwrap_err();
         let ok = match want {
@@ -492,6 +499,11 @@ fn structured_field_parameters() {
         };
         assert!(ok, "{c}: {err}");
     }
+    let bad_nonce = SignatureParams::new(vec![]).with_nonce("n\u{e9}");
+    assert!(matches!(
+        signature_base(&msg, &bad_nonce),
+        Err(SignatureError::InvalidSignatureParams(_))
+    ));
     let dup = SignatureParams::new(vec![Component::method(), Component::method()]);
     assert!(matches!(
         signature_base(&msg, &dup),
