@@ -1,0 +1,102 @@
+//! Sign and verify a node-to-node request with a 1 KiB body, as a node does:
+//! the Content-Digest is computed as part of signing and checked as part of
+//! verifying. Ids: `httpsig/sign/<alg>`, `httpsig/verify/<alg>`.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::Request;
+use ndxp_sign::digest::{content_digest, verify_content_digest};
+use ndxp_sign::httpsig::*;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::nid::Nid;
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+
+const NOW: i64 = 1_750_000_000;
+
+fn components() -> Vec<Component> {
+    vec![
+        Component::method(),
+        Component::target_uri(),
+        Component::field("content-digest"),
+        Component::field("ndxp-client"),
+        Component::field("ndxp-id"),
+    ]
+}
+
+fn unsigned() -> http::request::Parts {
+    Request::post("https://provider.example:8443/r1/VN/GOV/000.00.00.G22/QLHT/citizen/v1/lookup")
+        .header("content-type", "application/json")
+        .header("ndxp-client", "VN/GOV/000.00.00.G22/QLHT")
+        .header("ndxp-id", "0190a1b2-0000-7000-8000-000000000001")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0
+}
+
+fn sign(key: &SigningKey, body: &[u8]) -> http::request::Parts {
+    let mut req = unsigned();
+    req.headers
+        .insert("content-digest", content_digest(body).parse().unwrap());
+    let params = SignatureParams::new(components())
+        .with_created(NOW)
+        .with_keyid(key.keyid())
+        .with_alg(key.algorithm());
+    sign_request(&mut req, "ndxp", &params, key).unwrap();
+    req
+}
+
+fn bench(c: &mut Criterion) {
+    let body = vec![b'x'; 1024];
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let ec = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let rsa = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let keys = [
+        SigningKey::new(ec, "ec").unwrap(),
+        SigningKey::with_algorithm(rsa.clone(), Algorithm::RsaV15Sha256, "rsa15").unwrap(),
+        SigningKey::with_algorithm(rsa, Algorithm::RsaPssSha512, "rsapss").unwrap(),
+    ];
+    let policy = VerifyPolicy::new(components());
+    let mut g = c.benchmark_group("httpsig");
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    for key in &keys {
+        let alg = key.algorithm().as_str();
+        g.bench_function(format!("sign/{alg}"), |b| {
+            b.iter(|| sign(black_box(key), black_box(&body)))
+        });
+        let signed = sign(key, &body);
+        let vk = key.verifying_key().unwrap();
+        let resolver = move |k: &str| (k == vk.keyid()).then(|| vk.clone());
+        g.bench_function(format!("verify/{alg}"), |b| {
+            b.iter(|| {
+                let v = verify(
+                    &MessageView::request(black_box(&signed)),
+                    "ndxp",
+                    &policy,
+                    NOW,
+                    &resolver,
+                )
+                .unwrap();
+                let cd = signed
+                    .headers
+                    .get("content-digest")
+                    .unwrap()
+                    .to_str()
+                    .unwrap();
+                verify_content_digest(cd, black_box(&body)).unwrap();
+                v
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
