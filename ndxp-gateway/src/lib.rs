@@ -1,2 +1,23 @@
-//! ndxp-gateway library.
+//! # ndxp-gateway
+//!
+//! The central services of NDXP as a library; the `ndxp-gateway` binary is a
+//! thin command line over it. Today it holds the trust services of the
+//! platform ([`pki`]): the certification authority, the OCSP responder
+//! (RFC 6960) and the timestamp authority (RFC 3161) served over HTTP.
+//!
+//! Serving the PKI in-process, as the tests do:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! let pki = ndxp_sign::ca::Pki::open(std::path::Path::new("pki"), None)?;
+//! let service = Arc::new(ndxp_gateway::pki::PkiService::new(pki)?);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! println!("OCSP at http://{}/ocsp", listener.local_addr()?);
+//! ndxp_gateway::pki::serve(listener, service, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
 #![forbid(unsafe_code)]
+
+pub mod pki;

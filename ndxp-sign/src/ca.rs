@@ -211,6 +211,10 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl Fn(io::Error) -> CaError
     }
 }
 
+/// id-kp-documentSigning (RFC 9336), the extended key usage of signing
+/// certificates.
+pub const DOCUMENT_SIGNING_OID: &str = "1.3.6.1.5.5.7.3.36";
+
 /// Options for [`Pki::init`].
 #[derive(Clone)]
 pub struct InitOptions {
@@ -545,13 +549,23 @@ fn extensions(
                             .build()?,
                     );
                 }
-                Profile::Sign => v.push(
-                    KeyUsage::new()
-                        .critical()
-                        .digital_signature()
-                        .non_repudiation()
-                        .build()?,
-                ),
+                Profile::Sign => {
+                    v.push(
+                        KeyUsage::new()
+                            .critical()
+                            .digital_signature()
+                            .non_repudiation()
+                            .build()?,
+                    );
+                    // id-kp-documentSigning (RFC 9336): an explicit EKU
+                    // keeps a signing certificate from passing as a TLS
+                    // certificate in any standard verifier.
+                    v.push(
+                        ExtendedKeyUsage::new()
+                            .other(DOCUMENT_SIGNING_OID)
+                            .build()?,
+                    );
+                }
             }
             v.push(san.build(ctx)?);
         }

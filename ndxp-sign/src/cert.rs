@@ -504,6 +504,23 @@ pub fn read_pem_chain(pem: &[u8]) -> Result<Vec<X509>, CertError> {
     Ok(certs)
 }
 
+/// Reads one certificate, PEM or DER (the first one when PEM holds several).
+pub fn parse_certificate(data: &[u8]) -> Result<X509, CertError> {
+    if data.windows(11).any(|w| w == b"-----BEGIN ") {
+        return read_pem_chain(data)?
+            .into_iter()
+            .next()
+            .ok_or(CertError::BadPem {
+                detail: "no -----BEGIN CERTIFICATE----- block found",
+                source: None,
+            });
+    }
+    X509::from_der(data).map_err(|e| CertError::BadPem {
+        detail: "neither a PEM certificate nor a DER certificate",
+        source: Some(e),
+    })
+}
+
 /// Writes certificates as concatenated PEM blocks, in order.
 pub fn write_pem_chain(certs: &[X509]) -> Result<Vec<u8>, CertError> {
     let mut out = Vec::new();

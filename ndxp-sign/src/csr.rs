@@ -89,6 +89,11 @@ pub struct RequestedCertificate {
     pub ip_addresses: Vec<IpAddr>,
 }
 
+/// Encodes a CSR as PEM (`CERTIFICATE REQUEST`).
+pub fn csr_to_pem(req: &X509ReqRef) -> Result<Vec<u8>, CsrError> {
+    req.to_pem().map_err(CsrError::Build)
+}
+
 /// Builds and signs a CSR for a node's authentication (TLS) certificate.
 pub fn build_auth_csr(
     member: &MemberId,

@@ -118,6 +118,12 @@ pub enum KeyError {
     /// The key is neither an EC P-256 nor an RSA (2048 bits or more) key.
     #[error("unsupported key type: {0}; NDXP uses EC P-256 or RSA keys of 2048 bits or more")]
     UnsupportedKey(String),
+    /// A passphrase file whose first line is empty.
+    #[error("the passphrase file {} is empty; its first line must hold the passphrase", path.display())]
+    EmptyPassphrase {
+        /// The file.
+        path: PathBuf,
+    },
     /// A key store has no key under this name.
     #[error("the key store has no key named {0:?}")]
     UnknownKey(String),
@@ -266,6 +272,25 @@ impl FromStr for KeyAlgorithm {
             _ => Err(KeyError::UnknownAlgorithm(s.to_string())),
         }
     }
+}
+
+/// Reads a passphrase from the first line of a file (without its line
+/// ending), as operators pass it with `--passphrase-file`. An empty first
+/// line is an error rather than an empty passphrase.
+pub fn read_passphrase_file(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let data = std::fs::read(path).map_err(|source| KeyError::Io {
+        op: "could not read the passphrase file",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let line = data.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Err(KeyError::EmptyPassphrase {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(line.to_vec())
 }
 
 /// Encodes a private key as PKCS#8 PEM; with a passphrase, as an encrypted

@@ -1,6 +1,59 @@
-//! NDXP trust toolkit (skeleton: modules are filled in by the foundation issue).
+//! # ndxp-sign
+//!
+//! Everything cryptographic in NDXP, usable on its own by other vendors to
+//! verify what the platform signs:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`key`] | EC P-256 / RSA keys, PKCS#8 PEM (optionally encrypted), key files with mode 0600, a [`key::KeyStore`] trait for HSMs |
+//! | [`csr`] | PKCS#10 requests for node (authentication) and member (signing) identities |
+//! | [`cert`] | how identities map to certificate fields, fingerprints, PEM helpers |
+//! | [`ca`] | the platform CA and its directory: init, issue, revoke, status |
+//! | [`chain`] | chain validation at a given time, with a pluggable revocation check |
+//! | [`ocsp`] | RFC 6960 responder and client |
+//! | [`tsa`] | RFC 3161 timestamp authority and client |
+//! | [`digest`] | RFC 9530 `Content-Digest` |
+//! | [`httpsig`] | RFC 9421 HTTP Message Signatures (`ecdsa-p256-sha256`, `rsa-pss-sha512`, `rsa-v1_5-sha256`) |
+//! | [`jws`] | RFC 7515 JWS compact serialisation with `x5c`, for signed documents |
+//! | [`revocation`] | certificate status and RFC 5280 reason codes |
+//!
+//! All types are `openssl` types underneath (re-exported as
+//! [`openssl`]), so the modules compose: a key from [`key`] signs a CSR in
+//! [`csr`], a certificate from [`ca`] verifies an [`httpsig`] signature.
+//!
+//! ```
+//! use ndxp_sign::{digest, key::KeyAlgorithm};
+//! use ndxp_sign::httpsig::{self, Component, SignatureParams, SigningKey, VerifyPolicy};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = SigningKey::new(KeyAlgorithm::EcP256.generate()?, "member-key")?;
+//! let public = key.verifying_key()?;
+//! let (mut parts, ()) = http::Request::post("https://node.example/r1/VN/GOV/1/A/s/v1")
+//!     .header("content-digest", digest::content_digest(b"{}"))
+//!     .body(())?
+//!     .into_parts();
+//! let params = SignatureParams::new(vec![Component::method(), Component::target_uri(),
+//!                                        Component::field("content-digest")])
+//!     .with_created(1_700_000_000)
+//!     .with_keyid(key.keyid());
+//! httpsig::sign_request(&mut parts, "ndxp", &params, &key)?;
+//! let policy = VerifyPolicy::new(vec![Component::field("content-digest")]);
+//! let resolver = |id: &str| (id == "member-key").then(|| public.clone());
+//! httpsig::verify(&httpsig::MessageView::request(&parts), "ndxp", &policy, 1_700_000_010, &resolver)?;
+//! # Ok(()) }
+//! ```
+//!
+//! **Security behaviour.** Parsers of outside input (structured header
+//! fields, DER from OCSP and TSA peers, JWS) never panic and return typed
+//! errors; private key files are created with mode 0600 and refused when
+//! others can read them; signatures are compared and verified by OpenSSL;
+//! `unsafe` exists only in the private `ffi` module, which binds the
+//! libcrypto functions for RFC 3161 and OCSP response signing that the
+//! `openssl` crate lacks.
 
 #![deny(unsafe_code)]
+
+pub use openssl;
 
 pub mod ca;
 pub mod cert;

@@ -1,0 +1,450 @@
+//! The `pki` commands and the OCSP/TSA server, checked with tools we did not
+//! write: the stock `openssl` command line and `curl`.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use ndxp_node::keys::{init_keys, KeysOptions};
+
+fn gateway(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_ndxp-gateway"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ndxp-gateway {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a stock tool and returns stdout+stderr; panics with a clear message
+/// if the tool is not installed (CI installs it).
+fn tool(program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{program}` (install it; .ci/run does): {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    pki: PathBuf,
+    auth_cert: PathBuf,
+    sign_cert: PathBuf,
+}
+
+/// `pki init`, then keys for one node made by the node library, issued by
+/// `pki issue`.
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tmp.path().join("pki");
+    gateway(&["pki", "init", "--dir", s(&pki)]);
+    let keys = tmp.path().join("node");
+    let files = init_keys(&KeysOptions::new(
+        keys.clone(),
+        "VN/GOV/000.00.00.G22".parse().unwrap(),
+        "node-g22".parse().unwrap(),
+    ))
+    .unwrap();
+    let auth_cert = keys.join("auth.pem");
+    let sign_cert = keys.join("sign.pem");
+    gateway(&[
+        "pki",
+        "issue",
+        "--dir",
+        s(&pki),
+        "--csr",
+        s(&files.auth_csr),
+        "--profile",
+        "auth",
+        "--out",
+        s(&auth_cert),
+    ]);
+    gateway(&[
+        "pki",
+        "issue",
+        "--dir",
+        s(&pki),
+        "--csr",
+        s(&files.sign_csr),
+        "--profile",
+        "sign",
+        "--out",
+        s(&sign_cert),
+    ]);
+    Fixture {
+        _tmp: tmp,
+        pki,
+        auth_cert,
+        sign_cert,
+    }
+}
+
+#[test]
+fn init_writes_the_documented_files_with_private_keys_0600() {
+    let f = fixture();
+    for name in ["ca.pem", "chain.pem", "tsa.pem"] {
+        assert!(f.pki.join(name).is_file(), "{name} missing");
+    }
+    let mut keys = 0;
+    for e in std::fs::read_dir(&f.pki).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "key") {
+            keys += 1;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} has mode {mode:o}", p.display());
+        }
+    }
+    assert!(keys >= 2, "expected CA and TSA keys");
+    // A second init must not clobber the CA.
+    let out = Command::new(env!("CARGO_BIN_EXE_ndxp-gateway"))
+        .args(["pki", "init", "--dir", s(&f.pki)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn issued_certificates_pass_openssl_verify() {
+    let f = fixture();
+    let ca = f.pki.join("ca.pem");
+    let chain = f.pki.join("chain.pem");
+    for (cert, purposes) in [
+        (&f.auth_cert, &["sslclient", "sslserver"][..]),
+        (&f.sign_cert, &[][..]),
+    ] {
+        let (ok, text) = tool(
+            "openssl",
+            &[
+                "verify",
+                "-CAfile",
+                s(&ca),
+                "-untrusted",
+                s(&chain),
+                s(cert),
+            ],
+        );
+        assert!(ok && text.contains(": OK"), "{text}");
+        for p in purposes {
+            let (ok, text) = tool(
+                "openssl",
+                &[
+                    "verify",
+                    "-purpose",
+                    p,
+                    "-CAfile",
+                    s(&ca),
+                    "-untrusted",
+                    s(&chain),
+                    s(cert),
+                ],
+            );
+            assert!(ok && text.contains(": OK"), "purpose {p}: {text}");
+        }
+    }
+    // The signing certificate is not a TLS certificate.
+    let (ok, _) = tool(
+        "openssl",
+        &[
+            "verify",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            s(&ca),
+            "-untrusted",
+            s(&chain),
+            s(&f.sign_cert),
+        ],
+    );
+    assert!(
+        !ok,
+        "a signing certificate must not pass as a TLS server certificate"
+    );
+}
+
+/// Starts `pki serve`'s server in-process on a free loopback port.
+fn serve(pki: &Path) -> (tokio::runtime::Runtime, String) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pki = ndxp_sign::ca::Pki::open(pki, None).unwrap();
+    let service = Arc::new(ndxp_gateway::pki::PkiService::new(pki).unwrap());
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(ndxp_gateway::pki::serve(
+        listener,
+        service,
+        std::future::pending(),
+    ));
+    (rt, format!("http://{addr}"))
+}
+
+/// The certificate that issued `cert`: the last certificate of chain.pem,
+/// or the root when there is no intermediate.
+fn issuer_of(pki: &Path) -> PathBuf {
+    let chain = std::fs::read_to_string(pki.join("chain.pem")).unwrap();
+    if chain.contains("BEGIN CERTIFICATE") {
+        pki.join("chain.pem")
+    } else {
+        pki.join("ca.pem")
+    }
+}
+
+/// `openssl ocsp` asking `url` about `cert`; the answer must verify.
+fn openssl_ocsp(f: &Fixture, cert: &Path, url: &str) -> String {
+    let (ok, text) = tool(
+        "openssl",
+        &[
+            "ocsp",
+            "-issuer",
+            s(&issuer_of(&f.pki)),
+            "-cert",
+            s(cert),
+            "-url",
+            url,
+            "-CAfile",
+            s(&f.pki.join("ca.pem")),
+            "-verify_other",
+            s(&f.pki.join("chain.pem")),
+        ],
+    );
+    assert!(ok, "openssl ocsp failed: {text}");
+    assert!(text.contains("Response verify OK"), "{text}");
+    text
+}
+
+#[test]
+fn openssl_ocsp_says_good_then_revoked_after_pki_revoke() {
+    let f = fixture();
+    let (_rt, base) = serve(&f.pki);
+    let url = format!("{base}/ocsp");
+    let text = openssl_ocsp(&f, &f.auth_cert, &url);
+    assert!(
+        text.contains(&format!("{}: good", s(&f.auth_cert))),
+        "{text}"
+    );
+
+    gateway(&[
+        "pki",
+        "revoke",
+        "--dir",
+        s(&f.pki),
+        "--cert",
+        s(&f.auth_cert),
+        "--reason",
+        "keyCompromise",
+    ]);
+    let text = openssl_ocsp(&f, &f.auth_cert, &url);
+    assert!(
+        text.contains(&format!("{}: revoked", s(&f.auth_cert))),
+        "{text}"
+    );
+    assert!(text.contains("keyCompromise"), "{text}");
+    // The other certificate is unaffected.
+    let text = openssl_ocsp(&f, &f.sign_cert, &url);
+    assert!(text.contains(": good"), "{text}");
+}
+
+#[test]
+fn ocsp_get_form_and_bad_requests() {
+    let f = fixture();
+    let (_rt, base) = serve(&f.pki);
+    let dir = f.pki.parent().unwrap();
+    let req = dir.join("req.der");
+    let (ok, text) = tool(
+        "openssl",
+        &[
+            "ocsp",
+            "-issuer",
+            s(&issuer_of(&f.pki)),
+            "-cert",
+            s(&f.auth_cert),
+            "-no_nonce",
+            "-reqout",
+            s(&req),
+        ],
+    );
+    assert!(ok, "{text}");
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&req).unwrap());
+    let encoded: String = b64
+        .chars()
+        .map(|c| match c {
+            '+' => "%2B".to_string(),
+            '/' => "%2F".to_string(),
+            '=' => "%3D".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    let resp = dir.join("resp.der");
+    let (ok, text) = tool(
+        "curl",
+        &["-sf", "-o", s(&resp), &format!("{base}/ocsp/{encoded}")],
+    );
+    assert!(ok, "GET /ocsp failed: {text}");
+    let (ok, text) = tool(
+        "openssl",
+        &[
+            "ocsp",
+            "-respin",
+            s(&resp),
+            "-issuer",
+            s(&issuer_of(&f.pki)),
+            "-cert",
+            s(&f.auth_cert),
+            "-CAfile",
+            s(&f.pki.join("ca.pem")),
+            "-verify_other",
+            s(&f.pki.join("chain.pem")),
+        ],
+    );
+    assert!(ok && text.contains(": good"), "{text}");
+
+    // Garbage gets an OCSP "malformedRequest" answer, not a crash or a 500.
+    let (ok, text) = tool(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            s(&resp),
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Content-Type: application/ocsp-request",
+            "--data-binary",
+            "not DER at all",
+            &format!("{base}/ocsp"),
+        ],
+    );
+    assert!(ok && text.starts_with("200"), "{text}");
+    let (_, text) = tool(
+        "openssl",
+        &["ocsp", "-respin", s(&resp), "-resp_text", "-noverify"],
+    );
+    assert!(text.to_lowercase().contains("malformed"), "{text}");
+
+    // Oversize and wrong media type are refused before any parsing.
+    let big = dir.join("big.bin");
+    std::fs::write(&big, vec![0u8; ndxp_gateway::pki::MAX_REQUEST_BYTES + 1]).unwrap();
+    assert_eq!(
+        http_status(
+            Some("application/ocsp-request"),
+            &format!("@{}", s(&big)),
+            &format!("{base}/ocsp")
+        ),
+        "413"
+    );
+    assert_eq!(http_status(None, "x", &format!("{base}/tsa")), "415");
+}
+
+/// The HTTP status curl sees for a POST of `data` (curl's `--data-binary`
+/// syntax) to `url`.
+fn http_status(content_type: Option<&str>, data: &str, url: &str) -> String {
+    let mut args = vec![
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--data-binary",
+        data,
+    ];
+    let header = content_type.map(|t| format!("Content-Type: {t}"));
+    if let Some(h) = &header {
+        args.extend(["-H", h.as_str()]);
+    }
+    args.push(url);
+    tool("curl", &args).1
+}
+
+#[test]
+fn openssl_ts_verifies_our_timestamps() {
+    let f = fixture();
+    let (_rt, base) = serve(&f.pki);
+    let dir = f.pki.parent().unwrap();
+    let data = dir.join("data.txt");
+    std::fs::write(&data, b"a message log chain head").unwrap();
+    let q = dir.join("q.tsq");
+    let r = dir.join("r.tsr");
+    let (ok, text) = tool(
+        "openssl",
+        &[
+            "ts",
+            "-query",
+            "-data",
+            s(&data),
+            "-sha256",
+            "-cert",
+            "-out",
+            s(&q),
+        ],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = tool(
+        "curl",
+        &[
+            "-sf",
+            "-H",
+            "Content-Type: application/timestamp-query",
+            "--data-binary",
+            &format!("@{}", s(&q)),
+            "-o",
+            s(&r),
+            &format!("{base}/tsa"),
+        ],
+    );
+    assert!(ok, "POST /tsa failed: {text}");
+    let untrusted = dir.join("tsa-chain.pem");
+    let mut pem = std::fs::read(f.pki.join("tsa.pem")).unwrap();
+    pem.extend(std::fs::read(f.pki.join("chain.pem")).unwrap());
+    std::fs::write(&untrusted, pem).unwrap();
+    let (ok, text) = tool(
+        "openssl",
+        &[
+            "ts",
+            "-verify",
+            "-in",
+            s(&r),
+            "-queryfile",
+            s(&q),
+            "-CAfile",
+            s(&f.pki.join("ca.pem")),
+            "-untrusted",
+            s(&untrusted),
+        ],
+    );
+    assert!(ok && text.contains("Verification: OK"), "{text}");
+    // Against other data it must fail.
+    std::fs::write(&data, b"another message").unwrap();
+    let (ok, text) = tool(
+        "openssl",
+        &[
+            "ts",
+            "-verify",
+            "-in",
+            s(&r),
+            "-data",
+            s(&data),
+            "-CAfile",
+            s(&f.pki.join("ca.pem")),
+            "-untrusted",
+            s(&untrusted),
+        ],
+    );
+    assert!(!ok, "verification against other data passed: {text}");
+}

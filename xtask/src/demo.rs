@@ -1,0 +1,496 @@
+//! `cargo xtask demo`: builds the binaries, creates a fresh PKI and data
+//! directory, starts the platform's services and runs every flow that exists
+//! once, printing what it did (DESIGN §12). With `--once` it stops after the
+//! flows and exits 0 only if all of them passed; otherwise it keeps the
+//! services running until Ctrl-C.
+//!
+//! The flows drive the real binaries as an operator would (`ndxp-gateway pki
+//! ...`, `ndxp-node keys init`) and check the answers with the `ndxp-sign`
+//! client side, as a member's system would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use chrono::Utc;
+use ndxp_sign::cert::{parse_certificate, read_pem_chain};
+use ndxp_sign::chain::{verify_chain, Purpose};
+use ndxp_sign::httpsig::{self, Component, SignatureParams, SigningKey, VerifyPolicy};
+use ndxp_sign::ocsp::OcspClientRequest;
+use ndxp_sign::openssl::x509::{X509Ref, X509VerifyResult, X509};
+use ndxp_sign::revocation::CertStatus;
+use ndxp_sign::tsa::{ImprintAlgorithm, TimestampRequest, TsaTrust};
+use serde_json::json;
+
+use crate::util::{cargo, root, run_step};
+
+/// The demo's fixed identities (DESIGN §12).
+const PROVIDER: (&str, &str) = ("VN/GOV/000.00.00.H29", "node-h29");
+const CONSUMER: (&str, &str) = ("VN/GOV/000.00.00.G22", "node-g22");
+const CLIENT: &str = "VN/GOV/000.00.00.G22/QLHT";
+const SERVICE: &str = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1";
+const SAMPLE_PATH: &str = "/persons/001099012345";
+/// Default port of the PKI service (OCSP + TSA), as in the README.
+const PKI_PORT: u16 = 8190;
+
+struct Options {
+    dir: PathBuf,
+    once: bool,
+    pki_port: u16,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        dir: root().join("target/ndxp-demo"),
+        once: false,
+        pki_port: PKI_PORT,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--once" => o.once = true,
+            "--dir" => o.dir = PathBuf::from(it.next().context("--dir needs a value")?),
+            "--pki-port" => {
+                o.pki_port = it
+                    .next()
+                    .context("--pki-port needs a value")?
+                    .parse()
+                    .context("--pki-port must be a port number")?
+            }
+            other => bail!("unknown demo option {other:?} (known: --dir D, --once, --pki-port P)"),
+        }
+    }
+    Ok(o)
+}
+
+/// Kills the child processes when the demo ends, however it ends.
+struct Services(Vec<(String, Child)>);
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        for (name, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("    stopped {name}");
+        }
+    }
+}
+
+struct Report {
+    passed: usize,
+    failed: Vec<String>,
+}
+
+impl Report {
+    fn step(&mut self, name: &str, f: impl FnOnce() -> Result<String>) {
+        match f() {
+            Ok(what) => {
+                self.passed += 1;
+                println!("[ok]   {name}: {what}");
+            }
+            Err(e) => {
+                self.failed.push(name.to_string());
+                println!("[FAIL] {name}: {e:#}");
+            }
+        }
+    }
+}
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let o = parse(args)?;
+    println!("==> building the binaries");
+    run_step(
+        "build",
+        cargo().args(["build", "--workspace", "--bins", "--locked"]),
+    )?;
+    let bin = root().join("target/debug");
+
+    if o.dir.exists() {
+        std::fs::remove_dir_all(&o.dir)
+            .with_context(|| format!("removing the previous demo in {}", o.dir.display()))?;
+    }
+    std::fs::create_dir_all(o.dir.join("logs"))?;
+    let dir = o.dir.canonicalize()?;
+    println!("==> demo directory {}", dir.display());
+
+    let pki = dir.join("pki");
+    let base = format!("http://127.0.0.1:{}", o.pki_port);
+    let ocsp_url = format!("{base}/ocsp");
+    let tsa_url = format!("{base}/tsa");
+    let mut services = Services(Vec::new());
+    let mut report = Report {
+        passed: 0,
+        failed: Vec::new(),
+    };
+
+    report.step("create the PKI (root, issuing CA, TSA)", || {
+        exec(
+            &bin,
+            "ndxp-gateway",
+            &["pki", "init", "--dir", p(&pki), "--ocsp-url", &ocsp_url],
+        )?;
+        Ok(format!("{}/ca.pem", pki.display()))
+    });
+
+    let mut nodes = Vec::new();
+    for (member, node) in [PROVIDER, CONSUMER] {
+        let ndir = dir.join("nodes").join(node);
+        report.step(
+            &format!("keys and certificates for {node} ({member})"),
+            || {
+                exec(
+                    &bin,
+                    "ndxp-node",
+                    &[
+                        "keys",
+                        "init",
+                        "--dir",
+                        p(&ndir),
+                        "--member",
+                        member,
+                        "--node",
+                        node,
+                        "--alt-name",
+                        "127.0.0.1",
+                    ],
+                )?;
+                for profile in ["auth", "sign"] {
+                    issue(&bin, &pki, profile, &ndir)?;
+                }
+                Ok("auth.pem (TLS) and sign.pem (signing) issued".into())
+            },
+        );
+        nodes.push(json!({
+            "name": node, "member": member, "dir": ndir,
+            "auth_cert": ndir.join("auth.pem"), "auth_key": ndir.join("auth.key"),
+            "sign_cert": ndir.join("sign.pem"), "sign_key": ndir.join("sign.key"),
+        }));
+    }
+
+    report.step("start the OCSP responder and TSA", || {
+        let log = std::fs::File::create(dir.join("logs/pki.log"))?;
+        let child = Command::new(bin.join("ndxp-gateway"))
+            .args([
+                "pki",
+                "serve",
+                "--dir",
+                p(&pki),
+                "--listen",
+                &format!("127.0.0.1:{}", o.pki_port),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting ndxp-gateway pki serve")?;
+        services.0.push(("pki serve".into(), child));
+        wait_ready(&format!("{base}/healthz"), Duration::from_secs(15))?;
+        Ok(format!(
+            "OCSP {ocsp_url}, TSA {tsa_url}, log {}/logs/pki.log",
+            dir.display()
+        ))
+    });
+
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let anchors =
+        read_pem_chain(&std::fs::read(pki.join("ca.pem")).unwrap_or_default()).unwrap_or_default();
+    let intermediates = read_pem_chain(&std::fs::read(pki.join("chain.pem")).unwrap_or_default())
+        .unwrap_or_default();
+
+    for (member, node) in [PROVIDER, CONSUMER] {
+        let ndir = dir.join("nodes").join(node);
+        report.step(
+            &format!("chain + OCSP check of {node}'s certificates"),
+            || {
+                let mut out = Vec::new();
+                for (file, purpose) in [("auth.pem", Purpose::Auth), ("sign.pem", Purpose::Sign)] {
+                    let status =
+                        check_cert(&http, &ndir.join(file), &anchors, &intermediates, purpose)?;
+                    ensure!(status == CertStatus::Good, "{file} is {status:?}");
+                    out.push(format!("{file} good"));
+                }
+                let _ = member;
+                Ok(out.join(", "))
+            },
+        );
+    }
+
+    report.step("RFC 3161 timestamp from the TSA", || {
+        let req =
+            TimestampRequest::for_data(ImprintAlgorithm::Sha256, b"NDXP demo: message log head")?;
+        let resp = post_der(&http, &tsa_url, "application/timestamp-query", req.der())?;
+        let trust = TsaTrust::new(anchors.clone()).with_untrusted(intermediates.clone());
+        let token = ndxp_sign::tsa::verify_response(&resp, &req, &trust)?;
+        std::fs::write(dir.join("demo-timestamp.tsr"), &resp)?;
+        Ok(format!(
+            "genTime {} serial {}, saved demo-timestamp.tsr",
+            token.gen_time, token.serial
+        ))
+    });
+
+    report.step("RFC 9421 signed request, consumer to provider", || {
+        let ndir = dir.join("nodes").join(CONSUMER.1);
+        let key = ndxp_sign::key::read_private_key_file(&ndir.join("sign.key"), None)?;
+        let cert = parse_certificate(&std::fs::read(ndir.join("sign.pem"))?)?;
+        let keyid = ndxp_sign::cert::fingerprint_sha256(&cert);
+        let key = SigningKey::new(key, keyid.clone())?;
+        let body = b"";
+        let (mut parts, ()) =
+            http::Request::get(format!("https://127.0.0.1/r1/{SERVICE}{SAMPLE_PATH}"))
+                .header("content-digest", ndxp_sign::digest::content_digest(body))
+                .header("ndxp-client", CLIENT)
+                .body(())?
+                .into_parts();
+        let now = Utc::now().timestamp();
+        let params = SignatureParams::new(vec![
+            Component::method(),
+            Component::target_uri(),
+            Component::field("content-digest"),
+            Component::field("ndxp-client"),
+        ])
+        .with_created(now)
+        .with_keyid(key.keyid())
+        .with_alg(key.algorithm());
+        httpsig::sign_request(&mut parts, "ndxp", &params, &key)?;
+        // The provider side: the certificate must chain to the CA and be a
+        // signing certificate of the member named in NDXP-Client.
+        verify_chain(
+            &cert,
+            &intermediates,
+            &anchors,
+            Utc::now(),
+            Purpose::Sign,
+            &ndxp_sign::chain::NoRevocationCheck,
+        )?;
+        let signer = ndxp_sign::cert::member_of(&cert)?;
+        ensure!(
+            CLIENT.starts_with(&format!("{signer}/")),
+            "signer {signer} does not own {CLIENT}"
+        );
+        let public = httpsig::VerifyingKey::new(cert.public_key()?, keyid.clone())?;
+        let policy = VerifyPolicy::new(vec![
+            Component::method(),
+            Component::target_uri(),
+            Component::field("content-digest"),
+            Component::field("ndxp-client"),
+        ]);
+        let resolver = |k: &str| (k == keyid).then(|| public.clone());
+        let v = httpsig::verify(
+            &httpsig::MessageView::request(&parts),
+            "ndxp",
+            &policy,
+            now,
+            &resolver,
+        )?;
+        let input = parts
+            .headers
+            .get("signature-input")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        Ok(format!(
+            "{} signed by {signer}; Signature-Input: {input}",
+            v.algorithm
+        ))
+    });
+
+    report.step(
+        "revoke a superseded certificate; OCSP reports it at once",
+        || {
+            let old = dir.join("nodes/superseded");
+            exec(
+                &bin,
+                "ndxp-node",
+                &[
+                    "keys",
+                    "init",
+                    "--dir",
+                    p(&old),
+                    "--member",
+                    CONSUMER.0,
+                    "--node",
+                    CONSUMER.1,
+                ],
+            )?;
+            issue(&bin, &pki, "sign", &old)?;
+            let cert = old.join("sign.pem");
+            ensure!(
+                check_cert(&http, &cert, &anchors, &intermediates, Purpose::Sign)?
+                    == CertStatus::Good
+            );
+            exec(
+                &bin,
+                "ndxp-gateway",
+                &[
+                    "pki",
+                    "revoke",
+                    "--dir",
+                    p(&pki),
+                    "--cert",
+                    p(&cert),
+                    "--reason",
+                    "superseded",
+                ],
+            )?;
+            match check_cert(&http, &cert, &anchors, &intermediates, Purpose::Sign)? {
+                CertStatus::Revoked { reason, at } => Ok(format!("revoked ({reason}) at {at}")),
+                other => bail!("expected revoked, OCSP says {other:?}"),
+            }
+        },
+    );
+
+    let demo = json!({
+        "dir": dir,
+        "ca_cert": pki.join("ca.pem"),
+        "chain": pki.join("chain.pem"),
+        "tsa_cert": pki.join("tsa.pem"),
+        "tsa_url": tsa_url,
+        "ocsp_url": ocsp_url,
+        "client": CLIENT,
+        "services": [SERVICE],
+        "sample_path": SAMPLE_PATH,
+        "nodes": nodes,
+    });
+    std::fs::write(dir.join("demo.json"), serde_json::to_vec_pretty(&demo)?)?;
+    println!("==> wrote {}", dir.join("demo.json").display());
+    println!(
+        "==> {} steps passed, {} failed{}",
+        report.passed,
+        report.failed.len(),
+        if report.failed.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", report.failed.join("; "))
+        }
+    );
+    if !report.failed.is_empty() {
+        bail!("the demo failed");
+    }
+    if o.once {
+        return Ok(());
+    }
+    println!("==> services running (OCSP {ocsp_url}, TSA {tsa_url}); press Ctrl-C to stop");
+    for (_, child) in &mut services.0 {
+        let _ = child.wait();
+    }
+    Ok(())
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap_or_default()
+}
+
+/// Runs one of our binaries and fails with its stderr if it fails.
+fn exec(bin: &Path, name: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new(bin.join(name))
+        .args(args)
+        .output()
+        .with_context(|| format!("running {name}"))?;
+    if !out.status.success() {
+        bail!(
+            "{name} {} failed: {}",
+            args.first().copied().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// `ndxp-gateway pki issue` of `dir/{profile}.csr` into `dir/{profile}.pem`.
+fn issue(bin: &Path, pki: &Path, profile: &str, dir: &Path) -> Result<()> {
+    let csr = dir.join(format!("{profile}.csr"));
+    let out = dir.join(format!("{profile}.pem"));
+    exec(
+        bin,
+        "ndxp-gateway",
+        &[
+            "pki",
+            "issue",
+            "--dir",
+            p(pki),
+            "--profile",
+            profile,
+            "--csr",
+            p(&csr),
+            "--out",
+            p(&out),
+        ],
+    )
+}
+
+/// POSTs a DER request and returns the DER answer of a 2xx response.
+fn post_der(
+    http: &reqwest::blocking::Client,
+    url: &str,
+    content_type: &str,
+    der: &[u8],
+) -> Result<Vec<u8>> {
+    let resp = http
+        .post(url)
+        .header("content-type", content_type)
+        .body(der.to_vec())
+        .send()?
+        .error_for_status()?;
+    Ok(resp.bytes()?.to_vec())
+}
+
+fn wait_ready(url: &str, limit: Duration) -> Result<()> {
+    let start = Instant::now();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()?;
+    loop {
+        if client
+            .get(url)
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            bail!("{url} did not answer within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Validates a certificate's chain with its revocation status fetched from
+/// the OCSP URL in the certificate, as a node does before trusting a peer.
+fn check_cert(
+    http: &reqwest::blocking::Client,
+    path: &Path,
+    anchors: &[X509],
+    intermediates: &[X509],
+    purpose: Purpose,
+) -> Result<CertStatus> {
+    let cert = parse_certificate(&std::fs::read(path)?)?;
+    let issuer = intermediates
+        .iter()
+        .chain(anchors)
+        .find(|c| c.issued(&cert) == X509VerifyResult::OK)
+        .context("no issuer for the certificate")?;
+    let url = cert
+        .ocsp_responders()?
+        .iter()
+        .next()
+        .map(|u| u.to_string())
+        .context("the certificate names no OCSP responder")?;
+    let req = OcspClientRequest::new(&cert, issuer)?;
+    let resp = post_der(http, &url, "application/ocsp-request", req.der())?;
+    let check = req.verify_response(&resp, anchors, Utc::now())?;
+    if check.status == CertStatus::Good {
+        let leaf = cert.to_der()?;
+        // Intermediates are vouched for by the root operator; the leaf's
+        // status is the one the OCSP responder just gave.
+        let checker = ndxp_sign::chain::from_fn(|c: &X509Ref, _issuer: &X509Ref| {
+            Ok(if c.to_der()? == leaf {
+                check.status.clone()
+            } else {
+                CertStatus::Good
+            })
+        });
+        verify_chain(&cert, intermediates, anchors, Utc::now(), purpose, &checker)?;
+    }
+    Ok(check.status)
+}
