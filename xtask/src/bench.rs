@@ -67,11 +67,11 @@ fn httpsig() -> Result<()> {
     );
     for r in &rows {
         println!(
-            "{:<20} {:<7} {:>14} {:>16} {:>6.1}%",
+            "{:<20} {:<7} {:>14.0} {:>16.0} {:>6.1}%",
             r["algorithm"].as_str().unwrap_or(""),
             r["operation"].as_str().unwrap_or(""),
-            r["ndxp_per_s"],
-            r["openssl_per_s"],
+            r["ndxp_per_s"].as_f64().unwrap_or(0.0),
+            r["openssl_per_s"].as_f64().unwrap_or(0.0),
             r["ratio"].as_f64().unwrap_or(0.0) * 100.0
         );
     }
