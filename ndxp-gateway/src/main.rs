@@ -95,6 +95,10 @@ enum PkiCommand {
         /// Address to listen on, IPv4 or IPv6 (e.g. 127.0.0.1:8190 or [::1]:8190).
         #[arg(long, default_value = "127.0.0.1:8190")]
         listen: SocketAddr,
+        /// Policy OID stamped into timestamp tokens (default: the
+        /// documentation-only 1.3.6.1.4.1.32473.3161.1).
+        #[arg(long)]
+        tsa_policy: Option<String>,
     },
 }
 
@@ -201,9 +205,16 @@ fn run(command: Command) -> Result<()> {
             );
             Ok(())
         }
-        Command::Pki(PkiCommand::Serve { dir, listen }) => {
+        Command::Pki(PkiCommand::Serve {
+            dir,
+            listen,
+            tsa_policy,
+        }) => {
             let pki = open(&dir)?;
-            let service = Arc::new(ndxp_gateway::pki::PkiService::new(pki)?);
+            let service = Arc::new(ndxp_gateway::pki::PkiService::with_tsa_policy(
+                pki,
+                tsa_policy.as_deref(),
+            )?);
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(listen)

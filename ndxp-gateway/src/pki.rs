@@ -50,11 +50,21 @@ pub enum PkiServiceError {
 }
 
 impl PkiService {
-    /// Builds the service over an opened PKI directory.
+    /// Builds the service over an opened PKI directory, with the default
+    /// timestamp policy.
     pub fn new(pki: Pki) -> Result<Self, PkiServiceError> {
-        let tsa = TimestampAuthority::new(pki.tsa_cert(), pki.tsa_key())
+        Self::with_tsa_policy(pki, None)
+    }
+
+    /// Builds the service, stamping tokens with `policy` (a dotted OID)
+    /// instead of the default documentation-only one.
+    pub fn with_tsa_policy(pki: Pki, policy: Option<&str>) -> Result<Self, PkiServiceError> {
+        let mut tsa = TimestampAuthority::new(pki.tsa_cert(), pki.tsa_key())
             .map_err(PkiServiceError::Tsa)?
             .with_chain(pki.chain().to_vec());
+        if let Some(oid) = policy {
+            tsa = tsa.with_policy(oid).map_err(PkiServiceError::Tsa)?;
+        }
         // The issuing CA signs OCSP answers for the certificates it issued.
         let ocsp = OcspResponder::new(pki.issuing_cert(), pki.issuing_cert(), pki.issuing_key())
             .map_err(PkiServiceError::Ocsp)?;

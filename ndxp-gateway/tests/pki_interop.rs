@@ -179,9 +179,13 @@ fn issued_certificates_pass_openssl_verify() {
 
 /// Starts `pki serve`'s server in-process on a free loopback port.
 fn serve(pki: &Path) -> (tokio::runtime::Runtime, String) {
+    serve_with_policy(pki, None)
+}
+
+fn serve_with_policy(pki: &Path, policy: Option<&str>) -> (tokio::runtime::Runtime, String) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let pki = ndxp_sign::ca::Pki::open(pki, None).unwrap();
-    let service = Arc::new(ndxp_gateway::pki::PkiService::new(pki).unwrap());
+    let service = Arc::new(ndxp_gateway::pki::PkiService::with_tsa_policy(pki, policy).unwrap());
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
@@ -375,7 +379,8 @@ fn http_status(content_type: Option<&str>, data: &str, url: &str) -> String {
 #[test]
 fn openssl_ts_verifies_our_timestamps() {
     let f = fixture();
-    let (_rt, base) = serve(&f.pki);
+    let policy = "1.3.6.1.4.1.32473.77.1";
+    let (_rt, base) = serve_with_policy(&f.pki, Some(policy));
     let dir = f.pki.parent().unwrap();
     let data = dir.join("data.txt");
     std::fs::write(&data, b"a message log chain head").unwrap();
@@ -429,6 +434,8 @@ fn openssl_ts_verifies_our_timestamps() {
         ],
     );
     assert!(ok && text.contains("Verification: OK"), "{text}");
+    let (_, text) = tool("openssl", &["ts", "-reply", "-in", s(&r), "-text"]);
+    assert!(text.contains(&format!("Policy OID: {policy}")), "{text}");
     // Against other data it must fail.
     std::fs::write(&data, b"another message").unwrap();
     let (ok, text) = tool(
