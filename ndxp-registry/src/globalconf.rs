@@ -1,0 +1,1 @@
+//! globalconf (to be written).

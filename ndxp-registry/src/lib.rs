@@ -1,0 +1,6 @@
+//! NDXP registry (skeleton; filled in by the management issue).
+#![forbid(unsafe_code)]
+
+pub mod globalconf;
+pub mod model;
+pub mod store;
