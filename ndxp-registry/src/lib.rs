@@ -3,4 +3,5 @@
 
 pub mod globalconf;
 pub mod model;
+pub mod registration;
 pub mod store;

@@ -1,0 +1,133 @@
+//! Node registration requests: signed by the member, checked by management.
+#![allow(clippy::unwrap_used)]
+
+use chrono::{Duration, Utc};
+use ndxp_core::{MemberId, NodeName};
+use ndxp_registry::registration::*;
+use ndxp_sign::ca::{InitOptions, Pki};
+use ndxp_sign::cert::Profile;
+use ndxp_sign::key::KeyAlgorithm;
+use ndxp_sign::openssl::pkey::{PKey, Private};
+use ndxp_sign::openssl::x509::X509;
+use proptest::prelude::*;
+
+struct Member {
+    id: MemberId,
+    sign_key: PKey<Private>,
+    sign_chain: Vec<X509>,
+    auth_pem: String,
+}
+
+fn new_pki() -> (tempfile::TempDir, Pki) {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = InitOptions {
+        ocsp_url: "http://127.0.0.1:1/ocsp".into(),
+        ..InitOptions::default()
+    };
+    let pki = Pki::init(&tmp.path().join("pki"), &opts).unwrap();
+    (tmp, pki)
+}
+
+fn member(pki: &Pki, id: &str, node: &str) -> Member {
+    let id: MemberId = id.parse().unwrap();
+    let node: NodeName = node.parse().unwrap();
+    let sign_key = KeyAlgorithm::EcP256.generate().unwrap();
+    let csr = ndxp_sign::csr::build_sign_csr(&id, &sign_key).unwrap();
+    let mut sign_chain = vec![pki.issue(&csr, Profile::Sign, 30).unwrap()];
+    sign_chain.extend(pki.chain().iter().cloned());
+    let auth_key = KeyAlgorithm::EcP256.generate().unwrap();
+    let csr = ndxp_sign::csr::build_auth_csr(&id, &node, &[], &[], &auth_key).unwrap();
+    let auth = pki.issue(&csr, Profile::Auth, 30).unwrap();
+    Member {
+        id,
+        sign_key,
+        sign_chain,
+        auth_pem: String::from_utf8(auth.to_pem().unwrap()).unwrap(),
+    }
+}
+
+fn payload(m: &Member, node: &str) -> RegistrationPayload {
+    RegistrationPayload::new(
+        m.id.clone(),
+        node.parse().unwrap(),
+        "https://127.0.0.1:8202".into(),
+        m.auth_pem.clone(),
+        Utc::now(),
+    )
+}
+
+fn signed(p: &RegistrationPayload, by: &Member) -> String {
+    sign_registration(p, &by.sign_key, &by.sign_chain).unwrap()
+}
+
+#[test]
+fn a_member_signed_request_is_accepted() {
+    let (_t, pki) = new_pki();
+    let g22 = member(&pki, "VN/GOV/000.00.00.G22", "node-g22");
+    let jws = signed(&payload(&g22, "node-g22"), &g22);
+    let v = verify_registration(&jws, &[pki.root_cert().clone()], Utc::now()).unwrap();
+    assert_eq!(v.payload.member, g22.id);
+    assert_eq!(v.payload.node.as_str(), "node-g22");
+    assert_eq!(v.auth_cert_sha256.len(), 64);
+}
+
+#[test]
+fn requests_that_must_be_refused() {
+    let (_t, pki) = new_pki();
+    let anchors = [pki.root_cert().clone()];
+    let g22 = member(&pki, "VN/GOV/000.00.00.G22", "node-g22");
+    let h29 = member(&pki, "VN/GOV/000.00.00.H29", "node-h29");
+    let check = |jws: &str| verify_registration(jws, &anchors, Utc::now());
+
+    // Signed by another member's key.
+    let jws = signed(&payload(&g22, "node-g22"), &h29);
+    assert!(matches!(
+        check(&jws),
+        Err(RegistrationError::WrongSigner { .. })
+    ));
+    // Carrying another member's TLS certificate.
+    let mut p = payload(&g22, "node-g22");
+    p.auth_cert_pem = h29.auth_pem.clone();
+    assert!(matches!(
+        check(&signed(&p, &g22)),
+        Err(RegistrationError::AuthCertificate(_))
+    ));
+    // Naming a node the TLS certificate was not issued to.
+    let jws = signed(&payload(&g22, "node-x"), &g22);
+    assert!(matches!(
+        check(&jws),
+        Err(RegistrationError::AuthCertificate(_))
+    ));
+    // Stale.
+    let jws = signed(&payload(&g22, "node-g22"), &g22);
+    assert!(matches!(
+        verify_registration(&jws, &anchors, Utc::now() + Duration::hours(1)),
+        Err(RegistrationError::Stale { .. })
+    ));
+    // A plain-HTTP address.
+    let mut p = payload(&g22, "node-g22");
+    p.address = "http://127.0.0.1:8202".into();
+    assert!(matches!(
+        check(&signed(&p, &g22)),
+        Err(RegistrationError::BadAddress(_))
+    ));
+    // From a CA the management does not trust.
+    let (_t2, other) = new_pki();
+    assert!(matches!(
+        verify_registration(&jws, &[other.root_cert().clone()], Utc::now()),
+        Err(RegistrationError::Signature(_))
+    ));
+    // Tampered payload.
+    let mut parts: Vec<String> = jws.split('.').map(str::to_string).collect();
+    parts[1] = parts[1].replacen('e', "f", 1);
+    assert!(check(&parts.join(".")).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn arbitrary_input_is_refused_without_panic(s in "\\PC{0,300}") {
+        let (_t, pki) = new_pki();
+        prop_assert!(verify_registration(&s, &[pki.root_cert().clone()], Utc::now()).is_err());
+    }
+}
