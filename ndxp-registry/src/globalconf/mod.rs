@@ -34,7 +34,8 @@
 //! })?;
 //! let management: ndxp_core::MemberId = "VN/GOV/MGMT".parse()?;
 //! let key = KeyAlgorithm::EcP256.generate()?;
-//! let cert = pki.issue(&csr::build_sign_csr(&management, &key)?, Profile::Sign, 30)?;
+//! let request = csr::build_sign_csr(&management, &key)?;
+//! let cert = pki.issue(&request, Profile::Sign, 30)?;
 //! let mut chain = vec![cert];
 //! chain.extend(pki.chain().iter().cloned());
 //!
