@@ -1,1 +1,0 @@
-//! globalconf (to be written).
