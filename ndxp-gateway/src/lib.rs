@@ -20,4 +20,5 @@
 
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod pki;
