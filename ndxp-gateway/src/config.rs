@@ -70,13 +70,6 @@ pub struct ManagementConfig {
     /// Largest request body accepted, in bytes; larger ones get 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
-    /// PEM certificate (chain) for HTTPS. Required, with `tls_key`, when
-    /// `listen` is not a loopback address.
-    #[serde(default)]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for HTTPS (mode 0600).
-    #[serde(default)]
-    pub tls_key: Option<PathBuf>,
 }
 
 fn default_management_listen() -> SocketAddr {
@@ -97,8 +90,6 @@ impl Default for ManagementConfig {
             listen: default_management_listen(),
             public_url: default_public_url(),
             max_body_bytes: default_max_body(),
-            tls_cert: None,
-            tls_key: None,
         }
     }
 }
@@ -274,10 +265,6 @@ impl GatewayConfig {
         for tsa in &mut g.tsas {
             abs(&mut tsa.cert);
         }
-        let m = &mut self.management;
-        for p in [&mut m.tls_cert, &mut m.tls_key].into_iter().flatten() {
-            abs(p);
-        }
         if let Some(rest) = self.storage.url.strip_prefix("sqlite://") {
             let p = Path::new(rest);
             if p.is_relative() && !rest.starts_with(':') {
@@ -288,14 +275,16 @@ impl GatewayConfig {
 
     fn validate(&self) -> Result<(), String> {
         let m = &self.management;
-        if m.tls_cert.is_some() != m.tls_key.is_some() {
-            return Err("[management] tls_cert and tls_key go together".into());
-        }
-        if !m.listen.ip().is_loopback() && m.tls_cert.is_none() {
-            return Err(format!(
-                "[management] listen = {} is not a loopback address; set tls_cert and tls_key so the API speaks HTTPS there",
-                m.listen
-            ));
+        // Plain HTTP is allowed only on loopback (DESIGN §11); HTTPS for
+        // the management API is not built yet, so other addresses are
+        // refused rather than served in the clear. Put a TLS-terminating
+        // proxy in front to publish it.
+        for (key, addr) in [("management", m.listen), ("admin", self.admin.listen)] {
+            if !addr.ip().is_loopback() {
+                return Err(format!(
+                    "[{key}] listen = {addr} is not a loopback address; plain HTTP is only served on loopback (use 127.0.0.1 or [::1] behind a TLS-terminating proxy)"
+                ));
+            }
         }
         if !(m.public_url.starts_with("http://") || m.public_url.starts_with("https://")) {
             return Err("[management] public_url must start with http:// or https://".into());
