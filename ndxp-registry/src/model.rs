@@ -112,21 +112,43 @@ pub struct Service {
 }
 
 /// Fields of a [`Service`] that can be changed; `None` leaves a field as it is.
-/// For optional fields, `Some(None)` clears the value.
+/// For optional fields, `Some(None)` clears the value. In JSON, an absent
+/// key leaves the field alone and `null` clears it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceUpdate {
     /// New description.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// New OpenAPI document (JSON text), or `Some(None)` to remove it.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub openapi: Option<Option<String>>,
     /// New deprecation time, or `Some(None)` to clear it.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deprecated_at: Option<Option<DateTime<Utc>>>,
     /// New sunset time, or `Some(None)` to clear it.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sunset_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// A key that is present (even as `null`) becomes `Some(..)`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A named group of subsystems, to grant a service to many clients at once.

@@ -1464,3 +1464,24 @@ async fn postgres_processes_migrate_at_once() {
         .unwrap();
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn sqlite_processes_open_at_once() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("race.db").display());
+        let o = opts();
+        let (a, b, c) = tokio::join!(
+            SqlStore::open(&url, &o),
+            SqlStore::open(&url, &o),
+            SqlStore::open(&url, &o)
+        );
+        let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+        a.add_member(&mid(H29), "H29", &actor()).await.unwrap();
+        assert_eq!(b.list_members().await.unwrap().len(), 1);
+        assert_eq!(c.registry_version().await.unwrap(), 1);
+        for s in [a, b, c] {
+            s.close().await;
+        }
+    }
+}

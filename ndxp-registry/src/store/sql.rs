@@ -153,10 +153,22 @@ impl SqlStore {
                 )
             })
             .collect();
-        Migrator::with_migrations(migrations)
-            .run(&self.pool)
-            .await
-            .map_err(StoreError::Migration)
+        let migrator = Migrator::with_migrations(migrations);
+        // SQLite has no migration lock: when two processes migrate a fresh
+        // file at once, the loser's transaction fails (and rolls back) once
+        // the winner commits; running again then finds the work done.
+        let attempts = match self.backend {
+            Backend::Sqlite => 3,
+            Backend::Postgres => 1,
+        };
+        let mut result = Ok(());
+        for _ in 0..attempts {
+            result = migrator.run(&self.pool).await;
+            if result.is_ok() {
+                break;
+            }
+        }
+        result.map_err(StoreError::Migration)
     }
 
     /// Closes every connection of the pool.
