@@ -1485,3 +1485,12 @@ async fn sqlite_processes_open_at_once() {
         }
     }
 }
+
+#[tokio::test]
+async fn sqlite_in_memory_keeps_its_data() {
+    let store = SqlStore::open("sqlite::memory:", &opts()).await.unwrap();
+    store.add_member(&mid(H29), "H29", &actor()).await.unwrap();
+    store.add_subsystem(&sid(CSDLDC), &actor()).await.unwrap();
+    assert_eq!(store.list_members().await.unwrap().len(), 1);
+    assert_eq!(store.snapshot().await.unwrap().registry_version, 2);
+}

@@ -92,7 +92,9 @@ impl SqlStore {
             if rest.is_empty() {
                 return Err(StoreError::UnsupportedUrl(url.to_string()));
             }
-            let with_mode = if rest.contains("mode=") {
+            let with_mode = if rest == ":memory:" {
+                "sqlite::memory:".to_string()
+            } else if rest.contains("mode=") {
                 format!("sqlite://{rest}")
             } else if rest.contains('?') {
                 format!("sqlite://{rest}&mode=rwc")
@@ -110,18 +112,20 @@ impl SqlStore {
             target: redact(url),
             source,
         };
-        // An in-memory SQLite database exists per connection: keep one.
-        let max = if backend == Backend::Sqlite && connect_url.contains(":memory:") {
-            1
-        } else {
-            options.max_connections.max(1)
-        };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(options.acquire_timeout)
-            .connect(&connect_url)
-            .await
-            .map_err(open_err)?;
+        // An in-memory SQLite database lives and dies with its connection:
+        // keep exactly one, forever.
+        let memory = backend == Backend::Sqlite && connect_url.contains(":memory:");
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(if memory {
+                1
+            } else {
+                options.max_connections.max(1)
+            })
+            .acquire_timeout(options.acquire_timeout);
+        if memory {
+            pool_options = pool_options.idle_timeout(None).max_lifetime(None);
+        }
+        let pool = pool_options.connect(&connect_url).await.map_err(open_err)?;
         if backend == Backend::Sqlite {
             // Persistent in the file; also proves the file is a database.
             let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
