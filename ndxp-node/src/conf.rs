@@ -25,7 +25,7 @@ use crate::http::{platform_client, HttpSetupError};
 #[non_exhaustive]
 pub enum ConfCommandError {
     /// The configuration (here: the anchor file) is not usable.
-    #[error(transparent)]
+    #[error("the node configuration cannot be used")]
     Config(#[from] ConfigError),
     /// The HTTP client could not be set up.
     #[error(transparent)]

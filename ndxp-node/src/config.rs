@@ -141,20 +141,22 @@ pub enum ConfigError {
     },
     /// The file is not valid TOML, a key is unknown or missing, or a value
     /// has the wrong type or form.
-    #[error("{}{}: {message}", path.display(), location.map(|(l, c)| format!(", line {l}, column {c}")).unwrap_or_default())]
+    #[error("{}", parse_text(path, key.as_deref()))]
     Parse {
         /// The configuration file.
         path: PathBuf,
         /// Line and column (1-based) where the problem is, when known.
         location: Option<(usize, usize)>,
-        /// What is wrong, naming the key.
+        /// The key (`table.key`) at fault, when known.
+        key: Option<String>,
+        /// What is wrong (the TOML error's message, without location).
         message: String,
-        /// The TOML error.
+        /// The TOML error; it shows the line and marks the place.
         #[source]
         source: Box<toml::de::Error>,
     },
     /// A value parsed but is not acceptable.
-    #[error("{}: {key}: {reason}", path.display())]
+    #[error("{}{key}: {reason}", file_prefix(path))]
     Invalid {
         /// The configuration file.
         path: PathBuf,
@@ -173,6 +175,35 @@ pub enum ConfigError {
         #[source]
         source: Box<ndxp_registry::globalconf::ConfError>,
     },
+}
+
+fn file_prefix(path: &Path) -> String {
+    if path.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", path.display())
+    }
+}
+
+fn parse_text(path: &Path, key: Option<&str>) -> String {
+    let mut s = file_prefix(path);
+    s.push_str("invalid configuration");
+    if let Some(k) = key {
+        s.push_str(&format!(" in `{k}`"));
+    }
+    s
+}
+
+/// The dotted key a TOML error is about. The `toml` crate keeps it private
+/// but names it (`in `a.b``) when the error is shown without its input.
+fn error_key(e: &toml::de::Error) -> Option<String> {
+    let mut bare = e.clone();
+    bare.set_input(None);
+    bare.to_string().lines().find_map(|l| {
+        l.strip_prefix("in `")
+            .and_then(|r| r.strip_suffix('`'))
+            .map(str::to_owned)
+    })
 }
 
 impl NodeConfig {
@@ -276,6 +307,7 @@ fn parse(text: &str, base: &Path, path: &Path) -> Result<NodeConfig, ConfigError
     let mut cfg: NodeConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
         path: path.to_path_buf(),
         location: source.span().map(|s| line_col(text, s.start)),
+        key: error_key(&source),
         message: source.message().trim_end().to_owned(),
         source: Box::new(source),
     })?;

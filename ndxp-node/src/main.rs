@@ -97,11 +97,29 @@ fn main() {
     match run(cli.command) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("ndxp-node: error: {e:#}");
+            eprintln!("ndxp-node: error: {}", error_text(&e));
             let bad_config = e.chain().any(|c| c.is::<ConfigError>());
             std::process::exit(if bad_config { EXIT_USAGE } else { 1 });
         }
     }
+}
+
+/// An error and its causes, `: `-separated, each cause left out when the
+/// text so far already says it.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut s = String::new();
+    for cause in e.chain() {
+        let t = cause.to_string();
+        let t = t.trim_end();
+        if s.contains(t) {
+            continue;
+        }
+        if !s.is_empty() {
+            s.push_str(": ");
+        }
+        s.push_str(t);
+    }
+    s
 }
 
 /// Runs a command; returns the exit status.
@@ -189,13 +207,13 @@ fn print_status(s: &NodeConfStatus) {
         println!("  version:       {v}");
     }
     if let Some(t) = c.generated_at {
-        println!("  generated at:  {}", t.to_rfc3339());
+        println!("  generated at:  {}", rfc3339(t));
     }
     if let (Some(t), Some(secs)) = (c.expires_at, c.expires_in_secs) {
         if secs > 0 {
-            println!("  expires at:    {} (in {})", t.to_rfc3339(), span(secs));
+            println!("  expires at:    {} (in {})", rfc3339(t), span(secs));
         } else {
-            println!("  expires at:    {} ({} ago)", t.to_rfc3339(), span(-secs));
+            println!("  expires at:    {} ({} ago)", rfc3339(t), span(-secs));
         }
     }
     if let Some(age) = c.age_secs {
@@ -239,6 +257,10 @@ fn print_status(s: &NodeConfStatus) {
             None => println!("    warning:     keys_dir/auth.pem cannot be read"),
         }
     }
+}
+
+fn rfc3339(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// A number of seconds as `1d 2h 3m 4s`.
