@@ -1,9 +1,17 @@
 //! # ndxp-node
 //!
 //! The DXL node of NDXP's distributed model, as a library; the `ndxp-node`
-//! binary is a thin command line over it. Today it prepares a member's node
-//! for admission ([`keys`]): the node's authentication key and the member's
-//! signing key, each with a CSR for the platform CA.
+//! binary is a thin command line over it. Today it covers admission:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`config`] | the node's one TOML configuration file |
+//! | [`keys`] | the node's authentication key and the member's signing key, each with a CSR for the platform CA |
+//! | [`admission`] | the signed registration request sent to the management API |
+//! | [`conf`] | fetching the global configuration and reporting its status, and this node's entry in it |
+//! | [`http`] | the HTTP client towards the platform |
+//!
+//! See `docs/node.md` for the configuration keys and the commands.
 //!
 //! ```no_run
 //! use ndxp_node::keys::{init_keys, KeysOptions};
@@ -18,4 +26,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
+pub mod conf;
+pub mod config;
+pub mod http;
 pub mod keys;

@@ -1,0 +1,430 @@
+//! The node's one configuration file (TOML), documented key by key in
+//! `docs/node.md`.
+//!
+//! Every table refuses unknown keys, so a typo is an error that names the
+//! key and its line rather than a setting silently ignored. Relative paths
+//! are taken relative to the directory of the configuration file, never to
+//! the working directory, so the same file works from any directory.
+//!
+//! Today's tables are `[node]`, `[management]` and `[conf]`; the exchange
+//! roles add their own tables (`[client]`, `[peer]`, `[admin]`,
+//! `[[services]]`) beside them as fields of [`NodeConfig`].
+//!
+//! ```
+//! use ndxp_node::config::NodeConfig;
+//! let toml = r#"
+//! [node]
+//! member = "VN/GOV/000.00.00.G22"
+//! name = "node-g22"
+//! address = "https://node.g22.example.vn:8443"
+//! keys_dir = "keys"
+//!
+//! [management]
+//! url = "https://management.ndxp.example.vn"
+//!
+//! [conf]
+//! anchor = "anchor.json"
+//! dir = "/var/lib/ndxp/node/conf"
+//! "#;
+//! let cfg = NodeConfig::from_toml(toml, "/etc/ndxp".as_ref())?;
+//! assert_eq!(cfg.node.keys_dir, std::path::Path::new("/etc/ndxp/keys"));
+//! assert_eq!(cfg.conf.refresh_secs, 60);
+//! # Ok::<(), ndxp_node::config::ConfigError>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use ndxp_core::{MemberId, NodeName};
+use ndxp_registry::globalconf::ConfAnchor;
+use serde::Deserialize;
+
+/// Largest configuration file read, in bytes.
+pub const MAX_CONFIG_LEN: u64 = 1024 * 1024;
+
+/// The whole configuration of a node process.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Who this node is and where its keys are.
+    pub node: NodeSection,
+    /// The management service of the platform (admission requests).
+    pub management: ManagementSection,
+    /// The global configuration: its anchor and the last-good copy.
+    pub conf: ConfSection,
+}
+
+/// `[node]`: the node's identity, address and key material.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The member that owns this node, e.g. `VN/GOV/000.00.00.G22`.
+    pub member: MemberId,
+    /// The node's name, unique within the member (the `--node` given to
+    /// `keys init`).
+    pub name: NodeName,
+    /// The `https://` URL of this node's peer (node-to-node) port, as other
+    /// nodes reach it, e.g. `https://node.g22.example.vn:8443`.
+    pub address: String,
+    /// Directory with `auth.key`, `auth.pem`, `sign.key`, `sign.pem` and,
+    /// optionally, `chain.pem` (intermediate CA certificates).
+    pub keys_dir: PathBuf,
+    /// File whose first line is the passphrase of the private keys, when
+    /// `keys init` encrypted them.
+    #[serde(default)]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// `[management]`: the platform's management service.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementSection {
+    /// Base URL of the management API, e.g.
+    /// `https://management.ndxp.example.vn`; registrations go to
+    /// `{url}/api/v1/registrations`.
+    pub url: String,
+    /// PEM file of extra CA certificates trusted for the management API's
+    /// TLS certificate (in addition to the system's), e.g. the platform
+    /// CA's `ca.pem`.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Time limit of one request to the management API, in seconds.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+/// `[conf]`: the global configuration client.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfSection {
+    /// The configuration anchor file the operator installed
+    /// (`ndxp-gateway conf anchor`); it names the URL of the global
+    /// configuration and what it must be signed by.
+    pub anchor: PathBuf,
+    /// Directory of the last good global configuration
+    /// (`globalconf.jws`); created when the first document is written.
+    pub dir: PathBuf,
+    /// Seconds between two fetches while the node runs.
+    #[serde(default = "default_refresh_secs")]
+    pub refresh_secs: u64,
+    /// Time limit of one fetch, in seconds.
+    #[serde(default = "default_timeout_secs")]
+    pub fetch_timeout_secs: u64,
+}
+
+fn default_refresh_secs() -> u64 {
+    60
+}
+
+fn default_timeout_secs() -> u64 {
+    30
+}
+
+/// Why the configuration could not be used. The binary exits with status
+/// 64 for each of these.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration file {path}")]
+    Read {
+        /// The configuration file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_CONFIG_LEN`].
+    #[error("the configuration file {path} is larger than {MAX_CONFIG_LEN} bytes")]
+    TooLarge {
+        /// The configuration file.
+        path: PathBuf,
+    },
+    /// The file is not valid TOML, a key is unknown or missing, or a value
+    /// has the wrong type or form.
+    #[error("{}", parse_text(path, key.as_deref()))]
+    Parse {
+        /// The configuration file.
+        path: PathBuf,
+        /// Line and column (1-based) where the problem is, when known.
+        location: Option<(usize, usize)>,
+        /// The key (`table.key`) at fault, when known.
+        key: Option<String>,
+        /// What is wrong (the TOML error's message, without location).
+        message: String,
+        /// The TOML error; it shows the line and marks the place.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("{}{key}: {reason}", file_prefix(path))]
+    Invalid {
+        /// The configuration file.
+        path: PathBuf,
+        /// The key, as `table.key`.
+        key: &'static str,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The configuration anchor file named by `conf.anchor` is missing or
+    /// not valid.
+    #[error("conf.anchor: the configuration anchor {path} cannot be used; install the file the platform operator exported with `ndxp-gateway conf anchor`")]
+    Anchor {
+        /// The anchor file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: Box<ndxp_registry::globalconf::ConfError>,
+    },
+}
+
+fn file_prefix(path: &Path) -> String {
+    if path.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", path.display())
+    }
+}
+
+fn parse_text(path: &Path, key: Option<&str>) -> String {
+    let mut s = file_prefix(path);
+    s.push_str("invalid configuration");
+    if let Some(k) = key {
+        s.push_str(&format!(" in `{k}`"));
+    }
+    s
+}
+
+/// The dotted key a TOML error is about. The `toml` crate keeps it private
+/// but names it (`in `a.b``) when the error is shown without its input.
+fn error_key(e: &toml::de::Error) -> Option<String> {
+    let mut bare = e.clone();
+    bare.set_input(None);
+    bare.to_string().lines().find_map(|l| {
+        l.strip_prefix("in `")
+            .and_then(|r| r.strip_suffix('`'))
+            .map(str::to_owned)
+    })
+}
+
+impl NodeConfig {
+    /// Parses configuration text; relative paths are resolved against
+    /// `base_dir`. The text is checked as [`load`] checks a file, except
+    /// that files named by the configuration are not looked at.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] or [`ConfigError::Invalid`] (with an empty
+    /// path).
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        parse(text, base_dir, Path::new(""))
+    }
+
+    /// The URL registration requests are sent to.
+    pub fn registrations_url(&self) -> String {
+        format!(
+            "{}/api/v1/registrations",
+            self.management.url.trim_end_matches('/')
+        )
+    }
+
+    /// The node's authentication private key file.
+    pub fn auth_key_path(&self) -> PathBuf {
+        self.node.keys_dir.join("auth.key")
+    }
+
+    /// The node's authentication (TLS) certificate file.
+    pub fn auth_cert_path(&self) -> PathBuf {
+        self.node.keys_dir.join("auth.pem")
+    }
+
+    /// The member's signing private key file.
+    pub fn sign_key_path(&self) -> PathBuf {
+        self.node.keys_dir.join("sign.key")
+    }
+
+    /// The member's signing certificate file.
+    pub fn sign_cert_path(&self) -> PathBuf {
+        self.node.keys_dir.join("sign.pem")
+    }
+
+    /// Reads and checks the configuration anchor file (`conf.anchor`).
+    ///
+    /// # Errors
+    /// [`ConfigError::Anchor`].
+    pub fn load_anchor(&self) -> Result<ConfAnchor, ConfigError> {
+        ConfAnchor::load(&self.conf.anchor).map_err(|source| ConfigError::Anchor {
+            path: self.conf.anchor.clone(),
+            source: Box::new(source),
+        })
+    }
+
+    /// The optional intermediate CA certificates file.
+    pub fn chain_path(&self) -> PathBuf {
+        self.node.keys_dir.join("chain.pem")
+    }
+}
+
+/// Reads, parses and checks a configuration file: every key known, every
+/// value well formed, `node.address` an `https://` URL, `management.url`
+/// an `http(s)://` URL, intervals positive, and the directories and files
+/// that must already exist (`node.keys_dir`, `node.passphrase_file`,
+/// `management.tls_ca_file`) present. Relative paths are resolved against
+/// the file's directory.
+///
+/// # Errors
+/// [`ConfigError`], naming the file and the key or line.
+pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+    use std::io::Read;
+    let read_err = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_CONFIG_LEN {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is not UTF-8 text",
+        ))
+    })?;
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let cfg = parse(&text, &base, path)?;
+    check_files(&cfg, path)?;
+    Ok(cfg)
+}
+
+fn parse(text: &str, base: &Path, path: &Path) -> Result<NodeConfig, ConfigError> {
+    let mut cfg: NodeConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        location: source.span().map(|s| line_col(text, s.start)),
+        key: error_key(&source),
+        message: source.message().trim_end().to_owned(),
+        source: Box::new(source),
+    })?;
+    let resolve = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    resolve(&mut cfg.node.keys_dir);
+    if let Some(p) = cfg.node.passphrase_file.as_mut() {
+        resolve(p);
+    }
+    if let Some(p) = cfg.management.tls_ca_file.as_mut() {
+        resolve(p);
+    }
+    resolve(&mut cfg.conf.anchor);
+    resolve(&mut cfg.conf.dir);
+    validate(&cfg, path)?;
+    Ok(cfg)
+}
+
+/// 1-based line and column of byte offset `at`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn invalid(path: &Path, key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// Checks a URL: one of `schemes`, a host, no user name or password, no
+/// query or fragment.
+fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL ({e})"))?;
+    if !schemes.contains(&parsed.scheme()) {
+        let want = schemes
+            .iter()
+            .map(|s| format!("{s}://"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        return Err(format!("{url:?} must start with {want}"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!("{url:?} must not contain a user name or password"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("{url:?} must not have a query or fragment"));
+    }
+    Ok(())
+}
+
+fn validate(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
+    check_url(&cfg.node.address, &["https"]).map_err(|r| {
+        invalid(
+            path,
+            "node.address",
+            format!("{r}; it is the https:// URL of this node's peer port as other nodes reach it"),
+        )
+    })?;
+    if cfg.node.address.len() > 2048 {
+        return Err(invalid(path, "node.address", "longer than 2048 characters"));
+    }
+    check_url(&cfg.management.url, &["http", "https"])
+        .map_err(|r| invalid(path, "management.url", r))?;
+    for (key, v) in [
+        ("management.timeout_secs", cfg.management.timeout_secs),
+        ("conf.fetch_timeout_secs", cfg.conf.fetch_timeout_secs),
+    ] {
+        if !(1..=3600).contains(&v) {
+            return Err(invalid(path, key, format!("{v} is not between 1 and 3600")));
+        }
+    }
+    if !(1..=86_400).contains(&cfg.conf.refresh_secs) {
+        return Err(invalid(
+            path,
+            "conf.refresh_secs",
+            format!("{} is not between 1 and 86400", cfg.conf.refresh_secs),
+        ));
+    }
+    Ok(())
+}
+
+fn check_files(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
+    if !cfg.node.keys_dir.is_dir() {
+        return Err(invalid(
+            path,
+            "node.keys_dir",
+            format!(
+                "{} is not a directory; create it with `ndxp-node keys init --dir {}`",
+                cfg.node.keys_dir.display(),
+                cfg.node.keys_dir.display()
+            ),
+        ));
+    }
+    for (key, file) in [
+        ("node.passphrase_file", &cfg.node.passphrase_file),
+        ("management.tls_ca_file", &cfg.management.tls_ca_file),
+    ] {
+        if let Some(f) = file {
+            if !f.is_file() {
+                return Err(invalid(
+                    path,
+                    key,
+                    format!("{} does not exist or is not a file", f.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
