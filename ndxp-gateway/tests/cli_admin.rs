@@ -263,7 +263,7 @@ async fn members_and_subsystems(env: &Env) {
     assert!(stderr(&orphan).contains("VN/GOV/NOPE"));
     assert_eq!(
         ids(&env.json(&["subsystems", "list", "--member", H29])),
-        [sub.clone()]
+        [sub.as_str()]
     );
     assert_eq!(ids(&env.json(&["subsystems", "list"])).len(), 2);
     assert!(env.ok(&["subsystems", "list"]).contains(&sub));
