@@ -366,9 +366,7 @@ fn with_admin<T>(
         .context("starting the async runtime")?;
     rt.block_on(async {
         let admin = Admin::open(&config, cli_actor()).await?;
-        let out = f(&admin).await;
-        drop(admin);
-        Ok(out?)
+        Ok(f(&admin).await?)
     })
 }
 
