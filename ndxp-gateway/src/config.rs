@@ -316,3 +316,173 @@ impl GatewayConfig {
         ndxp_sign::cert::member_of(certs.first()?).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const MINIMAL: &str = r#"
+instance = "VN"
+[globalconf]
+signing_key = "keys/sign.key"
+signing_cert = "keys/sign.pem"
+[[globalconf.cas]]
+name = "NDXP Root CA"
+cert = "pki/ca.pem"
+"#;
+
+    fn parse(text: &str) -> Result<GatewayConfig, ConfigError> {
+        GatewayConfig::from_toml(text, Path::new("/etc/ndxp"))
+    }
+
+    fn message(e: ConfigError) -> String {
+        e.to_string()
+    }
+
+    #[test]
+    fn defaults_fill_every_optional_key() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.instance.as_str(), "VN");
+        assert_eq!(c.storage.url, "sqlite:///etc/ndxp/registry.db");
+        assert_eq!(c.management.listen, "127.0.0.1:8100".parse().unwrap());
+        assert_eq!(c.management.public_url, "http://127.0.0.1:8100");
+        assert_eq!(c.management.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.admin.listen, "127.0.0.1:8101".parse().unwrap());
+        assert_eq!(c.globalconf.validity_secs, 86_400);
+        assert_eq!(c.globalconf.signing_chain, None);
+        assert_eq!(c.globalconf.passphrase_file, None);
+        assert!(c.globalconf.tsas.is_empty());
+        assert!(c.globalconf.cas[0].ocsp_urls.is_empty());
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file_directory() {
+        let text = format!(
+            "{MINIMAL}\n[[globalconf.tsas]]\nname = \"TSA\"\nurl = \"http://127.0.0.1:8190/tsa\"\ncert = \"/abs/tsa.pem\"\n"
+        )
+        .replace(
+            "signing_cert = \"keys/sign.pem\"",
+            "signing_cert = \"keys/sign.pem\"\nsigning_chain = \"keys/chain.pem\"\npassphrase_file = \"../secret/pass\"",
+        );
+        let c = parse(&text).unwrap();
+        let g = &c.globalconf;
+        assert_eq!(g.signing_key, Path::new("/etc/ndxp/keys/sign.key"));
+        assert_eq!(g.signing_cert, Path::new("/etc/ndxp/keys/sign.pem"));
+        assert_eq!(
+            g.signing_chain.as_deref(),
+            Some(Path::new("/etc/ndxp/keys/chain.pem"))
+        );
+        assert_eq!(
+            g.passphrase_file.as_deref(),
+            Some(Path::new("/etc/ndxp/../secret/pass"))
+        );
+        assert_eq!(g.cas[0].cert, Path::new("/etc/ndxp/pki/ca.pem"));
+        // Absolute paths are kept as written.
+        assert_eq!(g.tsas[0].cert, Path::new("/abs/tsa.pem"));
+    }
+
+    #[test]
+    fn storage_urls_other_than_relative_sqlite_are_kept() {
+        for (url, want) in [
+            ("sqlite:///var/lib/r.db", "sqlite:///var/lib/r.db"),
+            ("sqlite://data/r.db", "sqlite:///etc/ndxp/data/r.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+            (
+                "postgres://ndxp@db.example:5432/ndxp",
+                "postgres://ndxp@db.example:5432/ndxp",
+            ),
+        ] {
+            let c = parse(&format!("{MINIMAL}\n[storage]\nurl = \"{url}\"\n")).unwrap();
+            assert_eq!(c.storage.url, want, "{url}");
+        }
+        let e = parse(&format!("{MINIMAL}\n[storage]\nurl = \"mysql://x\"\n")).unwrap_err();
+        assert!(message(e).contains("[storage] url"));
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_by_name() {
+        let e = parse(&format!("colour = \"blue\"\n{MINIMAL}")).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }));
+        assert!(message(e).contains("colour"));
+        let e = parse(&format!(
+            "{MINIMAL}\n[management]\nlisten_addr = \"127.0.0.1:1\"\n"
+        ))
+        .unwrap_err();
+        assert!(message(e).contains("listen_addr"));
+        let e = parse(&MINIMAL.replace("cert = \"pki/ca.pem\"", "cert = \"x\"\nocsp = []"))
+            .unwrap_err();
+        assert!(message(e).contains("ocsp"));
+    }
+
+    #[test]
+    fn a_missing_required_key_is_named() {
+        let e = parse(&MINIMAL.replace("instance = \"VN\"", "")).unwrap_err();
+        assert!(message(e).contains("instance"));
+    }
+
+    #[test]
+    fn listeners_beyond_loopback_are_refused() {
+        for (section, addr) in [
+            ("management", "0.0.0.0:8100"),
+            ("management", "[::]:8100"),
+            ("admin", "192.0.2.1:8101"),
+        ] {
+            let e = parse(&format!("{MINIMAL}\n[{section}]\nlisten = \"{addr}\"\n")).unwrap_err();
+            assert!(matches!(e, ConfigError::Invalid { .. }));
+            let m = message(e);
+            assert!(m.contains(&format!("[{section}] listen")), "{m}");
+            assert!(m.contains("loopback"), "{m}");
+        }
+        let c = parse(&format!("{MINIMAL}\n[admin]\nlisten = \"[::1]:9000\"\n")).unwrap();
+        assert_eq!(c.admin.listen, "[::1]:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn a_configuration_without_cas_is_refused() {
+        let text = MINIMAL
+            .replace(
+                "[[globalconf.cas]]\nname = \"NDXP Root CA\"\ncert = \"pki/ca.pem\"\n",
+                "",
+            )
+            .replace(
+                "signing_cert = \"keys/sign.pem\"",
+                "signing_cert = \"keys/sign.pem\"\ncas = []",
+            );
+        let e = parse(&text).unwrap_err();
+        assert!(matches!(e, ConfigError::Invalid { .. }));
+        assert!(message(e).contains("[[globalconf.cas]]"));
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        let e = parse(&MINIMAL.replace(
+            "signing_cert = \"keys/sign.pem\"",
+            "signing_cert = \"keys/sign.pem\"\nvalidity_secs = 59",
+        ))
+        .unwrap_err();
+        assert!(message(e).contains("validity_secs"));
+        let e = parse(&format!("{MINIMAL}\n[management]\nmax_body_bytes = 0\n")).unwrap_err();
+        assert!(message(e).contains("max_body_bytes"));
+        let e = parse(&format!(
+            "{MINIMAL}\n[management]\npublic_url = \"ftp://x\"\n"
+        ))
+        .unwrap_err();
+        assert!(message(e).contains("public_url"));
+    }
+
+    #[test]
+    fn load_names_the_file_in_every_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        let e = GatewayConfig::load(&path).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }));
+        assert!(message(e).contains("gateway.toml"));
+        std::fs::write(&path, format!("{MINIMAL}\nbogus = 1\n")).unwrap();
+        let m = message(GatewayConfig::load(&path).unwrap_err());
+        assert!(m.contains("gateway.toml") && m.contains("bogus"), "{m}");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let c = GatewayConfig::load(&path).unwrap();
+        assert_eq!(c.globalconf.signing_key, dir.path().join("keys/sign.key"));
+    }
+}

@@ -1,11 +1,16 @@
-//! `ndxp-gateway`: the central services of NDXP. See `docs/pki.md`.
+//! `ndxp-gateway`: the central services of NDXP. See `docs/pki.md` and
+//! `docs/management.md`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ndxp_core::{MemberId, NodeName, SubsystemId};
+use ndxp_gateway::admin::{self, Admin, AdminError};
+use ndxp_gateway::config::{ConfigError, GatewayConfig};
+use ndxp_registry::model::{Actor, CredentialKind, RegistrationState};
 use ndxp_sign::ca::{InitOptions, Pki};
 use ndxp_sign::cert::Profile;
 use ndxp_sign::key::KeyAlgorithm;
@@ -29,6 +34,210 @@ enum Command {
     /// The platform's certification authority, OCSP responder and TSA.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Member organisations of the registry.
+    #[command(subcommand)]
+    Members(MembersCommand),
+    /// Subsystems (information systems) of members.
+    #[command(subcommand)]
+    Subsystems(SubsystemsCommand),
+    /// Admitted nodes of members.
+    #[command(subcommand)]
+    Nodes(NodesCommand),
+    /// Node registration requests waiting for (or given) a decision.
+    #[command(subcommand)]
+    Requests(RequestsCommand),
+    /// Bearer tokens of the management API (stored only as hashes).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// The global configuration: the anchor file nodes install.
+    #[command(subcommand)]
+    Conf(ConfCommand),
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// The gateway configuration file (see docs/config.md).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+struct JsonArg {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum MembersCommand {
+    /// Add a member organisation.
+    Add {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// Member identifier, e.g. VN/GOV/000.00.00.H29.
+        #[arg(long)]
+        id: MemberId,
+        /// The organisation's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List members.
+    List {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        #[command(flatten)]
+        out: JsonArg,
+    },
+    /// Remove a member with its subsystems, nodes, services and tokens.
+    Remove {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// Member identifier.
+        #[arg(long)]
+        id: MemberId,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubsystemsCommand {
+    /// Add a subsystem to an existing member.
+    Add {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// Subsystem identifier, e.g. VN/GOV/000.00.00.H29/CSDLDC.
+        #[arg(long)]
+        id: SubsystemId,
+    },
+    /// List subsystems.
+    List {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// Only the subsystems of this member.
+        #[arg(long)]
+        member: Option<MemberId>,
+        #[command(flatten)]
+        out: JsonArg,
+    },
+    /// Remove a subsystem with its services and access rights.
+    Remove {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// Subsystem identifier.
+        #[arg(long)]
+        id: SubsystemId,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodesCommand {
+    /// List admitted nodes.
+    List {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// Only the nodes of this member.
+        #[arg(long)]
+        member: Option<MemberId>,
+        #[command(flatten)]
+        out: JsonArg,
+    },
+    /// Remove a node: it leaves the next global configuration and peers refuse it.
+    Remove {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// The node's member.
+        #[arg(long)]
+        member: MemberId,
+        /// The node's name.
+        #[arg(long)]
+        name: NodeName,
+    },
+}
+
+/// Which registration requests to list.
+#[derive(Clone, Copy, ValueEnum)]
+enum StateFilter {
+    Pending,
+    Approved,
+    Rejected,
+    All,
+}
+
+#[derive(Subcommand)]
+enum RequestsCommand {
+    /// List node registration requests (pending ones by default).
+    List {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// Which requests to show.
+        #[arg(long, value_enum, default_value = "pending")]
+        state: StateFilter,
+        #[command(flatten)]
+        out: JsonArg,
+    },
+    /// Approve a pending request: the node enters the next global configuration.
+    Approve {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// The request id (from `requests list`).
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
+    /// Reject a pending request.
+    Reject {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// The request id (from `requests list`).
+        #[arg(long)]
+        id: uuid::Uuid,
+        /// Why, for the member.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Create a token and print it once on standard output.
+    Create {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// An operator token (full rights) for this person or tool.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["member", "name"], required_unless_present = "member")]
+        operator: Option<String>,
+        /// A member token (acts for this member only); needs --name.
+        #[arg(long, requires = "name")]
+        member: Option<MemberId>,
+        /// Label of a member token.
+        #[arg(long, requires = "member")]
+        name: Option<String>,
+    },
+    /// List tokens (never the tokens themselves).
+    List {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        #[command(flatten)]
+        out: JsonArg,
+    },
+    /// Revoke a token; it stops working at once.
+    Revoke {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// The token's id (from `tokens list`).
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfCommand {
+    /// Write the configuration anchor file that every node installs.
+    Anchor {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// Where to write the anchor (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -114,8 +323,182 @@ fn main() {
     init_tracing(cli.log_json);
     if let Err(e) = run(cli.command) {
         eprintln!("ndxp-gateway: error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(exit_code(&e));
     }
+}
+
+/// 64 for a bad configuration or a bad identifier/argument, 1 otherwise.
+fn exit_code(e: &anyhow::Error) -> i32 {
+    let usage = e.chain().any(|c| {
+        c.downcast_ref::<ConfigError>().is_some()
+            || c.downcast_ref::<AdminError>()
+                .is_some_and(AdminError::is_usage)
+    });
+    if usage {
+        EXIT_USAGE
+    } else {
+        1
+    }
+}
+
+/// The person at the keyboard, for the audit trail.
+fn cli_actor() -> Actor {
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "operator".to_string());
+    Actor::cli(&user)
+}
+
+fn load_config(cfg: &ConfigArg) -> Result<GatewayConfig> {
+    Ok(GatewayConfig::load(&cfg.config)?)
+}
+
+/// Loads the configuration, opens its registry and runs `f` on it.
+fn with_admin<T>(
+    cfg: &ConfigArg,
+    f: impl AsyncFnOnce(&Admin) -> Result<T, AdminError>,
+) -> Result<T> {
+    let config = load_config(cfg)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let admin = Admin::open(&config, cli_actor()).await?;
+        Ok(f(&admin).await?)
+    })
+}
+
+fn print_list<T: serde::Serialize>(
+    items: &[T],
+    json: bool,
+    table: fn(&[T]) -> String,
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(items)?);
+    } else {
+        print!("{}", table(items));
+    }
+    Ok(())
+}
+
+fn run_admin(command: Command) -> Result<()> {
+    match command {
+        Command::Pki(p) => return run_pki(p),
+        Command::Members(c) => match c {
+            MembersCommand::Add { cfg, id, name } => {
+                let m = with_admin(&cfg, async |a| a.add_member(&id, &name).await)?;
+                println!("added member {} ({})", m.id, m.name);
+            }
+            MembersCommand::List { cfg, out } => {
+                let v = with_admin(&cfg, async |a| a.list_members().await)?;
+                print_list(&v, out.json, admin::members_table)?;
+            }
+            MembersCommand::Remove { cfg, id } => {
+                with_admin(&cfg, async |a| a.remove_member(&id).await)?;
+                println!("removed member {id} with its subsystems, nodes and services; its tokens are revoked");
+            }
+        },
+        Command::Subsystems(c) => match c {
+            SubsystemsCommand::Add { cfg, id } => {
+                let s = with_admin(&cfg, async |a| a.add_subsystem(&id).await)?;
+                println!("added subsystem {}", s.id);
+            }
+            SubsystemsCommand::List { cfg, member, out } => {
+                let v = with_admin(&cfg, async |a| a.list_subsystems(member.as_ref()).await)?;
+                print_list(&v, out.json, admin::subsystems_table)?;
+            }
+            SubsystemsCommand::Remove { cfg, id } => {
+                with_admin(&cfg, async |a| a.remove_subsystem(&id).await)?;
+                println!("removed subsystem {id}");
+            }
+        },
+        Command::Nodes(c) => match c {
+            NodesCommand::List { cfg, member, out } => {
+                let v = with_admin(&cfg, async |a| a.list_nodes(member.as_ref()).await)?;
+                print_list(&v, out.json, admin::nodes_table)?;
+            }
+            NodesCommand::Remove { cfg, member, name } => {
+                with_admin(&cfg, async |a| a.remove_node(&member, &name).await)?;
+                println!("removed node {name} of {member}; it is left out of the next global configuration");
+            }
+        },
+        Command::Requests(c) => match c {
+            RequestsCommand::List { cfg, state, out } => {
+                let state = match state {
+                    StateFilter::Pending => Some(RegistrationState::Pending),
+                    StateFilter::Approved => Some(RegistrationState::Approved),
+                    StateFilter::Rejected => Some(RegistrationState::Rejected),
+                    StateFilter::All => None,
+                };
+                let v = with_admin(&cfg, async |a| a.list_requests(state).await)?;
+                print_list(&v, out.json, admin::requests_table)?;
+            }
+            RequestsCommand::Approve { cfg, id } => {
+                let n = with_admin(&cfg, async |a| a.approve_request(id).await)?;
+                println!(
+                    "approved request {id}: node {} of {} at {} enters the next global configuration",
+                    n.name, n.member, n.address
+                );
+            }
+            RequestsCommand::Reject { cfg, id, reason } => {
+                let r = with_admin(&cfg, async |a| a.reject_request(id, &reason).await)?;
+                println!("rejected request {id} (node {} of {})", r.node, r.member);
+            }
+        },
+        Command::Tokens(c) => match c {
+            TokensCommand::Create {
+                cfg,
+                operator,
+                member,
+                name,
+            } => {
+                let (kind, label) = match (operator, member, name) {
+                    (Some(op), _, _) => (CredentialKind::Operator, op),
+                    (None, Some(m), Some(n)) => (CredentialKind::Member(m), n),
+                    _ => {
+                        return Err(AdminError::Invalid(
+                            "give --operator NAME, or --member M --name NAME".into(),
+                        )
+                        .into())
+                    }
+                };
+                let t = with_admin(&cfg, async |a| a.create_token(&kind, &label).await)?;
+                println!("{}", t.token);
+                eprintln!(
+                    "created {} token {} ({}); it is shown only this once, keep it now",
+                    admin::kind_text(&t.credential.kind),
+                    t.credential.id,
+                    t.credential.name
+                );
+            }
+            TokensCommand::List { cfg, out } => {
+                let v = with_admin(&cfg, async |a| a.list_tokens().await)?;
+                print_list(&v, out.json, admin::tokens_table)?;
+            }
+            TokensCommand::Revoke { cfg, id } => {
+                with_admin(&cfg, async |a| a.revoke_token(id).await)?;
+                println!("revoked token {id}");
+            }
+        },
+        Command::Conf(ConfCommand::Anchor { cfg, out }) => {
+            let config = load_config(&cfg)?;
+            let anchor = admin::build_anchor(&config, chrono::Utc::now())?;
+            admin::write_anchor(&anchor, &out)?;
+            println!(
+                "wrote {}: instance {}, conf_url {}, signer member {}",
+                out.display(),
+                anchor.instance,
+                anchor.conf_url,
+                anchor
+                    .signer_member
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), ToString::to_string)
+            );
+        }
+    }
+    Ok(())
 }
 
 fn init_tracing(json: bool) {
@@ -146,13 +529,20 @@ fn open(dir: &PkiDir) -> Result<Pki> {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Pki(PkiCommand::Init {
+        Command::Pki(p) => run_pki(p),
+        other => run_admin(other),
+    }
+}
+
+fn run_pki(command: PkiCommand) -> Result<()> {
+    match command {
+        PkiCommand::Init {
             dir,
             ocsp_url,
             name,
             key_alg,
             no_intermediate,
-        }) => {
+        } => {
             let pass = passphrase(&dir)?;
             let opts = InitOptions {
                 name,
@@ -171,13 +561,13 @@ fn run(command: Command) -> Result<()> {
             println!("  OCSP URL in issued certificates: {}", pki.ocsp_url());
             Ok(())
         }
-        Command::Pki(PkiCommand::Issue {
+        PkiCommand::Issue {
             dir,
             csr,
             profile,
             out,
             days,
-        }) => {
+        } => {
             let pki = open(&dir)?;
             let csr = ndxp_sign::csr::parse_csr(&read(&csr)?)
                 .with_context(|| format!("reading the CSR {}", csr.display()))?;
@@ -193,7 +583,7 @@ fn run(command: Command) -> Result<()> {
             );
             Ok(())
         }
-        Command::Pki(PkiCommand::Revoke { dir, cert, reason }) => {
+        PkiCommand::Revoke { dir, cert, reason } => {
             let pki = open(&dir)?;
             let cert = ndxp_sign::cert::parse_certificate(&read(&cert)?)
                 .with_context(|| format!("reading the certificate {}", cert.display()))?;
@@ -205,11 +595,11 @@ fn run(command: Command) -> Result<()> {
             );
             Ok(())
         }
-        Command::Pki(PkiCommand::Serve {
+        PkiCommand::Serve {
             dir,
             listen,
             tsa_policy,
-        }) => {
+        } => {
             let pki = open(&dir)?;
             let service = Arc::new(ndxp_gateway::pki::PkiService::with_tsa_policy(
                 pki,
