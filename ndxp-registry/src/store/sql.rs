@@ -1,0 +1,1993 @@
+//! The SQL backend: one implementation over [`sqlx::AnyPool`] with SQL that
+//! runs unchanged on SQLite and PostgreSQL (`$n` placeholders, TEXT and
+//! BIGINT columns, times as fixed-width RFC 3339 text).
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use ndxp_core::{MemberId, NodeName, ServiceId, SubsystemId};
+use serde_json::json;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::error::ErrorKind;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, Row, SqlSafeStr, Transaction};
+use uuid::Uuid;
+
+use super::{RegistryStore, Result, StoreError, SubscriptionFilter};
+use crate::model::{
+    AccessRight, Actor, AuditEntry, Credential, CredentialKind, Grantee, Group, Member,
+    MemberEntry, NewRegistration, Node, RegistrationRequest, RegistrationState, RegistrySnapshot,
+    Service, ServiceUpdate, StoredConf, Subscription, SubscriptionEvent, SubscriptionState,
+    Subsystem,
+};
+
+/// The versioned schema migrations, oldest first. Never edit one that has
+/// shipped: add a new file.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "registry",
+    include_str!("../../migrations/0001_registry.sql"),
+)];
+
+/// Connection settings of a [`SqlStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+    /// How long to wait for a free connection (and, on SQLite, for a lock).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The registry store on SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Removes the password from a URL for messages.
+fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (auth, tail) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if let Some((userinfo, host)) = auth.rsplit_once('@') {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                return format!("{scheme}://{user}:***@{host}{tail}");
+            }
+        }
+    }
+    url.to_string()
+}
+
+impl SqlStore {
+    /// Opens the database at `url` (see [`super::open`]) and applies
+    /// pending migrations.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
+        let (backend, connect_url) = if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if rest.is_empty() {
+                return Err(StoreError::UnsupportedUrl(url.to_string()));
+            }
+            let with_mode = if rest == ":memory:" {
+                "sqlite::memory:".to_string()
+            } else if rest.contains("mode=") {
+                format!("sqlite://{rest}")
+            } else if rest.contains('?') {
+                format!("sqlite://{rest}&mode=rwc")
+            } else {
+                format!("sqlite://{rest}?mode=rwc")
+            };
+            (Backend::Sqlite, with_mode)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact(url)));
+        };
+        sqlx::any::install_default_drivers();
+        let open_err = |source| StoreError::Open {
+            target: redact(url),
+            source,
+        };
+        // An in-memory SQLite database lives and dies with its connection:
+        // keep exactly one, forever.
+        let memory = backend == Backend::Sqlite && connect_url.contains(":memory:");
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(if memory {
+                1
+            } else {
+                options.max_connections.max(1)
+            })
+            .acquire_timeout(options.acquire_timeout);
+        if memory {
+            pool_options = pool_options.idle_timeout(None).max_lifetime(None);
+        }
+        let pool = pool_options.connect(&connect_url).await.map_err(open_err)?;
+        if backend == Backend::Sqlite {
+            // Persistent in the file; also proves the file is a database.
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
+                .fetch_one(&pool)
+                .await
+                .map_err(open_err)?;
+            if !mode.eq_ignore_ascii_case("wal") && !connect_url.contains(":memory:") {
+                tracing::warn!(%mode, "SQLite did not switch to WAL journal mode");
+            }
+        }
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations; a no-op when the schema is current.
+    /// Safe when several processes start at once (PostgreSQL: advisory
+    /// lock; SQLite: the database write lock).
+    pub async fn migrate(&self) -> Result<()> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    (*description).into(),
+                    MigrationType::Simple,
+                    sqlx::AssertSqlSafe(*sql).into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        let migrator = Migrator::with_migrations(migrations);
+        // SQLite has no migration lock: when two processes migrate a fresh
+        // file at once, the loser's transaction fails (and rolls back) once
+        // the winner commits; running again then finds the work done.
+        let attempts = match self.backend {
+            Backend::Sqlite => 3,
+            Backend::Postgres => 1,
+        };
+        let mut result = Ok(());
+        for _ in 0..attempts {
+            result = migrator.run(&self.pool).await;
+            if result.is_ok() {
+                break;
+            }
+        }
+        result.map_err(StoreError::Migration)
+    }
+
+    /// Closes every connection of the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The underlying pool (for tests and maintenance tools).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Starts a write: locks and bumps the registry state row first, so
+    /// writes are serialised and audit ids commit in order.
+    async fn begin_write(&self, bump_version: bool) -> Result<Write> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::Database)?;
+        let sql = if bump_version {
+            "UPDATE registry_state SET version = version + 1, audit_seq = audit_seq + 1 \
+             WHERE id = 1 RETURNING version, audit_seq"
+        } else {
+            "UPDATE registry_state SET audit_seq = audit_seq + 1 \
+             WHERE id = 1 RETURNING version, audit_seq"
+        };
+        let row = sqlx::query(sql)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::Database)?
+            .ok_or_else(|| corrupt("registry_state", "the state row is missing"))?;
+        Ok(Write {
+            tx,
+            audit_id: col(&row, "audit_seq")?,
+            at: Utc::now(),
+        })
+    }
+
+    async fn read_tx(&self) -> Result<Transaction<'static, Any>> {
+        match self.backend {
+            Backend::Postgres => self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
+                .map_err(StoreError::Database),
+            Backend::Sqlite => self.pool.begin().await.map_err(StoreError::Database),
+        }
+    }
+}
+
+/// An open write transaction; dropped without [`Write::finish`] it rolls back.
+struct Write {
+    tx: Transaction<'static, Any>,
+    audit_id: i64,
+    at: DateTime<Utc>,
+}
+
+impl Write {
+    fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+
+    /// Appends the audit entry and commits.
+    async fn finish(
+        mut self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (id, at, actor, action, target, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(self.audit_id)
+        .bind(ts(self.at))
+        .bind(actor.as_str().to_string())
+        .bind(action.to_string())
+        .bind(target.to_string())
+        .bind(detail.to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(StoreError::Database)?;
+        self.tx.commit().await.map_err(StoreError::Database)
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn ts_opt(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(ts)
+}
+
+fn corrupt(what: impl Into<String>, detail: impl Display) -> StoreError {
+    StoreError::Corrupt {
+        what: what.into(),
+        detail: detail.to_string(),
+    }
+}
+
+fn col<T>(row: &AnyRow, name: &str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(name).map_err(|e| corrupt(name, e))
+}
+
+fn parsed<T>(row: &AnyRow, name: &str) -> Result<T>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    let s: String = col(row, name)?;
+    s.parse()
+        .map_err(|e| corrupt(name, format_args!("{s:?}: {e}")))
+}
+
+fn parsed_opt<T>(row: &AnyRow, name: &str) -> Result<Option<T>>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    let s: Option<String> = col(row, name)?;
+    s.map(|s| {
+        s.parse()
+            .map_err(|e| corrupt(name, format_args!("{s:?}: {e}")))
+    })
+    .transpose()
+}
+
+fn time(row: &AnyRow, name: &str) -> Result<DateTime<Utc>> {
+    let s: String = col(row, name)?;
+    parse_time(name, &s)
+}
+
+fn parse_time(name: &str, s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| corrupt(name, format_args!("{s:?}: {e}")))
+}
+
+fn time_opt(row: &AnyRow, name: &str) -> Result<Option<DateTime<Utc>>> {
+    let s: Option<String> = col(row, name)?;
+    s.map(|s| parse_time(name, &s)).transpose()
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e)
+}
+
+/// Maps a constraint violation of an insert to a typed error.
+fn constraint(what: &'static str, id: impl Display) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match e.as_database_error().map(|d| d.kind()) {
+        Some(ErrorKind::UniqueViolation) => StoreError::AlreadyExists {
+            what,
+            id: id.to_string(),
+        },
+        Some(ErrorKind::ForeignKeyViolation) => StoreError::Invalid(format!(
+            "{what} {id} refers to something that does not exist"
+        )),
+        _ => StoreError::Database(e),
+    }
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn check_https_url(address: &str) -> Result<()> {
+    let url = reqwest::Url::parse(address)
+        .map_err(|e| StoreError::Invalid(format!("node address {address:?} is not a URL: {e}")))?;
+    if url.scheme() != "https" || url.host_str().is_none_or(str::is_empty) {
+        return Err(StoreError::Invalid(format!(
+            "node address {address:?} must be an https:// URL with a host"
+        )));
+    }
+    Ok(())
+}
+
+fn check_openapi(doc: Option<&str>) -> Result<()> {
+    if let Some(doc) = doc {
+        let v: serde_json::Value = serde_json::from_str(doc).map_err(|e| {
+            StoreError::Invalid(format!("the OpenAPI document is not valid JSON: {e}"))
+        })?;
+        if !v.is_object() {
+            return Err(StoreError::Invalid(
+                "the OpenAPI document must be a JSON object".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_group_code(code: &str) -> Result<()> {
+    if code.is_empty() {
+        return Err(StoreError::Invalid("group code is empty".into()));
+    }
+    ndxp_core::id::check_segment("group code", code).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+fn check_text(what: &str, s: &str) -> Result<()> {
+    if s.trim().is_empty() {
+        return Err(StoreError::Invalid(format!("{what} must not be empty")));
+    }
+    Ok(())
+}
+
+async fn exists(
+    conn: &mut sqlx::AnyConnection,
+    sql: &'static str,
+    key: impl Display,
+) -> Result<bool> {
+    Ok(sqlx::query(sql)
+        .bind(key.to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .is_some())
+}
+
+const SQL_MEMBER_EXISTS: &str = "SELECT 1 FROM members WHERE id = $1";
+const SQL_SUBSYSTEM_EXISTS: &str = "SELECT 1 FROM subsystems WHERE id = $1";
+const SQL_SERVICE_EXISTS: &str = "SELECT 1 FROM services WHERE id = $1";
+const SQL_GROUP_EXISTS: &str = "SELECT 1 FROM subsystem_groups WHERE code = $1";
+
+// ---------------------------------------------------------------- row mapping
+
+fn member_row(row: &AnyRow) -> Result<Member> {
+    Ok(Member {
+        id: parsed(row, "id")?,
+        name: col(row, "name")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+fn subsystem_row(row: &AnyRow) -> Result<Subsystem> {
+    Ok(Subsystem {
+        id: parsed(row, "id")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+const NODE_COLS: &str = "member_id, name, address, auth_cert_pem, auth_cert_sha256, created_at";
+
+fn node_row(row: &AnyRow) -> Result<Node> {
+    Ok(Node {
+        member: parsed(row, "member_id")?,
+        name: parsed(row, "name")?,
+        address: col(row, "address")?,
+        auth_cert_pem: col(row, "auth_cert_pem")?,
+        auth_cert_sha256: col(row, "auth_cert_sha256")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+const SERVICE_COLS: &str = "id, description, openapi, deprecated_at, sunset_at, created_at";
+
+fn service_row(row: &AnyRow) -> Result<Service> {
+    Ok(Service {
+        id: parsed(row, "id")?,
+        description: col(row, "description")?,
+        openapi: col(row, "openapi")?,
+        deprecated_at: time_opt(row, "deprecated_at")?,
+        sunset_at: time_opt(row, "sunset_at")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+fn right_row(row: &AnyRow) -> Result<AccessRight> {
+    let sub: Option<SubsystemId> = parsed_opt(row, "grantee_subsystem")?;
+    let group: Option<String> = col(row, "grantee_group")?;
+    let grantee = match (sub, group) {
+        (Some(s), None) => Grantee::Subsystem(s),
+        (None, Some(g)) => Grantee::Group(g),
+        _ => {
+            return Err(corrupt(
+                "access_rights.grantee",
+                "exactly one of subsystem and group must be set",
+            ))
+        }
+    };
+    Ok(AccessRight {
+        service: parsed(row, "service_id")?,
+        grantee,
+        granted_at: time(row, "granted_at")?,
+    })
+}
+
+const REG_COLS: &str = "id, member_id, node_name, address, auth_cert_pem, auth_cert_sha256, \
+     signed_request, state, submitted_at, decided_at, decided_by, reason";
+
+fn registration_row(row: &AnyRow) -> Result<RegistrationRequest> {
+    Ok(RegistrationRequest {
+        id: parsed(row, "id")?,
+        member: parsed(row, "member_id")?,
+        node: parsed(row, "node_name")?,
+        address: col(row, "address")?,
+        auth_cert_pem: col(row, "auth_cert_pem")?,
+        auth_cert_sha256: col(row, "auth_cert_sha256")?,
+        signed_request: col(row, "signed_request")?,
+        state: parsed(row, "state")?,
+        submitted_at: time(row, "submitted_at")?,
+        decided_at: time_opt(row, "decided_at")?,
+        decided_by: col(row, "decided_by")?,
+        reason: col(row, "reason")?,
+    })
+}
+
+const CRED_COLS: &str = "id, kind, member_id, name, token_sha256, created_at, revoked_at";
+
+fn credential_row(row: &AnyRow) -> Result<Credential> {
+    let kind: String = col(row, "kind")?;
+    let member: Option<MemberId> = parsed_opt(row, "member_id")?;
+    let kind = match (kind.as_str(), member) {
+        ("operator", None) => CredentialKind::Operator,
+        ("member", Some(m)) => CredentialKind::Member(m),
+        (k, _) => return Err(corrupt("credentials.kind", format_args!("{k:?}"))),
+    };
+    Ok(Credential {
+        id: parsed(row, "id")?,
+        kind,
+        name: col(row, "name")?,
+        token_sha256: col(row, "token_sha256")?,
+        created_at: time(row, "created_at")?,
+        revoked_at: time_opt(row, "revoked_at")?,
+    })
+}
+
+fn audit_row(row: &AnyRow) -> Result<AuditEntry> {
+    let detail: String = col(row, "detail")?;
+    Ok(AuditEntry {
+        id: col(row, "id")?,
+        at: time(row, "at")?,
+        actor: col(row, "actor")?,
+        action: col(row, "action")?,
+        target: col(row, "target")?,
+        detail: serde_json::from_str(&detail).map_err(|e| corrupt("audit_log.detail", e))?,
+    })
+}
+
+fn conf_row(row: &AnyRow) -> Result<StoredConf> {
+    Ok(StoredConf {
+        version: col(row, "version")?,
+        registry_version: col(row, "registry_version")?,
+        document: col(row, "document")?,
+        created_at: time(row, "created_at")?,
+        expires_at: time(row, "expires_at")?,
+    })
+}
+
+fn event_row(row: &AnyRow) -> Result<SubscriptionEvent> {
+    Ok(SubscriptionEvent {
+        state: parsed(row, "state")?,
+        at: time(row, "at")?,
+        actor: col(row, "actor")?,
+        note: col(row, "note")?,
+    })
+}
+
+/// Builds groups from group rows and membership rows (both sorted).
+fn assemble_groups(groups: &[AnyRow], members: &[AnyRow]) -> Result<Vec<Group>> {
+    let mut by_code: HashMap<String, Vec<SubsystemId>> = HashMap::new();
+    for row in members {
+        let code: String = col(row, "group_code")?;
+        by_code
+            .entry(code)
+            .or_default()
+            .push(parsed(row, "subsystem_id")?);
+    }
+    groups
+        .iter()
+        .map(|row| {
+            let code: String = col(row, "code")?;
+            Ok(Group {
+                members: by_code.remove(&code).unwrap_or_default(),
+                description: col(row, "description")?,
+                code,
+            })
+        })
+        .collect()
+}
+
+async fn load_group(conn: &mut sqlx::AnyConnection, code: &str) -> Result<Group> {
+    let row = sqlx::query("SELECT code, description FROM subsystem_groups WHERE code = $1")
+        .bind(code.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "group",
+            id: code.to_string(),
+        })?;
+    let members = sqlx::query(
+        "SELECT group_code, subsystem_id FROM group_members WHERE group_code = $1 \
+         ORDER BY subsystem_id",
+    )
+    .bind(code.to_string())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    assemble_groups(&[row], &members)?
+        .pop()
+        .ok_or_else(|| corrupt("subsystem_groups", "group vanished while reading"))
+}
+
+async fn load_subscription(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<Subscription> {
+    let row =
+        sqlx::query("SELECT id, service_id, client_id, state FROM subscriptions WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "subscription",
+                id: id.to_string(),
+            })?;
+    let events = sqlx::query(
+        "SELECT state, at, actor, note FROM subscription_events WHERE subscription_id = $1 \
+         ORDER BY seq",
+    )
+    .bind(id.to_string())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(Subscription {
+        id: parsed(&row, "id")?,
+        service: parsed(&row, "service_id")?,
+        client: parsed(&row, "client_id")?,
+        state: parsed(&row, "state")?,
+        history: events.iter().map(event_row).collect::<Result<_>>()?,
+    })
+}
+
+async fn load_registration(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+) -> Result<RegistrationRequest> {
+    let sql = format!("SELECT {REG_COLS} FROM registration_requests WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "registration request",
+            id: id.to_string(),
+        })?;
+    registration_row(&row)
+}
+
+async fn load_credential(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<Credential> {
+    let sql = format!("SELECT {CRED_COLS} FROM credentials WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "credential",
+            id: id.to_string(),
+        })?;
+    credential_row(&row)
+}
+
+async fn load_service(conn: &mut sqlx::AnyConnection, id: &ServiceId) -> Result<Service> {
+    let sql = format!("SELECT {SERVICE_COLS} FROM services WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "service",
+            id: id.to_string(),
+        })?;
+    service_row(&row)
+}
+
+async fn count(conn: &mut sqlx::AnyConnection, sql: &'static str, key: &str) -> Result<i64> {
+    let row = sqlx::query(sql)
+        .bind(key.to_string())
+        .fetch_one(conn)
+        .await
+        .map_err(db)?;
+    col(&row, "n")
+}
+
+fn grantee_columns(grantee: &Grantee) -> (Option<String>, Option<String>) {
+    match grantee {
+        Grantee::Subsystem(s) => (Some(s.to_string()), None),
+        Grantee::Group(g) => (None, Some(g.clone())),
+    }
+}
+
+// ---------------------------------------------------------------- the trait
+
+#[async_trait]
+impl RegistryStore for SqlStore {
+    async fn add_member(&self, id: &MemberId, name: &str, actor: &Actor) -> Result<Member> {
+        check_text("member name", name)?;
+        let mut w = self.begin_write(true).await?;
+        let member = Member {
+            id: id.clone(),
+            name: name.to_string(),
+            created_at: w.at,
+        };
+        sqlx::query("INSERT INTO members (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(id.to_string())
+            .bind(name.to_string())
+            .bind(ts(w.at))
+            .execute(w.conn())
+            .await
+            .map_err(constraint("member", id))?;
+        w.finish(
+            actor,
+            "member.add",
+            &id.to_string(),
+            json!({ "name": name }),
+        )
+        .await?;
+        Ok(member)
+    }
+
+    async fn get_member(&self, id: &MemberId) -> Result<Member> {
+        let row = sqlx::query("SELECT id, name, created_at FROM members WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "member",
+                id: id.to_string(),
+            })?;
+        member_row(&row)
+    }
+
+    async fn list_members(&self) -> Result<Vec<Member>> {
+        sqlx::query("SELECT id, name, created_at FROM members ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(member_row)
+            .collect()
+    }
+
+    async fn remove_member(&self, id: &MemberId, actor: &Actor) -> Result<()> {
+        let mut w = self.begin_write(true).await?;
+        let key = id.to_string();
+        if !exists(w.conn(), SQL_MEMBER_EXISTS, &key).await? {
+            return Err(StoreError::NotFound {
+                what: "member",
+                id: key,
+            });
+        }
+        let subsystems = count(
+            w.conn(),
+            "SELECT COUNT(*) AS n FROM subsystems WHERE member_id = $1",
+            &key,
+        )
+        .await?;
+        let nodes = count(
+            w.conn(),
+            "SELECT COUNT(*) AS n FROM nodes WHERE member_id = $1",
+            &key,
+        )
+        .await?;
+        let services = count(
+            w.conn(),
+            "SELECT COUNT(*) AS n FROM services WHERE subsystem_id IN \
+             (SELECT id FROM subsystems WHERE member_id = $1)",
+            &key,
+        )
+        .await?;
+        let pending = sqlx::query(
+            "DELETE FROM registration_requests WHERE member_id = $1 AND state = 'pending'",
+        )
+        .bind(key.clone())
+        .execute(w.conn())
+        .await
+        .map_err(db)?
+        .rows_affected();
+        let revoked = sqlx::query(
+            "UPDATE credentials SET revoked_at = $2 WHERE member_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(key.clone())
+        .bind(ts(w.at))
+        .execute(w.conn())
+        .await
+        .map_err(db)?
+        .rows_affected();
+        // Subsystems, nodes, services, rights, group memberships and
+        // subscriptions go by ON DELETE CASCADE.
+        sqlx::query("DELETE FROM members WHERE id = $1")
+            .bind(key.clone())
+            .execute(w.conn())
+            .await
+            .map_err(db)?;
+        w.finish(
+            actor,
+            "member.remove",
+            &key,
+            json!({
+                "subsystems": subsystems, "nodes": nodes, "services": services,
+                "pending_registrations": pending, "credentials_revoked": revoked,
+            }),
+        )
+        .await
+    }
+
+    async fn add_subsystem(&self, id: &SubsystemId, actor: &Actor) -> Result<Subsystem> {
+        let mut w = self.begin_write(true).await?;
+        let member = id.member().to_string();
+        if !exists(w.conn(), SQL_MEMBER_EXISTS, &member).await? {
+            return Err(StoreError::Invalid(format!(
+                "member {member} does not exist; add it before its subsystem {id}"
+            )));
+        }
+        sqlx::query("INSERT INTO subsystems (id, member_id, created_at) VALUES ($1, $2, $3)")
+            .bind(id.to_string())
+            .bind(member)
+            .bind(ts(w.at))
+            .execute(w.conn())
+            .await
+            .map_err(constraint("subsystem", id))?;
+        let sub = Subsystem {
+            id: id.clone(),
+            created_at: w.at,
+        };
+        w.finish(actor, "subsystem.add", &id.to_string(), json!({}))
+            .await?;
+        Ok(sub)
+    }
+
+    async fn get_subsystem(&self, id: &SubsystemId) -> Result<Subsystem> {
+        let row = sqlx::query("SELECT id, created_at FROM subsystems WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "subsystem",
+                id: id.to_string(),
+            })?;
+        subsystem_row(&row)
+    }
+
+    async fn list_subsystems(&self, member: Option<&MemberId>) -> Result<Vec<Subsystem>> {
+        sqlx::query(
+            "SELECT id, created_at FROM subsystems WHERE ($1 IS NULL OR member_id = $1) \
+             ORDER BY id",
+        )
+        .bind(member.map(|m| m.to_string()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(subsystem_row)
+        .collect()
+    }
+
+    async fn remove_subsystem(&self, id: &SubsystemId, actor: &Actor) -> Result<()> {
+        let mut w = self.begin_write(true).await?;
+        let key = id.to_string();
+        if !exists(w.conn(), SQL_SUBSYSTEM_EXISTS, &key).await? {
+            return Err(StoreError::NotFound {
+                what: "subsystem",
+                id: key,
+            });
+        }
+        let services = count(
+            w.conn(),
+            "SELECT COUNT(*) AS n FROM services WHERE subsystem_id = $1",
+            &key,
+        )
+        .await?;
+        sqlx::query("DELETE FROM subsystems WHERE id = $1")
+            .bind(key.clone())
+            .execute(w.conn())
+            .await
+            .map_err(db)?;
+        w.finish(
+            actor,
+            "subsystem.remove",
+            &key,
+            json!({ "services": services }),
+        )
+        .await
+    }
+
+    async fn list_nodes(&self, member: Option<&MemberId>) -> Result<Vec<Node>> {
+        let sql = format!(
+            "SELECT {NODE_COLS} FROM nodes WHERE ($1 IS NULL OR member_id = $1) \
+             ORDER BY member_id, name"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(member.map(|m| m.to_string()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(node_row)
+            .collect()
+    }
+
+    async fn get_node(&self, member: &MemberId, name: &NodeName) -> Result<Node> {
+        let sql = format!("SELECT {NODE_COLS} FROM nodes WHERE member_id = $1 AND name = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(member.to_string())
+            .bind(name.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "node",
+                id: format!("{member}/{name}"),
+            })?;
+        node_row(&row)
+    }
+
+    async fn remove_node(&self, member: &MemberId, name: &NodeName, actor: &Actor) -> Result<()> {
+        let mut w = self.begin_write(true).await?;
+        let target = format!("{member}/{name}");
+        let n = sqlx::query("DELETE FROM nodes WHERE member_id = $1 AND name = $2")
+            .bind(member.to_string())
+            .bind(name.to_string())
+            .execute(w.conn())
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "node",
+                id: target,
+            });
+        }
+        w.finish(actor, "node.remove", &target, json!({})).await
+    }
+
+    async fn submit_registration(
+        &self,
+        req: &NewRegistration,
+        actor: &Actor,
+    ) -> Result<RegistrationRequest> {
+        check_https_url(&req.address)?;
+        if !is_sha256_hex(&req.auth_cert_sha256) {
+            return Err(StoreError::Invalid(
+                "auth_cert_sha256 must be 64 lowercase hexadecimal digits".into(),
+            ));
+        }
+        let cert = ndxp_sign::cert::read_pem_chain(req.auth_cert_pem.as_bytes())
+            .map_err(|e| StoreError::Invalid(format!("the authentication certificate: {e}")))?;
+        let [cert] = cert.as_slice() else {
+            return Err(StoreError::Invalid(
+                "the authentication certificate PEM must hold exactly one certificate".into(),
+            ));
+        };
+        let fp = ndxp_sign::cert::try_fingerprint_sha256(cert)
+            .map_err(|e| StoreError::Invalid(format!("the authentication certificate: {e}")))?;
+        if fp != req.auth_cert_sha256 {
+            return Err(StoreError::Invalid(format!(
+                "auth_cert_sha256 {} does not match the certificate (its SHA-256 is {fp})",
+                req.auth_cert_sha256
+            )));
+        }
+        check_text("signed request", &req.signed_request)?;
+
+        let mut w = self.begin_write(true).await?;
+        let target = format!("{}/{}", req.member, req.node);
+        if sqlx::query("SELECT 1 FROM nodes WHERE member_id = $1 AND name = $2")
+            .bind(req.member.to_string())
+            .bind(req.node.to_string())
+            .fetch_optional(w.conn())
+            .await
+            .map_err(db)?
+            .is_some()
+        {
+            return Err(StoreError::AlreadyExists {
+                what: "node",
+                id: target,
+            });
+        }
+        if sqlx::query("SELECT 1 FROM nodes WHERE auth_cert_sha256 = $1")
+            .bind(req.auth_cert_sha256.clone())
+            .fetch_optional(w.conn())
+            .await
+            .map_err(db)?
+            .is_some()
+        {
+            return Err(StoreError::AlreadyExists {
+                what: "node with authentication certificate",
+                id: req.auth_cert_sha256.clone(),
+            });
+        }
+        let pending = sqlx::query(
+            "SELECT 1 FROM registration_requests \
+             WHERE member_id = $1 AND node_name = $2 AND state = 'pending'",
+        )
+        .bind(req.member.to_string())
+        .bind(req.node.to_string())
+        .fetch_optional(w.conn())
+        .await
+        .map_err(db)?;
+        if pending.is_some() {
+            return Err(StoreError::AlreadyExists {
+                what: "pending registration request for node",
+                id: target,
+            });
+        }
+        let id = Uuid::now_v7();
+        let sql = format!(
+            "INSERT INTO registration_requests ({REG_COLS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, NULL, NULL, NULL)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(req.member.to_string())
+            .bind(req.node.to_string())
+            .bind(req.address.clone())
+            .bind(req.auth_cert_pem.clone())
+            .bind(req.auth_cert_sha256.clone())
+            .bind(req.signed_request.clone())
+            .bind(ts(w.at))
+            .execute(w.conn())
+            .await
+            .map_err(constraint("pending registration request for node", &target))?;
+        let out = RegistrationRequest {
+            id,
+            member: req.member.clone(),
+            node: req.node.clone(),
+            address: req.address.clone(),
+            auth_cert_pem: req.auth_cert_pem.clone(),
+            auth_cert_sha256: req.auth_cert_sha256.clone(),
+            signed_request: req.signed_request.clone(),
+            state: RegistrationState::Pending,
+            submitted_at: w.at,
+            decided_at: None,
+            decided_by: None,
+            reason: None,
+        };
+        w.finish(
+            actor,
+            "registration.submit",
+            &id.to_string(),
+            json!({
+                "member": req.member, "node": req.node, "address": req.address,
+                "auth_cert_sha256": req.auth_cert_sha256,
+            }),
+        )
+        .await?;
+        Ok(out)
+    }
+
+    async fn list_registrations(
+        &self,
+        state: Option<RegistrationState>,
+    ) -> Result<Vec<RegistrationRequest>> {
+        let sql = format!(
+            "SELECT {REG_COLS} FROM registration_requests WHERE ($1 IS NULL OR state = $1) \
+             ORDER BY submitted_at, id"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(state.map(|s| s.as_str().to_string()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(registration_row)
+            .collect()
+    }
+
+    async fn get_registration(&self, id: Uuid) -> Result<RegistrationRequest> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        load_registration(&mut conn, id).await
+    }
+
+    async fn approve_registration(&self, id: Uuid, actor: &Actor) -> Result<Node> {
+        let mut w = self.begin_write(true).await?;
+        let req = load_registration(w.conn(), id).await?;
+        if req.state != RegistrationState::Pending {
+            return Err(StoreError::InvalidTransition {
+                what: format!("registration request {id}"),
+                from: req.state.to_string(),
+                to: RegistrationState::Approved.to_string(),
+            });
+        }
+        if !exists(w.conn(), SQL_MEMBER_EXISTS, &req.member).await? {
+            return Err(StoreError::Invalid(format!(
+                "member {} does not exist; add the member before approving its node",
+                req.member
+            )));
+        }
+        let target = format!("{}/{}", req.member, req.node);
+        let sql = format!("INSERT INTO nodes ({NODE_COLS}) VALUES ($1, $2, $3, $4, $5, $6)");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(req.member.to_string())
+            .bind(req.node.to_string())
+            .bind(req.address.clone())
+            .bind(req.auth_cert_pem.clone())
+            .bind(req.auth_cert_sha256.clone())
+            .bind(ts(w.at))
+            .execute(w.conn())
+            .await
+            .map_err(constraint("node", &target))?;
+        sqlx::query(
+            "UPDATE registration_requests SET state = 'approved', decided_at = $2, \
+             decided_by = $3 WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(ts(w.at))
+        .bind(actor.as_str().to_string())
+        .execute(w.conn())
+        .await
+        .map_err(db)?;
+        let node = Node {
+            member: req.member.clone(),
+            name: req.node.clone(),
+            address: req.address,
+            auth_cert_pem: req.auth_cert_pem,
+            auth_cert_sha256: req.auth_cert_sha256,
+            created_at: w.at,
+        };
+        w.finish(
+            actor,
+            "registration.approve",
+            &id.to_string(),
+            json!({ "node": target, "auth_cert_sha256": node.auth_cert_sha256 }),
+        )
+        .await?;
+        Ok(node)
+    }
+
+    async fn reject_registration(
+        &self,
+        id: Uuid,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<RegistrationRequest> {
+        let mut w = self.begin_write(true).await?;
+        let mut req = load_registration(w.conn(), id).await?;
+        if req.state != RegistrationState::Pending {
+            return Err(StoreError::InvalidTransition {
+                what: format!("registration request {id}"),
+                from: req.state.to_string(),
+                to: RegistrationState::Rejected.to_string(),
+            });
+        }
+        sqlx::query(
+            "UPDATE registration_requests SET state = 'rejected', decided_at = $2, \
+             decided_by = $3, reason = $4 WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(ts(w.at))
+        .bind(actor.as_str().to_string())
+        .bind(reason.to_string())
+        .execute(w.conn())
+        .await
+        .map_err(db)?;
+        req.state = RegistrationState::Rejected;
+        req.decided_at = Some(w.at);
+        req.decided_by = Some(actor.as_str().to_string());
+        req.reason = Some(reason.to_string());
+        w.finish(
+            actor,
+            "registration.reject",
+            &id.to_string(),
+            json!({ "node": format!("{}/{}", req.member, req.node), "reason": reason }),
+        )
+        .await?;
+        Ok(req)
+    }
+
+    async fn add_service(
+        &self,
+        id: &ServiceId,
+        description: &str,
+        openapi: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Service> {
+        check_openapi(openapi)?;
+        let mut w = self.begin_write(true).await?;
+        let provider = id.subsystem().to_string();
+        if !exists(w.conn(), SQL_SUBSYSTEM_EXISTS, &provider).await? {
+            return Err(StoreError::Invalid(format!(
+                "provider subsystem {provider} does not exist; add it before its service {id}"
+            )));
+        }
+        let sql = format!(
+            "INSERT INTO services (subsystem_id, {SERVICE_COLS}) \
+             VALUES ($1, $2, $3, $4, NULL, NULL, $5)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(provider)
+            .bind(id.to_string())
+            .bind(description.to_string())
+            .bind(openapi.map(str::to_string))
+            .bind(ts(w.at))
+            .execute(w.conn())
+            .await
+            .map_err(constraint("service", id))?;
+        let service = Service {
+            id: id.clone(),
+            description: description.to_string(),
+            openapi: openapi.map(str::to_string),
+            deprecated_at: None,
+            sunset_at: None,
+            created_at: w.at,
+        };
+        w.finish(
+            actor,
+            "service.add",
+            &id.to_string(),
+            json!({ "description": description, "openapi": openapi.is_some() }),
+        )
+        .await?;
+        Ok(service)
+    }
+
+    async fn get_service(&self, id: &ServiceId) -> Result<Service> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        load_service(&mut conn, id).await
+    }
+
+    async fn list_services(&self, provider: Option<&SubsystemId>) -> Result<Vec<Service>> {
+        let sql = format!(
+            "SELECT {SERVICE_COLS} FROM services WHERE ($1 IS NULL OR subsystem_id = $1) \
+             ORDER BY id"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(provider.map(|p| p.to_string()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(service_row)
+            .collect()
+    }
+
+    async fn update_service(
+        &self,
+        id: &ServiceId,
+        update: &ServiceUpdate,
+        actor: &Actor,
+    ) -> Result<Service> {
+        if let Some(doc) = &update.openapi {
+            check_openapi(doc.as_deref())?;
+        }
+        let mut w = self.begin_write(true).await?;
+        let mut service = load_service(w.conn(), id).await?;
+        if let Some(d) = &update.description {
+            service.description = d.clone();
+        }
+        if let Some(o) = &update.openapi {
+            service.openapi = o.clone();
+        }
+        if let Some(t) = update.deprecated_at {
+            service.deprecated_at = t;
+        }
+        if let Some(t) = update.sunset_at {
+            service.sunset_at = t;
+        }
+        sqlx::query(
+            "UPDATE services SET description = $2, openapi = $3, deprecated_at = $4, \
+             sunset_at = $5 WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(service.description.clone())
+        .bind(service.openapi.clone())
+        .bind(ts_opt(service.deprecated_at))
+        .bind(ts_opt(service.sunset_at))
+        .execute(w.conn())
+        .await
+        .map_err(db)?;
+        let mut changed = serde_json::Map::new();
+        if let Some(d) = &update.description {
+            changed.insert("description".into(), json!(d));
+        }
+        if let Some(o) = &update.openapi {
+            changed.insert("openapi".into(), json!(o.is_some()));
+        }
+        if let Some(t) = update.deprecated_at {
+            changed.insert("deprecated_at".into(), json!(t));
+        }
+        if let Some(t) = update.sunset_at {
+            changed.insert("sunset_at".into(), json!(t));
+        }
+        w.finish(
+            actor,
+            "service.update",
+            &id.to_string(),
+            serde_json::Value::Object(changed),
+        )
+        .await?;
+        Ok(service)
+    }
+
+    async fn remove_service(&self, id: &ServiceId, actor: &Actor) -> Result<()> {
+        let mut w = self.begin_write(true).await?;
+        let n = sqlx::query("DELETE FROM services WHERE id = $1")
+            .bind(id.to_string())
+            .execute(w.conn())
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "service",
+                id: id.to_string(),
+            });
+        }
+        w.finish(actor, "service.remove", &id.to_string(), json!({}))
+            .await
+    }
+
+    async fn add_group(&self, code: &str, description: &str, actor: &Actor) -> Result<Group> {
+        check_group_code(code)?;
+        let mut w = self.begin_write(true).await?;
+        sqlx::query(
+            "INSERT INTO subsystem_groups (code, description, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(code.to_string())
+        .bind(description.to_string())
+        .bind(ts(w.at))
+        .execute(w.conn())
+        .await
+        .map_err(constraint("group", code))?;
+        w.finish(
+            actor,
+            "group.add",
+            code,
+            json!({ "description": description }),
+        )
+        .await?;
+        Ok(Group {
+            code: code.to_string(),
+            description: description.to_string(),
+            members: Vec::new(),
+        })
+    }
+
+    async fn get_group(&self, code: &str) -> Result<Group> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        load_group(&mut conn, code).await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<Group>> {
+        let mut tx = self.read_tx().await?;
+        let groups = sqlx::query("SELECT code, description FROM subsystem_groups ORDER BY code")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        let members = sqlx::query(
+            "SELECT group_code, subsystem_id FROM group_members ORDER BY group_code, subsystem_id",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        assemble_groups(&groups, &members)
+    }
+
+    async fn remove_group(&self, code: &str, actor: &Actor) -> Result<()> {
+        let mut w = self.begin_write(true).await?;
+        let n = sqlx::query("DELETE FROM subsystem_groups WHERE code = $1")
+            .bind(code.to_string())
+            .execute(w.conn())
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "group",
+                id: code.to_string(),
+            });
+        }
+        w.finish(actor, "group.remove", code, json!({})).await
+    }
+
+    async fn add_group_member(
+        &self,
+        code: &str,
+        subsystem: &SubsystemId,
+        actor: &Actor,
+    ) -> Result<Group> {
+        let mut w = self.begin_write(true).await?;
+        if !exists(w.conn(), SQL_GROUP_EXISTS, code).await? {
+            return Err(StoreError::NotFound {
+                what: "group",
+                id: code.to_string(),
+            });
+        }
+        if !exists(w.conn(), SQL_SUBSYSTEM_EXISTS, subsystem).await? {
+            return Err(StoreError::Invalid(format!(
+                "subsystem {subsystem} does not exist; add it before putting it in group {code}"
+            )));
+        }
+        sqlx::query("INSERT INTO group_members (group_code, subsystem_id) VALUES ($1, $2)")
+            .bind(code.to_string())
+            .bind(subsystem.to_string())
+            .execute(w.conn())
+            .await
+            .map_err(constraint(
+                "group member",
+                format_args!("{subsystem} in {code}"),
+            ))?;
+        let group = load_group(w.conn(), code).await?;
+        w.finish(
+            actor,
+            "group.member.add",
+            code,
+            json!({ "subsystem": subsystem }),
+        )
+        .await?;
+        Ok(group)
+    }
+
+    async fn remove_group_member(
+        &self,
+        code: &str,
+        subsystem: &SubsystemId,
+        actor: &Actor,
+    ) -> Result<Group> {
+        let mut w = self.begin_write(true).await?;
+        let n =
+            sqlx::query("DELETE FROM group_members WHERE group_code = $1 AND subsystem_id = $2")
+                .bind(code.to_string())
+                .bind(subsystem.to_string())
+                .execute(w.conn())
+                .await
+                .map_err(db)?
+                .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "group member",
+                id: format!("{subsystem} in {code}"),
+            });
+        }
+        let group = load_group(w.conn(), code).await?;
+        w.finish(
+            actor,
+            "group.member.remove",
+            code,
+            json!({ "subsystem": subsystem }),
+        )
+        .await?;
+        Ok(group)
+    }
+
+    async fn grant_access(
+        &self,
+        service: &ServiceId,
+        grantee: &Grantee,
+        actor: &Actor,
+    ) -> Result<AccessRight> {
+        let mut w = self.begin_write(true).await?;
+        if !exists(w.conn(), SQL_SERVICE_EXISTS, service).await? {
+            return Err(StoreError::Invalid(format!(
+                "service {service} does not exist; add it before granting access to it"
+            )));
+        }
+        let found = match grantee {
+            Grantee::Subsystem(s) => exists(w.conn(), SQL_SUBSYSTEM_EXISTS, s).await?,
+            Grantee::Group(g) => exists(w.conn(), SQL_GROUP_EXISTS, g).await?,
+        };
+        if !found {
+            return Err(StoreError::Invalid(format!(
+                "grantee {grantee} does not exist"
+            )));
+        }
+        let (sub, group) = grantee_columns(grantee);
+        let key = format!("{service} to {grantee}");
+        sqlx::query(
+            "INSERT INTO access_rights \
+             (service_id, grantee, grantee_subsystem, grantee_group, granted_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(service.to_string())
+        .bind(grantee.to_string())
+        .bind(sub)
+        .bind(group)
+        .bind(ts(w.at))
+        .execute(w.conn())
+        .await
+        .map_err(constraint("access right", &key))?;
+        let right = AccessRight {
+            service: service.clone(),
+            grantee: grantee.clone(),
+            granted_at: w.at,
+        };
+        w.finish(
+            actor,
+            "access.grant",
+            &service.to_string(),
+            json!({ "grantee": grantee }),
+        )
+        .await?;
+        Ok(right)
+    }
+
+    async fn revoke_access(
+        &self,
+        service: &ServiceId,
+        grantee: &Grantee,
+        actor: &Actor,
+    ) -> Result<()> {
+        let mut w = self.begin_write(true).await?;
+        let n = sqlx::query("DELETE FROM access_rights WHERE service_id = $1 AND grantee = $2")
+            .bind(service.to_string())
+            .bind(grantee.to_string())
+            .execute(w.conn())
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "access right",
+                id: format!("{service} to {grantee}"),
+            });
+        }
+        w.finish(
+            actor,
+            "access.revoke",
+            &service.to_string(),
+            json!({ "grantee": grantee }),
+        )
+        .await
+    }
+
+    async fn list_access_rights(&self, service: Option<&ServiceId>) -> Result<Vec<AccessRight>> {
+        sqlx::query(
+            "SELECT service_id, grantee_subsystem, grantee_group, granted_at FROM access_rights \
+             WHERE ($1 IS NULL OR service_id = $1) ORDER BY service_id, grantee",
+        )
+        .bind(service.map(|s| s.to_string()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(right_row)
+        .collect()
+    }
+
+    async fn request_subscription(
+        &self,
+        service: &ServiceId,
+        client: &SubsystemId,
+        note: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Subscription> {
+        let mut w = self.begin_write(true).await?;
+        if !exists(w.conn(), SQL_SERVICE_EXISTS, service).await? {
+            return Err(StoreError::Invalid(format!(
+                "service {service} does not exist"
+            )));
+        }
+        if !exists(w.conn(), SQL_SUBSYSTEM_EXISTS, client).await? {
+            return Err(StoreError::Invalid(format!(
+                "client subsystem {client} does not exist"
+            )));
+        }
+        let key = format!("{client} to {service}");
+        let live = sqlx::query(
+            "SELECT 1 FROM subscriptions WHERE service_id = $1 AND client_id = $2 \
+             AND state IN ('requested', 'approved')",
+        )
+        .bind(service.to_string())
+        .bind(client.to_string())
+        .fetch_optional(w.conn())
+        .await
+        .map_err(db)?;
+        if live.is_some() {
+            return Err(StoreError::AlreadyExists {
+                what: "subscription",
+                id: key,
+            });
+        }
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO subscriptions (id, service_id, client_id, state, created_at) \
+             VALUES ($1, $2, $3, 'requested', $4)",
+        )
+        .bind(id.to_string())
+        .bind(service.to_string())
+        .bind(client.to_string())
+        .bind(ts(w.at))
+        .execute(w.conn())
+        .await
+        .map_err(constraint("subscription", &key))?;
+        sqlx::query(
+            "INSERT INTO subscription_events (subscription_id, seq, state, at, actor, note) \
+             VALUES ($1, 0, 'requested', $2, $3, $4)",
+        )
+        .bind(id.to_string())
+        .bind(ts(w.at))
+        .bind(actor.as_str().to_string())
+        .bind(note.map(str::to_string))
+        .execute(w.conn())
+        .await
+        .map_err(db)?;
+        let sub = Subscription {
+            id,
+            service: service.clone(),
+            client: client.clone(),
+            state: SubscriptionState::Requested,
+            history: vec![SubscriptionEvent {
+                state: SubscriptionState::Requested,
+                at: w.at,
+                actor: actor.as_str().to_string(),
+                note: note.map(str::to_string),
+            }],
+        };
+        w.finish(
+            actor,
+            "subscription.request",
+            &id.to_string(),
+            json!({ "service": service, "client": client, "note": note }),
+        )
+        .await?;
+        Ok(sub)
+    }
+
+    async fn get_subscription(&self, id: Uuid) -> Result<Subscription> {
+        let mut tx = self.read_tx().await?;
+        let sub = load_subscription(&mut tx, id).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(sub)
+    }
+
+    async fn list_subscriptions(&self, filter: &SubscriptionFilter) -> Result<Vec<Subscription>> {
+        const WHERE: &str = "($1 IS NULL OR s.service_id = $1) \
+             AND ($2 IS NULL OR s.client_id = $2) \
+             AND ($3 IS NULL OR s.service_id IN (SELECT id FROM services WHERE subsystem_id = $3)) \
+             AND ($4 IS NULL OR s.state = $4)";
+        let binds = [
+            filter.service.as_ref().map(|s| s.to_string()),
+            filter.client.as_ref().map(|s| s.to_string()),
+            filter.provider.as_ref().map(|s| s.to_string()),
+            filter.state.map(|s| s.as_str().to_string()),
+        ];
+        let mut tx = self.read_tx().await?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT s.id, s.service_id, s.client_id, s.state FROM subscriptions s \
+             WHERE {WHERE} ORDER BY s.created_at, s.id"
+        )));
+        for b in &binds {
+            q = q.bind(b.clone());
+        }
+        let rows = q.fetch_all(&mut *tx).await.map_err(db)?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT e.subscription_id, e.state, e.at, e.actor, e.note \
+             FROM subscription_events e JOIN subscriptions s ON s.id = e.subscription_id \
+             WHERE {WHERE} ORDER BY e.subscription_id, e.seq"
+        )));
+        for b in &binds {
+            q = q.bind(b.clone());
+        }
+        let event_rows = q.fetch_all(&mut *tx).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let mut events: HashMap<String, Vec<SubscriptionEvent>> = HashMap::new();
+        for row in &event_rows {
+            let sid: String = col(row, "subscription_id")?;
+            events.entry(sid).or_default().push(event_row(row)?);
+        }
+        rows.iter()
+            .map(|row| {
+                let sid: String = col(row, "id")?;
+                Ok(Subscription {
+                    id: parsed(row, "id")?,
+                    service: parsed(row, "service_id")?,
+                    client: parsed(row, "client_id")?,
+                    state: parsed(row, "state")?,
+                    history: events.remove(&sid).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn transition_subscription(
+        &self,
+        id: Uuid,
+        to: SubscriptionState,
+        note: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Subscription> {
+        let mut w = self.begin_write(true).await?;
+        let mut sub = load_subscription(w.conn(), id).await?;
+        let from = sub.state;
+        if !from.can_become(to) {
+            return Err(StoreError::InvalidTransition {
+                what: format!("subscription {id}"),
+                from: from.to_string(),
+                to: to.to_string(),
+            });
+        }
+        sqlx::query("UPDATE subscriptions SET state = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(to.as_str().to_string())
+            .execute(w.conn())
+            .await
+            .map_err(db)?;
+        let seq = i64::try_from(sub.history.len())
+            .map_err(|_| corrupt("subscription_events", "too many events"))?;
+        sqlx::query(
+            "INSERT INTO subscription_events (subscription_id, seq, state, at, actor, note) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id.to_string())
+        .bind(seq)
+        .bind(to.as_str().to_string())
+        .bind(ts(w.at))
+        .bind(actor.as_str().to_string())
+        .bind(note.map(str::to_string))
+        .execute(w.conn())
+        .await
+        .map_err(db)?;
+        sub.state = to;
+        sub.history.push(SubscriptionEvent {
+            state: to,
+            at: w.at,
+            actor: actor.as_str().to_string(),
+            note: note.map(str::to_string),
+        });
+        w.finish(
+            actor,
+            &format!("subscription.{}", to.as_str()),
+            &id.to_string(),
+            json!({ "from": from, "to": to, "note": note,
+                    "service": sub.service, "client": sub.client }),
+        )
+        .await?;
+        Ok(sub)
+    }
+
+    async fn create_credential(
+        &self,
+        kind: &CredentialKind,
+        name: &str,
+        token_sha256: &str,
+        actor: &Actor,
+    ) -> Result<Credential> {
+        check_text("credential name", name)?;
+        if !is_sha256_hex(token_sha256) {
+            return Err(StoreError::Invalid(
+                "token_sha256 must be 64 lowercase hexadecimal digits".into(),
+            ));
+        }
+        let mut w = self.begin_write(true).await?;
+        let (kind_text, member) = match kind {
+            CredentialKind::Operator => ("operator", None),
+            CredentialKind::Member(m) => {
+                if !exists(w.conn(), SQL_MEMBER_EXISTS, m).await? {
+                    return Err(StoreError::Invalid(format!(
+                        "member {m} does not exist; add it before giving it credentials"
+                    )));
+                }
+                ("member", Some(m.to_string()))
+            }
+        };
+        let id = Uuid::now_v7();
+        let sql =
+            format!("INSERT INTO credentials ({CRED_COLS}) VALUES ($1, $2, $3, $4, $5, $6, NULL)");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(kind_text.to_string())
+            .bind(member)
+            .bind(name.to_string())
+            .bind(token_sha256.to_string())
+            .bind(ts(w.at))
+            .execute(w.conn())
+            .await
+            .map_err(constraint("credential with that token", "(hash withheld)"))?;
+        let cred = Credential {
+            id,
+            kind: kind.clone(),
+            name: name.to_string(),
+            token_sha256: token_sha256.to_string(),
+            created_at: w.at,
+            revoked_at: None,
+        };
+        w.finish(
+            actor,
+            "credential.create",
+            &id.to_string(),
+            json!({ "kind": kind, "name": name }),
+        )
+        .await?;
+        Ok(cred)
+    }
+
+    async fn find_active_credential(&self, token_sha256: &str) -> Result<Option<Credential>> {
+        let sql = format!(
+            "SELECT {CRED_COLS} FROM credentials WHERE token_sha256 = $1 AND revoked_at IS NULL"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(token_sha256.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(credential_row)
+            .transpose()
+    }
+
+    async fn list_credentials(&self) -> Result<Vec<Credential>> {
+        let sql = format!("SELECT {CRED_COLS} FROM credentials ORDER BY created_at, id");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(credential_row)
+            .collect()
+    }
+
+    async fn revoke_credential(&self, id: Uuid, actor: &Actor) -> Result<Credential> {
+        let mut w = self.begin_write(true).await?;
+        let mut cred = load_credential(w.conn(), id).await?;
+        if cred.revoked_at.is_some() {
+            return Err(StoreError::InvalidTransition {
+                what: format!("credential {id}"),
+                from: "revoked".into(),
+                to: "revoked".into(),
+            });
+        }
+        sqlx::query("UPDATE credentials SET revoked_at = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(ts(w.at))
+            .execute(w.conn())
+            .await
+            .map_err(db)?;
+        cred.revoked_at = Some(w.at);
+        w.finish(
+            actor,
+            "credential.revoke",
+            &id.to_string(),
+            json!({ "kind": cred.kind, "name": cred.name }),
+        )
+        .await?;
+        Ok(cred)
+    }
+
+    async fn list_audit(&self, after_id: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+        sqlx::query(
+            "SELECT id, at, actor, action, target, detail FROM audit_log WHERE id > $1 \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(audit_row)
+        .collect()
+    }
+
+    async fn registry_version(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT version FROM registry_state WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| corrupt("registry_state", "the state row is missing"))?;
+        col(&row, "version")
+    }
+
+    async fn snapshot(&self) -> Result<RegistrySnapshot> {
+        let mut tx = self.read_tx().await?;
+        let version_row = sqlx::query("SELECT version FROM registry_state WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| corrupt("registry_state", "the state row is missing"))?;
+        let registry_version: i64 = col(&version_row, "version")?;
+        let members = sqlx::query("SELECT id, name, created_at FROM members ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        let subsystems =
+            sqlx::query("SELECT id, member_id, created_at FROM subsystems ORDER BY id")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+        let nodes = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {NODE_COLS} FROM nodes ORDER BY member_id, name"
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let services = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SERVICE_COLS} FROM services ORDER BY id"
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let groups = sqlx::query("SELECT code, description FROM subsystem_groups ORDER BY code")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        let group_members = sqlx::query(
+            "SELECT group_code, subsystem_id FROM group_members ORDER BY group_code, subsystem_id",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let rights = sqlx::query(
+            "SELECT service_id, grantee_subsystem, grantee_group, granted_at FROM access_rights \
+             ORDER BY service_id, grantee",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+
+        let mut subs_by_member: HashMap<String, Vec<Subsystem>> = HashMap::new();
+        for row in &subsystems {
+            let member: String = col(row, "member_id")?;
+            subs_by_member
+                .entry(member)
+                .or_default()
+                .push(subsystem_row(row)?);
+        }
+        let members = members
+            .iter()
+            .map(|row| {
+                let member = member_row(row)?;
+                let subsystems = subs_by_member
+                    .remove(&member.id.to_string())
+                    .unwrap_or_default();
+                Ok(MemberEntry { member, subsystems })
+            })
+            .collect::<Result<_>>()?;
+        Ok(RegistrySnapshot {
+            registry_version,
+            members,
+            nodes: nodes.iter().map(node_row).collect::<Result<_>>()?,
+            services: services.iter().map(service_row).collect::<Result<_>>()?,
+            groups: assemble_groups(&groups, &group_members)?,
+            access_rights: rights.iter().map(right_row).collect::<Result<_>>()?,
+        })
+    }
+
+    async fn store_conf(&self, conf: &StoredConf, actor: &Actor) -> Result<()> {
+        check_text("configuration document", &conf.document)?;
+        let mut w = self.begin_write(false).await?;
+        sqlx::query(
+            "INSERT INTO global_confs (version, registry_version, document, created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(conf.version)
+        .bind(conf.registry_version)
+        .bind(conf.document.clone())
+        .bind(ts(conf.created_at))
+        .bind(ts(conf.expires_at))
+        .execute(w.conn())
+        .await
+        .map_err(constraint("global configuration version", conf.version))?;
+        w.finish(
+            actor,
+            "conf.publish",
+            &conf.version.to_string(),
+            json!({ "registry_version": conf.registry_version, "expires_at": conf.expires_at }),
+        )
+        .await
+    }
+
+    async fn latest_conf(&self) -> Result<Option<StoredConf>> {
+        sqlx::query(
+            "SELECT version, registry_version, document, created_at, expires_at \
+             FROM global_confs ORDER BY version DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(conf_row)
+        .transpose()
+    }
+
+    async fn conf_by_version(&self, version: i64) -> Result<Option<StoredConf>> {
+        sqlx::query(
+            "SELECT version, registry_version, document, created_at, expires_at \
+             FROM global_confs WHERE version = $1",
+        )
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(conf_row)
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+
+    #[test]
+    fn times_are_fixed_width_and_round_trip() {
+        let t = DateTime::from_timestamp(1_700_000_000, 5).unwrap_or_default();
+        let s = ts(t);
+        assert_eq!(s, "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(parse_time("t", &s).ok(), Some(t));
+    }
+}
