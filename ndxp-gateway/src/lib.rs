@@ -21,4 +21,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod management;
+pub mod metrics;
 pub mod pki;
+pub mod publisher;
+pub mod server;
