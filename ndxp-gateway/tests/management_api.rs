@@ -16,6 +16,16 @@ const H29_PATH: &str = "/api/v1/members/VN/GOV/000.00.00.H29";
 const SVC: &str = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1";
 const SVC_PATH: &str = "/api/v1/services/VN/GOV/000.00.00.H29/CSDLDC/citizen/v1";
 
+/// A bad-input case: method, path, content type, body, status, code.
+type Case = (
+    &'static str,
+    String,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
 /// Audit entries after `after` written by people (not the publisher).
 async fn audit_since(env: &Env, after: i64) -> Vec<Value> {
     let (s, v) = env
@@ -815,7 +825,7 @@ async fn bad_input_gets_problem_4xx_and_writes_nothing() {
         let op = env.operator.clone();
         let before = env.registry_version().await;
         let json_ct = Some("application/json");
-        let cases: Vec<(&str, String, Option<&str>, Vec<u8>, u16, &str)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "POST",
                 "/api/v1/members".into(),

@@ -369,7 +369,7 @@ cert = "tsa.pem"
         let jws = r.text().await.unwrap();
         let anchor = ConfAnchor::new(
             "VN".parse().unwrap(),
-            &self.url("/globalconf"),
+            self.url("/globalconf"),
             &[self.pki.root_cert().clone()],
             Some(MGMT_MEMBER.parse().unwrap()),
             Utc::now(),
