@@ -1247,3 +1247,41 @@ async fn admin_port_health_readiness_and_metrics() {
     );
     env.stop().await;
 }
+
+#[tokio::test]
+async fn publisher_versions_are_unique_and_renewed_before_expiry() {
+    use ndxp_gateway::publisher::Publisher;
+    for b in backends() {
+        let env = Env::start(b).await;
+        let first = env.globalconf().await;
+        // Two publishers (as two processes sharing the database) race on
+        // a registry change: one version is stored, both serve it.
+        let (s, _) = env
+            .op(
+                "POST",
+                "/api/v1/members",
+                Some(json!({"id": H29, "name": "x"})),
+            )
+            .await;
+        assert_eq!(s, 201);
+        let p1 = Publisher::new(&env.config, env.store.clone(), None).unwrap();
+        let p2 = Publisher::new(&env.config, env.store.clone(), None).unwrap();
+        let now = chrono::Utc::now();
+        let (a, b2) = tokio::join!(p1.ensure_current(now), p2.ensure_current(now));
+        let (a, b2) = (a.unwrap(), b2.unwrap());
+        assert_eq!(a.version, b2.version);
+        assert_eq!(a.version, i64::try_from(first.version).unwrap() + 1);
+        assert_eq!(a.registry_version, env.registry_version().await);
+        // Unchanged registry, before half the validity (3600 s): the same.
+        let later = now + chrono::TimeDelta::seconds(1799);
+        assert_eq!(p1.ensure_current(later).await.unwrap().version, a.version);
+        // Past half the validity: renewed with a later expiry.
+        let renewed = p1
+            .ensure_current(now + chrono::TimeDelta::seconds(1801))
+            .await
+            .unwrap();
+        assert_eq!(renewed.version, a.version + 1);
+        assert!(renewed.expires_at > a.expires_at);
+        env.stop().await;
+    }
+}
