@@ -22,4 +22,8 @@
 
 pub mod admin;
 pub mod config;
+pub mod management;
+pub mod metrics;
 pub mod pki;
+pub mod publisher;
+pub mod server;

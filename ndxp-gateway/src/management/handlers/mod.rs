@@ -1,0 +1,9 @@
+//! The handlers of the management API, one module per registry area.
+
+pub mod admin;
+pub mod groups;
+pub mod members;
+pub mod public;
+pub mod registrations;
+pub mod services;
+pub mod subscriptions;

@@ -1,0 +1,160 @@
+//! The served OpenAPI document and the router agree: every documented
+//! (path, method) reaches a real handler, no documented path answers an
+//! undocumented method, and handlers are routed only through
+//! `utoipa_axum::routes!` (so every route is documented).
+#![allow(clippy::unwrap_used)]
+
+mod management_support;
+
+use std::path::Path;
+
+use management_support::{Backend, Env};
+use serde_json::Value;
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+fn sample(param: &str) -> &'static str {
+    match param {
+        "instance" | "g_instance" => "VN",
+        "class" | "g_class" => "GOV",
+        "code" | "g_code" => "000.00.00.Z99",
+        "subsystem" | "g_subsystem" => "SUB",
+        "service" => "svc",
+        "version" => "v1",
+        "node" => "node-1",
+        "group" => "grp",
+        "id" => "0190f3c4-7b1a-7c3e-9d2a-1b2c3d4e5f60",
+        other => panic!("no sample value for path parameter {other}"),
+    }
+}
+
+fn fill(template: &str) -> String {
+    template
+        .split('/')
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(p) => sample(p).to_string(),
+                None => seg.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_document_and_the_router_agree() {
+    let env = Env::start(Backend::Sqlite).await;
+    let r = env.http.get(env.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: Value = r.json().await.unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{}",
+        doc["openapi"]
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        doc,
+        serde_json::to_value(ndxp_gateway::management::openapi()).unwrap(),
+        "the served document is the one generated from the code"
+    );
+
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = 0;
+    for (template, item) in paths {
+        let url = fill(template);
+        for method in METHODS {
+            let documented = item.get(method).is_some();
+            let (status, _, v) = env
+                .raw(
+                    &method.to_uppercase(),
+                    &url,
+                    Some(&env.operator.clone()),
+                    None,
+                    vec![],
+                )
+                .await;
+            let detail = v["detail"].as_str().unwrap_or_default().to_string();
+            if documented {
+                operations += 1;
+                let op = &item[method];
+                assert!(
+                    status != 405 && !detail.starts_with("no route"),
+                    "{method} {template} is documented but not routed: {status} {v}"
+                );
+                assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()));
+                // Every parameter the template names is documented.
+                let names: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter(|p| p["in"] == "path")
+                            .map(|p| p["name"].as_str().unwrap())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for seg in template.split('/') {
+                    if let Some(p) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                        assert!(
+                            names.contains(&p),
+                            "{method} {template}: parameter {p} undocumented"
+                        );
+                    }
+                }
+            } else {
+                assert_eq!(
+                    status, 405,
+                    "{method} {template} answers but is not documented: {v}"
+                );
+                assert_eq!(v["code"], "ndxp.bad_request");
+            }
+        }
+    }
+
+    // Every handler is annotated and registered only via routes!: the
+    // number of annotations equals the number of documented operations,
+    // and nothing is routed around the macro.
+    let mut files = vec![];
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/management"),
+        &mut files,
+    );
+    let mut annotations = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        annotations += text.matches("#[utoipa::path(").count();
+        for forbidden in [
+            ".route(",
+            ".route_service(",
+            ".nest(",
+            ".nest_service(",
+            ".merge(",
+        ] {
+            assert!(
+                !text.contains(forbidden),
+                "{} routes with {forbidden}: register handlers with routes! so they are documented",
+                f.display()
+            );
+        }
+    }
+    assert_eq!(
+        annotations, operations,
+        "every annotated handler is routed and documented"
+    );
+    assert!(operations >= 40, "{operations}");
+    env.stop().await;
+}
