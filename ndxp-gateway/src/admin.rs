@@ -31,7 +31,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use ndxp_core::{InstanceId, MemberId, NodeName, SubsystemId};
 use ndxp_registry::globalconf::{ConfAnchor, ConfError};
@@ -330,20 +329,12 @@ fn check_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A new bearer token: [`TOKEN_BYTES`] random bytes from OpenSSL, unpadded
-/// base64url.
+/// A new bearer token (see [`crate::management::auth::generate_token`]).
 pub fn new_token() -> Result<String> {
-    let mut bytes = [0u8; TOKEN_BYTES];
-    ndxp_sign::openssl::rand::rand_bytes(&mut bytes).map_err(AdminError::Random)?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    crate::management::auth::generate_token().map_err(AdminError::Random)
 }
 
-/// What the registry stores for a token: the SHA-256 of its text, 64
-/// lowercase hex digits. The management API hashes a presented bearer token
-/// the same way to find its credential.
-pub fn token_sha256(token: &str) -> String {
-    hex::encode(ndxp_sign::openssl::sha::sha256(token.as_bytes()))
-}
+pub use crate::management::auth::hash_token as token_sha256;
 
 // --------------------------------------------------------------- anchor
 
@@ -594,11 +585,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_are_43_base64url_characters_and_differ() {
+    fn tokens_are_prefixed_base64url_and_differ() {
         let a = new_token().unwrap();
         let b = new_token().unwrap();
-        assert_eq!(a.len(), 43);
-        assert!(a
+        let body = a.strip_prefix("ndxp_").unwrap();
+        assert_eq!(body.len(), 43);
+        assert!(body
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert_ne!(a, b);

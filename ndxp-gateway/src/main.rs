@@ -31,6 +31,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the management role: the management API, the global
+    /// configuration download and the admin port (docs/management.md).
+    Serve(ConfigArg),
     /// The platform's certification authority, OCSP responder and TSA.
     #[command(subcommand)]
     Pki(PkiCommand),
@@ -383,9 +386,10 @@ fn print_list<T: serde::Serialize>(
     Ok(())
 }
 
-fn run_admin(command: Command) -> Result<()> {
+fn run(command: Command) -> Result<()> {
     match command {
         Command::Pki(p) => return run_pki(p),
+        Command::Serve(cfg) => return serve(cfg),
         Command::Members(c) => match c {
             MembersCommand::Add { cfg, id, name } => {
                 let m = with_admin(&cfg, async |a| a.add_member(&id, &name).await)?;
@@ -527,10 +531,31 @@ fn open(dir: &PkiDir) -> Result<Pki> {
         .with_context(|| format!("opening the PKI directory {}", dir.dir.display()))
 }
 
-fn run(command: Command) -> Result<()> {
-    match command {
-        Command::Pki(p) => run_pki(p),
-        other => run_admin(other),
+/// `ndxp-gateway serve`: runs until Ctrl-C or SIGTERM.
+fn serve(cfg: ConfigArg) -> Result<()> {
+    let config = load_config(&cfg)?;
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async move {
+        tracing::info!(
+            management = %config.management.listen,
+            admin = %config.admin.listen,
+            storage = %redact(&config.storage.url),
+            "starting the management role"
+        );
+        ndxp_gateway::server::run(config, shutdown_signal()).await?;
+        tracing::info!("stopped");
+        anyhow::Ok(())
+    })
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
+            Some(colon) => format!("{}:***{}", &url[..s + 3 + colon], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
     }
 }
 

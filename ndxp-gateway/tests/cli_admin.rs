@@ -399,7 +399,7 @@ async fn tokens(env: &Env) -> String {
     let stdout = String::from_utf8(out.stdout.clone()).unwrap();
     let token = stdout.trim_end_matches('\n');
     assert_eq!(stdout.lines().count(), 1, "only the token on stdout");
-    assert_eq!(token.len(), 43);
+    assert_eq!(token.len(), 48, "ndxp_ + 43 base64url characters");
     assert!(token
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
