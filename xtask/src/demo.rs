@@ -33,6 +33,12 @@ const SERVICE: &str = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1";
 const SAMPLE_PATH: &str = "/persons/001099012345";
 /// Default port of the PKI service (OCSP + TSA), as in the README.
 const PKI_PORT: u16 = 8190;
+/// The management API and its admin port, as in the README.
+const MANAGEMENT_URL: &str = "http://127.0.0.1:8100";
+const MANAGEMENT_ADMIN_URL: &str = "http://127.0.0.1:8101";
+/// The platform operator's own member, whose key signs the global
+/// configuration.
+const OPERATOR_MEMBER: &str = "VN/GOV/000.00.00.A01";
 
 struct Options {
     dir: PathBuf,
@@ -340,8 +346,26 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         },
     );
 
+    let mgmt = management_flow(
+        &mut report,
+        &bin,
+        &dir,
+        &pki,
+        &ocsp_url,
+        &tsa_url,
+        &mut services,
+    )?;
+    for node in &mut nodes {
+        let name = node["name"].as_str().unwrap_or_default().to_string();
+        node["config"] = json!(dir.join("nodes").join(&name).join("node.toml"));
+    }
+
     let demo = json!({
         "dir": dir,
+        "operator_token": mgmt.operator_token,
+        "management_url": MANAGEMENT_URL,
+        "management_config": dir.join("gateway.toml"),
+        "anchor": dir.join("anchor.json"),
         "ca_cert": pki.join("ca.pem"),
         "chain": pki.join("chain.pem"),
         "tsa_cert": pki.join("tsa.pem"),
@@ -377,12 +401,259 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// What the management flow hands on to `demo.json`.
+struct Management {
+    operator_token: String,
+}
+
+/// The distributed model's admission, with the command lines an operator
+/// and members use (docs/management.md): management keys, the gateway's
+/// configuration, `serve`, an operator token, members and subsystems, the
+/// anchor, each node's `register`, the operator's `requests approve`, and
+/// each node's `conf fetch` / `conf status` seeing itself in the verified
+/// global configuration.
+fn management_flow(
+    report: &mut Report,
+    bin: &Path,
+    dir: &Path,
+    pki: &Path,
+    ocsp_url: &str,
+    tsa_url: &str,
+    services: &mut Services,
+) -> Result<Management> {
+    let cfg = dir.join("gateway.toml");
+    let mut token = String::new();
+    report.step("management signing key and certificate", || {
+        let keys = dir.join("mgmt-keys");
+        exec(
+            bin,
+            "ndxp-node",
+            &[
+                "keys",
+                "init",
+                "--dir",
+                p(&keys),
+                "--member",
+                OPERATOR_MEMBER,
+                "--node",
+                "mgmt",
+            ],
+        )?;
+        issue(bin, pki, "sign", &keys)?;
+        Ok(format!("{OPERATOR_MEMBER} signs the global configuration"))
+    });
+    report.step("start the management role (ndxp-gateway serve)", || {
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"instance = "VN"
+
+[storage]
+url = "sqlite://registry.db"
+
+[management]
+listen = "127.0.0.1:8100"
+public_url = "{MANAGEMENT_URL}"
+
+[admin]
+listen = "127.0.0.1:8101"
+
+[globalconf]
+signing_key = "mgmt-keys/sign.key"
+signing_cert = "mgmt-keys/sign.pem"
+signing_chain = "pki/chain.pem"
+
+[[globalconf.cas]]
+name = "NDXP Root CA"
+cert = "pki/ca.pem"
+ocsp_urls = ["{ocsp_url}"]
+
+[[globalconf.tsas]]
+name = "NDXP TSA"
+url = "{tsa_url}"
+cert = "pki/tsa.pem"
+"#
+            ),
+        )?;
+        let log = std::fs::File::create(dir.join("logs/management.log"))?;
+        let child = Command::new(bin.join("ndxp-gateway"))
+            .args(["serve", "--config", p(&cfg)])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting ndxp-gateway serve")?;
+        services.0.push(("management".into(), child));
+        wait_ready(
+            &format!("{MANAGEMENT_ADMIN_URL}/readyz"),
+            Duration::from_secs(20),
+        )?;
+        Ok(format!(
+            "API {MANAGEMENT_URL}/api/v1, global configuration {MANAGEMENT_URL}/globalconf"
+        ))
+    });
+    report.step("operator token, members and subsystems", || {
+        token = exec_out(
+            bin,
+            "ndxp-gateway",
+            &[
+                "tokens",
+                "create",
+                "--config",
+                p(&cfg),
+                "--operator",
+                "demo",
+            ],
+        )?
+        .trim()
+        .to_string();
+        for (member, name, subsystem) in [
+            (PROVIDER.0, "Bộ Công an (demo)", "CSDLDC"),
+            (CONSUMER.0, "Bộ Tư pháp (demo)", "QLHT"),
+        ] {
+            exec(
+                bin,
+                "ndxp-gateway",
+                &[
+                    "members",
+                    "add",
+                    "--config",
+                    p(&cfg),
+                    "--id",
+                    member,
+                    "--name",
+                    name,
+                ],
+            )?;
+            let sub = format!("{member}/{subsystem}");
+            exec(
+                bin,
+                "ndxp-gateway",
+                &["subsystems", "add", "--config", p(&cfg), "--id", &sub],
+            )?;
+        }
+        exec(
+            bin,
+            "ndxp-gateway",
+            &[
+                "conf",
+                "anchor",
+                "--config",
+                p(&cfg),
+                "--out",
+                p(&dir.join("anchor.json")),
+            ],
+        )?;
+        Ok("2 members, 2 subsystems, anchor.json written".into())
+    });
+    for (i, (member, node)) in [PROVIDER, CONSUMER].into_iter().enumerate() {
+        let ndir = dir.join("nodes").join(node);
+        report.step(&format!("{node} asks to join (ndxp-node register)"), || {
+            std::fs::copy(pki.join("chain.pem"), ndir.join("chain.pem"))?;
+            std::fs::write(
+                ndir.join("node.toml"),
+                format!(
+                    r#"[node]
+member = "{member}"
+name = "{node}"
+address = "https://127.0.0.1:{peer}"
+keys_dir = "."
+
+[management]
+url = "{MANAGEMENT_URL}"
+
+[conf]
+anchor = "../../anchor.json"
+dir = "conf"
+refresh_secs = 60
+"#,
+                    peer = 8202 + 10 * i
+                ),
+            )?;
+            let out = exec_out(
+                bin,
+                "ndxp-node",
+                &["register", "--config", p(&ndir.join("node.toml"))],
+            )?;
+            Ok(out.lines().next().unwrap_or_default().to_string())
+        });
+    }
+    report.step("operator approves the pending requests", || {
+        let listed = exec_out(
+            bin,
+            "ndxp-gateway",
+            &[
+                "requests",
+                "list",
+                "--config",
+                p(&cfg),
+                "--state",
+                "pending",
+                "--json",
+            ],
+        )?;
+        let requests: serde_json::Value = serde_json::from_str(&listed)?;
+        let ids: Vec<String> = requests
+            .as_array()
+            .context("requests list --json did not print a list")?
+            .iter()
+            .filter_map(|r| r["id"].as_str().map(str::to_string))
+            .collect();
+        ensure!(
+            ids.len() == 2,
+            "expected 2 pending requests, found {}",
+            ids.len()
+        );
+        for id in &ids {
+            exec(
+                bin,
+                "ndxp-gateway",
+                &["requests", "approve", "--config", p(&cfg), "--id", id],
+            )?;
+        }
+        Ok(format!("approved {}", ids.join(", ")))
+    });
+    for (_, node) in [PROVIDER, CONSUMER] {
+        let conf = dir.join("nodes").join(node).join("node.toml");
+        report.step(
+            &format!("{node} fetches the signed global configuration"),
+            || {
+                exec(bin, "ndxp-node", &["conf", "fetch", "--config", p(&conf)])?;
+                let status: serde_json::Value = serde_json::from_str(&exec_out(
+                    bin,
+                    "ndxp-node",
+                    &["conf", "status", "--config", p(&conf), "--json"],
+                )?)?;
+                ensure!(
+                    status["valid"] == true,
+                    "the global configuration is not valid: {status}"
+                );
+                ensure!(
+                    status["this_node"]["listed"] == true,
+                    "{node} is not in the global configuration: {status}"
+                );
+                Ok(format!(
+                    "version {}, expires {}, {node} listed",
+                    status["version"], status["expires_at"]
+                ))
+            },
+        );
+    }
+    Ok(Management {
+        operator_token: token,
+    })
+}
+
 fn p(path: &Path) -> &str {
     path.to_str().unwrap_or_default()
 }
 
 /// Runs one of our binaries and fails with its stderr if it fails.
 fn exec(bin: &Path, name: &str, args: &[&str]) -> Result<()> {
+    exec_out(bin, name, args).map(|_| ())
+}
+
+/// Runs one of our binaries and returns its standard output.
+fn exec_out(bin: &Path, name: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(bin.join(name))
         .args(args)
         .output()
@@ -390,11 +661,11 @@ fn exec(bin: &Path, name: &str, args: &[&str]) -> Result<()> {
     if !out.status.success() {
         bail!(
             "{name} {} failed: {}",
-            args.first().copied().unwrap_or_default(),
+            args.iter().take(2).copied().collect::<Vec<_>>().join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `ndxp-gateway pki issue` of `dir/{profile}.csr` into `dir/{profile}.pem`.
