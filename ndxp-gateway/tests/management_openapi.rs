@@ -158,3 +158,34 @@ async fn the_document_and_the_router_agree() {
     assert!(operations >= 40, "{operations}");
     env.stop().await;
 }
+
+/// The document is valid OpenAPI 3.1 according to a validator we did not
+/// write (Python's `openapi-spec-validator`, installed by `.ci/run`).
+#[test]
+fn the_document_passes_an_independent_openapi_validator() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("openapi.json");
+    let doc = serde_json::to_vec_pretty(&ndxp_gateway::management::openapi()).unwrap();
+    std::fs::write(&path, doc).unwrap();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys\n\
+             from openapi_spec_validator import validate\n\
+             validate(json.load(open(sys.argv[1])))\n\
+             print('valid')",
+        ])
+        .arg(&path)
+        .output()
+        .expect("python3 is needed for the OpenAPI validation (.ci/run installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains("No module named"),
+        "install openapi-spec-validator (pip install openapi-spec-validator; .ci/run does): {text}"
+    );
+    assert!(out.status.success() && text.contains("valid"), "{text}");
+}
