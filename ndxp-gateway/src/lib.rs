@@ -1,9 +1,17 @@
 //! # ndxp-gateway
 //!
 //! The central services of NDXP as a library; the `ndxp-gateway` binary is a
-//! thin command line over it. Today it holds the trust services of the
-//! platform ([`pki`]): the certification authority, the OCSP responder
-//! (RFC 6960) and the timestamp authority (RFC 3161) served over HTTP.
+//! thin command line over it.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`config`] | the one TOML configuration file (`docs/config.md`) |
+//! | [`server`] | `run(config, shutdown)`: the management role with its admin port |
+//! | [`management`] | the management REST API (`/api/v1`, `/openapi.json`), bearer-token auth, problem+json errors |
+//! | [`publisher`] | builds, signs, stores and serves the global configuration (`/globalconf`) |
+//! | [`admin`] | the operator commands (`members`, `subsystems`, `nodes`, `requests`, `tokens`, `conf anchor`) |
+//! | [`metrics`] | Prometheus metrics of the API |
+//! | [`pki`] | the trust services: OCSP responder (RFC 6960) and timestamp authority (RFC 3161) over HTTP |
 //!
 //! Serving the PKI in-process, as the tests do:
 //!
