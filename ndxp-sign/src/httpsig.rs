@@ -1300,13 +1300,13 @@ const SF_INTEGER_MIN: i64 = -SF_INTEGER_MAX;
 /// Append `s` as an RFC 8941 sf-string; `false` (with `out` partly
 /// written) if `s` has a character outside `0x20..=0x7e`.
 fn push_sf_string(out: &mut String, s: &str) -> bool {
-    if !s.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+    if !all_visible_ascii(s) {
         return false;
     }
     out.reserve(s.len() + 2);
     out.push('"');
     let mut rest = s;
-    while let Some(i) = rest.find(['\\', '"']) {
+    while let Some(i) = rest.bytes().position(|b| b == b'\\' || b == b'"') {
         out.push_str(&rest[..i]);
         out.push('\\');
         out.push_str(&rest[i..=i]);
@@ -1315,6 +1315,13 @@ fn push_sf_string(out: &mut String, s: &str) -> bool {
     out.push_str(rest);
     out.push('"');
     true
+}
+
+/// Whether every byte of `s` is in `0x20..=0x7e` (SP or VCHAR). Written
+/// without early exit so that it vectorises.
+fn all_visible_ascii(s: &str) -> bool {
+    s.bytes()
+        .fold(true, |ok, b| ok & (b.wrapping_sub(0x20) < 0x5f))
 }
 
 // ---------------------------------------------------------------------------
@@ -1592,7 +1599,7 @@ fn component_value<'a>(msg: &MessageView<'a>, c: &Component) -> Result<Cow<'a, s
         };
         field_value(headers, c)?
     };
-    if value.bytes().any(|b| !(b == b' ' || b.is_ascii_graphic())) {
+    if !all_visible_ascii(&value) {
         return Err(SignatureError::InvalidComponentValue(c.display_lossy()));
     }
     Ok(value)
