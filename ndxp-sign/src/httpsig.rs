@@ -55,7 +55,7 @@
 //! # }
 //! ```
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -74,7 +74,10 @@ use openssl::pkey_ctx::PkeyCtx;
 use openssl::rsa::Padding;
 use openssl::sha::{Sha256, Sha512};
 use openssl::sign::{RsaPssSaltlen, Signer, Verifier};
-use sfv::{BareItem, Dictionary, FieldType, Item, KeyRef, List, ListEntry, Parser, Version};
+use sfv::{
+    BareItem, BareItemFromInput, Dictionary, FieldType, GenericBareItem, Item, KeyRef, List,
+    ListEntry, Parameters, Parser, StringRef, Version,
+};
 
 /// Name of the `Signature-Input` field.
 pub const SIGNATURE_INPUT: &str = "signature-input";
@@ -962,23 +965,47 @@ impl Component {
     }
 
     fn from_item(item: &Item) -> Result<Self> {
-        let BareItem::String(name) = &item.bare_item else {
+        Self::from_parts(
+            &item.bare_item,
+            item.params.iter().map(|(k, v)| (&**k, v)),
+            || item.serialize(),
+        )
+    }
+
+    /// A covered component from a parsed item; `serialize` gives the item's
+    /// text for an error message.
+    fn from_parts<'a, S, B, T, D>(
+        bare_item: &'a GenericBareItem<S, B, T, D>,
+        params: impl IntoIterator<Item = (&'a KeyRef, &'a GenericBareItem<S, B, T, D>)>,
+        serialize: impl FnOnce() -> String,
+    ) -> Result<Self>
+    where
+        S: Borrow<StringRef> + 'a,
+        B: 'a,
+        T: 'a,
+        D: 'a,
+    {
+        let Some(name) = bare_item.as_string() else {
             return Err(SignatureError::InvalidSignatureParams(
                 "covered component is not a string".into(),
             ));
         };
         let mut c = Component::new(name.as_str());
-        for (k, v) in &item.params {
+        for (k, v) in params {
             let p = match (k.as_str(), v) {
-                ("sf", BareItem::Boolean(true)) => ComponentParam::Sf,
-                ("bs", BareItem::Boolean(true)) => ComponentParam::Bs,
-                ("req", BareItem::Boolean(true)) => ComponentParam::Req,
-                ("tr", BareItem::Boolean(true)) => ComponentParam::Tr,
-                ("key", BareItem::String(s)) => ComponentParam::Key(s.as_str().to_owned()),
-                ("name", BareItem::String(s)) => ComponentParam::Name(s.as_str().to_owned()),
+                ("sf", GenericBareItem::Boolean(true)) => ComponentParam::Sf,
+                ("bs", GenericBareItem::Boolean(true)) => ComponentParam::Bs,
+                ("req", GenericBareItem::Boolean(true)) => ComponentParam::Req,
+                ("tr", GenericBareItem::Boolean(true)) => ComponentParam::Tr,
+                ("key", GenericBareItem::String(s)) => {
+                    ComponentParam::Key(s.borrow().as_str().to_owned())
+                }
+                ("name", GenericBareItem::String(s)) => {
+                    ComponentParam::Name(s.borrow().as_str().to_owned())
+                }
                 _ => {
                     return Err(SignatureError::InvalidComponent {
-                        component: item.serialize(),
+                        component: serialize(),
                         reason: "unknown or mistyped component parameter",
                     })
                 }
@@ -1262,11 +1289,25 @@ impl SignatureParams {
             .iter()
             .map(Component::from_item)
             .collect::<Result<Vec<_>>>()?;
+        Self::from_parts(components, il.params.iter().map(|(k, v)| (&**k, v)))
+    }
+
+    /// Signature parameters from parsed inner-list parameters.
+    fn from_parts<'a, S, B, T, D>(
+        components: Vec<Component>,
+        params: impl IntoIterator<Item = (&'a KeyRef, &'a GenericBareItem<S, B, T, D>)>,
+    ) -> Result<Self>
+    where
+        S: Borrow<StringRef> + 'a,
+        B: 'a,
+        T: 'a,
+        D: 'a,
+    {
         let mut out = SignatureParams::new(components);
         let bad = |what: &str| {
             SignatureError::InvalidSignatureParams(format!("{what} has the wrong type"))
         };
-        for (k, v) in &il.params {
+        for (k, v) in params {
             out = match k.as_str() {
                 "created" => out.with_created(
                     v.as_integer()
@@ -2037,6 +2078,26 @@ fn parse_dict_field(
     field: &'static str,
     limit: usize,
 ) -> Result<Option<Dictionary>> {
+    let Some(joined) = joined_field(headers, field, limit)? else {
+        return Ok(None);
+    };
+    Parser::new(&*joined)
+        .with_version(Version::Rfc8941)
+        .parse()
+        .map(Some)
+        .map_err(|e| SignatureError::MalformedField {
+            field: field.into(),
+            source: e,
+        })
+}
+
+/// The field lines of `field` joined with `, ` (borrowed when there is only
+/// one), `None` when absent.
+fn joined_field<'h>(
+    headers: &'h HeaderMap,
+    field: &'static str,
+    limit: usize,
+) -> Result<Option<Cow<'h, [u8]>>> {
     let mut lines = headers.get_all(field).iter();
     let Some(first) = lines.next() else {
         return Ok(None);
@@ -2060,14 +2121,7 @@ fn parse_dict_field(
             Cow::Owned(joined)
         }
     };
-    Parser::new(&*joined)
-        .with_version(Version::Rfc8941)
-        .parse()
-        .map(Some)
-        .map_err(|e| SignatureError::MalformedField {
-            field: field.into(),
-            source: e,
-        })
+    Ok(Some(joined))
 }
 
 /// Parse the `Signature-Input` member and `Signature` value for `label`.
@@ -2081,22 +2135,190 @@ pub fn parse_signature_headers(
     label: &str,
     max_field_bytes: usize,
 ) -> Result<(SignatureParams, Vec<u8>)> {
-    let inputs = parse_dict_field(headers, SIGNATURE_INPUT, max_field_bytes)?
+    // Both fields are parsed (and so validated) in full, but only the
+    // label's members are kept, borrowed from the field text; RFC 8941
+    // semantics hold: the last member with a key wins.
+    let input = joined_field(headers, SIGNATURE_INPUT, max_field_bytes)?
         .ok_or(SignatureError::MissingHeader(SIGNATURE_INPUT))?;
-    let mut sigs = parse_dict_field(headers, SIGNATURE, max_field_bytes)?
+    let member = Parser::new(&*input)
+        .with_version(Version::Rfc8941)
+        .parse_dictionary_with_visitor(visit::Member::new(label))
+        .map_err(|e| SignatureError::MalformedField {
+            field: SIGNATURE_INPUT.into(),
+            source: e,
+        })?;
+    let sig = joined_field(headers, SIGNATURE, max_field_bytes)?
         .ok_or(SignatureError::MissingHeader(SIGNATURE))?;
-    let entry = inputs
-        .get(label)
-        .ok_or_else(|| SignatureError::UnknownLabel(label.to_owned()))?;
-    let params = SignatureParams::from_entry(entry)?;
-    let sig = match sigs.swap_remove(label) {
-        Some(ListEntry::Item(Item {
-            bare_item: BareItem::ByteSequence(b),
-            ..
-        })) => b,
+    let sig = Parser::new(&*sig)
+        .with_version(Version::Rfc8941)
+        .parse_dictionary_with_visitor(visit::Member::new(label))
+        .map_err(|e| SignatureError::MalformedField {
+            field: SIGNATURE.into(),
+            source: e,
+        })?;
+    let params = match member {
+        None => return Err(SignatureError::UnknownLabel(label.to_owned())),
+        Some(visit::Entry::InnerList(il)) => {
+            let components = il
+                .items
+                .iter()
+                .map(|(bare, params)| {
+                    Component::from_parts(bare, params.iter().map(|(k, v)| (*k, v)), || {
+                        let mut p = Parameters::new();
+                        for (k, v) in params {
+                            p.insert((*k).to_owned(), BareItem::from(v.clone()));
+                        }
+                        Item::with_params(BareItem::from(bare.clone()), p).serialize()
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            SignatureParams::from_parts(components, il.params.iter().map(|(k, v)| (*k, v)))?
+        }
+        Some(visit::Entry::Item(_)) => {
+            return Err(SignatureError::InvalidSignatureParams(
+                "signature input member is not an inner list".into(),
+            ))
+        }
+    };
+    let sig = match sig {
+        Some(visit::Entry::Item(BareItemFromInput::ByteSequence(b))) => b,
         _ => return Err(SignatureError::MissingSignatureValue(label.to_owned())),
     };
     Ok((params, sig))
+}
+
+/// Visitors that keep one dictionary member, borrowed from the input.
+mod visit {
+    use std::convert::Infallible;
+
+    use sfv::visitor::{
+        DictionaryVisitor, EntryVisitor, Ignored, InnerListVisitor, ItemVisitor, ParameterVisitor,
+    };
+    use sfv::{BareItemFromInput, KeyRef};
+
+    /// Parameters in first-seen key order, last value per key (RFC 8941
+    /// §4.2.3.2), as `sfv::Parameters`.
+    pub(super) type Params<'de> = Vec<(&'de KeyRef, BareItemFromInput<'de>)>;
+
+    /// An inner list: items with their parameters, then its own parameters.
+    #[derive(Default)]
+    pub(super) struct InnerList<'de> {
+        pub(super) items: Vec<(BareItemFromInput<'de>, Params<'de>)>,
+        pub(super) params: Params<'de>,
+    }
+
+    /// A dictionary member (an item's parameters are not kept).
+    pub(super) enum Entry<'de> {
+        Item(BareItemFromInput<'de>),
+        InnerList(InnerList<'de>),
+    }
+
+    /// Keeps the last member named `label`.
+    pub(super) struct Member<'l, 'de> {
+        label: &'l str,
+        found: Option<Entry<'de>>,
+    }
+
+    impl<'l> Member<'l, '_> {
+        pub(super) fn new(label: &'l str) -> Self {
+            Self { label, found: None }
+        }
+    }
+
+    impl<'de> DictionaryVisitor<'de> for Member<'_, 'de> {
+        type Out = Option<Entry<'de>>;
+        type Error = Infallible;
+
+        fn entry(&mut self, key: &'de KeyRef) -> Result<impl EntryVisitor<'de>, Self::Error> {
+            Ok((key.as_str() == self.label).then_some(Slot(&mut self.found)))
+        }
+
+        fn finish(self) -> Result<Self::Out, Self::Error> {
+            Ok(self.found)
+        }
+    }
+
+    struct Slot<'a, 'de>(&'a mut Option<Entry<'de>>);
+
+    impl<'de> EntryVisitor<'de> for Slot<'_, 'de> {
+        type Error = Infallible;
+
+        fn item(self) -> Result<impl ItemVisitor<'de>, Self::Error> {
+            Ok(self)
+        }
+
+        fn inner_list(self) -> Result<impl InnerListVisitor<'de>, Self::Error> {
+            *self.0 = Some(Entry::InnerList(InnerList::default()));
+            Ok(match self.0 {
+                Some(Entry::InnerList(il)) => Some(il),
+                _ => None,
+            })
+        }
+    }
+
+    impl<'de> ItemVisitor<'de> for Slot<'_, 'de> {
+        type Out = ();
+        type Error = Infallible;
+
+        fn bare_item(
+            self,
+            bare_item: BareItemFromInput<'de>,
+        ) -> Result<impl ParameterVisitor<'de, Out = Self::Out>, Self::Error> {
+            *self.0 = Some(Entry::Item(bare_item));
+            Ok(Ignored)
+        }
+    }
+
+    impl<'de> InnerListVisitor<'de> for &mut InnerList<'de> {
+        type Error = Infallible;
+
+        fn item(&mut self) -> Result<impl ItemVisitor<'de>, Self::Error> {
+            Ok(ListItem(&mut self.items))
+        }
+
+        fn finish(self) -> Result<impl ParameterVisitor<'de>, Self::Error> {
+            Ok(ParamsVisitor(&mut self.params))
+        }
+    }
+
+    struct ListItem<'a, 'de>(&'a mut Vec<(BareItemFromInput<'de>, Params<'de>)>);
+
+    impl<'de> ItemVisitor<'de> for ListItem<'_, 'de> {
+        type Out = ();
+        type Error = Infallible;
+
+        fn bare_item(
+            self,
+            bare_item: BareItemFromInput<'de>,
+        ) -> Result<impl ParameterVisitor<'de, Out = Self::Out>, Self::Error> {
+            let i = self.0.len();
+            self.0.push((bare_item, Vec::new()));
+            Ok(ParamsVisitor(&mut self.0[i].1))
+        }
+    }
+
+    struct ParamsVisitor<'a, 'de>(&'a mut Params<'de>);
+
+    impl<'de> ParameterVisitor<'de> for ParamsVisitor<'_, 'de> {
+        type Out = ();
+        type Error = Infallible;
+
+        fn parameter(
+            &mut self,
+            key: &'de KeyRef,
+            value: BareItemFromInput<'de>,
+        ) -> Result<(), Self::Error> {
+            match self.0.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => *v = value,
+                None => self.0.push((key, value)),
+            }
+            Ok(())
+        }
+
+        fn finish(self) -> Result<Self::Out, Self::Error> {
+            Ok(())
+        }
+    }
 }
 
 /// Verify the signature labelled `label` on `msg` at time `now` (Unix
@@ -2300,6 +2522,110 @@ mod tests {
                 assert_eq!(SignatureParams::parse(&s).unwrap(), *sp);
             }
         }
+    }
+
+    /// `parse_signature_headers` as it was: full `sfv` dictionaries.
+    fn parse_signature_headers_sfv(
+        headers: &HeaderMap,
+        label: &str,
+        max: usize,
+    ) -> Result<(SignatureParams, Vec<u8>)> {
+        let inputs = parse_dict_field(headers, SIGNATURE_INPUT, max)?
+            .ok_or(SignatureError::MissingHeader(SIGNATURE_INPUT))?;
+        let sigs = parse_dict_field(headers, SIGNATURE, max)?
+            .ok_or(SignatureError::MissingHeader(SIGNATURE))?;
+        let entry = inputs
+            .get(label)
+            .ok_or_else(|| SignatureError::UnknownLabel(label.to_owned()))?;
+        let params = SignatureParams::from_entry(entry)?;
+        let sig = match sigs.get(label) {
+            Some(ListEntry::Item(item)) => match &item.bare_item {
+                BareItem::ByteSequence(b) => b.clone(),
+                _ => return Err(SignatureError::MissingSignatureValue(label.to_owned())),
+            },
+            _ => return Err(SignatureError::MissingSignatureValue(label.to_owned())),
+        };
+        Ok((params, sig))
+    }
+
+    #[test]
+    fn signature_header_parsing_matches_sfv_dictionaries() {
+        let inputs: &[&[&str]] = &[
+            &[r#"sig=("@method" "content-digest");created=1;keyid="k";alg="rsa-v1_5-sha256""#],
+            &[
+                r#"a=("x"), sig=("@method";req "x";key="a\"b";sf "@query-param";name="n");nonce="n";tag="t";expires=5"#,
+            ],
+            &[r#"sig=("a"), sig=("b";bs);created=2"#],
+            &[r#"sig=("a")"#, r#"other=("b"), sig=("c" "d")"#],
+            &[r#"sig=("a");created=1;keyid="k";created=2"#],
+            &[r#"sig=("a");created="x";created=3"#],
+            &[r#"sig=("a");created=3;created="x""#],
+            &[r#"sig=("a";sf=?0)"#],
+            &[r#"sig=("a";sf;sf=?0)"#],
+            &[r#"sig=("a";sf=?0;sf)"#],
+            &[r#"sig=("a";foo=1;bar=2;foo=3)"#],
+            &[r#"sig=("a";key=tok)"#],
+            &[r#"sig=(a)"#],
+            &[r#"sig=(1 "b")"#],
+            &[r#"sig="a""#],
+            &[r#"sig=("a"), sig="a""#],
+            &[r#"sig="a", sig=("a")"#],
+            &[r#"sig=("a");unknown=1"#],
+            &[r#"sig=("a");alg="hs2019""#],
+            &[r#"sig=("a");alg=rsa"#],
+            &[r#"sig=("a");keyid=:AA==:"#],
+            &[r#"sig=("a");created=1.5"#],
+            &[r#"sig"#],
+            &[r#"other=("a")"#],
+            &[r#"sig=("a""#],
+            &[r#"sig=("a");created=@1"#],
+            &[r#"sig=("a");nonce=%"x""#],
+            &[r#"sig=();created=1"#],
+            &[r#"SIG=("a")"#],
+        ];
+        let sigs: &[&[&str]] = &[
+            &["sig=:AAEC:"],
+            &["sig=:AAEC:, sig=:AQ==:"],
+            &["sig=:AAEC:;p=1"],
+            &["sig=(:AA==:)"],
+            &["sig=tok"],
+            &["other=:AA==:"],
+            &["sig=:AAEC:", "x=1, sig=:AgI=:"],
+            &["sig=:AAE"],
+            &["sig=:AA==:, sig=1"],
+            &["sig=1, sig=:AA==:"],
+        ];
+        let mut n = 0;
+        for input in inputs {
+            for sig in sigs {
+                for (with_input, with_sig) in [(true, true), (false, true), (true, false)] {
+                    let mut headers = HeaderMap::new();
+                    if with_input {
+                        for v in *input {
+                            headers.append(SIGNATURE_INPUT, HeaderValue::from_str(v).unwrap());
+                        }
+                    }
+                    if with_sig {
+                        for v in *sig {
+                            headers.append(SIGNATURE, HeaderValue::from_str(v).unwrap());
+                        }
+                    }
+                    for max in [usize::MAX, 20] {
+                        let ours = parse_signature_headers(&headers, "sig", max);
+                        let theirs = parse_signature_headers_sfv(&headers, "sig", max);
+                        match (&ours, &theirs) {
+                            (Ok(a), Ok(b)) => assert_eq!(a, b, "{input:?} {sig:?}"),
+                            (Err(a), Err(b)) => {
+                                assert_eq!(format!("{a:?}"), format!("{b:?}"), "{input:?} {sig:?}")
+                            }
+                            _ => panic!("{input:?} {sig:?}: {ours:?} vs {theirs:?}"),
+                        }
+                        n += usize::from(ours.is_ok());
+                    }
+                }
+            }
+        }
+        assert!(n > 20, "too few successful cases: {n}");
     }
 
     #[test]
