@@ -1083,7 +1083,7 @@ impl SignatureParams {
             alg: None,
             keyid: None,
             tag: None,
-            order: Vec::new(),
+            order: Vec::with_capacity(6),
         }
     }
 
@@ -1711,10 +1711,19 @@ fn derived_request_value<'a>(
 
 fn field_value<'a>(headers: &'a HeaderMap, c: &Component) -> Result<Cow<'a, str>> {
     let missing = || SignatureError::MissingComponent(c.display_lossy());
-    let hn =
-        HeaderName::from_bytes(c.name.as_bytes()).map_err(|_| c.invalid("invalid field name"))?;
-    let mut lines = headers.get_all(&hn).iter().map(|v| trim_ows(v.as_bytes()));
-    let first = lines.next().ok_or_else(missing)?;
+    // Look up by `&str`: `HeaderName::from_bytes` would allocate for every
+    // non-standard name. A name that is not a valid header name finds
+    // nothing; tell that case apart only then.
+    let mut lines = headers
+        .get_all(c.name.as_str())
+        .iter()
+        .map(|v| trim_ows(v.as_bytes()));
+    let Some(first) = lines.next() else {
+        return Err(match HeaderName::from_bytes(c.name.as_bytes()) {
+            Ok(_) => missing(),
+            Err(_) => c.invalid("invalid field name"),
+        });
+    };
     if c.has("bs") {
         let list: List = std::iter::once(first)
             .chain(lines)
@@ -2201,7 +2210,6 @@ mod visit {
     pub(super) type Params<'de> = Vec<(&'de KeyRef, BareItemFromInput<'de>)>;
 
     /// An inner list: items with their parameters, then its own parameters.
-    #[derive(Default)]
     pub(super) struct InnerList<'de> {
         pub(super) items: Vec<(BareItemFromInput<'de>, Params<'de>)>,
         pub(super) params: Params<'de>,
@@ -2248,7 +2256,10 @@ mod visit {
         }
 
         fn inner_list(self) -> Result<impl InnerListVisitor<'de>, Self::Error> {
-            *self.0 = Some(Entry::InnerList(InnerList::default()));
+            *self.0 = Some(Entry::InnerList(InnerList {
+                items: Vec::with_capacity(8),
+                params: Vec::with_capacity(4),
+            }));
             Ok(match self.0 {
                 Some(Entry::InnerList(il)) => Some(il),
                 _ => None,
