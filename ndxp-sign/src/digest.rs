@@ -256,6 +256,14 @@ impl ParsedContentDigest {
         }
     }
 
+    /// [`Self::verifier`] without copying the expected digests.
+    fn into_verifier(self) -> ContentDigestVerifier {
+        ContentDigestVerifier {
+            hashers: self.members.iter().map(|(a, _)| Hasher::new(*a)).collect(),
+            expected: self.members,
+        }
+    }
+
     /// Check a complete body against every supported member.
     ///
     /// # Errors
@@ -332,5 +340,7 @@ pub fn verify_content_digest(
     value: &str,
     body: &[u8],
 ) -> Result<Vec<DigestAlgorithm>, DigestError> {
-    ParsedContentDigest::parse(value)?.verify(body)
+    let mut v = ParsedContentDigest::parse(value)?.into_verifier();
+    v.update(body);
+    v.finish()
 }
