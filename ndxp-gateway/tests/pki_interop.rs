@@ -455,3 +455,85 @@ fn openssl_ts_verifies_our_timestamps() {
     );
     assert!(!ok, "verification against other data passed: {text}");
 }
+
+/// Chain validation with revocation status from OCSP, as a node does it:
+/// answers fetched over HTTP from `pki serve`, verified, cached, and read by
+/// `verify_chain`.
+#[test]
+fn chain_validation_uses_ocsp_answers_from_pki_serve() {
+    use ndxp_sign::chain::{verify_chain, ChainError, Purpose};
+    use ndxp_sign::ocsp::{IntermediatePolicy, OcspClientRequest, OcspStatusCache};
+
+    let f = fixture();
+    let (rt, base) = serve(&f.pki);
+    let read = |p: &Path| ndxp_sign::cert::read_pem_chain(&std::fs::read(p).unwrap()).unwrap();
+    let anchors = read(&f.pki.join("ca.pem"));
+    let chain = read(&f.pki.join("chain.pem"));
+    let cert = read(&f.auth_cert).remove(0);
+    let issuer = chain.first().unwrap_or(&anchors[0]).clone();
+    let http = reqwest::Client::new();
+    let fetch = |cache: &OcspStatusCache| {
+        let req = OcspClientRequest::new(&cert, &issuer).unwrap();
+        let der = rt.block_on(async {
+            http.post(format!("{base}/ocsp"))
+                .header("content-type", "application/ocsp-request")
+                .body(req.der().to_vec())
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        });
+        let check = req
+            .verify_response(&der, &anchors, chrono::Utc::now())
+            .unwrap();
+        cache.insert(&cert, check);
+    };
+
+    let cache = OcspStatusCache::new(IntermediatePolicy::TrustIntermediates);
+    // Nothing cached: the chain cannot be accepted.
+    assert!(verify_chain(
+        &cert,
+        &chain,
+        &anchors,
+        chrono::Utc::now(),
+        Purpose::Auth,
+        &cache
+    )
+    .is_err());
+    fetch(&cache);
+    assert!(!cache.needs_refresh(&cert, chrono::Utc::now()));
+    verify_chain(
+        &cert,
+        &chain,
+        &anchors,
+        chrono::Utc::now(),
+        Purpose::Auth,
+        &cache,
+    )
+    .unwrap();
+
+    gateway(&[
+        "pki",
+        "revoke",
+        "--dir",
+        s(&f.pki),
+        "--cert",
+        s(&f.auth_cert),
+        "--reason",
+        "keyCompromise",
+    ]);
+    fetch(&cache);
+    let err = verify_chain(
+        &cert,
+        &chain,
+        &anchors,
+        chrono::Utc::now(),
+        Purpose::Auth,
+        &cache,
+    )
+    .unwrap_err();
+    assert!(matches!(err, ChainError::Revoked { .. }), "{err}");
+    assert!(err.to_string().contains("keyCompromise"), "{err}");
+}

@@ -709,3 +709,107 @@ mod tests {
         ));
     }
 }
+
+/// What [`OcspStatusCache`] answers for CA certificates in a chain (those
+/// with the keyCertSign key usage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntermediatePolicy {
+    /// Require a cached OCSP answer for intermediates too.
+    RequireOcsp,
+    /// Treat intermediates as good: the platform CA's responder answers for
+    /// the certificates its issuing CA issued, and an intermediate is
+    /// withdrawn by changing the trust anchors in the global configuration.
+    TrustIntermediates,
+}
+
+/// Verified OCSP answers, kept per certificate, that chain validation
+/// ([`crate::chain::verify_chain`]) consults as its
+/// [`RevocationChecker`](crate::chain::RevocationChecker).
+///
+/// The cache is filled asynchronously (fetch with any HTTP client, check
+/// with [`OcspClientRequest::verify_response`], [`insert`](Self::insert))
+/// and read synchronously during validation, so no network call ever sits
+/// inside a TLS handshake or a signature check. An answer whose
+/// `nextUpdate` has passed (beyond [`CLOCK_SKEW`]) is not used.
+///
+/// ```
+/// use ndxp_sign::ocsp::{IntermediatePolicy, OcspStatusCache};
+/// let cache = OcspStatusCache::new(IntermediatePolicy::TrustIntermediates);
+/// assert!(cache.is_empty());
+/// ```
+#[derive(Debug)]
+pub struct OcspStatusCache {
+    policy: IntermediatePolicy,
+    entries: std::sync::RwLock<std::collections::HashMap<String, OcspCheck>>,
+}
+
+impl OcspStatusCache {
+    /// An empty cache.
+    pub fn new(policy: IntermediatePolicy) -> Self {
+        Self {
+            policy,
+            entries: std::sync::RwLock::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Remembers a verified answer for `cert`, replacing an older one.
+    pub fn insert(&self, cert: &X509Ref, check: OcspCheck) {
+        let key = crate::cert::fingerprint_sha256(cert);
+        if let Ok(mut map) = self.entries.write() {
+            map.insert(key, check);
+        }
+    }
+
+    /// The answer held for `cert`, if any.
+    pub fn get(&self, cert: &X509Ref) -> Option<OcspCheck> {
+        let key = crate::cert::fingerprint_sha256(cert);
+        self.entries.read().ok()?.get(&key).cloned()
+    }
+
+    /// Whether `cert` has no usable answer at `now`: none held, or one
+    /// whose `nextUpdate` has passed (or, without `nextUpdate`, one older
+    /// than [`DEFAULT_VALIDITY`]).
+    pub fn needs_refresh(&self, cert: &X509Ref, now: DateTime<Utc>) -> bool {
+        match self.get(cert) {
+            None => true,
+            Some(c) => now > c.next_update.unwrap_or(c.this_update + DEFAULT_VALIDITY),
+        }
+    }
+
+    /// How many certificates have an answer.
+    pub fn len(&self) -> usize {
+        self.entries.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether no certificate has an answer.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl crate::chain::RevocationChecker for OcspStatusCache {
+    fn status(
+        &self,
+        cert: &X509Ref,
+        _issuer: &X509Ref,
+    ) -> Result<CertStatus, crate::chain::BoxError> {
+        let is_ca = cert
+            .key_usage()
+            .is_some_and(|k| k.contains(openssl::x509::X509KeyUsage::KEY_CERT_SIGN));
+        if is_ca && self.policy == IntermediatePolicy::TrustIntermediates {
+            return Ok(CertStatus::Good);
+        }
+        let subject = crate::cert::subject_text(cert.subject_name());
+        let check = self
+            .get(cert)
+            .ok_or_else(|| format!("no OCSP answer is held for {subject}"))?;
+        let now = Utc::now();
+        let expires = check
+            .next_update
+            .unwrap_or(check.this_update + DEFAULT_VALIDITY);
+        if now > expires + CLOCK_SKEW {
+            return Err(format!("the OCSP answer for {subject} expired at {expires}").into());
+        }
+        Ok(check.status)
+    }
+}

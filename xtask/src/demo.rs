@@ -17,8 +17,8 @@ use chrono::Utc;
 use ndxp_sign::cert::{parse_certificate, read_pem_chain};
 use ndxp_sign::chain::{verify_chain, Purpose};
 use ndxp_sign::httpsig::{self, Component, SignatureParams, SigningKey, VerifyPolicy};
-use ndxp_sign::ocsp::OcspClientRequest;
-use ndxp_sign::openssl::x509::{X509Ref, X509VerifyResult, X509};
+use ndxp_sign::ocsp::{IntermediatePolicy, OcspClientRequest, OcspStatusCache};
+use ndxp_sign::openssl::x509::{X509VerifyResult, X509};
 use ndxp_sign::revocation::CertStatus;
 use ndxp_sign::tsa::{ImprintAlgorithm, TimestampRequest, TsaTrust};
 use serde_json::json;
@@ -750,18 +750,11 @@ fn check_cert(
     let req = OcspClientRequest::new(&cert, issuer)?;
     let resp = post_der(http, &url, "application/ocsp-request", req.der())?;
     let check = req.verify_response(&resp, anchors, Utc::now())?;
-    if check.status == CertStatus::Good {
-        let leaf = cert.to_der()?;
-        // Intermediates are vouched for by the root operator; the leaf's
-        // status is the one the OCSP responder just gave.
-        let checker = ndxp_sign::chain::from_fn(|c: &X509Ref, _issuer: &X509Ref| {
-            Ok(if c.to_der()? == leaf {
-                check.status.clone()
-            } else {
-                CertStatus::Good
-            })
-        });
-        verify_chain(&cert, intermediates, anchors, Utc::now(), purpose, &checker)?;
+    let status = check.status.clone();
+    let cache = OcspStatusCache::new(IntermediatePolicy::TrustIntermediates);
+    cache.insert(&cert, check);
+    if status == CertStatus::Good {
+        verify_chain(&cert, intermediates, anchors, Utc::now(), purpose, &cache)?;
     }
-    Ok(check.status)
+    Ok(status)
 }
