@@ -45,13 +45,15 @@ fn is_signature(e: &ProfileError) -> bool {
     matches!(e, ProfileError::Signature(SignatureError::InvalidSignature))
 }
 
+type Tamper = Box<dyn Fn(&mut http::request::Parts)>;
+
 #[test]
 fn tampered_request_heads_are_refused() {
     let w = world();
     let sent = signed_request(&w.consumer, TransactionId::new(), now());
     profile::verify_request(&sent, &w.ca.policy(), now()).unwrap();
 
-    let tampers: Vec<(&str, Box<dyn Fn(&mut http::request::Parts)>)> = vec![
+    let tampers: Vec<(&str, Tamper)> = vec![
         ("method", Box::new(|p| p.method = Method::PUT)),
         (
             "path",
