@@ -766,7 +766,8 @@ impl ProfilePolicy {
         self
     }
 
-    /// With a replay cache.
+    /// With a replay cache. Build it with the same window as the policy:
+    /// the cache refuses `created` outside its own window.
     #[must_use]
     pub fn with_replay_cache(mut self, cache: Arc<ReplayCache>) -> Self {
         self.replay = Some(cache);
