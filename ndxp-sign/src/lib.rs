@@ -14,6 +14,7 @@
 //! | [`tsa`] | RFC 3161 timestamp authority and client |
 //! | [`digest`] | RFC 9530 `Content-Digest` |
 //! | [`httpsig`] | RFC 9421 HTTP Message Signatures (`ecdsa-p256-sha256`, `rsa-pss-sha512`, `rsa-v1_5-sha256`) |
+//! | [`profile`] | the NDXP signature profile of RFC 9421 for node-to-node messages: headers, covered components, signer certificates, replay cache |
 //! | [`jws`] | RFC 7515 JWS compact serialisation with `x5c`, for signed documents |
 //! | [`revocation`] | certificate status and RFC 5280 reason codes |
 //!
@@ -65,5 +66,6 @@ pub mod httpsig;
 pub mod jws;
 pub mod key;
 pub mod ocsp;
+pub mod profile;
 pub mod revocation;
 pub mod tsa;
