@@ -16,6 +16,7 @@
 //! | [`httpsig`] | RFC 9421 HTTP Message Signatures (`ecdsa-p256-sha256`, `rsa-pss-sha512`, `rsa-v1_5-sha256`) |
 //! | [`jws`] | RFC 7515 JWS compact serialisation with `x5c`, for signed documents |
 //! | [`revocation`] | certificate status and RFC 5280 reason codes |
+//! | [`tls`] | mutual TLS 1.3 between nodes: identity, peer policy (anchors, revocation, registration or pinned fingerprint), OpenSSL acceptor/connector, async handshakes |
 //!
 //! All types are `openssl` types underneath (re-exported as
 //! [`openssl`]), so the modules compose: a key from [`key`] signs a CSR in
@@ -66,4 +67,5 @@ pub mod jws;
 pub mod key;
 pub mod ocsp;
 pub mod revocation;
+pub mod tls;
 pub mod tsa;
