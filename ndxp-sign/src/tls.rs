@@ -16,8 +16,9 @@
 //! 3. the [`PeerRule`] accepts it: a server asks "is this node, with this
 //!    certificate fingerprint, registered?" ([`PeerRule::Registered`]); a
 //!    client dialling a node accepts exactly the fingerprint registered for
-//!    that node ([`PeerRule::Fingerprint`], or the fingerprint given to
-//!    [`connect`] with [`PeerRule::PinnedPerConnection`]).
+//!    that node ([`PeerRule::Fingerprints`], or the fingerprints given to
+//!    [`connect`] with [`PeerRule::PinnedPerConnection`]; several while the
+//!    node rotates its certificate).
 //!
 //! # Where the check runs
 //!
@@ -199,10 +200,10 @@ pub enum TlsError {
         fingerprint: String,
     },
     /// The peer's certificate is not the one registered for the node dialled.
-    #[error("the peer's certificate {found} is not the one registered for the node dialled ({expected})")]
+    #[error("the peer's certificate {found} is not one registered for the node dialled ({})", expected.join(", "))]
     FingerprintMismatch {
-        /// The pinned fingerprint.
-        expected: String,
+        /// The pinned fingerprints.
+        expected: Vec<String>,
         /// The peer's fingerprint.
         found: String,
     },
@@ -342,8 +343,9 @@ pub enum PeerRule {
     /// name and certificate fingerprint (backed by the global
     /// configuration). The server side.
     Registered(Arc<RegisteredFn>),
-    /// Exactly the certificate with this SHA-256 fingerprint.
-    Fingerprint(String),
+    /// Exactly the certificates with these SHA-256 fingerprints (hex, case
+    /// and `:` separators ignored).
+    Fingerprints(Vec<String>),
     /// The certificate whose fingerprint is given for each connection
     /// ([`connect`]); a connection without one is refused. The client side.
     PinnedPerConnection,
@@ -353,7 +355,7 @@ impl fmt::Debug for PeerRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PeerRule::Registered(_) => f.write_str("Registered(..)"),
-            PeerRule::Fingerprint(fp) => f.debug_tuple("Fingerprint").field(fp).finish(),
+            PeerRule::Fingerprints(fp) => f.debug_tuple("Fingerprints").field(fp).finish(),
             PeerRule::PinnedPerConnection => f.write_str("PinnedPerConnection"),
         }
     }
@@ -393,7 +395,9 @@ impl PeerPolicy {
     /// (add them with [`with_revocation`](Self::with_revocation)).
     pub fn new(anchors: Vec<X509>, rule: PeerRule) -> Self {
         let rule = match rule {
-            PeerRule::Fingerprint(fp) => PeerRule::Fingerprint(normalize_fingerprint(&fp)),
+            PeerRule::Fingerprints(fps) => {
+                PeerRule::Fingerprints(fps.iter().map(|f| normalize_fingerprint(f)).collect())
+            }
             other => other,
         };
         Self {
@@ -413,10 +417,14 @@ impl PeerPolicy {
         Self::new(anchors, PeerRule::Registered(Arc::new(registered)))
     }
 
-    /// Accepts exactly the certificate with this SHA-256 fingerprint
+    /// Accepts exactly the certificates with these SHA-256 fingerprints
     /// (hex, case and `:` separators ignored).
-    pub fn pinned(anchors: Vec<X509>, fingerprint: &str) -> Self {
-        Self::new(anchors, PeerRule::Fingerprint(fingerprint.to_string()))
+    pub fn pinned<S: AsRef<str>>(anchors: Vec<X509>, fingerprints: &[S]) -> Self {
+        let fps = fingerprints
+            .iter()
+            .map(|f| f.as_ref().to_string())
+            .collect();
+        Self::new(anchors, PeerRule::Fingerprints(fps))
     }
 
     /// Accepts the certificate whose fingerprint is given to [`connect`] for
@@ -459,13 +467,15 @@ impl PeerPolicy {
     }
 
     /// The whole acceptance decision for a peer certificate `leaf` sent with
-    /// `untrusted` CA certificates; `pinned` is the fingerprint expected for
-    /// this connection, if any (it must then match, whatever the rule).
+    /// `untrusted` CA certificates; `pinned` are the fingerprints expected
+    /// for this connection, if any (one must then match, whatever the
+    /// rule; an empty list matches nothing). Fingerprints in `pinned` must
+    /// be lowercase hex without separators.
     pub fn check_peer(
         &self,
         leaf: &X509Ref,
         untrusted: &[X509],
-        pinned: Option<&str>,
+        pinned: Option<&[String]>,
     ) -> Result<PeerIdentity, TlsError> {
         if self.anchors.is_empty() {
             return Err(TlsError::NoTrustAnchors);
@@ -483,13 +493,12 @@ impl PeerPolicy {
         })?;
         let fingerprint =
             cert::try_fingerprint_sha256(leaf).map_err(|e| TlsError::Certificate(Box::new(e)))?;
-        let must_match = |expected: &str| {
-            let expected = normalize_fingerprint(expected);
-            if expected == fingerprint {
+        let must_match = |expected: &[String]| {
+            if expected.contains(&fingerprint) {
                 Ok(())
             } else {
                 Err(TlsError::FingerprintMismatch {
-                    expected,
+                    expected: expected.to_vec(),
                     found: fingerprint.clone(),
                 })
             }
@@ -507,7 +516,7 @@ impl PeerPolicy {
                     });
                 }
             }
-            PeerRule::Fingerprint(fp) => must_match(fp)?,
+            PeerRule::Fingerprints(fps) => must_match(fps)?,
             PeerRule::PinnedPerConnection => {
                 if pinned.is_none() {
                     return Err(TlsError::NoPinnedFingerprint);
@@ -533,15 +542,15 @@ pub struct PeerIdentity {
     pub fingerprint: String,
 }
 
-/// Per-connection state kept in the `Ssl`: the fingerprint pinned for it
+/// Per-connection state kept in the `Ssl`: the fingerprints pinned for it
 /// and the verify callback's decision.
 struct HandshakeState {
-    pinned: Option<String>,
+    pinned: Option<Vec<String>>,
     outcome: Mutex<Option<Result<PeerIdentity, TlsError>>>,
 }
 
 impl HandshakeState {
-    fn new(pinned: Option<String>) -> Self {
+    fn new(pinned: Option<Vec<String>>) -> Self {
         Self {
             pinned,
             outcome: Mutex::new(None),
@@ -734,7 +743,7 @@ pub fn client_connector(
 
 /// The identity of the peer of an established session, checked in full
 /// against `policy` (TLS 1.3, chain, revocation, node identity, rule, and
-/// the fingerprint pinned by [`connect`] if any).
+/// the fingerprints pinned by [`connect`] if any).
 pub fn verify_peer(ssl: &SslRef, policy: &PeerPolicy) -> Result<PeerIdentity, TlsError> {
     check_version(ssl)?;
     let leaf = ssl.peer_certificate().ok_or(TlsError::NoPeerCertificate)?;
@@ -774,7 +783,7 @@ fn decided_peer(ssl: &SslRef) -> Result<PeerIdentity, TlsError> {
         })?;
     if peer.fingerprint != found {
         return Err(TlsError::FingerprintMismatch {
-            expected: peer.fingerprint,
+            expected: vec![peer.fingerprint],
             found,
         });
     }
@@ -876,7 +885,7 @@ where
     let peer = verify_peer(tls.ssl(), policy)?;
     if peer != decided {
         return Err(TlsError::FingerprintMismatch {
-            expected: decided.fingerprint,
+            expected: vec![decided.fingerprint],
             found: peer.fingerprint,
         });
     }
@@ -885,13 +894,14 @@ where
 
 /// Runs the client side of a handshake on `stream` (normally a
 /// `tokio::net::TcpStream`) within `timeout`, accepting only the server
-/// whose certificate has `expected_fingerprint` (the one registered for the
-/// node dialled) and which the connector's policy accepts. No SNI, no
+/// whose certificate has one of `expected_fingerprints` (those registered
+/// for the node dialled, e.g. `auth_cert_sha256` of the global
+/// configuration; hex, case and `:` separators ignored) and which the connector's policy accepts. No SNI, no
 /// hostname check.
 pub async fn connect<S>(
     connector: &SslConnector,
     stream: S,
-    expected_fingerprint: &str,
+    expected_fingerprints: &[impl AsRef<str>],
     timeout: Duration,
 ) -> Result<(SslStream<S>, PeerIdentity), TlsError>
 where
@@ -906,7 +916,12 @@ where
     let mut ssl = cfg.into_ssl("").map_err(config("creating a TLS session"))?;
     ssl.set_ex_data(
         index,
-        HandshakeState::new(Some(normalize_fingerprint(expected_fingerprint))),
+        HandshakeState::new(Some(
+            expected_fingerprints
+                .iter()
+                .map(|f| normalize_fingerprint(f.as_ref()))
+                .collect(),
+        )),
     );
     let tls = handshake(ssl, stream, timeout, false).await?;
     let peer = decided_peer(tls.ssl())?;

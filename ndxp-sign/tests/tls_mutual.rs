@@ -208,7 +208,7 @@ async fn node_client(
     f: &Fixture,
     client: &Node,
     port: u16,
-    pinned: &str,
+    pinned: &[&str],
 ) -> Result<PeerIdentity, TlsError> {
     let connector = tls::client_connector(&f.identity(client), f.client_policy()).unwrap();
     let (mut stream, peer) = tls::connect(&connector, tcp(port).await, pinned, TIMEOUT).await?;
@@ -224,9 +224,10 @@ async fn mutual_handshake_reports_each_peer_both_ways() {
     let f = fixture();
     for (server, client) in [(&f.node1, &f.node2), (&f.node2, &f.node1)] {
         let (port, task) = serve_one(&f.identity(server), f.server_policy()).await;
-        let seen_by_client = node_client(&f, client, port, &cert::fingerprint_sha256(&server.cert))
-            .await
-            .unwrap();
+        let seen_by_client =
+            node_client(&f, client, port, &[&cert::fingerprint_sha256(&server.cert)])
+                .await
+                .unwrap();
         let seen_by_server = task.await.unwrap().unwrap();
 
         let (sm, sn) = cert::node_of(&server.cert).unwrap();
@@ -260,10 +261,23 @@ async fn pinned_fingerprint_accepts_openssl_colon_form() {
         .chunks(2)
         .map(|c| String::from_utf8(c.to_vec()).unwrap())
         .collect();
-    let peer = node_client(&f, &f.node2, port, &colon.join(":"))
+    let peer = node_client(&f, &f.node2, port, &[&colon.join(":")])
         .await
         .unwrap();
     assert_eq!(peer.node.to_string(), "node1");
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn any_of_several_pinned_fingerprints_is_accepted_while_rotating() {
+    let f = fixture();
+    let (port, task) = serve_one(&f.identity(&f.node1), f.server_policy()).await;
+    let old = cert::fingerprint_sha256(&f.revoked.cert);
+    let new = cert::fingerprint_sha256(&f.node1.cert);
+    let peer = node_client(&f, &f.node2, port, &[&old, &new])
+        .await
+        .unwrap();
+    assert_eq!(peer.fingerprint, new);
     task.await.unwrap().unwrap();
 }
 
@@ -286,7 +300,7 @@ async fn refused_node_client(f: &Fixture, client: &TlsIdentity, policy: PeerPoli
     // certificate; either way it must never read application data, and it
     // learns of the refusal from a TLS alert (the server rejects inside the
     // handshake rather than closing an established connection).
-    let client_error = match tls::connect(&connector, tcp(port).await, &pinned, TIMEOUT).await {
+    let client_error = match tls::connect(&connector, tcp(port).await, &[&pinned], TIMEOUT).await {
         Ok((mut s, _)) => {
             let mut buf = Vec::new();
             let res = s.read_to_end(&mut buf).await;
@@ -417,12 +431,12 @@ async fn server_with_other_fingerprint_than_pinned_is_refused() {
     let (port, task) = serve_one(&f.identity(&f.node1), f.server_policy()).await;
     let connector = tls::client_connector(&f.identity(&f.node2), f.client_policy()).unwrap();
     let pinned = cert::fingerprint_sha256(&f.node2.cert);
-    let err = tls::connect(&connector, tcp(port).await, &pinned, TIMEOUT)
+    let err = tls::connect(&connector, tcp(port).await, &[&pinned], TIMEOUT)
         .await
         .unwrap_err();
     match err {
         TlsError::FingerprintMismatch { expected, found } => {
-            assert_eq!(expected, pinned);
+            assert_eq!(expected, vec![pinned]);
             assert_eq!(found, cert::fingerprint_sha256(&f.node1.cert));
         }
         other => panic!("{other:?}"),
@@ -444,7 +458,7 @@ async fn connect_refuses_server_from_another_ca() {
     let connector = tls::client_connector(&f.identity(&f.node1), f.client_policy()).unwrap();
     // Even pinned to the right fingerprint, the chain must be trusted.
     let pinned = cert::fingerprint_sha256(&f.rogue_node.cert);
-    let err = tls::connect(&connector, tcp(port).await, &pinned, TIMEOUT)
+    let err = tls::connect(&connector, tcp(port).await, &[&pinned], TIMEOUT)
         .await
         .unwrap_err();
     assert!(
@@ -625,7 +639,7 @@ async fn acceptor_refuses_inside_handshake_and_verify_peer_reports_identity() {
     let pinned = cert::fingerprint_sha256(&f.node1.cert);
     for client in [&f.revoked, &f.node2] {
         let connector = tls::client_connector(&f.identity(client), f.client_policy()).unwrap();
-        let _ = tls::connect(&connector, tcp(port).await, &pinned, TIMEOUT).await;
+        let _ = tls::connect(&connector, tcp(port).await, &[&pinned], TIMEOUT).await;
     }
     let results = server.await.unwrap();
     assert!(
