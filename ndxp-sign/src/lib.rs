@@ -17,6 +17,7 @@
 //! | [`profile`] | the NDXP signature profile of RFC 9421 for node-to-node messages: headers, covered components, signer certificates, replay cache |
 //! | [`jws`] | RFC 7515 JWS compact serialisation with `x5c`, for signed documents |
 //! | [`revocation`] | certificate status and RFC 5280 reason codes |
+//! | [`tls`] | mutual TLS 1.3 between nodes: identity, peer policy (anchors, revocation, registration or pinned fingerprint), OpenSSL acceptor/connector, async handshakes |
 //!
 //! All types are `openssl` types underneath (re-exported as
 //! [`openssl`]), so the modules compose: a key from [`key`] signs a CSR in
@@ -68,4 +69,5 @@ pub mod key;
 pub mod ocsp;
 pub mod profile;
 pub mod revocation;
+pub mod tls;
 pub mod tsa;
