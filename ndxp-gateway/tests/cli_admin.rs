@@ -14,9 +14,9 @@ use ndxp_registry::globalconf::ConfAnchor;
 use ndxp_registry::model::{Actor, NewRegistration, RegistrationRequest};
 use ndxp_registry::registration::{sign_registration, RegistrationPayload};
 use ndxp_registry::store::RegistryStore;
-use ndxp_sign::ca::{InitOptions, Pki};
-use ndxp_sign::cert::Profile;
-use ndxp_sign::key::KeyAlgorithm;
+use ndxp_sign::ca::Pki;
+use ndxp_test_support::db::{postgres_url, Backend, TestDatabase};
+use ndxp_test_support::pki::{init_pki, member_signer, node_auth_cert, pem};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -31,53 +31,30 @@ struct Env {
     config: PathBuf,
     url: String,
     pki: Pki,
-    pg: Option<(sqlx::PgPool, String)>,
+    db: TestDatabase,
 }
 
 impl Env {
     async fn sqlite() -> Env {
-        Env::with_url(None).await
+        Env::create(Backend::Sqlite).await
     }
 
     async fn postgres() -> Option<Env> {
-        let base = std::env::var("NDXP_TEST_POSTGRES_URL").ok()?;
-        let admin = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&base)
-            .await
-            .unwrap();
-        let schema = format!("t_cli_{}", uuid::Uuid::now_v7().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-        let mut env = Env::with_url(Some(url)).await;
-        env.pg = Some((admin, schema));
-        Some(env)
+        postgres_url()?;
+        Some(Env::create(Backend::Postgres).await)
     }
 
-    async fn with_url(url: Option<String>) -> Env {
+    async fn create(backend: Backend) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::init(
-            &dir.path().join("pki"),
-            &InitOptions {
-                ocsp_url: "http://127.0.0.1:8190/ocsp".into(),
-                ..InitOptions::default()
-            },
-        )
-        .unwrap();
+        let pki = init_pki(&dir.path().join("pki"), "http://127.0.0.1:8190/ocsp");
         let keys = dir.path().join("mgmt-keys");
         std::fs::create_dir(&keys).unwrap();
-        let member: MemberId = MGMT.parse().unwrap();
-        let key = KeyAlgorithm::EcP256.generate().unwrap();
-        let csr = ndxp_sign::csr::build_sign_csr(&member, &key).unwrap();
-        let cert = pki.issue(&csr, Profile::Sign, 30).unwrap();
-        std::fs::write(keys.join("sign.pem"), cert.to_pem().unwrap()).unwrap();
-        ndxp_sign::key::write_private_key_file(&keys.join("sign.key"), &key, None, false).unwrap();
-        let url =
-            url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("registry.db").display()));
+        let mgmt = member_signer(&pki, &MGMT.parse().unwrap());
+        std::fs::write(keys.join("sign.pem"), mgmt.cert().to_pem().unwrap()).unwrap();
+        ndxp_sign::key::write_private_key_file(&keys.join("sign.key"), &mgmt.key, None, false)
+            .unwrap();
+        let db = TestDatabase::create(backend, dir.path()).await;
+        let url = db.url.clone();
         let config = dir.path().join("gateway.toml");
         std::fs::write(&config, config_text(&url)).unwrap();
         Env {
@@ -85,7 +62,7 @@ impl Env {
             config,
             url,
             pki,
-            pg: None,
+            db,
         }
     }
 
@@ -127,25 +104,9 @@ impl Env {
     async fn submit(&self, member: &str, node: &str) -> RegistrationRequest {
         let member: MemberId = member.parse().unwrap();
         let node: NodeName = node.parse().unwrap();
-        let sign_key = KeyAlgorithm::EcP256.generate().unwrap();
-        let sign_cert = self
-            .pki
-            .issue(
-                &ndxp_sign::csr::build_sign_csr(&member, &sign_key).unwrap(),
-                Profile::Sign,
-                30,
-            )
-            .unwrap();
-        let auth_key = KeyAlgorithm::EcP256.generate().unwrap();
-        let auth_cert = self
-            .pki
-            .issue(
-                &ndxp_sign::csr::build_auth_csr(&member, &node, &[], &[], &auth_key).unwrap(),
-                Profile::Auth,
-                30,
-            )
-            .unwrap();
-        let auth_pem = String::from_utf8(auth_cert.to_pem().unwrap()).unwrap();
+        let signer = member_signer(&self.pki, &member);
+        let auth_cert = node_auth_cert(&self.pki, &member, &node);
+        let auth_pem = pem(&auth_cert);
         let address = format!("https://{node}.example.vn:8443");
         let payload = RegistrationPayload::new(
             member.clone(),
@@ -154,9 +115,7 @@ impl Env {
             auth_pem.clone(),
             chrono::Utc::now(),
         );
-        let mut chain = vec![sign_cert];
-        chain.extend(self.pki.chain().iter().cloned());
-        let jws = sign_registration(&payload, &sign_key, &chain).unwrap();
+        let jws = sign_registration(&payload, &signer.key, &signer.chain).unwrap();
         let new = NewRegistration {
             member: member.clone(),
             node,
@@ -173,13 +132,7 @@ impl Env {
     }
 
     async fn cleanup(self) {
-        if let Some((admin, schema)) = self.pg {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
-        }
+        self.db.drop_now().await;
     }
 }
 

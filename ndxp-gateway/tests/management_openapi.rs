@@ -9,6 +9,7 @@ mod management_support;
 use std::path::Path;
 
 use management_support::{Backend, Env};
+use ndxp_test_support::tool::run_tool;
 use serde_json::Value;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
@@ -167,25 +168,20 @@ fn the_document_passes_an_independent_openapi_validator() {
     let path = tmp.path().join("openapi.json");
     let doc = serde_json::to_vec_pretty(&ndxp_gateway::management::openapi()).unwrap();
     std::fs::write(&path, doc).unwrap();
-    let out = std::process::Command::new("python3")
-        .args([
+    let (ok, text) = run_tool(
+        "python3",
+        &[
             "-c",
             "import json, sys\n\
              from openapi_spec_validator import validate\n\
              validate(json.load(open(sys.argv[1])))\n\
              print('valid')",
-        ])
-        .arg(&path)
-        .output()
-        .expect("python3 is needed for the OpenAPI validation (.ci/run installs it)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+            path.to_str().unwrap(),
+        ],
     );
     assert!(
         !text.contains("No module named"),
         "install openapi-spec-validator (pip install openapi-spec-validator; .ci/run does): {text}"
     );
-    assert!(out.status.success() && text.contains("valid"), "{text}");
+    assert!(ok && text.contains("valid"), "{text}");
 }

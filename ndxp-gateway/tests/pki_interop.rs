@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use ndxp_node::keys::{init_keys, KeysOptions};
+use ndxp_test_support::tool::run_tool as tool;
 
 fn gateway(args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_ndxp-gateway"))
@@ -20,21 +21,6 @@ fn gateway(args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// Runs a stock tool and returns stdout+stderr; panics with a clear message
-/// if the tool is not installed (CI installs it).
-fn tool(program: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{program}` (install it; .ci/run does): {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 fn s(p: &Path) -> &str {

@@ -5,6 +5,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
+use ndxp_test_support::tool::run_tool;
+
 fn node(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ndxp-node"))
         .args(args)
@@ -47,17 +49,19 @@ fn keys_init_writes_keys_0600_and_csrs_openssl_accepts() {
         );
     }
     for csr in ["auth.csr", "sign.csr"] {
-        let out = Command::new("openssl")
-            .args(["req", "-verify", "-noout", "-subject", "-in"])
-            .arg(dir.join(csr))
-            .output()
-            .expect("the openssl command line is needed (.ci/run installs it)");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let path = dir.join(csr);
+        let (ok, text) = run_tool(
+            "openssl",
+            &[
+                "req",
+                "-verify",
+                "-noout",
+                "-subject",
+                "-in",
+                path.to_str().unwrap(),
+            ],
         );
-        assert!(out.status.success(), "{csr}: {text}");
+        assert!(ok, "{csr}: {text}");
         assert!(
             text.contains("VN/GOV/000.00.00.G22"),
             "{csr} subject: {text}"
@@ -117,19 +121,18 @@ fn passphrase_protected_keys_are_encrypted() {
     );
     let pem = std::fs::read_to_string(dir.join("auth.key")).unwrap();
     assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
-    let ok = Command::new("openssl")
-        .args([
+    let passin = format!("file:{}", pass.display());
+    let key = dir.join("auth.key");
+    let (ok, _) = run_tool(
+        "openssl",
+        &[
             "pkey",
             "-noout",
             "-passin",
-            &format!("file:{}", pass.display()),
+            &passin,
             "-in",
-        ])
-        .arg(dir.join("auth.key"))
-        .status()
-        .unwrap();
-    assert!(
-        ok.success(),
-        "openssl cannot open the key with the passphrase"
+            key.to_str().unwrap(),
+        ],
     );
+    assert!(ok, "openssl cannot open the key with the passphrase");
 }

@@ -4,11 +4,10 @@
 use chrono::{Duration, Utc};
 use ndxp_core::{MemberId, NodeName};
 use ndxp_registry::registration::*;
-use ndxp_sign::ca::{InitOptions, Pki};
-use ndxp_sign::cert::Profile;
-use ndxp_sign::key::KeyAlgorithm;
+use ndxp_sign::ca::Pki;
 use ndxp_sign::openssl::pkey::{PKey, Private};
 use ndxp_sign::openssl::x509::X509;
+use ndxp_test_support::pki::{init_pki, member_signer, node_auth_cert, pem};
 use proptest::prelude::*;
 
 struct Member {
@@ -20,29 +19,20 @@ struct Member {
 
 fn new_pki() -> (tempfile::TempDir, Pki) {
     let tmp = tempfile::tempdir().unwrap();
-    let opts = InitOptions {
-        ocsp_url: "http://127.0.0.1:1/ocsp".into(),
-        ..InitOptions::default()
-    };
-    let pki = Pki::init(&tmp.path().join("pki"), &opts).unwrap();
+    let pki = init_pki(&tmp.path().join("pki"), "http://127.0.0.1:1/ocsp");
     (tmp, pki)
 }
 
 fn member(pki: &Pki, id: &str, node: &str) -> Member {
     let id: MemberId = id.parse().unwrap();
     let node: NodeName = node.parse().unwrap();
-    let sign_key = KeyAlgorithm::EcP256.generate().unwrap();
-    let csr = ndxp_sign::csr::build_sign_csr(&id, &sign_key).unwrap();
-    let mut sign_chain = vec![pki.issue(&csr, Profile::Sign, 30).unwrap()];
-    sign_chain.extend(pki.chain().iter().cloned());
-    let auth_key = KeyAlgorithm::EcP256.generate().unwrap();
-    let csr = ndxp_sign::csr::build_auth_csr(&id, &node, &[], &[], &auth_key).unwrap();
-    let auth = pki.issue(&csr, Profile::Auth, 30).unwrap();
+    let signer = member_signer(pki, &id);
+    let auth = node_auth_cert(pki, &id, &node);
     Member {
         id,
-        sign_key,
-        sign_chain,
-        auth_pem: String::from_utf8(auth.to_pem().unwrap()).unwrap(),
+        sign_key: signer.key,
+        sign_chain: signer.chain,
+        auth_pem: pem(&auth),
     }
 }
 

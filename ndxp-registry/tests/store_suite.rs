@@ -15,6 +15,7 @@ use ndxp_registry::store::{RegistryStore, SqlStore, StoreError, StoreOptions, Su
 use ndxp_sign::openssl::{
     asn1::Asn1Time, bn::BigNum, ec, hash::MessageDigest, nid::Nid, pkey, x509,
 };
+use ndxp_test_support::db::{postgres_url, Backend, PgSchema, TestDatabase};
 use tempfile::TempDir;
 
 // ---------------------------------------------------------------- harness
@@ -23,55 +24,35 @@ use tempfile::TempDir;
 struct TestDb {
     store: SqlStore,
     url: String,
-    _dir: Option<TempDir>,
-    pg: Option<(sqlx::PgPool, String)>,
+    _dir: TempDir,
+    db: TestDatabase,
 }
 
 impl TestDb {
     async fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("registry.db").display());
-        let store = SqlStore::open(&url, &opts()).await.unwrap();
-        TestDb {
-            store,
-            url,
-            _dir: Some(dir),
-            pg: None,
-        }
+        TestDb::create(Backend::Sqlite).await
     }
 
     async fn postgres() -> Option<TestDb> {
-        let base = std::env::var("NDXP_TEST_POSTGRES_URL").ok()?;
-        let admin = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&base)
-            .await
-            .unwrap();
-        let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-        let store = SqlStore::open(&url, &opts()).await.unwrap();
-        Some(TestDb {
+        postgres_url()?;
+        Some(TestDb::create(Backend::Postgres).await)
+    }
+
+    async fn create(backend: Backend) -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDatabase::create(backend, dir.path()).await;
+        let store = SqlStore::open(&db.url, &opts()).await.unwrap();
+        TestDb {
             store,
-            url,
-            _dir: None,
-            pg: Some((admin, schema)),
-        })
+            url: db.url.clone(),
+            _dir: dir,
+            db,
+        }
     }
 
     async fn cleanup(self) {
         self.store.close().await;
-        if let Some((admin, schema)) = self.pg {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
-        }
+        self.db.drop_now().await;
     }
 }
 
@@ -1436,15 +1417,8 @@ async fn postgres_processes_migrate_at_once() {
         return;
     };
     // The schema is already migrated by db; use a fresh one for the race.
-    let (admin, _) = db.pg.as_ref().unwrap();
-    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(admin)
-        .await
-        .unwrap();
-    let base = std::env::var("NDXP_TEST_POSTGRES_URL").unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let schema = PgSchema::create(&postgres_url().unwrap()).await;
+    let url = schema.url.clone();
     let o = opts();
     let (a, b, c) = tokio::join!(
         SqlStore::open(&url, &o),
@@ -1458,10 +1432,7 @@ async fn postgres_processes_migrate_at_once() {
     for s in [a, b, c] {
         s.close().await;
     }
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(admin)
-        .await
-        .unwrap();
+    schema.drop_now().await;
     db.cleanup().await;
 }
 

@@ -15,29 +15,16 @@ use ndxp_registry::globalconf::{self, ConfAnchor, ConfDocument};
 use ndxp_registry::model::{Actor, CredentialKind};
 use ndxp_registry::registration::{sign_registration, RegistrationPayload};
 use ndxp_registry::store::{RegistryStore, SqlStore, StoreOptions};
-use ndxp_sign::ca::{InitOptions, Pki};
-use ndxp_sign::cert::Profile;
-use ndxp_sign::key::KeyAlgorithm;
+use ndxp_sign::ca::Pki;
 use ndxp_sign::openssl::pkey::{PKey, Private};
 use ndxp_sign::openssl::x509::X509;
+use ndxp_test_support::db::TestDatabase;
+use ndxp_test_support::pki::{init_pki, member_signer, node_auth_cert, pem};
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// Which database the server runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// SQLite always; PostgreSQL too when `NDXP_TEST_POSTGRES_URL` is set.
-pub fn backends() -> Vec<Backend> {
-    let mut v = vec![Backend::Sqlite];
-    if std::env::var("NDXP_TEST_POSTGRES_URL").is_ok() {
-        v.push(Backend::Postgres);
-    }
-    v
-}
+#[allow(unused_imports)] // not every test binary asks for the backends
+pub use ndxp_test_support::db::{backends, Backend};
 
 pub const MGMT_MEMBER: &str = "VN/GOV/000.00.00.A01";
 pub const MAX_BODY: usize = 32 * 1024;
@@ -54,7 +41,7 @@ pub struct Env {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), ndxp_gateway::server::ServerError>>>,
     pub sql: Arc<SqlStore>,
-    pg: Option<(sqlx::PgPool, String)>,
+    db: Option<TestDatabase>,
 }
 
 /// A member's keys: signing key + chain, and a node's auth certificate.
@@ -67,54 +54,26 @@ pub struct MemberKeys {
 impl Env {
     pub async fn start(backend: Backend) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::init(
-            &dir.path().join("pki"),
-            &InitOptions {
-                ocsp_url: "http://127.0.0.1:1/ocsp".into(),
-                ..InitOptions::default()
-            },
+        let pki = init_pki(&dir.path().join("pki"), "http://127.0.0.1:1/ocsp");
+        // The management signing key and certificate.
+        let mgmt = member_signer(&pki, &MGMT_MEMBER.parse().unwrap());
+        ndxp_sign::key::write_private_key_file(
+            &dir.path().join("sign.key"),
+            &mgmt.key,
+            None,
+            false,
         )
         .unwrap();
-        // The management signing key and certificate.
-        let mgmt: MemberId = MGMT_MEMBER.parse().unwrap();
-        let key = KeyAlgorithm::EcP256.generate().unwrap();
-        let csr = ndxp_sign::csr::build_sign_csr(&mgmt, &key).unwrap();
-        let mut chain = vec![pki.issue(&csr, Profile::Sign, 30).unwrap()];
-        chain.extend(pki.chain().iter().cloned());
-        ndxp_sign::key::write_private_key_file(&dir.path().join("sign.key"), &key, None, false)
-            .unwrap();
         std::fs::write(
             dir.path().join("sign.pem"),
-            ndxp_sign::cert::write_pem_chain(&chain).unwrap(),
+            ndxp_sign::cert::write_pem_chain(&mgmt.chain).unwrap(),
         )
         .unwrap();
         std::fs::write(dir.path().join("ca.pem"), pki.root_cert().to_pem().unwrap()).unwrap();
         std::fs::write(dir.path().join("tsa.pem"), pki.tsa_cert().to_pem().unwrap()).unwrap();
 
-        let (url, pg) = match backend {
-            Backend::Sqlite => (
-                format!("sqlite://{}", dir.path().join("registry.db").display()),
-                None,
-            ),
-            Backend::Postgres => {
-                let base = std::env::var("NDXP_TEST_POSTGRES_URL").unwrap();
-                let admin = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(1)
-                    .connect(&base)
-                    .await
-                    .unwrap();
-                let schema = format!("mgmt_{}", uuid::Uuid::now_v7().simple());
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                    .execute(&admin)
-                    .await
-                    .unwrap();
-                let sep = if base.contains('?') { '&' } else { '?' };
-                (
-                    format!("{base}{sep}options=-c%20search_path%3D{schema}"),
-                    Some((admin, schema)),
-                )
-            }
-        };
+        let db = TestDatabase::create(backend, dir.path()).await;
+        let url = db.url.clone();
         let toml = format!(
             r#"
 instance = "VN"
@@ -190,7 +149,7 @@ cert = "tsa.pem"
             stop: Some(tx),
             task: Some(task),
             sql,
-            pg,
+            db: Some(db),
         };
         env.wait_ready().await;
         env
@@ -218,12 +177,8 @@ cert = "tsa.pem"
             t.await.unwrap().unwrap();
         }
         self.sql.close().await;
-        if let Some((admin, schema)) = self.pg.take() {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
+        if let Some(db) = self.db.take() {
+            db.drop_now().await;
         }
     }
 
@@ -331,15 +286,11 @@ cert = "tsa.pem"
     }
 
     pub fn member_keys(&self, id: &str) -> MemberKeys {
-        let id: MemberId = id.parse().unwrap();
-        let sign_key = KeyAlgorithm::EcP256.generate().unwrap();
-        let csr = ndxp_sign::csr::build_sign_csr(&id, &sign_key).unwrap();
-        let mut sign_chain = vec![self.pki.issue(&csr, Profile::Sign, 30).unwrap()];
-        sign_chain.extend(self.pki.chain().iter().cloned());
+        let signer = member_signer(&self.pki, &id.parse().unwrap());
         MemberKeys {
-            id,
-            sign_key,
-            sign_chain,
+            id: signer.member,
+            sign_key: signer.key,
+            sign_chain: signer.chain,
         }
     }
 
@@ -347,16 +298,9 @@ cert = "tsa.pem"
     /// fresh authentication certificate.
     pub fn registration(&self, m: &MemberKeys, node: &str, address: &str) -> String {
         let node: NodeName = node.parse().unwrap();
-        let auth_key = KeyAlgorithm::EcP256.generate().unwrap();
-        let csr = ndxp_sign::csr::build_auth_csr(&m.id, &node, &[], &[], &auth_key).unwrap();
-        let auth = self.pki.issue(&csr, Profile::Auth, 30).unwrap();
-        let payload = RegistrationPayload::new(
-            m.id.clone(),
-            node,
-            address.into(),
-            String::from_utf8(auth.to_pem().unwrap()).unwrap(),
-            Utc::now(),
-        );
+        let auth = node_auth_cert(&self.pki, &m.id, &node);
+        let payload =
+            RegistrationPayload::new(m.id.clone(), node, address.into(), pem(&auth), Utc::now());
         sign_registration(&payload, &m.sign_key, &m.sign_chain).unwrap()
     }
 

@@ -21,12 +21,12 @@ use ndxp_registry::globalconf::{
     self, ConfAnchor, ConfCa, ConfContent, ConfDocument, ConfMember, ConfNode,
 };
 use ndxp_registry::registration::{verify_registration, VerifiedRegistration};
-use ndxp_sign::ca::{InitOptions, Pki};
+use ndxp_sign::ca::Pki;
 use ndxp_sign::cert::{write_pem_chain, Profile};
 use ndxp_sign::csr;
-use ndxp_sign::key::KeyAlgorithm;
 use ndxp_sign::openssl::pkey::{PKey, Private};
 use ndxp_sign::openssl::x509::X509;
+use ndxp_test_support::pki::{init_pki, member_signer};
 
 pub const MEMBER: &str = "VN/GOV/000.00.00.G22";
 pub const NODE: &str = "node-g22";
@@ -51,19 +51,9 @@ impl Fixture {
 
     pub fn with_passphrase(pass: Option<&str>) -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let pki = Pki::init(
-            &tmp.path().join("pki"),
-            &InitOptions {
-                ocsp_url: "http://ocsp.example".into(),
-                ..InitOptions::default()
-            },
-        )
-        .unwrap();
-        let management: MemberId = MANAGEMENT.parse().unwrap();
-        let mgmt_key = KeyAlgorithm::EcP256.generate().unwrap();
-        let req = csr::build_sign_csr(&management, &mgmt_key).unwrap();
-        let mut mgmt_chain = vec![pki.issue(&req, Profile::Sign, 30).unwrap()];
-        mgmt_chain.extend(pki.chain().iter().cloned());
+        let pki = init_pki(&tmp.path().join("pki"), "http://ocsp.example");
+        let mgmt = member_signer(&pki, &MANAGEMENT.parse().unwrap());
+        let (mgmt_key, mgmt_chain) = (mgmt.key, mgmt.chain);
 
         let keys_dir = tmp.path().join("node").join("keys");
         let mut opts = KeysOptions::new(

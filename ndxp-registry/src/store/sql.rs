@@ -324,6 +324,50 @@ fn db(e: sqlx::Error) -> StoreError {
     StoreError::Database(e)
 }
 
+fn not_found(what: &'static str, id: impl Display) -> StoreError {
+    StoreError::NotFound {
+        what,
+        id: id.to_string(),
+    }
+}
+
+/// The fetched row; `NotFound` when there is none.
+fn found(
+    row: std::result::Result<Option<AnyRow>, sqlx::Error>,
+    what: &'static str,
+    id: impl Display,
+) -> Result<AnyRow> {
+    row.map_err(db)?.ok_or_else(|| not_found(what, id))
+}
+
+/// Every fetched row, mapped with `map`.
+fn all_as<T>(
+    rows: std::result::Result<Vec<AnyRow>, sqlx::Error>,
+    map: fn(&AnyRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    rows.map_err(db)?.iter().map(map).collect()
+}
+
+/// The fetched row, if any, mapped with `map`.
+fn optional_as<T>(
+    row: std::result::Result<Option<AnyRow>, sqlx::Error>,
+    map: fn(&AnyRow) -> Result<T>,
+) -> Result<Option<T>> {
+    row.map_err(db)?.as_ref().map(map).transpose()
+}
+
+/// Checks that a DELETE removed something; `NotFound` otherwise.
+fn deleted(
+    result: std::result::Result<sqlx::any::AnyQueryResult, sqlx::Error>,
+    what: &'static str,
+    id: impl Display,
+) -> Result<()> {
+    if result.map_err(db)?.rows_affected() == 0 {
+        return Err(not_found(what, id));
+    }
+    Ok(())
+}
+
 /// Maps a constraint violation of an insert to a typed error.
 fn constraint(what: &'static str, id: impl Display) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| match e.as_database_error().map(|d| d.kind()) {
@@ -394,6 +438,38 @@ async fn exists(
         .await
         .map_err(db)?
         .is_some())
+}
+
+/// The one row `sql` (with `$1` = `key`) finds; `NotFound` (as `what`)
+/// when there is none.
+async fn row_by_key<'c, E>(
+    exec: E,
+    sql: impl SqlSafeStr,
+    key: impl Display,
+    what: &'static str,
+) -> Result<AnyRow>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    let row = sqlx::query(sql)
+        .bind(key.to_string())
+        .fetch_optional(exec)
+        .await;
+    found(row, what, key)
+}
+
+/// `NotFound` (as `what`) unless `sql` finds `key`.
+async fn must_exist(
+    conn: &mut sqlx::AnyConnection,
+    sql: &'static str,
+    key: impl Display,
+    what: &'static str,
+) -> Result<()> {
+    if exists(conn, sql, &key).await? {
+        Ok(())
+    } else {
+        Err(not_found(what, key))
+    }
 }
 
 const SQL_MEMBER_EXISTS: &str = "SELECT 1 FROM members WHERE id = $1";
@@ -559,15 +635,13 @@ fn assemble_groups(groups: &[AnyRow], members: &[AnyRow]) -> Result<Vec<Group>> 
 }
 
 async fn load_group(conn: &mut sqlx::AnyConnection, code: &str) -> Result<Group> {
-    let row = sqlx::query("SELECT code, description FROM subsystem_groups WHERE code = $1")
-        .bind(code.to_string())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "group",
-            id: code.to_string(),
-        })?;
+    let row = row_by_key(
+        &mut *conn,
+        "SELECT code, description FROM subsystem_groups WHERE code = $1",
+        code,
+        "group",
+    )
+    .await?;
     let members = sqlx::query(
         "SELECT group_code, subsystem_id FROM group_members WHERE group_code = $1 \
          ORDER BY subsystem_id",
@@ -582,16 +656,13 @@ async fn load_group(conn: &mut sqlx::AnyConnection, code: &str) -> Result<Group>
 }
 
 async fn load_subscription(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<Subscription> {
-    let row =
-        sqlx::query("SELECT id, service_id, client_id, state FROM subscriptions WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "subscription",
-                id: id.to_string(),
-            })?;
+    let row = row_by_key(
+        &mut *conn,
+        "SELECT id, service_id, client_id, state FROM subscriptions WHERE id = $1",
+        id,
+        "subscription",
+    )
+    .await?;
     let events = sqlx::query(
         "SELECT state, at, actor, note FROM subscription_events WHERE subscription_id = $1 \
          ORDER BY seq",
@@ -614,43 +685,19 @@ async fn load_registration(
     id: Uuid,
 ) -> Result<RegistrationRequest> {
     let sql = format!("SELECT {REG_COLS} FROM registration_requests WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "registration request",
-            id: id.to_string(),
-        })?;
+    let row = row_by_key(conn, sqlx::AssertSqlSafe(sql), id, "registration request").await?;
     registration_row(&row)
 }
 
 async fn load_credential(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<Credential> {
     let sql = format!("SELECT {CRED_COLS} FROM credentials WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "credential",
-            id: id.to_string(),
-        })?;
+    let row = row_by_key(conn, sqlx::AssertSqlSafe(sql), id, "credential").await?;
     credential_row(&row)
 }
 
 async fn load_service(conn: &mut sqlx::AnyConnection, id: &ServiceId) -> Result<Service> {
     let sql = format!("SELECT {SERVICE_COLS} FROM services WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "service",
-            id: id.to_string(),
-        })?;
+    let row = row_by_key(conn, sqlx::AssertSqlSafe(sql), id, "service").await?;
     service_row(&row)
 }
 
@@ -700,37 +747,29 @@ impl RegistryStore for SqlStore {
     }
 
     async fn get_member(&self, id: &MemberId) -> Result<Member> {
-        let row = sqlx::query("SELECT id, name, created_at FROM members WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "member",
-                id: id.to_string(),
-            })?;
+        let row = row_by_key(
+            &self.pool,
+            "SELECT id, name, created_at FROM members WHERE id = $1",
+            id,
+            "member",
+        )
+        .await?;
         member_row(&row)
     }
 
     async fn list_members(&self) -> Result<Vec<Member>> {
-        sqlx::query("SELECT id, name, created_at FROM members ORDER BY id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(member_row)
-            .collect()
+        all_as(
+            sqlx::query("SELECT id, name, created_at FROM members ORDER BY id")
+                .fetch_all(&self.pool)
+                .await,
+            member_row,
+        )
     }
 
     async fn remove_member(&self, id: &MemberId, actor: &Actor) -> Result<()> {
         let mut w = self.begin_write(true).await?;
         let key = id.to_string();
-        if !exists(w.conn(), SQL_MEMBER_EXISTS, &key).await? {
-            return Err(StoreError::NotFound {
-                what: "member",
-                id: key,
-            });
-        }
+        must_exist(w.conn(), SQL_MEMBER_EXISTS, &key, "member").await?;
         let subsystems = count(
             w.conn(),
             "SELECT COUNT(*) AS n FROM subsystems WHERE member_id = $1",
@@ -811,41 +850,33 @@ impl RegistryStore for SqlStore {
     }
 
     async fn get_subsystem(&self, id: &SubsystemId) -> Result<Subsystem> {
-        let row = sqlx::query("SELECT id, created_at FROM subsystems WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "subsystem",
-                id: id.to_string(),
-            })?;
+        let row = row_by_key(
+            &self.pool,
+            "SELECT id, created_at FROM subsystems WHERE id = $1",
+            id,
+            "subsystem",
+        )
+        .await?;
         subsystem_row(&row)
     }
 
     async fn list_subsystems(&self, member: Option<&MemberId>) -> Result<Vec<Subsystem>> {
-        sqlx::query(
-            "SELECT id, created_at FROM subsystems WHERE ($1 IS NULL OR member_id = $1) \
+        all_as(
+            sqlx::query(
+                "SELECT id, created_at FROM subsystems WHERE ($1 IS NULL OR member_id = $1) \
              ORDER BY id",
+            )
+            .bind(member.map(|m| m.to_string()))
+            .fetch_all(&self.pool)
+            .await,
+            subsystem_row,
         )
-        .bind(member.map(|m| m.to_string()))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(subsystem_row)
-        .collect()
     }
 
     async fn remove_subsystem(&self, id: &SubsystemId, actor: &Actor) -> Result<()> {
         let mut w = self.begin_write(true).await?;
         let key = id.to_string();
-        if !exists(w.conn(), SQL_SUBSYSTEM_EXISTS, &key).await? {
-            return Err(StoreError::NotFound {
-                what: "subsystem",
-                id: key,
-            });
-        }
+        must_exist(w.conn(), SQL_SUBSYSTEM_EXISTS, &key, "subsystem").await?;
         let services = count(
             w.conn(),
             "SELECT COUNT(*) AS n FROM services WHERE subsystem_id = $1",
@@ -871,47 +902,41 @@ impl RegistryStore for SqlStore {
             "SELECT {NODE_COLS} FROM nodes WHERE ($1 IS NULL OR member_id = $1) \
              ORDER BY member_id, name"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(member.map(|m| m.to_string()))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(node_row)
-            .collect()
+        all_as(
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(member.map(|m| m.to_string()))
+                .fetch_all(&self.pool)
+                .await,
+            node_row,
+        )
     }
 
     async fn get_node(&self, member: &MemberId, name: &NodeName) -> Result<Node> {
         let sql = format!("SELECT {NODE_COLS} FROM nodes WHERE member_id = $1 AND name = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(member.to_string())
-            .bind(name.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "node",
-                id: format!("{member}/{name}"),
-            })?;
+        let row = found(
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(member.to_string())
+                .bind(name.to_string())
+                .fetch_optional(&self.pool)
+                .await,
+            "node",
+            format!("{member}/{name}"),
+        )?;
         node_row(&row)
     }
 
     async fn remove_node(&self, member: &MemberId, name: &NodeName, actor: &Actor) -> Result<()> {
         let mut w = self.begin_write(true).await?;
         let target = format!("{member}/{name}");
-        let n = sqlx::query("DELETE FROM nodes WHERE member_id = $1 AND name = $2")
-            .bind(member.to_string())
-            .bind(name.to_string())
-            .execute(w.conn())
-            .await
-            .map_err(db)?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound {
-                what: "node",
-                id: target,
-            });
-        }
+        deleted(
+            sqlx::query("DELETE FROM nodes WHERE member_id = $1 AND name = $2")
+                .bind(member.to_string())
+                .bind(name.to_string())
+                .execute(w.conn())
+                .await,
+            "node",
+            &target,
+        )?;
         w.finish(actor, "node.remove", &target, json!({})).await
     }
 
@@ -1037,14 +1062,13 @@ impl RegistryStore for SqlStore {
             "SELECT {REG_COLS} FROM registration_requests WHERE ($1 IS NULL OR state = $1) \
              ORDER BY submitted_at, id"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(state.map(|s| s.as_str().to_string()))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(registration_row)
-            .collect()
+        all_as(
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(state.map(|s| s.as_str().to_string()))
+                .fetch_all(&self.pool)
+                .await,
+            registration_row,
+        )
     }
 
     async fn get_registration(&self, id: Uuid) -> Result<RegistrationRequest> {
@@ -1204,14 +1228,13 @@ impl RegistryStore for SqlStore {
             "SELECT {SERVICE_COLS} FROM services WHERE ($1 IS NULL OR subsystem_id = $1) \
              ORDER BY id"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(provider.map(|p| p.to_string()))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(service_row)
-            .collect()
+        all_as(
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(provider.map(|p| p.to_string()))
+                .fetch_all(&self.pool)
+                .await,
+            service_row,
+        )
     }
 
     async fn update_service(
@@ -1274,18 +1297,14 @@ impl RegistryStore for SqlStore {
 
     async fn remove_service(&self, id: &ServiceId, actor: &Actor) -> Result<()> {
         let mut w = self.begin_write(true).await?;
-        let n = sqlx::query("DELETE FROM services WHERE id = $1")
-            .bind(id.to_string())
-            .execute(w.conn())
-            .await
-            .map_err(db)?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound {
-                what: "service",
-                id: id.to_string(),
-            });
-        }
+        deleted(
+            sqlx::query("DELETE FROM services WHERE id = $1")
+                .bind(id.to_string())
+                .execute(w.conn())
+                .await,
+            "service",
+            id,
+        )?;
         w.finish(actor, "service.remove", &id.to_string(), json!({}))
             .await
     }
@@ -1339,18 +1358,14 @@ impl RegistryStore for SqlStore {
 
     async fn remove_group(&self, code: &str, actor: &Actor) -> Result<()> {
         let mut w = self.begin_write(true).await?;
-        let n = sqlx::query("DELETE FROM subsystem_groups WHERE code = $1")
-            .bind(code.to_string())
-            .execute(w.conn())
-            .await
-            .map_err(db)?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound {
-                what: "group",
-                id: code.to_string(),
-            });
-        }
+        deleted(
+            sqlx::query("DELETE FROM subsystem_groups WHERE code = $1")
+                .bind(code.to_string())
+                .execute(w.conn())
+                .await,
+            "group",
+            code,
+        )?;
         w.finish(actor, "group.remove", code, json!({})).await
     }
 
@@ -1361,12 +1376,7 @@ impl RegistryStore for SqlStore {
         actor: &Actor,
     ) -> Result<Group> {
         let mut w = self.begin_write(true).await?;
-        if !exists(w.conn(), SQL_GROUP_EXISTS, code).await? {
-            return Err(StoreError::NotFound {
-                what: "group",
-                id: code.to_string(),
-            });
-        }
+        must_exist(w.conn(), SQL_GROUP_EXISTS, code, "group").await?;
         if !exists(w.conn(), SQL_SUBSYSTEM_EXISTS, subsystem).await? {
             return Err(StoreError::Invalid(format!(
                 "subsystem {subsystem} does not exist; add it before putting it in group {code}"
@@ -1399,20 +1409,15 @@ impl RegistryStore for SqlStore {
         actor: &Actor,
     ) -> Result<Group> {
         let mut w = self.begin_write(true).await?;
-        let n =
+        deleted(
             sqlx::query("DELETE FROM group_members WHERE group_code = $1 AND subsystem_id = $2")
                 .bind(code.to_string())
                 .bind(subsystem.to_string())
                 .execute(w.conn())
-                .await
-                .map_err(db)?
-                .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound {
-                what: "group member",
-                id: format!("{subsystem} in {code}"),
-            });
-        }
+                .await,
+            "group member",
+            format!("{subsystem} in {code}"),
+        )?;
         let group = load_group(w.conn(), code).await?;
         w.finish(
             actor,
@@ -1482,19 +1487,15 @@ impl RegistryStore for SqlStore {
         actor: &Actor,
     ) -> Result<()> {
         let mut w = self.begin_write(true).await?;
-        let n = sqlx::query("DELETE FROM access_rights WHERE service_id = $1 AND grantee = $2")
-            .bind(service.to_string())
-            .bind(grantee.to_string())
-            .execute(w.conn())
-            .await
-            .map_err(db)?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound {
-                what: "access right",
-                id: format!("{service} to {grantee}"),
-            });
-        }
+        deleted(
+            sqlx::query("DELETE FROM access_rights WHERE service_id = $1 AND grantee = $2")
+                .bind(service.to_string())
+                .bind(grantee.to_string())
+                .execute(w.conn())
+                .await,
+            "access right",
+            format!("{service} to {grantee}"),
+        )?;
         w.finish(
             actor,
             "access.revoke",
@@ -1505,17 +1506,12 @@ impl RegistryStore for SqlStore {
     }
 
     async fn list_access_rights(&self, service: Option<&ServiceId>) -> Result<Vec<AccessRight>> {
-        sqlx::query(
+        all_as(sqlx::query(
             "SELECT service_id, grantee_subsystem, grantee_group, granted_at FROM access_rights \
              WHERE ($1 IS NULL OR service_id = $1) ORDER BY service_id, grantee",
         )
         .bind(service.map(|s| s.to_string()))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(right_row)
-        .collect()
+        .fetch_all(&self.pool).await, right_row)
     }
 
     async fn request_subscription(
@@ -1769,25 +1765,23 @@ impl RegistryStore for SqlStore {
         let sql = format!(
             "SELECT {CRED_COLS} FROM credentials WHERE token_sha256 = $1 AND revoked_at IS NULL"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(token_sha256.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .as_ref()
-            .map(credential_row)
-            .transpose()
+        optional_as(
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(token_sha256.to_string())
+                .fetch_optional(&self.pool)
+                .await,
+            credential_row,
+        )
     }
 
     async fn list_credentials(&self) -> Result<Vec<Credential>> {
         let sql = format!("SELECT {CRED_COLS} FROM credentials ORDER BY created_at, id");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(credential_row)
-            .collect()
+        all_as(
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&self.pool)
+                .await,
+            credential_row,
+        )
     }
 
     async fn revoke_credential(&self, id: Uuid, actor: &Actor) -> Result<Credential> {
@@ -1818,18 +1812,17 @@ impl RegistryStore for SqlStore {
     }
 
     async fn list_audit(&self, after_id: i64, limit: u32) -> Result<Vec<AuditEntry>> {
-        sqlx::query(
-            "SELECT id, at, actor, action, target, detail FROM audit_log WHERE id > $1 \
+        all_as(
+            sqlx::query(
+                "SELECT id, at, actor, action, target, detail FROM audit_log WHERE id > $1 \
              ORDER BY id LIMIT $2",
+            )
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await,
+            audit_row,
         )
-        .bind(after_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(audit_row)
-        .collect()
     }
 
     async fn registry_version(&self) -> Result<i64> {
@@ -1942,30 +1935,28 @@ impl RegistryStore for SqlStore {
     }
 
     async fn latest_conf(&self) -> Result<Option<StoredConf>> {
-        sqlx::query(
-            "SELECT version, registry_version, document, created_at, expires_at \
+        optional_as(
+            sqlx::query(
+                "SELECT version, registry_version, document, created_at, expires_at \
              FROM global_confs ORDER BY version DESC LIMIT 1",
+            )
+            .fetch_optional(&self.pool)
+            .await,
+            conf_row,
         )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(conf_row)
-        .transpose()
     }
 
     async fn conf_by_version(&self, version: i64) -> Result<Option<StoredConf>> {
-        sqlx::query(
-            "SELECT version, registry_version, document, created_at, expires_at \
+        optional_as(
+            sqlx::query(
+                "SELECT version, registry_version, document, created_at, expires_at \
              FROM global_confs WHERE version = $1",
+            )
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await,
+            conf_row,
         )
-        .bind(version)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(conf_row)
-        .transpose()
     }
 }
 

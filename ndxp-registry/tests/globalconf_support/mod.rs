@@ -11,14 +11,15 @@ use ndxp_registry::globalconf::{
     self, ConfAccessRight, ConfAnchor, ConfCa, ConfContent, ConfDocument, ConfGrantee, ConfGroup,
     ConfMember, ConfNode, ConfService, ConfTsa, JWS_TYP,
 };
-use ndxp_sign::ca::{InitOptions, Pki};
-use ndxp_sign::cert::{fingerprint_sha256, Profile};
-use ndxp_sign::csr;
+use ndxp_sign::ca::Pki;
+use ndxp_sign::cert::fingerprint_sha256;
 use ndxp_sign::key::KeyAlgorithm;
 use ndxp_sign::openssl::ecdsa::EcdsaSig;
 use ndxp_sign::openssl::hash::{hash, MessageDigest};
 use ndxp_sign::openssl::pkey::{PKey, PKeyRef, Private};
 use ndxp_sign::openssl::x509::X509;
+use ndxp_test_support::pki::init_named_pki;
+pub use ndxp_test_support::pki::{pem, sign_chain};
 use tempfile::TempDir;
 
 pub const MGMT: &str = "VN/GOV/MGMT";
@@ -103,28 +104,7 @@ impl Fixture {
 }
 
 pub fn new_pki(tmp: &TempDir, dir: &str, name: &str) -> Pki {
-    Pki::init(
-        &tmp.path().join(dir),
-        &InitOptions {
-            name: name.into(),
-            ocsp_url: "http://127.0.0.1:1/ocsp".into(),
-            ..InitOptions::default()
-        },
-    )
-    .unwrap()
-}
-
-/// A signing certificate of `member` for `key`, then the CA's intermediates.
-pub fn sign_chain(pki: &Pki, member: &MemberId, key: &PKeyRef<Private>) -> Vec<X509> {
-    let req = csr::build_sign_csr(member, key).unwrap();
-    let cert = pki.issue(&req, Profile::Sign, 30).unwrap();
-    let mut chain = vec![cert];
-    chain.extend(pki.chain().iter().cloned());
-    chain
-}
-
-pub fn pem(cert: &X509) -> String {
-    String::from_utf8(cert.to_pem().unwrap()).unwrap()
+    init_named_pki(&tmp.path().join(dir), name, "http://127.0.0.1:1/ocsp")
 }
 
 /// Three members, a node, the CA and TSA, two services, a group and

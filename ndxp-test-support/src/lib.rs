@@ -1,0 +1,29 @@
+//! Fixtures shared by the NDXP test suites. **For tests only**: this crate is
+//! `publish = false` and belongs in `[dev-dependencies]`, never in the
+//! dependencies of a shipped crate. Its functions panic with a message that
+//! says what to fix instead of returning errors, as a test wants.
+//!
+//! - [`db`]: a database per test — a SQLite file always, and a fresh
+//!   PostgreSQL schema when `NDXP_TEST_POSTGRES_URL` is set.
+//! - [`pki`]: a test CA in a directory and certificates issued from fresh
+//!   EC P-256 keys (member signing, node authentication).
+//! - [`tool`]: running a stock command-line tool (`openssl`, `curl`, ...)
+//!   that the interoperability tests compare against.
+//!
+//! ```no_run
+//! # async fn example() {
+//! use ndxp_test_support::db::{backends, TestDatabase};
+//!
+//! for backend in backends() {
+//!     let dir = tempfile::tempdir().unwrap();
+//!     let db = TestDatabase::create(backend, dir.path()).await;
+//!     // ... open a store on `db.url` and test it ...
+//!     db.drop_now().await;
+//! }
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod db;
+pub mod pki;
+pub mod tool;

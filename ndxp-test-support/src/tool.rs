@@ -1,0 +1,20 @@
+//! Running the stock tools (`openssl`, `curl`, `python3`, ...) that the
+//! interoperability tests check our output with.
+
+use std::process::Command;
+
+/// Runs `program` with `args`; returns whether it succeeded and its stdout
+/// followed by its stderr. Panics with a clear message when the tool is not
+/// installed (CI installs it; nothing is skipped silently).
+pub fn run_tool(program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{program}` (install it; .ci/run does): {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
