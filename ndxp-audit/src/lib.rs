@@ -1,0 +1,5 @@
+//! NDXP audit (skeleton; filled in by the message-log and reconciliation issues).
+#![forbid(unsafe_code)]
+
+pub mod log;
+pub mod reconcile;
