@@ -322,3 +322,11 @@ proptest! {
         let _ = verify(&bytes);
     }
 }
+
+#[test]
+fn a_missing_file_is_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = archive::verify_archive_file(&dir.path().join("none"), &VerifyOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, ArchiveError::Io { .. }), "{err:?}");
+}

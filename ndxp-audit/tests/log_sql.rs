@@ -248,3 +248,36 @@ async fn a_changed_row_is_reported_as_corrupt() {
         db.drop_now().await;
     }
 }
+
+#[tokio::test]
+async fn sqlite_commits_are_synchronous_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("log.db").display());
+    let log = SqlMessageLog::open(&url, "w", &LogOptions::default())
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(log.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+    // 2 = FULL: the WAL is synced at every commit.
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(log.pool())
+        .await
+        .unwrap();
+    assert_eq!(sync, 2);
+    log.close().await;
+}
+
+#[tokio::test]
+async fn unsupported_url_and_bad_writer_are_refused() {
+    let err = SqlMessageLog::open("mysql://x", "w", &LogOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LogError::UnsupportedUrl(_)), "{err:?}");
+    let err = SqlMessageLog::open("sqlite::memory:", "", &LogOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LogError::InvalidWriter(_)), "{err:?}");
+}
