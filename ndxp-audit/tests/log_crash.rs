@@ -131,6 +131,12 @@ async fn two_live_processes_with_one_writer_id_cannot_fork_the_chain() {
     assert!(matches!(err, LogError::Commit(_)), "{err:?}");
     let stored = a.read("same", 1, 10).await.unwrap();
     assert_eq!(stored.len(), 1);
+    // The loser continued from the stored head: the chain stays linear.
+    let next = b.append(exchange(3)).await.unwrap();
+    assert_eq!((next.seq, next.prev_hash), (2, stored[0].hash));
+    let stored = a.read("same", 1, 10).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[1].prev_hash, stored[0].hash);
     a.close().await;
     b.close().await;
 }

@@ -11,13 +11,15 @@
 //! them all in **one** transaction, commits, and only then answers each
 //! caller. While a commit is in flight new appends queue up and go into the
 //! next batch, so under load one fsync covers many records. If a commit
-//! fails, every caller of that batch gets [`LogError::Commit`] and the head
-//! does not move.
+//! fails, every caller of that batch gets [`LogError::Commit`] and the task
+//! re-reads the head from the database (which may hold the batch after all,
+//! when the connection was lost during `COMMIT`) before the next batch.
 //!
 //! The chain head is read from the database when the log opens, so a new
 //! process with the same writer id continues the chain. Two live processes
-//! must not share a writer id: the `(writer, seq)` key makes the second
-//! one's commits fail rather than fork the chain.
+//! must not share a writer id: the `(writer, seq)` key makes a commit that
+//! would fork the chain fail (its callers get [`LogError::Commit`]); the
+//! loser then continues from the stored head, so the chain stays linear.
 
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -387,6 +389,16 @@ async fn run(
                 let e = Arc::new(e);
                 for (_, _, ack) in batch {
                     let _ = ack.send(Err(LogError::Commit(e.clone())));
+                }
+                // The database is authoritative: a commit whose outcome is
+                // unknown (a connection lost during COMMIT) may have stored
+                // the batch, and a writer id wrongly shared may have moved
+                // on. Continue from what is stored.
+                match read_head(&pool, &writer).await {
+                    Ok(stored) => head = stored,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot re-read the message log chain head");
+                    }
                 }
             }
         }
