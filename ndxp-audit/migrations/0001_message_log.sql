@@ -2,7 +2,8 @@
 -- Portable SQL: the same text runs on SQLite and PostgreSQL.
 -- `record` holds the record's canonical JSON (see ndxp_audit::log), the exact
 -- bytes that were hashed plus the hash; the other columns are copies for
--- lookups. Rows are only ever inserted.
+-- lookups. Rows are never updated; only a purge (after a checkpoint, see
+-- 0002) deletes old ones.
 
 CREATE TABLE message_log (
     writer          TEXT NOT NULL,

@@ -281,3 +281,54 @@ async fn unsupported_url_and_bad_writer_are_refused() {
         .unwrap_err();
     assert!(matches!(err, LogError::InvalidWriter(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn purge_keeps_a_checkpoint_and_the_rest_verifies() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDatabase::create(backend, dir.path()).await;
+        let log = SqlMessageLog::open(&db.url, "w", &LogOptions::default())
+            .await
+            .unwrap();
+        let mut all = Vec::new();
+        for i in 0..10 {
+            all.push(log.append(exchange(i)).await.unwrap());
+        }
+        assert_eq!(log.checkpoint("w").await.unwrap(), ChainHead::EMPTY);
+        let cp = log.purge_before("w", 6).await.unwrap();
+        assert_eq!(
+            cp,
+            ChainHead {
+                seq: 5,
+                hash: all[4].hash
+            }
+        );
+        assert_eq!(log.checkpoint("w").await.unwrap(), cp);
+        let left = log.read("w", 1, 100).await.unwrap();
+        assert_eq!(left, all[5..].to_vec());
+        assert_eq!(left[0].prev_hash, cp.hash);
+        // Purging below the checkpoint again changes nothing.
+        assert_eq!(log.purge_before("w", 3).await.unwrap(), cp);
+        // The head record always stays.
+        let err = log.purge_before("w", 11).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LogError::PurgeRange {
+                    before: 11,
+                    head: 10
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(log.purge_before("w", 1).await.is_err());
+        log.close().await;
+        let log = SqlMessageLog::open(&db.url, "w", &LogOptions::default())
+            .await
+            .unwrap();
+        let next = log.append(exchange(11)).await.unwrap();
+        assert_eq!((next.seq, next.prev_hash), (11, all[9].hash));
+        log.close().await;
+        db.drop_now().await;
+    }
+}

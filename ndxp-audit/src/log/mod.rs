@@ -373,6 +373,14 @@ pub enum LogError {
         /// What is wrong.
         detail: String,
     },
+    /// A purge would remove the chain head or nothing at all.
+    #[error("cannot purge records before {before}: the chain head is {head}; purge from 2 up to the head")]
+    PurgeRange {
+        /// The requested bound.
+        before: u64,
+        /// The writer's head `seq`.
+        head: u64,
+    },
     /// The writer id is empty or too long.
     #[error("invalid writer id {0:?}: use 1 to 200 characters")]
     InvalidWriter(String),
@@ -387,7 +395,9 @@ pub enum LogError {
 /// Result with [`LogError`].
 pub type Result<T, E = LogError> = std::result::Result<T, E>;
 
-/// The message log storage. Records are only ever inserted.
+/// The message log storage. Records are never updated; only
+/// [`purge_before`](MessageLog::purge_before) deletes old ones, after
+/// recording a checkpoint.
 #[async_trait]
 pub trait MessageLog: Send + Sync {
     /// This log's writer id (the chain its appends extend).
@@ -403,6 +413,19 @@ pub trait MessageLog: Send + Sync {
     /// `writer`'s records with `from <= seq <= to`, in `seq` order; each is
     /// checked against its stored hash.
     async fn read(&self, writer: &str, from: u64, to: u64) -> Result<Vec<LogRecord>>;
+
+    /// Deletes `writer`'s records with `seq < before` (the only deletion
+    /// the log allows), first recording the last purged record's `seq` and
+    /// `hash` as a checkpoint, in one transaction, and returns that
+    /// checkpoint. The head record is always kept: `2 <= before <= head`.
+    /// Purging again below an earlier checkpoint returns that checkpoint.
+    /// Export what you purge first ([`crate::archive::export`]).
+    async fn purge_before(&self, writer: &str, before: u64) -> Result<ChainHead>;
+
+    /// `writer`'s latest checkpoint: the last purged record's `seq` and
+    /// `hash` (the `prev_hash` of the first record still stored), or
+    /// [`ChainHead::EMPTY`] when nothing was purged.
+    async fn checkpoint(&self, writer: &str) -> Result<ChainHead>;
 
     /// Every writer with at least one record, sorted.
     async fn writers(&self) -> Result<Vec<String>>;

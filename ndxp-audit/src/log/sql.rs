@@ -33,15 +33,22 @@ use sqlx::{AnyPool, Executor as _, Row, SqlSafeStr};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{ChainHead, Exchange, LogError, LogRecord, MessageLog, Result};
+use super::{ChainHash, ChainHead, Exchange, LogError, LogRecord, MessageLog, Result};
 
 /// The versioned schema migrations, oldest first. Never edit one that has
 /// shipped: add a new file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "message log",
-    include_str!("../../migrations/0001_message_log.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "message log",
+        include_str!("../../migrations/0001_message_log.sql"),
+    ),
+    (
+        2,
+        "checkpoints",
+        include_str!("../../migrations/0002_checkpoints.sql"),
+    ),
+];
 
 /// The table recording applied migrations (its own, so the log can share a
 /// database with other NDXP schemas).
@@ -333,6 +340,27 @@ async fn read_head(pool: &AnyPool, writer: &str) -> Result<ChainHead> {
     }
 }
 
+async fn read_checkpoint(conn: &mut sqlx::AnyConnection, writer: &str) -> Result<ChainHead> {
+    let row = sqlx::query(
+        "SELECT seq, hash FROM message_log_checkpoints WHERE writer = $1 \
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(writer.to_string())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(LogError::Database)?;
+    let Some(row) = row else {
+        return Ok(ChainHead::EMPTY);
+    };
+    let what = || format!("checkpoint of writer {writer:?}");
+    let seq: i64 = row.try_get("seq").map_err(|e| corrupt(what(), e))?;
+    let hash: String = row.try_get("hash").map_err(|e| corrupt(what(), e))?;
+    Ok(ChainHead {
+        seq: u64::try_from(seq).map_err(|e| corrupt(what(), e))?,
+        hash: ChainHash::from_hex(&hash).map_err(|e| corrupt(what(), e))?,
+    })
+}
+
 async fn run(
     pool: AnyPool,
     writer: String,
@@ -469,6 +497,70 @@ impl MessageLog for SqlMessageLog {
         .await
         .map_err(LogError::Database)?;
         rows.iter().map(record_of).collect()
+    }
+
+    async fn purge_before(&self, writer: &str, before: u64) -> Result<ChainHead> {
+        let head = read_head(&self.pool, writer).await?;
+        if before > head.seq || before < 2 {
+            return Err(LogError::PurgeRange {
+                before,
+                head: head.seq,
+            });
+        }
+        let last = before - 1;
+        let mut tx = self.pool.begin().await.map_err(LogError::Database)?;
+        let row = sqlx::query(
+            "SELECT writer, seq, hash, record FROM message_log WHERE writer = $1 AND seq = $2",
+        )
+        .bind(writer.to_string())
+        .bind(seq_i64(last)?)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(LogError::Database)?;
+        let checkpoint = match row {
+            Some(row) => {
+                let r = record_of(&row)?;
+                ChainHead {
+                    seq: r.seq,
+                    hash: r.hash,
+                }
+            }
+            None => {
+                // Already purged: the checkpoint must exist.
+                let cp = read_checkpoint(&mut tx, writer).await?;
+                if cp.seq < last {
+                    return Err(corrupt(
+                        format!("record {last} of writer {writer:?}"),
+                        "missing, and no checkpoint covers it",
+                    ));
+                }
+                return Ok(cp);
+            }
+        };
+        sqlx::query(
+            "INSERT INTO message_log_checkpoints (writer, seq, hash, purged_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(writer.to_string())
+        .bind(seq_i64(checkpoint.seq)?)
+        .bind(checkpoint.hash.to_hex())
+        .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+        .execute(&mut *tx)
+        .await
+        .map_err(LogError::Database)?;
+        sqlx::query("DELETE FROM message_log WHERE writer = $1 AND seq < $2")
+            .bind(writer.to_string())
+            .bind(seq_i64(before)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(LogError::Database)?;
+        tx.commit().await.map_err(LogError::Database)?;
+        Ok(checkpoint)
+    }
+
+    async fn checkpoint(&self, writer: &str) -> Result<ChainHead> {
+        let mut conn = self.pool.acquire().await.map_err(LogError::Database)?;
+        read_checkpoint(&mut conn, writer).await
     }
 
     async fn writers(&self) -> Result<Vec<String>> {
