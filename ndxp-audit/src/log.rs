@@ -1,1 +1,0 @@
-//! log (to be written).

@@ -1,0 +1,578 @@
+//! The SQL message log over [`sqlx::AnyPool`]: SQLite (WAL, `synchronous =
+//! FULL`) or PostgreSQL, with the same portable SQL.
+//!
+//! # Group commit
+//!
+//! [`SqlMessageLog::open`] starts one background task per log. An
+//! [`append`](MessageLog::append) queues its exchange on a channel and waits.
+//! The task takes the first queued exchange plus every other one already
+//! waiting (up to [`LogOptions::max_batch`]), gives them consecutive `seq`
+//! values and chains their hashes from the head it holds in memory, inserts
+//! them all in **one** transaction, commits, and only then answers each
+//! caller. While a commit is in flight new appends queue up and go into the
+//! next batch, so under load one fsync covers many records. If a commit
+//! fails, every caller of that batch gets [`LogError::Commit`] and the task
+//! re-reads the head from the database (which may hold the batch after all,
+//! when the connection was lost during `COMMIT`) before the next batch.
+//!
+//! The chain head is read from the database when the log opens, so a new
+//! process with the same writer id continues the chain. Two live processes
+//! must not share a writer id: the `(writer, seq)` key makes a commit that
+//! would fork the chain fail (its callers get [`LogError::Commit`]); the
+//! loser then continues from the stored head, so the chain stays linear.
+
+use std::fmt::Display;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor as _, Row, SqlSafeStr};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{ChainHash, ChainHead, Exchange, LogError, LogRecord, MessageLog, Result};
+
+/// The versioned schema migrations, oldest first. Never edit one that has
+/// shipped: add a new file.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "message log",
+        include_str!("../../migrations/0001_message_log.sql"),
+    ),
+    (
+        2,
+        "checkpoints",
+        include_str!("../../migrations/0002_checkpoints.sql"),
+    ),
+];
+
+/// The table recording applied migrations (its own, so the log can share a
+/// database with other NDXP schemas).
+const MIGRATIONS_TABLE: &str = "_ndxp_audit_migrations";
+
+/// Settings of a [`SqlMessageLog`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+    /// How long to wait for a free connection (and, on SQLite, a lock).
+    pub acquire_timeout: Duration,
+    /// Most records committed in one transaction.
+    pub max_batch: usize,
+    /// Most appends waiting for the background writer; further appends
+    /// wait for room.
+    pub queue: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(10),
+            max_batch: 512,
+            queue: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+struct Job {
+    exchange: Exchange,
+    ack: oneshot::Sender<Result<LogRecord>>,
+}
+
+/// The message log on SQLite or PostgreSQL, with group commit (see the
+/// module docs).
+#[derive(Debug)]
+pub struct SqlMessageLog {
+    pool: AnyPool,
+    writer: String,
+    queue: Option<mpsc::Sender<Job>>,
+    task: Option<JoinHandle<()>>,
+    commits: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("transaction_id", &self.exchange.transaction_id)
+            .finish()
+    }
+}
+
+/// Removes the password from a URL for messages.
+fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (auth, tail) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if let Some((userinfo, host)) = auth.rsplit_once('@') {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                return format!("{scheme}://{user}:***@{host}{tail}");
+            }
+        }
+    }
+    url.to_string()
+}
+
+fn corrupt(what: impl Into<String>, detail: impl Display) -> LogError {
+    LogError::Corrupt {
+        what: what.into(),
+        detail: detail.to_string(),
+    }
+}
+
+impl SqlMessageLog {
+    /// Opens the log at `url` (`sqlite://PATH`, `sqlite::memory:`,
+    /// `postgres://...`) for `writer`, applies pending migrations, reads
+    /// the writer's chain head (checking that record's hash) and starts the
+    /// background committer. Must be called inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`LogError::UnsupportedUrl`], [`LogError::Open`] (also for a SQLite
+    /// file that is not a database), [`LogError::Migration`],
+    /// [`LogError::Corrupt`] when the stored head does not verify,
+    /// [`LogError::InvalidWriter`].
+    pub async fn open(url: &str, writer: &str, options: &LogOptions) -> Result<Self> {
+        if writer.is_empty() || writer.chars().count() > 200 {
+            return Err(LogError::InvalidWriter(writer.to_string()));
+        }
+        let (backend, connect_url) = if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if rest.is_empty() {
+                return Err(LogError::UnsupportedUrl(url.to_string()));
+            }
+            let with_mode = if rest == ":memory:" {
+                "sqlite::memory:".to_string()
+            } else if rest.contains("mode=") {
+                format!("sqlite://{rest}")
+            } else if rest.contains('?') {
+                format!("sqlite://{rest}&mode=rwc")
+            } else {
+                format!("sqlite://{rest}?mode=rwc")
+            };
+            (Backend::Sqlite, with_mode)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(LogError::UnsupportedUrl(redact(url)));
+        };
+        sqlx::any::install_default_drivers();
+        let open_err = |source| LogError::Open {
+            target: redact(url),
+            source,
+        };
+        let memory = backend == Backend::Sqlite && connect_url.contains(":memory:");
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(if memory {
+                1
+            } else {
+                options.max_connections.max(1)
+            })
+            .acquire_timeout(options.acquire_timeout);
+        if memory {
+            pool_options = pool_options.idle_timeout(None).max_lifetime(None);
+        }
+        if backend == Backend::Sqlite {
+            // Every commit reaches the disk before append() returns.
+            pool_options = pool_options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool_options.connect(&connect_url).await.map_err(open_err)?;
+        if backend == Backend::Sqlite {
+            // Persistent in the file; also proves the file is a database.
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
+                .fetch_one(&pool)
+                .await
+                .map_err(open_err)?;
+            if !mode.eq_ignore_ascii_case("wal") && !memory {
+                tracing::warn!(%mode, "SQLite did not switch to WAL journal mode");
+            }
+        }
+        migrate(&pool, backend).await?;
+        let head = read_head(&pool, writer).await?;
+        let (queue, rx) = mpsc::channel(options.queue.max(1));
+        let commits = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(run(
+            pool.clone(),
+            writer.to_string(),
+            head,
+            rx,
+            options.max_batch.max(1),
+            commits.clone(),
+        ));
+        Ok(Self {
+            pool,
+            writer: writer.to_string(),
+            queue: Some(queue),
+            task: Some(task),
+            commits,
+        })
+    }
+
+    /// How many batch transactions this log has committed (each covers one
+    /// or more appends).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// The underlying pool (for tests and maintenance tools).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Stops accepting appends, waits until every queued one is committed
+    /// and answered, and closes the pool.
+    pub async fn close(mut self) {
+        self.queue.take();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.pool.close().await;
+    }
+}
+
+async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                (*description).into(),
+                MigrationType::Simple,
+                sqlx::AssertSqlSafe(*sql).into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    let mut migrator = Migrator::with_migrations(migrations);
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    // SQLite has no migration lock: when two processes migrate a fresh file
+    // at once, the loser's transaction fails; running again finds the work
+    // done.
+    let attempts = match backend {
+        Backend::Sqlite => 3,
+        Backend::Postgres => 1,
+    };
+    let mut result = Ok(());
+    for _ in 0..attempts {
+        result = migrator.run(pool).await;
+        if result.is_ok() {
+            break;
+        }
+    }
+    result.map_err(LogError::Migration)
+}
+
+fn seq_i64(seq: u64) -> Result<i64> {
+    i64::try_from(seq).map_err(|_| corrupt("seq", format_args!("{seq} is out of range")))
+}
+
+/// Parses a stored row and checks its columns and hash.
+fn record_of(row: &AnyRow) -> Result<LogRecord> {
+    let writer: String = row.try_get("writer").map_err(|e| corrupt("writer", e))?;
+    let seq: i64 = row.try_get("seq").map_err(|e| corrupt("seq", e))?;
+    let what = || format!("record {seq} of writer {writer:?}");
+    let text: String = row.try_get("record").map_err(|e| corrupt(what(), e))?;
+    let hash: String = row.try_get("hash").map_err(|e| corrupt(what(), e))?;
+    let record: LogRecord = serde_json::from_str(&text)
+        .map_err(|e| corrupt(what(), format_args!("not a valid record: {e}")))?;
+    if i64::try_from(record.seq).ok() != Some(seq) || record.writer != writer {
+        return Err(corrupt(
+            what(),
+            "the record's seq or writer differs from its row",
+        ));
+    }
+    if record.hash.to_hex() != hash {
+        return Err(corrupt(
+            what(),
+            "the record's hash differs from the row's hash column",
+        ));
+    }
+    let computed = record.compute_hash().map_err(LogError::Encode)?;
+    if computed != record.hash {
+        return Err(corrupt(
+            what(),
+            format_args!(
+                "the record was changed: its content hashes to {computed}, not {}",
+                record.hash
+            ),
+        ));
+    }
+    Ok(record)
+}
+
+async fn read_head(pool: &AnyPool, writer: &str) -> Result<ChainHead> {
+    let row = sqlx::query(
+        "SELECT writer, seq, hash, record FROM message_log WHERE writer = $1 \
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(writer.to_string())
+    .fetch_optional(pool)
+    .await
+    .map_err(LogError::Database)?;
+    match row {
+        None => Ok(ChainHead::EMPTY),
+        Some(row) => {
+            let r = record_of(&row)?;
+            Ok(ChainHead {
+                seq: r.seq,
+                hash: r.hash,
+            })
+        }
+    }
+}
+
+async fn read_checkpoint(conn: &mut sqlx::AnyConnection, writer: &str) -> Result<ChainHead> {
+    let row = sqlx::query(
+        "SELECT seq, hash FROM message_log_checkpoints WHERE writer = $1 \
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(writer.to_string())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(LogError::Database)?;
+    let Some(row) = row else {
+        return Ok(ChainHead::EMPTY);
+    };
+    let what = || format!("checkpoint of writer {writer:?}");
+    let seq: i64 = row.try_get("seq").map_err(|e| corrupt(what(), e))?;
+    let hash: String = row.try_get("hash").map_err(|e| corrupt(what(), e))?;
+    Ok(ChainHead {
+        seq: u64::try_from(seq).map_err(|e| corrupt(what(), e))?,
+        hash: ChainHash::from_hex(&hash).map_err(|e| corrupt(what(), e))?,
+    })
+}
+
+async fn run(
+    pool: AnyPool,
+    writer: String,
+    mut head: ChainHead,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    commits: Arc<AtomicU64>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut next = head;
+        let mut batch = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let built = LogRecord::new(next.seq + 1, writer.clone(), next.hash, job.exchange)
+                .map_err(LogError::Encode)
+                .and_then(|r| {
+                    let text = r.to_canonical().map_err(LogError::Encode)?;
+                    let text =
+                        String::from_utf8(text).map_err(|e| corrupt("record encoding", e))?;
+                    Ok((r, text))
+                });
+            match built {
+                Ok((record, text)) => {
+                    next = ChainHead {
+                        seq: record.seq,
+                        hash: record.hash,
+                    };
+                    batch.push((record, text, job.ack));
+                }
+                Err(e) => {
+                    let _ = job.ack.send(Err(e));
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        match write_batch(&pool, &batch).await {
+            Ok(()) => {
+                head = next;
+                commits.fetch_add(1, Ordering::Relaxed);
+                for (record, _, ack) in batch {
+                    let _ = ack.send(Ok(record));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = batch.len(), "message log commit failed");
+                let e = Arc::new(e);
+                for (_, _, ack) in batch {
+                    let _ = ack.send(Err(LogError::Commit(e.clone())));
+                }
+                // The database is authoritative: a commit whose outcome is
+                // unknown (a connection lost during COMMIT) may have stored
+                // the batch, and a writer id wrongly shared may have moved
+                // on. Continue from what is stored.
+                match read_head(&pool, &writer).await {
+                    Ok(stored) => head = stored,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot re-read the message log chain head");
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn write_batch(
+    pool: &AnyPool,
+    batch: &[(LogRecord, String, oneshot::Sender<Result<LogRecord>>)],
+) -> std::result::Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for (record, text, _) in batch {
+        let seq = i64::try_from(record.seq).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        sqlx::query(
+            "INSERT INTO message_log (writer, seq, transaction_id, received_at, hash, record) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(record.writer.clone())
+        .bind(seq)
+        .bind(record.exchange.transaction_id.to_string())
+        .bind(
+            record
+                .exchange
+                .received_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        )
+        .bind(record.hash.to_hex())
+        .bind(text.clone())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+#[async_trait]
+impl MessageLog for SqlMessageLog {
+    fn writer(&self) -> &str {
+        &self.writer
+    }
+
+    async fn append(&self, exchange: Exchange) -> Result<LogRecord> {
+        let queue = self.queue.as_ref().ok_or(LogError::Closed)?;
+        let (ack, done) = oneshot::channel();
+        queue
+            .send(Job { exchange, ack })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        done.await.map_err(|_| LogError::Closed)?
+    }
+
+    async fn head(&self, writer: &str) -> Result<ChainHead> {
+        read_head(&self.pool, writer).await
+    }
+
+    async fn read(&self, writer: &str, from: u64, to: u64) -> Result<Vec<LogRecord>> {
+        let to = to.min(i64::MAX as u64);
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT writer, seq, hash, record FROM message_log \
+             WHERE writer = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq",
+        )
+        .bind(writer.to_string())
+        .bind(seq_i64(from)?)
+        .bind(seq_i64(to)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(LogError::Database)?;
+        rows.iter().map(record_of).collect()
+    }
+
+    async fn purge_before(&self, writer: &str, before: u64) -> Result<ChainHead> {
+        let head = read_head(&self.pool, writer).await?;
+        if before > head.seq || before < 2 {
+            return Err(LogError::PurgeRange {
+                before,
+                head: head.seq,
+            });
+        }
+        let last = before - 1;
+        let mut tx = self.pool.begin().await.map_err(LogError::Database)?;
+        let row = sqlx::query(
+            "SELECT writer, seq, hash, record FROM message_log WHERE writer = $1 AND seq = $2",
+        )
+        .bind(writer.to_string())
+        .bind(seq_i64(last)?)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(LogError::Database)?;
+        let checkpoint = match row {
+            Some(row) => {
+                let r = record_of(&row)?;
+                ChainHead {
+                    seq: r.seq,
+                    hash: r.hash,
+                }
+            }
+            None => {
+                // Already purged: the checkpoint must exist.
+                let cp = read_checkpoint(&mut tx, writer).await?;
+                if cp.seq < last {
+                    return Err(corrupt(
+                        format!("record {last} of writer {writer:?}"),
+                        "missing, and no checkpoint covers it",
+                    ));
+                }
+                return Ok(cp);
+            }
+        };
+        sqlx::query(
+            "INSERT INTO message_log_checkpoints (writer, seq, hash, purged_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(writer.to_string())
+        .bind(seq_i64(checkpoint.seq)?)
+        .bind(checkpoint.hash.to_hex())
+        .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+        .execute(&mut *tx)
+        .await
+        .map_err(LogError::Database)?;
+        sqlx::query("DELETE FROM message_log WHERE writer = $1 AND seq < $2")
+            .bind(writer.to_string())
+            .bind(seq_i64(before)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(LogError::Database)?;
+        tx.commit().await.map_err(LogError::Database)?;
+        Ok(checkpoint)
+    }
+
+    async fn checkpoint(&self, writer: &str) -> Result<ChainHead> {
+        let mut conn = self.pool.acquire().await.map_err(LogError::Database)?;
+        read_checkpoint(&mut conn, writer).await
+    }
+
+    async fn writers(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT writer FROM message_log ORDER BY writer")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(LogError::Database)?;
+        rows.iter()
+            .map(|r| {
+                r.try_get::<String, _>("writer")
+                    .map_err(|e| corrupt("writer", e))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,332 @@
+#![allow(clippy::unwrap_used)]
+//! Archives: export from the log, verify, and detect every tampering.
+
+use std::sync::OnceLock;
+
+use chrono::Utc;
+use ndxp_audit::archive::{self, ArchiveError, VerifyOptions};
+use ndxp_audit::log::{
+    ChainHash, Exchange, LogOptions, LogRecord, MessageLog, Role, SignedMeta, SqlMessageLog,
+};
+use ndxp_core::TransactionId;
+use ndxp_sign::openssl::x509::X509;
+use ndxp_sign::{digest, profile};
+use ndxp_test_support::db::{backends, TestDatabase};
+use ndxp_test_support::pki;
+use proptest::prelude::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: X509,
+    signer: profile::Signer,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = pki::init_pki(&dir.path().join("pki"), "http://127.0.0.1:1/ocsp");
+        let member = "VN/GOV/000.00.00.G22".parse().unwrap();
+        let s = pki::member_signer(&ca, &member);
+        let cert = s.chain[0].clone();
+        let chain = s.chain[1..].to_vec();
+        let signer = profile::Signer::new(s.key, cert, chain).unwrap();
+        Fixture {
+            root: ca.root_cert().clone(),
+            _dir: dir,
+            signer,
+        }
+    })
+}
+
+/// A signed request as a consumer node logs it.
+fn exchange(n: u32) -> Exchange {
+    let f = fixture();
+    let body = format!("{{\"n\":{n}}}");
+    let id = TransactionId::new();
+    let (mut parts, ()) = http::Request::post(
+        "https://provider.example/r1/VN/GOV/000.00.00.H29/CSDLDC/citizen/v1/lookup",
+    )
+    .header(profile::NDXP_CLIENT, "VN/GOV/000.00.00.G22/QLHT")
+    .header(profile::NDXP_ID, id.to_string())
+    .body(())
+    .unwrap()
+    .into_parts();
+    let cd = digest::content_digest(body.as_bytes());
+    let info = profile::sign_request(&mut parts, &cd, &f.signer, Utc::now()).unwrap();
+    let meta = SignedMeta {
+        signature_input: info.signature_input,
+        signature: info.signature,
+        content_digest: cd,
+        base: info.base,
+        signer_cert_der: f.signer.certificate().to_der().unwrap(),
+        chain_der: f
+            .signer
+            .chain()
+            .iter()
+            .map(|c| c.to_der().unwrap())
+            .collect(),
+    };
+    Exchange {
+        transaction_id: id,
+        client: "VN/GOV/000.00.00.G22/QLHT".parse().unwrap(),
+        service: "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1".parse().unwrap(),
+        role: Role::Consumer,
+        received_at: Utc::now(),
+        responded_at: Utc::now(),
+        status: 200,
+        problem_code: None,
+        request_bytes: body.len() as u64,
+        response_bytes: 0,
+        request: meta,
+        response: None,
+        body: None,
+    }
+}
+
+fn chain(n: u32) -> Vec<LogRecord> {
+    let mut prev = ChainHash::GENESIS;
+    (1..=n)
+        .map(|i| {
+            let r = LogRecord::new(u64::from(i), "node-a/1".into(), prev, exchange(i)).unwrap();
+            prev = r.hash;
+            r
+        })
+        .collect()
+}
+
+fn sample() -> &'static Vec<u8> {
+    static A: OnceLock<Vec<u8>> = OnceLock::new();
+    A.get_or_init(|| archive::encode("node-a/1", &chain(6)).unwrap().into_bytes())
+}
+
+fn anchors() -> VerifyOptions {
+    VerifyOptions {
+        anchors: Some(vec![fixture().root.clone()]),
+    }
+}
+
+#[tokio::test]
+async fn export_round_trip_verifies_on_every_backend() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDatabase::create(backend, dir.path()).await;
+        let log = SqlMessageLog::open(&db.url, "node-a/1", &LogOptions::default())
+            .await
+            .unwrap();
+        let mut records = Vec::new();
+        for i in 0..5 {
+            records.push(log.append(exchange(i)).await.unwrap());
+        }
+        let whole = archive::export(&log, "node-a/1", 1, u64::MAX)
+            .await
+            .unwrap();
+        let path = dir.path().join("a.ndxplog");
+        whole.write_to(&path).unwrap();
+        let report = archive::verify_archive_file(&path, &anchors()).unwrap();
+        assert_eq!(report.writer, "node-a/1");
+        assert_eq!((report.first_seq, report.count), (1, 5));
+        assert_eq!(report.prev_hash, ChainHash::GENESIS);
+        assert_eq!(report.last_hash, records[4].hash);
+        assert_eq!(report.signatures_verified, 5);
+        assert_eq!(report.certificates, 1 + fixture().signer.chain().len());
+        // A middle range hangs from its first record's prev_hash.
+        let part = archive::export(&log, "node-a/1", 2, 3).await.unwrap();
+        let report = archive::verify_archive(part.bytes(), &VerifyOptions::default()).unwrap();
+        assert_eq!((report.first_seq, report.count), (2, 2));
+        assert_eq!(report.prev_hash, records[0].hash);
+        assert_eq!(report.last_hash, records[2].hash);
+        assert_eq!(report.signatures_verified, 0);
+        log.close().await;
+        db.drop_now().await;
+    }
+}
+
+#[test]
+fn untrusted_signer_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = pki::init_named_pki(&dir.path().join("o"), "Other Root", "http://127.0.0.1:1/");
+    let opts = VerifyOptions {
+        anchors: Some(vec![other.root_cert().clone()]),
+    };
+    let err = archive::verify_archive(sample(), &opts).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ArchiveError::Signature {
+                seq: 1,
+                message: "request",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+fn lines(bytes: &[u8]) -> Vec<Vec<u8>> {
+    bytes
+        .strip_suffix(b"\n")
+        .unwrap()
+        .split(|b| *b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn join(lines: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in lines {
+        out.extend_from_slice(l);
+        out.push(b'\n');
+    }
+    out
+}
+
+fn verify(bytes: &[u8]) -> Result<archive::ArchiveReport, ArchiveError> {
+    archive::verify_archive(bytes, &VerifyOptions::default())
+}
+
+#[test]
+fn named_tamperings() {
+    let l = lines(sample());
+    // Records are lines 1..=6 (seq 1..=6).
+    let mut del = l.clone();
+    del.remove(3);
+    assert!(matches!(
+        verify(&join(&del)),
+        Err(ArchiveError::Deleted { after_seq: 2 })
+    ));
+    let mut del_last = l.clone();
+    del_last.remove(6);
+    assert!(matches!(
+        verify(&join(&del_last)),
+        Err(ArchiveError::Deleted { after_seq: 5 })
+    ));
+    let mut swap = l.clone();
+    swap.swap(2, 4);
+    assert!(matches!(
+        verify(&join(&swap)),
+        Err(ArchiveError::Reordered { seq: 4 })
+    ));
+    let mut dup = l.clone();
+    dup.insert(3, l[2].clone());
+    assert!(matches!(
+        verify(&join(&dup)),
+        Err(ArchiveError::Inserted { seq: 2, .. })
+    ));
+    let mut changed = l.clone();
+    let text = String::from_utf8(changed[4].clone()).unwrap();
+    changed[4] = text
+        .replace("\"status\":200", "\"status\":500")
+        .into_bytes();
+    assert!(matches!(
+        verify(&join(&changed)),
+        Err(ArchiveError::Changed { seq: 4, .. })
+    ));
+    // A replaced record with a recomputed hash breaks the next link.
+    let records = chain(3);
+    let mut forged = records.clone();
+    forged[1].exchange.status = 500;
+    forged[1].hash = forged[1].compute_hash().unwrap();
+    let mut fl = lines(&archive::encode("node-a/1", &records).unwrap().into_bytes());
+    fl[2] = forged[1].to_canonical().unwrap();
+    assert!(matches!(
+        verify(&join(&fl)),
+        Err(ArchiveError::BrokenLink { seq: 3 })
+    ));
+    let trunc = &sample()[..sample().len() - 10];
+    assert!(matches!(verify(trunc), Err(ArchiveError::Truncated(_))));
+    let mut no_end = l.clone();
+    no_end.pop();
+    assert!(matches!(
+        verify(&join(&no_end)),
+        Err(ArchiveError::Truncated(_))
+    ));
+    assert!(matches!(verify(b""), Err(ArchiveError::Truncated(_))));
+    assert!(matches!(
+        verify(b"garbage\n"),
+        Err(ArchiveError::Malformed { .. })
+    ));
+}
+
+#[derive(Debug, Clone)]
+enum Tamper {
+    Flip { at: usize, mask: u8 },
+    Delete(usize),
+    Swap(usize, usize),
+    Duplicate { from: usize, to: usize },
+    Truncate(usize),
+}
+
+fn tamper() -> impl Strategy<Value = Tamper> {
+    prop_oneof![
+        (any::<usize>(), 1u8..=255).prop_map(|(at, mask)| Tamper::Flip { at, mask }),
+        any::<usize>().prop_map(Tamper::Delete),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Tamper::Swap(a, b)),
+        (any::<usize>(), any::<usize>()).prop_map(|(from, to)| Tamper::Duplicate { from, to }),
+        any::<usize>().prop_map(Tamper::Truncate),
+    ]
+}
+
+/// Applies a tampering; `None` when it leaves the archive unchanged (a swap
+/// of a line with itself).
+fn apply(t: &Tamper, original: &[u8]) -> Option<Vec<u8>> {
+    let l = lines(original);
+    // Record lines are 1..=n-3 (header first, certificates and end last).
+    let recs = l.len() - 3;
+    let rec = |i: usize| 1 + i % recs;
+    match *t {
+        Tamper::Flip { at, mask } => {
+            let mut b = original.to_vec();
+            let i = at % b.len();
+            b[i] ^= mask;
+            Some(b)
+        }
+        Tamper::Delete(i) => {
+            let mut l = l;
+            l.remove(i % (recs + 3));
+            Some(join(&l))
+        }
+        Tamper::Swap(a, b) => {
+            let (a, b) = (rec(a), rec(b));
+            if a == b {
+                return None;
+            }
+            let mut l = l;
+            l.swap(a, b);
+            Some(join(&l))
+        }
+        Tamper::Duplicate { from, to } => {
+            let mut l = l;
+            let line = l[rec(from)].clone();
+            l.insert(rec(to), line);
+            Some(join(&l))
+        }
+        Tamper::Truncate(n) => Some(original[..n % original.len()].to_vec()),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn every_tampering_is_detected(t in tamper()) {
+        if let Some(bad) = apply(&t, sample()) {
+            prop_assert_ne!(&bad, sample());
+            let result = verify(&bad);
+            prop_assert!(result.is_err(), "undetected: {:?}", t);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = verify(&bytes);
+    }
+}
+
+#[test]
+fn a_missing_file_is_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = archive::verify_archive_file(&dir.path().join("none"), &VerifyOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, ArchiveError::Io { .. }), "{err:?}");
+}

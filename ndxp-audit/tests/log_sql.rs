@@ -1,0 +1,334 @@
+#![allow(clippy::unwrap_used)]
+//! The SQL message log on every backend: append, read, chain across batches
+//! and restarts, concurrent group commit, corrupt databases.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use ndxp_audit::log::{
+    ChainHash, ChainHead, Exchange, LogError, LogOptions, MessageLog, Role, SignedMeta,
+    SqlMessageLog,
+};
+use ndxp_core::TransactionId;
+use ndxp_test_support::db::{backends, TestDatabase};
+
+fn exchange(n: u32) -> Exchange {
+    let meta = SignedMeta {
+        signature_input: format!("ndxp=(\"@method\");created={n}"),
+        signature: "ndxp=:AAAA:".into(),
+        content_digest: "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:".into(),
+        base: format!("\"@method\": POST\n\"@signature-params\": (\"@method\");created={n}"),
+        signer_cert_der: vec![0x30, 0x03, 1, 2, 3],
+        chain_der: vec![],
+    };
+    Exchange {
+        transaction_id: TransactionId::new(),
+        client: "VN/GOV/000.00.00.G22/QLHT".parse().unwrap(),
+        service: "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1".parse().unwrap(),
+        role: Role::Provider,
+        received_at: Utc::now(),
+        responded_at: Utc::now(),
+        status: 200,
+        problem_code: None,
+        request_bytes: u64::from(n),
+        response_bytes: 42,
+        request: meta.clone(),
+        response: Some(meta),
+        body: None,
+    }
+}
+
+fn check_chain(records: &[ndxp_audit::log::LogRecord]) {
+    let mut prev = ChainHash::GENESIS;
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1);
+        assert_eq!(r.prev_hash, prev, "link of record {}", r.seq);
+        assert_eq!(r.compute_hash().unwrap(), r.hash);
+        prev = r.hash;
+    }
+}
+
+#[tokio::test]
+async fn append_read_and_restart_continue_the_chain() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDatabase::create(backend, dir.path()).await;
+        let opts = LogOptions::default();
+        let log = SqlMessageLog::open(&db.url, "node-a/1", &opts)
+            .await
+            .unwrap();
+        let first = log.append(exchange(1)).await.unwrap();
+        assert_eq!(first.seq, 1);
+        assert_eq!(first.prev_hash, ChainHash::GENESIS);
+        let second = log.append(exchange(2)).await.unwrap();
+        assert_eq!(second.prev_hash, first.hash);
+        // Another writer has its own chain.
+        let other = SqlMessageLog::open(&db.url, "node-b/1", &opts)
+            .await
+            .unwrap();
+        assert_eq!(other.append(exchange(9)).await.unwrap().seq, 1);
+        other.close().await;
+        log.close().await;
+
+        let log = SqlMessageLog::open(&db.url, "node-a/1", &opts)
+            .await
+            .unwrap();
+        assert_eq!(
+            log.head("node-a/1").await.unwrap(),
+            ChainHead {
+                seq: 2,
+                hash: second.hash
+            }
+        );
+        let third = log.append(exchange(3)).await.unwrap();
+        assert_eq!((third.seq, third.prev_hash), (3, second.hash));
+        let all = log.read("node-a/1", 1, u64::MAX).await.unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0], first);
+        assert_eq!(all[2], third);
+        check_chain(&all);
+        assert_eq!(log.read("node-a/1", 2, 2).await.unwrap(), vec![second]);
+        assert_eq!(log.writers().await.unwrap(), vec!["node-a/1", "node-b/1"]);
+        assert_eq!(log.head("nobody").await.unwrap(), ChainHead::EMPTY);
+        log.close().await;
+        db.drop_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_are_all_durable_and_chained() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDatabase::create(backend, dir.path()).await;
+        let log = Arc::new(
+            SqlMessageLog::open(&db.url, "w", &LogOptions::default())
+                .await
+                .unwrap(),
+        );
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..8u32 {
+            let log = log.clone();
+            tasks.spawn(async move {
+                let mut got = Vec::new();
+                for i in 0..25u32 {
+                    let x = exchange(t * 100 + i);
+                    let id = x.transaction_id;
+                    let r = log.append(x).await.unwrap();
+                    assert_eq!(r.exchange.transaction_id, id);
+                    got.push(r);
+                }
+                got
+            });
+        }
+        let mut acked = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            acked.extend(r.unwrap());
+        }
+        assert_eq!(acked.len(), 200);
+        let log = Arc::into_inner(log).unwrap();
+        assert!(log.commits() <= 200);
+        log.close().await;
+        // Every acknowledged record is in the database, in one intact chain.
+        let log = SqlMessageLog::open(&db.url, "w", &LogOptions::default())
+            .await
+            .unwrap();
+        let stored = log.read("w", 1, u64::MAX).await.unwrap();
+        assert_eq!(stored.len(), 200);
+        check_chain(&stored);
+        for r in &acked {
+            assert_eq!(&stored[r.seq as usize - 1], r);
+        }
+        log.close().await;
+        db.drop_now().await;
+    }
+}
+
+#[tokio::test]
+async fn queued_appends_share_one_commit() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDatabase::create(backend, dir.path()).await;
+        let log = Arc::new(
+            SqlMessageLog::open(&db.url, "w", &LogOptions::default())
+                .await
+                .unwrap(),
+        );
+        // On this single-threaded runtime all 100 appends are queued before
+        // the committer runs.
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..100 {
+            let log = log.clone();
+            tasks.spawn(async move { log.append(exchange(i)).await.unwrap() });
+        }
+        let mut n = 0;
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+            n += 1;
+        }
+        assert_eq!(n, 100);
+        let commits = log.commits();
+        assert!(
+            (1..=5).contains(&commits),
+            "{commits} commits for 100 appends"
+        );
+        let stored = log.read("w", 1, 1000).await.unwrap();
+        check_chain(&stored);
+        assert_eq!(stored.len(), 100);
+        Arc::into_inner(log).unwrap().close().await;
+        db.drop_now().await;
+    }
+}
+
+#[tokio::test]
+async fn max_batch_limits_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("log.db").display());
+    let opts = LogOptions {
+        max_batch: 10,
+        ..LogOptions::default()
+    };
+    let log = Arc::new(SqlMessageLog::open(&url, "w", &opts).await.unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let log = log.clone();
+        tasks.spawn(async move { log.append(exchange(i)).await.unwrap() });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    assert!(log.commits() >= 5);
+    Arc::into_inner(log).unwrap().close().await;
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.db");
+    std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+    let url = format!("sqlite://{}", path.display());
+    let opts = LogOptions {
+        acquire_timeout: std::time::Duration::from_secs(2),
+        ..LogOptions::default()
+    };
+    let err = SqlMessageLog::open(&url, "w", &opts).await.unwrap_err();
+    assert!(matches!(err, LogError::Open { .. }), "{err:?}");
+    assert!(err
+        .to_string()
+        .contains("cannot open the message log database"));
+}
+
+#[tokio::test]
+async fn a_changed_row_is_reported_as_corrupt() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDatabase::create(backend, dir.path()).await;
+        let log = SqlMessageLog::open(&db.url, "w", &LogOptions::default())
+            .await
+            .unwrap();
+        for i in 0..3 {
+            log.append(exchange(i)).await.unwrap();
+        }
+        sqlx::query("UPDATE message_log SET record = REPLACE(record, '\"status\":200', '\"status\":201') WHERE seq = 2")
+            .execute(log.pool())
+            .await
+            .unwrap();
+        let err = log.read("w", 1, 3).await.unwrap_err();
+        assert!(matches!(err, LogError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("record 2"), "{err}");
+        sqlx::query("UPDATE message_log SET record = 'garbage' WHERE seq = 3")
+            .execute(log.pool())
+            .await
+            .unwrap();
+        log.close().await;
+        // The head is checked on start.
+        let err = SqlMessageLog::open(&db.url, "w", &LogOptions::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("record 3"), "{err}");
+        db.drop_now().await;
+    }
+}
+
+#[tokio::test]
+async fn sqlite_commits_are_synchronous_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("log.db").display());
+    let log = SqlMessageLog::open(&url, "w", &LogOptions::default())
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(log.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+    // 2 = FULL: the WAL is synced at every commit.
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(log.pool())
+        .await
+        .unwrap();
+    assert_eq!(sync, 2);
+    log.close().await;
+}
+
+#[tokio::test]
+async fn unsupported_url_and_bad_writer_are_refused() {
+    let err = SqlMessageLog::open("mysql://x", "w", &LogOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LogError::UnsupportedUrl(_)), "{err:?}");
+    let err = SqlMessageLog::open("sqlite::memory:", "", &LogOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LogError::InvalidWriter(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn purge_keeps_a_checkpoint_and_the_rest_verifies() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDatabase::create(backend, dir.path()).await;
+        let log = SqlMessageLog::open(&db.url, "w", &LogOptions::default())
+            .await
+            .unwrap();
+        let mut all = Vec::new();
+        for i in 0..10 {
+            all.push(log.append(exchange(i)).await.unwrap());
+        }
+        assert_eq!(log.checkpoint("w").await.unwrap(), ChainHead::EMPTY);
+        let cp = log.purge_before("w", 6).await.unwrap();
+        assert_eq!(
+            cp,
+            ChainHead {
+                seq: 5,
+                hash: all[4].hash
+            }
+        );
+        assert_eq!(log.checkpoint("w").await.unwrap(), cp);
+        let left = log.read("w", 1, 100).await.unwrap();
+        assert_eq!(left, all[5..].to_vec());
+        assert_eq!(left[0].prev_hash, cp.hash);
+        // Purging below the checkpoint again changes nothing.
+        assert_eq!(log.purge_before("w", 3).await.unwrap(), cp);
+        // The head record always stays.
+        let err = log.purge_before("w", 11).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LogError::PurgeRange {
+                    before: 11,
+                    head: 10
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(log.purge_before("w", 1).await.is_err());
+        log.close().await;
+        let log = SqlMessageLog::open(&db.url, "w", &LogOptions::default())
+            .await
+            .unwrap();
+        let next = log.append(exchange(11)).await.unwrap();
+        assert_eq!((next.seq, next.prev_hash), (11, all[9].hash));
+        log.close().await;
+        db.drop_now().await;
+    }
+}
