@@ -22,7 +22,10 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
 use ndxp_core::{ServiceId, SubsystemId, TransactionId};
+use ndxp_sign::jws::{self, JwsAlgorithm, JwsError, VerifiedJws, VerifyOptions};
+use ndxp_sign::openssl::pkey::{PKeyRef, Private};
 use ndxp_sign::openssl::sha::Sha256;
+use ndxp_sign::openssl::x509::X509;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Domain separation prefix of the per-id hash in [`IdSetDigest`].
@@ -398,6 +401,46 @@ impl Summary {
         let mut s = self.clone();
         s.buckets.sort_by(|a, b| a.key.cmp(&b.key));
         serde_json::to_vec(&s).map_err(ReconcileError::Json)
+    }
+}
+
+/// The JWS `typ` of a signed summary.
+pub const SUMMARY_JWS_TYPE: &str = "ndxp-reconcile-summary+json";
+
+impl Summary {
+    /// The summary as a compact JWS over [`Summary::canonical_json`], signed
+    /// with the node's signing `key`; `chain` (its certificate first) goes
+    /// into `x5c` so that management can check who signed.
+    pub fn sign(
+        &self,
+        key: &PKeyRef<Private>,
+        alg: JwsAlgorithm,
+        chain: &[X509],
+    ) -> Result<String, ReconcileError> {
+        let payload = self.canonical_json()?;
+        jws::sign(&payload, key, alg, chain, Some(SUMMARY_JWS_TYPE)).map_err(ReconcileError::Jws)
+    }
+
+    /// Verifies a signed summary: its chain must lead to one of `anchors` at
+    /// `at`, its `typ` must be [`SUMMARY_JWS_TYPE`] and its payload a summary.
+    /// Returns the summary and the verified JWS, whose chain the caller
+    /// matches against the node it expects the summary from.
+    pub fn verify(
+        signed: &str,
+        anchors: &[X509],
+        at: DateTime<Utc>,
+    ) -> Result<(Summary, VerifiedJws), ReconcileError> {
+        let v = jws::verify_with_anchors(signed, anchors, at, &VerifyOptions::default())
+            .map_err(ReconcileError::Jws)?;
+        if v.header.typ.as_deref() != Some(SUMMARY_JWS_TYPE) {
+            return Err(ReconcileError::NotASummary(format!(
+                "JWS typ is {:?}, expected {SUMMARY_JWS_TYPE:?}",
+                v.header.typ
+            )));
+        }
+        let summary = serde_json::from_slice(&v.payload)
+            .map_err(|e| ReconcileError::NotASummary(e.to_string()))?;
+        Ok((summary, v))
     }
 }
 
@@ -887,6 +930,12 @@ pub enum ReconcileError {
     /// JSON encoding failed.
     #[error("cannot encode as JSON")]
     Json(#[source] serde_json::Error),
+    /// Signing or verifying a summary's JWS failed.
+    #[error("signed summary: {0}")]
+    Jws(#[source] JwsError),
+    /// A verified JWS does not carry a summary.
+    #[error("signed document is not a reconciliation summary: {0}")]
+    NotASummary(String),
 }
 
 /// Why a drill-down could not complete.
