@@ -444,14 +444,16 @@ impl Summary {
     }
 }
 
+/// Count and running digest per outcome, indexed by `Outcome::index`.
+type OutcomeSlots = [Option<(u64, DigestAcc)>; 4];
+
 /// Streaming computation of a [`Summary`]; memory is proportional to the
 /// number of buckets, not of transactions.
 #[derive(Debug)]
 pub struct Summarizer {
     side: Side,
     period: Period,
-    #[allow(clippy::type_complexity)]
-    map: HashMap<SubsystemId, HashMap<ServiceId, [Option<(u64, DigestAcc)>; 4]>>,
+    map: HashMap<SubsystemId, HashMap<ServiceId, OutcomeSlots>>,
     outside: u64,
 }
 
