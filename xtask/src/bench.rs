@@ -15,8 +15,9 @@ use crate::util::{cargo, root, run_step};
 pub(crate) fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("httpsig") => httpsig(),
-        Some(other) => bail!("unknown benchmark {other:?}; known: httpsig"),
-        None => bail!("usage: cargo xtask bench NAME (known: httpsig)"),
+        Some("reconcile") => reconcile(&args[1..]),
+        Some(other) => bail!("unknown benchmark {other:?}; known: httpsig, reconcile"),
+        None => bail!("usage: cargo xtask bench NAME (known: httpsig, reconcile)"),
     }
 }
 
@@ -85,6 +86,86 @@ fn httpsig() -> Result<()> {
     write_result("httpsig", &doc)
 }
 
+/// Reconciliation of two sides of 1,000,000 transactions (or the number
+/// given) with 100 planted differences, drill-down included, measured in a
+/// fresh release process (the `reconcile` bench binary of `ndxp-audit`).
+fn reconcile(args: &[String]) -> Result<()> {
+    let records = match args.first() {
+        Some(n) => n
+            .parse::<u64>()
+            .with_context(|| format!("records per side must be a number, found {n:?}"))?,
+        None => 1_000_000,
+    };
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "ndxp-audit", "--bench", "reconcile", "--"])
+        .arg(records.to_string());
+    eprintln!("==> reconcile bench: {cmd:?}");
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("starting cargo bench")?;
+    if !out.status.success() {
+        bail!("reconcile bench failed ({})", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result = parse_reconcile_output(&stdout)?;
+    println!(
+        "{:<18} {:>8} {:>6} {:>6} {:>9} {:>13}",
+        "records_per_side", "planted", "found", "exact", "seconds", "peak_rss_mib"
+    );
+    println!(
+        "{:<18} {:>8} {:>6} {:>6} {:>9.3} {:>13.1}",
+        result["records_per_side"].as_u64().unwrap_or(0),
+        result["planted"].as_u64().unwrap_or(0),
+        result["found"].as_u64().unwrap_or(0),
+        result["exact"].as_bool().unwrap_or(false),
+        result["seconds"].as_f64().unwrap_or(f64::NAN),
+        result["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+    );
+    println!(
+        "phases: summarize x2 {:.3} s, compare {:.3} s, drill-down {:.3} s; {} of {} buckets differ, {} ids fetched",
+        result["summarize_seconds"].as_f64().unwrap_or(f64::NAN),
+        result["compare_seconds"].as_f64().unwrap_or(f64::NAN),
+        result["drill_down_seconds"].as_f64().unwrap_or(f64::NAN),
+        result["buckets_differing"].as_u64().unwrap_or(0),
+        result["buckets_compared"].as_u64().unwrap_or(0),
+        result["ids_fetched"].as_u64().unwrap_or(0),
+    );
+    let mut doc = result.clone();
+    if let Some(m) = doc.as_object_mut() {
+        m.insert("name".into(), json!("reconcile"));
+        m.insert(
+            "what".into(),
+            json!("summarize both sides + compare + drill-down + report, one hourly period, 50 clients x 20 services; target < 10 s and < 512 MiB peak RSS"),
+        );
+    }
+    write_result("reconcile", &doc)?;
+    if result["exact"].as_bool() != Some(true) {
+        bail!("the report did not name exactly the planted differences");
+    }
+    Ok(())
+}
+
+/// The JSON object the reconcile bench binary prints (its last line that
+/// parses as a JSON object with the required keys).
+fn parse_reconcile_output(stdout: &str) -> Result<Value> {
+    const KEYS: [&str; 5] = [
+        "records_per_side",
+        "planted",
+        "found",
+        "seconds",
+        "peak_rss_mib",
+    ];
+    stdout
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .find(|v| KEYS.iter().all(|k| v.get(k).is_some()))
+        .with_context(|| {
+            format!("the reconcile bench printed no result line; its output was:\n{stdout}")
+        })
+}
+
 /// Writes `target/ndxp-bench/NAME.json`.
 fn write_result(name: &str, doc: &Value) -> Result<()> {
     let dir = root().join("target/ndxp-bench");
@@ -145,7 +226,16 @@ fn openssl_rates(speed: &str, what: &str) -> Result<(f64, f64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::openssl_rates;
+    use super::{openssl_rates, parse_reconcile_output};
+
+    #[test]
+    fn reads_reconcile_result_line() {
+        let out = "noise\n{\"records_per_side\":10,\"planted\":3,\"found\":3,\"seconds\":0.5,\"peak_rss_mib\":9.0}\n";
+        let v = parse_reconcile_output(out).unwrap();
+        assert_eq!(v["found"], 3);
+        assert!(parse_reconcile_output("{\"planted\":3}\n").is_err());
+        assert!(parse_reconcile_output("").is_err());
+    }
 
     #[test]
     fn reads_openssl_speed_lines() {
