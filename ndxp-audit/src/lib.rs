@@ -1,4 +1,26 @@
-//! NDXP audit (skeleton; filled in by the message-log and reconciliation issues).
+//! # ndxp-audit
+//!
+//! Non-repudiation and reconciliation for NDXP exchanges:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`log`] | the message log: append-only records per writer, hash-chained, group-committed (durable before the caller's `append` returns), on SQLite or PostgreSQL |
+//! | [`archive`] | a self-contained archive file of a range of records, and [`archive::verify_archive`], which names the first changed, deleted, inserted or reordered record (`docs/archive.md`) |
+//! | [`reconcile`] | per-period summaries of a side's transactions, their comparison, and the drill-down to the exact transaction ids that differ, as JSON or CSV (`docs/reconciliation.md`) |
+//!
+//! Integrators verify an archive with this crate and `ndxp-sign` alone:
+//!
+//! ```no_run
+//! use ndxp_audit::archive::{verify_archive_file, VerifyOptions};
+//! let report = verify_archive_file(std::path::Path::new("node.archive"), &VerifyOptions::default())?;
+//! println!("{} records of {} verified", report.count, report.writer);
+//! # Ok::<(), ndxp_audit::archive::ArchiveError>(())
+//! ```
+//!
+//! **Architecture invariant:** the message log is never updated in place;
+//! the only removal is `purge_before`, which first records a checkpoint of
+//! the chain so that what remains still verifies.
+
 #![forbid(unsafe_code)]
 
 pub mod archive;
