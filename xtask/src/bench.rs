@@ -24,6 +24,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 /// RFC 9421 sign and verify of a request with a 1 KiB body, beside the raw
 /// `openssl speed` rates of the same algorithms, measured in one run.
 fn httpsig() -> Result<()> {
+    // `openssl speed` runs before and after criterion and the two are
+    // averaged, so that a drift of the machine's speed during the run (this
+    // is often a shared VM) does not bias the ratio one way.
+    let before = openssl_speed()?;
     let criterion_dir = root().join("target/criterion");
     let _ = std::fs::remove_dir_all(criterion_dir.join("httpsig"));
     run_step(
@@ -31,21 +35,14 @@ fn httpsig() -> Result<()> {
         cargo().args(["bench", "-p", "ndxp-sign", "--bench", "httpsig"]),
     )?;
     let ours = criterion_means(&criterion_dir)?;
-
-    eprintln!("==> openssl speed -seconds 3 ecdsap256 rsa2048");
-    let out = Command::new("openssl")
-        .args(["speed", "-seconds", "3", "ecdsap256", "rsa2048"])
-        .output()
-        .context("running `openssl speed` (is the openssl command line installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "openssl speed failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let speed = String::from_utf8_lossy(&out.stdout).to_string();
-    let raw_ec = openssl_rates(&speed, "ecdsa (nistp256)")?;
-    let raw_rsa = openssl_rates(&speed, "rsa 2048 bits")?;
+    let after = openssl_speed()?;
+    let mean = |a: (f64, f64), b: (f64, f64)| ((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0);
+    let raw_ec = mean(before.0, after.0);
+    let raw_rsa = mean(before.1, after.1);
+    eprintln!(
+        "==> openssl speed before/after: ecdsa sign {:.0}/{:.0} verify {:.0}/{:.0}; rsa sign {:.0}/{:.0} verify {:.0}/{:.0}",
+        before.0 .0, after.0 .0, before.0 .1, after.0 .1, before.1 .0, after.1 .0, before.1 .1, after.1 .1
+    );
 
     let mut rows = Vec::new();
     for (alg, raw) in [("ecdsa-p256-sha256", raw_ec), ("rsa-v1_5-sha256", raw_rsa)] {
@@ -79,7 +76,9 @@ fn httpsig() -> Result<()> {
     let doc = json!({
         "name": "httpsig",
         "body_bytes": 1024,
-        "what": "RFC 9421 sign/verify of a request with a 1 KiB body, Content-Digest included, vs `openssl speed` raw rates",
+        "what": "RFC 9421 sign/verify of a request with a 1 KiB body, Content-Digest included, vs `openssl speed` raw rates (mean of a run before and after)",
+        "openssl_before": {"ecdsa_sign": before.0 .0, "ecdsa_verify": before.0 .1, "rsa_sign": before.1 .0, "rsa_verify": before.1 .1},
+        "openssl_after": {"ecdsa_sign": after.0 .0, "ecdsa_verify": after.0 .1, "rsa_sign": after.1 .0, "rsa_verify": after.1 .1},
         "results": rows,
         "all_criterion_ns": ours,
     });
@@ -164,6 +163,29 @@ fn parse_reconcile_output(stdout: &str) -> Result<Value> {
         .with_context(|| {
             format!("the reconcile bench printed no result line; its output was:\n{stdout}")
         })
+}
+
+/// `openssl speed -seconds 3 ecdsap256 rsa2048`: ((ecdsa sign/s, verify/s),
+/// (rsa sign/s, verify/s)).
+type Rates = ((f64, f64), (f64, f64));
+
+fn openssl_speed() -> Result<Rates> {
+    eprintln!("==> openssl speed -seconds 3 ecdsap256 rsa2048");
+    let out = Command::new("openssl")
+        .args(["speed", "-seconds", "3", "ecdsap256", "rsa2048"])
+        .output()
+        .context("running `openssl speed` (is the openssl command line installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "openssl speed failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let speed = String::from_utf8_lossy(&out.stdout).to_string();
+    Ok((
+        openssl_rates(&speed, "ecdsa (nistp256)")?,
+        openssl_rates(&speed, "rsa 2048 bits")?,
+    ))
 }
 
 /// Writes `target/ndxp-bench/NAME.json`.
