@@ -52,7 +52,7 @@ pub struct SignedRegistration {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegistrationReceipt {
     /// The request's identifier at the management side (for `ndxp-gateway
-    /// requests approve ID`).
+    /// requests approve --config FILE --id ID`).
     pub id: String,
     /// Its state, `pending` for a new request.
     pub state: String,

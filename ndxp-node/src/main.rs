@@ -153,7 +153,7 @@ fn register(cfg: &NodeConfig) -> Result<i32> {
     println!("  address:  {}", receipt.address);
     println!("  auth certificate sha-256: {}", receipt.auth_cert_sha256);
     println!(
-        "next: the platform operator approves it (`ndxp-gateway requests approve {}`); then `ndxp-node conf fetch` shows the node once the next global configuration is published",
+        "next: the platform operator approves it (`ndxp-gateway requests approve --config FILE --id {}`); then `ndxp-node conf fetch` shows the node once the next global configuration is published",
         receipt.id
     );
     Ok(0)
