@@ -15,11 +15,14 @@
 //! # Ok::<(), ndxp_core::id::IdError>(())
 //! ```
 //!
+//! It also classifies database URLs ([`dburl`]) for the storage backends.
+//!
 //! **Architecture invariant:** this crate performs no I/O and has no async
 //! code; everything here is a pure value type.
 
 #![forbid(unsafe_code)]
 
+pub mod dburl;
 pub mod id;
 pub mod problem;
 pub mod txid;

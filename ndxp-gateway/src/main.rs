@@ -539,24 +539,13 @@ fn serve(cfg: ConfigArg) -> Result<()> {
         tracing::info!(
             management = %config.management.listen,
             admin = %config.admin.listen,
-            storage = %redact(&config.storage.url),
+            storage = %ndxp_core::dburl::redact(&config.storage.url),
             "starting the management role"
         );
         ndxp_gateway::server::run(config, shutdown_signal()).await?;
         tracing::info!("stopped");
         anyhow::Ok(())
     })
-}
-
-/// A database URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
-            Some(colon) => format!("{}:***{}", &url[..s + 3 + colon], &url[at..]),
-            None => url.to_string(),
-        },
-        _ => url.to_string(),
-    }
 }
 
 fn run_pki(command: PkiCommand) -> Result<()> {

@@ -21,6 +21,7 @@
 //! would fork the chain fail (its callers get [`LogError::Commit`]); the
 //! loser then continues from the stored head, so the chain stays linear.
 
+use ndxp_core::dburl::{self, redact, Backend};
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -79,12 +80,6 @@ impl Default for LogOptions {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
 struct Job {
     exchange: Exchange,
     ack: oneshot::Sender<Result<LogRecord>>,
@@ -109,23 +104,6 @@ impl std::fmt::Debug for Job {
     }
 }
 
-/// Removes the password from a URL for messages.
-fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let (auth, tail) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
-        };
-        if let Some((userinfo, host)) = auth.rsplit_once('@') {
-            let user = userinfo.split(':').next().unwrap_or("");
-            if userinfo.contains(':') {
-                return format!("{scheme}://{user}:***@{host}{tail}");
-            }
-        }
-    }
-    url.to_string()
-}
-
 fn corrupt(what: impl Into<String>, detail: impl Display) -> LogError {
     LogError::Corrupt {
         what: what.into(),
@@ -148,34 +126,14 @@ impl SqlMessageLog {
         if writer.is_empty() || writer.chars().count() > 200 {
             return Err(LogError::InvalidWriter(writer.to_string()));
         }
-        let (backend, connect_url) = if let Some(rest) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            if rest.is_empty() {
-                return Err(LogError::UnsupportedUrl(url.to_string()));
-            }
-            let with_mode = if rest == ":memory:" {
-                "sqlite::memory:".to_string()
-            } else if rest.contains("mode=") {
-                format!("sqlite://{rest}")
-            } else if rest.contains('?') {
-                format!("sqlite://{rest}&mode=rwc")
-            } else {
-                format!("sqlite://{rest}?mode=rwc")
-            };
-            (Backend::Sqlite, with_mode)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_string())
-        } else {
-            return Err(LogError::UnsupportedUrl(redact(url)));
-        };
+        let parsed = dburl::parse(url).map_err(|e| LogError::UnsupportedUrl(e.0))?;
+        let (backend, connect_url) = (parsed.backend, parsed.connect_url);
         sqlx::any::install_default_drivers();
         let open_err = |source| LogError::Open {
             target: redact(url),
             source,
         };
-        let memory = backend == Backend::Sqlite && connect_url.contains(":memory:");
+        let memory = parsed.in_memory;
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(if memory {
                 1

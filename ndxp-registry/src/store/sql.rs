@@ -2,6 +2,7 @@
 //! runs unchanged on SQLite and PostgreSQL (`$n` placeholders, TEXT and
 //! BIGINT columns, times as fixed-width RFC 3339 text).
 
+use ndxp_core::dburl::{self, redact, Backend};
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::str::FromStr;
@@ -51,12 +52,6 @@ impl Default for StoreOptions {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
 /// The registry store on SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
@@ -64,49 +59,12 @@ pub struct SqlStore {
     backend: Backend,
 }
 
-/// Removes the password from a URL for messages.
-fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let (auth, tail) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
-        };
-        if let Some((userinfo, host)) = auth.rsplit_once('@') {
-            let user = userinfo.split(':').next().unwrap_or("");
-            if userinfo.contains(':') {
-                return format!("{scheme}://{user}:***@{host}{tail}");
-            }
-        }
-    }
-    url.to_string()
-}
-
 impl SqlStore {
     /// Opens the database at `url` (see [`super::open`]) and applies
     /// pending migrations.
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
-        let (backend, connect_url) = if let Some(rest) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            if rest.is_empty() {
-                return Err(StoreError::UnsupportedUrl(url.to_string()));
-            }
-            let with_mode = if rest == ":memory:" {
-                "sqlite::memory:".to_string()
-            } else if rest.contains("mode=") {
-                format!("sqlite://{rest}")
-            } else if rest.contains('?') {
-                format!("sqlite://{rest}&mode=rwc")
-            } else {
-                format!("sqlite://{rest}?mode=rwc")
-            };
-            (Backend::Sqlite, with_mode)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_string())
-        } else {
-            return Err(StoreError::UnsupportedUrl(redact(url)));
-        };
+        let parsed = dburl::parse(url).map_err(|e| StoreError::UnsupportedUrl(e.0))?;
+        let (backend, connect_url) = (parsed.backend, parsed.connect_url);
         sqlx::any::install_default_drivers();
         let open_err = |source| StoreError::Open {
             target: redact(url),
@@ -114,7 +72,7 @@ impl SqlStore {
         };
         // An in-memory SQLite database lives and dies with its connection:
         // keep exactly one, forever.
-        let memory = backend == Backend::Sqlite && connect_url.contains(":memory:");
+        let memory = parsed.in_memory;
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(if memory {
                 1
@@ -1963,16 +1921,6 @@ impl RegistryStore for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_hides_passwords_only() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
-    }
 
     #[test]
     fn times_are_fixed_width_and_round_trip() {
