@@ -12,12 +12,16 @@ use serde_json::{json, Value};
 
 use crate::util::{cargo, root, run_step};
 
+mod direct;
+pub(crate) mod load_common;
+
 pub(crate) fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
+        Some("direct") => direct::run(&args[1..]),
         Some("httpsig") => httpsig(),
         Some("reconcile") => reconcile(&args[1..]),
-        Some(other) => bail!("unknown benchmark {other:?}; known: httpsig, reconcile"),
-        None => bail!("usage: cargo xtask bench NAME (known: httpsig, reconcile)"),
+        Some(other) => bail!("unknown benchmark {other:?}; known: direct, httpsig, reconcile"),
+        None => bail!("usage: cargo xtask bench NAME (known: direct, httpsig, reconcile)"),
     }
 }
 
