@@ -293,16 +293,17 @@ async fn connection(target: Target, start: Instant, end: Instant) -> Result<Stat
                 sender.ready().await?;
                 let resp = sender.send_request(target.request()).await?;
                 let status = resp.status().as_u16();
+                let close = closes(resp.headers());
                 let mut body = resp.into_body();
                 while let Some(frame) = body.frame().await {
                     frame?;
                 }
-                Ok::<u16, hyper::Error>(status)
+                Ok::<(u16, bool), hyper::Error>((status, close))
             })
             .await;
             let done = Instant::now();
             match outcome {
-                Ok(Ok(status)) => {
+                Ok(Ok((status, close))) => {
                     if in_window(done) {
                         stats.requests += 1;
                         *stats.status.entry(status).or_default() += 1;
@@ -310,6 +311,11 @@ async fn connection(target: Target, start: Instant, end: Instant) -> Result<Stat
                         stats
                             .hist
                             .saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
+                    }
+                    // The server ends the connection after this answer
+                    // (e.g. a keep-alive request limit): not an error.
+                    if close && done < end {
+                        continue 'connect;
                     }
                 }
                 // Errors and timeouts: count them, even past the window end
@@ -327,6 +333,16 @@ async fn connection(target: Target, start: Instant, end: Instant) -> Result<Stat
         }
     }
     Ok(stats)
+}
+
+/// True when the answer says the server closes the connection after it.
+fn closes(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("close"))
 }
 
 async fn connect(target: &Target) -> Result<http1::SendRequest<Full<Bytes>>> {
@@ -385,6 +401,27 @@ mod tests {
                         }
                     });
                     let _ = server::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// A server that answers one request per connection, with
+    /// `Connection: close`.
+    async fn one_shot_server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let svc = service_fn(|_req: Request<Incoming>| async {
+                        Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                    });
+                    let _ = server::Builder::new()
+                        .keep_alive(false)
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });
@@ -456,6 +493,14 @@ mod tests {
         s.body = Some(Bytes::from_static(b"hello"));
         let r = run_with_threads(&s, 1).await.unwrap();
         assert!(r.requests > 10 && r.errors == 0, "{r:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_server_closing_connections_gracefully_is_not_an_error() {
+        let addr = one_shot_server().await;
+        let r = run_with_threads(&spec(addr, "/", 2), 1).await.unwrap();
+        assert!(r.requests > 20, "{r:?}");
+        assert_eq!(r.errors, 0, "{r:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

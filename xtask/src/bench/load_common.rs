@@ -499,14 +499,20 @@ mod tests {
 
     #[test]
     fn reads_own_cpu_time() {
+        // Busy work shows up as CPU time (however loaded the machine is:
+        // spin until it does, or give up after 20 s of wall time).
         let a = cpu_seconds(None).unwrap();
         let t = Instant::now();
+        let mut b = a;
         let mut x = 0u64;
-        while t.elapsed() < Duration::from_millis(100) {
-            x = x.wrapping_add(std::hint::black_box(1));
+        while b < a + 0.05 && t.elapsed() < Duration::from_secs(20) {
+            for _ in 0..100_000 {
+                x = x.wrapping_add(std::hint::black_box(1));
+            }
+            b = cpu_seconds(None).unwrap();
         }
-        let b = cpu_seconds(None).unwrap();
         assert!(x > 0 && b >= a + 0.05, "{a} -> {b}");
+        assert!(cpu_seconds(Some(std::process::id())).unwrap() >= b);
         assert!(cpu_seconds(Some(u32::MAX)).is_err());
     }
 }
