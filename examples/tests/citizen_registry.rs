@@ -148,6 +148,72 @@ impl Drop for Kill {
     }
 }
 
+fn wait_for_person(http: &reqwest::blocking::Client, listen: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        match http
+            .get(format!("http://{listen}/persons/001099012345"))
+            .send()
+        {
+            Ok(r) => break r.json().unwrap(),
+            Err(_) if start.elapsed() < Duration::from_secs(20) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("citizen-registry did not answer: {e}"),
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_binary_with_a_runtime_per_thread_serves_and_stops_on_sigterm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_citizen-registry"))
+        .args(["--listen", &listen, "--threads", "2", "--reuseport"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    assert_eq!(wait_for_person(&http, &listen)["id"], "001099012345");
+    // Fresh connections land on both threads' listeners; all are answered.
+    for _ in 0..20 {
+        let fresh = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let r = fresh
+            .get(format!("http://{listen}/healthz"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "citizen-registry did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}
+
 #[test]
 fn the_binary_serves_on_the_given_address() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -167,20 +233,7 @@ fn the_binary_serves_on_the_given_address() {
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
-    let start = Instant::now();
-    let person: Value = loop {
-        match http
-            .get(format!("http://{listen}/persons/001099012345"))
-            .send()
-        {
-            Ok(r) => break r.json().unwrap(),
-            Err(e) if start.elapsed() < Duration::from_secs(20) => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("citizen-registry did not answer: {e}"),
-        }
-    };
+    let person = wait_for_person(&http, &listen);
     assert_eq!(person["id"], "001099012345");
 
     let out = Command::new(env!("CARGO_BIN_EXE_citizen-registry"))

@@ -391,6 +391,9 @@ pub(crate) struct LoadOptions {
     pub(crate) threads: Option<usize>,
     /// Worker threads of the sample backend.
     pub(crate) backend_threads: Option<usize>,
+    /// Run the sample backend with one runtime and SO_REUSEPORT listener
+    /// per thread.
+    pub(crate) backend_reuseport: bool,
 }
 
 impl LoadOptions {
@@ -402,9 +405,14 @@ impl LoadOptions {
             warmup: Duration::from_secs(2),
             threads: None,
             backend_threads: None,
+            backend_reuseport: false,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
+            if a == "--backend-reuseport" {
+                o.backend_reuseport = true;
+                continue;
+            }
             let mut value = |what: &str| -> Result<f64> {
                 let v = it
                     .next()
@@ -424,7 +432,7 @@ impl LoadOptions {
                 "--threads" => o.threads = Some(value("a count")? as usize),
                 "--backend-threads" => o.backend_threads = Some(value("a count")? as usize),
                 other => bail!(
-                    "unknown option {other:?} (known: --connections N, --seconds S, --warmup S, --threads N, --backend-threads N)"
+                    "unknown option {other:?} (known: --connections N, --seconds S, --warmup S, --threads N, --backend-threads N, --backend-reuseport)"
                 ),
             }
         }
@@ -458,6 +466,9 @@ pub(crate) fn start_citizen_registry(
     let mut args = vec!["--listen".to_string(), addr.to_string()];
     if let Some(t) = opts.backend_threads {
         args.extend(["--threads".to_string(), t.to_string()]);
+    }
+    if opts.backend_reuseport {
+        args.push("--reuseport".to_string());
     }
     let proc = spawn_release_bin(
         "citizen-registry",
