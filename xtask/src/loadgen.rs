@@ -12,12 +12,14 @@
 //!
 //! Latency is measured per request, from just before the request is
 //! written to the end of the response body, recorded in microseconds in an
-//! HDR histogram (3 significant digits) per connection and merged at the
+//! HDR histogram (3 significant digits) per worker thread and merged at the
 //! end. Only requests that complete inside the measured window (after the
 //! warm-up) count.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -97,7 +99,7 @@ pub async fn run_with_threads(spec: &LoadSpec, threads: usize) -> Result<LoadRes
         !spec.duration.is_zero(),
         "the measured duration must be > 0"
     );
-    let target = Target::new(spec)?;
+    let target = Target::new(spec).await?;
     // Fail fast, with a clear message, when nothing listens there.
     TcpStream::connect(target.addr)
         .await
@@ -117,16 +119,28 @@ pub async fn run_with_threads(spec: &LoadSpec, threads: usize) -> Result<LoadRes
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                rt.block_on(async move {
+                // One histogram per thread, shared by its connections.
+                let stats = Rc::new(RefCell::new(Stats::new()?));
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&rt, async {
                     let tasks: Vec<_> = (0..conns)
-                        .map(|_| tokio::spawn(connection(target.clone(), start, end)))
+                        .map(|_| {
+                            tokio::task::spawn_local(connection(
+                                target.clone(),
+                                stats.clone(),
+                                start,
+                                end,
+                            ))
+                        })
                         .collect();
-                    let mut stats = Stats::new()?;
                     for task in tasks {
-                        stats.merge(&task.await.context("a connection task failed")??)?;
+                        task.await.context("a connection task failed")?;
                     }
-                    Ok(stats)
-                })
+                    anyhow::Ok(())
+                })?;
+                Rc::try_unwrap(stats)
+                    .map(RefCell::into_inner)
+                    .map_err(|_| anyhow::anyhow!("a connection task outlived the run"))
             })
             .context("starting a load generator thread")?;
         handles.push(handle);
@@ -157,7 +171,7 @@ struct Target {
 }
 
 impl Target {
-    fn new(spec: &LoadSpec) -> Result<Self> {
+    async fn new(spec: &LoadSpec) -> Result<Self> {
         let uri: Uri = spec
             .url
             .parse()
@@ -177,7 +191,8 @@ impl Target {
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']');
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        let addr = tokio::net::lookup_host((host, port))
+            .await
             .with_context(|| format!("cannot resolve {host}"))?
             .next()
             .with_context(|| format!("{host} resolves to no address"))?;
@@ -271,16 +286,16 @@ impl Stats {
     }
 }
 
-/// One closed-loop connection until `end`; reconnects after errors.
-async fn connection(target: Target, start: Instant, end: Instant) -> Result<Stats> {
-    let mut stats = Stats::new()?;
+/// One closed-loop connection until `end`, recording into its thread's
+/// `stats`; reconnects after errors.
+async fn connection(target: Target, stats: Rc<RefCell<Stats>>, start: Instant, end: Instant) {
     let in_window = |t: Instant| t >= start && t < end;
     'connect: while Instant::now() < end {
         let mut sender = match connect(&target).await {
             Ok(s) => s,
             Err(_) => {
                 if in_window(Instant::now()) {
-                    stats.errors += 1;
+                    stats.borrow_mut().errors += 1;
                 }
                 // Do not spin against a server that refuses.
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -305,9 +320,10 @@ async fn connection(target: Target, start: Instant, end: Instant) -> Result<Stat
             match outcome {
                 Ok(Ok((status, close))) => {
                     if in_window(done) {
+                        let us = done.duration_since(sent).as_micros().max(1);
+                        let mut stats = stats.borrow_mut();
                         stats.requests += 1;
                         *stats.status.entry(status).or_default() += 1;
-                        let us = done.duration_since(sent).as_micros().max(1);
                         stats
                             .hist
                             .saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
@@ -322,7 +338,7 @@ async fn connection(target: Target, start: Instant, end: Instant) -> Result<Stat
                 // when the request started inside it (a hang must show).
                 _ => {
                     if in_window(done) || in_window(sent) {
-                        stats.errors += 1;
+                        stats.borrow_mut().errors += 1;
                     }
                     continue 'connect;
                 }
@@ -332,7 +348,6 @@ async fn connection(target: Target, start: Instant, end: Instant) -> Result<Stat
             }
         }
     }
-    Ok(stats)
 }
 
 /// True when the answer says the server closes the connection after it.
