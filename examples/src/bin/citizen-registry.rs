@@ -12,7 +12,7 @@ use ndxp_examples::citizen_registry::{serve, DEFAULT_LISTEN};
 #[derive(Parser)]
 #[command(name = "citizen-registry")]
 struct Args {
-    /// Address to listen on (IPv4 or IPv6, e.g. [::1]:8400).
+    /// Address to listen on (IPv4 or IPv6, e.g. `[::1]:8400`).
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// Worker threads (default: one per CPU).
