@@ -350,6 +350,11 @@ pub(crate) fn write_load_json(
     direct: &Measured,
     extra: Value,
 ) -> Result<()> {
+    super::write_result(name, &load_json(name, platform, direct, extra))
+}
+
+/// The document [`write_load_json`] writes.
+fn load_json(name: &str, platform: Option<&Measured>, direct: &Measured, extra: Value) -> Value {
     let top = platform.unwrap_or(direct);
     let mut doc = Map::new();
     doc.insert("name".into(), json!(name));
@@ -372,7 +377,7 @@ pub(crate) fn write_load_json(
     if let Value::Object(m) = extra {
         doc.extend(m);
     }
-    super::write_result(name, &Value::Object(doc))
+    Value::Object(doc)
 }
 
 /// The options every load benchmark takes: `--connections N` (64),
@@ -506,6 +511,49 @@ mod tests {
             let args: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
             assert!(LoadOptions::parse(&args).is_err(), "{bad:?}");
         }
+    }
+
+    fn measured(rps: f64, p50: f64, p99: f64) -> Measured {
+        Measured {
+            result: LoadResult {
+                requests: (rps * 10.0) as u64,
+                errors: 0,
+                non_2xx: 0,
+                rps,
+                p50_ms: p50,
+                p99_ms: p99,
+                max_ms: p99 * 2.0,
+                status_counts: [(200, (rps * 10.0) as u64)].into_iter().collect(),
+            },
+            connections: 64,
+            cpu: vec![("loadgen".into(), 0.5), ("backend".into(), 0.25)],
+        }
+    }
+
+    #[test]
+    fn the_json_has_the_design_keys() {
+        let platform = measured(6000.0, 4.0, 20.0);
+        let direct = measured(120_000.0, 0.4, 2.0);
+        let doc = load_json("node", Some(&platform), &direct, json!({"what": "x"}));
+        assert_eq!(doc["rps"], 6000.0);
+        assert_eq!(doc["p50_ms"], 4.0);
+        assert_eq!(doc["p99_ms"], 20.0);
+        assert_eq!(doc["direct_rps"], 120_000.0);
+        assert_eq!(doc["direct_p50_ms"], 0.4);
+        assert_eq!(doc["direct_p99_ms"], 2.0);
+        assert_eq!(doc["connections"], 64);
+        assert_eq!(doc["what"], "x");
+        assert_eq!(doc["platform"]["status_counts"]["200"], 60_000);
+        // 0.5 cores at 120,000 requests/s: about 4.17 µs per request.
+        assert_eq!(doc["direct"]["cpu"]["loadgen"]["cpu_us_per_request"], 4.17);
+
+        let alone = load_json("direct", None, &direct, json!({}));
+        assert_eq!(alone["rps"], alone["direct_rps"]);
+        assert!(alone.get("platform").is_none());
+        assert!(direct.ensure_clean("direct").is_ok());
+        let mut failed = direct.clone();
+        failed.result.non_2xx = 1;
+        assert!(failed.ensure_clean("direct").is_err());
     }
 
     #[test]
