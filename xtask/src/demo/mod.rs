@@ -25,6 +25,8 @@ use serde_json::json;
 
 use crate::util::{cargo, root, run_step};
 
+mod exchange;
+
 /// The demo's fixed identities (DESIGN §12).
 const PROVIDER: (&str, &str) = ("VN/GOV/000.00.00.H29", "node-h29");
 const CONSUMER: (&str, &str) = ("VN/GOV/000.00.00.G22", "node-g22");
@@ -71,7 +73,7 @@ fn parse(args: &[String]) -> Result<Options> {
 }
 
 /// Kills the child processes when the demo ends, however it ends.
-struct Services(Vec<(String, Child)>);
+pub(crate) struct Services(pub(crate) Vec<(String, Child)>);
 
 impl Drop for Services {
     fn drop(&mut self) {
@@ -83,13 +85,13 @@ impl Drop for Services {
     }
 }
 
-struct Report {
+pub(crate) struct Report {
     passed: usize,
     failed: Vec<String>,
 }
 
 impl Report {
-    fn step(&mut self, name: &str, f: impl FnOnce() -> Result<String>) {
+    pub(crate) fn step(&mut self, name: &str, f: impl FnOnce() -> Result<String>) {
         match f() {
             Ok(what) => {
                 self.passed += 1;
@@ -355,10 +357,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         &tsa_url,
         &mut services,
     )?;
-    for node in &mut nodes {
+    for (i, node) in nodes.iter_mut().enumerate() {
         let name = node["name"].as_str().unwrap_or_default().to_string();
         node["config"] = json!(dir.join("nodes").join(&name).join("node.toml"));
+        node["client_url"] = json!(format!("http://127.0.0.1:{}", exchange::client_port(i)));
+        node["peer_url"] = json!(format!("https://127.0.0.1:{}", exchange::peer_port(i)));
+        node["admin_url"] = json!(format!("http://127.0.0.1:{}", exchange::admin_port(i)));
     }
+    exchange::flow(&mut report, &bin, &dir, &mut services)?;
 
     let demo = json!({
         "dir": dir,
@@ -373,6 +379,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "ocsp_url": ocsp_url,
         "client": CLIENT,
         "services": [SERVICE],
+        "backends": { SERVICE: exchange::BACKEND_URL },
         "sample_path": SAMPLE_PATH,
         "nodes": nodes,
     });
@@ -531,6 +538,21 @@ cert = "pki/tsa.pem"
                 &["subsystems", "add", "--config", p(&cfg), "--id", &sub],
             )?;
         }
+        let http = reqwest::blocking::Client::new();
+        let resp = http
+            .post(format!("{MANAGEMENT_URL}/api/v1/services"))
+            .bearer_auth(&token)
+            .json(&json!({
+                "id": SERVICE,
+                "description": "Citizen record lookup (national population database, demo)",
+            }))
+            .send()?;
+        ensure!(
+            resp.status().is_success(),
+            "adding {SERVICE} to the catalogue: HTTP {}: {}",
+            resp.status(),
+            resp.text().unwrap_or_default()
+        );
         exec(
             bin,
             "ndxp-gateway",
@@ -543,7 +565,9 @@ cert = "pki/tsa.pem"
                 p(&dir.join("anchor.json")),
             ],
         )?;
-        Ok("2 members, 2 subsystems, anchor.json written".into())
+        Ok(format!(
+            "2 members, 2 subsystems, {SERVICE} in the catalogue, anchor.json written"
+        ))
     });
     for (i, (member, node)) in [PROVIDER, CONSUMER].into_iter().enumerate() {
         let ndir = dir.join("nodes").join(node);
@@ -565,8 +589,19 @@ url = "{MANAGEMENT_URL}"
 anchor = "../../anchor.json"
 dir = "conf"
 refresh_secs = 60
+
+[client]
+listen = "127.0.0.1:{client}"
+
+[peer]
+listen = "127.0.0.1:{peer}"
+
+[admin]
+listen = "127.0.0.1:{admin}"
 "#,
-                    peer = 8202 + 10 * i
+                    client = exchange::client_port(i),
+                    peer = exchange::peer_port(i),
+                    admin = exchange::admin_port(i),
                 ),
             )?;
             let out = exec_out(
@@ -643,17 +678,17 @@ refresh_secs = 60
     })
 }
 
-fn p(path: &Path) -> &str {
+pub(crate) fn p(path: &Path) -> &str {
     path.to_str().unwrap_or_default()
 }
 
 /// Runs one of our binaries and fails with its stderr if it fails.
-fn exec(bin: &Path, name: &str, args: &[&str]) -> Result<()> {
+pub(crate) fn exec(bin: &Path, name: &str, args: &[&str]) -> Result<()> {
     exec_out(bin, name, args).map(|_| ())
 }
 
 /// Runs one of our binaries and returns its standard output.
-fn exec_out(bin: &Path, name: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn exec_out(bin: &Path, name: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(bin.join(name))
         .args(args)
         .output()
@@ -706,7 +741,7 @@ fn post_der(
     Ok(resp.bytes()?.to_vec())
 }
 
-fn wait_ready(url: &str, limit: Duration) -> Result<()> {
+pub(crate) fn wait_ready(url: &str, limit: Duration) -> Result<()> {
     let start = Instant::now();
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(1))
