@@ -410,14 +410,11 @@ async fn verify_answer(
             resp.status.as_u16()
         )));
     }
-    let certs = profile::parse_signer_cert_header(&resp.headers, trust.profile.max_field_bytes)
-        .map_err(|e| invalid(format!("the provider's answer does not verify: {e}")))?;
-    state
-        .ocsp
-        .ensure(&certs, Utc::now())
+    let vm = state
+        .verify_signed(&resp.headers, trust.profile.max_field_bytes, || {
+            profile::verify_response_with_body(resp, req, body, &trust.profile, Utc::now())
+        })
         .await
-        .map_err(|e| invalid(format!("the provider's signing certificate: {e}")))?;
-    let vm = profile::verify_response_with_body(resp, req, body, &trust.profile, Utc::now())
         .map_err(|e| invalid(format!("the provider's answer does not verify: {e}")))?;
     if &vm.signer != provider {
         return Err(invalid(format!(

@@ -36,9 +36,10 @@ use chrono::{DateTime, Utc};
 use ndxp_audit::log::{LogOptions, MessageLog, SqlMessageLog};
 use ndxp_core::{ErrorCode, Problem};
 use ndxp_registry::globalconf::{ConfClient, ConfDocument};
+use ndxp_sign::chain::ChainError;
 use ndxp_sign::openssl::ssl::SslAcceptor;
 use ndxp_sign::openssl::x509::X509;
-use ndxp_sign::profile::{ProfilePolicy, ReplayCache, Signer};
+use ndxp_sign::profile::{ProfileError, ProfilePolicy, ReplayCache, Signer, SignerCache};
 use ndxp_sign::tls::{self, PeerPolicy, TlsIdentity};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -64,6 +65,63 @@ use pool::{PeerClient, PeerConnector};
 /// new messages are refused with `ndxp.rate_limited` until old ones leave
 /// the window.
 pub const REPLAY_CACHE_ENTRIES: usize = 4_000_000;
+
+/// Most signer certificates kept validated (each re-validated after 60 s;
+/// revocation is asked on every message).
+pub const SIGNER_CACHE_ENTRIES: usize = 10_000;
+
+/// Why a signed message was refused.
+#[derive(Debug)]
+pub(crate) enum VerifyFailure {
+    /// The profile's checks failed.
+    Profile(ProfileError),
+    /// The signer's revocation status could not be obtained.
+    Revocation(ocsp::RevocationError),
+}
+
+impl std::fmt::Display for VerifyFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Profile(e) => write!(f, "{e}"),
+            Self::Revocation(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl VerifyFailure {
+    /// The problem code (`signature_invalid` unless the profile says
+    /// otherwise).
+    pub(crate) fn code(&self) -> ErrorCode {
+        match self {
+            Self::Profile(e) => e.problem_code(),
+            Self::Revocation(_) => ErrorCode::SignatureInvalid,
+        }
+    }
+}
+
+impl NodeState {
+    /// Runs `verify`; when it fails only because no OCSP answer is held for
+    /// the signer's certificate, fetches one and runs it once more.
+    pub(crate) async fn verify_signed<T>(
+        &self,
+        headers: &http::HeaderMap,
+        max_field_bytes: usize,
+        verify: impl Fn() -> Result<T, ProfileError>,
+    ) -> Result<T, VerifyFailure> {
+        match verify() {
+            Err(ProfileError::UntrustedSigner(ChainError::RevocationCheckFailed { .. })) => {
+                let certs = ndxp_sign::profile::parse_signer_cert_header(headers, max_field_bytes)
+                    .map_err(VerifyFailure::Profile)?;
+                self.ocsp
+                    .ensure(&certs, Utc::now())
+                    .await
+                    .map_err(VerifyFailure::Revocation)?;
+                verify().map_err(VerifyFailure::Profile)
+            }
+            other => other.map_err(VerifyFailure::Profile),
+        }
+    }
+}
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +278,7 @@ impl NodeState {
             self.ocsp.clone(),
         ));
         let profile = ProfilePolicy::new(anchors)
+            .with_signer_cache(Arc::new(SignerCache::new(SIGNER_CACHE_ENTRIES, 60)))
             .with_revocation(self.ocsp.cache())
             .with_replay_cache(self.replay.clone())
             .with_window(self.config.exchange.window_secs);

@@ -178,28 +178,18 @@ async fn verify_request(
     body: &[u8],
     tx: TransactionId,
 ) -> Result<VerifiedMessage, Problem> {
-    let certs = profile::parse_signer_cert_header(&head.headers, trust.profile.max_field_bytes)
+    state
+        .verify_signed(&head.headers, trust.profile.max_field_bytes, || {
+            profile::verify_request_with_body(head, body, &trust.profile, Utc::now())
+        })
+        .await
         .map_err(|e| {
             err(
-                e.problem_code(),
+                e.code(),
                 format!("the request does not verify: {e}"),
                 Some(tx),
             )
-        })?;
-    state.ocsp.ensure(&certs, Utc::now()).await.map_err(|e| {
-        err(
-            ErrorCode::SignatureInvalid,
-            format!("the consumer's signing certificate: {e}"),
-            Some(tx),
-        )
-    })?;
-    profile::verify_request_with_body(head, body, &trust.profile, Utc::now()).map_err(|e| {
-        err(
-            e.problem_code(),
-            format!("the request does not verify: {e}"),
-            Some(tx),
-        )
-    })
+        })
 }
 
 /// Whether `client` may call `service`: a right granted in this node's
