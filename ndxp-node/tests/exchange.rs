@@ -186,6 +186,39 @@ async fn a_signed_exchange_reaches_the_backend_and_both_message_logs() {
         ))
     );
     assert_eq!(hash, logged);
+
+    // Concurrent exchanges over the pooled connections: each answered,
+    // each with its own transaction id, each in both logs.
+    let calls = (0..32).map(|i| {
+        let url = net.url(CITIZEN, &format!("/persons/{i}"));
+        async move {
+            let r = http()
+                .get(url)
+                .header("NDXP-Client", CLIENT)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let id = r.headers()["ndxp-id"].to_str().unwrap().to_owned();
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["id"], i.to_string());
+            id.parse::<TransactionId>().unwrap()
+        }
+    });
+    let mut ids = Vec::new();
+    for call in calls.map(tokio::spawn) {
+        ids.push(call.await.unwrap());
+    }
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len());
+    for node in [&net.consumer, &net.provider] {
+        let logged: std::collections::HashSet<_> = log_records(node)
+            .await
+            .into_iter()
+            .map(|r| r.exchange.transaction_id)
+            .collect();
+        assert!(ids.iter().all(|id| logged.contains(id)));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -702,6 +735,24 @@ async fn a_revoked_peer_certificate_is_refused() {
         .unwrap();
     let a = get(&net.url(CITIZEN, "/persons/1"), Some(CLIENT)).await;
     let p = a.problem(502, "ndxp.signature_invalid");
+    assert!(
+        p["detail"].as_str().unwrap().contains("revoked"),
+        "the detail names the revocation: {p}"
+    );
+    assert!(!a.text().contains("Nguyễn"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_signing_certificate_is_refused() {
+    let net = Network::start(Options::default()).await;
+    let sign = net.consumer.signer().certificate().clone();
+    net.pki
+        .revoke(&sign, RevocationReason::KeyCompromise, Utc::now())
+        .unwrap();
+    // The provider's node refuses the request; its signed refusal is what
+    // the client gets.
+    let a = get(&net.url(CITIZEN, "/persons/1"), Some(CLIENT)).await;
+    let p = a.problem(400, "ndxp.signature_invalid");
     assert!(
         p["detail"].as_str().unwrap().contains("revoked"),
         "the detail names the revocation: {p}"

@@ -78,10 +78,28 @@ pub fn citizen_openapi() -> serde_json::Value {
     })
 }
 
-/// A port that was free a moment ago (bound to 127.0.0.1:0 and released).
+/// A port that was free a moment ago, for a node to bind by number.
+///
+/// Taken at random from 20000..32000, below Linux's ephemeral range
+/// (32768..60999), so that neither `bind(0)` nor the local end of an
+/// outgoing connection, here or in another process, picks it up between
+/// this check and the node's bind; never the same twice in this process.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..1000 {
+        let mut b = [0u8; 2];
+        ndxp_sign::openssl::rand::rand_bytes(&mut b).unwrap();
+        let port = 20_000 + u16::from_be_bytes(b) % 12_000;
+        let mut taken = TAKEN.lock().unwrap();
+        if taken.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            taken.push(port);
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000 after 1000 tries");
 }
 
 // ---------------------------------------------------------------------------
@@ -599,7 +617,9 @@ file = "local.json"
     /// Starts the provider's (`true`) or the consumer's node.
     pub async fn start_node(&mut self, provider: bool) {
         let config = self.node(provider).config();
-        let node = ndxp_node::serve::Node::start(config).await.unwrap();
+        let node = ndxp_node::serve::Node::start(config)
+            .await
+            .unwrap_or_else(|e| panic!("the node does not start: {e}"));
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(node.run_until(async move {
             let _ = rx.await;
