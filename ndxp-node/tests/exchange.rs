@@ -83,8 +83,12 @@ async fn a_signed_exchange_reaches_the_backend_and_both_message_logs() {
     let net = Network::start(Options::default()).await;
 
     let r = http()
-        .get(net.url(CITIZEN, "/persons/001099012345?full=1"))
+        .get(net.url(
+            CITIZEN,
+            "/persons/001099012345?full=1&ten=Nguy%E1%BB%85n+A&x=a%2Fb",
+        ))
         .header("NDXP-Client", CLIENT)
+        .header("Accept", "application/json")
         .header("NDXP-User-Id", "citizen-42")
         .header("NDXP-Request-Id", "is-req-1")
         .send()
@@ -113,6 +117,13 @@ async fn a_signed_exchange_reaches_the_backend_and_both_message_logs() {
     assert_eq!(
         body["seen_client"], CLIENT,
         "NDXP-Client reaches the backend"
+    );
+    assert_eq!(body["seen_user"], "citizen-42");
+    assert_eq!(body["seen_request_id"], "is-req-1");
+    assert_eq!(body["seen_accept"], "application/json");
+    assert_eq!(
+        body["seen_query"], "full=1&ten=Nguy%E1%BB%85n+A&x=a%2Fb",
+        "the query reaches the backend unchanged"
     );
 
     // A POST body and its content type reach the backend and come back.
@@ -171,6 +182,12 @@ async fn a_signed_exchange_reaches_the_backend_and_both_message_logs() {
             "the logged request base covers the transaction id: {}",
             e.request.base
         );
+    }
+    // The end user and the IS's request id are covered, hence logged.
+    for rec in [&c, &p] {
+        let base = &rec.exchange.request.base;
+        assert!(base.contains("\"ndxp-user-id\": citizen-42"), "{base}");
+        assert!(base.contains("\"ndxp-request-id\": is-req-1"), "{base}");
     }
     // The same signed request and response on both sides.
     assert_eq!(c.exchange.request.signature, p.exchange.request.signature);
@@ -560,6 +577,17 @@ async fn tampered_and_replayed_requests_are_refused_by_the_provider() {
         .await
         .problem(400, "ndxp.signature_invalid");
 
+    // Not signed at all: a required header is missing (the profile's
+    // MissingHeader is a malformed request, not a failed verification).
+    let mut head = signed_head(&net, "GET", "/persons/7", b"");
+    for h in ["signature", "signature-input"] {
+        head.headers.remove(h);
+    }
+    let p = send_to_provider(&net, &head, b"")
+        .await
+        .problem(400, "ndxp.bad_request");
+    assert!(p["detail"].as_str().unwrap().contains("signature"), "{p}");
+
     // Signed an hour ago: outside the acceptance window.
     let head = signed_head_by(
         &net,
@@ -620,7 +648,11 @@ async fn tampered_and_replayed_requests_are_refused_by_the_provider() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_that_fails_verification_never_reaches_the_client() {
-    let mut net = Network::prepare(Options::default()).await;
+    let mut net = Network::prepare(Options {
+        exchange_timeout_secs: Some(2),
+        ..Options::default()
+    })
+    .await;
     net.start_node(false).await;
     net.wait_ready(false).await;
 
@@ -663,6 +695,9 @@ async fn an_answer_that_fails_verification_never_reaches_the_client() {
                         let (mut head, body) = req.into_parts();
                         let _ = body.collect().await;
                         let pq = head.uri.path_and_query().unwrap().as_str().to_owned();
+                        if pq.contains("hang") {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                        }
                         head.uri = format!("{address}{pq}").parse().unwrap();
                         let genuine = br#"{"id":"1","name":"genuine"}"#;
                         let altered = Bytes::from_static(br#"{"id":"1","name":"ALTERED"}"#);
@@ -721,6 +756,12 @@ async fn an_answer_that_fails_verification_never_reaches_the_client() {
         2,
         "the fake provider answered both"
     );
+    // A provider node that does not answer within [exchange] timeout_secs.
+    let started = std::time::Instant::now();
+    get(&net.url(CITIZEN, "/persons/hang"), Some(CLIENT))
+        .await
+        .problem(504, "ndxp.provider_timeout");
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -762,7 +803,11 @@ async fn a_revoked_signing_certificate_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_global_configuration_stops_the_exchange() {
-    let mut net = Network::prepare(Options { expired_conf: true }).await;
+    let mut net = Network::prepare(Options {
+        expired_conf: true,
+        ..Options::default()
+    })
+    .await;
     net.start_node(false).await;
     net.wait_up(false).await;
     let a = get(&net.url(CITIZEN, "/persons/1"), Some(CLIENT)).await;

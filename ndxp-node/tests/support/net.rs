@@ -126,16 +126,25 @@ async fn ocsp_post(State(o): State<Arc<Ocsp>>, body: Bytes) -> Response {
 // Backend
 // ---------------------------------------------------------------------------
 
-async fn person(UrlPath(id): UrlPath<String>, headers: HeaderMap) -> Response {
-    let client = headers
-        .get("ndxp-client")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+async fn person(
+    UrlPath(id): UrlPath<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let seen = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     axum::Json(serde_json::json!({
         "id": id,
         "name": "Nguyễn Văn A",
-        "seen_client": client,
+        "seen_client": seen("ndxp-client"),
+        "seen_user": seen("ndxp-user-id"),
+        "seen_request_id": seen("ndxp-request-id"),
+        "seen_accept": seen("accept"),
+        "seen_query": uri.query(),
     }))
     .into_response()
 }
@@ -333,6 +342,8 @@ pub struct Options {
     /// Publish (and pre-install as last-good) a global configuration that
     /// expired yesterday.
     pub expired_conf: bool,
+    /// `[exchange] timeout_secs` of both nodes (default 20).
+    pub exchange_timeout_secs: Option<u64>,
 }
 
 /// The whole network. Dropping it (at the end of the test's runtime)
@@ -415,7 +426,7 @@ impl Network {
             stops: Vec::new(),
         };
         for n in [&net.provider, &net.consumer] {
-            net.write_config(n);
+            net.write_config(n, opts.exchange_timeout_secs.unwrap_or(20));
         }
         net.write_local();
 
@@ -454,7 +465,7 @@ impl Network {
         }
     }
 
-    fn write_config(&self, n: &NodeSetup) {
+    fn write_config(&self, n: &NodeSetup, exchange_timeout_secs: u64) {
         let anchor = ConfAnchor::new(
             "VN".parse().unwrap(),
             format!("{}/globalconf", self.mgmt_url),
@@ -495,7 +506,7 @@ token_file = "admin.token"
 
 [exchange]
 max_body_bytes = {MAX_BODY}
-timeout_secs = 20
+timeout_secs = {exchange_timeout_secs}
 connect_timeout_secs = 5
 
 [log]
