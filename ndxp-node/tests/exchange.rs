@@ -784,6 +784,40 @@ async fn a_revoked_peer_certificate_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reaches_pooled_connections() {
+    let net = Network::start(Options {
+        ocsp_refresh_secs: Some(1),
+        ..Options::default()
+    })
+    .await;
+    let url = net.url(CITIZEN, "/persons/1");
+    let a = get(&url, Some(CLIENT)).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    net.pki
+        .revoke(
+            &net.provider.auth_cert,
+            RevocationReason::KeyCompromise,
+            Utc::now(),
+        )
+        .unwrap();
+    // The consumer's node learns it from its OCSP refresh and stops using
+    // the connection it holds.
+    let mut last = String::new();
+    for _ in 0..150 {
+        let a = get(&url, Some(CLIENT)).await;
+        if a.status != 200 {
+            let p = a.problem(502, "ndxp.signature_invalid");
+            assert!(!a.text().contains("Nguyễn"));
+            assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
+            return;
+        }
+        last = a.text();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the revoked provider node is still used after 15 s: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_signing_certificate_is_refused() {
     let net = Network::start(Options::default()).await;
     let sign = net.consumer.signer().certificate().clone();

@@ -323,7 +323,7 @@ async fn forward(
                 Some(c) if c.is_trust() => Forward::Fail(
                     problem(
                         ErrorCode::SignatureInvalid,
-                        format!("the provider's node is not trusted: {c}"),
+                        format!("the provider's node is not trusted: {}", error_text(c)),
                         Some(tx),
                     )
                     .with_status(502),

@@ -344,6 +344,8 @@ pub struct Options {
     pub expired_conf: bool,
     /// `[exchange] timeout_secs` of both nodes (default 20).
     pub exchange_timeout_secs: Option<u64>,
+    /// `[exchange] ocsp_refresh_secs` of both nodes (default 300).
+    pub ocsp_refresh_secs: Option<u64>,
 }
 
 /// The whole network. Dropping it (at the end of the test's runtime)
@@ -426,7 +428,7 @@ impl Network {
             stops: Vec::new(),
         };
         for n in [&net.provider, &net.consumer] {
-            net.write_config(n, opts.exchange_timeout_secs.unwrap_or(20));
+            net.write_config(n, &opts);
         }
         net.write_local();
 
@@ -465,7 +467,9 @@ impl Network {
         }
     }
 
-    fn write_config(&self, n: &NodeSetup, exchange_timeout_secs: u64) {
+    fn write_config(&self, n: &NodeSetup, opts: &Options) {
+        let exchange_timeout_secs = opts.exchange_timeout_secs.unwrap_or(20);
+        let ocsp_refresh_secs = opts.ocsp_refresh_secs.unwrap_or(300);
         let anchor = ConfAnchor::new(
             "VN".parse().unwrap(),
             format!("{}/globalconf", self.mgmt_url),
@@ -508,6 +512,7 @@ token_file = "admin.token"
 max_body_bytes = {MAX_BODY}
 timeout_secs = {exchange_timeout_secs}
 connect_timeout_secs = 5
+ocsp_refresh_secs = {ocsp_refresh_secs}
 
 [log]
 url = "sqlite://{log}"
