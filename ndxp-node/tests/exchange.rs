@@ -383,6 +383,12 @@ async fn every_refusal_reaches_the_client_as_its_problem_code() {
         sent.problem(400, "ndxp.bad_request");
     }
 
+    // The backend's own errors are not the platform's: relayed as they are.
+    let a = get(&net.url(CITIZEN, "/no-such-route"), Some(CLIENT)).await;
+    assert_eq!(a.status, 404);
+    assert_ne!(a.content_type, "application/problem+json");
+    assert!(a.ndxp_id.is_some());
+
     // After all of these the exchange still works.
     let a = get(&net.url(CITIZEN, person), Some(CLIENT)).await;
     assert_eq!(a.status, 200, "{}", a.text());
