@@ -363,6 +363,11 @@ pub fn grantee_text(g: &ConfGrantee) -> String {
 pub fn parse_grantee(s: &str) -> Result<ConfGrantee, String> {
     match s.strip_prefix("group:") {
         Some(code) => {
+            if code.is_empty() {
+                return Err(
+                    "group: needs the group's code after it, e.g. group:tax-offices".into(),
+                );
+            }
             ndxp_core::id::check_segment("group code", code).map_err(|e| e.to_string())?;
             Ok(ConfGrantee::Group(code.to_owned()))
         }

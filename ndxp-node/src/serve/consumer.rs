@@ -52,9 +52,25 @@ pub(crate) fn parse_target(path: &str) -> Result<Target, String> {
             return Ok(Target::Meta(sub, name));
         }
     }
-    let (service, _rest) = ServiceId::split_path(rest)
+    let (service, rest) = ServiceId::split_path(rest)
         .map_err(|e| format!("bad service identifier in the path: {e}"))?;
+    check_rest(rest)?;
     Ok(Target::Service(service))
+}
+
+/// Refuses `.` and `..` segments in the path rest, percent-encoded or not:
+/// URL normalisation would resolve them against the backend's base URL and
+/// take the request outside the service.
+fn check_rest(rest: &str) -> Result<(), String> {
+    for segment in rest.split(['/', '\\']) {
+        let s = segment.to_ascii_lowercase().replace("%2e", ".");
+        if s == "." || s == ".." {
+            return Err(format!(
+                "the path after the service identifier must not contain {segment:?} segments"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What the consumer logs for a failure after the request was signed.
@@ -307,7 +323,7 @@ async fn forward(
                 Some(c) if c.is_trust() => Forward::Fail(
                     problem(
                         ErrorCode::SignatureInvalid,
-                        format!("the provider's node is not trusted: {c}"),
+                        format!("the provider's node is not trusted: {}", error_text(c)),
                         Some(tx),
                     )
                     .with_status(502),
@@ -554,5 +570,29 @@ mod tests {
         assert!(parse_target("/r1/VN/GOV/000.00.00.H29/CSDLDC/other").is_err());
         assert!(parse_target("/r1/VN/GOV/000.00.00.H29/CSDLDC/citizen/x1/p").is_err());
         assert!(parse_target("/r1/VN/GOV/%30/CSDLDC/citizen/v1").is_err());
+        for rest in ["/..", "/../x", "/a/%2e%2E/x", "/./x", "/%2e", "/a\\..\\x"] {
+            let path = format!("/r1/VN/GOV/000.00.00.H29/CSDLDC/citizen/v1{rest}");
+            assert!(parse_target(&path).is_err(), "{rest}");
+        }
+        assert!(parse_target("/r1/VN/GOV/000.00.00.H29/CSDLDC/citizen/v1/a..b/.x/...").is_ok());
+    }
+
+    proptest::proptest! {
+        /// Whatever rest is accepted stays under the backend's base URL
+        /// once the provider appends it and the URL is normalised.
+        #[test]
+        fn accepted_rests_stay_under_the_backend_base(
+            rest in "(/([a-z]|[.]|%2[eE]|[.][.]|%2[eE]%2[eE]|[.]%2[eE]){0,3}){0,4}"
+        ) {
+            let path = format!("/r1/VN/GOV/000.00.00.H29/CSDLDC/citizen/v1{rest}");
+            if parse_target(&path).is_ok() {
+                let url = reqwest::Url::parse(&format!("http://backend/base{rest}"))
+                    .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+                proptest::prop_assert!(
+                    url.path() == "/base" || url.path().starts_with("/base/"),
+                    "{} became {}", rest, url.path()
+                );
+            }
+        }
     }
 }
