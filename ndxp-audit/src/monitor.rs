@@ -152,7 +152,9 @@ impl NodeStatus {
             ("timestamp_lag_secs", self.timestamp_lag_secs),
         ] {
             if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
-                return Err(format!("{name} must be a finite number of seconds, 0 or more"));
+                return Err(format!(
+                    "{name} must be a finite number of seconds, 0 or more"
+                ));
             }
         }
         for s in &self.services {

@@ -1086,7 +1086,8 @@ async fn scan_log(
         match rows.last() {
             Some(last) if n as i64 == LOG_PAGE => {
                 after = Some((
-                    last.try_get("received_at").map_err(LogReadError::Database)?,
+                    last.try_get("received_at")
+                        .map_err(LogReadError::Database)?,
                     last.try_get("writer").map_err(LogReadError::Database)?,
                     last.try_get("seq").map_err(LogReadError::Database)?,
                 ));

@@ -10,6 +10,7 @@
 //! | [`admission`] | the signed registration request sent to the management API |
 //! | [`conf`] | fetching the global configuration and reporting its status, and this node's entry in it |
 //! | [`http`] | the HTTP client towards the platform |
+//! | [`report`] | status reports, reconciliation summaries and drill-down answers sent to management (`docs/monitoring.md`) |
 //!
 //! See `docs/node.md` for the configuration keys and the commands.
 //!
@@ -31,3 +32,4 @@ pub mod conf;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod report;

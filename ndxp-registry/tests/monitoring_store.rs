@@ -24,7 +24,9 @@ async fn monitoring_records_on_every_backend() {
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let db = TestDatabase::create(backend, dir.path()).await;
-        let store = SqlStore::open(&db.url, &StoreOptions::default()).await.unwrap();
+        let store = SqlStore::open(&db.url, &StoreOptions::default())
+            .await
+            .unwrap();
         let version = store.registry_version().await.unwrap();
         let (a, b) = (m("VN/GOV/000.00.00.H29"), m("VN/GOV/000.00.00.G22"));
         let now = Utc::now();
@@ -35,7 +37,14 @@ async fn monitoring_records_on_every_backend() {
             .await
             .unwrap();
         store
-            .record_status(&a, &n("n1"), "j2", now + Duration::seconds(1), r#"{"v":2}"#, "jws2")
+            .record_status(
+                &a,
+                &n("n1"),
+                "j2",
+                now + Duration::seconds(1),
+                r#"{"v":2}"#,
+                "jws2",
+            )
             .await
             .unwrap();
         store
@@ -110,8 +119,14 @@ async fn monitoring_records_on_every_backend() {
             period_end: start + Duration::days(1),
             bucket: "{\"k\":1}".into(),
         };
-        assert_eq!(store.request_drilldowns(&[req.clone()], now).await.unwrap(), 1);
-        assert_eq!(store.request_drilldowns(&[req.clone()], now).await.unwrap(), 0);
+        assert_eq!(
+            store.request_drilldowns(&[req.clone()], now).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            store.request_drilldowns(&[req.clone()], now).await.unwrap(),
+            0
+        );
         let none = store
             .poll_drilldowns(&a, Some(&n("other")), "p0", now, 10)
             .await
@@ -170,11 +185,14 @@ async fn monitoring_records_on_every_backend() {
 async fn a_migration_added_later_into_the_gap_is_applied() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("r.db").display());
-    let store = SqlStore::open(&url, &StoreOptions::default()).await.unwrap();
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(store.pool())
+    let store = SqlStore::open(&url, &StoreOptions::default())
         .await
         .unwrap();
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
     assert_eq!(applied, [1, 3]);
     let mk = |v: i64, sql: &'static str| {
         Migration::new(
@@ -187,7 +205,9 @@ async fn a_migration_added_later_into_the_gap_is_applied() {
     };
     store.close().await;
     // Reopening with the shipped list is a no-op (no error on the gap).
-    let store = SqlStore::open(&url, &StoreOptions::default()).await.unwrap();
+    let store = SqlStore::open(&url, &StoreOptions::default())
+        .await
+        .unwrap();
     let v2 = mk(2, "CREATE TABLE later_two (x TEXT)");
     let pool = store.pool().clone();
     let checksums: Vec<(i64, Vec<u8>)> =
@@ -203,10 +223,11 @@ async fn a_migration_added_later_into_the_gap_is_applied() {
     }
     list.insert(1, v2);
     Migrator::with_migrations(list).run(&pool).await.unwrap();
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(applied, [1, 2, 3]);
     sqlx::query("INSERT INTO later_two (x) VALUES ('ok')")
         .execute(&pool)

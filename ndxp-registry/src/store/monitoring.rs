@@ -176,8 +176,11 @@ pub trait MonitoringStore: Send + Sync {
 
     /// Records drill-down requests not recorded before (same member, node,
     /// side, period and bucket); returns how many were new.
-    async fn request_drilldowns(&self, requests: &[NewDrilldown], at: DateTime<Utc>)
-        -> Result<usize>;
+    async fn request_drilldowns(
+        &self,
+        requests: &[NewDrilldown],
+        at: DateTime<Utc>,
+    ) -> Result<usize>;
 
     /// Drill-down requests whose period lies within `[from, to)`.
     async fn list_drilldowns(
@@ -185,6 +188,9 @@ pub trait MonitoringStore: Send + Sync {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<DrilldownRecord>>;
+
+    /// One drill-down request; `NotFound` if absent.
+    async fn get_drilldown(&self, id: Uuid) -> Result<DrilldownRecord>;
 
     /// Records `jti` and returns the unanswered requests of `member`'s
     /// `node` (`None`: the member's own), oldest first, at most `limit`.

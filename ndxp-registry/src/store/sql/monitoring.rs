@@ -14,8 +14,7 @@ use crate::store::monitoring::{
 use crate::store::{Result, StoreError};
 
 const STATUS_COLS: &str = "id, member_id, node, received_at, status";
-const SUMMARY_COLS: &str =
-    "member_id, node, side, period_start, period_end, summary, received_at";
+const SUMMARY_COLS: &str = "member_id, node, side, period_start, period_end, summary, received_at";
 const DRILL_COLS: &str = "id, member_id, node, side, period_start, period_end, bucket, \
                           created_at, answered_at, answer";
 
@@ -299,6 +298,19 @@ impl MonitoringStore for SqlStore {
                 .await,
             drill_row,
         )
+    }
+
+    async fn get_drilldown(&self, id: Uuid) -> Result<DrilldownRecord> {
+        let sql = format!("SELECT {DRILL_COLS} FROM recon_drilldowns WHERE id = $1");
+        let row = found(
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await,
+            "drill-down request",
+            id,
+        )?;
+        drill_row(&row)
     }
 
     async fn poll_drilldowns(
