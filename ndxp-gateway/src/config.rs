@@ -411,9 +411,8 @@ impl GatewayConfig {
         if mo.stale_after_intervals == 0 || mo.down_after_intervals < mo.stale_after_intervals {
             return Err("[monitoring] stale_after_intervals must be at least 1 and down_after_intervals at least stale_after_intervals".into());
         }
-        if !(mo.max_log_lag_secs.is_finite() && mo.max_log_lag_secs >= 0.0)
-            || !(mo.max_timestamp_lag_secs.is_finite() && mo.max_timestamp_lag_secs >= 0.0)
-        {
+        let lag_ok = |v: f64| v.is_finite() && v >= 0.0;
+        if !lag_ok(mo.max_log_lag_secs) || !lag_ok(mo.max_timestamp_lag_secs) {
             return Err(
                 "[monitoring] max_log_lag_secs and max_timestamp_lag_secs must be 0 or more".into(),
             );

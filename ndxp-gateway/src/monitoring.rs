@@ -577,6 +577,9 @@ impl ReconciliationReport {
     }
 }
 
+/// (source, side, period start, bucket JSON) of a drill-down request.
+type AnswerKey = (Source, Side, DateTime<Utc>, String);
+
 struct Part {
     source: Source,
     summary: Summary,
@@ -682,10 +685,7 @@ pub async fn reconcile(
         }
     }
     // Answers by (source, side, period start, bucket json).
-    let mut answers: HashMap<
-        (Source, Side, DateTime<Utc>, String),
-        (Uuid, Option<Vec<TransactionId>>),
-    > = HashMap::new();
+    let mut answers: HashMap<AnswerKey, (Uuid, Option<Vec<TransactionId>>)> = HashMap::new();
     for d in &drills {
         let Some(side) = parse_side(&d.side) else {
             continue;

@@ -120,11 +120,17 @@ async fn monitoring_records_on_every_backend() {
             bucket: "{\"k\":1}".into(),
         };
         assert_eq!(
-            store.request_drilldowns(&[req.clone()], now).await.unwrap(),
+            store
+                .request_drilldowns(std::slice::from_ref(&req), now)
+                .await
+                .unwrap(),
             1
         );
         assert_eq!(
-            store.request_drilldowns(&[req.clone()], now).await.unwrap(),
+            store
+                .request_drilldowns(std::slice::from_ref(&req), now)
+                .await
+                .unwrap(),
             0
         );
         let none = store
