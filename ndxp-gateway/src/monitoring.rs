@@ -1061,3 +1061,74 @@ pub fn report_text(report: &ReconciliationReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    #[test]
+    fn periods_parse_as_days_and_hours() {
+        let d = parse_period("2026-11-28").unwrap();
+        assert_eq!(
+            d.start(),
+            Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap()
+        );
+        assert_eq!(
+            d.end(),
+            Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap()
+        );
+        let h = parse_period("2026-11-28T10").unwrap();
+        assert_eq!(
+            h.start(),
+            Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap()
+        );
+        assert_eq!(
+            h.end(),
+            Utc.with_ymd_and_hms(2026, 11, 28, 11, 0, 0).unwrap()
+        );
+        for bad in [
+            "",
+            "2026-11",
+            "2026-13-01",
+            "2026-11-31",
+            "2026-11-28T24",
+            "2026-11-28T1",
+            "2026-11-28T+1",
+            "2026-1-28",
+            "28-11-2026",
+            "2026-11-28T10:00",
+            " T ",
+        ] {
+            assert!(parse_period(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn periods_in_a_day_by_hour() {
+        let day = parse_period("2026-11-28").unwrap();
+        let hours = periods_in(PeriodLength::Hour, day);
+        assert_eq!(hours.len(), 24);
+        assert_eq!(periods_in(PeriodLength::Day, day), vec![day]);
+        let hour = parse_period("2026-11-28T10").unwrap();
+        assert!(periods_in(PeriodLength::Day, hour).is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn parse_period_never_panics(s in ".{0,40}") {
+            let _ = parse_period(&s);
+        }
+
+        #[test]
+        fn parse_period_round_trips(days in 0i64..40_000, hour in 0u32..24) {
+            let t = Utc.with_ymd_and_hms(1970, 1, 1, hour, 0, 0).unwrap() + Duration::days(days);
+            let d = parse_period(&t.format("%Y-%m-%d").to_string()).unwrap();
+            prop_assert_eq!(d, Period::day(t));
+            let h = parse_period(&t.format("%Y-%m-%dT%H").to_string()).unwrap();
+            prop_assert_eq!(h, Period::hour(t));
+        }
+    }
+}

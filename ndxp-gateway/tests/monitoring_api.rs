@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
-use management_support::{Backend, Env, MemberKeys};
+use management_support::{backends, Backend, Env, MemberKeys};
 use ndxp_audit::log::{Exchange, LogOptions, MessageLog, Role, SignedMeta, SqlMessageLog};
 use ndxp_audit::monitor::{
     sign_envelope, Envelope, NodeStatus, ServiceStatus, STATUS_TYP, SUMMARY_TYP,
@@ -165,6 +165,12 @@ fn items(report: &Value, consumer: &str) -> (String, BTreeMap<String, String>) {
 
 #[tokio::test]
 async fn planted_disagreements_are_named_exactly_and_agreement_is_clean() {
+    for backend in backends() {
+        planted(backend).await;
+    }
+}
+
+async fn planted(backend: Backend) {
     let logs = tempfile::tempdir().unwrap();
     let url = |name: &str| format!("sqlite://{}", logs.path().join(name).display());
     let opts = LogOptions::default();
@@ -178,7 +184,7 @@ async fn planted_disagreements_are_named_exactly_and_agreement_is_clean() {
         .await
         .unwrap();
     let env = Env::start_with(
-        Backend::Sqlite,
+        backend,
         &format!(
             "[monitoring]\ngateway_log_url = \"{}\"\n",
             url("gateway.db")
