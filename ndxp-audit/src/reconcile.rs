@@ -164,6 +164,9 @@ impl TryFrom<RawPeriod> for Period {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PeriodLength {
+    /// Whole UTC minutes: for demonstrations and tests, where waiting for
+    /// an hour to close is not practical; production uses hours or days.
+    Minute,
     /// Whole UTC hours.
     Hour,
     /// Whole UTC days.
@@ -192,6 +195,7 @@ impl Period {
     /// The period of the given length containing `at`.
     pub fn containing(length: PeriodLength, at: DateTime<Utc>) -> Self {
         let len = match length {
+            PeriodLength::Minute => Duration::minutes(1),
             PeriodLength::Hour => Duration::hours(1),
             PeriodLength::Day => Duration::days(1),
         };

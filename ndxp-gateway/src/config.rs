@@ -67,7 +67,8 @@ pub struct MonitoringConfig {
     /// in seconds.
     #[serde(default = "default_max_conf_age")]
     pub max_globalconf_age_secs: u64,
-    /// Reconciliation period: `hour` or `day` (whole UTC hours or days).
+    /// Reconciliation period: `day` or `hour` (whole UTC days or hours);
+    /// `minute` for demonstrations and tests.
     #[serde(default = "default_period")]
     pub period: ndxp_audit::reconcile::PeriodLength,
     /// Seconds after a period ends before its summaries are accepted and
@@ -595,6 +596,32 @@ cert = "pki/ca.pem"
         ))
         .unwrap_err();
         assert!(message(e).contains("public_url"));
+    }
+
+    #[test]
+    fn monitoring_settings_are_checked() {
+        let c = parse(&format!("{MINIMAL}\n[monitoring]\nperiod = \"minute\"\ngrace_secs = 2\ngateway_log_url = \"sqlite://gw.db\"\n")).unwrap();
+        assert_eq!(
+            c.monitoring.period,
+            ndxp_audit::reconcile::PeriodLength::Minute
+        );
+        assert_eq!(
+            c.monitoring.gateway_log_url.as_deref(),
+            Some("sqlite:///etc/ndxp/gw.db")
+        );
+        for (bad, key) in [
+            ("period = \"week\"", "period"),
+            ("status_interval_secs = 0", "status_interval_secs"),
+            (
+                "stale_after_intervals = 5\ndown_after_intervals = 4",
+                "down_after_intervals",
+            ),
+            ("max_log_lag_secs = -1.0", "max_log_lag_secs"),
+            ("gateway_log_url = \"mysql://x\"", "gateway_log_url"),
+        ] {
+            let m = message(parse(&format!("{MINIMAL}\n[monitoring]\n{bad}\n")).unwrap_err());
+            assert!(m.contains(key), "{bad}: {m}");
+        }
     }
 
     #[test]

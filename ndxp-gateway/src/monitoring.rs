@@ -1114,6 +1114,9 @@ mod tests {
         assert_eq!(periods_in(PeriodLength::Day, day), vec![day]);
         let hour = parse_period("2026-11-28T10").unwrap();
         assert!(periods_in(PeriodLength::Day, hour).is_empty());
+        let minutes = periods_in(PeriodLength::Minute, hour);
+        assert_eq!(minutes.len(), 60);
+        assert_eq!(minutes[59].end(), hour.end());
     }
 
     proptest! {

@@ -852,3 +852,126 @@ async fn node_states_ok_degraded_stale_and_down() {
     log.close().await;
     env.stop().await;
 }
+
+/// A provider without a node submits its own summary (signed by its member
+/// key, no node) and answers its drill-down the same way; the gateway's
+/// log is the other side.
+#[tokio::test]
+async fn provider_without_a_node_reconciles_against_the_gateway() {
+    const P2: &str = "VN/GOV/000.00.00.C03";
+    const P2_SERVICE: &str = "VN/GOV/000.00.00.C03/REG/lookup/v1";
+    let logs = tempfile::tempdir().unwrap();
+    let gw_url = format!("sqlite://{}", logs.path().join("gateway.db").display());
+    let glog = SqlMessageLog::open(&gw_url, "gateway/1", &LogOptions::default())
+        .await
+        .unwrap();
+    let env = Env::start_with(
+        Backend::Sqlite,
+        &format!("[monitoring]\ngateway_log_url = \"{gw_url}\"\n"),
+    )
+    .await;
+    env.add_member_with_token(P2, "So Tu phap").await;
+    let keys = env.member_keys(P2);
+    let member: MemberId = P2.parse().unwrap();
+    let now = Utc::now();
+    let day = Period::day(now - Duration::days(2));
+    let t = day.start() + Duration::hours(3);
+    let (agreed, extra) = (id_at(t, 1), id_at(t + Duration::minutes(1), 2));
+    for id in [agreed, extra] {
+        let mut x = exchange(id, GW_CLIENT, Role::Gateway, 200);
+        x.service = P2_SERVICE.parse().unwrap();
+        glog.append(x).await.unwrap();
+    }
+    // The provider saw only `agreed`.
+    let summary = summarize(
+        Side::Provider,
+        day,
+        [Entry {
+            transaction_id: agreed,
+            client: GW_CLIENT.parse().unwrap(),
+            service: P2_SERVICE.parse().unwrap(),
+            outcome: Outcome::Ok,
+            at: t,
+        }],
+    );
+    let post = |path: String, body: String| {
+        let env = &env;
+        async move {
+            env.raw(
+                "POST",
+                &path,
+                None,
+                Some("application/jose"),
+                body.into_bytes(),
+            )
+            .await
+        }
+    };
+    let sign = |typ: &str, body: Value| {
+        sign_envelope(
+            &Envelope::new(member.clone(), None, Utc::now(), body),
+            typ,
+            &keys.sign_key,
+            &keys.sign_chain,
+        )
+        .unwrap()
+    };
+    let (s, _, v) = post(
+        "/api/v1/reconciliation/summaries".into(),
+        sign(SUMMARY_TYP, serde_json::to_value(&summary).unwrap()),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    // The member polls for its own requests and answers with its ids.
+    let (s, _, v) = post(
+        "/api/v1/reconciliation/drilldowns/poll".into(),
+        sign(ndxp_audit::monitor::POLL_TYP, serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let reqs = v.as_array().unwrap();
+    assert_eq!(reqs.len(), 1, "{v}");
+    assert_eq!(reqs[0]["side"], "provider");
+    let id = reqs[0]["id"].as_str().unwrap().to_string();
+    // An id outside the request's period is refused, and nothing recorded.
+    let outside = id_at(day.end() + Duration::hours(1), 3);
+    let (s, _, v) = post(
+        format!("/api/v1/reconciliation/drilldowns/{id}"),
+        sign(
+            ndxp_audit::monitor::ANSWER_TYP,
+            serde_json::json!({"id": id, "ids": [agreed.to_string(), outside.to_string()]}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, _, v) = post(
+        format!("/api/v1/reconciliation/drilldowns/{id}"),
+        sign(
+            ndxp_audit::monitor::ANSWER_TYP,
+            serde_json::json!({"id": id, "ids": [agreed.to_string()]}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = env
+        .op(
+            "GET",
+            &format!(
+                "/api/v1/reconciliation/report?period={}",
+                day.start().format("%Y-%m-%d")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let pair = &v["pairs"][0];
+    assert_eq!(pair["provider"], P2, "{v}");
+    assert_eq!(pair["consumer_sources"][0]["kind"], "gateway", "{v}");
+    assert_eq!(pair["state"], "differences", "{v}");
+    let items = pair["report"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{v}");
+    assert_eq!(items[0]["transaction_id"], extra.to_string());
+    assert_eq!(items[0]["kind"], "only_consumer");
+    glog.close().await;
+    env.stop().await;
+}

@@ -169,10 +169,10 @@ fn check_summary(
     let cfg = &st.monitoring.config;
     if !monitoring::is_configured_period(cfg, s.period) {
         return Err(ApiError::BadRequest(format!(
-            "period {} is not one whole {:?} period; this platform reconciles by {}",
+            "period {} is not one whole period; this platform reconciles by {}",
             s.period,
-            cfg.period,
             match cfg.period {
+                ndxp_audit::reconcile::PeriodLength::Minute => "UTC minute",
                 ndxp_audit::reconcile::PeriodLength::Hour => "UTC hour",
                 ndxp_audit::reconcile::PeriodLength::Day => "UTC day",
             }
