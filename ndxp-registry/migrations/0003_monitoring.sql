@@ -17,6 +17,15 @@ CREATE TABLE monitoring_status (
 );
 CREATE INDEX monitoring_status_node ON monitoring_status (member_id, node, received_at);
 
+-- The latest report of each node, so the status listing reads one row per
+-- node however long the history grows.
+CREATE TABLE monitoring_latest (
+    member_id  TEXT NOT NULL,
+    node       TEXT NOT NULL,
+    status_id  TEXT NOT NULL,
+    PRIMARY KEY (member_id, node)
+);
+
 -- The jti of every signed upload still inside the acceptance window:
 -- a second upload with the same (member, jti) is a replay.
 CREATE TABLE monitoring_jti (

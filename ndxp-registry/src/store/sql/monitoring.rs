@@ -120,6 +120,16 @@ impl MonitoringStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO monitoring_latest (member_id, node, status_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (member_id, node) DO UPDATE SET status_id = excluded.status_id",
+        )
+        .bind(member.to_string())
+        .bind(node.to_string())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(StatusRecord {
             id,
@@ -131,18 +141,10 @@ impl MonitoringStore for SqlStore {
     }
 
     async fn latest_statuses(&self) -> Result<Vec<StatusRecord>> {
-        let sql = format!(
-            "SELECT {STATUS_COLS} FROM monitoring_status s WHERE id = \
-             (SELECT t.id FROM monitoring_status t WHERE t.member_id = s.member_id \
-              AND t.node = s.node ORDER BY t.received_at DESC, t.id DESC LIMIT 1) \
-             ORDER BY member_id, node"
-        );
-        all_as(
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_all(&self.pool)
-                .await,
-            status_row,
-        )
+        let sql = "SELECT s.id, s.member_id, s.node, s.received_at, s.status \
+                   FROM monitoring_latest l JOIN monitoring_status s ON s.id = l.status_id \
+                   ORDER BY s.member_id, s.node";
+        all_as(sqlx::query(sql).fetch_all(&self.pool).await, status_row)
     }
 
     async fn status_history(
