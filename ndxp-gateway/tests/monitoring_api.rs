@@ -550,6 +550,17 @@ async fn forged_and_malformed_uploads_are_refused_and_stored_nowhere() {
     let (s, _, v) = post("/api/v1/reconciliation/summaries", jws).await;
     assert_eq!(s, 403, "{v}");
 
+    // A member that runs nodes may not submit a summary without one.
+    let jws = sign_envelope(
+        &Envelope::new(provider.clone(), None, Utc::now(), good.clone()),
+        SUMMARY_TYP,
+        &pk.sign_key,
+        &pk.sign_chain,
+    )
+    .unwrap();
+    let (s, _, v) = post("/api/v1/reconciliation/summaries", jws).await;
+    assert_eq!(s, 403, "{v}");
+
     // A stale iat.
     let mut old = env_of(&provider, "node-h29", good.clone());
     old.iat -= 3600;

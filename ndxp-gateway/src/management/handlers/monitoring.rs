@@ -245,6 +245,12 @@ pub async fn post_summary(
         }
     };
     check_summary(&st, &env.member, s, now)?;
+    if env.node.is_none() && !st.store.list_nodes(Some(&env.member)).await?.is_empty() {
+        return Err(ApiError::Forbidden(format!(
+            "member {} runs nodes: their summaries are reconciled, send it from a node",
+            env.member
+        )));
+    }
     let canonical = s
         .canonical_json()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
