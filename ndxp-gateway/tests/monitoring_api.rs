@@ -746,6 +746,24 @@ async fn node_states_ok_degraded_stale_and_down() {
     );
     p.report_status_once().await.unwrap();
     c.report_status_once().await.unwrap();
+    // A node whose log is empty uploads nothing yet, but remembers where it
+    // starts, so the periods from now on are uploaded once they close.
+    assert!(p
+        .upload_summaries_once(now)
+        .await
+        .unwrap()
+        .periods
+        .is_empty());
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(logs.path().join("node-h29.json")).unwrap()).unwrap();
+    assert_eq!(
+        state["uploaded_through"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap(),
+        Period::day(now - ndxp_audit::reconcile::LOG_TIME_MARGIN).start()
+    );
 
     let row = |v: &Value, node: &str, service: Option<&str>| -> Value {
         v.as_array()

@@ -131,7 +131,8 @@ pub struct UploadRound {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
-    /// End of the last period whose summaries were uploaded.
+    /// Every period ending at or before this was uploaded (or lies before
+    /// the node's first record).
     uploaded_through: Option<DateTime<Utc>>,
 }
 
@@ -332,7 +333,14 @@ impl Reporter {
         let mut state = self.read_state()?;
         let mut start = match state.uploaded_through {
             Some(t) => t,
-            None => self.first_period_start(now).await?,
+            None => {
+                // Remember where this node starts, so that a node whose log
+                // is still empty uploads (empty) summaries from here on.
+                let t = self.first_period_start(now).await?;
+                state.uploaded_through = Some(t);
+                self.write_state(&state)?;
+                t
+            }
         };
         let mut round = UploadRound::default();
         while round.periods.len() < self.options.max_periods_per_round {
