@@ -53,7 +53,54 @@ pub struct MonitoringState {
     /// `[monitoring]`.
     pub config: MonitoringConfig,
     /// The gateway's own message log (`[monitoring] gateway_log_url`).
-    pub gateway_log: Option<sqlx::AnyPool>,
+    pub gateway_log: Option<GatewayLog>,
+}
+
+/// Most gateway summaries a [`GatewayLog`] keeps.
+const GATEWAY_CACHE: usize = 256;
+
+/// The central gateway's message log as one side of reconciliation. Its
+/// summary of a closed period is computed once and kept (most recent
+/// [`GATEWAY_CACHE`] periods), so that every summary upload can trigger a
+/// comparison without rescanning the gateway's log.
+#[derive(Debug, Clone)]
+pub struct GatewayLog {
+    pool: sqlx::AnyPool,
+    cache: std::sync::Arc<std::sync::Mutex<BTreeMap<(DateTime<Utc>, DateTime<Utc>), Summary>>>,
+}
+
+impl GatewayLog {
+    /// The log behind `pool` (see [`open_gateway_log`]).
+    pub fn new(pool: sqlx::AnyPool) -> Self {
+        Self {
+            pool,
+            cache: Default::default(),
+        }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &sqlx::AnyPool {
+        &self.pool
+    }
+
+    /// The gateway-side summary of a closed `period`.
+    ///
+    /// # Errors
+    /// [`MonitorError::GatewayLog`].
+    pub async fn summary(&self, period: Period) -> Result<Summary, MonitorError> {
+        let key = (period.start(), period.end());
+        if let Some(s) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(s);
+        }
+        let s = summarize_log(&self.pool, period).await?.gateway;
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(key, s.clone());
+            while c.len() > GATEWAY_CACHE {
+                c.pop_first();
+            }
+        }
+        Ok(s)
+    }
 }
 
 impl MonitoringState {
@@ -63,7 +110,7 @@ impl MonitoringState {
     /// [`MonitorError::OpenGatewayLog`].
     pub async fn open(config: &MonitoringConfig) -> Result<Self, MonitorError> {
         let gateway_log = match &config.gateway_log_url {
-            Some(url) => Some(open_gateway_log(url).await?),
+            Some(url) => Some(GatewayLog::new(open_gateway_log(url).await?)),
             None => None,
         };
         Ok(Self {
@@ -644,7 +691,7 @@ pub async fn open_gateway_log(url: &str) -> Result<sqlx::AnyPool, MonitorError> 
 pub async fn reconcile(
     store: &dyn RegistryStore,
     cfg: &MonitoringConfig,
-    gateway_log: Option<&sqlx::AnyPool>,
+    gateway_log: Option<&GatewayLog>,
     range: Period,
     now: DateTime<Utc>,
 ) -> Result<ReconciliationReport, MonitorError> {
@@ -667,12 +714,12 @@ pub async fn reconcile(
                 summary,
             });
     }
-    if let Some(pool) = gateway_log {
+    if let Some(glog) = gateway_log {
         for p in periods_in(cfg.period, range) {
             if !is_closed(cfg, p, now) {
                 continue;
             }
-            let g = summarize_log(pool, p).await?.gateway;
+            let g = glog.summary(p).await?;
             if !g.buckets.is_empty() {
                 by_period
                     .entry((p.start(), p.end()))
@@ -823,8 +870,9 @@ pub async fn reconcile(
                         }
                         let ids = match src {
                             Source::Gateway => match gateway_log {
-                                Some(pool) => {
-                                    bucket_ids_from_log(pool, period, Side::Gateway, &d.key).await?
+                                Some(glog) => {
+                                    bucket_ids_from_log(glog.pool(), period, Side::Gateway, &d.key)
+                                        .await?
                                 }
                                 None => Vec::new(),
                             },
