@@ -66,8 +66,11 @@ const GATEWAY_CACHE: usize = 256;
 #[derive(Debug, Clone)]
 pub struct GatewayLog {
     pool: sqlx::AnyPool,
-    cache: std::sync::Arc<std::sync::Mutex<BTreeMap<(DateTime<Utc>, DateTime<Utc>), Summary>>>,
+    cache: std::sync::Arc<std::sync::Mutex<GatewayCache>>,
 }
+
+/// Gateway summaries by (period start, period end).
+type GatewayCache = BTreeMap<(DateTime<Utc>, DateTime<Utc>), Summary>;
 
 impl GatewayLog {
     /// The log behind `pool` (see [`open_gateway_log`]).
