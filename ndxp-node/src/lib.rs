@@ -12,6 +12,7 @@
 //! | [`http`] | the HTTP client towards the platform |
 //! | [`local`] | the local configuration: subsystems, provided services, access rights |
 //! | [`serve`] | `ndxp-node serve`: the client, peer and admin ports, the exchange in both roles |
+//! | [`report`] | status reports, reconciliation summaries and drill-down answers sent to management (`docs/monitoring.md`) |
 //!
 //! See `docs/node.md` for the configuration keys and the commands.
 //!
@@ -35,3 +36,4 @@ pub mod http;
 pub mod keys;
 pub mod local;
 pub mod serve;
+pub mod report;
