@@ -70,6 +70,64 @@ pub struct NodeConfig {
     /// The local configuration: subsystems, services and access rights.
     #[serde(default)]
     pub local: LocalSection,
+    /// Status reports and reconciliation summaries sent to management.
+    #[serde(default)]
+    pub report: ReportSection,
+}
+
+/// `[report]`: what the node sends to management (`docs/monitoring.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    /// Send status reports, summaries and drill-down answers.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Seconds between two rounds (status, closed periods, drill-downs).
+    #[serde(default = "default_report_interval")]
+    pub interval_secs: u64,
+    /// The reconciliation period: `day`, `hour` or `minute`; must match
+    /// management's `[monitoring] period`.
+    #[serde(default = "default_report_period")]
+    pub period: ndxp_audit::reconcile::PeriodLength,
+    /// Seconds after a period ends before its summary is sent; at least
+    /// management's `[monitoring] grace_secs`.
+    #[serde(default = "default_report_grace")]
+    pub grace_secs: u64,
+    /// The file that remembers which periods were sent.
+    #[serde(default = "default_report_state")]
+    pub state_file: PathBuf,
+}
+
+impl Default for ReportSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: default_report_interval(),
+            period: default_report_period(),
+            grace_secs: default_report_grace(),
+            state_file: default_report_state(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_report_interval() -> u64 {
+    60
+}
+
+fn default_report_period() -> ndxp_audit::reconcile::PeriodLength {
+    ndxp_audit::reconcile::PeriodLength::Day
+}
+
+fn default_report_grace() -> u64 {
+    600
+}
+
+fn default_report_state() -> PathBuf {
+    PathBuf::from("report-state.json")
 }
 
 /// `[client]`: the port the member's information systems call (DESIGN §4).
@@ -537,6 +595,7 @@ fn parse(text: &str, base: &Path, path: &Path) -> Result<NodeConfig, ConfigError
     resolve(&mut cfg.conf.dir);
     resolve(&mut cfg.admin.token_file);
     resolve(&mut cfg.local.file);
+    resolve(&mut cfg.report.state_file);
     for p in [
         &mut cfg.client.tls_cert,
         &mut cfg.client.tls_key,
@@ -685,6 +744,20 @@ fn validate_ports(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
                 format!("{v} is not between 1 and {max}"),
             ));
         }
+    }
+    if !(1..=86_400).contains(&cfg.report.interval_secs) {
+        return Err(invalid(
+            path,
+            "report.interval_secs",
+            format!("{} is not between 1 and 86400", cfg.report.interval_secs),
+        ));
+    }
+    if cfg.report.grace_secs > 86_400 {
+        return Err(invalid(
+            path,
+            "report.grace_secs",
+            format!("{} is more than 86400", cfg.report.grace_secs),
+        ));
     }
     if !cfg.log.url.starts_with("sqlite:") && !cfg.log.url.starts_with("postgres") {
         return Err(invalid(

@@ -35,5 +35,5 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod local;
-pub mod serve;
 pub mod report;
+pub mod serve;

@@ -54,6 +54,7 @@ pub mod ocsp;
 pub mod pool;
 mod provider;
 mod record;
+mod report;
 mod server;
 pub mod wire;
 
@@ -184,13 +185,14 @@ pub(crate) struct NodeState {
     pub(crate) signer: Signer,
     pub(crate) own_cert_der: Vec<u8>,
     pub(crate) own_chain_der: Vec<Vec<u8>>,
-    identity: TlsIdentity,
+    pub(crate) identity: TlsIdentity,
     pub(crate) conf: Arc<ConfClient>,
     trust: RwLock<Option<(u64, Arc<Trust>)>>,
     pub(crate) ocsp: Arc<OcspHub>,
     replay: Arc<ReplayCache>,
     pub(crate) local: LocalHandle,
     pub(crate) log: Arc<dyn MessageLog>,
+    log_pool: sqlx::AnyPool,
     pub(crate) backend: reqwest::Client,
     pub(crate) metrics: Metrics,
     pub(crate) admin_token_sha256: [u8; 32],
@@ -476,6 +478,7 @@ impl Node {
         let log = SqlMessageLog::open(&config.log.url, &writer, &LogOptions::default())
             .await
             .map_err(StartError::Log)?;
+        let log_pool = log.pool().clone();
         let http = crate::http::platform_client(&config)
             .map_err(|e| StartError::Conf(crate::conf::ConfCommandError::from(e)))?;
         let backend = reqwest::Client::builder()
@@ -507,6 +510,7 @@ impl Node {
             replay: Arc::new(ReplayCache::new(window, REPLAY_CACHE_ENTRIES)),
             local,
             log: Arc::new(log),
+            log_pool,
             backend,
             metrics: Metrics::new(),
             admin_token_sha256,
@@ -562,6 +566,9 @@ impl Node {
         ));
         tasks.spawn(admin::serve(state.clone(), self.admin, stop_rx.clone()));
         tasks.spawn(background(state.clone(), stop_rx.clone()));
+        if state.config.report.enabled {
+            tasks.spawn(report::run(state.clone(), stop_rx.clone()));
+        }
         tracing::info!(
             member = %state.config.node.member,
             node = %state.config.node.name,

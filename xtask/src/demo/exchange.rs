@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use chrono::Timelike;
 
 use super::{
     exec, p, wait_ready, Report, Services, CLIENT, CONSUMER, PROVIDER, SAMPLE_PATH, SERVICE,
@@ -185,6 +186,7 @@ pub(crate) fn flow(
         Ok(format!("{CLIENT} may call {SERVICE}"))
     });
 
+    let exchanged_at = chrono::Utc::now();
     report.step("refusal: a client not registered on the node", || {
         let url = format!("{consumer_url}/r1/{SERVICE}{SAMPLE_PATH}");
         let other = format!("{}/UNKNOWN", CONSUMER.0);
@@ -197,5 +199,103 @@ pub(crate) fn flow(
         );
         Ok(format!("403 {}", body["code"]))
     });
+    monitoring(report, bin, dir, exchanged_at);
     Ok(())
+}
+
+/// Connection status and the reconciliation of the demo's own traffic.
+fn monitoring(
+    report: &mut Report,
+    bin: &Path,
+    dir: &Path,
+    exchanged_at: chrono::DateTime<chrono::Utc>,
+) {
+    let cfg = dir.join("gateway.toml");
+    report.step("connection status (ndxp-gateway status)", || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = super::exec_out(
+                bin,
+                "ndxp-gateway",
+                &["status", "--config", p(&cfg), "--json"],
+            )?;
+            let v: serde_json::Value = serde_json::from_str(&out)?;
+            let rows = v.as_array().cloned().unwrap_or_default();
+            let nodes = rows.iter().filter(|r| r["service"].is_null()).count();
+            let ok = nodes == 2 && rows.iter().all(|r| r["state"] == "ok");
+            if ok {
+                let text = super::exec_out(bin, "ndxp-gateway", &["status", "--config", p(&cfg)])?;
+                println!("{}", text.trim_end());
+                return Ok(format!(
+                    "both nodes and {} service(s) ok",
+                    rows.len() - nodes
+                ));
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("the nodes are not both ok: {out}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    report.step(
+        "reconciliation of the demo's traffic (ndxp-gateway reconcile)",
+        || {
+            // The exchange's minute must close, then the nodes' grace and one
+            // report round pass before both summaries are in.
+            let ready =
+                exchanged_at + chrono::Duration::seconds(60 - i64::from(exchanged_at.second()) + 8);
+            let wait = (ready - chrono::Utc::now()).to_std().unwrap_or_default();
+            println!(
+                "       waiting {} s for the minute to close and both nodes to report",
+                wait.as_secs()
+            );
+            std::thread::sleep(wait);
+            let day = exchanged_at.format("%Y-%m-%d").to_string();
+            let deadline = std::time::Instant::now() + Duration::from_secs(40);
+            loop {
+                let out = super::exec_out(
+                    bin,
+                    "ndxp-gateway",
+                    &[
+                        "reconcile",
+                        "--config",
+                        p(&cfg),
+                        "--period",
+                        &day,
+                        "--format",
+                        "json",
+                        "--wait",
+                        "10",
+                    ],
+                )?;
+                let v: serde_json::Value = serde_json::from_str(&out)?;
+                let pairs = v["pairs"].as_array().cloned().unwrap_or_default();
+                let settled = !pairs.is_empty()
+                    && pairs
+                        .iter()
+                        .all(|p| p["state"] == "clean" || p["state"] == "differences");
+                if settled {
+                    let bad: Vec<_> = pairs.iter().filter(|p| p["state"] != "clean").collect();
+                    ensure!(
+                        bad.is_empty(),
+                        "reconciliation found differences the demo did not plant: {bad:?}"
+                    );
+                    let text = super::exec_out(
+                        bin,
+                        "ndxp-gateway",
+                        &["reconcile", "--config", p(&cfg), "--period", &day],
+                    )?;
+                    println!("{}", text.trim_end());
+                    return Ok(format!(
+                        "{} provider-consumer pair(s), all clean",
+                        pairs.len()
+                    ));
+                }
+                if std::time::Instant::now() > deadline {
+                    anyhow::bail!("reconciliation did not settle: {out}");
+                }
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        },
+    );
 }

@@ -479,6 +479,13 @@ ocsp_urls = ["{ocsp_url}"]
 name = "NDXP TSA"
 url = "{tsa_url}"
 cert = "pki/tsa.pem"
+
+# Minute periods so the demo can reconcile its own traffic at once;
+# production uses "day" or "hour".
+[monitoring]
+status_interval_secs = 2
+period = "minute"
+grace_secs = 2
 "#
             ),
         )?;
@@ -598,6 +605,11 @@ listen = "127.0.0.1:{peer}"
 
 [admin]
 listen = "127.0.0.1:{admin}"
+
+[report]
+interval_secs = 2
+period = "minute"
+grace_secs = 3
 "#,
                     client = exchange::client_port(i),
                     peer = exchange::peer_port(i),
