@@ -42,6 +42,7 @@ pub(crate) fn flow(
     bin: &Path,
     dir: &Path,
     services: &mut Services,
+    with_monitoring: bool,
 ) -> Result<()> {
     let provider_cfg = config(dir, PROVIDER.1);
     let consumer_cfg = config(dir, CONSUMER.1);
@@ -199,7 +200,9 @@ pub(crate) fn flow(
         );
         Ok(format!("403 {}", body["code"]))
     });
-    monitoring(report, bin, dir, exchanged_at);
+    if with_monitoring {
+        monitoring(report, bin, dir, exchanged_at);
+    }
     Ok(())
 }
 

@@ -42,10 +42,20 @@ const MANAGEMENT_ADMIN_URL: &str = "http://127.0.0.1:8101";
 /// configuration.
 const OPERATOR_MEMBER: &str = "VN/GOV/000.00.00.A01";
 
-struct Options {
-    dir: PathBuf,
-    once: bool,
-    pki_port: u16,
+/// How the platform is started.
+pub(crate) struct Options {
+    /// The demo directory (wiped first).
+    pub(crate) dir: PathBuf,
+    /// Stop after the flows.
+    pub(crate) once: bool,
+    /// Port of the PKI service.
+    pub(crate) pki_port: u16,
+    /// Where the binaries are (`target/debug` for the demo, `target/release`
+    /// for the load benchmarks); `None` builds and uses `target/debug`.
+    pub(crate) bin: Option<PathBuf>,
+    /// For load benchmarks: no status reports or reconciliation rounds
+    /// competing for the CPU, and no monitoring steps.
+    pub(crate) quiet_nodes: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -53,6 +63,8 @@ fn parse(args: &[String]) -> Result<Options> {
         dir: root().join("target/ndxp-demo"),
         once: false,
         pki_port: PKI_PORT,
+        bin: None,
+        quiet_nodes: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -107,12 +119,50 @@ impl Report {
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let o = parse(args)?;
-    println!("==> building the binaries");
-    run_step(
-        "build",
-        cargo().args(["build", "--workspace", "--bins", "--locked"]),
-    )?;
-    let bin = root().join("target/debug");
+    let once = o.once;
+    let mut running = start(o)?;
+    if once {
+        return Ok(());
+    }
+    println!("==> services running; press Ctrl-C to stop");
+    for (_, child) in &mut running.services.0 {
+        let _ = child.wait();
+    }
+    Ok(())
+}
+
+/// The platform the demo started; dropping it stops every process.
+pub(crate) struct Running {
+    /// The processes.
+    pub(crate) services: Services,
+    /// The contents of `demo.json`.
+    pub(crate) demo: serde_json::Value,
+}
+
+impl Running {
+    /// The process id of the service named `name` (e.g. `node-g22`).
+    pub(crate) fn pid(&self, name: &str) -> Option<u32> {
+        self.services
+            .0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.id())
+    }
+}
+
+/// Creates the platform and runs every flow; fails if a flow failed.
+pub(crate) fn start(o: Options) -> Result<Running> {
+    let bin = match &o.bin {
+        Some(b) => b.clone(),
+        None => {
+            println!("==> building the binaries");
+            run_step(
+                "build",
+                cargo().args(["build", "--workspace", "--bins", "--locked"]),
+            )?;
+            root().join("target/debug")
+        }
+    };
 
     if o.dir.exists() {
         std::fs::remove_dir_all(&o.dir)
@@ -356,6 +406,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         &ocsp_url,
         &tsa_url,
         &mut services,
+        o.quiet_nodes,
     )?;
     for (i, node) in nodes.iter_mut().enumerate() {
         let name = node["name"].as_str().unwrap_or_default().to_string();
@@ -364,7 +415,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         node["peer_url"] = json!(format!("https://127.0.0.1:{}", exchange::peer_port(i)));
         node["admin_url"] = json!(format!("http://127.0.0.1:{}", exchange::admin_port(i)));
     }
-    exchange::flow(&mut report, &bin, &dir, &mut services)?;
+    exchange::flow(&mut report, &bin, &dir, &mut services, !o.quiet_nodes)?;
 
     let demo = json!({
         "dir": dir,
@@ -398,14 +449,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if !report.failed.is_empty() {
         bail!("the demo failed");
     }
-    if o.once {
-        return Ok(());
-    }
-    println!("==> services running (OCSP {ocsp_url}, TSA {tsa_url}); press Ctrl-C to stop");
-    for (_, child) in &mut services.0 {
-        let _ = child.wait();
-    }
-    Ok(())
+    Ok(Running { services, demo })
 }
 
 /// What the management flow hands on to `demo.json`.
@@ -419,6 +463,7 @@ struct Management {
 /// anchor, each node's `register`, the operator's `requests approve`, and
 /// each node's `conf fetch` / `conf status` seeing itself in the verified
 /// global configuration.
+#[allow(clippy::too_many_arguments)]
 fn management_flow(
     report: &mut Report,
     bin: &Path,
@@ -427,6 +472,7 @@ fn management_flow(
     ocsp_url: &str,
     tsa_url: &str,
     services: &mut Services,
+    quiet_nodes: bool,
 ) -> Result<Management> {
     let cfg = dir.join("gateway.toml");
     let mut token = String::new();
@@ -607,10 +653,12 @@ listen = "127.0.0.1:{peer}"
 listen = "127.0.0.1:{admin}"
 
 [report]
+enabled = {report}
 interval_secs = 2
 period = "minute"
 grace_secs = 3
 "#,
+                    report = !quiet_nodes,
                     client = exchange::client_port(i),
                     peer = exchange::peer_port(i),
                     admin = exchange::admin_port(i),
