@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`log`] | the message log: append-only records per writer, hash-chained, group-committed (durable before the caller's `append` returns), on SQLite or PostgreSQL |
 //! | [`archive`] | a self-contained archive file of a range of records, and [`archive::verify_archive`], which names the first changed, deleted, inserted or reordered record (`docs/archive.md`) |
+//! | [`monitor`] | the signed uploads nodes send to management: node status, summaries, drill-down polls and answers (`docs/monitoring.md`) |
 //! | [`reconcile`] | per-period summaries of a side's transactions, their comparison, and the drill-down to the exact transaction ids that differ, as JSON or CSV (`docs/reconciliation.md`) |
 //!
 //! Integrators verify an archive with this crate and `ndxp-sign` alone:
@@ -25,4 +26,5 @@
 
 pub mod archive;
 pub mod log;
+pub mod monitor;
 pub mod reconcile;

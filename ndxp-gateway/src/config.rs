@@ -30,6 +30,105 @@ pub struct GatewayConfig {
     pub admin: AdminConfig,
     /// How the global configuration is built and signed.
     pub globalconf: GlobalConfConfig,
+    /// Connection status and reconciliation (docs/monitoring.md).
+    #[serde(default)]
+    pub monitoring: MonitoringConfig,
+}
+
+/// `[monitoring]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// How often nodes are expected to report their status, in seconds.
+    #[serde(default = "default_status_interval")]
+    pub status_interval_secs: u64,
+    /// A node whose last report is older than this many intervals is
+    /// `stale`.
+    #[serde(default = "default_stale_intervals")]
+    pub stale_after_intervals: u32,
+    /// A node whose last report is older than this many intervals (or that
+    /// never reported) is `down`.
+    #[serde(default = "default_down_intervals")]
+    pub down_after_intervals: u32,
+    /// A certificate expiring within this many days makes its node
+    /// `degraded`.
+    #[serde(default = "default_cert_warning_days")]
+    pub cert_warning_days: u32,
+    /// Message log lag above this makes the node `degraded`, in seconds.
+    #[serde(default = "default_max_log_lag")]
+    pub max_log_lag_secs: f64,
+    /// Timestamp lag above this makes the node `degraded`, in seconds.
+    #[serde(default = "default_max_timestamp_lag")]
+    pub max_timestamp_lag_secs: f64,
+    /// A backend slower than this makes its service `degraded`, in ms.
+    #[serde(default = "default_max_backend_latency")]
+    pub max_backend_latency_ms: u64,
+    /// A global configuration older than this makes the node `degraded`,
+    /// in seconds.
+    #[serde(default = "default_max_conf_age")]
+    pub max_globalconf_age_secs: u64,
+    /// Reconciliation period: `day` or `hour` (whole UTC days or hours);
+    /// `minute` for demonstrations and tests.
+    #[serde(default = "default_period")]
+    pub period: ndxp_audit::reconcile::PeriodLength,
+    /// Seconds after a period ends before its summaries are accepted and
+    /// nodes upload them (late records settle).
+    #[serde(default = "default_grace")]
+    pub grace_secs: u64,
+    /// The central gateway's own message log (database URL), which takes
+    /// part in reconciliation as the consumer-facing side of the calls it
+    /// relayed. Absent: the gateway side is left out.
+    #[serde(default)]
+    pub gateway_log_url: Option<String>,
+}
+
+fn default_status_interval() -> u64 {
+    60
+}
+fn default_stale_intervals() -> u32 {
+    3
+}
+fn default_down_intervals() -> u32 {
+    10
+}
+fn default_cert_warning_days() -> u32 {
+    30
+}
+fn default_max_log_lag() -> f64 {
+    5.0
+}
+fn default_max_timestamp_lag() -> f64 {
+    600.0
+}
+fn default_max_backend_latency() -> u64 {
+    2000
+}
+fn default_max_conf_age() -> u64 {
+    86_400
+}
+fn default_period() -> ndxp_audit::reconcile::PeriodLength {
+    ndxp_audit::reconcile::PeriodLength::Day
+}
+fn default_grace() -> u64 {
+    300
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        Self {
+            status_interval_secs: default_status_interval(),
+            stale_after_intervals: default_stale_intervals(),
+            down_after_intervals: default_down_intervals(),
+            cert_warning_days: default_cert_warning_days(),
+            max_log_lag_secs: default_max_log_lag(),
+            max_timestamp_lag_secs: default_max_timestamp_lag(),
+            max_backend_latency_ms: default_max_backend_latency(),
+            max_globalconf_age_secs: default_max_conf_age(),
+            period: default_period(),
+            grace_secs: default_grace(),
+            gateway_log_url: None,
+        }
+    }
 }
 
 /// `[storage]`
@@ -271,6 +370,14 @@ impl GatewayConfig {
                 self.storage.url = format!("sqlite://{}", base.join(p).display());
             }
         }
+        if let Some(url) = &mut self.monitoring.gateway_log_url {
+            if let Some(rest) = url.strip_prefix("sqlite://") {
+                let p = Path::new(rest);
+                if p.is_relative() && !rest.starts_with(':') {
+                    *url = format!("sqlite://{}", base.join(p).display());
+                }
+            }
+        }
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -297,6 +404,26 @@ impl GatewayConfig {
             || self.storage.url.starts_with("postgresql://"))
         {
             return Err("[storage] url must start with sqlite:// or postgres://".into());
+        }
+        let mo = &self.monitoring;
+        if mo.status_interval_secs == 0 {
+            return Err("[monitoring] status_interval_secs must be at least 1".into());
+        }
+        if mo.stale_after_intervals == 0 || mo.down_after_intervals < mo.stale_after_intervals {
+            return Err("[monitoring] stale_after_intervals must be at least 1 and down_after_intervals at least stale_after_intervals".into());
+        }
+        let lag_ok = |v: f64| v.is_finite() && v >= 0.0;
+        if !lag_ok(mo.max_log_lag_secs) || !lag_ok(mo.max_timestamp_lag_secs) {
+            return Err(
+                "[monitoring] max_log_lag_secs and max_timestamp_lag_secs must be 0 or more".into(),
+            );
+        }
+        if let Some(url) = &mo.gateway_log_url {
+            if ndxp_core::dburl::parse(url).is_err() {
+                return Err(
+                    "[monitoring] gateway_log_url must start with sqlite:// or postgres://".into(),
+                );
+            }
         }
         let g = &self.globalconf;
         if g.validity_secs < 60 {
@@ -469,6 +596,32 @@ cert = "pki/ca.pem"
         ))
         .unwrap_err();
         assert!(message(e).contains("public_url"));
+    }
+
+    #[test]
+    fn monitoring_settings_are_checked() {
+        let c = parse(&format!("{MINIMAL}\n[monitoring]\nperiod = \"minute\"\ngrace_secs = 2\ngateway_log_url = \"sqlite://gw.db\"\n")).unwrap();
+        assert_eq!(
+            c.monitoring.period,
+            ndxp_audit::reconcile::PeriodLength::Minute
+        );
+        assert_eq!(
+            c.monitoring.gateway_log_url.as_deref(),
+            Some("sqlite:///etc/ndxp/gw.db")
+        );
+        for (bad, key) in [
+            ("period = \"week\"", "period"),
+            ("status_interval_secs = 0", "status_interval_secs"),
+            (
+                "stale_after_intervals = 5\ndown_after_intervals = 4",
+                "down_after_intervals",
+            ),
+            ("max_log_lag_secs = -1.0", "max_log_lag_secs"),
+            ("gateway_log_url = \"mysql://x\"", "gateway_log_url"),
+        ] {
+            let m = message(parse(&format!("{MINIMAL}\n[monitoring]\n{bad}\n")).unwrap_err());
+            assert!(m.contains(key), "{bad}: {m}");
+        }
     }
 
     #[test]

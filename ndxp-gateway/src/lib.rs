@@ -10,6 +10,7 @@
 //! | [`management`] | the management REST API (`/api/v1`, `/openapi.json`), bearer-token auth, problem+json errors |
 //! | [`publisher`] | builds, signs, stores and serves the global configuration (`/globalconf`) |
 //! | [`admin`] | the operator commands (`members`, `subsystems`, `nodes`, `requests`, `tokens`, `conf anchor`) |
+//! | [`monitoring`] | connection states from node status reports, and reconciliation of every provider–consumer pair (`docs/monitoring.md`) |
 //! | [`metrics`] | Prometheus metrics of the API |
 //! | [`pki`] | the trust services: OCSP responder (RFC 6960) and timestamp authority (RFC 3161) over HTTP |
 //!
@@ -32,6 +33,7 @@ pub mod admin;
 pub mod config;
 pub mod management;
 pub mod metrics;
+pub mod monitoring;
 pub mod pki;
 pub mod publisher;
 pub mod server;

@@ -55,6 +55,35 @@ enum Command {
     /// The global configuration: the anchor file nodes install.
     #[command(subcommand)]
     Conf(ConfCommand),
+    /// Connection state of every node and service (docs/monitoring.md).
+    Status {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        #[command(flatten)]
+        out: JsonArg,
+    },
+    /// Reconciliation report of a UTC day or hour (docs/monitoring.md).
+    Reconcile {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// A UTC day (2026-11-28) or hour (2026-11-28T10).
+        #[arg(long)]
+        period: String,
+        /// Output: text (default), json or csv.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+        /// Wait up to this many seconds for pending drill-down answers.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+}
+
+/// Output of `reconcile`.
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+    Csv,
 }
 
 #[derive(Args)]
@@ -373,6 +402,13 @@ fn with_admin<T>(
     })
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 fn print_list<T: serde::Serialize>(
     items: &[T],
     json: bool,
@@ -486,6 +522,45 @@ fn run(command: Command) -> Result<()> {
                 println!("revoked token {id}");
             }
         },
+        Command::Status { cfg, out } => {
+            let config = load_config(&cfg)?;
+            let rows = runtime()?.block_on(ndxp_gateway::monitoring::status_command(
+                &config,
+                chrono::Utc::now(),
+            ))?;
+            print_list(&rows, out.json, ndxp_gateway::monitoring::states_table)?;
+        }
+        Command::Reconcile {
+            cfg,
+            period,
+            format,
+            wait,
+        } => {
+            let config = load_config(&cfg)?;
+            let report = runtime()?.block_on(ndxp_gateway::monitoring::reconcile_command(
+                &config,
+                &period,
+                std::time::Duration::from_secs(wait),
+                std::time::Duration::from_secs(1),
+            ))?;
+            match format {
+                ReportFormat::Text => print!("{}", ndxp_gateway::monitoring::report_text(&report)),
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                ReportFormat::Csv => print!("{}", report.to_csv()),
+            }
+            let pending = report.pending();
+            if !pending.is_empty() {
+                eprintln!(
+                    "ndxp-gateway: {} drill-down requests still pending (the nodes answer on their next poll): {}",
+                    pending.len(),
+                    pending
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
         Command::Conf(ConfCommand::Anchor { cfg, out }) => {
             let config = load_config(&cfg)?;
             let anchor = admin::build_anchor(&config, chrono::Utc::now())?;

@@ -52,6 +52,9 @@ pub enum ServerError {
     /// The global configuration signer could not be set up.
     #[error("cannot set up global configuration publishing")]
     Publisher(#[source] PublishError),
+    /// The gateway's message log for reconciliation could not be opened.
+    #[error("cannot set up monitoring")]
+    Monitoring(#[source] crate::monitoring::MonitorError),
     /// Serving failed.
     #[error("the {which} server failed")]
     Serve {
@@ -109,12 +112,16 @@ pub async fn run_with_listeners(
         Publisher::new(&config, store.clone(), Some(metrics.clone()))
             .map_err(ServerError::Publisher)?,
     );
+    let monitoring = crate::monitoring::MonitoringState::open(&config.monitoring)
+        .await
+        .map_err(ServerError::Monitoring)?;
     let api = management::router(
         store.clone(),
         publisher.clone(),
         config.instance.clone(),
         config.management.max_body_bytes,
         metrics.clone(),
+        monitoring,
     );
     let admin = admin_router(AdminState {
         store,

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ndxp_gateway::config::{
-    AdminConfig, CaConfig, GatewayConfig, GlobalConfConfig, ManagementConfig, StorageConfig,
-    TsaConfig,
+    AdminConfig, CaConfig, GatewayConfig, GlobalConfConfig, ManagementConfig, MonitoringConfig,
+    StorageConfig, TsaConfig,
 };
 
 fn doc() -> String {
@@ -67,6 +67,10 @@ fn fully_populated() -> GatewayConfig {
                 url: "http://127.0.0.1:8190/tsa".into(),
                 cert: PathBuf::from("/pki/tsa.pem"),
             }],
+        },
+        monitoring: MonitoringConfig {
+            gateway_log_url: Some("sqlite:///var/lib/ndxp/gateway-log.db".into()),
+            ..MonitoringConfig::default()
         },
     }
 }

@@ -98,7 +98,7 @@ pub struct NodeConfStatus {
     pub this_node: Option<ThisNode>,
 }
 
-fn client(config: &NodeConfig) -> Result<ConfClient, ConfCommandError> {
+pub(crate) fn client(config: &NodeConfig) -> Result<ConfClient, ConfCommandError> {
     let anchor = config.load_anchor()?;
     let http = platform_client(config)?;
     Ok(ConfClient::new(anchor, config.conf.dir.clone(), http)

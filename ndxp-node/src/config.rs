@@ -32,6 +32,7 @@
 //! # Ok::<(), ndxp_node::config::ConfigError>(())
 //! ```
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use ndxp_core::{MemberId, NodeName};
@@ -51,6 +52,273 @@ pub struct NodeConfig {
     pub management: ManagementSection,
     /// The global configuration: its anchor and the last-good copy.
     pub conf: ConfSection,
+    /// The client port, where the member's information systems call.
+    #[serde(default)]
+    pub client: ClientSection,
+    /// The peer port, where other nodes call (mutual TLS 1.3 only).
+    #[serde(default)]
+    pub peer: PeerSection,
+    /// The admin port: health, readiness, metrics and the local admin API.
+    #[serde(default)]
+    pub admin: AdminSection,
+    /// Limits and time-outs of the exchange.
+    #[serde(default)]
+    pub exchange: ExchangeSection,
+    /// The message log.
+    #[serde(default)]
+    pub log: LogSection,
+    /// The local configuration: subsystems, services and access rights.
+    #[serde(default)]
+    pub local: LocalSection,
+    /// Status reports and reconciliation summaries sent to management.
+    #[serde(default)]
+    pub report: ReportSection,
+}
+
+/// `[report]`: what the node sends to management (`docs/monitoring.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    /// Send status reports, summaries and drill-down answers.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Seconds between two rounds (status, closed periods, drill-downs).
+    #[serde(default = "default_report_interval")]
+    pub interval_secs: u64,
+    /// The reconciliation period: `day`, `hour` or `minute`; must match
+    /// management's `[monitoring] period`.
+    #[serde(default = "default_report_period")]
+    pub period: ndxp_audit::reconcile::PeriodLength,
+    /// Seconds after a period ends before its summary is sent; at least
+    /// management's `[monitoring] grace_secs`.
+    #[serde(default = "default_report_grace")]
+    pub grace_secs: u64,
+    /// The file that remembers which periods were sent.
+    #[serde(default = "default_report_state")]
+    pub state_file: PathBuf,
+}
+
+impl Default for ReportSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: default_report_interval(),
+            period: default_report_period(),
+            grace_secs: default_report_grace(),
+            state_file: default_report_state(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_report_interval() -> u64 {
+    60
+}
+
+fn default_report_period() -> ndxp_audit::reconcile::PeriodLength {
+    ndxp_audit::reconcile::PeriodLength::Day
+}
+
+fn default_report_grace() -> u64 {
+    600
+}
+
+fn default_report_state() -> PathBuf {
+    PathBuf::from("report-state.json")
+}
+
+/// `[client]`: the port the member's information systems call (DESIGN §4).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// Address to listen on. Plain HTTP is allowed only on loopback
+    /// addresses; elsewhere set `tls_cert` and `tls_key`.
+    #[serde(default = "default_client_listen")]
+    pub listen: SocketAddr,
+    /// PEM certificate (then chain) of the client port, for HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the client port, for HTTPS.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM file of CA certificates that issue the information systems'
+    /// client certificates. When set, the client port requires a client
+    /// certificate chaining to one of them (HTTPS only).
+    #[serde(default)]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl Default for ClientSection {
+    fn default() -> Self {
+        Self {
+            listen: default_client_listen(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+        }
+    }
+}
+
+/// `[peer]`: the node-to-node port (mutual TLS 1.3 with the node's
+/// authentication certificate).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSection {
+    /// Address to listen on; `[::]:8202` takes IPv6 and IPv4.
+    #[serde(default = "default_peer_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for PeerSection {
+    fn default() -> Self {
+        Self {
+            listen: default_peer_listen(),
+        }
+    }
+}
+
+/// `[admin]`: health, readiness, metrics and the local admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address to listen on; loopback only (the admin port has no TLS).
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// File holding the bearer token of the local admin API (mode 0600).
+    /// `serve` creates it with a fresh random token when it is missing.
+    #[serde(default = "default_admin_token_file")]
+    pub token_file: PathBuf,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+            token_file: default_admin_token_file(),
+        }
+    }
+}
+
+/// `[exchange]`: limits and time-outs of the exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeSection {
+    /// Largest request or response body, in bytes (default 10 MiB).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// How long the consumer's node waits for the provider's node to
+    /// answer, in seconds (the provider's backend time-out is per service).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Time limit for a TCP connection plus TLS handshake to a peer node.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    /// Acceptance window of signed messages (`created` within ± this many
+    /// seconds; replays refused within it).
+    #[serde(default = "default_window_secs")]
+    pub window_secs: u64,
+    /// Seconds between two refreshes of the OCSP answers held.
+    #[serde(default = "default_ocsp_refresh_secs")]
+    pub ocsp_refresh_secs: u64,
+}
+
+impl Default for ExchangeSection {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body(),
+            timeout_secs: default_timeout_secs(),
+            connect_timeout_secs: default_connect_timeout_secs(),
+            window_secs: default_window_secs(),
+            ocsp_refresh_secs: default_ocsp_refresh_secs(),
+        }
+    }
+}
+
+/// `[log]`: the message log.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// Database URL: `sqlite://PATH` (default `sqlite://log.db` beside the
+    /// configuration file) or `postgres://...`.
+    #[serde(default = "default_log_url")]
+    pub url: String,
+    /// Keep request and response bodies in the log (default: metadata,
+    /// signatures and digests only).
+    #[serde(default)]
+    pub keep_bodies: bool,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            url: default_log_url(),
+            keep_bodies: false,
+        }
+    }
+}
+
+/// `[local]`: where the local configuration lives.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSection {
+    /// The local configuration file (JSON), edited by `ndxp-node
+    /// subsystems|services|access` and the admin API; a running node
+    /// picks changes up within a second.
+    #[serde(default = "default_local_file")]
+    pub file: PathBuf,
+}
+
+impl Default for LocalSection {
+    fn default() -> Self {
+        Self {
+            file: default_local_file(),
+        }
+    }
+}
+
+fn default_client_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8201))
+}
+
+fn default_peer_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8202))
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8203))
+}
+
+fn default_admin_token_file() -> PathBuf {
+    PathBuf::from("admin.token")
+}
+
+fn default_max_body() -> u64 {
+    10 * 1024 * 1024
+}
+
+fn default_connect_timeout_secs() -> u64 {
+    5
+}
+
+fn default_window_secs() -> u64 {
+    300
+}
+
+fn default_ocsp_refresh_secs() -> u64 {
+    300
+}
+
+/// A relative `sqlite://` path is taken relative to the configuration
+/// file's directory, like every other path.
+fn default_log_url() -> String {
+    "sqlite://log.db".to_owned()
+}
+
+fn default_local_file() -> PathBuf {
+    PathBuf::from("local.json")
 }
 
 /// `[node]`: the node's identity, address and key material.
@@ -325,6 +593,25 @@ fn parse(text: &str, base: &Path, path: &Path) -> Result<NodeConfig, ConfigError
     }
     resolve(&mut cfg.conf.anchor);
     resolve(&mut cfg.conf.dir);
+    resolve(&mut cfg.admin.token_file);
+    resolve(&mut cfg.local.file);
+    resolve(&mut cfg.report.state_file);
+    for p in [
+        &mut cfg.client.tls_cert,
+        &mut cfg.client.tls_key,
+        &mut cfg.client.tls_client_ca,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        resolve(p);
+    }
+    if let Some(rel) = cfg.log.url.strip_prefix("sqlite://") {
+        let rel_path = Path::new(rel);
+        if rel_path.is_relative() && !rel.starts_with(':') && !rel.is_empty() {
+            cfg.log.url = format!("sqlite://{}", base.join(rel_path).display());
+        }
+    }
     validate(&cfg, path)?;
     Ok(cfg)
 }
@@ -395,6 +682,88 @@ fn validate(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
             path,
             "conf.refresh_secs",
             format!("{} is not between 1 and 86400", cfg.conf.refresh_secs),
+        ));
+    }
+    validate_ports(cfg, path)
+}
+
+fn validate_ports(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
+    let c = &cfg.client;
+    if c.tls_cert.is_some() != c.tls_key.is_some() {
+        return Err(invalid(
+            path,
+            "client.tls_cert",
+            "set both client.tls_cert and client.tls_key for HTTPS, or neither",
+        ));
+    }
+    if c.tls_client_ca.is_some() && c.tls_cert.is_none() {
+        return Err(invalid(
+            path,
+            "client.tls_client_ca",
+            "client certificates need HTTPS: set client.tls_cert and client.tls_key too",
+        ));
+    }
+    if c.tls_cert.is_none() && !c.listen.ip().is_loopback() {
+        return Err(invalid(
+            path,
+            "client.listen",
+            format!(
+                "{} is not a loopback address; plain HTTP is allowed only on loopback, so set client.tls_cert and client.tls_key",
+                c.listen
+            ),
+        ));
+    }
+    if !cfg.admin.listen.ip().is_loopback() {
+        return Err(invalid(
+            path,
+            "admin.listen",
+            format!(
+                "{} is not a loopback address; the admin port has no TLS, publish it through a TLS-terminating proxy",
+                cfg.admin.listen
+            ),
+        ));
+    }
+    let x = &cfg.exchange;
+    if !(1024..=1024 * 1024 * 1024).contains(&x.max_body_bytes) {
+        return Err(invalid(
+            path,
+            "exchange.max_body_bytes",
+            format!("{} is not between 1024 and 1073741824", x.max_body_bytes),
+        ));
+    }
+    for (key, v, max) in [
+        ("exchange.timeout_secs", x.timeout_secs, 3600),
+        ("exchange.connect_timeout_secs", x.connect_timeout_secs, 600),
+        ("exchange.window_secs", x.window_secs, 3600),
+        ("exchange.ocsp_refresh_secs", x.ocsp_refresh_secs, 86_400),
+    ] {
+        if !(1..=max).contains(&v) {
+            return Err(invalid(
+                path,
+                key,
+                format!("{v} is not between 1 and {max}"),
+            ));
+        }
+    }
+    if !(1..=86_400).contains(&cfg.report.interval_secs) {
+        return Err(invalid(
+            path,
+            "report.interval_secs",
+            format!("{} is not between 1 and 86400", cfg.report.interval_secs),
+        ));
+    }
+    if cfg.report.grace_secs > 86_400 {
+        return Err(invalid(
+            path,
+            "report.grace_secs",
+            format!("{} is more than 86400", cfg.report.grace_secs),
+        ));
+    }
+    if !cfg.log.url.starts_with("sqlite:") && !cfg.log.url.starts_with("postgres") {
+        return Err(invalid(
+            path,
+            "log.url",
+            "use sqlite://PATH or postgres://USER@HOST/DB",
         ));
     }
     Ok(())

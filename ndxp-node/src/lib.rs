@@ -1,7 +1,7 @@
 //! # ndxp-node
 //!
 //! The DXL node of NDXP's distributed model, as a library; the `ndxp-node`
-//! binary is a thin command line over it. Today it covers admission:
+//! binary is a thin command line over it:
 //!
 //! | module | what |
 //! |---|---|
@@ -10,6 +10,9 @@
 //! | [`admission`] | the signed registration request sent to the management API |
 //! | [`conf`] | fetching the global configuration and reporting its status, and this node's entry in it |
 //! | [`http`] | the HTTP client towards the platform |
+//! | [`local`] | the local configuration: subsystems, provided services, access rights |
+//! | [`serve`] | `ndxp-node serve`: the client, peer and admin ports, the exchange in both roles |
+//! | [`report`] | status reports, reconciliation summaries and drill-down answers sent to management (`docs/monitoring.md`) |
 //!
 //! See `docs/node.md` for the configuration keys and the commands.
 //!
@@ -31,3 +34,6 @@ pub mod conf;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod local;
+pub mod report;
+pub mod serve;

@@ -6,12 +6,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
-use ndxp_core::{MemberId, NodeName};
+use ndxp_core::{MemberId, NodeName, ServiceId, SubsystemId};
 use ndxp_node::conf::NodeConfStatus;
 use ndxp_node::config::{self, ConfigError, NodeConfig};
 use ndxp_node::keys::{init_keys, KeysOptions};
+use ndxp_node::local::{grantee_text, parse_grantee, LocalFile, ServiceEntry};
 use ndxp_registry::globalconf::RefreshOutcome;
 use ndxp_sign::key::KeyAlgorithm;
+
+/// mimalloc: the exchange allocates many short-lived buffers on several
+/// threads, where it is markedly cheaper than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit status for a bad command line or configuration (EX_USAGE).
 const EXIT_USAGE: i32 = 64;
@@ -38,6 +44,124 @@ enum Command {
     /// The global configuration.
     #[command(subcommand)]
     Conf(ConfCommand),
+    /// Run the node: client port, peer port (mutual TLS) and admin port.
+    Serve {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Log as JSON lines instead of human-readable text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Subsystems of this member on this node (local configuration).
+    #[command(subcommand)]
+    Subsystems(SubsystemsCommand),
+    /// Services this node provides (local configuration).
+    #[command(subcommand)]
+    Services(ServicesCommand),
+    /// Access rights to the services this node provides (local configuration).
+    #[command(subcommand)]
+    Access(AccessCommand),
+}
+
+#[derive(Subcommand)]
+enum SubsystemsCommand {
+    /// Add a subsystem of this node's member.
+    Add {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The subsystem, e.g. VN/GOV/000.00.00.G22/QLHT.
+        id: SubsystemId,
+    },
+    /// Remove a subsystem (it must provide no service here).
+    Remove {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The subsystem.
+        id: SubsystemId,
+    },
+    /// List the subsystems.
+    List {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServicesCommand {
+    /// Provide a service, or change its backend, time-out or document.
+    Add {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The service with its version, e.g. VN/GOV/000.00.00.H29/CSDLDC/citizen/v1.
+        #[arg(long)]
+        service: ServiceId,
+        /// The backend's base URL, e.g. http://127.0.0.1:8400.
+        #[arg(long)]
+        backend: String,
+        /// Seconds to wait for the backend.
+        #[arg(long, default_value_t = ndxp_node::local::DEFAULT_SERVICE_TIMEOUT_SECS)]
+        timeout_secs: u64,
+        /// The service's OpenAPI document (JSON file).
+        #[arg(long)]
+        openapi: Option<PathBuf>,
+        /// Keep request and response bodies of this service in the message log.
+        #[arg(long)]
+        keep_bodies: Option<bool>,
+    },
+    /// Stop providing a service (its access rights go too).
+    Remove {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The service.
+        #[arg(long)]
+        service: ServiceId,
+    },
+    /// List the services.
+    List {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccessCommand {
+    /// Allow a client subsystem (or group:CODE) to call a service.
+    Grant {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The service.
+        #[arg(long)]
+        service: ServiceId,
+        /// A subsystem id, or group:CODE for a global group.
+        #[arg(long)]
+        client: String,
+    },
+    /// Withdraw a right.
+    Revoke {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The service.
+        #[arg(long)]
+        service: ServiceId,
+        /// A subsystem id, or group:CODE.
+        #[arg(long)]
+        client: String,
+    },
+    /// List the rights.
+    List {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,7 +253,150 @@ fn run(command: Command) -> Result<i32> {
         Command::Register { config } => register(&load(&config)?),
         Command::Conf(ConfCommand::Fetch { config }) => conf_fetch(&load(&config)?),
         Command::Conf(ConfCommand::Status { config, json }) => conf_status(&load(&config)?, json),
+        Command::Serve { config, log_json } => serve(&config, log_json),
+        Command::Subsystems(c) => subsystems(c),
+        Command::Services(c) => services(c),
+        Command::Access(c) => access(c),
     }
+}
+
+fn serve(path: &Path, log_json: bool) -> Result<i32> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NDXP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let cfg = load(path)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let node = ndxp_node::serve::Node::start(cfg).await?;
+        tracing::info!(
+            client = %node.client_addr(),
+            peer = %node.peer_addr(),
+            admin = %node.admin_addr(),
+            "ports open"
+        );
+        node.run_until(shutdown_signal()).await;
+        Ok::<_, anyhow::Error>(0)
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+fn local_file(path: &Path) -> Result<LocalFile> {
+    let cfg = load(path)?;
+    Ok(LocalFile::new(cfg.local.file, cfg.node.member))
+}
+
+fn subsystems(c: SubsystemsCommand) -> Result<i32> {
+    match c {
+        SubsystemsCommand::Add { config, id } => {
+            local_file(&config)?.edit(|c, m| c.add_subsystem(m, id.clone()))?;
+            println!("subsystem {id} is on this node");
+        }
+        SubsystemsCommand::Remove { config, id } => {
+            local_file(&config)?.edit(|c, _| c.remove_subsystem(&id))?;
+            println!("subsystem {id} removed");
+        }
+        SubsystemsCommand::List { config } => {
+            for s in local_file(&config)?.read()?.subsystems {
+                println!("{s}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn services(c: ServicesCommand) -> Result<i32> {
+    match c {
+        ServicesCommand::Add {
+            config,
+            service,
+            backend,
+            timeout_secs,
+            openapi,
+            keep_bodies,
+        } => {
+            let doc = match openapi {
+                Some(p) => {
+                    let text =
+                        std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+                    Some(
+                        serde_json::from_slice::<serde_json::Value>(&text)
+                            .with_context(|| format!("{} is not JSON", p.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let mut entry = ServiceEntry::new(service.clone(), backend.clone());
+            entry.timeout_secs = timeout_secs;
+            entry.openapi = doc;
+            entry.keep_bodies = keep_bodies;
+            local_file(&config)?.edit(|c, m| c.put_service(m, entry))?;
+            println!("service {service} is provided by this node, backend {backend}");
+            println!("next: `ndxp-node access grant --config FILE --service {service} --client SUBSYSTEM`");
+        }
+        ServicesCommand::Remove { config, service } => {
+            local_file(&config)?.edit(|c, _| c.remove_service(&service))?;
+            println!("service {service} removed with its access rights");
+        }
+        ServicesCommand::List { config } => {
+            for s in local_file(&config)?.read()?.services {
+                println!(
+                    "{}  {}  timeout {}s{}",
+                    s.service,
+                    s.backend,
+                    s.timeout_secs,
+                    if s.openapi.is_some() { "  openapi" } else { "" }
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn access(c: AccessCommand) -> Result<i32> {
+    match c {
+        AccessCommand::Grant {
+            config,
+            service,
+            client,
+        } => {
+            let g = parse_grantee(&client).map_err(anyhow::Error::msg)?;
+            local_file(&config)?.edit(|c, _| c.grant(service.clone(), g))?;
+            println!("{client} may call {service}");
+        }
+        AccessCommand::Revoke {
+            config,
+            service,
+            client,
+        } => {
+            let g = parse_grantee(&client).map_err(anyhow::Error::msg)?;
+            local_file(&config)?.edit(|c, _| c.revoke(&service, &g))?;
+            println!("{client} may no longer call {service}");
+        }
+        AccessCommand::List { config } => {
+            for a in local_file(&config)?.read()?.access {
+                println!("{}  {}", a.service, grantee_text(&a.client));
+            }
+        }
+    }
+    Ok(0)
 }
 
 fn load(path: &Path) -> Result<NodeConfig> {

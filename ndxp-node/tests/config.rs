@@ -118,8 +118,8 @@ fn an_unknown_key_is_refused_with_its_name_and_line() {
     assert!(msg.contains("invalid configuration in `node`"), "{msg}");
 
     // A table this version does not know yet.
-    let (msg, _) = parse_err(&format!("{MINIMAL}\n[peer]\nlisten = \"[::]:8443\"\n"));
-    assert!(msg.contains("peer"), "{msg}");
+    let (msg, _) = parse_err(&format!("{MINIMAL}\n[cluster]\nlisten = \"[::]:8443\"\n"));
+    assert!(msg.contains("cluster"), "{msg}");
 }
 
 #[test]

@@ -339,6 +339,23 @@ pub fn verify_chain(
     };
     check_purpose(leaf, purpose)?;
 
+    check_revocation(&certs, at, revocation)?;
+    Ok(VerifiedChain { certs })
+}
+
+/// The revocation part of [`verify_chain`] alone: asks `revocation` about
+/// every certificate of an already built path (`certs`, leaf first, anchor
+/// last; the anchor is not asked) as of `at`. For a verifier that keeps a
+/// validated path and re-checks only revocation on later uses.
+///
+/// # Errors
+/// [`ChainError::Revoked`] (revoked at or before `at`),
+/// [`ChainError::RevocationUnknown`], [`ChainError::RevocationCheckFailed`].
+pub fn check_revocation(
+    certs: &[X509],
+    at: DateTime<Utc>,
+    revocation: &dyn RevocationChecker,
+) -> Result<(), ChainError> {
     for pair in certs.windows(2) {
         let [cert, issuer] = pair else { continue };
         let subject = subject_text(cert.subject_name());
@@ -370,7 +387,7 @@ pub fn verify_chain(
             }
         }
     }
-    Ok(VerifiedChain { certs })
+    Ok(())
 }
 
 fn map_verify_error(

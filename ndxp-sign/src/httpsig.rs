@@ -589,6 +589,13 @@ impl SigningKey {
         &self.keyid
     }
 
+    /// The private key itself, for signing other documents (JWS) with the
+    /// same member key.
+    #[must_use]
+    pub fn private_key(&self) -> &PKeyRef<Private> {
+        &self.key
+    }
+
     /// The matching verifying key (same algorithm and keyid).
     ///
     /// # Errors

@@ -665,6 +665,11 @@ fn check_optional_fields(headers: &HeaderMap) -> Result<()> {
 /// a List of Byte Sequences, empty, over `max_bytes` or
 /// [`MAX_SIGNER_CERTS`]), [`ProfileError::BadCertificate`] (not DER).
 pub fn parse_signer_cert_header(headers: &HeaderMap, max_bytes: usize) -> Result<Vec<X509>> {
+    parse_cert_list(&raw_signer_cert_header(headers, max_bytes)?)
+}
+
+/// The `NDXP-Signer-Cert` field value as sent (lines joined with `, `).
+fn raw_signer_cert_header(headers: &HeaderMap, max_bytes: usize) -> Result<Vec<u8>> {
     let mut joined = Vec::new();
     for (i, v) in headers.get_all(SIGNER_CERT).iter().enumerate() {
         if i > 0 {
@@ -678,7 +683,11 @@ pub fn parse_signer_cert_header(headers: &HeaderMap, max_bytes: usize) -> Result
     if joined.is_empty() {
         return Err(ProfileError::MissingHeader(SIGNER_CERT));
     }
-    let list: List = Parser::new(&joined[..])
+    Ok(joined)
+}
+
+fn parse_cert_list(joined: &[u8]) -> Result<Vec<X509>> {
+    let list: List = Parser::new(joined)
         .with_version(Version::Rfc8941)
         .parse()
         .map_err(malformed_by(SIGNER_CERT, "not an RFC 8941 list"))?;
@@ -705,6 +714,163 @@ pub fn parse_signer_cert_header(headers: &HeaderMap, max_bytes: usize) -> Result
 }
 
 // ---------------------------------------------------------------------------
+// Signer cache
+// ---------------------------------------------------------------------------
+
+/// Signer certificates already validated, so that a busy receiver builds
+/// and checks a signer's chain once per [`recheck`](SignerCache::new)
+/// interval instead of on every message.
+///
+/// An entry is keyed by the exact `NDXP-Signer-Cert` value and the
+/// algorithm, and holds the validated path, the member, the fingerprint and
+/// a ready verifying key. On every use the path's **revocation** is still
+/// asked of the policy's checker (a revocation known to the checker takes
+/// effect on the next message); the chain itself (signatures, validity
+/// period, purpose) is validated again once the entry is older than
+/// `recheck` seconds or its leaf expires. The signature of each message is
+/// always verified.
+pub struct SignerCache {
+    entries: Mutex<HashMap<SignerKey, Arc<SignerEntry>>>,
+    max_entries: usize,
+    recheck_secs: i64,
+}
+
+impl fmt::Debug for SignerCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignerCache")
+            .field("max_entries", &self.max_entries)
+            .field("recheck_secs", &self.recheck_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The exact `NDXP-Signer-Cert` value and the algorithm.
+type SignerKey = (Vec<u8>, Algorithm);
+
+/// A validated signer.
+struct SignerEntry {
+    path: Vec<X509>,
+    fingerprint: String,
+    member: MemberId,
+    key: VerifyingKey,
+    leaf_der: Vec<u8>,
+    chain_der: Vec<Vec<u8>>,
+    until: i64,
+}
+
+impl SignerCache {
+    /// A cache of at most `max_entries` signers, each validated again after
+    /// `recheck_secs` seconds.
+    #[must_use]
+    pub fn new(max_entries: usize, recheck_secs: u64) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            max_entries,
+            recheck_secs: i64::try_from(recheck_secs).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// How many signers are held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether none is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, raw: &[u8], alg: Algorithm, now: i64) -> Option<Arc<SignerEntry>> {
+        let map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(&(raw.to_vec(), alg))
+            .filter(|e| now < e.until)
+            .cloned()
+    }
+
+    fn insert(&self, raw: Vec<u8>, alg: Algorithm, entry: Arc<SignerEntry>, now: i64) {
+        let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= self.max_entries {
+            map.retain(|_, e| now < e.until);
+            if map.len() >= self.max_entries {
+                map.clear();
+            }
+        }
+        map.insert((raw, alg), entry);
+    }
+}
+
+/// The validated signer of a message: from the cache, or parsed and
+/// validated now (and then cached).
+fn signer_entry(
+    headers: &HeaderMap,
+    alg: Algorithm,
+    policy: &ProfilePolicy,
+    now: DateTime<Utc>,
+) -> Result<Arc<SignerEntry>> {
+    let raw = raw_signer_cert_header(headers, policy.max_field_bytes)?;
+    let revocation: &dyn RevocationChecker = match &policy.revocation {
+        Some(r) => r.as_ref(),
+        None => &chain::NoRevocationCheck,
+    };
+    let now_s = now.timestamp();
+    if let Some(cache) = &policy.signer_cache {
+        if let Some(e) = cache.get(&raw, alg, now_s) {
+            chain::check_revocation(&e.path, now, revocation)
+                .map_err(ProfileError::UntrustedSigner)?;
+            return Ok(e);
+        }
+    }
+    let mut certs = parse_cert_list(&raw)?.into_iter();
+    let leaf = certs
+        .next()
+        .ok_or(ProfileError::MissingHeader(SIGNER_CERT))?;
+    let intermediates: Vec<X509> = certs.collect();
+    let fingerprint = cert::try_fingerprint_sha256(&leaf).map_err(ProfileError::BadCertificate)?;
+    let member = cert::member_of(&leaf).map_err(ProfileError::BadCertificate)?;
+    let verified = chain::verify_chain(
+        &leaf,
+        &intermediates,
+        &policy.anchors,
+        now,
+        Purpose::Sign,
+        revocation,
+    )
+    .map_err(ProfileError::UntrustedSigner)?;
+    let public = leaf.public_key().map_err(|e| {
+        ProfileError::BadCertificate(CertError::OpenSsl("reading the public key", e))
+    })?;
+    let key = VerifyingKey::with_algorithm(public, alg, fingerprint.clone())
+        .map_err(ProfileError::Signature)?;
+    let der = |c: &X509| {
+        c.to_der().map_err(|e| {
+            ProfileError::BadCertificate(CertError::OpenSsl("encoding a certificate", e))
+        })
+    };
+    let not_after = cert::asn1_to_utc(leaf.not_after())
+        .map(|t| t.timestamp())
+        .unwrap_or(now_s);
+    let entry = Arc::new(SignerEntry {
+        path: verified.certs().to_vec(),
+        leaf_der: der(&leaf)?,
+        chain_der: intermediates.iter().map(der).collect::<Result<_>>()?,
+        fingerprint,
+        member,
+        key,
+        until: not_after
+            .min(now_s.saturating_add(policy.signer_cache.as_ref().map_or(0, |c| c.recheck_secs))),
+    });
+    if let Some(cache) = &policy.signer_cache {
+        cache.insert(raw, alg, entry.clone(), now_s);
+    }
+    Ok(entry)
+}
+
+// ---------------------------------------------------------------------------
 // Verification
 // ---------------------------------------------------------------------------
 
@@ -727,6 +893,9 @@ pub struct ProfilePolicy {
     /// Upper bound on `NDXP-Signer-Cert`, `Signature-Input` and `Signature`
     /// sizes in bytes (default 32 KiB).
     pub max_field_bytes: usize,
+    /// If set, validated signer certificates are kept here (see
+    /// [`SignerCache`]).
+    pub signer_cache: Option<Arc<SignerCache>>,
 }
 
 impl fmt::Debug for ProfilePolicy {
@@ -738,6 +907,7 @@ impl fmt::Debug for ProfilePolicy {
             .field("allowed_algorithms", &self.allowed_algorithms)
             .field("replay", &self.replay.is_some())
             .field("max_field_bytes", &self.max_field_bytes)
+            .field("signer_cache", &self.signer_cache.is_some())
             .finish()
     }
 }
@@ -756,7 +926,15 @@ impl ProfilePolicy {
             allowed_algorithms: Algorithm::ALL.to_vec(),
             replay: None,
             max_field_bytes: 32 * 1024,
+            signer_cache: None,
         }
+    }
+
+    /// With a cache of validated signers.
+    #[must_use]
+    pub fn with_signer_cache(mut self, cache: Arc<SignerCache>) -> Self {
+        self.signer_cache = Some(cache);
+        self
     }
 
     /// With a revocation checker.
@@ -876,37 +1054,18 @@ fn verify_message(
         .ok_or(ProfileError::ProfileViolation("keyid is missing"))?
         .to_owned();
 
-    // The certificate: keyid binds it, then the chain must be trusted.
-    let mut certs = parse_signer_cert_header(headers, policy.max_field_bytes)?.into_iter();
-    let leaf = certs
-        .next()
-        .ok_or(ProfileError::MissingHeader(SIGNER_CERT))?;
-    let intermediates: Vec<X509> = certs.collect();
-    let fingerprint = cert::try_fingerprint_sha256(&leaf).map_err(ProfileError::BadCertificate)?;
-    if keyid != fingerprint {
-        return Err(ProfileError::KeyIdMismatch { keyid, fingerprint });
+    // The certificate (validated now or taken from the cache); keyid
+    // binds it.
+    let entry = signer_entry(headers, alg, policy, now)?;
+    if keyid != entry.fingerprint {
+        return Err(ProfileError::KeyIdMismatch {
+            keyid,
+            fingerprint: entry.fingerprint.clone(),
+        });
     }
-    let signer = cert::member_of(&leaf).map_err(ProfileError::BadCertificate)?;
-    let revocation: &dyn RevocationChecker = match &policy.revocation {
-        Some(r) => r.as_ref(),
-        None => &chain::NoRevocationCheck,
-    };
-    chain::verify_chain(
-        &leaf,
-        &intermediates,
-        &policy.anchors,
-        now,
-        Purpose::Sign,
-        revocation,
-    )
-    .map_err(ProfileError::UntrustedSigner)?;
-
-    // The RFC 9421 signature itself.
-    let public = leaf.public_key().map_err(|e| {
-        ProfileError::BadCertificate(CertError::OpenSsl("reading the public key", e))
-    })?;
-    let key = VerifyingKey::with_algorithm(public, alg, fingerprint.clone())
-        .map_err(ProfileError::Signature)?;
+    let fingerprint = entry.fingerprint.clone();
+    let signer = entry.member.clone();
+    let key = entry.key.clone();
     let mut vpolicy = VerifyPolicy::new(required_components);
     // The window was checked above; let httpsig apply the same bound.
     vpolicy.max_age = None;
@@ -929,11 +1088,6 @@ fn verify_message(
         "{LABEL}=:{}:",
         base64::engine::general_purpose::STANDARD.encode(&verified.signature)
     );
-    let der = |c: &X509| {
-        c.to_der().map_err(|e| {
-            ProfileError::BadCertificate(CertError::OpenSsl("encoding a certificate", e))
-        })
-    };
     let vm = VerifiedMessage {
         signer,
         ndxp_id,
@@ -943,8 +1097,8 @@ fn verify_message(
         signature_input,
         signature,
         content_digest,
-        signer_cert_der: der(&leaf)?,
-        chain_der: intermediates.iter().map(der).collect::<Result<_>>()?,
+        signer_cert_der: entry.leaf_der.clone(),
+        chain_der: entry.chain_der.clone(),
         base,
         base_sha256: verified.base_sha256,
         fingerprint,

@@ -16,6 +16,9 @@
 //! | missing, unknown or revoked bearer token | 401 | `ndxp.unauthorized` (with `WWW-Authenticate: Bearer`) |
 //! | authenticated, but not allowed to touch that object | 403 | `ndxp.access_denied` |
 //! | a registration request whose signature or certificates fail | 400 | `ndxp.signature_invalid` |
+//! | a signed monitoring upload whose signature, certificate or signer fails | 400 | `ndxp.signature_invalid` |
+//! | a signed monitoring upload that is stale, malformed or for another member's service | 400 / 403 | `ndxp.bad_request` / `ndxp.access_denied` |
+//! | a replayed `jti`, a different summary for a stored (node, side, period) | 409 | `ndxp.bad_request` |
 //! | database unreachable, a bug | 500 | `ndxp.internal` (the detail names a log reference, nothing else) |
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -79,6 +82,12 @@ pub enum ApiError {
     /// The global configuration could not be built or read.
     #[error("{0}")]
     Publish(#[source] Box<PublishError>),
+    /// A signed monitoring upload did not pass its checks.
+    #[error("{0}")]
+    Upload(#[source] Box<ndxp_audit::monitor::EnvelopeError>),
+    /// Monitoring or reconciliation data could not be produced.
+    #[error("{0}")]
+    Monitor(#[source] Box<crate::monitoring::MonitorError>),
     /// Something that should not happen (a bug).
     #[error("{0}")]
     Internal(String),
@@ -117,6 +126,20 @@ impl ApiError {
                 _ => internal(e.as_ref()),
             },
             ApiError::Publish(e) => internal(e.as_ref()),
+            ApiError::Upload(e) => {
+                use ndxp_audit::monitor::EnvelopeError as U;
+                match e.as_ref() {
+                    U::Signature(_) | U::Certificate(_) | U::WrongSigner { .. } => {
+                        (C::SignatureInvalid, 400, e.to_string())
+                    }
+                    U::Sign(_) => internal(e.as_ref()),
+                    _ => (C::BadRequest, 400, e.to_string()),
+                }
+            }
+            ApiError::Monitor(e) => match e.as_ref() {
+                crate::monitoring::MonitorError::BadPeriod(m) => (C::BadRequest, 400, m.clone()),
+                _ => internal(e.as_ref()),
+            },
             ApiError::Internal(_) => internal(self),
         };
         let problem = Problem::new(code, detail).with_status(status);
@@ -167,6 +190,21 @@ pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {
     resp.extensions_mut()
         .insert(ProblemCode(problem.code.clone()));
     resp
+}
+
+impl From<ndxp_audit::monitor::EnvelopeError> for ApiError {
+    fn from(e: ndxp_audit::monitor::EnvelopeError) -> Self {
+        ApiError::Upload(Box::new(e))
+    }
+}
+
+impl From<crate::monitoring::MonitorError> for ApiError {
+    fn from(e: crate::monitoring::MonitorError) -> Self {
+        match e {
+            crate::monitoring::MonitorError::Store(s) => ApiError::Store(Box::new(s)),
+            other => ApiError::Monitor(Box::new(other)),
+        }
+    }
 }
 
 impl From<StoreError> for ApiError {

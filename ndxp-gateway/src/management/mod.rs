@@ -40,6 +40,12 @@
 //! | GET, POST | `/api/v1/credentials` | operator |
 //! | POST | `/api/v1/credentials/{id}/revoke` | operator |
 //! | GET | `/api/v1/audit?after=&limit=` | operator |
+//! | POST | `/api/v1/monitoring/status` | a node, signed (`application/jose`) |
+//! | GET | `/api/v1/monitoring/status` | operator |
+//! | POST | `/api/v1/reconciliation/summaries` | a node or provider member, signed |
+//! | POST | `/api/v1/reconciliation/drilldowns/poll` | a node, signed |
+//! | POST | `/api/v1/reconciliation/drilldowns/{id}` | the node asked, signed |
+//! | GET | `/api/v1/reconciliation/report?period=&format=` | operator |
 //! | GET | `/globalconf` | public |
 //! | GET | `/openapi.json` | public |
 //!
@@ -67,7 +73,9 @@ pub mod handlers;
 pub mod schema;
 
 use error::ApiError;
-use handlers::{admin, groups, members, public, registrations, services, subscriptions};
+use handlers::{
+    admin, groups, members, monitoring, public, registrations, services, subscriptions,
+};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -82,6 +90,8 @@ pub struct AppState {
     pub(crate) max_body_bytes: usize,
     /// The served OpenAPI document, serialised once.
     pub(crate) openapi_json: Arc<String>,
+    /// `[monitoring]` and the gateway's log.
+    pub(crate) monitoring: Arc<crate::monitoring::MonitoringState>,
 }
 
 impl AppState {
@@ -109,7 +119,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .description(Some(
             "Members, subsystems, nodes, registration requests, services, groups, access \
              rights, subscriptions, credentials and the audit trail of an NDXP registry; \
-             the signed global configuration. Errors are application/problem+json.",
+             the signed global configuration; connection status and reconciliation. \
+             Errors are application/problem+json.",
         ))
         .build();
     let mut components = utoipa::openapi::Components::new();
@@ -158,6 +169,11 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::list_credentials, admin::create_credential))
         .routes(routes!(admin::revoke_credential))
         .routes(routes!(admin::list_audit))
+        .routes(routes!(monitoring::post_status, monitoring::list_status))
+        .routes(routes!(monitoring::post_summary))
+        .routes(routes!(monitoring::poll_drilldowns))
+        .routes(routes!(monitoring::answer_drilldown))
+        .routes(routes!(monitoring::get_report))
         .routes(routes!(public::get_globalconf))
         .routes(routes!(public::get_openapi))
 }
@@ -191,6 +207,7 @@ pub fn router(
     instance: InstanceId,
     max_body_bytes: usize,
     metrics: Arc<Metrics>,
+    monitoring: crate::monitoring::MonitoringState,
 ) -> Router {
     let (routes, doc) = api().split_for_parts();
     let openapi_json = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_string());
@@ -200,6 +217,7 @@ pub fn router(
         instance,
         max_body_bytes,
         openapi_json: Arc::new(openapi_json),
+        monitoring: Arc::new(monitoring),
     };
     routes
         .fallback(no_route)

@@ -53,6 +53,12 @@ pub struct MemberKeys {
 
 impl Env {
     pub async fn start(backend: Backend) -> Env {
+        Self::start_with(backend, "").await
+    }
+
+    /// [`Env::start`] with `extra` appended to the configuration file
+    /// (e.g. a `[monitoring]` table).
+    pub async fn start_with(backend: Backend, extra: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let pki = init_pki(&dir.path().join("pki"), "http://127.0.0.1:1/ocsp");
         // The management signing key and certificate.
@@ -97,6 +103,7 @@ ocsp_urls = ["http://127.0.0.1:1/ocsp"]
 name = "NDXP TSA"
 url = "http://127.0.0.1:1/tsa"
 cert = "tsa.pem"
+{extra}
 "#
         );
         let mut config = GatewayConfig::from_toml(&toml, dir.path()).unwrap();

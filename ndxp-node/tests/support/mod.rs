@@ -4,6 +4,8 @@
 //! 127.0.0.1:0.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod net;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -36,8 +36,10 @@ use crate::model::{
     ServiceUpdate, StoredConf, Subscription, SubscriptionState, Subsystem,
 };
 
+pub mod monitoring;
 mod sql;
 
+pub use monitoring::MonitoringStore;
 pub use sql::{SqlStore, StoreOptions};
 
 /// Why a store operation failed.
@@ -122,8 +124,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything the management role reads and writes. Every write takes the
 /// [`Actor`] that performs it and is atomic and audited (see the module docs).
+/// The monitoring records of the supertrait [`MonitoringStore`] are the
+/// exception: operational, neither audited nor versioned.
 #[async_trait]
-pub trait RegistryStore: Send + Sync {
+pub trait RegistryStore: MonitoringStore + Send + Sync {
     // ---- members ----
     /// Adds a member. `AlreadyExists` if the id is taken.
     async fn add_member(&self, id: &MemberId, name: &str, actor: &Actor) -> Result<Member>;

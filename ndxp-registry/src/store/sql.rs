@@ -28,11 +28,25 @@ use crate::model::{
 
 /// The versioned schema migrations, oldest first. Never edit one that has
 /// shipped: add a new file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "registry",
-    include_str!("../../migrations/0001_registry.sql"),
-)];
+///
+/// Versions need not be consecutive: sqlx applies every listed version not
+/// yet recorded, in list order, so a gap (3 without 2) is accepted and a
+/// version added later into the gap is applied when it arrives. A migration
+/// must therefore depend only on versions below it that are always present.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "registry",
+        include_str!("../../migrations/0001_registry.sql"),
+    ),
+    (
+        3,
+        "monitoring",
+        include_str!("../../migrations/0003_monitoring.sql"),
+    ),
+];
+
+mod monitoring;
 
 /// Connection settings of a [`SqlStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod groups;
 pub mod members;
+pub mod monitoring;
 pub mod public;
 pub mod registrations;
 pub mod services;

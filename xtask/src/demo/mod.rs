@@ -25,6 +25,8 @@ use serde_json::json;
 
 use crate::util::{cargo, root, run_step};
 
+mod exchange;
+
 /// The demo's fixed identities (DESIGN §12).
 const PROVIDER: (&str, &str) = ("VN/GOV/000.00.00.H29", "node-h29");
 const CONSUMER: (&str, &str) = ("VN/GOV/000.00.00.G22", "node-g22");
@@ -40,10 +42,20 @@ const MANAGEMENT_ADMIN_URL: &str = "http://127.0.0.1:8101";
 /// configuration.
 const OPERATOR_MEMBER: &str = "VN/GOV/000.00.00.A01";
 
-struct Options {
-    dir: PathBuf,
-    once: bool,
-    pki_port: u16,
+/// How the platform is started.
+pub(crate) struct Options {
+    /// The demo directory (wiped first).
+    pub(crate) dir: PathBuf,
+    /// Stop after the flows.
+    pub(crate) once: bool,
+    /// Port of the PKI service.
+    pub(crate) pki_port: u16,
+    /// Where the binaries are (`target/debug` for the demo, `target/release`
+    /// for the load benchmarks); `None` builds and uses `target/debug`.
+    pub(crate) bin: Option<PathBuf>,
+    /// For load benchmarks: no status reports or reconciliation rounds
+    /// competing for the CPU, and no monitoring steps.
+    pub(crate) quiet_nodes: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -51,6 +63,8 @@ fn parse(args: &[String]) -> Result<Options> {
         dir: root().join("target/ndxp-demo"),
         once: false,
         pki_port: PKI_PORT,
+        bin: None,
+        quiet_nodes: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -71,7 +85,7 @@ fn parse(args: &[String]) -> Result<Options> {
 }
 
 /// Kills the child processes when the demo ends, however it ends.
-struct Services(Vec<(String, Child)>);
+pub(crate) struct Services(pub(crate) Vec<(String, Child)>);
 
 impl Drop for Services {
     fn drop(&mut self) {
@@ -83,13 +97,13 @@ impl Drop for Services {
     }
 }
 
-struct Report {
+pub(crate) struct Report {
     passed: usize,
     failed: Vec<String>,
 }
 
 impl Report {
-    fn step(&mut self, name: &str, f: impl FnOnce() -> Result<String>) {
+    pub(crate) fn step(&mut self, name: &str, f: impl FnOnce() -> Result<String>) {
         match f() {
             Ok(what) => {
                 self.passed += 1;
@@ -105,12 +119,50 @@ impl Report {
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let o = parse(args)?;
-    println!("==> building the binaries");
-    run_step(
-        "build",
-        cargo().args(["build", "--workspace", "--bins", "--locked"]),
-    )?;
-    let bin = root().join("target/debug");
+    let once = o.once;
+    let mut running = start(o)?;
+    if once {
+        return Ok(());
+    }
+    println!("==> services running; press Ctrl-C to stop");
+    for (_, child) in &mut running.services.0 {
+        let _ = child.wait();
+    }
+    Ok(())
+}
+
+/// The platform the demo started; dropping it stops every process.
+pub(crate) struct Running {
+    /// The processes.
+    pub(crate) services: Services,
+    /// The contents of `demo.json`.
+    pub(crate) demo: serde_json::Value,
+}
+
+impl Running {
+    /// The process id of the service named `name` (e.g. `node-g22`).
+    pub(crate) fn pid(&self, name: &str) -> Option<u32> {
+        self.services
+            .0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.id())
+    }
+}
+
+/// Creates the platform and runs every flow; fails if a flow failed.
+pub(crate) fn start(o: Options) -> Result<Running> {
+    let bin = match &o.bin {
+        Some(b) => b.clone(),
+        None => {
+            println!("==> building the binaries");
+            run_step(
+                "build",
+                cargo().args(["build", "--workspace", "--bins", "--locked"]),
+            )?;
+            root().join("target/debug")
+        }
+    };
 
     if o.dir.exists() {
         std::fs::remove_dir_all(&o.dir)
@@ -354,11 +406,16 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         &ocsp_url,
         &tsa_url,
         &mut services,
+        o.quiet_nodes,
     )?;
-    for node in &mut nodes {
+    for (i, node) in nodes.iter_mut().enumerate() {
         let name = node["name"].as_str().unwrap_or_default().to_string();
         node["config"] = json!(dir.join("nodes").join(&name).join("node.toml"));
+        node["client_url"] = json!(format!("http://127.0.0.1:{}", exchange::client_port(i)));
+        node["peer_url"] = json!(format!("https://127.0.0.1:{}", exchange::peer_port(i)));
+        node["admin_url"] = json!(format!("http://127.0.0.1:{}", exchange::admin_port(i)));
     }
+    exchange::flow(&mut report, &bin, &dir, &mut services, !o.quiet_nodes)?;
 
     let demo = json!({
         "dir": dir,
@@ -373,6 +430,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "ocsp_url": ocsp_url,
         "client": CLIENT,
         "services": [SERVICE],
+        "backends": { SERVICE: exchange::BACKEND_URL },
         "sample_path": SAMPLE_PATH,
         "nodes": nodes,
     });
@@ -391,14 +449,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if !report.failed.is_empty() {
         bail!("the demo failed");
     }
-    if o.once {
-        return Ok(());
-    }
-    println!("==> services running (OCSP {ocsp_url}, TSA {tsa_url}); press Ctrl-C to stop");
-    for (_, child) in &mut services.0 {
-        let _ = child.wait();
-    }
-    Ok(())
+    Ok(Running { services, demo })
 }
 
 /// What the management flow hands on to `demo.json`.
@@ -412,6 +463,7 @@ struct Management {
 /// anchor, each node's `register`, the operator's `requests approve`, and
 /// each node's `conf fetch` / `conf status` seeing itself in the verified
 /// global configuration.
+#[allow(clippy::too_many_arguments)]
 fn management_flow(
     report: &mut Report,
     bin: &Path,
@@ -420,6 +472,7 @@ fn management_flow(
     ocsp_url: &str,
     tsa_url: &str,
     services: &mut Services,
+    quiet_nodes: bool,
 ) -> Result<Management> {
     let cfg = dir.join("gateway.toml");
     let mut token = String::new();
@@ -472,6 +525,13 @@ ocsp_urls = ["{ocsp_url}"]
 name = "NDXP TSA"
 url = "{tsa_url}"
 cert = "pki/tsa.pem"
+
+# Minute periods so the demo can reconcile its own traffic at once;
+# production uses "day" or "hour".
+[monitoring]
+status_interval_secs = 2
+period = "minute"
+grace_secs = 2
 "#
             ),
         )?;
@@ -531,6 +591,21 @@ cert = "pki/tsa.pem"
                 &["subsystems", "add", "--config", p(&cfg), "--id", &sub],
             )?;
         }
+        let http = reqwest::blocking::Client::new();
+        let resp = http
+            .post(format!("{MANAGEMENT_URL}/api/v1/services"))
+            .bearer_auth(&token)
+            .json(&json!({
+                "id": SERVICE,
+                "description": "Citizen record lookup (national population database, demo)",
+            }))
+            .send()?;
+        ensure!(
+            resp.status().is_success(),
+            "adding {SERVICE} to the catalogue: HTTP {}: {}",
+            resp.status(),
+            resp.text().unwrap_or_default()
+        );
         exec(
             bin,
             "ndxp-gateway",
@@ -543,7 +618,9 @@ cert = "pki/tsa.pem"
                 p(&dir.join("anchor.json")),
             ],
         )?;
-        Ok("2 members, 2 subsystems, anchor.json written".into())
+        Ok(format!(
+            "2 members, 2 subsystems, {SERVICE} in the catalogue, anchor.json written"
+        ))
     });
     for (i, (member, node)) in [PROVIDER, CONSUMER].into_iter().enumerate() {
         let ndir = dir.join("nodes").join(node);
@@ -565,8 +642,26 @@ url = "{MANAGEMENT_URL}"
 anchor = "../../anchor.json"
 dir = "conf"
 refresh_secs = 60
+
+[client]
+listen = "127.0.0.1:{client}"
+
+[peer]
+listen = "127.0.0.1:{peer}"
+
+[admin]
+listen = "127.0.0.1:{admin}"
+
+[report]
+enabled = {report}
+interval_secs = 2
+period = "minute"
+grace_secs = 3
 "#,
-                    peer = 8202 + 10 * i
+                    report = !quiet_nodes,
+                    client = exchange::client_port(i),
+                    peer = exchange::peer_port(i),
+                    admin = exchange::admin_port(i),
                 ),
             )?;
             let out = exec_out(
@@ -643,17 +738,17 @@ refresh_secs = 60
     })
 }
 
-fn p(path: &Path) -> &str {
+pub(crate) fn p(path: &Path) -> &str {
     path.to_str().unwrap_or_default()
 }
 
 /// Runs one of our binaries and fails with its stderr if it fails.
-fn exec(bin: &Path, name: &str, args: &[&str]) -> Result<()> {
+pub(crate) fn exec(bin: &Path, name: &str, args: &[&str]) -> Result<()> {
     exec_out(bin, name, args).map(|_| ())
 }
 
 /// Runs one of our binaries and returns its standard output.
-fn exec_out(bin: &Path, name: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn exec_out(bin: &Path, name: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(bin.join(name))
         .args(args)
         .output()
@@ -706,7 +801,7 @@ fn post_der(
     Ok(resp.bytes()?.to_vec())
 }
 
-fn wait_ready(url: &str, limit: Duration) -> Result<()> {
+pub(crate) fn wait_ready(url: &str, limit: Duration) -> Result<()> {
     let start = Instant::now();
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(1))

@@ -1,0 +1,344 @@
+//! The admin port: `/healthz`, `/readyz`, `/metrics` (open, loopback),
+//! and the local admin API under `/api/v1` (bearer token from
+//! `[admin] token_file`):
+//!
+//! | method | path | does |
+//! |---|---|---|
+//! | GET | `/api/v1/local` | the local configuration |
+//! | PUT / DELETE | `/api/v1/local/subsystems/{subsystem id}` | add / remove a subsystem |
+//! | PUT / DELETE | `/api/v1/local/services/{service id}` | add or change (body: `{"backend", "timeout_secs", "openapi", "keep_bodies"}`) / remove a provided service |
+//! | POST / DELETE | `/api/v1/local/access` | grant / revoke (body: `{"service", "client"}`; client a subsystem id or `group:CODE`) |
+//! | GET | `/api/v1/status` | global configuration status, this node's entry, counts |
+//!
+//! Changes are written to the local configuration file and take effect
+//! on the next request.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use chrono::Utc;
+use ndxp_core::problem::PROBLEM_CONTENT_TYPE;
+use ndxp_core::{ErrorCode, Problem, ServiceId, SubsystemId};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::NodeState;
+use crate::local::{parse_grantee, LocalError, ServiceEntry};
+
+/// A fresh admin token: `ndxpn_` and 32 random bytes in base64url.
+pub(crate) fn generate_token() -> Result<String, ndxp_sign::openssl::error::ErrorStack> {
+    let mut b = [0u8; 32];
+    ndxp_sign::openssl::rand::rand_bytes(&mut b)?;
+    Ok(format!(
+        "ndxpn_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    ))
+}
+
+type St = State<Arc<NodeState>>;
+
+fn problem(code: ErrorCode, detail: impl Into<String>) -> Response {
+    let p = Problem::new(code, detail);
+    (
+        StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [(header::CONTENT_TYPE, PROBLEM_CONTENT_TYPE)],
+        serde_json::to_string(&p).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn local_error(e: LocalError) -> Response {
+    match e {
+        LocalError::NotFound(d) => problem(ErrorCode::ServiceUnknown, d),
+        LocalError::Refused(d) => problem(ErrorCode::BadRequest, d),
+        other => {
+            tracing::error!(error = %other, "local configuration write failed");
+            problem(
+                ErrorCode::Internal,
+                "the local configuration could not be written",
+            )
+        }
+    }
+}
+
+fn authorized(state: &NodeState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let ok = presented.is_some_and(|t| {
+        let h = ndxp_sign::openssl::sha::sha256(t.as_bytes());
+        ndxp_sign::openssl::memcmp::eq(&h, &state.admin_token_sha256)
+    });
+    if ok {
+        Ok(())
+    } else {
+        let mut r = problem(
+            ErrorCode::Unauthorized,
+            "send the token of [admin] token_file as Authorization: Bearer <token>",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        Err(Box::new(r))
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): St) -> Response {
+    let now = Utc::now();
+    let mut reasons = Vec::new();
+    if let Err(p) = state.trust(now) {
+        reasons.push(p.detail.unwrap_or_default());
+    }
+    if let Err(e) = state.log.head(state.log.writer()).await {
+        reasons.push(format!("the message log is not reachable: {e}"));
+        state.ready_log.store(false, Ordering::Relaxed);
+    } else {
+        state.ready_log.store(true, Ordering::Relaxed);
+    }
+    if reasons.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "ready": false, "reasons": reasons })),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): St) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn get_local(State(state): St, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    Json(state.local.get().as_ref().clone()).into_response()
+}
+
+async fn status(State(state): St, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    let now = Utc::now();
+    let conf = state.conf.status(now);
+    let this = state
+        .conf
+        .current()
+        .map(|d| crate::conf::this_node(&state.config, &d));
+    Json(serde_json::json!({
+        "member": state.config.node.member.to_string(),
+        "node": state.config.node.name.to_string(),
+        "conf": conf,
+        "this_node": this,
+        "ocsp_watched": state.ocsp.watched(),
+        "log_writer": state.log.writer(),
+    }))
+    .into_response()
+}
+
+fn parse<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, Box<Response>>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e| Box::new(problem(ErrorCode::BadRequest, format!("{what} {s:?}: {e}"))))
+}
+
+async fn put_subsystem(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    let id: SubsystemId = match parse(&id, "subsystem") {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    match state.local.edit(|c, m| c.add_subsystem(m, id)) {
+        Ok(c) => Json(c.as_ref().clone()).into_response(),
+        Err(e) => local_error(e),
+    }
+}
+
+async fn delete_subsystem(
+    State(state): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    let id: SubsystemId = match parse(&id, "subsystem") {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    match state.local.edit(|c, _| c.remove_subsystem(&id)) {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => local_error(e),
+    }
+}
+
+/// Body of `PUT /api/v1/local/services/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceBody {
+    backend: String,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+    #[serde(default)]
+    openapi: Option<serde_json::Value>,
+    #[serde(default)]
+    keep_bodies: Option<bool>,
+}
+
+async fn put_service(
+    State(state): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    let id: ServiceId = match parse(&id, "service") {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    let b: ServiceBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return problem(ErrorCode::BadRequest, format!("the body: {e}")),
+    };
+    let mut entry = ServiceEntry::new(id, b.backend);
+    if let Some(t) = b.timeout_secs {
+        entry.timeout_secs = t;
+    }
+    entry.openapi = b.openapi;
+    entry.keep_bodies = b.keep_bodies;
+    match state.local.edit(|c, m| c.put_service(m, entry)) {
+        Ok(c) => Json(c.as_ref().clone()).into_response(),
+        Err(e) => local_error(e),
+    }
+}
+
+async fn delete_service(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    let id: ServiceId = match parse(&id, "service") {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    match state.local.edit(|c, _| c.remove_service(&id)) {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => local_error(e),
+    }
+}
+
+/// Body of `POST` / `DELETE /api/v1/local/access`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessBody {
+    service: String,
+    client: String,
+}
+
+fn access_args(
+    body: &[u8],
+) -> Result<(ServiceId, ndxp_registry::globalconf::ConfGrantee), Box<Response>> {
+    let b: AccessBody = serde_json::from_slice(body)
+        .map_err(|e| Box::new(problem(ErrorCode::BadRequest, format!("the body: {e}"))))?;
+    let service = parse(&b.service, "service")?;
+    let client =
+        parse_grantee(&b.client).map_err(|e| Box::new(problem(ErrorCode::BadRequest, e)))?;
+    Ok((service, client))
+}
+
+async fn grant(State(state): St, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    let (service, client) = match access_args(&body) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    match state.local.edit(|c, _| c.grant(service, client)) {
+        Ok(c) => Json(c.as_ref().clone()).into_response(),
+        Err(e) => local_error(e),
+    }
+}
+
+async fn revoke(State(state): St, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    let (service, client) = match access_args(&body) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    match state.local.edit(|c, _| c.revoke(&service, &client)) {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => local_error(e),
+    }
+}
+
+/// The admin router.
+pub(crate) fn router(state: Arc<NodeState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/local", get(get_local))
+        .route(
+            "/api/v1/local/subsystems/{*id}",
+            put(put_subsystem).delete(delete_subsystem),
+        )
+        .route(
+            "/api/v1/local/services/{*id}",
+            put(put_service).delete(delete_service),
+        )
+        .route("/api/v1/local/access", post(grant).delete(revoke))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::local::MAX_LOCAL_LEN as usize,
+        ))
+        .with_state(state)
+}
+
+/// Serves the admin port until `stop`.
+pub(crate) async fn serve(
+    state: Arc<NodeState>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) {
+    let app = router(state);
+    let shutdown = async move {
+        let _ = stop.changed().await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "admin port failed");
+    }
+}

@@ -1,0 +1,150 @@
+//! Prometheus metrics of a node, served at `/metrics` on the admin port.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `ndxp_node_exchanges_total` | counter | `role` (consumer, provider), `status` (HTTP status), `code` (problem code or empty) |
+//! | `ndxp_node_exchange_duration_seconds` | histogram | `role` |
+//! | `ndxp_node_peer_refused_total` | counter | |
+//! | `ndxp_node_conf_version` | gauge | |
+//! | `ndxp_node_conf_age_seconds` | gauge | |
+//! | `ndxp_node_conf_expires_in_seconds` | gauge | |
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExchangeLabels {
+    role: &'static str,
+    status: u16,
+    code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabels {
+    role: &'static str,
+}
+
+type HistogramFamily = Family<RoleLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms .. ~8 s
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// The metrics of one node process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    exchanges: Family<ExchangeLabels, Counter>,
+    latency: HistogramFamily,
+    peer_refused: Counter,
+    conf_version: Gauge,
+    conf_age: Gauge<f64, AtomicU64>,
+    conf_expires_in: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let exchanges = Family::<ExchangeLabels, Counter>::default();
+        registry.register(
+            "ndxp_node_exchanges",
+            "Exchanges answered, by role, HTTP status and problem code",
+            exchanges.clone(),
+        );
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "ndxp_node_exchange_duration_seconds",
+            "Time from request received to answer ready, by role",
+            latency.clone(),
+        );
+        let peer_refused = Counter::default();
+        registry.register(
+            "ndxp_node_peer_refused",
+            "Peer connections refused (TLS handshake or revocation)",
+            peer_refused.clone(),
+        );
+        let conf_version = Gauge::default();
+        registry.register(
+            "ndxp_node_conf_version",
+            "Version of the global configuration in use",
+            conf_version.clone(),
+        );
+        let conf_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "ndxp_node_conf_age_seconds",
+            "Seconds since the global configuration in use was fetched",
+            conf_age.clone(),
+        );
+        let conf_expires_in = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "ndxp_node_conf_expires_in_seconds",
+            "Seconds until the global configuration in use expires",
+            conf_expires_in.clone(),
+        );
+        Self {
+            registry,
+            exchanges,
+            latency,
+            peer_refused,
+            conf_version,
+            conf_age,
+            conf_expires_in,
+        }
+    }
+
+    /// Counts one answer.
+    pub(crate) fn observe(&self, role: &'static str, status: u16, code: &str, took: Duration) {
+        self.exchanges
+            .get_or_create(&ExchangeLabels {
+                role,
+                status,
+                code: code.to_owned(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RoleLabels { role })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a refused peer connection.
+    pub(crate) fn peer_refused(&self) {
+        self.peer_refused.inc();
+    }
+
+    /// Records the configuration version in use.
+    pub(crate) fn set_conf_version(&self, v: u64) {
+        self.conf_version.set(i64::try_from(v).unwrap_or(i64::MAX));
+    }
+
+    /// Records the configuration's age and remaining validity.
+    pub(crate) fn observe_conf(&self, status: &ndxp_registry::globalconf::ConfStatus) {
+        if let Some(a) = status.age_secs {
+            self.conf_age.set(a as f64);
+        }
+        if let Some(e) = status.expires_in_secs {
+            self.conf_expires_in.set(e as f64);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

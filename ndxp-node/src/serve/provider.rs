@@ -1,0 +1,483 @@
+//! The provider role: a signed request from a peer node on the peer port,
+//! verified, checked against the access rights, sent to the backend; the
+//! backend's answer signed (covering the request's signature), logged and
+//! returned.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::header::{HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use ndxp_audit::log::{Bodies, Exchange, Role};
+use ndxp_core::{ErrorCode, Problem, ServiceId, SubsystemId, TransactionId};
+use ndxp_registry::globalconf::ConfGrantee;
+use ndxp_sign::profile::{self, VerifiedMessage};
+use ndxp_sign::tls::PeerIdentity;
+
+use super::consumer::{parse_target, Target};
+use super::record::{own_meta, verified_meta};
+use super::wire::{
+    self, copy_headers, problem, read_body, Body, BodyError, REQUEST_HEADERS, RESPONSE_HEADERS,
+};
+use super::{NodeState, Trust};
+use crate::local::{LocalConfig, ServiceEntry};
+
+/// Handles one request on the peer port.
+pub(crate) async fn handle(
+    state: Arc<NodeState>,
+    peer: Arc<PeerIdentity>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let received_at = Utc::now();
+    let (mut head, body) = req.into_parts();
+    // The signed @target-uri is this node's registered address plus the
+    // path, whatever Host or :authority the connection carried.
+    let pq = head
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    let address = state.config.node.address.trim_end_matches('/');
+    if let Ok(u) = format!("{address}{pq}").parse() {
+        head.uri = u;
+    }
+    let tx = wire::header_text(&head.headers, profile::NDXP_ID).and_then(|t| t.parse().ok());
+    let (resp, code) = match provide(&state, &peer, &head, body, received_at, tx).await {
+        Ok(r) => (r, String::new()),
+        Err(p) => {
+            let code = p.code.clone();
+            (signed_problem(&state, &head, p, tx), code)
+        }
+    };
+    state
+        .metrics
+        .observe("provider", resp.status().as_u16(), &code, started.elapsed());
+    resp
+}
+
+/// A problem answer, signed when the request carries a signature to bind
+/// it to; unsigned otherwise (the consumer's node then withholds it).
+fn signed_problem(
+    state: &NodeState,
+    head: &http::request::Parts,
+    p: Problem,
+    tx: Option<TransactionId>,
+) -> Response<Body> {
+    let p = match tx {
+        Some(t) if p.transaction_id.is_none() => p.with_transaction(t),
+        _ => p,
+    };
+    if tx.is_none() || !head.headers.contains_key("signature") {
+        return wire::problem_response(&p);
+    }
+    let (mut parts, bytes) = wire::problem_parts(&p);
+    let digest = ndxp_sign::digest::content_digest(&bytes);
+    // An answer that cannot be signed goes out unsigned; the consumer's
+    // node withholds it and reports signature_invalid.
+    let _ = profile::sign_response(&mut parts, head, &digest, &state.signer, Utc::now());
+    Response::from_parts(parts, Full::new(bytes))
+}
+
+fn err(code: ErrorCode, detail: impl Into<String>, tx: Option<TransactionId>) -> Problem {
+    problem(code, detail, tx)
+}
+
+async fn provide(
+    state: &Arc<NodeState>,
+    peer: &PeerIdentity,
+    head: &http::request::Parts,
+    body: Incoming,
+    received_at: DateTime<Utc>,
+    tx: Option<TransactionId>,
+) -> Result<Response<Body>, Problem> {
+    let tx = tx.ok_or_else(|| {
+        err(
+            ErrorCode::BadRequest,
+            "NDXP-Id is missing or not a UUID v7 transaction id",
+            None,
+        )
+    })?;
+    let now = Utc::now();
+    let trust = state.trust(now).map_err(|p| p.with_transaction(tx))?;
+    let limit = state.config.exchange.max_body_bytes;
+    let body = match read_body(body, &head.headers, limit).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            return Err(err(
+                ErrorCode::PayloadTooLarge,
+                format!("the request body is larger than {limit} bytes"),
+                Some(tx),
+            ))
+        }
+        Err(BodyError::Broken(e)) => {
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("the request body could not be read: {e}"),
+                Some(tx),
+            ))
+        }
+    };
+    let vm = verify_request(state, &trust, head, &body, tx).await?;
+    if vm.signer != peer.member {
+        return Err(err(
+            ErrorCode::SignatureInvalid,
+            format!(
+                "the request is signed by {} but comes from a node of {}",
+                vm.signer, peer.member
+            ),
+            Some(tx),
+        ));
+    }
+    let client = vm
+        .client
+        .clone()
+        .ok_or_else(|| err(ErrorCode::BadRequest, "NDXP-Client is missing", Some(tx)))?;
+    let local = state.local.get();
+    match parse_target(head.uri.path()).map_err(|d| err(ErrorCode::BadRequest, d, Some(tx)))? {
+        Target::Meta(sub, name) => {
+            let answer = metadata(&local, &trust, &sub, name, &client, head, tx)?;
+            Ok(sign_answer(state, head, &answer, tx))
+        }
+        Target::Service(service) => {
+            let Some(entry) = local.service(&service).cloned() else {
+                return Err(err(
+                    ErrorCode::ServiceUnknown,
+                    format!("this node does not provide {service}"),
+                    Some(tx),
+                ));
+            };
+            if !allowed(&local, &trust, &client, &service) {
+                return Err(err(
+                    ErrorCode::AccessDenied,
+                    format!("{client} has no right to call {service}"),
+                    Some(tx),
+                ));
+            }
+            let exchange = Pending {
+                tx,
+                client,
+                service,
+                vm,
+                request_body: body.clone(),
+                received_at,
+            };
+            call_backend(state, head, &entry, body, exchange).await
+        }
+    }
+}
+
+async fn verify_request(
+    state: &NodeState,
+    trust: &Trust,
+    head: &http::request::Parts,
+    body: &[u8],
+    tx: TransactionId,
+) -> Result<VerifiedMessage, Problem> {
+    state
+        .verify_signed(&head.headers, trust.profile.max_field_bytes, || {
+            profile::verify_request_with_body(head, body, &trust.profile, Utc::now())
+        })
+        .await
+        .map_err(|e| {
+            err(
+                e.code(),
+                format!("the request does not verify: {e}"),
+                Some(tx),
+            )
+        })
+}
+
+/// Whether `client` may call `service`: a right granted in this node's
+/// local configuration, or one published in the global configuration.
+fn allowed(local: &LocalConfig, trust: &Trust, client: &SubsystemId, service: &ServiceId) -> bool {
+    local.grantees(service).any(|g| match g {
+        ConfGrantee::Subsystem(s) => s == client,
+        ConfGrantee::Group(code) => trust.doc.in_group(code, client),
+    }) || trust.doc.allows(client, service)
+}
+
+fn metadata(
+    local: &LocalConfig,
+    trust: &Trust,
+    provider: &SubsystemId,
+    name: &str,
+    client: &SubsystemId,
+    head: &http::request::Parts,
+    tx: TransactionId,
+) -> Result<serde_json::Value, Problem> {
+    if !local.has_subsystem(provider) {
+        return Err(err(
+            ErrorCode::ServiceUnknown,
+            format!("{provider} is not a subsystem of this node"),
+            Some(tx),
+        ));
+    }
+    let describe = |s: &ServiceEntry| {
+        let catalogue = trust.doc.service(&s.service);
+        serde_json::json!({
+            "service": s.service.to_string(),
+            "description": catalogue.map(|c| c.description.clone()),
+            "openapi": s.openapi.is_some(),
+            "deprecated_at": catalogue.and_then(|c| c.deprecated_at),
+            "sunset_at": catalogue.and_then(|c| c.sunset_at),
+        })
+    };
+    match name {
+        "listMethods" => Ok(serde_json::json!({
+            "provider": provider.to_string(),
+            "services": local.services_of(provider).map(describe).collect::<Vec<_>>(),
+        })),
+        "allowedMethods" => Ok(serde_json::json!({
+            "provider": provider.to_string(),
+            "client": client.to_string(),
+            "services": local
+                .services_of(provider)
+                .filter(|s| allowed(local, trust, client, &s.service))
+                .map(describe)
+                .collect::<Vec<_>>(),
+        })),
+        _ => {
+            let wanted = head
+                .uri
+                .query()
+                .and_then(|q| {
+                    q.split('&')
+                        .find_map(|kv| kv.strip_prefix("service="))
+                        .map(str::to_owned)
+                })
+                .ok_or_else(|| {
+                    err(
+                        ErrorCode::BadRequest,
+                        "openapi needs ?service={code}/{version}, e.g. ?service=citizen/v1",
+                        Some(tx),
+                    )
+                })?;
+            let id: ServiceId = format!("{provider}/{wanted}").parse().map_err(|e| {
+                err(
+                    ErrorCode::BadRequest,
+                    format!("service={wanted}: {e}"),
+                    Some(tx),
+                )
+            })?;
+            let doc = local
+                .service(&id)
+                .and_then(|s| s.openapi.clone())
+                .ok_or_else(|| {
+                    err(
+                        ErrorCode::ServiceUnknown,
+                        format!("{id} has no OpenAPI document on this node"),
+                        Some(tx),
+                    )
+                })?;
+            Ok(doc)
+        }
+    }
+}
+
+/// Signs a JSON answer this node made itself.
+fn sign_answer(
+    state: &NodeState,
+    head: &http::request::Parts,
+    answer: &serde_json::Value,
+    tx: TransactionId,
+) -> Response<Body> {
+    let (mut parts, bytes) = wire::json_parts(StatusCode::OK, answer);
+    let digest = ndxp_sign::digest::content_digest(&bytes);
+    match profile::sign_response(&mut parts, head, &digest, &state.signer, Utc::now()) {
+        Ok(_) => Response::from_parts(parts, Full::new(bytes)),
+        Err(e) => wire::problem_response(&err(
+            ErrorCode::Internal,
+            format!("the answer cannot be signed: {}", e.problem_code()),
+            Some(tx),
+        )),
+    }
+}
+
+/// A verified request on its way to the backend.
+struct Pending {
+    tx: TransactionId,
+    client: SubsystemId,
+    service: ServiceId,
+    vm: VerifiedMessage,
+    request_body: Bytes,
+    received_at: DateTime<Utc>,
+}
+
+async fn call_backend(
+    state: &NodeState,
+    head: &http::request::Parts,
+    entry: &ServiceEntry,
+    body: Bytes,
+    pending: Pending,
+) -> Result<Response<Body>, Problem> {
+    let tx = pending.tx;
+    let rest = head
+        .uri
+        .path()
+        .strip_prefix("/r1/")
+        .and_then(|p| ServiceId::split_path(p).ok())
+        .map(|(_, r)| r.to_owned())
+        .unwrap_or_default();
+    let mut url = format!("{}{}", entry.backend.trim_end_matches('/'), rest);
+    if let Some(q) = head.uri.query() {
+        url.push('?');
+        url.push_str(q);
+    }
+    let mut headers = http::HeaderMap::new();
+    copy_headers(&head.headers, &mut headers, REQUEST_HEADERS);
+    for name in [
+        profile::NDXP_CLIENT,
+        profile::NDXP_ID,
+        profile::NDXP_USER_ID,
+        profile::NDXP_REQUEST_ID,
+    ] {
+        if let Some(v) = head.headers.get(name) {
+            headers.insert(HeaderName::from_static(name), v.clone());
+        }
+    }
+    let timeout = Duration::from_secs(entry.timeout_secs);
+    let limit = state.config.exchange.max_body_bytes;
+    let call = async {
+        let resp = state
+            .backend
+            .request(head.method.clone(), &url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                err(
+                    ErrorCode::ProviderUnreachable,
+                    format!(
+                        "the backend of {} cannot be reached: {}",
+                        pending.service,
+                        backend_error(&e)
+                    ),
+                    Some(tx),
+                )
+            })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        if wire::announced_too_large(&headers, limit) {
+            return Err(err(
+                ErrorCode::PayloadTooLarge,
+                format!("the backend's response is larger than {limit} bytes"),
+                Some(tx),
+            ));
+        }
+        let mut out = Vec::new();
+        let mut resp = resp;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    if (out.len() + c.len()) as u64 > limit {
+                        return Err(err(
+                            ErrorCode::PayloadTooLarge,
+                            format!("the backend's response is larger than {limit} bytes"),
+                            Some(tx),
+                        ));
+                    }
+                    out.extend_from_slice(&c);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(err(
+                        ErrorCode::ProviderUnreachable,
+                        format!(
+                            "the backend's response could not be read: {}",
+                            backend_error(&e)
+                        ),
+                        Some(tx),
+                    ))
+                }
+            }
+        }
+        Ok((status, headers, Bytes::from(out)))
+    };
+    let forwarded_at = Utc::now();
+    let result = match tokio::time::timeout(timeout, call).await {
+        Ok(r) => r,
+        Err(_) => Err(err(
+            ErrorCode::ProviderTimeout,
+            format!(
+                "the backend of {} did not answer within {} s",
+                pending.service,
+                timeout.as_secs()
+            ),
+            Some(tx),
+        )),
+    };
+    let backend_answered_at = Utc::now();
+    let _ = (forwarded_at, backend_answered_at);
+    let (status, backend_headers, resp_body, problem_code) = match result {
+        Ok((s, h, b)) => (s, h, b, None),
+        Err(p) => {
+            let code = p.code.clone();
+            let (parts, body) = wire::problem_parts(&p);
+            (parts.status, parts.headers, body, Some(code))
+        }
+    };
+    let mut out = Response::new(());
+    *out.status_mut() = status;
+    copy_headers(&backend_headers, out.headers_mut(), RESPONSE_HEADERS);
+    let (mut parts, ()) = out.into_parts();
+    let digest = ndxp_sign::digest::content_digest(&resp_body);
+    let info = profile::sign_response(&mut parts, head, &digest, &state.signer, Utc::now())
+        .map_err(|e| {
+            err(
+                ErrorCode::Internal,
+                format!("the answer cannot be signed: {}", e.problem_code()),
+                Some(tx),
+            )
+        })?;
+    let keep = state.keep_bodies(Some(entry));
+    let exchange = Exchange {
+        transaction_id: tx,
+        client: pending.client,
+        service: pending.service,
+        role: Role::Provider,
+        received_at: pending.received_at,
+        responded_at: Utc::now(),
+        status: status.as_u16(),
+        problem_code,
+        request_bytes: pending.request_body.len() as u64,
+        response_bytes: resp_body.len() as u64,
+        request: verified_meta(&pending.vm),
+        response: Some(own_meta(state, &info, &digest)),
+        body: keep.then(|| Bodies {
+            request: Some(pending.request_body.to_vec()),
+            response: Some(resp_body.to_vec()),
+        }),
+    };
+    state.log.append(exchange).await.map_err(|e| {
+        tracing::error!(error = %e, transaction = %tx, "the message log could not store an exchange");
+        err(
+            ErrorCode::Internal,
+            "the exchange could not be recorded in the message log",
+            Some(tx),
+        )
+    })?;
+    if let Ok(v) = HeaderValue::from_str(&tx.to_string()) {
+        parts
+            .headers
+            .insert(HeaderName::from_static(profile::NDXP_ID), v);
+    }
+    Ok(Response::from_parts(parts, Full::new(resp_body)))
+}
+
+fn backend_error(e: &reqwest::Error) -> &'static str {
+    if e.is_connect() {
+        "connection refused or unreachable"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_body() || e.is_decode() {
+        "the body was cut off"
+    } else {
+        "the request failed"
+    }
+}

@@ -1,0 +1,304 @@
+//! The distributed model's exchange in the demo: a sample backend, each
+//! node's local configuration with the `ndxp-node` commands, both nodes
+//! serving, one signed exchange through the pair, the metadata services
+//! and a refusal.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use chrono::Timelike;
+
+use super::{
+    exec, p, wait_ready, Report, Services, CLIENT, CONSUMER, PROVIDER, SAMPLE_PATH, SERVICE,
+};
+
+/// The sample backend's address (README ports table).
+pub(crate) const BACKEND_URL: &str = "http://127.0.0.1:8400";
+
+/// Client port of the `i`-th node (provider 8201, consumer 8211).
+pub(crate) fn client_port(i: usize) -> u16 {
+    8201 + 10 * i as u16
+}
+
+/// Peer port of the `i`-th node (8202, 8212).
+pub(crate) fn peer_port(i: usize) -> u16 {
+    8202 + 10 * i as u16
+}
+
+/// Admin port of the `i`-th node (8203, 8213).
+pub(crate) fn admin_port(i: usize) -> u16 {
+    8203 + 10 * i as u16
+}
+
+fn config(dir: &Path, node: &str) -> std::path::PathBuf {
+    dir.join("nodes").join(node).join("node.toml")
+}
+
+/// Runs the flow; steps report into `report`.
+pub(crate) fn flow(
+    report: &mut Report,
+    bin: &Path,
+    dir: &Path,
+    services: &mut Services,
+    with_monitoring: bool,
+) -> Result<()> {
+    let provider_cfg = config(dir, PROVIDER.1);
+    let consumer_cfg = config(dir, CONSUMER.1);
+    let provider_subsystem = SERVICE
+        .rsplitn(3, '/')
+        .nth(2)
+        .unwrap_or_default()
+        .to_string();
+
+    report.step("start the sample backend (citizen registry)", || {
+        let log = std::fs::File::create(dir.join("logs/citizen-registry.log"))?;
+        let child = Command::new(bin.join("citizen-registry"))
+            .args(["--listen", BACKEND_URL.trim_start_matches("http://")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting citizen-registry")?;
+        services.0.push(("citizen-registry".into(), child));
+        wait_ready(&format!("{BACKEND_URL}/healthz"), Duration::from_secs(15))?;
+        Ok(format!("{BACKEND_URL}{SAMPLE_PATH}"))
+    });
+
+    report.step(
+        &format!(
+            "{}: provide {SERVICE} (ndxp-node subsystems/services/access)",
+            PROVIDER.1
+        ),
+        || {
+            let c = p(&provider_cfg);
+            exec(
+                bin,
+                "ndxp-node",
+                &["subsystems", "add", "--config", c, &provider_subsystem],
+            )?;
+            exec(
+                bin,
+                "ndxp-node",
+                &[
+                    "services",
+                    "add",
+                    "--config",
+                    c,
+                    "--service",
+                    SERVICE,
+                    "--backend",
+                    BACKEND_URL,
+                ],
+            )?;
+            exec(
+                bin,
+                "ndxp-node",
+                &[
+                    "access",
+                    "grant",
+                    "--config",
+                    c,
+                    "--service",
+                    SERVICE,
+                    "--client",
+                    CLIENT,
+                ],
+            )?;
+            Ok(format!("backend {BACKEND_URL}, {CLIENT} may call it"))
+        },
+    );
+
+    report.step(
+        &format!("{}: client subsystem {CLIENT}", CONSUMER.1),
+        || {
+            exec(
+                bin,
+                "ndxp-node",
+                &["subsystems", "add", "--config", p(&consumer_cfg), CLIENT],
+            )?;
+            Ok("registered on the node".into())
+        },
+    );
+
+    for (i, (cfg, node)) in [(&provider_cfg, PROVIDER.1), (&consumer_cfg, CONSUMER.1)]
+        .into_iter()
+        .enumerate()
+    {
+        report.step(&format!("start {node} (ndxp-node serve)"), || {
+            let log = std::fs::File::create(dir.join(format!("logs/{node}.log")))?;
+            let child = Command::new(bin.join("ndxp-node"))
+                .args(["serve", "--config", p(cfg)])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {node}"))?;
+            services.0.push((node.to_string(), child));
+            let admin = format!("http://127.0.0.1:{}", admin_port(i));
+            wait_ready(&format!("{admin}/readyz"), Duration::from_secs(20))?;
+            Ok(format!(
+                "client http://127.0.0.1:{}, peer https://127.0.0.1:{}, admin {admin}",
+                client_port(i),
+                peer_port(i)
+            ))
+        });
+    }
+
+    let consumer_url = format!("http://127.0.0.1:{}", client_port(1));
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    report.step(
+        "exchange through the node pair (signed, verified, logged)",
+        || {
+            let url = format!("{consumer_url}/r1/{SERVICE}{SAMPLE_PATH}");
+            let resp = http.get(&url).header("NDXP-Client", CLIENT).send()?;
+            let status = resp.status();
+            let id = resp
+                .headers()
+                .get("ndxp-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let hash = resp
+                .headers()
+                .get("ndxp-request-hash")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let body = resp.text()?;
+            ensure!(status.is_success(), "GET {url}: HTTP {status}: {body}");
+            ensure!(body.contains("001099012345"), "unexpected body {body}");
+            ensure!(
+                !id.is_empty() && hash.starts_with("sha-256=:"),
+                "NDXP-Id / NDXP-Request-Hash missing"
+            );
+            Ok(format!("HTTP {status}, NDXP-Id {id}"))
+        },
+    );
+
+    report.step("metadata: allowedMethods of the provider", || {
+        let url = format!("{consumer_url}/r1/{provider_subsystem}/allowedMethods");
+        let resp = http.get(&url).header("NDXP-Client", CLIENT).send()?;
+        let status = resp.status();
+        let body = resp.text()?;
+        ensure!(status.is_success(), "GET {url}: HTTP {status}: {body}");
+        ensure!(body.contains(SERVICE), "{SERVICE} is not listed: {body}");
+        Ok(format!("{CLIENT} may call {SERVICE}"))
+    });
+
+    let exchanged_at = chrono::Utc::now();
+    report.step("refusal: a client not registered on the node", || {
+        let url = format!("{consumer_url}/r1/{SERVICE}{SAMPLE_PATH}");
+        let other = format!("{}/UNKNOWN", CONSUMER.0);
+        let resp = http.get(&url).header("NDXP-Client", &other).send()?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json()?;
+        ensure!(
+            status.as_u16() == 403 && body["code"] == "ndxp.client_unknown",
+            "expected 403 ndxp.client_unknown, got {status} {body}"
+        );
+        Ok(format!("403 {}", body["code"]))
+    });
+    if with_monitoring {
+        monitoring(report, bin, dir, exchanged_at);
+    }
+    Ok(())
+}
+
+/// Connection status and the reconciliation of the demo's own traffic.
+fn monitoring(
+    report: &mut Report,
+    bin: &Path,
+    dir: &Path,
+    exchanged_at: chrono::DateTime<chrono::Utc>,
+) {
+    let cfg = dir.join("gateway.toml");
+    report.step("connection status (ndxp-gateway status)", || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = super::exec_out(
+                bin,
+                "ndxp-gateway",
+                &["status", "--config", p(&cfg), "--json"],
+            )?;
+            let v: serde_json::Value = serde_json::from_str(&out)?;
+            let rows = v.as_array().cloned().unwrap_or_default();
+            let nodes = rows.iter().filter(|r| r["service"].is_null()).count();
+            let ok = nodes == 2 && rows.iter().all(|r| r["state"] == "ok");
+            if ok {
+                let text = super::exec_out(bin, "ndxp-gateway", &["status", "--config", p(&cfg)])?;
+                println!("{}", text.trim_end());
+                return Ok(format!(
+                    "both nodes and {} service(s) ok",
+                    rows.len() - nodes
+                ));
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("the nodes are not both ok: {out}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    report.step(
+        "reconciliation of the demo's traffic (ndxp-gateway reconcile)",
+        || {
+            // The exchange's minute must close, then the nodes' grace and one
+            // report round pass before both summaries are in.
+            let ready =
+                exchanged_at + chrono::Duration::seconds(60 - i64::from(exchanged_at.second()) + 8);
+            let wait = (ready - chrono::Utc::now()).to_std().unwrap_or_default();
+            println!(
+                "       waiting {} s for the minute to close and both nodes to report",
+                wait.as_secs()
+            );
+            std::thread::sleep(wait);
+            let day = exchanged_at.format("%Y-%m-%d").to_string();
+            let deadline = std::time::Instant::now() + Duration::from_secs(40);
+            loop {
+                let out = super::exec_out(
+                    bin,
+                    "ndxp-gateway",
+                    &[
+                        "reconcile",
+                        "--config",
+                        p(&cfg),
+                        "--period",
+                        &day,
+                        "--format",
+                        "json",
+                        "--wait",
+                        "10",
+                    ],
+                )?;
+                let v: serde_json::Value = serde_json::from_str(&out)?;
+                let pairs = v["pairs"].as_array().cloned().unwrap_or_default();
+                let settled = !pairs.is_empty()
+                    && pairs
+                        .iter()
+                        .all(|p| p["state"] == "clean" || p["state"] == "differences");
+                if settled {
+                    let bad: Vec<_> = pairs.iter().filter(|p| p["state"] != "clean").collect();
+                    ensure!(
+                        bad.is_empty(),
+                        "reconciliation found differences the demo did not plant: {bad:?}"
+                    );
+                    let text = super::exec_out(
+                        bin,
+                        "ndxp-gateway",
+                        &["reconcile", "--config", p(&cfg), "--period", &day],
+                    )?;
+                    println!("{}", text.trim_end());
+                    return Ok(format!(
+                        "{} provider-consumer pair(s), all clean",
+                        pairs.len()
+                    ));
+                }
+                if std::time::Instant::now() > deadline {
+                    anyhow::bail!("reconciliation did not settle: {out}");
+                }
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        },
+    );
+}
