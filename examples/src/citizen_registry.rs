@@ -267,7 +267,7 @@ fn person(i: usize, id: &str) -> Value {
             "expires_on": "2039-03-14",
         },
         "household": {"head_id": PERSON_IDS[(i + 1) % PERSON_IDS.len()], "relation_to_head": "child"},
-        "marital_status": if i % 2 == 0 { "single" } else { "married" },
+        "marital_status": if i.is_multiple_of(2) { "single" } else { "married" },
         "updated_at": "2026-01-15T08:30:00+07:00",
         "note": "Fictional sample data of the NDXP examples; no real person.",
     })
