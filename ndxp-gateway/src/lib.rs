@@ -11,6 +11,7 @@
 //! | [`publisher`] | builds, signs, stores and serves the global configuration (`/globalconf`) |
 //! | [`admin`] | the operator commands (`members`, `subsystems`, `nodes`, `requests`, `tokens`, `conf anchor`) |
 //! | [`metrics`] | Prometheus metrics of the API |
+//! | [`gateway`] | the central gateway role: OAuth2 token endpoint, service calls, DigiSign adapter, lifecycle commands |
 //! | [`pki`] | the trust services: OCSP responder (RFC 6960) and timestamp authority (RFC 3161) over HTTP |
 //!
 //! Serving the PKI in-process, as the tests do:
@@ -30,6 +31,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod gateway;
 pub mod management;
 pub mod metrics;
 pub mod pki;

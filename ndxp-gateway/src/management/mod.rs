@@ -40,6 +40,15 @@
 //! | GET, POST | `/api/v1/credentials` | operator |
 //! | POST | `/api/v1/credentials/{id}/revoke` | operator |
 //! | GET | `/api/v1/audit?after=&limit=` | operator |
+//! | GET, POST | `/api/v1/gateway/services` | GET: filtered to the caller; POST: operator or provider |
+//! | GET, PATCH | `/api/v1/gateway/services/{...6 segments}` | operator or provider |
+//! | POST | `/api/v1/gateway/services/{...6}/publish` | operator |
+//! | POST | `/api/v1/gateway/services/{...6}/withdraw` | operator or provider |
+//! | GET, POST | `/api/v1/gateway/credentials` | GET: filtered to the caller; POST: operator or client's member |
+//! | GET | `/api/v1/gateway/credentials/{client_id}` | operator or client's member |
+//! | POST | `/api/v1/gateway/credentials/{client_id}/rotate`, `.../revoke` | operator or client's member |
+//! | PUT | `/api/v1/gateway/credentials/{client_id}/ranges` | operator or client's member |
+//! | GET, PUT | `/api/v1/gateway/subscriptions/{id}/limits` | GET: involved members; PUT: operator or provider |
 //! | GET | `/globalconf` | public |
 //! | GET | `/openapi.json` | public |
 //!
@@ -67,7 +76,7 @@ pub mod handlers;
 pub mod schema;
 
 use error::ApiError;
-use handlers::{admin, groups, members, public, registrations, services, subscriptions};
+use handlers::{admin, gateway, groups, members, public, registrations, services, subscriptions};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -158,6 +167,28 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::list_credentials, admin::create_credential))
         .routes(routes!(admin::revoke_credential))
         .routes(routes!(admin::list_audit))
+        .routes(routes!(
+            gateway::list_gateway_services,
+            gateway::register_gateway_service
+        ))
+        .routes(routes!(
+            gateway::get_gateway_service,
+            gateway::update_gateway_service
+        ))
+        .routes(routes!(gateway::publish_gateway_service))
+        .routes(routes!(gateway::withdraw_gateway_service))
+        .routes(routes!(
+            gateway::list_gateway_credentials,
+            gateway::create_gateway_credentials
+        ))
+        .routes(routes!(gateway::get_gateway_credentials))
+        .routes(routes!(gateway::rotate_gateway_credentials))
+        .routes(routes!(gateway::set_gateway_credential_ranges))
+        .routes(routes!(gateway::revoke_gateway_credentials))
+        .routes(routes!(
+            gateway::get_subscription_limits,
+            gateway::set_subscription_limits
+        ))
         .routes(routes!(public::get_globalconf))
         .routes(routes!(public::get_openapi))
 }

@@ -38,6 +38,7 @@ use crate::model::{
 
 mod sql;
 
+pub use sql::gateway;
 pub use sql::{SqlStore, StoreOptions};
 
 /// Why a store operation failed.

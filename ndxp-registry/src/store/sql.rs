@@ -28,11 +28,23 @@ use crate::model::{
 
 /// The versioned schema migrations, oldest first. Never edit one that has
 /// shipped: add a new file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "registry",
-    include_str!("../../migrations/0001_registry.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "registry",
+        include_str!("../../migrations/0001_registry.sql"),
+    ),
+    (
+        2,
+        "gateway",
+        include_str!("../../migrations/0002_gateway.sql"),
+    ),
+];
+
+// The central gateway's tables and methods live in their own file; as a
+// child of this module it shares the write and row helpers above.
+#[path = "gateway.rs"]
+pub mod gateway;
 
 /// Connection settings of a [`SqlStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
