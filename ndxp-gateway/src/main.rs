@@ -39,7 +39,7 @@ enum Command {
     /// The central gateway: services, subscriptions and consumer
     /// credentials (docs/gateway.md).
     #[command(subcommand)]
-    Gateway(GatewayCommand),
+    Gateway(Box<GatewayCommand>),
     /// The platform's certification authority, OCSP responder and TSA.
     #[command(subcommand)]
     Pki(PkiCommand),
@@ -403,7 +403,7 @@ fn run(command: Command) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let out = rt.block_on(ndxp_gateway::gateway::cli::run(&config, &cli_actor(), c))?;
+            let out = rt.block_on(ndxp_gateway::gateway::cli::run(&config, &cli_actor(), *c))?;
             print!("{}", out.stdout);
             if let Some(note) = out.note {
                 eprintln!("{note}");

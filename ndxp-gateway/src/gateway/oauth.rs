@@ -51,11 +51,11 @@ fn invalid_client() -> Response {
 }
 
 /// Client credentials from `Authorization: Basic`, if present.
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Response> {
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, &'static str> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let bad = || invalid_request("the Authorization header is not HTTP Basic client credentials");
+    let bad = || "the Authorization header is not HTTP Basic client credentials";
     let text = value.to_str().map_err(|_| bad())?;
     let (scheme, b64) = text.split_once(' ').ok_or_else(bad)?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -121,7 +121,7 @@ pub(super) async fn token(State(gw): State<Arc<Gateway>>, req: Request) -> Respo
     }
     let basic = match basic_credentials(&parts.headers) {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(why) => return invalid_request(why),
     };
     let (client_id, secret) = match (basic, form_id, form_secret) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {

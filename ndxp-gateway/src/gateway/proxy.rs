@@ -358,13 +358,14 @@ async fn finish(
     mut resp: Response,
 ) -> Response {
     let txid = call.txid;
-    let body =
-        (gw.log_bodies && (call.request_body.is_some() || response_body.is_some())).then(|| {
-            Bodies {
-                request: call.request_body,
-                response: response_body,
-            }
-        });
+    let body = if gw.log_bodies && (call.request_body.is_some() || response_body.is_some()) {
+        Some(Bodies {
+            request: call.request_body,
+            response: response_body,
+        })
+    } else {
+        None
+    };
     let exchange = Exchange {
         transaction_id: txid,
         client: call.client,

@@ -80,7 +80,7 @@ pub struct Routing {
 #[error("service {service}: {reason}")]
 pub struct ClientError {
     /// The service.
-    pub service: ServiceId,
+    pub service: String,
     /// What went wrong.
     pub reason: String,
 }
@@ -136,7 +136,7 @@ impl ClientFactory {
             return Ok(self.shared.clone());
         }
         let err = |reason: String| ClientError {
-            service: service.clone(),
+            service: service.to_string(),
             reason,
         };
         let read = |p: &str| std::fs::read(p).map_err(|e| err(format!("cannot read {p}: {e}")));

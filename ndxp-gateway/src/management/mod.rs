@@ -45,9 +45,9 @@
 //! | POST | `/api/v1/gateway/services/{...6}/publish` | operator |
 //! | POST | `/api/v1/gateway/services/{...6}/withdraw` | operator or provider |
 //! | GET, POST | `/api/v1/gateway/credentials` | GET: filtered to the caller; POST: operator or client's member |
-//! | GET | `/api/v1/gateway/credentials/{client_id}` | operator or client's member |
-//! | POST | `/api/v1/gateway/credentials/{client_id}/rotate`, `.../revoke` | operator or client's member |
-//! | PUT | `/api/v1/gateway/credentials/{client_id}/ranges` | operator or client's member |
+//! | GET | `/api/v1/gateway/credentials/{id}` | operator or client's member |
+//! | POST | `/api/v1/gateway/credentials/{id}/rotate`, `.../revoke` | operator or client's member |
+//! | PUT | `/api/v1/gateway/credentials/{id}/ranges` | operator or client's member |
 //! | GET, PUT | `/api/v1/gateway/subscriptions/{id}/limits` | GET: involved members; PUT: operator or provider |
 //! | GET | `/globalconf` | public |
 //! | GET | `/openapi.json` | public |

@@ -1058,19 +1058,15 @@ impl GatewayStore for SqlStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
-        let sql = format!(
+        let sql =
             "SELECT g.service_id, g.state, g.backend_url, g.timeout_ms, g.rate_per_sec, g.burst, \
              g.quota_per_day, g.sign_requests, g.verify_responses, g.backend_ca_file, \
              g.backend_client_cert_file, g.backend_client_key_file, g.created_at, g.updated_at, \
              s.description AS s_description, s.openapi AS s_openapi, \
              s.deprecated_at AS s_deprecated_at, s.sunset_at AS s_sunset_at, \
              s.created_at AS s_created_at \
-             FROM gateway_services g JOIN services s ON s.id = g.service_id ORDER BY g.service_id"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
+             FROM gateway_services g JOIN services s ON s.id = g.service_id ORDER BY g.service_id";
+        let rows = sqlx::query(sql).fetch_all(&mut *tx).await.map_err(db)?;
         let services = rows
             .iter()
             .map(|row| {

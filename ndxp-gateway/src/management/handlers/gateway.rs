@@ -4,7 +4,9 @@
 //! reject, cancel) are the `/api/v1/subscriptions` routes.
 //!
 //! These routes need the gateway part of the registry, which `ndxp-gateway
-//! serve` provides; a process started without it answers 404.
+//! serve` ([`crate::server::run`], [`crate::server::run_roles`]) provides;
+//! a router embedded with only a [`ndxp_registry::store::RegistryStore`]
+//! ([`crate::server::run_with_listeners`]) answers them with 500.
 
 use std::sync::Arc;
 
@@ -41,10 +43,11 @@ impl FromRequestParts<AppState> for GatewayRegistry {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match Extension::<GatewayRegistry>::from_request_parts(parts, state).await {
             Ok(Extension(r)) => Ok(r),
-            Err(_) => Err(ApiError::NoRoute {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_string(),
-            }),
+            Err(_) => Err(ApiError::Internal(
+                "the gateway routes need the SQL registry: start the server with \
+                 server::run or server::run_roles"
+                    .into(),
+            )),
         }
     }
 }
@@ -310,7 +313,7 @@ pub struct NewCredentials {
     pub allowed_cidrs: Vec<IpNet>,
 }
 
-/// Body of `PUT /api/v1/gateway/credentials/{client_id}/ranges`.
+/// Body of `PUT /api/v1/gateway/credentials/{id}/ranges`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RangesBody {
@@ -348,11 +351,13 @@ impl From<IssuedCredentials> for CredentialsView {
     }
 }
 
-/// `{client_id}` in a path.
+/// `{id}` in a path: an OAuth2 client id.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct ClientIdPath {
-    /// The OAuth2 client id.
+    /// The OAuth2 client id, e.g. `ndxpc_3f2a...`.
+    #[serde(rename = "id")]
+    #[param(rename = "id")]
     pub client_id: String,
 }
 
@@ -422,7 +427,7 @@ pub async fn list_gateway_credentials(
 }
 
 /// One set of credentials (without the secret).
-#[utoipa::path(get, path = "/api/v1/gateway/credentials/{client_id}", tag = "gateway",
+#[utoipa::path(get, path = "/api/v1/gateway/credentials/{id}", tag = "gateway",
     security(("bearer" = [])), params(ClientIdPath),
     responses((status = 200, description = "The credentials", body = Object),
                (status = 404, description = "No such client id", body = ProblemSchema)))]
@@ -436,7 +441,7 @@ pub async fn get_gateway_credentials(
 
 /// Rotates the secret: the new one is in this answer; tokens issued
 /// before are refused from the next call.
-#[utoipa::path(post, path = "/api/v1/gateway/credentials/{client_id}/rotate", tag = "gateway",
+#[utoipa::path(post, path = "/api/v1/gateway/credentials/{id}/rotate", tag = "gateway",
     security(("bearer" = [])), params(ClientIdPath),
     responses((status = 200, description = "Rotated", body = CredentialsView),
                (status = 409, description = "Revoked", body = ProblemSchema)))]
@@ -453,7 +458,7 @@ pub async fn rotate_gateway_credentials(
 }
 
 /// Replaces the allowed source address ranges.
-#[utoipa::path(put, path = "/api/v1/gateway/credentials/{client_id}/ranges", tag = "gateway",
+#[utoipa::path(put, path = "/api/v1/gateway/credentials/{id}/ranges", tag = "gateway",
     security(("bearer" = [])), params(ClientIdPath), request_body = RangesBody,
     responses((status = 200, description = "Updated", body = Object),
                (status = 400, description = "Bad range", body = ProblemSchema)))]
@@ -471,7 +476,7 @@ pub async fn set_gateway_credential_ranges(
 }
 
 /// Revokes the credentials: their tokens are refused from the next call.
-#[utoipa::path(post, path = "/api/v1/gateway/credentials/{client_id}/revoke", tag = "gateway",
+#[utoipa::path(post, path = "/api/v1/gateway/credentials/{id}/revoke", tag = "gateway",
     security(("bearer" = [])), params(ClientIdPath),
     responses((status = 200, description = "Revoked", body = Object),
                (status = 409, description = "Already revoked", body = ProblemSchema)))]
