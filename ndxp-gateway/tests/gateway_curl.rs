@@ -51,8 +51,13 @@ async fn curl_gets_a_token_calls_is_rate_limited_and_refused_after_cancel() {
     let env = Env::start().await;
     let (provider, consumer) = env.parties().await;
     let url = backend(plain("a")).await;
-    env.offer(&provider, SERVICE_V1, &url, json!({"rate_per_sec": 1, "burst": 1}))
-        .await;
+    env.offer(
+        &provider,
+        SERVICE_V1,
+        &url,
+        json!({"rate_per_sec": 1, "burst": 1}),
+    )
+    .await;
     let sub = env.subscribe(&consumer, &provider, SERVICE_V1).await;
     let (id, secret) = env.credentials(&consumer).await;
 
@@ -75,13 +80,18 @@ async fn curl_gets_a_token_calls_is_rate_limited_and_refused_after_cancel() {
     let (status, headers, body) = curl_i(&["-H", &auth, &call_url]).await;
     assert_eq!(status, 200, "{body}");
     assert!(header(&headers, "ndxp-id").is_some());
-    assert!(header(&headers, "ndxp-request-hash").unwrap().starts_with("sha-256=:"));
+    assert!(header(&headers, "ndxp-request-hash")
+        .unwrap()
+        .starts_with("sha-256=:"));
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["path"], "/persons/001099012345");
 
     let (status, headers, body) = curl_i(&["-H", &auth, &call_url]).await;
     assert_eq!(status, 429, "{body}");
-    assert_eq!(header(&headers, "content-type"), Some("application/problem+json"));
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("application/problem+json")
+    );
     assert_eq!(header(&headers, "retry-after"), Some("1"));
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["code"], "ndxp.rate_limited");
@@ -96,8 +106,13 @@ async fn curl_gets_a_token_calls_is_rate_limited_and_refused_after_cancel() {
     ])
     .await;
     assert_eq!(status, 401);
-    assert!(header(&headers, "www-authenticate").unwrap().starts_with("Basic"));
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "invalid_client");
+    assert!(header(&headers, "www-authenticate")
+        .unwrap()
+        .starts_with("Basic"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "invalid_client"
+    );
 
     env.ok(
         "POST",
@@ -110,6 +125,9 @@ async fn curl_gets_a_token_calls_is_rate_limited_and_refused_after_cancel() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // past the rate limit
     let (status, _, body) = curl_i(&["-H", &auth, &call_url]).await;
     assert_eq!(status, 403, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["code"], "ndxp.access_denied");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["code"],
+        "ndxp.access_denied"
+    );
     env.stop().await;
 }

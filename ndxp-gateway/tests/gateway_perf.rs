@@ -67,11 +67,7 @@ async fn load(url: String, token: Option<String>) -> (f64, f64, f64) {
     all.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let pct = |p: f64| ms(all[((all.len() as f64 * p) as usize).min(all.len() - 1)]);
-    (
-        all.len() as f64 / SECONDS as f64,
-        pct(0.50),
-        pct(0.99),
-    )
+    (all.len() as f64 / SECONDS as f64, pct(0.50), pct(0.99))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,11 +88,7 @@ async fn the_gateway_reaches_30_percent_of_the_direct_rate() {
     let token = env.token(&id, &secret).await;
 
     let (direct_rps, direct_p50, direct_p99) = load(format!("{url}/data"), None).await;
-    let (rps, p50, p99) = load(
-        env.gateway_url(&format!("/{SERVICE_V1}/data")),
-        Some(token),
-    )
-    .await;
+    let (rps, p50, p99) = load(env.gateway_url(&format!("/{SERVICE_V1}/data")), Some(token)).await;
     println!("connections {CONNECTIONS}, {SECONDS} s each, 1 KiB JSON");
     println!("path     rps       p50_ms  p99_ms");
     println!("direct   {direct_rps:<9.0} {direct_p50:<7.2} {direct_p99:.2}");

@@ -3,7 +3,9 @@
 //! form-urlencoded) or by `client_id` / `client_secret` in the body, not
 //! both. Errors are RFC 6749 §5.2 JSON.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -18,6 +20,61 @@ use super::Gateway;
 
 /// Largest token request body, bytes.
 const MAX_FORM_BYTES: usize = 16 * 1024;
+/// Secret hashes checked at once (each costs PBKDF2's full work).
+const CONCURRENT_CHECKS: usize = 2;
+/// How long a token request waits for a free check before 503.
+const CHECK_WAIT: Duration = Duration::from_secs(5);
+/// Most remembered successful checks.
+const MAX_REMEMBERED: usize = 10_000;
+
+/// Client secret checks: PBKDF2 is deliberately slow, so at most
+/// [`CONCURRENT_CHECKS`] run at once (a flood of token requests cannot take
+/// every core), and a secret that matched is remembered, as the SHA-256 of
+/// the secret next to the stored hash it matched, so a client that asks
+/// for a new token every few minutes costs one hash lookup. Rotation
+/// changes the stored hash, which ends the memory.
+pub(super) struct SecretChecks {
+    permits: tokio::sync::Semaphore,
+    matched: Mutex<HashMap<String, (String, [u8; 32])>>,
+}
+
+impl SecretChecks {
+    pub(super) fn new() -> Self {
+        Self {
+            permits: tokio::sync::Semaphore::new(CONCURRENT_CHECKS),
+            matched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(matches)`, or `None` when no check could start in time.
+    async fn check(&self, client_id: &str, secret: String, stored: &str) -> Option<bool> {
+        let digest = ndxp_sign::openssl::sha::sha256(secret.as_bytes());
+        {
+            let m = self.matched.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((hash, d)) = m.get(client_id) {
+                if hash == stored && ndxp_sign::openssl::memcmp::eq(d, &digest) {
+                    return Some(true);
+                }
+            }
+        }
+        let _permit = tokio::time::timeout(CHECK_WAIT, self.permits.acquire())
+            .await
+            .ok()?
+            .ok()?;
+        let hash = stored.to_string();
+        let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
+            .await
+            .unwrap_or(false);
+        if ok {
+            let mut m = self.matched.lock().unwrap_or_else(PoisonError::into_inner);
+            if m.len() >= MAX_REMEMBERED {
+                m.clear();
+            }
+            m.insert(client_id.to_string(), (stored.to_string(), digest));
+        }
+        Some(ok)
+    }
+}
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     let mut resp = (
@@ -134,10 +191,13 @@ pub(super) async fn token(State(gw): State<Arc<Gateway>>, req: Request) -> Respo
     let Some(app) = gw.routing().apps.get(&client_id).cloned() else {
         return invalid_client();
     };
-    let hash = app.secret_hash.clone();
-    let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
-        .await
-        .unwrap_or(false);
+    let Some(ok) = gw.secrets.check(&client_id, secret, &app.secret_hash).await else {
+        return oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "too many token requests at once; retry shortly",
+        );
+    };
     if !ok {
         tracing::info!(client_id, "token request with a wrong client secret");
         return invalid_client();
