@@ -79,6 +79,14 @@ struct Call {
     request_meta: SignedMeta,
     request_hash: Option<HeaderValue>,
     request_body: Option<Vec<u8>>,
+    /// When the request was sent to the backend.
+    forwarded_at: Option<DateTime<Utc>>,
+    /// When the backend's response head came back.
+    backend_answered_at: Option<DateTime<Utc>>,
+    /// `NDXP-User-Id` sent by the consumer.
+    user_id: Option<String>,
+    /// `NDXP-Request-Id` sent by the consumer.
+    request_id: Option<String>,
 }
 
 fn problem(code: ErrorCode, detail: impl Into<String>, txid: TransactionId) -> Response {
@@ -108,6 +116,14 @@ fn unauthorized(detail: &str, txid: TransactionId) -> Response {
         HeaderValue::from_static("Bearer realm=\"ndxp-gateway\", error=\"invalid_token\""),
     );
     resp
+}
+
+/// A header's value as text, when present and visible ASCII.
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// The bearer token of the request.
@@ -254,6 +270,10 @@ pub(super) async fn handle(gw: &Gateway, peer: SocketAddr, req: Request) -> Resp
         },
         request_hash: None,
         request_body: None,
+        forwarded_at: None,
+        backend_answered_at: None,
+        user_id: header_text(&parts.headers, profile::NDXP_USER_ID),
+        request_id: header_text(&parts.headers, profile::NDXP_REQUEST_ID),
     };
     if !app.cidrs.is_empty() && !app.cidrs.iter().any(|n| n.contains(&peer_ip)) {
         return refuse(
@@ -366,6 +386,15 @@ async fn finish(
     } else {
         None
     };
+    tracing::debug!(
+        %txid,
+        forwarded_at = ?call.forwarded_at,
+        backend_answered_at = ?call.backend_answered_at,
+        user_id = call.user_id.as_deref(),
+        request_id = call.request_id.as_deref(),
+        status = status.as_u16(),
+        "gateway exchange"
+    );
     let exchange = Exchange {
         transaction_id: txid,
         client: call.client,
@@ -482,6 +511,7 @@ async fn forward(
         call.request_meta.base = base;
     }
 
+    call.forwarded_at = Some(Utc::now());
     let sent = route
         .client
         .request(parts.method.clone(), url.as_str())
@@ -494,6 +524,7 @@ async fn forward(
         Ok(r) => r,
         Err(e) => return backend_failure(gw, call, route, &e).await,
     };
+    call.backend_answered_at = Some(Utc::now());
     let status = resp.status();
     let resp_headers = std::mem::take(resp.headers_mut());
     let limit = gw.max_body;
