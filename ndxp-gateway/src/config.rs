@@ -601,6 +601,44 @@ cert = "pki/ca.pem"
     }
 
     #[test]
+    fn the_gateway_table_has_defaults_and_limits() {
+        let c = parse(MINIMAL).unwrap();
+        assert!(c.gateway.is_none(), "no [gateway] table, no gateway role");
+        let c = parse(&format!("{MINIMAL}\n[gateway]\n")).unwrap();
+        let g = c.gateway.as_ref().unwrap();
+        assert_eq!(
+            g,
+            &GatewayRoleConfig {
+                log_url: "sqlite:///etc/ndxp/gateway-log.db".into(),
+                ..GatewayRoleConfig::default()
+            }
+        );
+        assert_eq!(g.listen, "127.0.0.1:8300".parse().unwrap());
+        assert_eq!(g.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.gateway_issuer(), "urn:ndxp:gateway:VN");
+        for (line, key) in [
+            ("listen = \"0.0.0.0:8300\"", "[gateway] listen"),
+            ("max_body_bytes = 0", "max_body_bytes"),
+            ("token_lifetime_secs = 5", "token_lifetime_secs"),
+            ("registry_poll_ms = 1", "registry_poll_ms"),
+            ("log_url = \"mysql://x\"", "log_url"),
+            ("issuer = \" \"", "issuer"),
+        ] {
+            let e = parse(&format!("{MINIMAL}\n[gateway]\n{line}\n")).unwrap_err();
+            assert!(message(e).contains(key), "{line}");
+        }
+        // A gateway-only process; but not a process with no role at all.
+        let c = parse(&format!(
+            "{MINIMAL}\n[management]\nenabled = false\n[gateway]\nissuer = \"urn:x\"\n"
+        ))
+        .unwrap();
+        assert!(!c.management.enabled);
+        assert_eq!(c.gateway_issuer(), "urn:x");
+        let e = parse(&format!("{MINIMAL}\n[management]\nenabled = false\n")).unwrap_err();
+        assert!(message(e).contains("enabled = false"));
+    }
+
+    #[test]
     fn load_names_the_file_in_every_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway.toml");
