@@ -419,10 +419,11 @@ async fn the_digisign_adapter_signs_requests_and_verifies_responses() {
 
     // A backend that does not sign its answers is refused with 502.
     let unsigned = backend(plain("unsigned")).await;
+    let op = env.operator.clone();
     env.ok(
         "PATCH",
         &format!("/api/v1/gateway/services/{SERVICE_V1}"),
-        &provider,
+        &op,
         Some(json!({"backend_url": unsigned})),
         200,
     )
@@ -537,11 +538,26 @@ async fn connection_details_change_without_a_restart() {
     let r = env.call(&token, SERVICE_V1, "/p").await;
     assert_eq!(r.headers()["x-backend"], "a");
 
-    // Move the backend: the next call reaches the new one.
+    // Move the backend: the next call reaches the new one. A published
+    // service's backend is the operator's to change.
+    let (s, _) = env
+        .api(
+            "PATCH",
+            &format!("/api/v1/gateway/services/{SERVICE_V1}"),
+            &provider,
+            Some(json!({"backend_url": b})),
+        )
+        .await;
+    assert_eq!(s, 403);
+    assert_eq!(
+        env.call(&token, SERVICE_V1, "/p").await.headers()["x-backend"],
+        "a"
+    );
+    let op = env.operator.clone();
     env.ok(
         "PATCH",
         &format!("/api/v1/gateway/services/{SERVICE_V1}"),
-        &provider,
+        &op,
         Some(json!({"backend_url": b})),
         200,
     )
@@ -652,10 +668,11 @@ async fn forwarding_enforces_sizes_and_timeouts_and_reports_dead_backends() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
+    let op = env.operator.clone();
     env.ok(
         "PATCH",
         &format!("/api/v1/gateway/services/{SERVICE_V1}"),
-        &provider,
+        &op,
         Some(json!({"backend_url": dead})),
         200,
     )

@@ -227,7 +227,8 @@ pub async fn get_gateway_service(
 }
 
 /// Changes a gateway service's backend, limits or signing; effective on
-/// the next call (an operator, or the provider's member).
+/// the next call (an operator, or the provider's member; the backend URL
+/// of a published service only an operator).
 #[utoipa::path(patch,
     path = "/api/v1/gateway/services/{instance}/{class}/{code}/{subsystem}/{service}/{version}",
     tag = "gateway", security(("bearer" = [])), params(ServicePath),
@@ -244,6 +245,18 @@ pub async fn update_gateway_service(
     let id = p.id()?;
     may_see_service(&caller, &id)?;
     tls_needs_operator(&caller, body.backend_tls.as_ref())?;
+    if body.backend_url.is_some() && !caller.is_operator() {
+        // Publishing is the operator's review of where the gateway sends
+        // traffic; a provider may not move a published service elsewhere.
+        let current = reg.get_gateway_service(&id).await?;
+        if current.state == GatewayServiceState::Published {
+            return Err(ApiError::Forbidden(
+                "the service is published: only an operator changes its backend_url \
+                 (or withdraw it, change it, and have it published again)"
+                    .into(),
+            ));
+        }
+    }
     let update = GatewaySettingsUpdate {
         backend_url: body.backend_url,
         timeout_ms: body.timeout_ms,
