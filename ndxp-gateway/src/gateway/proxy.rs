@@ -555,7 +555,12 @@ async fn forward(
     let mut response_meta = None;
     if route.settings.verify_responses {
         let verified = signed_head.as_ref().map_or_else(
-            || Err("the service requires signed responses but its requests are not signed; set sign_requests too".to_string()),
+            || {
+                Err(
+                    "the service requires signed responses but its requests are not signed"
+                        .to_string(),
+                )
+            },
             |req_head| {
                 let mut b = axum::http::Response::builder().status(status);
                 if let Some(h) = b.headers_mut() {

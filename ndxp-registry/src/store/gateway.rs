@@ -176,6 +176,13 @@ impl GatewaySettings {
                 return Err(StoreError::Invalid(format!("{what} is too large")));
             }
         }
+        if self.verify_responses && !self.sign_requests {
+            return Err(StoreError::Invalid(
+                "verify_responses needs sign_requests: a signed response covers the signed \
+                 request"
+                    .into(),
+            ));
+        }
         let t = &self.backend_tls;
         if t.client_cert_file.is_some() != t.client_key_file.is_some() {
             return Err(StoreError::Invalid(
@@ -1173,6 +1180,14 @@ mod tests {
         s.check().unwrap();
         s.quota_per_day = u64::MAX;
         assert!(s.check().is_err());
+        s.quota_per_day = 0;
+        s.verify_responses = true;
+        assert!(
+            s.check().is_err(),
+            "verifying responses needs signed requests"
+        );
+        s.sign_requests = true;
+        s.check().unwrap();
     }
 
     #[test]
