@@ -33,6 +33,9 @@ pub struct GatewayConfig {
     /// Connection status and reconciliation (docs/monitoring.md).
     #[serde(default)]
     pub monitoring: MonitoringConfig,
+    /// The central gateway role (centralized model); absent: not run.
+    #[serde(default)]
+    pub gateway: Option<GatewayRoleConfig>,
 }
 
 /// `[monitoring]`
@@ -131,6 +134,83 @@ impl Default for MonitoringConfig {
     }
 }
 
+/// `[gateway]`: the central gateway role (`docs/gateway.md`). Present:
+/// `serve` runs it beside (or, with `[management] enabled = false`,
+/// instead of) the management role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayRoleConfig {
+    /// Address consumers call: `{listen}/{service id}/{path}` and
+    /// `/oauth2/token`. Loopback only (plain HTTP).
+    #[serde(default = "default_gateway_listen")]
+    pub listen: SocketAddr,
+    /// Largest request or response body, in bytes; larger ones get 413.
+    #[serde(default = "default_gateway_max_body")]
+    pub max_body_bytes: usize,
+    /// Lifetime of issued access tokens, in seconds.
+    #[serde(default = "default_token_lifetime")]
+    pub token_lifetime_secs: u64,
+    /// The `iss` (and `aud`) of issued tokens; default
+    /// `urn:ndxp:gateway:{instance}`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// The message log database: `sqlite://PATH` (relative to the
+    /// configuration file) or `postgres://...`.
+    #[serde(default = "default_gateway_log_url")]
+    pub log_url: String,
+    /// Keep request and response bodies in the message log.
+    #[serde(default)]
+    pub log_bodies: bool,
+    /// How often the gateway checks the registry version for changes made
+    /// by other processes (command lines, other management processes), in
+    /// milliseconds. Changes through this process's management API apply
+    /// before its response.
+    #[serde(default = "default_registry_poll_ms")]
+    pub registry_poll_ms: u64,
+    /// Most idle keep-alive connections kept per backend host.
+    #[serde(default = "default_pool_idle")]
+    pub pool_max_idle_per_host: usize,
+}
+
+fn default_gateway_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8300))
+}
+
+fn default_gateway_max_body() -> usize {
+    10 * 1024 * 1024
+}
+
+fn default_token_lifetime() -> u64 {
+    300
+}
+
+fn default_gateway_log_url() -> String {
+    "sqlite://gateway-log.db".to_string()
+}
+
+fn default_registry_poll_ms() -> u64 {
+    1000
+}
+
+fn default_pool_idle() -> usize {
+    256
+}
+
+impl Default for GatewayRoleConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_gateway_listen(),
+            max_body_bytes: default_gateway_max_body(),
+            token_lifetime_secs: default_token_lifetime(),
+            issuer: None,
+            log_url: default_gateway_log_url(),
+            log_bodies: false,
+            registry_poll_ms: default_registry_poll_ms(),
+            pool_max_idle_per_host: default_pool_idle(),
+        }
+    }
+}
+
 /// `[storage]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,6 +249,14 @@ pub struct ManagementConfig {
     /// Largest request body accepted, in bytes; larger ones get 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Run the management role. `false` runs only the other roles (e.g.
+    /// a gateway-only process sharing a PostgreSQL registry).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_management_listen() -> SocketAddr {
@@ -189,6 +277,7 @@ impl Default for ManagementConfig {
             listen: default_management_listen(),
             public_url: default_public_url(),
             max_body_bytes: default_max_body(),
+            enabled: true,
         }
     }
 }
@@ -364,11 +453,17 @@ impl GatewayConfig {
         for tsa in &mut g.tsas {
             abs(&mut tsa.cert);
         }
-        if let Some(rest) = self.storage.url.strip_prefix("sqlite://") {
-            let p = Path::new(rest);
-            if p.is_relative() && !rest.starts_with(':') {
-                self.storage.url = format!("sqlite://{}", base.join(p).display());
+        let sqlite_abs = |url: &mut String| {
+            if let Some(rest) = url.strip_prefix("sqlite://") {
+                let p = Path::new(rest);
+                if p.is_relative() && !rest.starts_with(':') {
+                    *url = format!("sqlite://{}", base.join(p).display());
+                }
             }
+        };
+        sqlite_abs(&mut self.storage.url);
+        if let Some(g) = &mut self.gateway {
+            sqlite_abs(&mut g.log_url);
         }
         if let Some(url) = &mut self.monitoring.gateway_log_url {
             if let Some(rest) = url.strip_prefix("sqlite://") {
@@ -386,7 +481,11 @@ impl GatewayConfig {
         // the management API is not built yet, so other addresses are
         // refused rather than served in the clear. Put a TLS-terminating
         // proxy in front to publish it.
-        for (key, addr) in [("management", m.listen), ("admin", self.admin.listen)] {
+        let mut listeners = vec![("management", m.listen), ("admin", self.admin.listen)];
+        if let Some(g) = &self.gateway {
+            listeners.push(("gateway", g.listen));
+        }
+        for (key, addr) in listeners {
             if !addr.ip().is_loopback() {
                 return Err(format!(
                     "[{key}] listen = {addr} is not a loopback address; plain HTTP is only served on loopback (use 127.0.0.1 or [::1] behind a TLS-terminating proxy)"
@@ -425,6 +524,28 @@ impl GatewayConfig {
                 );
             }
         }
+        if let Some(g) = &self.gateway {
+            if g.max_body_bytes == 0 {
+                return Err("[gateway] max_body_bytes must be at least 1".into());
+            }
+            if !(30..=86_400).contains(&g.token_lifetime_secs) {
+                return Err("[gateway] token_lifetime_secs must be between 30 and 86400".into());
+            }
+            if !(10..=600_000).contains(&g.registry_poll_ms) {
+                return Err("[gateway] registry_poll_ms must be between 10 and 600000".into());
+            }
+            if !(g.log_url.starts_with("sqlite:")
+                || g.log_url.starts_with("postgres://")
+                || g.log_url.starts_with("postgresql://"))
+            {
+                return Err("[gateway] log_url must start with sqlite:// or postgres://".into());
+            }
+            if g.issuer.as_deref().is_some_and(|i| i.trim().is_empty()) {
+                return Err("[gateway] issuer must not be empty".into());
+            }
+        } else if !m.enabled {
+            return Err("[management] enabled = false leaves nothing to serve: add a [gateway] table or enable the management role".into());
+        }
         let g = &self.globalconf;
         if g.validity_secs < 60 {
             return Err("[globalconf] validity_secs must be at least 60".into());
@@ -433,6 +554,14 @@ impl GatewayConfig {
             return Err("[globalconf] list at least one trusted CA in [[globalconf.cas]]".into());
         }
         Ok(())
+    }
+
+    /// The `iss` and `aud` of gateway access tokens.
+    pub fn gateway_issuer(&self) -> String {
+        self.gateway
+            .as_ref()
+            .and_then(|g| g.issuer.clone())
+            .unwrap_or_else(|| format!("urn:ndxp:gateway:{}", self.instance))
     }
 
     /// The member named in the signing certificate is the one anchors
@@ -622,6 +751,44 @@ cert = "pki/ca.pem"
             let m = message(parse(&format!("{MINIMAL}\n[monitoring]\n{bad}\n")).unwrap_err());
             assert!(m.contains(key), "{bad}: {m}");
         }
+    }
+
+    #[test]
+    fn the_gateway_table_has_defaults_and_limits() {
+        let c = parse(MINIMAL).unwrap();
+        assert!(c.gateway.is_none(), "no [gateway] table, no gateway role");
+        let c = parse(&format!("{MINIMAL}\n[gateway]\n")).unwrap();
+        let g = c.gateway.as_ref().unwrap();
+        assert_eq!(
+            g,
+            &GatewayRoleConfig {
+                log_url: "sqlite:///etc/ndxp/gateway-log.db".into(),
+                ..GatewayRoleConfig::default()
+            }
+        );
+        assert_eq!(g.listen, "127.0.0.1:8300".parse().unwrap());
+        assert_eq!(g.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.gateway_issuer(), "urn:ndxp:gateway:VN");
+        for (line, key) in [
+            ("listen = \"0.0.0.0:8300\"", "[gateway] listen"),
+            ("max_body_bytes = 0", "max_body_bytes"),
+            ("token_lifetime_secs = 5", "token_lifetime_secs"),
+            ("registry_poll_ms = 1", "registry_poll_ms"),
+            ("log_url = \"mysql://x\"", "log_url"),
+            ("issuer = \" \"", "issuer"),
+        ] {
+            let e = parse(&format!("{MINIMAL}\n[gateway]\n{line}\n")).unwrap_err();
+            assert!(message(e).contains(key), "{line}");
+        }
+        // A gateway-only process; but not a process with no role at all.
+        let c = parse(&format!(
+            "{MINIMAL}\n[management]\nenabled = false\n[gateway]\nissuer = \"urn:x\"\n"
+        ))
+        .unwrap();
+        assert!(!c.management.enabled);
+        assert_eq!(c.gateway_issuer(), "urn:x");
+        let e = parse(&format!("{MINIMAL}\n[management]\nenabled = false\n")).unwrap_err();
+        assert!(message(e).contains("enabled = false"));
     }
 
     #[test]

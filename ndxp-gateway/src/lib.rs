@@ -12,6 +12,7 @@
 //! | [`admin`] | the operator commands (`members`, `subsystems`, `nodes`, `requests`, `tokens`, `conf anchor`) |
 //! | [`monitoring`] | connection states from node status reports, and reconciliation of every provider–consumer pair (`docs/monitoring.md`) |
 //! | [`metrics`] | Prometheus metrics of the API |
+//! | [`gateway`] | the central gateway role: OAuth2 token endpoint, service calls, DigiSign adapter, lifecycle commands |
 //! | [`pki`] | the trust services: OCSP responder (RFC 6960) and timestamp authority (RFC 3161) over HTTP |
 //!
 //! Serving the PKI in-process, as the tests do:
@@ -31,6 +32,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod gateway;
 pub mod management;
 pub mod metrics;
 pub mod monitoring;

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ndxp_core::{MemberId, NodeName, SubsystemId};
 use ndxp_gateway::admin::{self, Admin, AdminError};
 use ndxp_gateway::config::{ConfigError, GatewayConfig};
+use ndxp_gateway::gateway::cli::{CliError, GatewayCommand};
 use ndxp_registry::model::{Actor, CredentialKind, RegistrationState};
 use ndxp_sign::ca::{InitOptions, Pki};
 use ndxp_sign::cert::Profile;
@@ -32,8 +33,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the management role: the management API, the global
-    /// configuration download and the admin port (docs/management.md).
+    /// configuration download and the admin port (docs/management.md);
+    /// with a [gateway] table, the central gateway too (docs/gateway.md).
     Serve(ConfigArg),
+    /// The central gateway: services, subscriptions and consumer
+    /// credentials (docs/gateway.md).
+    #[command(subcommand)]
+    Gateway(Box<GatewayCommand>),
     /// The platform's certification authority, OCSP responder and TSA.
     #[command(subcommand)]
     Pki(PkiCommand),
@@ -365,6 +371,7 @@ fn exit_code(e: &anyhow::Error) -> i32 {
         c.downcast_ref::<ConfigError>().is_some()
             || c.downcast_ref::<AdminError>()
                 .is_some_and(AdminError::is_usage)
+            || c.downcast_ref::<CliError>().is_some_and(CliError::is_usage)
     });
     if usage {
         EXIT_USAGE
@@ -426,6 +433,18 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::Pki(p) => return run_pki(p),
         Command::Serve(cfg) => return serve(cfg),
+        Command::Gateway(c) => {
+            let config = GatewayConfig::load(c.config())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let out = rt.block_on(ndxp_gateway::gateway::cli::run(&config, &cli_actor(), *c))?;
+            print!("{}", out.stdout);
+            if let Some(note) = out.note {
+                eprintln!("{note}");
+            }
+        }
         Command::Members(c) => match c {
             MembersCommand::Add { cfg, id, name } => {
                 let m = with_admin(&cfg, async |a| a.add_member(&id, &name).await)?;

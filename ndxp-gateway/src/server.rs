@@ -1,7 +1,9 @@
-//! `ndxp-gateway serve`: the management role as one process. [`run`] opens
-//! the registry, binds the management and admin listeners, publishes the
-//! global configuration in the background and serves until `shutdown`
-//! completes, then stops gracefully (in-flight requests finish).
+//! `ndxp-gateway serve`: the management role and, with a `[gateway]` table,
+//! the central gateway role, as one process. [`run`] opens the registry,
+//! binds the management, gateway and admin listeners, publishes the global
+//! configuration in the background and serves until `shutdown` completes,
+//! then stops gracefully (in-flight requests finish, the gateway's message
+//! log commits what it queued).
 //!
 //! Admin port:
 //! - `GET /healthz`: 200 while the process serves.
@@ -20,11 +22,13 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use ndxp_registry::store::{RegistryStore, StoreError};
+use ndxp_registry::store::gateway::GatewayStore;
+use ndxp_registry::store::{RegistryStore, SqlStore, StoreError, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::GatewayConfig;
+use crate::gateway::{Gateway, GatewayError};
 use crate::management;
 use crate::metrics::Metrics;
 use crate::publisher::{PublishError, Publisher};
@@ -55,10 +59,13 @@ pub enum ServerError {
     /// The gateway's message log for reconciliation could not be opened.
     #[error("cannot set up monitoring")]
     Monitoring(#[source] crate::monitoring::MonitorError),
+    /// The gateway role could not start.
+    #[error("cannot start the gateway role")]
+    Gateway(#[source] GatewayError),
     /// Serving failed.
     #[error("the {which} server failed")]
     Serve {
-        /// `management` or `admin`.
+        /// `management`, `gateway` or `admin`.
         which: &'static str,
         /// The cause.
         #[source]
@@ -66,8 +73,10 @@ pub enum ServerError {
     },
 }
 
-/// Opens the registry at `[storage] url`, binds `[management] listen` and
-/// `[admin] listen`, and serves until `shutdown` completes.
+/// Opens the registry at `[storage] url`, binds `[management] listen`
+/// (when `[management] enabled`), `[admin] listen` and, when the
+/// configuration has a `[gateway]` table, `[gateway] listen`, and serves
+/// every role until `shutdown` completes.
 ///
 /// # Errors
 /// See [`ServerError`].
@@ -75,28 +84,55 @@ pub async fn run(
     config: GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let store = ndxp_registry::store::open(&config.storage.url)
-        .await
-        .map_err(ServerError::Store)?;
+    let store = Arc::new(
+        SqlStore::open(&config.storage.url, &StoreOptions::default())
+            .await
+            .map_err(ServerError::Store)?,
+    );
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })
     };
-    let mgmt = bind(config.management.listen).await?;
+    let management = if config.management.enabled {
+        Some(bind(config.management.listen).await?)
+    } else {
+        None
+    };
     let admin = bind(config.admin.listen).await?;
-    run_with_listeners(config, store, mgmt, admin, shutdown).await
+    let gateway = match &config.gateway {
+        Some(g) => Some(bind(g.listen).await?),
+        None => None,
+    };
+    let listeners = Listeners {
+        management,
+        admin,
+        gateway,
+    };
+    run_roles(config, store, listeners, shutdown).await
+}
+
+/// The listeners of [`run_roles`].
+#[derive(Debug)]
+pub struct Listeners {
+    /// The management API; `None` runs without the management role.
+    pub management: Option<TcpListener>,
+    /// The admin port.
+    pub admin: TcpListener,
+    /// The gateway role; `None` runs without it.
+    pub gateway: Option<TcpListener>,
 }
 
 #[derive(Clone)]
 struct AdminState {
     store: Arc<dyn RegistryStore>,
-    publisher: Arc<Publisher>,
+    publisher: Option<Arc<Publisher>>,
     metrics: Arc<Metrics>,
 }
 
 /// [`run`] with a store and listeners the caller made (tests bind
-/// `127.0.0.1:0` and read the addresses back first).
+/// `127.0.0.1:0` and read the addresses back first): the management role
+/// and the admin port only.
 ///
 /// # Errors
 /// See [`ServerError`].
@@ -107,74 +143,186 @@ pub async fn run_with_listeners(
     admin_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let metrics = Arc::new(Metrics::new());
-    let publisher = Arc::new(
-        Publisher::new(&config, store.clone(), Some(metrics.clone()))
-            .map_err(ServerError::Publisher)?,
-    );
-    let monitoring = crate::monitoring::MonitoringState::open(&config.monitoring)
-        .await
-        .map_err(ServerError::Monitoring)?;
-    let api = management::router(
-        store.clone(),
-        publisher.clone(),
-        config.instance.clone(),
-        config.management.max_body_bytes,
-        metrics.clone(),
-        monitoring,
-    );
-    let admin = admin_router(AdminState {
+    serve(
+        config,
         store,
-        publisher: publisher.clone(),
-        metrics,
-    });
+        None,
+        Listeners {
+            management: Some(management_listener),
+            admin: admin_listener,
+            gateway: None,
+        },
+        shutdown,
+    )
+    .await
+}
 
+/// [`run`] with a store and listeners the caller made: each role whose
+/// listener is given (the gateway role also needs a `[gateway]` table).
+///
+/// # Errors
+/// See [`ServerError`].
+pub async fn run_roles(
+    config: GatewayConfig,
+    store: Arc<SqlStore>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let gateway_store: Arc<dyn GatewayStore> = store.clone();
+    serve(config, store, Some(gateway_store), listeners, shutdown).await
+}
+
+async fn serve(
+    config: GatewayConfig,
+    store: Arc<dyn RegistryStore>,
+    gateway_store: Option<Arc<dyn GatewayStore>>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let metrics = Arc::new(Metrics::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
 
-    // Publish in the background so that expiry is renewed without requests.
-    let background = {
-        let publisher = publisher.clone();
-        let rx = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PUBLISH_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        if let Err(e) = publisher.ensure_current(chrono::Utc::now()).await {
-                            tracing::warn!(error = %error_chain(&e), "global configuration not published");
-                        }
-                    }
-                    _ = stopped(rx.clone()) => break,
-                }
-            }
-        })
+    let gateway_registry = gateway_store
+        .clone()
+        .map(crate::management::handlers::gateway::GatewayRegistry);
+    // The gateway role, first: the management API refreshes it.
+    let gateway = match (listeners.gateway, gateway_store) {
+        (Some(listener), Some(gstore)) => {
+            let gw = Arc::new(
+                Gateway::new(&config, gstore)
+                    .await
+                    .map_err(ServerError::Gateway)?,
+            );
+            Some((gw, listener))
+        }
+        _ => None,
     };
 
-    tracing::info!(
-        management = ?management_listener.local_addr().ok(),
-        admin = ?admin_listener.local_addr().ok(),
-        "management role serving"
+    let mut servers = Vec::new();
+    let mut background = Vec::new();
+    let mut publisher = None;
+    if let Some(listener) = listeners.management {
+        let p = Arc::new(
+            Publisher::new(&config, store.clone(), Some(metrics.clone()))
+                .map_err(ServerError::Publisher)?,
+        );
+        let monitoring = crate::monitoring::MonitoringState::open(&config.monitoring)
+            .await
+            .map_err(ServerError::Monitoring)?;
+        let mut api = management::router(
+            store.clone(),
+            p.clone(),
+            config.instance.clone(),
+            config.management.max_body_bytes,
+            metrics.clone(),
+            monitoring,
+        );
+        if let Some(reg) = &gateway_registry {
+            api = api.layer(axum::Extension(reg.clone()));
+        }
+        if let Some((gw, _)) = &gateway {
+            api = api.layer(axum::middleware::from_fn_with_state(
+                gw.clone(),
+                refresh_after_change,
+            ));
+        }
+        // Publish in the background so that expiry is renewed without requests.
+        let task = {
+            let publisher = p.clone();
+            let rx = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(PUBLISH_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if let Err(e) = publisher.ensure_current(chrono::Utc::now()).await {
+                                tracing::warn!(error = %error_chain(&e), "global configuration not published");
+                            }
+                        }
+                        _ = stopped(rx.clone()) => break,
+                    }
+                }
+            })
+        };
+        background.push(task);
+        tracing::info!(management = ?listener.local_addr().ok(), "management role serving");
+        let server = axum::serve(listener, api.into_make_service())
+            .with_graceful_shutdown(stopped(stop_rx.clone()));
+        servers.push(("management", tokio::spawn(server.into_future())));
+        publisher = Some(p);
+    }
+    let mut gateway_handle = None;
+    if let Some((gw, listener)) = gateway {
+        background.push(tokio::spawn(
+            gw.clone().poll_until(stopped(stop_rx.clone())),
+        ));
+        tracing::info!(gateway = ?listener.local_addr().ok(), log_writer = gw.log_writer(), "gateway role serving");
+        let app = crate::gateway::router(gw.clone());
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+        servers.push(("gateway", tokio::spawn(server.into_future())));
+        gateway_handle = Some(gw);
+    }
+    let admin = admin_router(AdminState {
+        store,
+        publisher,
+        metrics,
+    });
+    tracing::info!(admin = ?listeners.admin.local_addr().ok(), "admin port serving");
+    let admin_server = axum::serve(listeners.admin, admin.into_make_service())
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    servers.push(("admin", tokio::spawn(admin_server.into_future())));
+
+    let mut result = Ok(());
+    for (which, handle) in servers {
+        let outcome = match handle.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        if let Err(source) = outcome {
+            if result.is_ok() {
+                result = Err(ServerError::Serve { which, source });
+            }
+        }
+    }
+    for task in background {
+        task.abort();
+    }
+    // Every queued message log record is committed before the process ends.
+    if let Some(gw) = gateway_handle {
+        if let Ok(gw) = Arc::try_unwrap(gw) {
+            gw.close().await;
+        }
+    }
+    result
+}
+
+/// After a successful change through the management API, the gateway
+/// re-reads the registry before the API answers.
+async fn refresh_after_change(
+    State(gw): State<Arc<Gateway>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let changes = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
     );
-    let mgmt_server = axum::serve(management_listener, api.into_make_service())
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let admin_server = axum::serve(admin_listener, admin.into_make_service())
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let (m, a) = tokio::join!(mgmt_server.into_future(), admin_server.into_future());
-    background.abort();
-    m.map_err(|source| ServerError::Serve {
-        which: "management",
-        source,
-    })?;
-    a.map_err(|source| ServerError::Serve {
-        which: "admin",
-        source,
-    })?;
-    Ok(())
+    let resp = next.run(req).await;
+    if changes && resp.status().is_success() {
+        if let Err(e) = gw.refresh().await {
+            tracing::warn!(error = %error_chain(&e), "gateway could not re-read the registry after a change");
+        }
+    }
+    resp
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
@@ -216,7 +364,10 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         tracing::warn!(error = %error_chain(&e), "readiness: registry not reachable");
         return not_ready("the registry database does not answer".into());
     }
-    match st.publisher.ensure_current(chrono::Utc::now()).await {
+    let Some(publisher) = &st.publisher else {
+        return Json(serde_json::json!({"ready": true})).into_response();
+    };
+    match publisher.ensure_current(chrono::Utc::now()).await {
         Ok(conf) => Json(serde_json::json!({
             "ready": true,
             "globalconf_version": conf.version,

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ndxp_gateway::config::{
-    AdminConfig, CaConfig, GatewayConfig, GlobalConfConfig, ManagementConfig, MonitoringConfig,
+    AdminConfig, CaConfig, GatewayConfig, GatewayRoleConfig, GlobalConfConfig, ManagementConfig,
+    MonitoringConfig,
     StorageConfig, TsaConfig,
 };
 
@@ -47,7 +48,12 @@ fn fully_populated() -> GatewayConfig {
             listen: "127.0.0.1:8100".parse().unwrap(),
             public_url: "http://127.0.0.1:8100".into(),
             max_body_bytes: 1024,
+            enabled: true,
         },
+        gateway: Some(GatewayRoleConfig {
+            issuer: Some("urn:ndxp:gateway:VN".into()),
+            ..GatewayRoleConfig::default()
+        }),
         admin: AdminConfig {
             listen: "127.0.0.1:8101".parse().unwrap(),
         },
@@ -197,6 +203,22 @@ fn documented_defaults_are_the_code_defaults() {
         format!(
             "| `admin.listen` | socket address | `{}` |",
             AdminConfig::default().listen
+        ),
+        format!(
+            "| `gateway.listen` | socket address | `{}` |",
+            GatewayRoleConfig::default().listen
+        ),
+        format!(
+            "| `gateway.max_body_bytes` | integer (bytes) | `{}` |",
+            GatewayRoleConfig::default().max_body_bytes
+        ),
+        format!(
+            "| `gateway.token_lifetime_secs` | integer (seconds) | `{}` |",
+            GatewayRoleConfig::default().token_lifetime_secs
+        ),
+        format!(
+            "| `gateway.registry_poll_ms` | integer (milliseconds) | `{}` |",
+            GatewayRoleConfig::default().registry_poll_ms
         ),
     ] {
         assert!(

@@ -1463,3 +1463,161 @@ impl ReplayCache {
         Ok(())
     }
 }
+
+// ---------------------------------------------------------------------------
+// Intermediaries: the central gateway's DigiSign adapter
+// ---------------------------------------------------------------------------
+
+/// Sign a request head on behalf of a client of another member, as the
+/// central gateway does for consumers without a node (DigiSign adapter,
+/// DESIGN §9).
+///
+/// The same as [`sign_request`] (same headers, components and parameters,
+/// so the result is an ordinary NDXP-profile signature), except that
+/// `NDXP-Client` need not belong to the signer's member: the signer vouches
+/// that it authenticated that client. A receiver accepts such a request
+/// with [`verify_request_from_intermediary`], naming the intermediaries it
+/// trusts; [`verify_request`] refuses it.
+///
+/// # Errors
+/// As [`sign_request`], without [`ProfileError::ClientNotOfSigner`].
+pub fn sign_request_as_intermediary(
+    parts: &mut http::request::Parts,
+    body_digest: &str,
+    signer: &Signer,
+    now: DateTime<Utc>,
+) -> Result<SignedInfo> {
+    read_client(&parts.headers)?;
+    let ndxp_id = read_id(&parts.headers)?;
+    check_optional_fields(&parts.headers)?;
+    set_header(
+        &mut parts.headers,
+        CONTENT_DIGEST,
+        content_digest_value(body_digest)?,
+    );
+    set_header(&mut parts.headers, SIGNER_CERT, signer.cert_header.clone());
+    let created = now.timestamp();
+    let params = signer.params(request_components(&parts.headers), created);
+    let out = httpsig::create_signature(
+        &MessageView::Request(request_view(parts)),
+        LABEL,
+        &params,
+        &signer.key,
+    )
+    .map_err(ProfileError::Signature)?;
+    httpsig::attach_signature(&mut parts.headers, &out).map_err(ProfileError::Signature)?;
+    Ok(to_signed_info(out, ndxp_id, created, signer))
+}
+
+/// Verify a request head signed either by the client's own member or by
+/// one of `intermediaries` (e.g. the central gateway's member) acting for
+/// it; see [`sign_request_as_intermediary`].
+///
+/// Every check of [`verify_request`] applies, except that the signing
+/// member may also be one of `intermediaries`.
+///
+/// # Errors
+/// As [`verify_request`]; [`ProfileError::ClientNotOfSigner`] when the
+/// signer is neither the client's member nor a listed intermediary.
+pub fn verify_request_from_intermediary(
+    parts: &http::request::Parts,
+    policy: &ProfilePolicy,
+    intermediaries: &[MemberId],
+    now: DateTime<Utc>,
+) -> Result<VerifiedMessage> {
+    let client = read_client(&parts.headers)?;
+    let required_components = request_components(&parts.headers);
+    let msg = MessageView::Request(request_view(parts));
+    let mut vm = verify_message(&msg, &parts.headers, required_components, policy, now)?;
+    if client.member() != &vm.signer && !intermediaries.contains(&vm.signer) {
+        return Err(ProfileError::ClientNotOfSigner {
+            client: Box::new(client),
+            signer: Box::new(vm.signer),
+        });
+    }
+    check_replay(&vm, policy, now)?;
+    vm.client = Some(client);
+    Ok(vm)
+}
+
+#[cfg(test)]
+mod intermediary_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ca::{InitOptions, Pki};
+    use crate::cert::Profile;
+    use crate::{csr, key::KeyAlgorithm};
+
+    fn signer_of(pki: &Pki, member: &str) -> Signer {
+        let member: MemberId = member.parse().unwrap();
+        let key = KeyAlgorithm::EcP256.generate().unwrap();
+        let req = csr::build_sign_csr(&member, &key).unwrap();
+        let cert = pki.issue(&req, Profile::Sign, 30).unwrap();
+        Signer::new(key, cert, pki.chain().to_vec()).unwrap()
+    }
+
+    fn head(client: &str) -> http::request::Parts {
+        http::Request::get("http://backend.example/persons/001")
+            .header(NDXP_CLIENT, client)
+            .header(NDXP_ID, TransactionId::new().to_string())
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[test]
+    fn a_gateway_signs_for_a_client_of_another_member() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = InitOptions {
+            ocsp_url: "http://127.0.0.1:1/ocsp".into(),
+            ..InitOptions::default()
+        };
+        let pki = Pki::init(&tmp.path().join("pki"), &opts).unwrap();
+        let gateway = signer_of(&pki, "VN/GOV/000.00.00.A01");
+        let now = Utc::now();
+        let body = b"{}";
+        let digest = digest::content_digest(body);
+
+        // The ordinary signer refuses; the intermediary form signs.
+        let mut parts = head("VN/GOV/000.00.00.G22/QLHT");
+        assert!(matches!(
+            sign_request(&mut parts, &digest, &gateway, now),
+            Err(ProfileError::ClientNotOfSigner { .. })
+        ));
+        let mut parts = head("VN/GOV/000.00.00.G22/QLHT");
+        let info = sign_request_as_intermediary(&mut parts, &digest, &gateway, now).unwrap();
+        assert_eq!(info.fingerprint, gateway.fingerprint());
+
+        let policy = ProfilePolicy::new(vec![pki.root_cert().clone()]);
+        // A receiver that does not name the gateway refuses the request ...
+        assert!(matches!(
+            verify_request(&parts, &policy, now),
+            Err(ProfileError::ClientNotOfSigner { .. })
+        ));
+        assert!(matches!(
+            verify_request_from_intermediary(&parts, &policy, &[], now),
+            Err(ProfileError::ClientNotOfSigner { .. })
+        ));
+        // ... one that trusts it as an intermediary accepts it.
+        let vm =
+            verify_request_from_intermediary(&parts, &policy, &[gateway.member().clone()], now)
+                .unwrap();
+        assert_eq!(&vm.signer, gateway.member());
+        assert_eq!(vm.client.unwrap().to_string(), "VN/GOV/000.00.00.G22/QLHT");
+        digest::verify_content_digest(&vm.content_digest, body).unwrap();
+
+        // A tampered head fails like any other NDXP signature.
+        parts.headers.insert(
+            NDXP_CLIENT,
+            HeaderValue::from_static("VN/GOV/000.00.00.G22/OTHER"),
+        );
+        assert!(verify_request_from_intermediary(
+            &parts,
+            &policy,
+            &[gateway.member().clone()],
+            now
+        )
+        .is_err());
+    }
+}

@@ -46,6 +46,15 @@
 //! | POST | `/api/v1/reconciliation/drilldowns/poll` | a node, signed |
 //! | POST | `/api/v1/reconciliation/drilldowns/{id}` | the node asked, signed |
 //! | GET | `/api/v1/reconciliation/report?period=&format=` | operator |
+//! | GET, POST | `/api/v1/gateway/services` | GET: filtered to the caller; POST: operator or provider |
+//! | GET, PATCH | `/api/v1/gateway/services/{...6 segments}` | operator or provider |
+//! | POST | `/api/v1/gateway/services/{...6}/publish` | operator |
+//! | POST | `/api/v1/gateway/services/{...6}/withdraw` | operator or provider |
+//! | GET, POST | `/api/v1/gateway/credentials` | GET: filtered to the caller; POST: operator or client's member |
+//! | GET | `/api/v1/gateway/credentials/{id}` | operator or client's member |
+//! | POST | `/api/v1/gateway/credentials/{id}/rotate`, `.../revoke` | operator or client's member |
+//! | PUT | `/api/v1/gateway/credentials/{id}/ranges` | operator or client's member |
+//! | GET, PUT | `/api/v1/gateway/subscriptions/{id}/limits` | GET: involved members; PUT: operator or provider |
 //! | GET | `/globalconf` | public |
 //! | GET | `/openapi.json` | public |
 //!
@@ -74,7 +83,7 @@ pub mod schema;
 
 use error::ApiError;
 use handlers::{
-    admin, groups, members, monitoring, public, registrations, services, subscriptions,
+    admin, gateway, groups, members, monitoring, public, registrations, services, subscriptions,
 };
 
 /// What every handler shares.
@@ -174,6 +183,28 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(monitoring::poll_drilldowns))
         .routes(routes!(monitoring::answer_drilldown))
         .routes(routes!(monitoring::get_report))
+        .routes(routes!(
+            gateway::list_gateway_services,
+            gateway::register_gateway_service
+        ))
+        .routes(routes!(
+            gateway::get_gateway_service,
+            gateway::update_gateway_service
+        ))
+        .routes(routes!(gateway::publish_gateway_service))
+        .routes(routes!(gateway::withdraw_gateway_service))
+        .routes(routes!(
+            gateway::list_gateway_credentials,
+            gateway::create_gateway_credentials
+        ))
+        .routes(routes!(gateway::get_gateway_credentials))
+        .routes(routes!(gateway::rotate_gateway_credentials))
+        .routes(routes!(gateway::set_gateway_credential_ranges))
+        .routes(routes!(gateway::revoke_gateway_credentials))
+        .routes(routes!(
+            gateway::get_subscription_limits,
+            gateway::set_subscription_limits
+        ))
         .routes(routes!(public::get_globalconf))
         .routes(routes!(public::get_openapi))
 }

@@ -30,14 +30,19 @@ use crate::model::{
 /// shipped: add a new file.
 ///
 /// Versions need not be consecutive: sqlx applies every listed version not
-/// yet recorded, in list order, so a gap (3 without 2) is accepted and a
-/// version added later into the gap is applied when it arrives. A migration
-/// must therefore depend only on versions below it that are always present.
+/// yet recorded, in list order, so a gap is accepted and a version added
+/// later into the gap is applied when it arrives. A migration must
+/// therefore depend only on versions below it that are always present.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "registry",
         include_str!("../../migrations/0001_registry.sql"),
+    ),
+    (
+        2,
+        "gateway",
+        include_str!("../../migrations/0002_gateway.sql"),
     ),
     (
         3,
@@ -47,6 +52,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 mod monitoring;
+
+// The central gateway's tables and methods live in their own file; as a
+// child of this module it shares the write and row helpers above.
+#[path = "gateway.rs"]
+pub mod gateway;
 
 /// Connection settings of a [`SqlStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]

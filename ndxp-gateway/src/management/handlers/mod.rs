@@ -1,6 +1,7 @@
 //! The handlers of the management API, one module per registry area.
 
 pub mod admin;
+pub mod gateway;
 pub mod groups;
 pub mod members;
 pub mod monitoring;

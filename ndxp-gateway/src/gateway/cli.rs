@@ -1,0 +1,885 @@
+//! The `ndxp-gateway gateway ...` operator commands, as a library: the
+//! binary parses the arguments with these `clap` types, calls [`run`] and
+//! prints the [`CliOutput`]. Every command works directly on the registry
+//! named by `[storage] url`, as the operator (actor `cli:$USER`); a running
+//! gateway picks the change up within `[gateway] registry_poll_ms`.
+//!
+//! The same credential helpers serve the management API
+//! ([`create_credentials`], [`rotate_credentials`]).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{Args, Subcommand, ValueEnum};
+use ipnet::IpNet;
+use ndxp_core::{ServiceId, SubsystemId};
+use ndxp_registry::model::{Actor, ServiceUpdate, Subscription, SubscriptionState};
+use ndxp_registry::store::gateway::{
+    BackendTls, GatewayApp, GatewayService, GatewayServiceState, GatewaySettings,
+    GatewaySettingsUpdate, GatewayStore, SubscriptionLimits,
+};
+use ndxp_registry::store::{RegistryStore, SqlStore, StoreError, StoreOptions, SubscriptionFilter};
+use uuid::Uuid;
+
+use super::token::{self, TokenError};
+use crate::config::GatewayConfig;
+
+/// Why a gateway command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// An argument is wrong; the message says how to fix it.
+    #[error("{0}")]
+    Invalid(String),
+    /// The registry refused the change or could not be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Credentials could not be generated.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// A file named on the command line could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CliError {
+    /// Whether the error is the operator's input (exit status 64).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Self::Invalid(_))
+    }
+}
+
+/// What a command prints: `stdout` for results (a secret, a table, JSON),
+/// `note` for the human remark that goes to standard error.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CliOutput {
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error, if anything.
+    pub note: Option<String>,
+}
+
+/// `--config FILE`.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigFile {
+    /// The gateway configuration file (see docs/config.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// `--json`.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Json {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ndxp-gateway gateway ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum GatewayCommand {
+    /// Services offered through the central gateway.
+    #[command(subcommand)]
+    Services(ServicesCommand),
+    /// Consumers' subscriptions to services.
+    #[command(subcommand)]
+    Subscriptions(SubscriptionsCommand),
+    /// Consumers' OAuth2 client credentials.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+}
+
+impl GatewayCommand {
+    /// The configuration file the command names.
+    pub fn config(&self) -> &std::path::Path {
+        let c = match self {
+            Self::Services(c) => match c {
+                ServicesCommand::Register { cfg, .. }
+                | ServicesCommand::List { cfg, .. }
+                | ServicesCommand::Publish { cfg, .. }
+                | ServicesCommand::Withdraw { cfg, .. }
+                | ServicesCommand::Update { cfg, .. }
+                | ServicesCommand::Deprecate { cfg, .. } => cfg,
+            },
+            Self::Subscriptions(c) => match c {
+                SubscriptionsCommand::Request { cfg, .. }
+                | SubscriptionsCommand::List { cfg, .. }
+                | SubscriptionsCommand::Approve { cfg, .. }
+                | SubscriptionsCommand::Reject { cfg, .. }
+                | SubscriptionsCommand::Cancel { cfg, .. }
+                | SubscriptionsCommand::Limits { cfg, .. } => cfg,
+            },
+            Self::Credentials(c) => match c {
+                CredentialsCommand::Create { cfg, .. }
+                | CredentialsCommand::List { cfg, .. }
+                | CredentialsCommand::Rotate { cfg, .. }
+                | CredentialsCommand::Ranges { cfg, .. }
+                | CredentialsCommand::Revoke { cfg, .. } => cfg,
+            },
+        };
+        &c.config
+    }
+}
+
+/// Settings shared by `register` and `update`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SettingsArgs {
+    /// Backend timeout in milliseconds (default 30000 on register).
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// Default rate per subscription, requests per second (0 = unlimited).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Default burst per subscription.
+    #[arg(long)]
+    pub burst: Option<u64>,
+    /// Default quota per subscription, requests per UTC day (0 = unlimited).
+    #[arg(long)]
+    pub quota: Option<u64>,
+    /// DigiSign adapter: sign forwarded requests (true/false).
+    #[arg(long)]
+    pub sign_requests: Option<bool>,
+    /// DigiSign adapter: require signed responses (true/false).
+    #[arg(long)]
+    pub verify_responses: Option<bool>,
+    /// CA certificate (PEM) trusted for an https:// backend.
+    #[arg(long, value_name = "FILE")]
+    pub backend_ca: Option<String>,
+    /// Client certificate (PEM) presented to the backend.
+    #[arg(long, value_name = "FILE", requires = "backend_client_key")]
+    pub backend_client_cert: Option<String>,
+    /// Its private key (PKCS#8 PEM).
+    #[arg(long, value_name = "FILE", requires = "backend_client_cert")]
+    pub backend_client_key: Option<String>,
+}
+
+impl SettingsArgs {
+    fn tls(&self) -> Option<BackendTls> {
+        let t = BackendTls {
+            ca_file: self.backend_ca.clone(),
+            client_cert_file: self.backend_client_cert.clone(),
+            client_key_file: self.backend_client_key.clone(),
+        };
+        (!t.is_empty()).then_some(t)
+    }
+
+    fn update(&self, backend: Option<String>) -> GatewaySettingsUpdate {
+        GatewaySettingsUpdate {
+            backend_url: backend,
+            timeout_ms: self.timeout_ms,
+            rate_per_sec: self.rate,
+            burst: self.burst,
+            quota_per_day: self.quota,
+            sign_requests: self.sign_requests,
+            verify_responses: self.verify_responses,
+            backend_tls: self.tls(),
+        }
+    }
+}
+
+/// `gateway services ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum ServicesCommand {
+    /// Register a service version on the gateway (adds it to the catalogue
+    /// when it is not there yet). It answers once published.
+    Register {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// Service id, e.g. VN/GOV/000.00.00.H29/CSDLDC/citizen/v1.
+        #[arg(long)]
+        id: ServiceId,
+        /// Base URL of the provider's backend.
+        #[arg(long)]
+        backend: String,
+        /// What the service does (required when it is new to the catalogue).
+        #[arg(long)]
+        description: Option<String>,
+        /// The service's OpenAPI document (JSON file).
+        #[arg(long, value_name = "FILE")]
+        openapi: Option<PathBuf>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        settings: SettingsArgs,
+    },
+    /// List gateway services.
+    List {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// Only the services of this provider subsystem.
+        #[arg(long)]
+        provider: Option<SubsystemId>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        out: Json,
+    },
+    /// Publish a registered (or withdrawn) service: consumers may call it.
+    Publish {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// Service id.
+        #[arg(long)]
+        id: ServiceId,
+    },
+    /// Withdraw (cancel) a service: every call is refused from now on.
+    Withdraw {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// Service id.
+        #[arg(long)]
+        id: ServiceId,
+    },
+    /// Change a service's backend, limits, signing or TLS files.
+    Update {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// Service id.
+        #[arg(long)]
+        id: ServiceId,
+        /// New backend base URL.
+        #[arg(long)]
+        backend: Option<String>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        settings: SettingsArgs,
+    },
+    /// Deprecate a version: calls get Deprecation and Sunset headers, and
+    /// are refused from the sunset on.
+    Deprecate {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// Service id.
+        #[arg(long)]
+        id: ServiceId,
+        /// When it is deprecated (RFC 3339; default now).
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+        /// When it is retired (RFC 3339).
+        #[arg(long)]
+        sunset: DateTime<Utc>,
+    },
+}
+
+/// Subscription states for `list --state`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StateArg {
+    /// Waiting for a decision.
+    Requested,
+    /// Callable.
+    Approved,
+    /// Refused.
+    Rejected,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl From<StateArg> for SubscriptionState {
+    fn from(s: StateArg) -> Self {
+        match s {
+            StateArg::Requested => Self::Requested,
+            StateArg::Approved => Self::Approved,
+            StateArg::Rejected => Self::Rejected,
+            StateArg::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// `gateway subscriptions ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum SubscriptionsCommand {
+    /// Request a subscription for a client subsystem.
+    Request {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// The service.
+        #[arg(long)]
+        service: ServiceId,
+        /// The client subsystem.
+        #[arg(long)]
+        client: SubsystemId,
+        /// Free text for the provider.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// List subscriptions.
+    List {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<ServiceId>,
+        /// Only this client subsystem.
+        #[arg(long)]
+        client: Option<SubsystemId>,
+        /// Only this state.
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        out: Json,
+    },
+    /// Approve a requested subscription.
+    Approve {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// Subscription id.
+        #[arg(long)]
+        id: Uuid,
+        /// Note for the history.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Reject a requested subscription.
+    Reject {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// Subscription id.
+        #[arg(long)]
+        id: Uuid,
+        /// Why.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Cancel a subscription: the next call is refused.
+    Cancel {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// Subscription id.
+        #[arg(long)]
+        id: Uuid,
+        /// Why.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Set a subscription's own rate, burst or quota (over the service's
+    /// defaults).
+    Limits {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// Subscription id.
+        #[arg(long)]
+        id: Uuid,
+        /// Requests per second (0 = unlimited).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Burst.
+        #[arg(long)]
+        burst: Option<u64>,
+        /// Requests per UTC day (0 = unlimited).
+        #[arg(long)]
+        quota: Option<u64>,
+    },
+}
+
+/// `gateway credentials ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum CredentialsCommand {
+    /// Create client credentials for a consumer subsystem; prints the
+    /// client id and secret (shown only this once).
+    Create {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// The consumer subsystem.
+        #[arg(long)]
+        client: SubsystemId,
+        /// An allowed source address range (CIDR); repeat for more; none
+        /// allows any address.
+        #[arg(long = "allow", value_name = "CIDR")]
+        allow: Vec<IpNet>,
+    },
+    /// List credentials (never their secrets).
+    List {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// Only this consumer subsystem.
+        #[arg(long)]
+        client: Option<SubsystemId>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        out: Json,
+    },
+    /// Rotate the secret: prints the new one; tokens issued before stop
+    /// working at once.
+    Rotate {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// The client id.
+        #[arg(long)]
+        client_id: String,
+    },
+    /// Replace the allowed source address ranges (none: any address).
+    Ranges {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// The client id.
+        #[arg(long)]
+        client_id: String,
+        /// An allowed range (CIDR); repeat for more.
+        #[arg(long = "allow", value_name = "CIDR")]
+        allow: Vec<IpNet>,
+    },
+    /// Revoke the credentials: tokens stop working at once.
+    Revoke {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        cfg: ConfigFile,
+        /// The client id.
+        #[arg(long)]
+        client_id: String,
+    },
+}
+
+/// New credentials: the stored application and the secret to show once.
+#[derive(Debug, Clone)]
+pub struct IssuedCredentials {
+    /// The stored application.
+    pub app: GatewayApp,
+    /// The client secret, never stored.
+    pub client_secret: String,
+}
+
+async fn hashed(secret: &str) -> Result<String, TokenError> {
+    let s = secret.to_string();
+    tokio::task::spawn_blocking(move || token::hash_secret(&s))
+        .await
+        .unwrap_or(Err(TokenError::Invalid("the hashing task failed")))
+}
+
+/// Creates credentials for `client`: a fresh client id and secret, the
+/// secret stored only as a salted hash.
+///
+/// # Errors
+/// Store errors (e.g. no such subsystem) and random-generator failures.
+pub async fn create_credentials(
+    store: &dyn GatewayStore,
+    client: &SubsystemId,
+    allowed: &[IpNet],
+    actor: &Actor,
+) -> Result<IssuedCredentials, CliError> {
+    let client_id = token::generate_client_id()?;
+    let secret = token::generate_secret()?;
+    let hash = hashed(&secret).await?;
+    let app = store
+        .create_gateway_app(&client_id, client, &hash, allowed, actor)
+        .await?;
+    Ok(IssuedCredentials {
+        app,
+        client_secret: secret,
+    })
+}
+
+/// Rotates the secret of `client_id`.
+///
+/// # Errors
+/// Store errors (no such or revoked credentials).
+pub async fn rotate_credentials(
+    store: &dyn GatewayStore,
+    client_id: &str,
+    actor: &Actor,
+) -> Result<IssuedCredentials, CliError> {
+    let secret = token::generate_secret()?;
+    let hash = hashed(&secret).await?;
+    let app = store.rotate_gateway_secret(client_id, &hash, actor).await?;
+    Ok(IssuedCredentials {
+        app,
+        client_secret: secret,
+    })
+}
+
+fn time_text(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(
+        || "-".into(),
+        |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
+}
+
+/// The services as a table.
+pub fn services_table(items: &[GatewayService]) -> String {
+    let mut s = String::from("SERVICE\tSTATE\tBACKEND\tRATE/S\tQUOTA/DAY\tSIGN\n");
+    for g in items {
+        let _ = writeln!(
+            s,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            g.service,
+            g.state,
+            g.settings.backend_url,
+            g.settings.rate_per_sec,
+            g.settings.quota_per_day,
+            if g.settings.sign_requests {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
+    s
+}
+
+/// The subscriptions as a table.
+pub fn subscriptions_table(items: &[Subscription]) -> String {
+    let mut s = String::from("ID\tSERVICE\tCLIENT\tSTATE\n");
+    for x in items {
+        let _ = writeln!(s, "{}\t{}\t{}\t{}", x.id, x.service, x.client, x.state);
+    }
+    s
+}
+
+/// The credentials as a table.
+pub fn apps_table(items: &[GatewayApp]) -> String {
+    let mut s = String::from("CLIENT_ID\tCLIENT\tGENERATION\tRANGES\tREVOKED\n");
+    for a in items {
+        let ranges = if a.allowed_cidrs.is_empty() {
+            "any".to_string()
+        } else {
+            a.allowed_cidrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let _ = writeln!(
+            s,
+            "{}\t{}\t{}\t{}\t{}",
+            a.client_id,
+            a.client,
+            a.generation,
+            ranges,
+            time_text(a.revoked_at)
+        );
+    }
+    s
+}
+
+fn json_out<T: serde::Serialize>(v: &T) -> Result<CliOutput, CliError> {
+    let mut stdout =
+        serde_json::to_string_pretty(v).map_err(|e| CliError::Invalid(e.to_string()))?;
+    stdout.push('\n');
+    Ok(CliOutput { stdout, note: None })
+}
+
+fn line(s: String) -> CliOutput {
+    CliOutput {
+        stdout: s + "\n",
+        note: None,
+    }
+}
+
+fn list<T: serde::Serialize>(
+    items: &[T],
+    json: bool,
+    table: fn(&[T]) -> String,
+) -> Result<CliOutput, CliError> {
+    if json {
+        json_out(&items)
+    } else {
+        Ok(CliOutput {
+            stdout: table(items),
+            note: None,
+        })
+    }
+}
+
+fn credentials_out(c: &IssuedCredentials, what: &str) -> CliOutput {
+    CliOutput {
+        stdout: format!(
+            "client_id={}\nclient_secret={}\n",
+            c.app.client_id, c.client_secret
+        ),
+        note: Some(format!(
+            "{what} credentials of {} (generation {}); the secret is shown only this once, keep it now",
+            c.app.client, c.app.generation
+        )),
+    }
+}
+
+fn check_instance(
+    config: &GatewayConfig,
+    what: &str,
+    id: &ndxp_core::MemberId,
+) -> Result<(), CliError> {
+    if id.instance() == &config.instance {
+        Ok(())
+    } else {
+        Err(CliError::Invalid(format!(
+            "{what} of {id} is not in instance {}, the `instance` of the configuration file",
+            config.instance
+        )))
+    }
+}
+
+/// Runs one command against the registry of `config`.
+///
+/// # Errors
+/// See [`CliError`].
+pub async fn run(
+    config: &GatewayConfig,
+    actor: &Actor,
+    command: GatewayCommand,
+) -> Result<CliOutput, CliError> {
+    let store = SqlStore::open(&config.storage.url, &StoreOptions::default()).await?;
+    let out = execute(config, &store, actor, command).await;
+    store.close().await;
+    out
+}
+
+async fn execute(
+    config: &GatewayConfig,
+    store: &SqlStore,
+    actor: &Actor,
+    command: GatewayCommand,
+) -> Result<CliOutput, CliError> {
+    match command {
+        GatewayCommand::Services(c) => services(config, store, actor, c).await,
+        GatewayCommand::Subscriptions(c) => subscriptions(config, store, actor, c).await,
+        GatewayCommand::Credentials(c) => credentials(config, store, actor, c).await,
+    }
+}
+
+async fn services(
+    config: &GatewayConfig,
+    store: &SqlStore,
+    actor: &Actor,
+    c: ServicesCommand,
+) -> Result<CliOutput, CliError> {
+    match c {
+        ServicesCommand::Register {
+            id,
+            backend,
+            description,
+            openapi,
+            settings,
+            ..
+        } => {
+            check_instance(config, "service", id.member())?;
+            let openapi = openapi
+                .map(|p| {
+                    std::fs::read_to_string(&p).map_err(|source| CliError::Read { path: p, source })
+                })
+                .transpose()?;
+            let s = settings.update(None).apply(&GatewaySettings::new(backend));
+            let g = store
+                .register_gateway_service(
+                    &id,
+                    description.as_deref(),
+                    openapi.as_deref(),
+                    &s,
+                    actor,
+                )
+                .await?;
+            Ok(line(format!(
+                "registered {} on the gateway with backend {}; publish it to open it to subscribers",
+                g.service, g.settings.backend_url
+            )))
+        }
+        ServicesCommand::List { provider, out, .. } => {
+            let v = store.list_gateway_services(provider.as_ref()).await?;
+            list(&v, out.json, services_table)
+        }
+        ServicesCommand::Publish { id, .. } => {
+            let g = store
+                .set_gateway_service_state(&id, GatewayServiceState::Published, actor)
+                .await?;
+            Ok(line(format!("published {}", g.service)))
+        }
+        ServicesCommand::Withdraw { id, .. } => {
+            let g = store
+                .set_gateway_service_state(&id, GatewayServiceState::Withdrawn, actor)
+                .await?;
+            Ok(line(format!(
+                "withdrew {}: calls to it are refused from now on",
+                g.service
+            )))
+        }
+        ServicesCommand::Update {
+            id,
+            backend,
+            settings,
+            ..
+        } => {
+            let g = store
+                .update_gateway_service(&id, &settings.update(backend), actor)
+                .await?;
+            Ok(line(format!(
+                "updated {}: backend {}, timeout {} ms, rate {}/s, quota {}/day",
+                g.service,
+                g.settings.backend_url,
+                g.settings.timeout_ms,
+                g.settings.rate_per_sec,
+                g.settings.quota_per_day
+            )))
+        }
+        ServicesCommand::Deprecate { id, at, sunset, .. } => {
+            let at = at.unwrap_or_else(Utc::now);
+            if sunset < at {
+                return Err(CliError::Invalid(
+                    "--sunset must not be before the deprecation time".into(),
+                ));
+            }
+            let update = ServiceUpdate {
+                deprecated_at: Some(Some(at)),
+                sunset_at: Some(Some(sunset)),
+                ..ServiceUpdate::default()
+            };
+            let s = store.update_service(&id, &update, actor).await?;
+            Ok(line(format!(
+                "{} is deprecated since {} and retired at {}",
+                s.id,
+                time_text(s.deprecated_at),
+                time_text(s.sunset_at)
+            )))
+        }
+    }
+}
+
+async fn subscriptions(
+    config: &GatewayConfig,
+    store: &SqlStore,
+    actor: &Actor,
+    c: SubscriptionsCommand,
+) -> Result<CliOutput, CliError> {
+    let transition = async |id: Uuid, to: SubscriptionState, note: Option<String>| {
+        let s = store
+            .transition_subscription(id, to, note.as_deref(), actor)
+            .await?;
+        Ok::<_, CliError>(line(format!(
+            "subscription {} of {} to {} is {}",
+            s.id, s.client, s.service, s.state
+        )))
+    };
+    match c {
+        SubscriptionsCommand::Request {
+            service,
+            client,
+            note,
+            ..
+        } => {
+            check_instance(config, "client", client.member())?;
+            let s = store
+                .request_subscription(&service, &client, note.as_deref(), actor)
+                .await?;
+            Ok(line(format!(
+                "requested subscription {} of {} to {}",
+                s.id, s.client, s.service
+            )))
+        }
+        SubscriptionsCommand::List {
+            service,
+            client,
+            state,
+            out,
+            ..
+        } => {
+            let filter = SubscriptionFilter {
+                service,
+                client,
+                provider: None,
+                state: state.map(Into::into),
+            };
+            let v = store.list_subscriptions(&filter).await?;
+            list(&v, out.json, subscriptions_table)
+        }
+        SubscriptionsCommand::Approve { id, note, .. } => {
+            transition(id, SubscriptionState::Approved, note).await
+        }
+        SubscriptionsCommand::Reject { id, note, .. } => {
+            transition(id, SubscriptionState::Rejected, note).await
+        }
+        SubscriptionsCommand::Cancel { id, note, .. } => {
+            transition(id, SubscriptionState::Cancelled, note).await
+        }
+        SubscriptionsCommand::Limits {
+            id,
+            rate,
+            burst,
+            quota,
+            ..
+        } => {
+            let limits = SubscriptionLimits {
+                rate_per_sec: rate,
+                burst,
+                quota_per_day: quota,
+            };
+            let l = store.set_subscription_limits(id, &limits, actor).await?;
+            let show =
+                |v: Option<u64>| v.map_or_else(|| "service default".into(), |v| v.to_string());
+            Ok(line(format!(
+                "subscription {id}: rate {}/s, burst {}, quota {}/day",
+                show(l.rate_per_sec),
+                show(l.burst),
+                show(l.quota_per_day)
+            )))
+        }
+    }
+}
+
+async fn credentials(
+    config: &GatewayConfig,
+    store: &SqlStore,
+    actor: &Actor,
+    c: CredentialsCommand,
+) -> Result<CliOutput, CliError> {
+    match c {
+        CredentialsCommand::Create { client, allow, .. } => {
+            check_instance(config, "client", client.member())?;
+            let issued = create_credentials(store, &client, &allow, actor).await?;
+            Ok(credentials_out(&issued, "created"))
+        }
+        CredentialsCommand::List { client, out, .. } => {
+            let v = store.list_gateway_apps(client.as_ref()).await?;
+            list(&v, out.json, apps_table)
+        }
+        CredentialsCommand::Rotate { client_id, .. } => {
+            let issued = rotate_credentials(store, &client_id, actor).await?;
+            Ok(credentials_out(&issued, "rotated"))
+        }
+        CredentialsCommand::Ranges {
+            client_id, allow, ..
+        } => {
+            let a = store
+                .set_gateway_app_cidrs(&client_id, &allow, actor)
+                .await?;
+            Ok(line(format!(
+                "{}: allowed ranges {}",
+                a.client_id,
+                if a.allowed_cidrs.is_empty() {
+                    "any".to_string()
+                } else {
+                    a.allowed_cidrs
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )))
+        }
+        CredentialsCommand::Revoke { client_id, .. } => {
+            let a = store.revoke_gateway_app(&client_id, actor).await?;
+            Ok(line(format!(
+                "revoked {} of {}: its tokens are refused from now on",
+                a.client_id, a.client
+            )))
+        }
+    }
+}

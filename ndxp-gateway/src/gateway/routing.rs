@@ -1,0 +1,265 @@
+//! The in-memory routing table: what the request path reads instead of the
+//! registry. Built from a [`GatewaySnapshot`] whenever the registry version
+//! changes, and swapped in whole, so a request sees one consistent view.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use ndxp_core::{ServiceId, SubsystemId};
+use ndxp_registry::store::gateway::{
+    BackendTls, GatewayServiceState, GatewaySettings, GatewaySnapshot,
+};
+use uuid::Uuid;
+
+use super::limits::Limit;
+
+/// One service as the request path sees it.
+#[derive(Debug)]
+pub struct Route {
+    /// The service.
+    pub id: ServiceId,
+    /// Its publication state.
+    pub state: GatewayServiceState,
+    /// Its settings.
+    pub settings: GatewaySettings,
+    /// `backend_url` without a trailing `/`.
+    pub backend_base: String,
+    /// The HTTP client for its backend (shared unless it has TLS options).
+    pub client: reqwest::Client,
+    /// `Deprecation` header value (RFC 9745), when deprecated.
+    pub deprecation: Option<HeaderValue>,
+    /// `Sunset` header value (RFC 8594), when a sunset is set.
+    pub sunset_header: Option<HeaderValue>,
+    /// When the version stops answering.
+    pub sunset_at: Option<DateTime<Utc>>,
+    /// The per-service timeout.
+    pub timeout: Duration,
+}
+
+/// A consumer application.
+#[derive(Debug)]
+pub struct App {
+    /// The client subsystem.
+    pub client: SubsystemId,
+    /// Salted secret hash.
+    pub secret_hash: String,
+    /// Current generation.
+    pub generation: i64,
+    /// Allowed source ranges; empty = any.
+    pub cidrs: Vec<IpNet>,
+}
+
+/// An approved subscription with its effective limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Sub {
+    /// The subscription id (the limiter's key).
+    pub id: Uuid,
+    /// Effective limits (overrides over the service's defaults).
+    pub limit: Limit,
+}
+
+/// The whole table.
+#[derive(Debug, Default)]
+pub struct Routing {
+    /// The registry version it was built from (-1: nothing loaded yet).
+    pub version: i64,
+    /// Every gateway service, by id.
+    pub services: HashMap<ServiceId, Arc<Route>>,
+    /// Unrevoked applications, by client id.
+    pub apps: HashMap<String, Arc<App>>,
+    /// Approved subscriptions, by client then service.
+    pub subs: HashMap<SubsystemId, HashMap<ServiceId, Sub>>,
+}
+
+/// Why a backend client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("service {service}: {reason}")]
+pub struct ClientError {
+    /// The service.
+    pub service: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// Builds HTTP clients for backends.
+pub struct ClientFactory {
+    shared: reqwest::Client,
+    pool_idle: usize,
+}
+
+impl std::fmt::Debug for ClientFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientFactory")
+            .field("pool_idle", &self.pool_idle)
+            .finish_non_exhaustive()
+    }
+}
+
+fn builder(pool_idle: usize) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(pool_idle)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .no_proxy()
+}
+
+impl ClientFactory {
+    /// A factory whose shared client keeps `pool_idle` idle connections per
+    /// host.
+    ///
+    /// # Errors
+    /// When the TLS backend cannot be initialised.
+    pub fn new(pool_idle: usize) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            shared: builder(pool_idle).build()?,
+            pool_idle,
+        })
+    }
+
+    /// The client for a service: the shared one, or one with its TLS files
+    /// (read now).
+    ///
+    /// # Errors
+    /// When a file cannot be read or parsed.
+    pub fn client_for(
+        &self,
+        service: &ServiceId,
+        tls: &BackendTls,
+    ) -> Result<reqwest::Client, ClientError> {
+        if tls.is_empty() {
+            return Ok(self.shared.clone());
+        }
+        let err = |reason: String| ClientError {
+            service: service.to_string(),
+            reason,
+        };
+        let read = |p: &str| std::fs::read(p).map_err(|e| err(format!("cannot read {p}: {e}")));
+        let mut b = builder(self.pool_idle);
+        if let Some(ca) = &tls.ca_file {
+            let pem = read(ca)?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| err(format!("{ca} is not a PEM certificate: {e}")))?;
+            b = b.add_root_certificate(cert);
+        }
+        if let (Some(cert), Some(key)) = (&tls.client_cert_file, &tls.client_key_file) {
+            let cert_pem = read(cert)?;
+            let key_pem = read(key)?;
+            let id = reqwest::Identity::from_pkcs8_pem(&cert_pem, &key_pem).map_err(|e| {
+                err(format!(
+                    "{cert} / {key} are not a PEM certificate and PKCS#8 key: {e}"
+                ))
+            })?;
+            b = b.identity(id);
+        }
+        b.build()
+            .map_err(|e| err(format!("cannot build the HTTPS client: {e}")))
+    }
+}
+
+/// `Deprecation: @<unix seconds>` (RFC 9745, an RFC 9651 Date).
+pub fn deprecation_value(at: DateTime<Utc>) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("@{}", at.timestamp())).ok()
+}
+
+/// `Sunset: <IMF-fixdate>` (RFC 8594).
+pub fn sunset_value(at: DateTime<Utc>) -> Option<HeaderValue> {
+    HeaderValue::from_str(&at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
+}
+
+impl Routing {
+    /// Builds the table. A service whose backend client cannot be built is
+    /// left out (and reported in the returned list), so one bad file does
+    /// not stop every other service.
+    pub fn build(snapshot: GatewaySnapshot, clients: &ClientFactory) -> (Self, Vec<ClientError>) {
+        let mut problems = Vec::new();
+        let mut services = HashMap::new();
+        let mut defaults = HashMap::new();
+        for rs in snapshot.services {
+            let g = rs.gateway;
+            let client = match clients.client_for(&g.service, &g.settings.backend_tls) {
+                Ok(c) => c,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            defaults.insert(g.service.clone(), g.settings.clone());
+            let route = Route {
+                id: g.service.clone(),
+                state: g.state,
+                backend_base: g.settings.backend_url.trim_end_matches('/').to_string(),
+                client,
+                deprecation: rs.service.deprecated_at.and_then(deprecation_value),
+                sunset_header: rs.service.sunset_at.and_then(sunset_value),
+                sunset_at: rs.service.sunset_at,
+                timeout: Duration::from_millis(g.settings.timeout_ms),
+                settings: g.settings,
+            };
+            services.insert(g.service, Arc::new(route));
+        }
+        let apps = snapshot
+            .apps
+            .into_iter()
+            .map(|a| {
+                (
+                    a.client_id,
+                    Arc::new(App {
+                        client: a.client,
+                        secret_hash: a.secret_hash,
+                        generation: a.generation,
+                        cidrs: a.allowed_cidrs,
+                    }),
+                )
+            })
+            .collect();
+        let mut subs: HashMap<SubsystemId, HashMap<ServiceId, Sub>> = HashMap::new();
+        for s in snapshot.subscriptions {
+            let Some(d) = defaults.get(&s.service) else {
+                continue;
+            };
+            let limit = Limit {
+                rate_per_sec: s.limits.rate_per_sec.unwrap_or(d.rate_per_sec),
+                burst: s.limits.burst.unwrap_or(d.burst),
+                quota_per_day: s.limits.quota_per_day.unwrap_or(d.quota_per_day),
+            };
+            subs.entry(s.client)
+                .or_default()
+                .insert(s.service, Sub { id: s.id, limit });
+        }
+        (
+            Self {
+                version: snapshot.registry_version,
+                services,
+                apps,
+                subs,
+            },
+            problems,
+        )
+    }
+
+    /// Whether subscription `id` is in the table.
+    pub fn has_subscription(&self, id: &Uuid) -> bool {
+        self.subs.values().any(|m| m.values().any(|s| &s.id == id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn deprecation_and_sunset_headers_follow_their_rfcs() {
+        let at = DateTime::parse_from_rfc3339("2026-11-11T23:59:59Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(deprecation_value(at).unwrap(), "@1794441599");
+        assert_eq!(sunset_value(at).unwrap(), "Wed, 11 Nov 2026 23:59:59 GMT");
+    }
+}

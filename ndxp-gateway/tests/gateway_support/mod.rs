@@ -1,0 +1,546 @@
+//! Harness of the gateway tests: a PKI, a configuration file with a
+//! `[gateway]` table, a registry (SQLite, or PostgreSQL in a fresh schema
+//! when asked), `ndxp-gateway serve`'s roles on 127.0.0.1:0 ports, an
+//! operator token, and real backends (small axum servers).
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ndxp_gateway::config::GatewayConfig;
+use ndxp_gateway::management::auth::{generate_token, hash_token};
+use ndxp_registry::model::{Actor, CredentialKind};
+use ndxp_registry::store::{RegistryStore, SqlStore, StoreOptions};
+use ndxp_sign::ca::Pki;
+use ndxp_sign::profile;
+use ndxp_test_support::db::{Backend, TestDatabase};
+use ndxp_test_support::pki::{init_pki, member_signer};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+pub const PLATFORM: &str = "VN/GOV/000.00.00.A01";
+pub const PROVIDER: &str = "VN/GOV/000.00.00.H29";
+pub const PROVIDER_SUB: &str = "VN/GOV/000.00.00.H29/CSDLDC";
+pub const CONSUMER: &str = "VN/GOV/000.00.00.G22";
+pub const CONSUMER_SUB: &str = "VN/GOV/000.00.00.G22/QLHT";
+pub const SERVICE_V1: &str = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1";
+pub const SERVICE_V2: &str = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v2";
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub struct Env {
+    pub dir: TempDir,
+    pub pki: Pki,
+    pub config_path: PathBuf,
+    pub config: GatewayConfig,
+    pub mgmt: SocketAddr,
+    pub gateway: SocketAddr,
+    pub admin: SocketAddr,
+    pub store: Arc<SqlStore>,
+    pub operator: String,
+    pub http: reqwest::Client,
+    pub log_url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), ndxp_gateway::server::ServerError>>>,
+    db: Option<TestDatabase>,
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        Env::start_on(Backend::Sqlite).await
+    }
+
+    pub async fn start_on(backend: Backend) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = init_pki(&dir.path().join("pki"), "http://127.0.0.1:1/ocsp");
+        let platform = member_signer(&pki, &PLATFORM.parse().unwrap());
+        ndxp_sign::key::write_private_key_file(
+            &dir.path().join("sign.key"),
+            &platform.key,
+            None,
+            false,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("sign.pem"),
+            ndxp_sign::cert::write_pem_chain(&platform.chain).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ca.pem"), pki.root_cert().to_pem().unwrap()).unwrap();
+        let db = TestDatabase::create(backend, dir.path()).await;
+        let url = db.url.clone();
+        let log_url = format!("sqlite://{}", dir.path().join("gateway-log.db").display());
+        let text = format!(
+            r#"
+instance = "VN"
+[storage]
+url = "{url}"
+[management]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[gateway]
+listen = "127.0.0.1:0"
+max_body_bytes = {MAX_BODY}
+token_lifetime_secs = 300
+log_url = "{log_url}"
+registry_poll_ms = 100
+[globalconf]
+signing_key = "sign.key"
+signing_cert = "sign.pem"
+validity_secs = 3600
+[[globalconf.cas]]
+name = "NDXP Root CA"
+cert = "ca.pem"
+"#
+        );
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        let config = GatewayConfig::load(&config_path).unwrap();
+        let store = Arc::new(
+            SqlStore::open(
+                &url,
+                &StoreOptions {
+                    max_connections: 4,
+                    ..StoreOptions::default()
+                },
+            )
+            .await
+            .unwrap(),
+        );
+        let operator = generate_token().unwrap();
+        store
+            .create_credential(
+                &CredentialKind::Operator,
+                "admin",
+                &hash_token(&operator),
+                &Actor::cli("test"),
+            )
+            .await
+            .unwrap();
+        let bind = || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() };
+        let (ml, gl, al) = (bind().await, bind().await, bind().await);
+        let (mgmt, gateway, admin) = (
+            ml.local_addr().unwrap(),
+            gl.local_addr().unwrap(),
+            al.local_addr().unwrap(),
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(ndxp_gateway::server::run_roles(
+            config.clone(),
+            store.clone(),
+            ndxp_gateway::server::Listeners {
+                management: Some(ml),
+                admin: al,
+                gateway: Some(gl),
+            },
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let env = Env {
+            dir,
+            pki,
+            config_path,
+            config,
+            mgmt,
+            gateway,
+            admin,
+            store,
+            operator,
+            http: reqwest::Client::new(),
+            log_url,
+            stop: Some(tx),
+            task: Some(task),
+            db: Some(db),
+        };
+        env.wait_ready().await;
+        env
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..500 {
+            if let Ok(r) = self
+                .http
+                .get(format!("http://{}/healthz", self.admin))
+                .send()
+                .await
+            {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("server did not become healthy");
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+        self.store.close().await;
+        if let Some(db) = self.db.take() {
+            db.drop_now().await;
+        }
+    }
+
+    /// A management API call; returns status and JSON.
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut rb = self
+            .http
+            .request(
+                method.parse().unwrap(),
+                format!("http://{}{path}", self.mgmt),
+            )
+            .bearer_auth(token);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r = rb.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn op(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let t = self.operator.clone();
+        self.api(method, path, &t, body).await
+    }
+
+    /// Asserts a management call answered `want`.
+    pub async fn ok(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+        want: u16,
+    ) -> Value {
+        let (s, v) = self.api(method, path, token, body).await;
+        assert_eq!(s, want, "{method} {path}: {v}");
+        v
+    }
+
+    /// Adds a member with one subsystem and a member token; returns it.
+    pub async fn member(&self, member: &str, subsystem: &str) -> String {
+        let op = self.operator.clone();
+        self.ok(
+            "POST",
+            "/api/v1/members",
+            &op,
+            Some(json!({"id": member, "name": member})),
+            201,
+        )
+        .await;
+        let code = subsystem.rsplit('/').next().unwrap();
+        self.ok(
+            "POST",
+            &format!("/api/v1/members/{member}/subsystems"),
+            &op,
+            Some(json!({"code": code})),
+            201,
+        )
+        .await;
+        let v = self
+            .ok(
+                "POST",
+                "/api/v1/credentials",
+                &op,
+                Some(json!({"kind": {"member": member}, "name": format!("{member} token")})),
+                201,
+            )
+            .await;
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    /// The provider (H29/CSDLDC) and the consumer (G22/QLHT) with their
+    /// member tokens.
+    pub async fn parties(&self) -> (String, String) {
+        (
+            self.member(PROVIDER, PROVIDER_SUB).await,
+            self.member(CONSUMER, CONSUMER_SUB).await,
+        )
+    }
+
+    /// Registers `service` (as `token`) with `extra` settings and
+    /// publishes it (as the operator).
+    pub async fn offer(&self, token: &str, service: &str, backend: &str, extra: Value) {
+        let mut body = json!({
+            "service": service,
+            "description": "Citizen lookup",
+            "openapi": {"openapi": "3.1.0", "info": {"title": "citizen", "version": "1"}},
+            "backend_url": backend,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        self.ok("POST", "/api/v1/gateway/services", token, Some(body), 201)
+            .await;
+        let op = self.operator.clone();
+        self.ok(
+            "POST",
+            &format!("/api/v1/gateway/services/{service}/publish"),
+            &op,
+            None,
+            200,
+        )
+        .await;
+    }
+
+    /// The consumer requests `service`, the provider approves; returns the
+    /// subscription id.
+    pub async fn subscribe(&self, consumer: &str, provider: &str, service: &str) -> String {
+        let v = self
+            .ok(
+                "POST",
+                "/api/v1/subscriptions",
+                consumer,
+                Some(json!({"service": service, "client": CONSUMER_SUB})),
+                201,
+            )
+            .await;
+        let id = v["id"].as_str().unwrap().to_string();
+        self.ok(
+            "POST",
+            &format!("/api/v1/subscriptions/{id}/approve"),
+            provider,
+            None,
+            200,
+        )
+        .await;
+        id
+    }
+
+    /// The consumer creates credentials; returns (client_id, secret).
+    pub async fn credentials(&self, consumer: &str) -> (String, String) {
+        let v = self
+            .ok(
+                "POST",
+                "/api/v1/gateway/credentials",
+                consumer,
+                Some(json!({"client": CONSUMER_SUB})),
+                201,
+            )
+            .await;
+        (
+            v["client_id"].as_str().unwrap().to_string(),
+            v["client_secret"].as_str().unwrap().to_string(),
+        )
+    }
+
+    pub fn gateway_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.gateway)
+    }
+
+    /// `POST /oauth2/token` with form credentials; status and JSON.
+    pub async fn token_request(&self, client_id: &str, secret: &str) -> (u16, Value) {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", client_id)
+            .append_pair("client_secret", secret)
+            .finish();
+        let r = self
+            .http
+            .post(self.gateway_url("/oauth2/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap())
+    }
+
+    pub async fn token(&self, client_id: &str, secret: &str) -> String {
+        let (s, v) = self.token_request(client_id, secret).await;
+        assert_eq!(s, 200, "{v}");
+        v["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// A call through the gateway: the response.
+    pub async fn call(&self, token: &str, service: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.gateway_url(&format!("/{service}{path}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A call through the gateway: status and JSON body.
+    pub async fn call_json(&self, token: &str, service: &str, path: &str) -> (u16, Value) {
+        let r = self.call(token, service, path).await;
+        let s = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            s,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Runs `ndxp-gateway gateway ARGS --config gateway.toml`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ndxp-gateway"))
+            .arg("gateway")
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("USER", "tester")
+            .env_remove("NDXP_LOG")
+            .output()
+            .unwrap()
+    }
+
+    /// [`Env::cli`], asserting success; stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "gateway {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// Polls `check` until it returns true (changes made by another process
+/// reach the gateway within `registry_poll_ms`).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen within 5 s");
+}
+
+/// How a test backend answers.
+#[derive(Clone)]
+pub struct BackendMode {
+    /// A name echoed in every answer.
+    pub name: &'static str,
+    /// Verify the gateway's signature and sign responses as this member.
+    pub signer: Option<Arc<profile::Signer>>,
+    /// Trust anchors for verifying the gateway's signature.
+    pub anchors: Vec<ndxp_sign::openssl::x509::X509>,
+}
+
+/// Starts a backend; returns its base URL.
+pub async fn backend(mode: BackendMode) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let mode = mode.clone();
+        async move { answer(mode, req).await }
+    });
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    format!("http://{addr}")
+}
+
+pub fn plain(name: &'static str) -> BackendMode {
+    BackendMode {
+        name,
+        signer: None,
+        anchors: Vec::new(),
+    }
+}
+
+async fn answer(mode: BackendMode, req: Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 16 * 1024 * 1024).await.unwrap();
+    let path = parts.uri.path().to_string();
+    if path.ends_with("/slow") {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let header = |n: &str| {
+        parts
+            .headers
+            .get(n)
+            .map(|v| v.to_str().unwrap_or("").to_string())
+    };
+    let mut verified_by = None;
+    if let Some(signer) = &mode.signer {
+        let host = header("host").unwrap();
+        let pq = parts.uri.path_and_query().unwrap().to_string();
+        parts.uri = format!("http://{host}{pq}").parse().unwrap();
+        let policy = profile::ProfilePolicy::new(mode.anchors.clone());
+        match profile::verify_request_from_intermediary(
+            &parts,
+            &policy,
+            &[PLATFORM.parse().unwrap()],
+            chrono::Utc::now(),
+        ) {
+            Ok(vm) => {
+                ndxp_sign::digest::verify_content_digest(&vm.content_digest, &body).unwrap();
+                verified_by = Some(vm.signer.to_string());
+            }
+            Err(e) => {
+                return (StatusCode::UNAUTHORIZED, format!("not signed: {e}")).into_response()
+            }
+        }
+        let _ = signer;
+    }
+    let doc = json!({
+        "backend": mode.name,
+        "method": parts.method.as_str(),
+        "path": parts.uri.path_and_query().map(ToString::to_string),
+        "ndxp_client": header("ndxp-client"),
+        "ndxp_id": header("ndxp-id"),
+        "authorization": header("authorization"),
+        "content_digest": header("content-digest"),
+        "verified_by": verified_by,
+        "body_len": body.len(),
+        "person": {"id": "001099012345", "name": "Nguyễn Văn A"},
+    });
+    let out = serde_json::to_vec(&doc).unwrap();
+    let mut resp = Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .header("x-backend", mode.name)
+        .body(())
+        .unwrap();
+    if let Some(signer) = &mode.signer {
+        let (mut head, ()) = resp.into_parts();
+        profile::sign_response(
+            &mut head,
+            &parts,
+            &ndxp_sign::digest::content_digest(&out),
+            signer,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        resp = Response::from_parts(head, ());
+    }
+    let (head, ()) = resp.into_parts();
+    let mut r = Response::from_parts(head, Body::from(out));
+    r.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    r
+}

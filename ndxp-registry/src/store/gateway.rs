@@ -1,0 +1,1205 @@
+//! The central gateway's part of the registry (centralized model, DESIGN
+//! §9): how each service is served through the gateway, the consumers'
+//! OAuth2 client credentials, and per-subscription limits. Schema version 2
+//! (`migrations/0002_gateway.sql`).
+//!
+//! [`GatewayStore`] extends the registry; [`SqlStore`] implements it with
+//! the same invariants as [`super::super::RegistryStore`]: every write is one
+//! transaction that appends one audit entry and raises the registry
+//! version, so a gateway that watches the version sees every change.
+//!
+//! Lifecycle of a gateway service: `registered` (by the provider or an
+//! operator) → `published` (by an operator; callable) → `withdrawn`
+//! (cancelled; refused) → `published` again if an operator decides so.
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use ndxp_core::{ServiceId, SubsystemId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use super::{
+    check_openapi, check_text, col, constraint, corrupt, db, exists, found, parsed, time, time_opt,
+    ts, Result, SqlStore, StoreError, SQL_SERVICE_EXISTS, SQL_SUBSYSTEM_EXISTS,
+};
+use crate::model::{Actor, Service, SubscriptionState};
+
+/// Longest backend URL accepted, in bytes.
+pub const MAX_URL_BYTES: usize = 2048;
+/// Most address ranges on one application.
+pub const MAX_CIDRS: usize = 64;
+/// Longest per-service timeout, in milliseconds (10 minutes).
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+
+/// Publication state of a service on the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayServiceState {
+    /// Registered by the provider; not callable until published.
+    Registered,
+    /// Published by an operator: consumers with an approved subscription
+    /// may call it.
+    Published,
+    /// Withdrawn (cancelled): every call is refused.
+    Withdrawn,
+}
+
+impl GatewayServiceState {
+    /// The lowercase name, as stored and serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registered => "registered",
+            Self::Published => "published",
+            Self::Withdrawn => "withdrawn",
+        }
+    }
+
+    /// Whether a service may move from this state to `to`: registered →
+    /// published | withdrawn, published → withdrawn, withdrawn → published.
+    pub fn can_become(self, to: GatewayServiceState) -> bool {
+        use GatewayServiceState::*;
+        matches!(
+            (self, to),
+            (Registered, Published)
+                | (Registered, Withdrawn)
+                | (Published, Withdrawn)
+                | (Withdrawn, Published)
+        )
+    }
+}
+
+impl fmt::Display for GatewayServiceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for GatewayServiceState {
+    type Err = crate::model::UnknownState;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(match s {
+            "registered" => Self::Registered,
+            "published" => Self::Published,
+            "withdrawn" => Self::Withdrawn,
+            _ => return Err(crate::model::UnknownState(s.to_string())),
+        })
+    }
+}
+
+/// TLS towards a backend: files on the gateway host, read when the
+/// gateway loads the service. Only an operator may set them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendTls {
+    /// Extra CA certificate (PEM) trusted for the backend's certificate.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Client certificate (PEM) the gateway presents to the backend.
+    #[serde(default)]
+    pub client_cert_file: Option<String>,
+    /// Private key (PKCS#8 PEM) of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<String>,
+}
+
+impl BackendTls {
+    /// Whether no TLS option is set.
+    pub fn is_empty(&self) -> bool {
+        self.ca_file.is_none() && self.client_cert_file.is_none() && self.client_key_file.is_none()
+    }
+}
+
+/// How the gateway serves one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewaySettings {
+    /// Base URL of the provider's backend (`http://` or `https://`); the
+    /// path after the service id is appended to it.
+    pub backend_url: String,
+    /// How long the backend may take to answer, in milliseconds.
+    pub timeout_ms: u64,
+    /// Default sustained rate per subscription, requests per second
+    /// (0 = unlimited).
+    pub rate_per_sec: u64,
+    /// Default burst per subscription (requests that may arrive at once).
+    pub burst: u64,
+    /// Default quota per subscription, requests per UTC day (0 = unlimited).
+    pub quota_per_day: u64,
+    /// DigiSign adapter: sign each forwarded request (RFC 9421, NDXP
+    /// profile) with the platform's signing key.
+    pub sign_requests: bool,
+    /// DigiSign adapter: require and verify a signed response.
+    pub verify_responses: bool,
+    /// TLS towards the backend.
+    #[serde(default, skip_serializing_if = "BackendTls::is_empty")]
+    pub backend_tls: BackendTls,
+}
+
+impl GatewaySettings {
+    /// Settings with `backend_url` and the defaults: 30 s timeout, no rate
+    /// limit, no quota, no signing.
+    pub fn new(backend_url: impl Into<String>) -> Self {
+        Self {
+            backend_url: backend_url.into(),
+            timeout_ms: 30_000,
+            rate_per_sec: 0,
+            burst: 0,
+            quota_per_day: 0,
+            sign_requests: false,
+            verify_responses: false,
+            backend_tls: BackendTls::default(),
+        }
+    }
+
+    /// Checks every value; the message says what to fix.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`].
+    pub fn check(&self) -> Result<()> {
+        check_backend_url(&self.backend_url)?;
+        if self.timeout_ms == 0 || self.timeout_ms > MAX_TIMEOUT_MS {
+            return Err(StoreError::Invalid(format!(
+                "timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"
+            )));
+        }
+        for (what, v) in [
+            ("rate_per_sec", self.rate_per_sec),
+            ("burst", self.burst),
+            ("quota_per_day", self.quota_per_day),
+        ] {
+            if i64::try_from(v).is_err() {
+                return Err(StoreError::Invalid(format!("{what} is too large")));
+            }
+        }
+        if self.verify_responses && !self.sign_requests {
+            return Err(StoreError::Invalid(
+                "verify_responses needs sign_requests: a signed response covers the signed \
+                 request"
+                    .into(),
+            ));
+        }
+        let t = &self.backend_tls;
+        if t.client_cert_file.is_some() != t.client_key_file.is_some() {
+            return Err(StoreError::Invalid(
+                "give both client_cert_file and client_key_file, or neither".into(),
+            ));
+        }
+        for f in [&t.ca_file, &t.client_cert_file, &t.client_key_file]
+            .into_iter()
+            .flatten()
+        {
+            if f.trim().is_empty() || f.len() > 4096 || f.chars().any(char::is_control) {
+                return Err(StoreError::Invalid(format!(
+                    "TLS file name {f:?} is empty, too long or contains control characters"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a backend base URL: `http://` or `https://` with a host, no
+/// query, no fragment, no credentials.
+///
+/// # Errors
+/// [`StoreError::Invalid`].
+pub fn check_backend_url(url: &str) -> Result<()> {
+    if url.len() > MAX_URL_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "backend_url is longer than {MAX_URL_BYTES} bytes"
+        )));
+    }
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| StoreError::Invalid(format!("backend_url {url:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(StoreError::Invalid(format!(
+            "backend_url {url:?} must be an http:// or https:// URL with a host"
+        )));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(StoreError::Invalid(format!(
+            "backend_url {url:?} must not have a query or fragment"
+        )));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(StoreError::Invalid(format!(
+            "backend_url {url:?} must not carry credentials"
+        )));
+    }
+    Ok(())
+}
+
+/// A service as the gateway serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayService {
+    /// The service (registered in the catalogue).
+    pub service: ServiceId,
+    /// Publication state.
+    pub state: GatewayServiceState,
+    /// Backend, limits and signing.
+    #[serde(flatten)]
+    pub settings: GatewaySettings,
+    /// When it was registered on the gateway.
+    pub created_at: DateTime<Utc>,
+    /// When its settings or state last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Changes to [`GatewaySettings`]; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettingsUpdate {
+    /// New backend base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_url: Option<String>,
+    /// New timeout in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// New default rate (requests per second, 0 = unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_sec: Option<u64>,
+    /// New default burst.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u64>,
+    /// New default daily quota (0 = unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_per_day: Option<u64>,
+    /// Sign forwarded requests or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_requests: Option<bool>,
+    /// Require signed responses or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_responses: Option<bool>,
+    /// New TLS options towards the backend (replaces all three files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_tls: Option<BackendTls>,
+}
+
+impl GatewaySettingsUpdate {
+    /// `settings` with this update applied.
+    pub fn apply(&self, settings: &GatewaySettings) -> GatewaySettings {
+        let mut s = settings.clone();
+        if let Some(v) = &self.backend_url {
+            s.backend_url.clone_from(v);
+        }
+        if let Some(v) = self.timeout_ms {
+            s.timeout_ms = v;
+        }
+        if let Some(v) = self.rate_per_sec {
+            s.rate_per_sec = v;
+        }
+        if let Some(v) = self.burst {
+            s.burst = v;
+        }
+        if let Some(v) = self.quota_per_day {
+            s.quota_per_day = v;
+        }
+        if let Some(v) = self.sign_requests {
+            s.sign_requests = v;
+        }
+        if let Some(v) = self.verify_responses {
+            s.verify_responses = v;
+        }
+        if let Some(v) = &self.backend_tls {
+            s.backend_tls = v.clone();
+        }
+        s
+    }
+}
+
+/// OAuth2 client credentials of a consumer application (one client
+/// subsystem).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayApp {
+    /// The OAuth2 `client_id`.
+    pub client_id: String,
+    /// The consumer subsystem the application acts as.
+    pub client: SubsystemId,
+    /// Salted hash of the secret (never shown by the API).
+    #[serde(skip_serializing, default)]
+    pub secret_hash: String,
+    /// Grows with each rotation; tokens of an older generation are refused.
+    pub generation: i64,
+    /// Source address ranges calls may come from; empty means any.
+    pub allowed_cidrs: Vec<IpNet>,
+    /// When the credentials were created.
+    pub created_at: DateTime<Utc>,
+    /// When the secret was last set.
+    pub rotated_at: DateTime<Utc>,
+    /// When the credentials were revoked, if they were.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Per-subscription overrides of a service's limits; `None` keeps the
+/// service's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionLimits {
+    /// Sustained rate, requests per second (0 = unlimited).
+    #[serde(default)]
+    pub rate_per_sec: Option<u64>,
+    /// Burst.
+    #[serde(default)]
+    pub burst: Option<u64>,
+    /// Requests per UTC day (0 = unlimited).
+    #[serde(default)]
+    pub quota_per_day: Option<u64>,
+}
+
+/// An approved subscription, as the gateway enforces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewaySubscription {
+    /// The subscription id.
+    pub id: Uuid,
+    /// The service.
+    pub service: ServiceId,
+    /// The client subsystem.
+    pub client: SubsystemId,
+    /// Its limit overrides.
+    pub limits: SubscriptionLimits,
+}
+
+/// A gateway service with its catalogue entry (deprecation, sunset).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutedService {
+    /// The catalogue entry.
+    pub service: Service,
+    /// How the gateway serves it.
+    pub gateway: GatewayService,
+}
+
+/// Everything the gateway's request path needs, read in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewaySnapshot {
+    /// The registry version it reflects.
+    pub registry_version: i64,
+    /// Every gateway service in any state, sorted by id.
+    pub services: Vec<RoutedService>,
+    /// Unrevoked applications, sorted by client id.
+    pub apps: Vec<GatewayApp>,
+    /// Approved subscriptions, sorted by id.
+    pub subscriptions: Vec<GatewaySubscription>,
+}
+
+/// Checks and de-duplicates a list of address ranges.
+///
+/// # Errors
+/// [`StoreError::Invalid`] when there are more than [`MAX_CIDRS`].
+pub fn normalise_cidrs(cidrs: &[IpNet]) -> Result<Vec<IpNet>> {
+    if cidrs.len() > MAX_CIDRS {
+        return Err(StoreError::Invalid(format!(
+            "at most {MAX_CIDRS} address ranges are allowed"
+        )));
+    }
+    let mut v: Vec<IpNet> = cidrs.iter().map(IpNet::trunc).collect();
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
+/// The gateway's registry operations. Writes are atomic and audited and
+/// raise the registry version.
+#[async_trait]
+pub trait GatewayStore: Send + Sync {
+    /// Registers a service on the gateway in state `registered`. When the
+    /// service is not yet in the catalogue it is added in the same
+    /// transaction with `description` (required then) and `openapi`.
+    /// `AlreadyExists` when the service is already on the gateway.
+    async fn register_gateway_service(
+        &self,
+        id: &ServiceId,
+        description: Option<&str>,
+        openapi: Option<&str>,
+        settings: &GatewaySettings,
+        actor: &Actor,
+    ) -> Result<GatewayService>;
+    /// One gateway service; `NotFound` if absent.
+    async fn get_gateway_service(&self, id: &ServiceId) -> Result<GatewayService>;
+    /// Gateway services, of one provider subsystem or all, sorted by id.
+    async fn list_gateway_services(
+        &self,
+        provider: Option<&SubsystemId>,
+    ) -> Result<Vec<GatewayService>>;
+    /// Changes settings; takes effect on the gateway's next refresh.
+    async fn update_gateway_service(
+        &self,
+        id: &ServiceId,
+        update: &GatewaySettingsUpdate,
+        actor: &Actor,
+    ) -> Result<GatewayService>;
+    /// Publishes or withdraws; `InvalidTransition` unless
+    /// [`GatewayServiceState::can_become`] allows it.
+    async fn set_gateway_service_state(
+        &self,
+        id: &ServiceId,
+        to: GatewayServiceState,
+        actor: &Actor,
+    ) -> Result<GatewayService>;
+
+    /// Creates client credentials for a subsystem (it must exist).
+    /// `secret_hash` is the salted hash of the secret; the caller shows the
+    /// secret once and forgets it.
+    async fn create_gateway_app(
+        &self,
+        client_id: &str,
+        client: &SubsystemId,
+        secret_hash: &str,
+        allowed_cidrs: &[IpNet],
+        actor: &Actor,
+    ) -> Result<GatewayApp>;
+    /// One application, revoked or not; `NotFound` if absent.
+    async fn get_gateway_app(&self, client_id: &str) -> Result<GatewayApp>;
+    /// Applications, of one client subsystem or all, oldest first.
+    async fn list_gateway_apps(&self, client: Option<&SubsystemId>) -> Result<Vec<GatewayApp>>;
+    /// Replaces the secret hash and raises the generation, so that tokens
+    /// issued before stop working. `InvalidTransition` when revoked.
+    async fn rotate_gateway_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+        actor: &Actor,
+    ) -> Result<GatewayApp>;
+    /// Replaces the allowed source address ranges (empty: any).
+    async fn set_gateway_app_cidrs(
+        &self,
+        client_id: &str,
+        allowed_cidrs: &[IpNet],
+        actor: &Actor,
+    ) -> Result<GatewayApp>;
+    /// Revokes the credentials; `InvalidTransition` when already revoked.
+    async fn revoke_gateway_app(&self, client_id: &str, actor: &Actor) -> Result<GatewayApp>;
+
+    /// Sets the limit overrides of a subscription (it must exist).
+    async fn set_subscription_limits(
+        &self,
+        subscription: Uuid,
+        limits: &SubscriptionLimits,
+        actor: &Actor,
+    ) -> Result<SubscriptionLimits>;
+    /// The limit overrides of a subscription (all `None` when never set).
+    async fn subscription_limits(&self, subscription: Uuid) -> Result<SubscriptionLimits>;
+
+    /// The registry version (cheap; the gateway polls it).
+    async fn gateway_registry_version(&self) -> Result<i64>;
+    /// Everything the gateway needs, consistently.
+    async fn gateway_snapshot(&self) -> Result<GatewaySnapshot>;
+}
+
+// ---------------------------------------------------------------- rows
+
+const GW_COLS: &str = "service_id, state, backend_url, timeout_ms, rate_per_sec, burst, \
+     quota_per_day, sign_requests, verify_responses, backend_ca_file, \
+     backend_client_cert_file, backend_client_key_file, created_at, updated_at";
+
+const APP_COLS: &str = "client_id, subsystem_id, secret_hash, generation, allowed_cidrs, \
+     created_at, rotated_at, revoked_at";
+
+fn unsigned(row: &AnyRow, name: &str) -> Result<u64> {
+    let v: i64 = col(row, name)?;
+    u64::try_from(v).map_err(|_| corrupt(name, format_args!("negative value {v}")))
+}
+
+fn unsigned_opt(row: &AnyRow, name: &str) -> Result<Option<u64>> {
+    let v: Option<i64> = col(row, name)?;
+    v.map(|v| u64::try_from(v).map_err(|_| corrupt(name, format_args!("negative value {v}"))))
+        .transpose()
+}
+
+fn flag(row: &AnyRow, name: &str) -> Result<bool> {
+    match col::<i64>(row, name)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        v => Err(corrupt(name, format_args!("{v} is not 0 or 1"))),
+    }
+}
+
+fn gw_row(row: &AnyRow) -> Result<GatewayService> {
+    Ok(GatewayService {
+        service: parsed(row, "service_id")?,
+        state: parsed(row, "state")?,
+        settings: GatewaySettings {
+            backend_url: col(row, "backend_url")?,
+            timeout_ms: unsigned(row, "timeout_ms")?,
+            rate_per_sec: unsigned(row, "rate_per_sec")?,
+            burst: unsigned(row, "burst")?,
+            quota_per_day: unsigned(row, "quota_per_day")?,
+            sign_requests: flag(row, "sign_requests")?,
+            verify_responses: flag(row, "verify_responses")?,
+            backend_tls: BackendTls {
+                ca_file: col(row, "backend_ca_file")?,
+                client_cert_file: col(row, "backend_client_cert_file")?,
+                client_key_file: col(row, "backend_client_key_file")?,
+            },
+        },
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+fn app_row(row: &AnyRow) -> Result<GatewayApp> {
+    let cidrs: String = col(row, "allowed_cidrs")?;
+    let allowed_cidrs: Vec<IpNet> = serde_json::from_str(&cidrs)
+        .map_err(|e| corrupt("gateway_apps.allowed_cidrs", format_args!("{cidrs:?}: {e}")))?;
+    Ok(GatewayApp {
+        client_id: col(row, "client_id")?,
+        client: parsed(row, "subsystem_id")?,
+        secret_hash: col(row, "secret_hash")?,
+        generation: col(row, "generation")?,
+        allowed_cidrs,
+        created_at: time(row, "created_at")?,
+        rotated_at: time(row, "rotated_at")?,
+        revoked_at: time_opt(row, "revoked_at")?,
+    })
+}
+
+fn limits_row(row: &AnyRow) -> Result<SubscriptionLimits> {
+    Ok(SubscriptionLimits {
+        rate_per_sec: unsigned_opt(row, "rate_per_sec")?,
+        burst: unsigned_opt(row, "burst")?,
+        quota_per_day: unsigned_opt(row, "quota_per_day")?,
+    })
+}
+
+fn int(v: u64) -> i64 {
+    // GatewaySettings::check and check_limits bound every value first.
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn check_client_id(client_id: &str) -> Result<()> {
+    if client_id.is_empty()
+        || client_id.len() > 128
+        || !client_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(StoreError::Invalid(format!(
+            "client_id {client_id:?} must be 1 to 128 characters of A-Z a-z 0-9 - _ ."
+        )));
+    }
+    Ok(())
+}
+
+fn check_limits(l: &SubscriptionLimits) -> Result<()> {
+    for v in [l.rate_per_sec, l.burst, l.quota_per_day]
+        .into_iter()
+        .flatten()
+    {
+        if i64::try_from(v).is_err() {
+            return Err(StoreError::Invalid("a limit is too large".into()));
+        }
+    }
+    Ok(())
+}
+
+fn cidrs_json(cidrs: &[IpNet]) -> Result<String> {
+    serde_json::to_string(cidrs).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+async fn load_gw(conn: &mut sqlx::AnyConnection, id: &ServiceId) -> Result<GatewayService> {
+    let sql = format!("SELECT {GW_COLS} FROM gateway_services WHERE service_id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await;
+    gw_row(&found(row, "gateway service", id)?)
+}
+
+async fn load_app(conn: &mut sqlx::AnyConnection, client_id: &str) -> Result<GatewayApp> {
+    let sql = format!("SELECT {APP_COLS} FROM gateway_apps WHERE client_id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(client_id.to_string())
+        .fetch_optional(conn)
+        .await;
+    app_row(&found(row, "gateway application", client_id)?)
+}
+
+fn settings_detail(s: &GatewaySettings) -> serde_json::Value {
+    json!({
+        "backend_url": s.backend_url,
+        "timeout_ms": s.timeout_ms,
+        "rate_per_sec": s.rate_per_sec,
+        "burst": s.burst,
+        "quota_per_day": s.quota_per_day,
+        "sign_requests": s.sign_requests,
+        "verify_responses": s.verify_responses,
+        "backend_tls": !s.backend_tls.is_empty(),
+    })
+}
+
+#[async_trait]
+impl GatewayStore for SqlStore {
+    async fn register_gateway_service(
+        &self,
+        id: &ServiceId,
+        description: Option<&str>,
+        openapi: Option<&str>,
+        settings: &GatewaySettings,
+        actor: &Actor,
+    ) -> Result<GatewayService> {
+        settings.check()?;
+        check_openapi(openapi)?;
+        if let Some(d) = description {
+            check_text("description", d)?;
+        }
+        let mut w = self.begin_write(true).await?;
+        let at = w.at;
+        let key = id.to_string();
+        let in_catalogue = exists(w.conn(), SQL_SERVICE_EXISTS, &key).await?;
+        if !in_catalogue {
+            let provider = id.subsystem().to_string();
+            if !exists(w.conn(), SQL_SUBSYSTEM_EXISTS, &provider).await? {
+                return Err(StoreError::Invalid(format!(
+                    "provider subsystem {provider} does not exist; add it before its service {id}"
+                )));
+            }
+            let description = description.ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "service {id} is not in the catalogue yet: give its description"
+                ))
+            })?;
+            sqlx::query(
+                "INSERT INTO services (subsystem_id, id, description, openapi, deprecated_at, \
+                 sunset_at, created_at) VALUES ($1, $2, $3, $4, NULL, NULL, $5)",
+            )
+            .bind(provider)
+            .bind(key.clone())
+            .bind(description.to_string())
+            .bind(openapi.map(str::to_string))
+            .bind(ts(at))
+            .execute(w.conn())
+            .await
+            .map_err(constraint("service", id))?;
+        } else if description.is_some() || openapi.is_some() {
+            let mut sets = Vec::new();
+            if description.is_some() {
+                sets.push("description = $2");
+            }
+            if openapi.is_some() {
+                sets.push(if description.is_some() {
+                    "openapi = $3"
+                } else {
+                    "openapi = $2"
+                });
+            }
+            let sql = format!("UPDATE services SET {} WHERE id = $1", sets.join(", "));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key.clone());
+            if let Some(d) = description {
+                q = q.bind(d.to_string());
+            }
+            if let Some(o) = openapi {
+                q = q.bind(o.to_string());
+            }
+            q.execute(w.conn()).await.map_err(db)?;
+        }
+        let t = &settings.backend_tls;
+        let sql = format!(
+            "INSERT INTO gateway_services ({GW_COLS}) \
+             VALUES ($1, 'registered', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key.clone())
+            .bind(settings.backend_url.clone())
+            .bind(int(settings.timeout_ms))
+            .bind(int(settings.rate_per_sec))
+            .bind(int(settings.burst))
+            .bind(int(settings.quota_per_day))
+            .bind(i64::from(settings.sign_requests))
+            .bind(i64::from(settings.verify_responses))
+            .bind(t.ca_file.clone())
+            .bind(t.client_cert_file.clone())
+            .bind(t.client_key_file.clone())
+            .bind(ts(at))
+            .execute(w.conn())
+            .await
+            .map_err(constraint("gateway service", id))?;
+        let out = GatewayService {
+            service: id.clone(),
+            state: GatewayServiceState::Registered,
+            settings: settings.clone(),
+            created_at: at,
+            updated_at: at,
+        };
+        let mut detail = settings_detail(settings);
+        detail["added_to_catalogue"] = json!(!in_catalogue);
+        w.finish(actor, "gateway.service.register", &key, detail)
+            .await?;
+        Ok(out)
+    }
+
+    async fn get_gateway_service(&self, id: &ServiceId) -> Result<GatewayService> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        load_gw(&mut conn, id).await
+    }
+
+    async fn list_gateway_services(
+        &self,
+        provider: Option<&SubsystemId>,
+    ) -> Result<Vec<GatewayService>> {
+        let sql = format!(
+            "SELECT {GW_COLS} FROM gateway_services WHERE $1 IS NULL OR service_id IN \
+             (SELECT id FROM services WHERE subsystem_id = $1) ORDER BY service_id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(provider.map(ToString::to_string))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(gw_row).collect()
+    }
+
+    async fn update_gateway_service(
+        &self,
+        id: &ServiceId,
+        update: &GatewaySettingsUpdate,
+        actor: &Actor,
+    ) -> Result<GatewayService> {
+        let mut w = self.begin_write(true).await?;
+        let mut current = load_gw(w.conn(), id).await?;
+        let settings = update.apply(&current.settings);
+        settings.check()?;
+        let t = &settings.backend_tls;
+        sqlx::query(
+            "UPDATE gateway_services SET backend_url = $2, timeout_ms = $3, rate_per_sec = $4, \
+             burst = $5, quota_per_day = $6, sign_requests = $7, verify_responses = $8, \
+             backend_ca_file = $9, backend_client_cert_file = $10, \
+             backend_client_key_file = $11, updated_at = $12 WHERE service_id = $1",
+        )
+        .bind(id.to_string())
+        .bind(settings.backend_url.clone())
+        .bind(int(settings.timeout_ms))
+        .bind(int(settings.rate_per_sec))
+        .bind(int(settings.burst))
+        .bind(int(settings.quota_per_day))
+        .bind(i64::from(settings.sign_requests))
+        .bind(i64::from(settings.verify_responses))
+        .bind(t.ca_file.clone())
+        .bind(t.client_cert_file.clone())
+        .bind(t.client_key_file.clone())
+        .bind(ts(w.at))
+        .execute(w.conn())
+        .await
+        .map_err(db)?;
+        current.settings = settings;
+        current.updated_at = w.at;
+        let detail = settings_detail(&current.settings);
+        w.finish(actor, "gateway.service.update", &id.to_string(), detail)
+            .await?;
+        Ok(current)
+    }
+
+    async fn set_gateway_service_state(
+        &self,
+        id: &ServiceId,
+        to: GatewayServiceState,
+        actor: &Actor,
+    ) -> Result<GatewayService> {
+        let mut w = self.begin_write(true).await?;
+        let mut current = load_gw(w.conn(), id).await?;
+        if !current.state.can_become(to) {
+            return Err(StoreError::InvalidTransition {
+                what: format!("gateway service {id}"),
+                from: current.state.to_string(),
+                to: to.to_string(),
+            });
+        }
+        sqlx::query(
+            "UPDATE gateway_services SET state = $2, updated_at = $3 WHERE service_id = $1",
+        )
+        .bind(id.to_string())
+        .bind(to.as_str().to_string())
+        .bind(ts(w.at))
+        .execute(w.conn())
+        .await
+        .map_err(db)?;
+        let from = current.state;
+        current.state = to;
+        current.updated_at = w.at;
+        w.finish(
+            actor,
+            "gateway.service.state",
+            &id.to_string(),
+            json!({ "from": from.as_str(), "to": to.as_str() }),
+        )
+        .await?;
+        Ok(current)
+    }
+
+    async fn create_gateway_app(
+        &self,
+        client_id: &str,
+        client: &SubsystemId,
+        secret_hash: &str,
+        allowed_cidrs: &[IpNet],
+        actor: &Actor,
+    ) -> Result<GatewayApp> {
+        check_client_id(client_id)?;
+        check_text("secret hash", secret_hash)?;
+        let cidrs = normalise_cidrs(allowed_cidrs)?;
+        let mut w = self.begin_write(true).await?;
+        if !exists(w.conn(), SQL_SUBSYSTEM_EXISTS, client).await? {
+            return Err(StoreError::Invalid(format!(
+                "client subsystem {client} does not exist"
+            )));
+        }
+        let sql = format!(
+            "INSERT INTO gateway_apps ({APP_COLS}) VALUES ($1, $2, $3, 1, $4, $5, $5, NULL)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(client_id.to_string())
+            .bind(client.to_string())
+            .bind(secret_hash.to_string())
+            .bind(cidrs_json(&cidrs)?)
+            .bind(ts(w.at))
+            .execute(w.conn())
+            .await
+            .map_err(constraint("gateway application", client_id))?;
+        let app = GatewayApp {
+            client_id: client_id.to_string(),
+            client: client.clone(),
+            secret_hash: secret_hash.to_string(),
+            generation: 1,
+            allowed_cidrs: cidrs,
+            created_at: w.at,
+            rotated_at: w.at,
+            revoked_at: None,
+        };
+        w.finish(
+            actor,
+            "gateway.app.create",
+            client_id,
+            json!({ "client": client.to_string(), "allowed_cidrs": app.allowed_cidrs }),
+        )
+        .await?;
+        Ok(app)
+    }
+
+    async fn get_gateway_app(&self, client_id: &str) -> Result<GatewayApp> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        load_app(&mut conn, client_id).await
+    }
+
+    async fn list_gateway_apps(&self, client: Option<&SubsystemId>) -> Result<Vec<GatewayApp>> {
+        let sql = format!(
+            "SELECT {APP_COLS} FROM gateway_apps WHERE $1 IS NULL OR subsystem_id = $1 \
+             ORDER BY created_at, client_id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(client.map(ToString::to_string))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(app_row).collect()
+    }
+
+    async fn rotate_gateway_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+        actor: &Actor,
+    ) -> Result<GatewayApp> {
+        check_text("secret hash", secret_hash)?;
+        let mut w = self.begin_write(true).await?;
+        let mut app = load_app(w.conn(), client_id).await?;
+        if app.revoked_at.is_some() {
+            return Err(StoreError::InvalidTransition {
+                what: format!("gateway application {client_id}"),
+                from: "revoked".into(),
+                to: "rotated".into(),
+            });
+        }
+        sqlx::query(
+            "UPDATE gateway_apps SET secret_hash = $2, generation = generation + 1, \
+             rotated_at = $3 WHERE client_id = $1",
+        )
+        .bind(client_id.to_string())
+        .bind(secret_hash.to_string())
+        .bind(ts(w.at))
+        .execute(w.conn())
+        .await
+        .map_err(db)?;
+        app.secret_hash = secret_hash.to_string();
+        app.generation += 1;
+        app.rotated_at = w.at;
+        w.finish(
+            actor,
+            "gateway.app.rotate",
+            client_id,
+            json!({ "generation": app.generation }),
+        )
+        .await?;
+        Ok(app)
+    }
+
+    async fn set_gateway_app_cidrs(
+        &self,
+        client_id: &str,
+        allowed_cidrs: &[IpNet],
+        actor: &Actor,
+    ) -> Result<GatewayApp> {
+        let cidrs = normalise_cidrs(allowed_cidrs)?;
+        let mut w = self.begin_write(true).await?;
+        let mut app = load_app(w.conn(), client_id).await?;
+        sqlx::query("UPDATE gateway_apps SET allowed_cidrs = $2 WHERE client_id = $1")
+            .bind(client_id.to_string())
+            .bind(cidrs_json(&cidrs)?)
+            .execute(w.conn())
+            .await
+            .map_err(db)?;
+        app.allowed_cidrs = cidrs;
+        w.finish(
+            actor,
+            "gateway.app.ranges",
+            client_id,
+            json!({ "allowed_cidrs": app.allowed_cidrs }),
+        )
+        .await?;
+        Ok(app)
+    }
+
+    async fn revoke_gateway_app(&self, client_id: &str, actor: &Actor) -> Result<GatewayApp> {
+        let mut w = self.begin_write(true).await?;
+        let mut app = load_app(w.conn(), client_id).await?;
+        if app.revoked_at.is_some() {
+            return Err(StoreError::InvalidTransition {
+                what: format!("gateway application {client_id}"),
+                from: "revoked".into(),
+                to: "revoked".into(),
+            });
+        }
+        sqlx::query("UPDATE gateway_apps SET revoked_at = $2 WHERE client_id = $1")
+            .bind(client_id.to_string())
+            .bind(ts(w.at))
+            .execute(w.conn())
+            .await
+            .map_err(db)?;
+        app.revoked_at = Some(w.at);
+        w.finish(actor, "gateway.app.revoke", client_id, json!({}))
+            .await?;
+        Ok(app)
+    }
+
+    async fn set_subscription_limits(
+        &self,
+        subscription: Uuid,
+        limits: &SubscriptionLimits,
+        actor: &Actor,
+    ) -> Result<SubscriptionLimits> {
+        check_limits(limits)?;
+        let mut w = self.begin_write(true).await?;
+        if !exists(
+            w.conn(),
+            "SELECT 1 FROM subscriptions WHERE id = $1",
+            subscription,
+        )
+        .await?
+        {
+            return Err(super::not_found("subscription", subscription));
+        }
+        sqlx::query("DELETE FROM gateway_limits WHERE subscription_id = $1")
+            .bind(subscription.to_string())
+            .execute(w.conn())
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO gateway_limits (subscription_id, rate_per_sec, burst, quota_per_day) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(subscription.to_string())
+        .bind(limits.rate_per_sec.map(int))
+        .bind(limits.burst.map(int))
+        .bind(limits.quota_per_day.map(int))
+        .execute(w.conn())
+        .await
+        .map_err(db)?;
+        w.finish(
+            actor,
+            "gateway.subscription.limits",
+            &subscription.to_string(),
+            json!(limits),
+        )
+        .await?;
+        Ok(*limits)
+    }
+
+    async fn subscription_limits(&self, subscription: Uuid) -> Result<SubscriptionLimits> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        if !exists(
+            &mut conn,
+            "SELECT 1 FROM subscriptions WHERE id = $1",
+            subscription,
+        )
+        .await?
+        {
+            return Err(super::not_found("subscription", subscription));
+        }
+        let row = sqlx::query(
+            "SELECT rate_per_sec, burst, quota_per_day FROM gateway_limits \
+             WHERE subscription_id = $1",
+        )
+        .bind(subscription.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+        row.as_ref()
+            .map(limits_row)
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    async fn gateway_registry_version(&self) -> Result<i64> {
+        let v: i64 = sqlx::query_scalar("SELECT version FROM registry_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(v)
+    }
+
+    async fn gateway_snapshot(&self) -> Result<GatewaySnapshot> {
+        let mut tx = self.read_tx().await?;
+        let version: i64 = sqlx::query_scalar("SELECT version FROM registry_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let sql =
+            "SELECT g.service_id, g.state, g.backend_url, g.timeout_ms, g.rate_per_sec, g.burst, \
+             g.quota_per_day, g.sign_requests, g.verify_responses, g.backend_ca_file, \
+             g.backend_client_cert_file, g.backend_client_key_file, g.created_at, g.updated_at, \
+             s.description AS s_description, s.openapi AS s_openapi, \
+             s.deprecated_at AS s_deprecated_at, s.sunset_at AS s_sunset_at, \
+             s.created_at AS s_created_at \
+             FROM gateway_services g JOIN services s ON s.id = g.service_id ORDER BY g.service_id";
+        let rows = sqlx::query(sql).fetch_all(&mut *tx).await.map_err(db)?;
+        let services = rows
+            .iter()
+            .map(|row| {
+                let gateway = gw_row(row)?;
+                Ok(RoutedService {
+                    service: Service {
+                        id: gateway.service.clone(),
+                        description: col(row, "s_description")?,
+                        openapi: col(row, "s_openapi")?,
+                        deprecated_at: time_opt(row, "s_deprecated_at")?,
+                        sunset_at: time_opt(row, "s_sunset_at")?,
+                        created_at: time(row, "s_created_at")?,
+                    },
+                    gateway,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let sql = format!(
+            "SELECT {APP_COLS} FROM gateway_apps WHERE revoked_at IS NULL ORDER BY client_id"
+        );
+        let apps = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(app_row)
+            .collect::<Result<Vec<_>>>()?;
+        let rows = sqlx::query(
+            "SELECT s.id, s.service_id, s.client_id, l.rate_per_sec, l.burst, l.quota_per_day \
+             FROM subscriptions s LEFT JOIN gateway_limits l ON l.subscription_id = s.id \
+             WHERE s.state = $1 ORDER BY s.id",
+        )
+        .bind(SubscriptionState::Approved.as_str().to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let subscriptions = rows
+            .iter()
+            .map(|row| {
+                Ok(GatewaySubscription {
+                    id: parsed(row, "id")?,
+                    service: parsed(row, "service_id")?,
+                    client: parsed(row, "client_id")?,
+                    limits: limits_row(row)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit().await.map_err(db)?;
+        Ok(GatewaySnapshot {
+            registry_version: version,
+            services,
+            apps,
+            subscriptions,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn states_move_only_along_the_lifecycle() {
+        use GatewayServiceState::*;
+        assert!(Registered.can_become(Published));
+        assert!(Published.can_become(Withdrawn));
+        assert!(Withdrawn.can_become(Published));
+        assert!(!Published.can_become(Registered));
+        assert!(!Withdrawn.can_become(Registered));
+        for s in [Registered, Published, Withdrawn] {
+            assert_eq!(s.as_str().parse::<GatewayServiceState>().unwrap(), s);
+            assert!(!s.can_become(s));
+        }
+    }
+
+    #[test]
+    fn backend_urls_are_checked() {
+        for ok in ["http://127.0.0.1:8080", "https://backend.example/api/v1/"] {
+            check_backend_url(ok).unwrap();
+        }
+        for bad in [
+            "ftp://x",
+            "http://",
+            "not a url",
+            "http://u:p@host/",
+            "http://host/?q=1",
+            "http://host/#f",
+        ] {
+            assert!(check_backend_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn settings_refuse_out_of_range_values() {
+        let mut s = GatewaySettings::new("http://127.0.0.1:1");
+        s.check().unwrap();
+        s.timeout_ms = 0;
+        assert!(s.check().is_err());
+        s.timeout_ms = 10;
+        s.backend_tls.client_cert_file = Some("c.pem".into());
+        assert!(s.check().is_err(), "a certificate without its key");
+        s.backend_tls.client_key_file = Some("c.key".into());
+        s.check().unwrap();
+        s.quota_per_day = u64::MAX;
+        assert!(s.check().is_err());
+        s.quota_per_day = 0;
+        s.verify_responses = true;
+        assert!(
+            s.check().is_err(),
+            "verifying responses needs signed requests"
+        );
+        s.sign_requests = true;
+        s.check().unwrap();
+    }
+
+    #[test]
+    fn ranges_are_truncated_and_deduplicated() {
+        let v: Vec<IpNet> = ["10.1.2.3/8", "10.0.0.0/8", "::1/128"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let n = normalise_cidrs(&v).unwrap();
+        assert_eq!(n.len(), 2);
+        assert!(n.contains(&"10.0.0.0/8".parse().unwrap()));
+        let many = vec!["10.0.0.0/8".parse().unwrap(); MAX_CIDRS + 1];
+        assert!(normalise_cidrs(&many).is_err());
+    }
+}
