@@ -26,3 +26,4 @@
 pub mod archive;
 pub mod log;
 pub mod reconcile;
+pub mod timestamp;

@@ -29,8 +29,10 @@
 //! {"seq":N,"writer":"...","prev_hash":"<64 hex>","exchange":{
 //!   "transaction_id":"<uuid v7>","client":"<subsystem id>","service":"<service id>",
 //!   "role":"consumer"|"provider"|"gateway",
-//!   "received_at":"<RFC 3339>","responded_at":"<RFC 3339>",
+//!   "received_at":"<RFC 3339>","forwarded_at":null|"<RFC 3339>",
+//!   "backend_answered_at":null|"<RFC 3339>","responded_at":"<RFC 3339>",
 //!   "status":N,"problem_code":null|"...","request_bytes":N,"response_bytes":N,
+//!   "user_id":null|"...","request_id":null|"...",
 //!   "request":<signed>,"response":null|<signed>,"body":null|{"request":null|"<base64>","response":null|"<base64>"}},
 //!  "hash":"<64 hex>"}
 //! ```
@@ -232,6 +234,13 @@ pub struct Exchange {
     pub role: Role,
     /// When the request arrived.
     pub received_at: DateTime<Utc>,
+    /// When the request was sent on: to the provider's node (consumer
+    /// role), to the backend (provider role, gateway); `None` when the
+    /// exchange ended before that (refused, failed).
+    pub forwarded_at: Option<DateTime<Utc>>,
+    /// When the answer to the forwarded request came back (the peer node's
+    /// or the backend's response headers); `None` when none came.
+    pub backend_answered_at: Option<DateTime<Utc>>,
     /// When the response left (or the exchange ended).
     pub responded_at: DateTime<Utc>,
     /// The HTTP status returned.
@@ -242,6 +251,10 @@ pub struct Exchange {
     pub request_bytes: u64,
     /// Response body size in bytes.
     pub response_bytes: u64,
+    /// The end user named by the client (`NDXP-User-Id`), opaque.
+    pub user_id: Option<String>,
+    /// The client system's own correlation id (`NDXP-Request-Id`), opaque.
+    pub request_id: Option<String>,
     /// The signed request metadata.
     pub request: SignedMeta,
     /// The signed response metadata, when a signed response was sent or

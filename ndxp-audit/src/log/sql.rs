@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor as _, Row, SqlSafeStr};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::{ChainHash, ChainHead, Exchange, LogError, LogRecord, MessageLog, Result};
@@ -48,6 +48,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "checkpoints",
         include_str!("../../migrations/0002_checkpoints.sql"),
+    ),
+    (
+        3,
+        "timestamps",
+        include_str!("../../migrations/0003_timestamps.sql"),
+    ),
+    (
+        4,
+        "operational columns",
+        include_str!("../../migrations/0004_operational.sql"),
     ),
 ];
 
@@ -94,6 +104,8 @@ pub struct SqlMessageLog {
     queue: Option<mpsc::Sender<Job>>,
     task: Option<JoinHandle<()>>,
     commits: Arc<AtomicU64>,
+    backend: Backend,
+    head: watch::Receiver<ChainHead>,
 }
 
 impl std::fmt::Debug for Job {
@@ -168,6 +180,7 @@ impl SqlMessageLog {
         let head = read_head(&pool, writer).await?;
         let (queue, rx) = mpsc::channel(options.queue.max(1));
         let commits = Arc::new(AtomicU64::new(0));
+        let (head_tx, head_rx) = watch::channel(head);
         let task = tokio::spawn(run(
             pool.clone(),
             writer.to_string(),
@@ -175,6 +188,7 @@ impl SqlMessageLog {
             rx,
             options.max_batch.max(1),
             commits.clone(),
+            head_tx,
         ));
         Ok(Self {
             pool,
@@ -182,7 +196,26 @@ impl SqlMessageLog {
             queue: Some(queue),
             task: Some(task),
             commits,
+            backend,
+            head: head_rx,
         })
+    }
+
+    /// This log's writer id.
+    pub fn writer_id(&self) -> &str {
+        &self.writer
+    }
+
+    /// Which database this log is on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// This writer's chain head as committed, updated after every commit
+    /// (the batch timestamper watches it to stamp as soon as a batch is
+    /// full).
+    pub fn head_watch(&self) -> watch::Receiver<ChainHead> {
+        self.head.clone()
     }
 
     /// How many batch transactions this log has committed (each covers one
@@ -326,6 +359,7 @@ async fn run(
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
     commits: Arc<AtomicU64>,
+    head_tx: watch::Sender<ChainHead>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
@@ -366,6 +400,7 @@ async fn run(
             Ok(()) => {
                 head = next;
                 commits.fetch_add(1, Ordering::Relaxed);
+                head_tx.send_replace(head);
                 for (record, _, ack) in batch {
                     let _ = ack.send(Ok(record));
                 }
@@ -381,7 +416,10 @@ async fn run(
                 // the batch, and a writer id wrongly shared may have moved
                 // on. Continue from what is stored.
                 match read_head(&pool, &writer).await {
-                    Ok(stored) => head = stored,
+                    Ok(stored) => {
+                        head = stored;
+                        head_tx.send_replace(head);
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot re-read the message log chain head");
                     }
@@ -399,8 +437,9 @@ async fn write_batch(
     for (record, text, _) in batch {
         let seq = i64::try_from(record.seq).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         sqlx::query(
-            "INSERT INTO message_log (writer, seq, transaction_id, received_at, hash, record) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO message_log (writer, seq, transaction_id, received_at, hash, record, \
+             client, service, status, problem_code) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(record.writer.clone())
         .bind(seq)
@@ -413,6 +452,10 @@ async fn write_batch(
         )
         .bind(record.hash.to_hex())
         .bind(text.clone())
+        .bind(record.exchange.client.to_string())
+        .bind(record.exchange.service.to_string())
+        .bind(i32::from(record.exchange.status))
+        .bind(record.exchange.problem_code.clone())
         .execute(&mut *tx)
         .await?;
     }
