@@ -224,6 +224,17 @@ impl SqlMessageLog {
         self.commits.load(Ordering::Relaxed)
     }
 
+    /// Runs a transaction query (see [`crate::query`]).
+    ///
+    /// # Errors
+    /// [`crate::query::QueryError`].
+    pub async fn transactions(
+        &self,
+        query: &crate::query::TransactionQuery,
+    ) -> std::result::Result<crate::query::TransactionPage, crate::query::QueryError> {
+        crate::query::transactions(&self.pool, query).await
+    }
+
     /// The underlying pool (for tests and maintenance tools).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -277,7 +288,7 @@ fn seq_i64(seq: u64) -> Result<i64> {
 }
 
 /// Parses a stored row and checks its columns and hash.
-fn record_of(row: &AnyRow) -> Result<LogRecord> {
+pub(crate) fn record_of(row: &AnyRow) -> Result<LogRecord> {
     let writer: String = row.try_get("writer").map_err(|e| corrupt("writer", e))?;
     let seq: i64 = row.try_get("seq").map_err(|e| corrupt("seq", e))?;
     let what = || format!("record {seq} of writer {writer:?}");
