@@ -466,7 +466,11 @@ pub fn encode_contents(contents: &Contents) -> Result<Archive> {
     tokens.sort_by_key(|t| (order.get(t.writer.as_str()).copied(), t.last_seq));
     tokens.dedup_by_key(|t| (t.writer.clone(), t.last_seq));
     push_line(&mut out, &Timestamps { timestamps: tokens })?;
-    let certs = certificate_map(chains.iter().flat_map(|c| c.iter()), &contents.certificates);
+    let mut extra = contents.certificates.clone();
+    for t in &contents.timestamps {
+        extra.extend(token_certificates(&t.token_der));
+    }
+    let certs = certificate_map(chains.iter().flat_map(|c| c.iter()), &extra);
     push_line(
         &mut out,
         &Certificates {
@@ -875,6 +879,7 @@ fn check(
     let mut stamped: HashMap<usize, u64> = HashMap::new();
     let mut last_key: Option<(usize, u64)> = None;
     let mut timestamps_verified = 0;
+    let listed: HashSet<ChainHash> = certs.certificates.iter().map(|c| c.sha256).collect();
     for t in ts.timestamps {
         let bad = |detail: String| ArchiveError::Timestamp {
             writer: t.writer.clone(),
@@ -905,6 +910,16 @@ fn check(
             Some(trust) => {
                 let token = tsa::verify_token(&t.token, ImprintAlgorithm::Sha256, &hash.0, trust)
                     .map_err(|e| bad(error_chain(&e)))?;
+                // The certificates a token carries are outside its
+                // signature: each must be one the archive lists, so that
+                // no byte of the token can change unnoticed.
+                for der in token_certificates(&t.token) {
+                    if !listed.contains(&ChainHash(sha256(&der))) {
+                        return Err(bad(
+                            "the token carries a certificate the archive does not list".into(),
+                        ));
+                    }
+                }
                 if token.gen_time < received - chrono::Duration::seconds(TIMESTAMP_SKEW_SECS) {
                     return Err(bad(format!(
                         "the token's genTime {} is before the record was received ({received})",
@@ -1079,6 +1094,17 @@ fn verify_signatures(r: &LogRecord, anchors: &[X509]) -> Result<usize> {
         n += 1;
     }
     Ok(n)
+}
+
+/// The certificates embedded in a token's SignedData (DER).
+fn token_certificates(token: &[u8]) -> Vec<Vec<u8>> {
+    let Ok(p7) = ndxp_sign::openssl::pkcs7::Pkcs7::from_der(token) else {
+        return Vec::new();
+    };
+    p7.signed()
+        .and_then(|s| s.certificates())
+        .map(|certs| certs.iter().filter_map(|c| c.to_der().ok()).collect())
+        .unwrap_or_default()
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
