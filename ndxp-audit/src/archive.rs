@@ -10,7 +10,7 @@
 //! ```text
 //! {"format":"ndxp-message-log-archive","version":2,"chains":[{"writer":"...","first_seq":N,"count":N,"prev_hash":"<hex>"},...]}
 //! <record line>            × every chain's count, chain after chain: the record's canonical encoding (crate::log)
-//! {"timestamps":[{"writer":"...","first_seq":N,"last_seq":N,"hash":"<hex>","token":"<base64 DER>"},...]}
+//! {"timestamps":[{"writer":"...","last_seq":N,"hash":"<hex>","token_sha256":"<hex>","token":"<base64 DER>"},...]}
 //! {"certificates":[{"sha256":"<hex>","der":"<base64>"},...]}
 //! {"end":{"records":N,"chains":[{"writer":"...","count":N,"last_hash":"<hex>"},...]}}
 //! ```
@@ -69,9 +69,9 @@ struct Header {
 #[serde(deny_unknown_fields)]
 struct TokenEntry {
     writer: String,
-    first_seq: u64,
     last_seq: u64,
     hash: ChainHash,
+    token_sha256: ChainHash,
     #[serde(with = "b64")]
     token: Vec<u8>,
 }
@@ -303,7 +303,8 @@ pub struct ChainReport {
 pub struct ArchivedTimestamp {
     /// The stamped chain's writer.
     pub writer: String,
-    /// The first record it newly covered when issued.
+    /// The first record of the archive it covers and the previous token
+    /// does not (through the chain it also covers every earlier record).
     pub first_seq: u64,
     /// The stamped record.
     pub last_seq: u64,
@@ -457,9 +458,9 @@ pub fn encode_contents(contents: &Contents) -> Result<Archive> {
         .iter()
         .map(|t| TokenEntry {
             writer: t.writer.clone(),
-            first_seq: t.first_seq,
             last_seq: t.last_seq,
             hash: t.hash,
+            token_sha256: ChainHash(sha256(&t.token_der)),
             token: t.token_der.clone(),
         })
         .collect();
@@ -889,12 +890,15 @@ fn check(
         let Some(&j) = index.get(&t.writer) else {
             return Err(bad("the token is for a writer the archive has no chain of".into()));
         };
-        if last_key.is_some_and(|k| k >= (j, t.last_seq)) || t.first_seq > t.last_seq {
+        if last_key.is_some_and(|k| k >= (j, t.last_seq)) {
             return Err(malformed(
                 n - 2,
                 "timestamps",
-                "the list is not sorted by chain and stamped record, or a range is reversed",
+                "the list is not sorted by chain and stamped record",
             ));
+        }
+        if ChainHash(sha256(&t.token)) != t.token_sha256 {
+            return Err(bad("the token is not the one archived: its SHA-256 differs".into()));
         }
         last_key = Some((j, t.last_seq));
         let Some(&(hash, received)) = states[j].records.get(&t.last_seq) else {
@@ -931,11 +935,14 @@ fn check(
             None => None,
         };
         timestamps_verified += usize::from(gen_time.is_some());
-        let e = stamped.entry(j).or_insert(0);
-        *e = (*e).max(t.last_seq);
+        let first_seq = match stamped.get(&j) {
+            Some(prev) => prev + 1,
+            None => states[j].header.first_seq,
+        };
+        stamped.insert(j, t.last_seq);
         timestamps.push(ArchivedTimestamp {
             writer: t.writer,
-            first_seq: t.first_seq,
+            first_seq,
             last_seq: t.last_seq,
             hash,
             gen_time,

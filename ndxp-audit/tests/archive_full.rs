@@ -328,9 +328,18 @@ fn with_tokens(f: impl FnOnce(&mut Vec<String>)) -> Vec<u8> {
         .map(|p| p.split('"').next().unwrap().to_string())
         .collect();
     f(&mut tokens);
-    for (p, t) in parts[1..].iter_mut().zip(&tokens) {
+    for (i, t) in tokens.iter().enumerate() {
+        let p = &mut parts[i + 1];
         let rest = p[p.find('"').unwrap()..].to_string();
         *p = format!("{t}{rest}");
+        // The entry's token_sha256 (in the part before) follows the token,
+        // as a forger would make it.
+        use base64::Engine as _;
+        let der = base64::engine::general_purpose::STANDARD.decode(t).unwrap();
+        let sha = ChainHash(ndxp_sign::openssl::sha::sha256(&der)).to_hex();
+        let before = &mut parts[i];
+        let at = before.rfind("\"token_sha256\":\"").unwrap() + "\"token_sha256\":\"".len();
+        before.replace_range(at..at + 64, &sha);
     }
     let out = parts.join("\"token\":\"");
     l[n - 3] = out.into_bytes();
@@ -484,3 +493,4 @@ fn the_sample_verifies() {
     // with_tokens without a change is the identity.
     assert_eq!(&with_tokens(|_| {}), sample());
 }
+
