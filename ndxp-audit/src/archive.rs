@@ -680,6 +680,17 @@ pub fn verify_archive_with(
     check(bytes, Some(options), progress)
 }
 
+/// Checks an archive's structure only — hashes, links, ranges, the binding
+/// of each token to its record, the certificate and end lines — without
+/// verifying any signature or token (so without trust anchors), and
+/// reports what it holds. Use [`verify_archive`] to verify.
+///
+/// # Errors
+/// As [`verify_archive`], minus signature and token verification.
+pub fn inspect(bytes: &[u8]) -> Result<ArchiveReport> {
+    check(bytes, None, None)
+}
+
 /// Per-chain state while walking the records.
 struct ChainState {
     header: ChainHeader,

@@ -10,6 +10,7 @@
 //! | [`admission`] | the signed registration request sent to the management API |
 //! | [`conf`] | fetching the global configuration and reporting its status, and this node's entry in it |
 //! | [`http`] | the HTTP client towards the platform |
+//! | [`logcmd`] | `log archive` and `log verify`: message log archives |
 //!
 //! See `docs/node.md` for the configuration keys and the commands.
 //!
@@ -31,3 +32,4 @@ pub mod conf;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod logcmd;
