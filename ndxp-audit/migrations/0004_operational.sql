@@ -7,6 +7,5 @@ ALTER TABLE message_log ADD COLUMN client TEXT;
 ALTER TABLE message_log ADD COLUMN service TEXT;
 ALTER TABLE message_log ADD COLUMN status INTEGER;
 ALTER TABLE message_log ADD COLUMN problem_code TEXT;
-CREATE INDEX message_log_writer_received ON message_log (writer, received_at);
 CREATE INDEX message_log_client ON message_log (client, received_at);
 CREATE INDEX message_log_service ON message_log (service, received_at);

@@ -336,3 +336,18 @@ async fn purge_keeps_a_checkpoint_and_the_rest_verifies() {
         db.drop_now().await;
     }
 }
+
+#[test]
+fn the_write_path_encoding_is_the_canonical_encoding() {
+    for n in [0, 1, 77] {
+        let mut e = exchange(n);
+        e.user_id = Some("ü \"quoted\" \n".into());
+        e.forwarded_at = Some(Utc::now());
+        let (record, text) =
+            ndxp_audit::log::LogRecord::new_canonical(5, "w/é".into(), ChainHash([9; 32]), e.clone())
+                .unwrap();
+        let plain = ndxp_audit::log::LogRecord::new(5, "w/é".into(), ChainHash([9; 32]), e).unwrap();
+        assert_eq!(record, plain);
+        assert_eq!(text.as_bytes(), plain.to_canonical().unwrap().as_slice());
+    }
+}

@@ -322,6 +322,40 @@ impl LogRecord {
         Ok(ChainHash(sha256(&bytes)))
     }
 
+    /// Builds a record, computes its hash and returns it with its canonical
+    /// encoding, serializing the exchange once (the log's write path).
+    pub fn new_canonical(
+        seq: u64,
+        writer: String,
+        prev_hash: ChainHash,
+        exchange: Exchange,
+    ) -> Result<(Self, String), serde_json::Error> {
+        let mut bytes = serde_json::to_vec(&HashInput {
+            seq,
+            writer: &writer,
+            prev_hash: &prev_hash,
+            exchange: &exchange,
+        })?;
+        let hash = ChainHash(sha256(&bytes));
+        // `{...}` becomes `{...,"hash":"<hex>"}`: exactly what serializing
+        // the record writes, its members being the same in the same order.
+        bytes.pop();
+        bytes.extend_from_slice(b",\"hash\":\"");
+        bytes.extend_from_slice(hash.to_hex().as_bytes());
+        bytes.extend_from_slice(b"\"}");
+        let text = String::from_utf8(bytes).map_err(serde::ser::Error::custom)?;
+        Ok((
+            Self {
+                seq,
+                writer,
+                prev_hash,
+                exchange,
+                hash,
+            },
+            text,
+        ))
+    }
+
     /// Recomputes the hash from the other fields (compare with
     /// [`hash`](LogRecord::hash) to detect a change).
     pub fn compute_hash(&self) -> Result<ChainHash, serde_json::Error> {

@@ -383,14 +383,9 @@ async fn run(
         let mut next = head;
         let mut batch = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let built = LogRecord::new(next.seq + 1, writer.clone(), next.hash, job.exchange)
-                .map_err(LogError::Encode)
-                .and_then(|r| {
-                    let text = r.to_canonical().map_err(LogError::Encode)?;
-                    let text =
-                        String::from_utf8(text).map_err(|e| corrupt("record encoding", e))?;
-                    Ok((r, text))
-                });
+            let built =
+                LogRecord::new_canonical(next.seq + 1, writer.clone(), next.hash, job.exchange)
+                    .map_err(LogError::Encode);
             match built {
                 Ok((record, text)) => {
                     next = ChainHead {
@@ -440,35 +435,59 @@ async fn run(
     }
 }
 
+/// Rows per INSERT statement (10 parameters each; well within SQLite's
+/// and PostgreSQL's limits).
+const ROWS_PER_INSERT: usize = 64;
+
 async fn write_batch(
     pool: &AnyPool,
     batch: &[(LogRecord, String, oneshot::Sender<Result<LogRecord>>)],
 ) -> std::result::Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    for (record, text, _) in batch {
-        let seq = i64::try_from(record.seq).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        sqlx::query(
+    for chunk in batch.chunks(ROWS_PER_INSERT) {
+        let mut sql = String::from(
             "INSERT INTO message_log (writer, seq, transaction_id, received_at, hash, record, \
-             client, service, status, problem_code) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(record.writer.clone())
-        .bind(seq)
-        .bind(record.exchange.transaction_id.to_string())
-        .bind(
-            record
-                .exchange
-                .received_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        )
-        .bind(record.hash.to_hex())
-        .bind(text.clone())
-        .bind(record.exchange.client.to_string())
-        .bind(record.exchange.service.to_string())
-        .bind(i32::from(record.exchange.status))
-        .bind(record.exchange.problem_code.clone())
-        .execute(&mut *tx)
-        .await?;
+             client, service, status, problem_code) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let p = i * 10;
+            sql.push_str(&format!(
+                "(${},${},${},${},${},${},${},${},${},${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7,
+                p + 8,
+                p + 9,
+                p + 10
+            ));
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (record, text, _) in chunk {
+            let seq = i64::try_from(record.seq).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            let e = &record.exchange;
+            query = query
+                .bind(record.writer.clone())
+                .bind(seq)
+                .bind(e.transaction_id.to_string())
+                .bind(
+                    e.received_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                )
+                .bind(record.hash.to_hex())
+                .bind(text.clone())
+                .bind(e.client.to_string())
+                .bind(e.service.to_string())
+                .bind(i32::from(e.status))
+                .bind(e.problem_code.clone());
+        }
+        query.execute(&mut *tx).await?;
     }
     tx.commit().await
 }
