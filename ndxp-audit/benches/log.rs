@@ -54,7 +54,8 @@ fn template() -> Exchange {
     let req_cd = digest::content_digest(b"");
     let now = Utc::now();
     let info = profile::sign_request(&mut req, &req_cd, &consumer, now).unwrap();
-    let body = br#"{"id":"001099012345","name":"Nguyen Van A","dob":"1990-01-01","address":"Ha Noi"}"#;
+    let body =
+        br#"{"id":"001099012345","name":"Nguyen Van A","dob":"1990-01-01","address":"Ha Noi"}"#;
     let resp_cd = digest::content_digest(body);
     let (mut resp, ()) = http::Response::builder()
         .status(200)
@@ -104,7 +105,13 @@ fn fresh(t: &Exchange) -> Exchange {
 }
 
 /// Appends `total` records from `appenders` concurrent tasks; records/s.
-async fn run(url: &str, options: &LogOptions, appenders: usize, total: usize, t: &Exchange) -> (f64, u64) {
+async fn run(
+    url: &str,
+    options: &LogOptions,
+    appenders: usize,
+    total: usize,
+    t: &Exchange,
+) -> (f64, u64) {
     let log = Arc::new(SqlMessageLog::open(url, "bench/1", options).await.unwrap());
     // Warm up (connections, page cache).
     for _ in 0..100 {
@@ -129,7 +136,11 @@ async fn run(url: &str, options: &LogOptions, appenders: usize, total: usize, t:
     let secs = start.elapsed().as_secs_f64();
     let commits = log.commits() - commits_before;
     let head = log.head("bench/1").await.unwrap();
-    assert_eq!(head.seq as usize, 100 + per * appenders, "every append is stored");
+    assert_eq!(
+        head.seq as usize,
+        100 + per * appenders,
+        "every append is stored"
+    );
     Arc::into_inner(log).unwrap().close().await;
     ((per * appenders) as f64 / secs, commits)
 }

@@ -597,7 +597,10 @@ pub async fn export_range(
         let mut from = *a;
         while from <= *b {
             let to = b.min(&from.saturating_add(PAGE - 1)).to_owned();
-            let page = log.read(writer, from, to).await.map_err(ArchiveError::Log)?;
+            let page = log
+                .read(writer, from, to)
+                .await
+                .map_err(ArchiveError::Log)?;
             done += to - from + 1;
             chain.extend(page);
             if let Some(p) = progress {
@@ -899,7 +902,9 @@ fn check(
             detail,
         };
         let Some(&j) = index.get(&t.writer) else {
-            return Err(bad("the token is for a writer the archive has no chain of".into()));
+            return Err(bad(
+                "the token is for a writer the archive has no chain of".into()
+            ));
         };
         if last_key.is_some_and(|k| k >= (j, t.last_seq)) {
             return Err(malformed(
@@ -909,7 +914,9 @@ fn check(
             ));
         }
         if ChainHash(sha256(&t.token)) != t.token_sha256 {
-            return Err(bad("the token is not the one archived: its SHA-256 differs".into()));
+            return Err(bad(
+                "the token is not the one archived: its SHA-256 differs".into(),
+            ));
         }
         last_key = Some((j, t.last_seq));
         let Some(&(hash, received)) = states[j].records.get(&t.last_seq) else {
@@ -1067,8 +1074,7 @@ fn link(s: &mut ChainState, r: &LogRecord, lines: &[&[u8]], i: usize) -> Result<
             seq: r.seq,
         });
     }
-    s.records
-        .insert(r.seq, (r.hash, r.exchange.received_at));
+    s.records.insert(r.seq, (r.hash, r.exchange.received_at));
     s.seen += 1;
     s.prev = r.hash;
     s.expected = r.seq.saturating_add(1);

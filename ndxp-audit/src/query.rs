@@ -181,7 +181,8 @@ pub async fn transactions(
         }
     }
     let cursor = q.after.as_deref().map(Cursor::decode).transpose()?;
-    let mut sql = String::from("SELECT writer, seq, hash, record, received_at FROM message_log WHERE 1=1");
+    let mut sql =
+        String::from("SELECT writer, seq, hash, record, received_at FROM message_log WHERE 1=1");
     let mut binds: Vec<Bind> = Vec::new();
     let mut add = |sql: &mut String, clause: &str, b: Bind| {
         binds.push(b);
@@ -209,8 +210,16 @@ pub async fn transactions(
         add(&mut sql, " AND writer = ?", Bind::Text(w.clone()));
     }
     if let Some(c) = &cursor {
-        add(&mut sql, " AND (received_at < ?", Bind::Text(c.received_at.clone()));
-        add(&mut sql, " OR (received_at = ?", Bind::Text(c.received_at.clone()));
+        add(
+            &mut sql,
+            " AND (received_at < ?",
+            Bind::Text(c.received_at.clone()),
+        );
+        add(
+            &mut sql,
+            " OR (received_at = ?",
+            Bind::Text(c.received_at.clone()),
+        );
         add(&mut sql, " AND (writer < ?", Bind::Text(c.writer.clone()));
         add(&mut sql, " OR (writer = ?", Bind::Text(c.writer.clone()));
         add(&mut sql, " AND seq < ?))))", Bind::Big(c.seq));

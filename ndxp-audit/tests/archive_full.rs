@@ -21,10 +21,7 @@ use support::{exchange, fixture, tsa_trust, TestTsa};
 
 fn extra_certs() -> Vec<Vec<u8>> {
     let f = fixture();
-    let mut out = vec![
-        f.pki.tsa_cert().to_der().unwrap(),
-        f.root.to_der().unwrap(),
-    ];
+    let mut out = vec![f.pki.tsa_cert().to_der().unwrap(), f.root.to_der().unwrap()];
     out.extend(f.pki.chain().iter().map(|c| c.to_der().unwrap()));
     out
 }
@@ -87,7 +84,10 @@ async fn time_range_archive_with_tokens_verifies_on_every_backend() {
         let a = archive::export_range(
             &log,
             &ExportRequest {
-                range: Range::Time { from: start, to: end },
+                range: Range::Time {
+                    from: start,
+                    to: end,
+                },
                 certificates: extra_certs(),
             },
             Some(&progress),
@@ -188,8 +188,17 @@ async fn tokens_in_an_archive_pass_openssl_ts_verify() {
         std::fs::write(&token, &t.token_der).unwrap();
         let digest = t.hash.to_hex();
         let args = [
-            "ts", "-verify", "-digest", &digest, "-in", token.to_str().unwrap(), "-token_in",
-            "-CAfile", ca.to_str().unwrap(), "-untrusted", untrusted.to_str().unwrap(),
+            "ts",
+            "-verify",
+            "-digest",
+            &digest,
+            "-in",
+            token.to_str().unwrap(),
+            "-token_in",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            "-untrusted",
+            untrusted.to_str().unwrap(),
         ];
         let (ok, out) = run_tool("openssl", &args);
         assert!(ok, "openssl ts -verify failed: {out}");
@@ -249,7 +258,10 @@ async fn archive_purge_and_a_later_archive_verifies_from_the_checkpoint() {
             .await
             .unwrap();
         assert_eq!(
-            archive::verify_archive(rest.bytes(), &anchors()).unwrap().chains[0].first_seq,
+            archive::verify_archive(rest.bytes(), &anchors())
+                .unwrap()
+                .chains[0]
+                .first_seq,
             8
         );
         log.close().await;
@@ -369,12 +381,16 @@ fn a_token_of_an_untrusted_tsa_is_a_bad_timestamp() {
     let hash = records_of(sample())[5].hash;
     let req = TimestampRequest::new(ImprintAlgorithm::Sha256, &hash.0, true, true).unwrap();
     let reply = authority.respond(req.der());
-    let trust = TsaTrust::new(vec![other.root_cert().clone()]).with_untrusted(other.chain().to_vec());
+    let trust =
+        TsaTrust::new(vec![other.root_cert().clone()]).with_untrusted(other.chain().to_vec());
     let token = tsa::verify_response(&reply.der, &req, &trust).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&token.der);
     let bad = with_tokens(|t| t[0] = b64);
     let err = archive::verify_archive(&bad, &anchors()).unwrap_err();
-    assert!(matches!(err, ArchiveError::Timestamp { seq: 6, .. }), "{err:?}");
+    assert!(
+        matches!(err, ArchiveError::Timestamp { seq: 6, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("did not verify"), "{err}");
 }
 
@@ -382,8 +398,8 @@ fn a_token_of_an_untrusted_tsa_is_a_bad_timestamp() {
 fn a_forged_signature_is_reported_even_with_a_recomputed_chain() {
     let mut records = records_of(sample());
     records.truncate(10); // node-a/1 only
-    // Replace record 3's signature and recompute every hash and link after
-    // it: the chain is consistent, the signature is not.
+                          // Replace record 3's signature and recompute every hash and link after
+                          // it: the chain is consistent, the signature is not.
     records[2].exchange.request.signature = "ndxp=:AAAA:".into();
     let mut prev = records[1].hash;
     for r in records.iter_mut().skip(2) {
@@ -399,7 +415,14 @@ fn a_forged_signature_is_reported_even_with_a_recomputed_chain() {
     .unwrap();
     let err = archive::verify_archive(forged.bytes(), &anchors()).unwrap_err();
     assert!(
-        matches!(err, ArchiveError::Signature { seq: 3, message: "request", .. }),
+        matches!(
+            err,
+            ArchiveError::Signature {
+                seq: 3,
+                message: "request",
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("bad signature"), "{err}");
@@ -414,7 +437,10 @@ fn a_record_of_one_chain_moved_into_another_is_detected() {
     l.insert(12, moved);
     let err = archive::verify_archive(&join(&l), &anchors()).unwrap_err();
     assert!(
-        matches!(err, ArchiveError::Reordered { .. } | ArchiveError::Deleted { .. }),
+        matches!(
+            err,
+            ArchiveError::Reordered { .. } | ArchiveError::Deleted { .. }
+        ),
         "{err:?}"
     );
 }
@@ -493,4 +519,3 @@ fn the_sample_verifies() {
     // with_tokens without a change is the identity.
     assert_eq!(&with_tokens(|_| {}), sample());
 }
-

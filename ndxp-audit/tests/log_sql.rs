@@ -343,10 +343,15 @@ fn the_write_path_encoding_is_the_canonical_encoding() {
         let mut e = exchange(n);
         e.user_id = Some("ü \"quoted\" \n".into());
         e.forwarded_at = Some(Utc::now());
-        let (record, text) =
-            ndxp_audit::log::LogRecord::new_canonical(5, "w/é".into(), ChainHash([9; 32]), e.clone())
-                .unwrap();
-        let plain = ndxp_audit::log::LogRecord::new(5, "w/é".into(), ChainHash([9; 32]), e).unwrap();
+        let (record, text) = ndxp_audit::log::LogRecord::new_canonical(
+            5,
+            "w/é".into(),
+            ChainHash([9; 32]),
+            e.clone(),
+        )
+        .unwrap();
+        let plain =
+            ndxp_audit::log::LogRecord::new(5, "w/é".into(), ChainHash([9; 32]), e).unwrap();
         assert_eq!(record, plain);
         assert_eq!(text.as_bytes(), plain.to_canonical().unwrap().as_slice());
     }

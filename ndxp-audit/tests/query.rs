@@ -39,7 +39,10 @@ async fn filters_and_paging_on_every_backend() {
             log.append(e).await.unwrap();
         }
         // Everything, newest first.
-        let all = log.transactions(&TransactionQuery::default()).await.unwrap();
+        let all = log
+            .transactions(&TransactionQuery::default())
+            .await
+            .unwrap();
         assert_eq!(all.items.len(), 10);
         assert_eq!(all.items[0].transaction_id, ids[9]);
         assert_eq!(all.items[9].transaction_id, ids[0]);
@@ -48,7 +51,10 @@ async fn filters_and_paging_on_every_backend() {
         assert_eq!(first.duration_ms, 25);
         assert_eq!(first.user_id.as_deref(), Some("citizen-0"));
         assert_eq!(first.request_id.as_deref(), Some("req-0"));
-        assert_eq!(first.forwarded_at, Some(first.received_at + Duration::milliseconds(3)));
+        assert_eq!(
+            first.forwarded_at,
+            Some(first.received_at + Duration::milliseconds(3))
+        );
 
         // Filters.
         let q = |f: fn(&mut TransactionQuery)| {
@@ -61,9 +67,14 @@ async fn filters_and_paging_on_every_backend() {
             .await
             .unwrap();
         assert_eq!(failed.items.len(), 4);
-        assert!(failed.items.iter().all(|t| t.problem_code.as_deref() == Some("ndxp.provider_unreachable")));
+        assert!(failed
+            .items
+            .iter()
+            .all(|t| t.problem_code.as_deref() == Some("ndxp.provider_unreachable")));
         let by_code = log
-            .transactions(&q(|q| q.problem_code = Some("ndxp.provider_unreachable".into())))
+            .transactions(&q(|q| {
+                q.problem_code = Some("ndxp.provider_unreachable".into())
+            }))
             .await
             .unwrap();
         assert_eq!(by_code.items.len(), 4);

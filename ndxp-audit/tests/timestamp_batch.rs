@@ -44,10 +44,17 @@ async fn tsa_down_lag_grows_then_recovers() {
         assert_eq!((t.first_seq, t.last_seq), (1, 5));
         assert_eq!(t.hash, records[4].hash);
         // The stored token verifies for the head record's hash.
-        let stored = timestamp::tokens(log.pool(), "node-a/1", 1, 100).await.unwrap();
-        assert_eq!(stored, run.stamped);
-        tsa::verify_token(&stored[0].token_der, ImprintAlgorithm::Sha256, &records[4].hash.0, &tsa_trust())
+        let stored = timestamp::tokens(log.pool(), "node-a/1", 1, 100)
+            .await
             .unwrap();
+        assert_eq!(stored, run.stamped);
+        tsa::verify_token(
+            &stored[0].token_der,
+            ImprintAlgorithm::Sha256,
+            &records[4].hash.0,
+            &tsa_trust(),
+        )
+        .unwrap();
         assert_eq!(ts.lag().unstamped, 0);
         assert_eq!(ts.lag().seconds, 0.0);
         ts.check_lag(max).unwrap();
@@ -66,7 +73,10 @@ async fn tsa_down_lag_grows_then_recovers() {
         let refused = ts.check_lag(max).unwrap_err();
         assert_eq!(refused.unstamped, 3);
         let text = refused.to_string();
-        assert!(text.contains("not being timestamped") && text.contains("503"), "{text}");
+        assert!(
+            text.contains("not being timestamped") && text.contains("503"),
+            "{text}"
+        );
         // Appending still works: the request path never waits for the TSA.
         let during = log.append(exchange(8)).await.unwrap();
 
@@ -80,7 +90,11 @@ async fn tsa_down_lag_grows_then_recovers() {
         assert_eq!(ts.lag().unstamped, 0);
         assert_eq!(ts.lag().tokens, 2);
         assert_eq!(
-            timestamp::covering(log.pool(), "node-a/1", 7).await.unwrap().unwrap().last_seq,
+            timestamp::covering(log.pool(), "node-a/1", 7)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_seq,
             9
         );
         ts.shutdown().await;
@@ -106,10 +120,15 @@ async fn a_full_batch_is_stamped_without_waiting_for_the_interval() {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while ts.lag().tokens == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no token after a full batch");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no token after a full batch"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let stored = timestamp::tokens(log.pool(), "node-a/1", 1, 100).await.unwrap();
+    let stored = timestamp::tokens(log.pool(), "node-a/1", 1, 100)
+        .await
+        .unwrap();
     assert_eq!(stored.last().unwrap().last_seq, 10);
     ts.shutdown().await;
     log.close().await;
@@ -132,6 +151,9 @@ async fn an_unreachable_tsa_is_named_in_the_error() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains(&tsa_url), "{err}");
-    assert!(timestamp::tokens(log.pool(), "w", 0, 10).await.unwrap().is_empty());
+    assert!(timestamp::tokens(log.pool(), "w", 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
     log.close().await;
 }

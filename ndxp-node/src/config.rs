@@ -453,13 +453,7 @@ fn validate(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
             return Err(invalid(path, key, format!("{v} is not between 1 and 3600")));
         }
     }
-    ndxp_core::dburl::parse(&cfg.log.url).map_err(|e| {
-        invalid(
-            path,
-            "log.url",
-            format!("{e}"),
-        )
-    })?;
+    ndxp_core::dburl::parse(&cfg.log.url).map_err(|e| invalid(path, "log.url", format!("{e}")))?;
     if !(1..=3600).contains(&cfg.log.timestamp_interval_secs) {
         return Err(invalid(
             path,

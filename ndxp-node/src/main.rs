@@ -325,7 +325,8 @@ fn span(secs: i64) -> String {
 
 /// A progress bar on stderr (drawn only when stderr is a terminal).
 fn progress_bar(what: &'static str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "{msg} [{bar:40}] {pos}/{len} records ({per_sec}, {eta} left)",
     ) {
@@ -439,7 +440,10 @@ fn log_verify(file: &Path, ca: Option<&Path>) -> Result<i32> {
             if r.anchors_from_archive {
                 println!("  trust: checked against the archive's own CA certificates; pass --ca ca.pem to check against yours");
             } else {
-                println!("  trust: checked against {}", ca.map(|p| p.display().to_string()).unwrap_or_default());
+                println!(
+                    "  trust: checked against {}",
+                    ca.map(|p| p.display().to_string()).unwrap_or_default()
+                );
             }
             Ok(0)
         }

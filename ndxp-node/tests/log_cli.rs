@@ -108,7 +108,8 @@ async fn archive_then_verify_and_tampering() {
             .unwrap()
             .with_chain(f.pki.chain().to_vec()),
     ));
-    let trust = TsaTrust::new(vec![f.pki.root_cert().clone()]).with_untrusted(f.pki.chain().to_vec());
+    let trust =
+        TsaTrust::new(vec![f.pki.root_cert().clone()]).with_untrusted(f.pki.chain().to_vec());
     timestamp::stamp_pending(log.pool(), &tsa, &TimestampOptions::new(trust))
         .await
         .unwrap();
@@ -126,19 +127,48 @@ async fn archive_then_verify_and_tampering() {
     let out = dir.join("day.ndxplog");
     let (from, to) = (t0.to_rfc3339(), t1.to_rfc3339());
     let (code, stdout, stderr) = node(&[
-        "log", "archive", "--config", config.to_str().unwrap(), "--from", &from, "--to", &to,
-        "--out", out.to_str().unwrap(), "--cert", ca.to_str().unwrap(), "--cert",
+        "log",
+        "archive",
+        "--config",
+        config.to_str().unwrap(),
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--out",
+        out.to_str().unwrap(),
+        "--cert",
+        ca.to_str().unwrap(),
+        "--cert",
         tsa_pem.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("7 records in 1 chains, 1 timestamp tokens"), "{stdout}");
-    assert!(stdout.contains("the newest 2 records are not timestamped yet"), "{stdout}");
+    assert!(
+        stdout.contains("7 records in 1 chains, 1 timestamp tokens"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the newest 2 records are not timestamped yet"),
+        "{stdout}"
+    );
 
-    let (code, stdout, stderr) = node(&["log", "verify", out.to_str().unwrap(), "--ca", ca.to_str().unwrap()]);
+    let (code, stdout, stderr) = node(&[
+        "log",
+        "verify",
+        out.to_str().unwrap(),
+        "--ca",
+        ca.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("valid"), "{stdout}");
-    assert!(stdout.contains("7 signatures and 1 timestamp tokens verified"), "{stdout}");
-    assert!(stdout.contains("node-g22/1: records 1..=7, timestamped through 5, 2 unstamped"), "{stdout}");
+    assert!(
+        stdout.contains("7 signatures and 1 timestamp tokens verified"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("node-g22/1: records 1..=7, timestamped through 5, 2 unstamped"),
+        "{stdout}"
+    );
     // Without --ca: the archive's own CA, said so.
     let (code, stdout, _) = node(&["log", "verify", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}");
@@ -151,10 +181,19 @@ async fn archive_then_verify_and_tampering() {
     lines[3] = &changed;
     let bad = dir.join("bad.ndxplog");
     std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
-    let (code, stdout, _) = node(&["log", "verify", bad.to_str().unwrap(), "--ca", ca.to_str().unwrap()]);
+    let (code, stdout, _) = node(&[
+        "log",
+        "verify",
+        bad.to_str().unwrap(),
+        "--ca",
+        ca.to_str().unwrap(),
+    ]);
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("INVALID"), "{stdout}");
-    assert!(stdout.contains("record 3 of writer \"node-g22/1\" was changed"), "{stdout}");
+    assert!(
+        stdout.contains("record 3 of writer \"node-g22/1\" was changed"),
+        "{stdout}"
+    );
     // A deleted record.
     let mut lines: Vec<&str> = text.lines().collect();
     lines.remove(2);
@@ -166,18 +205,45 @@ async fn archive_then_verify_and_tampering() {
     let other = pki::init_named_pki(&dir.join("other"), "Other", "http://127.0.0.1:1/");
     let other_pem = dir.join("other.pem");
     std::fs::write(&other_pem, pki::pem(other.root_cert())).unwrap();
-    let (code, stdout, _) = node(&["log", "verify", out.to_str().unwrap(), "--ca", other_pem.to_str().unwrap()]);
+    let (code, stdout, _) = node(&[
+        "log",
+        "verify",
+        out.to_str().unwrap(),
+        "--ca",
+        other_pem.to_str().unwrap(),
+    ]);
     assert_eq!(code, 1, "{stdout}");
-    assert!(stdout.contains("record 1 of writer \"node-g22/1\": bad signature"), "{stdout}");
+    assert!(
+        stdout.contains("record 1 of writer \"node-g22/1\": bad signature"),
+        "{stdout}"
+    );
 
     // Bad arguments: 64.
     let missing = dir.join("missing.ndxplog");
     assert_eq!(node(&["log", "verify", missing.to_str().unwrap()]).0, 64);
-    assert_eq!(node(&["log", "verify", out.to_str().unwrap(), "--ca", missing.to_str().unwrap()]).0, 64);
+    assert_eq!(
+        node(&[
+            "log",
+            "verify",
+            out.to_str().unwrap(),
+            "--ca",
+            missing.to_str().unwrap()
+        ])
+        .0,
+        64
+    );
     assert_eq!(node(&["log", "verify"]).0, 64);
     let (code, _, stderr) = node(&[
-        "log", "archive", "--config", config.to_str().unwrap(), "--from", "yesterday", "--to", &to,
-        "--out", out.to_str().unwrap(),
+        "log",
+        "archive",
+        "--config",
+        config.to_str().unwrap(),
+        "--from",
+        "yesterday",
+        "--to",
+        &to,
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert_eq!(code, 64, "{stderr}");
 }
@@ -194,8 +260,15 @@ fn a_corrupt_or_missing_log_database_is_named() {
     let out = f.node_dir().join("x.ndxplog");
     let args = |c: &str| {
         vec![
-            "log".to_string(), "archive".into(), "--config".into(), c.to_string(), "--from".into(),
-            "2026-01-01T00:00:00Z".into(), "--to".into(), "2026-01-02T00:00:00Z".into(), "--out".into(),
+            "log".to_string(),
+            "archive".into(),
+            "--config".into(),
+            c.to_string(),
+            "--from".into(),
+            "2026-01-01T00:00:00Z".into(),
+            "--to".into(),
+            "2026-01-02T00:00:00Z".into(),
+            "--out".into(),
             out.to_str().unwrap().to_string(),
         ]
     };
@@ -203,7 +276,10 @@ fn a_corrupt_or_missing_log_database_is_named() {
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     let (code, _, stderr) = node(&a);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("cannot open the message log database"), "{stderr}");
+    assert!(
+        stderr.contains("cannot open the message log database"),
+        "{stderr}"
+    );
     assert!(stderr.contains("garbage.db"), "{stderr}");
     assert!(!out.exists());
     // A log file that does not exist is not created.

@@ -170,7 +170,12 @@ fn log(args: &[String]) -> Result<()> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let result = parse_result_line(
         &stdout,
-        &["sqlite_rps", "sqlite_fsync_each_rps", "postgres_rps", "record_bytes"],
+        &[
+            "sqlite_rps",
+            "sqlite_fsync_each_rps",
+            "postgres_rps",
+            "record_bytes",
+        ],
         "log",
     )?;
     let rate = |k: &str| match result[k].as_f64() {
@@ -178,9 +183,21 @@ fn log(args: &[String]) -> Result<()> {
         None => "unreachable".into(),
     };
     println!("{:<44} {:>14}", "durable appends", "records/s");
-    println!("{:<44} {:>14}", "sqlite, group commit, 256 appenders", rate("sqlite_rps"));
-    println!("{:<44} {:>14}", "sqlite, one fsync per record, 1 appender", rate("sqlite_fsync_each_rps"));
-    println!("{:<44} {:>14}", "postgres, group commit, 256 appenders", rate("postgres_rps"));
+    println!(
+        "{:<44} {:>14}",
+        "sqlite, group commit, 256 appenders",
+        rate("sqlite_rps")
+    );
+    println!(
+        "{:<44} {:>14}",
+        "sqlite, one fsync per record, 1 appender",
+        rate("sqlite_fsync_each_rps")
+    );
+    println!(
+        "{:<44} {:>14}",
+        "postgres, group commit, 256 appenders",
+        rate("postgres_rps")
+    );
     println!(
         "record size {} bytes; {} records per group-commit run",
         result["record_bytes"].as_u64().unwrap_or(0),
@@ -322,7 +339,12 @@ mod tests {
         let out = "noise\n{\"sqlite_rps\":25000.0,\"sqlite_fsync_each_rps\":400.0,\"postgres_rps\":null,\"record_bytes\":2600}\n";
         let v = parse_result_line(
             out,
-            &["sqlite_rps", "sqlite_fsync_each_rps", "postgres_rps", "record_bytes"],
+            &[
+                "sqlite_rps",
+                "sqlite_fsync_each_rps",
+                "postgres_rps",
+                "record_bytes",
+            ],
             "log",
         )
         .unwrap();
