@@ -297,6 +297,7 @@ struct State {
     last_error: Option<String>,
     tokens: u64,
     own_stamped: u64,
+    scan_since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug)]
@@ -343,21 +344,50 @@ struct Pending {
     head: u64,
 }
 
-async fn pending(pool: &AnyPool) -> Result<Vec<Pending>, TimestampError> {
-    let rows = sqlx::query(
-        "SELECT m.writer AS writer, MAX(m.seq) AS head, \
-         (SELECT MAX(t.last_seq) FROM message_log_timestamps t WHERE t.writer = m.writer) AS stamped \
-         FROM message_log m GROUP BY m.writer",
-    )
-    .fetch_all(pool)
-    .await
+/// Writers with records not covered by a token. With `since`, only
+/// writers with records received since then are looked at (index lookups
+/// only); without, every writer (a scan of the log's primary key).
+async fn pending(
+    pool: &AnyPool,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<Pending>, TimestampError> {
+    let writers: Vec<String> = match since {
+        None => {
+            sqlx::query("SELECT DISTINCT writer FROM message_log")
+                .fetch_all(pool)
+                .await
+        }
+        Some(t) => {
+            sqlx::query("SELECT DISTINCT writer FROM message_log WHERE received_at >= $1")
+                .bind(t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+                .fetch_all(pool)
+                .await
+        }
+    }
+    .map_err(db)?
+    .iter()
+    .map(|r| r.try_get::<String, _>("writer"))
+    .collect::<Result<_, _>>()
     .map_err(db)?;
     let mut out = Vec::new();
-    for row in rows {
-        let writer: String = row.try_get("writer").map_err(db)?;
-        let head: i64 = row.try_get("head").map_err(db)?;
-        let stamped: Option<i64> = row.try_get("stamped").map_err(db)?;
-        let (head, stamped) = (to_u64(head)?, to_u64(stamped.unwrap_or(0))?);
+    for writer in writers {
+        let head: Option<i64> =
+            sqlx::query("SELECT MAX(seq) AS v FROM message_log WHERE writer = $1")
+                .bind(writer.clone())
+                .fetch_one(pool)
+                .await
+                .map_err(db)?
+                .try_get("v")
+                .map_err(db)?;
+        let stamped: Option<i64> =
+            sqlx::query("SELECT MAX(last_seq) AS v FROM message_log_timestamps WHERE writer = $1")
+                .bind(writer.clone())
+                .fetch_one(pool)
+                .await
+                .map_err(db)?
+                .try_get("v")
+                .map_err(db)?;
+        let (head, stamped) = (to_u64(head.unwrap_or(0))?, to_u64(stamped.unwrap_or(0))?);
         if head > stamped {
             out.push(Pending {
                 writer,
@@ -412,9 +442,18 @@ pub async fn stamp_pending(
     transport: &dyn TsaTransport,
     options: &TimestampOptions,
 ) -> Result<RunReport, TimestampError> {
+    stamp_pending_since(pool, transport, options, None).await
+}
+
+async fn stamp_pending_since(
+    pool: &AnyPool,
+    transport: &dyn TsaTransport,
+    options: &TimestampOptions,
+    since: Option<DateTime<Utc>>,
+) -> Result<RunReport, TimestampError> {
     let mut report = RunReport::default();
     let mut first_error = None;
-    for p in pending(pool).await? {
+    for p in pending(pool, since).await? {
         match stamp_one(pool, transport, options, &p).await {
             Ok(stored) => report.stamped.push(stored),
             Err(e) => {
@@ -553,9 +592,16 @@ pub async fn covering(
 impl Inner {
     async fn run(&self) -> Result<RunReport, TimestampError> {
         let _guard = self.run_lock.lock().await;
-        let result = stamp_pending(&self.pool, self.transport.as_ref(), &self.options).await;
+        let started = Utc::now();
+        let since = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .scan_since;
+        let result =
+            stamp_pending_since(&self.pool, self.transport.as_ref(), &self.options, since).await;
         // What is left uncovered, whatever happened.
-        let left = pending(&self.pool).await;
+        let left = pending(&self.pool, since).await;
         let mut oldest = None;
         let mut unstamped = 0;
         if let Ok(left) = &left {
@@ -573,6 +619,10 @@ impl Inner {
         }
         match &result {
             Ok(report) => {
+                // Every writer with an older record is covered now; later
+                // runs look only at writers with recent records (an hour
+                // of margin for exchanges logged long after they began).
+                st.scan_since = Some(started - chrono::Duration::hours(1));
                 st.last_success = Some(Utc::now());
                 st.last_error = None;
                 st.tokens += report.stamped.len() as u64;
