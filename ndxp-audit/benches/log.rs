@@ -10,6 +10,9 @@
 //! - `sqlite_rps`: group commit, 256 concurrent appenders;
 //! - `sqlite_fsync_each_rps`: `max_batch = 1` and one appender at a time,
 //!   i.e. one commit (one fsync) per record;
+//! - `sqlite_small_rps`: group commit as `sqlite_rps`, with a smaller
+//!   record (`small_record_bytes`: the request's metadata and signer
+//!   certificate only, no intermediate, no response), for comparison;
 //! - `postgres_rps`: group commit, 256 appenders, on the PostgreSQL of
 //!   `NDXP_BENCH_POSTGRES_URL`, else `NDXP_TEST_POSTGRES_URL`, else
 //!   `postgres://postgres@127.0.0.1:5432/test` (a fresh schema, dropped
@@ -194,6 +197,19 @@ fn main() {
         let (sqlite_rps, sqlite_commits) = run(&url, &opts, APPENDERS, total, &t).await;
         eprintln!("    {sqlite_rps:.0} records/s in {sqlite_commits} commits");
 
+        let mut small = t.clone();
+        small.request.chain_der.clear();
+        small.response = None;
+        let small_bytes = ndxp_audit::log::LogRecord::new(1, "bench/1".into(), ndxp_audit::log::ChainHash::GENESIS, fresh(&small))
+            .unwrap()
+            .to_canonical()
+            .unwrap()
+            .len();
+        eprintln!("==> sqlite, group commit, {APPENDERS} appenders, {total} records of {small_bytes} bytes");
+        let url = format!("sqlite://{}", base.join("small.db").display());
+        let (small_rps, _) = run(&url, &opts, APPENDERS, total, &small).await;
+        eprintln!("    {small_rps:.0} records/s");
+
         eprintln!("==> sqlite, one commit per record, one appender, 5 s");
         let url = format!("sqlite://{}", base.join("each.db").display());
         let each = fsync_each(&url, &t, Duration::from_secs(5)).await;
@@ -239,6 +255,8 @@ fn main() {
                 "sqlite_fsync_each_rps": each.round(),
                 "postgres_rps": postgres_rps,
                 "record_bytes": record_bytes,
+                "sqlite_small_rps": small_rps.round(),
+                "small_record_bytes": small_bytes,
                 "records_per_run": total / APPENDERS * APPENDERS,
                 "appenders": APPENDERS,
                 "sqlite_commits": sqlite_commits,
