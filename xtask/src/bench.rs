@@ -195,6 +195,14 @@ fn log(args: &[String]) -> Result<()> {
     );
     println!(
         "{:<44} {:>14}",
+        format!(
+            "sqlite, group commit, {}-byte records",
+            result["small_record_bytes"].as_u64().unwrap_or(0)
+        ),
+        rate("sqlite_small_rps")
+    );
+    println!(
+        "{:<44} {:>14}",
         "postgres, group commit, 256 appenders",
         rate("postgres_rps")
     );
