@@ -26,7 +26,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row};
 
-use crate::log::sql::record_of;
+use crate::log::sql::records_of;
 use crate::log::{ChainHash, LogError, Role};
 
 /// Most items on one page.
@@ -236,24 +236,12 @@ pub async fn transactions(
             Bind::Big(i) => query.bind(i),
         };
     }
-    let rows = query.fetch_all(pool).await.map_err(db)?;
-    let mut items = Vec::with_capacity(rows.len().min(limit as usize));
-    let mut next = None;
-    for (i, row) in rows.iter().enumerate() {
-        if i == limit as usize {
-            let last = &items[items.len() - 1];
-            let last: &TransactionSummary = last;
-            next = Some(
-                Cursor {
-                    received_at: time_text(last.received_at),
-                    seq: i64::try_from(last.seq).unwrap_or(i64::MAX),
-                    writer: last.writer.clone(),
-                }
-                .encode(),
-            );
-            break;
-        }
-        let r = record_of(row)?;
+    let mut rows = query.fetch_all(pool).await.map_err(db)?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let records = records_of(pool, &rows).await?;
+    let mut items = Vec::with_capacity(records.len());
+    for r in records {
         let e = &r.exchange;
         items.push(TransactionSummary {
             transaction_id: e.transaction_id.to_string(),
@@ -276,6 +264,17 @@ pub async fn transactions(
             request_id: e.request_id.clone(),
         });
     }
+    let next = match items.last() {
+        Some(last) if more => Some(
+            Cursor {
+                received_at: time_text(last.received_at),
+                seq: i64::try_from(last.seq).unwrap_or(i64::MAX),
+                writer: last.writer.clone(),
+            }
+            .encode(),
+        ),
+        _ => None,
+    };
     Ok(TransactionPage { items, next })
 }
 

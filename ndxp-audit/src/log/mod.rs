@@ -46,8 +46,17 @@
 //! `hash` is SHA-256 over the canonical encoding **without** the final
 //! `,"hash":"<64 hex>"` member, i.e. over the bytes of
 //! `{"seq":…,"writer":…,"prev_hash":…,"exchange":{…}}`
-//! ([`LogRecord::compute_hash`]). The database stores the canonical
-//! encoding itself, so what is read back is byte for byte what was hashed.
+//! ([`LogRecord::compute_hash`]).
+//!
+//! # Storage
+//!
+//! The database stores each record's JSON with its certificates replaced
+//! by their SHA-256 (`signer_cert_sha256`, `chain_sha256`), and each
+//! certificate once in a table of its own (schema version 5): the same
+//! few certificates would otherwise fill half of every record. Reading a
+//! record puts the certificates back and re-checks its hash over the
+//! canonical encoding above, so a changed row, a changed certificate or a
+//! missing one is reported as corrupt.
 //!
 //! # Durability
 //!

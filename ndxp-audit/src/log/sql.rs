@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "operational columns",
         include_str!("../../migrations/0004_operational.sql"),
     ),
+    (
+        5,
+        "certificates",
+        include_str!("../../migrations/0005_certificates.sql"),
+    ),
 ];
 
 /// The table recording applied migrations (its own, so the log can share a
@@ -330,14 +335,155 @@ fn seq_i64(seq: u64) -> Result<i64> {
     i64::try_from(seq).map_err(|_| corrupt("seq", format_args!("{seq} is out of range")))
 }
 
-/// Parses a stored row and checks its columns and hash.
-pub(crate) fn record_of(row: &AnyRow) -> Result<LogRecord> {
+/// A certificate as stored: SHA-256 (hex) and DER.
+pub(crate) type CertRow = (String, Vec<u8>);
+
+/// The stored form of a record (the `record` column): its JSON with every
+/// certificate replaced by its SHA-256 (`signer_cert_sha256`,
+/// `chain_sha256` instead of `signer_cert_der`, `chain_der`); the
+/// certificates themselves are stored once each in
+/// `message_log_certificates`. Also returns the certificates it refers to.
+pub(crate) fn stored_form(record: &LogRecord) -> Result<(String, Vec<CertRow>)> {
+    let mut value = serde_json::to_value(record).map_err(LogError::Encode)?;
+    let mut certs = Vec::new();
+    let metas = [
+        ("request", Some(&record.exchange.request)),
+        ("response", record.exchange.response.as_ref()),
+    ];
+    for (key, meta) in metas {
+        let (Some(meta), Some(obj)) = (
+            meta,
+            value
+                .get_mut("exchange")
+                .and_then(|e| e.get_mut(key))
+                .and_then(|m| m.as_object_mut()),
+        ) else {
+            continue;
+        };
+        let mut hex_of = |der: &Vec<u8>| {
+            let h = hex::encode(ndxp_sign::openssl::sha::sha256(der));
+            certs.push((h.clone(), der.clone()));
+            h
+        };
+        let signer = hex_of(&meta.signer_cert_der);
+        let chain: Vec<String> = meta.chain_der.iter().map(&mut hex_of).collect();
+        obj.remove("signer_cert_der");
+        obj.remove("chain_der");
+        obj.insert("signer_cert_sha256".into(), signer.into());
+        obj.insert("chain_sha256".into(), chain.into());
+    }
+    let text = serde_json::to_string(&value).map_err(LogError::Encode)?;
+    Ok((text, certs))
+}
+
+/// A stored row, parsed but with its certificates not yet resolved.
+struct StoredRow {
+    writer: String,
+    seq: i64,
+    hash: String,
+    value: serde_json::Value,
+}
+
+fn parse_row(row: &AnyRow) -> Result<StoredRow> {
     let writer: String = row.try_get("writer").map_err(|e| corrupt("writer", e))?;
     let seq: i64 = row.try_get("seq").map_err(|e| corrupt("seq", e))?;
     let what = || format!("record {seq} of writer {writer:?}");
     let text: String = row.try_get("record").map_err(|e| corrupt(what(), e))?;
     let hash: String = row.try_get("hash").map_err(|e| corrupt(what(), e))?;
-    let record: LogRecord = serde_json::from_str(&text)
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| corrupt(what(), format_args!("not a valid record: {e}")))?;
+    Ok(StoredRow {
+        writer,
+        seq,
+        hash,
+        value,
+    })
+}
+
+fn cert_refs(value: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in ["request", "response"] {
+        let Some(m) = value.get("exchange").and_then(|e| e.get(key)) else {
+            continue;
+        };
+        if let Some(h) = m.get("signer_cert_sha256").and_then(|v| v.as_str()) {
+            out.push(h.to_string());
+        }
+        if let Some(list) = m.get("chain_sha256").and_then(|v| v.as_array()) {
+            out.extend(list.iter().filter_map(|v| v.as_str()).map(str::to_string));
+        }
+    }
+    out
+}
+
+/// Loads the certificates (base64 DER) with the given SHA-256 hex values.
+async fn load_certs(
+    pool: &AnyPool,
+    wanted: impl IntoIterator<Item = String>,
+) -> Result<std::collections::HashMap<String, String>> {
+    let mut out = std::collections::HashMap::new();
+    for h in wanted {
+        if out.contains_key(&h) {
+            continue;
+        }
+        let row = sqlx::query("SELECT der FROM message_log_certificates WHERE sha256 = $1")
+            .bind(h.clone())
+            .fetch_optional(pool)
+            .await
+            .map_err(LogError::Database)?;
+        if let Some(row) = row {
+            let der: String = row
+                .try_get("der")
+                .map_err(|e| corrupt(format!("certificate {h}"), e))?;
+            out.insert(h, der);
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves a stored row's certificates and checks its columns and hash.
+fn finish_row(
+    row: StoredRow,
+    certs: &std::collections::HashMap<String, String>,
+) -> Result<LogRecord> {
+    let StoredRow {
+        writer,
+        seq,
+        hash,
+        mut value,
+    } = row;
+    let what = || format!("record {seq} of writer {writer:?}");
+    for key in ["request", "response"] {
+        let Some(obj) = value
+            .get_mut("exchange")
+            .and_then(|e| e.get_mut(key))
+            .and_then(|m| m.as_object_mut())
+        else {
+            continue;
+        };
+        let resolve = |h: &serde_json::Value| -> Result<serde_json::Value> {
+            let h = h.as_str().unwrap_or_default();
+            certs.get(h).map(|d| d.clone().into()).ok_or_else(|| {
+                corrupt(
+                    what(),
+                    format_args!("its certificate {h} is missing from message_log_certificates"),
+                )
+            })
+        };
+        if let Some(h) = obj.remove("signer_cert_sha256") {
+            let der = resolve(&h)?;
+            obj.insert("signer_cert_der".into(), der);
+        }
+        if let Some(list) = obj.remove("chain_sha256") {
+            let ders = list
+                .as_array()
+                .map(|l| l.iter().map(resolve).collect::<Result<Vec<_>>>())
+                .transpose()?
+                .unwrap_or_default();
+            obj.insert("chain_der".into(), ders.into());
+        }
+    }
+    let record: LogRecord = serde_json::from_value(value)
         .map_err(|e| corrupt(what(), format_args!("not a valid record: {e}")))?;
     if i64::try_from(record.seq).ok() != Some(seq) || record.writer != writer {
         return Err(corrupt(
@@ -364,6 +510,16 @@ pub(crate) fn record_of(row: &AnyRow) -> Result<LogRecord> {
     Ok(record)
 }
 
+/// Parses stored rows, resolves their certificates and checks each row's
+/// columns and hash.
+pub(crate) async fn records_of(pool: &AnyPool, rows: &[AnyRow]) -> Result<Vec<LogRecord>> {
+    let parsed = rows.iter().map(parse_row).collect::<Result<Vec<_>>>()?;
+    let wanted: std::collections::BTreeSet<String> =
+        parsed.iter().flat_map(|r| cert_refs(&r.value)).collect();
+    let certs = load_certs(pool, wanted).await?;
+    parsed.into_iter().map(|r| finish_row(r, &certs)).collect()
+}
+
 async fn read_head(pool: &AnyPool, writer: &str) -> Result<ChainHead> {
     let row = sqlx::query(
         "SELECT writer, seq, hash, record FROM message_log WHERE writer = $1 \
@@ -376,7 +532,9 @@ async fn read_head(pool: &AnyPool, writer: &str) -> Result<ChainHead> {
     match row {
         None => Ok(ChainHead::EMPTY),
         Some(row) => {
-            let r = record_of(&row)?;
+            let r = records_of(pool, std::slice::from_ref(&row))
+                .await?
+                .remove(0);
             Ok(ChainHead {
                 seq: r.seq,
                 hash: r.hash,
@@ -415,6 +573,8 @@ async fn run(
     commits: Arc<AtomicU64>,
     head_tx: watch::Sender<ChainHead>,
 ) {
+    // Certificates known to be stored (each is stored once).
+    let mut known_certs = std::collections::HashSet::<String>::new();
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         // Take what is queued; while more keeps arriving (the callers just
@@ -436,16 +596,25 @@ async fn run(
         }
         let mut next = head;
         let mut batch = Vec::with_capacity(jobs.len());
+        let mut new_certs = std::collections::BTreeMap::new();
         for job in jobs {
-            let built =
-                LogRecord::new_canonical(next.seq + 1, writer.clone(), next.hash, job.exchange)
-                    .map_err(LogError::Encode);
+            let built = LogRecord::new(next.seq + 1, writer.clone(), next.hash, job.exchange)
+                .map_err(LogError::Encode)
+                .and_then(|r| {
+                    let (text, certs) = stored_form(&r)?;
+                    Ok(((r, text), certs))
+                });
             match built {
-                Ok((record, text)) => {
+                Ok(((record, text), certs)) => {
                     next = ChainHead {
                         seq: record.seq,
                         hash: record.hash,
                     };
+                    for (h, der) in certs {
+                        if !known_certs.contains(&h) {
+                            new_certs.entry(h).or_insert(der);
+                        }
+                    }
                     batch.push((record, text, job.ack));
                 }
                 Err(e) => {
@@ -456,8 +625,9 @@ async fn run(
         if batch.is_empty() {
             continue;
         }
-        match write_batch(&pool, &batch).await {
+        match write_batch(&pool, &batch, &new_certs).await {
             Ok(()) => {
+                known_certs.extend(std::mem::take(&mut new_certs).into_keys());
                 head = next;
                 commits.fetch_add(1, Ordering::Relaxed);
                 head_tx.send_replace(head);
@@ -496,8 +666,20 @@ const ROWS_PER_INSERT: usize = 16;
 async fn write_batch(
     pool: &AnyPool,
     batch: &[(LogRecord, String, oneshot::Sender<Result<LogRecord>>)],
+    new_certs: &std::collections::BTreeMap<String, Vec<u8>>,
 ) -> std::result::Result<(), sqlx::Error> {
+    use base64::Engine as _;
     let mut tx = pool.begin().await?;
+    for (sha256, der) in new_certs {
+        sqlx::query(
+            "INSERT INTO message_log_certificates (sha256, der) VALUES ($1, $2) \
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(sha256.clone())
+        .bind(base64::engine::general_purpose::STANDARD.encode(der))
+        .execute(&mut *tx)
+        .await?;
+    }
     for chunk in batch.chunks(ROWS_PER_INSERT) {
         let mut sql = String::from(
             "INSERT INTO message_log (writer, seq, transaction_id, received_at, hash, record, \
@@ -581,7 +763,7 @@ impl MessageLog for SqlMessageLog {
         .fetch_all(&self.pool)
         .await
         .map_err(LogError::Database)?;
-        rows.iter().map(record_of).collect()
+        records_of(&self.pool, &rows).await
     }
 
     async fn purge_before(&self, writer: &str, before: u64) -> Result<ChainHead> {
@@ -594,20 +776,22 @@ impl MessageLog for SqlMessageLog {
         }
         let last = before - 1;
         let mut tx = self.pool.begin().await.map_err(LogError::Database)?;
-        let row = sqlx::query(
-            "SELECT writer, seq, hash, record FROM message_log WHERE writer = $1 AND seq = $2",
-        )
-        .bind(writer.to_string())
-        .bind(seq_i64(last)?)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(LogError::Database)?;
+        let row = sqlx::query("SELECT seq, hash FROM message_log WHERE writer = $1 AND seq = $2")
+            .bind(writer.to_string())
+            .bind(seq_i64(last)?)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(LogError::Database)?;
         let checkpoint = match row {
             Some(row) => {
-                let r = record_of(&row)?;
+                // The record itself was verified when it was exported; a
+                // wrong hash column would show as a broken link at the
+                // first record kept.
+                let what = || format!("record {last} of writer {writer:?}");
+                let hash: String = row.try_get("hash").map_err(|e| corrupt(what(), e))?;
                 ChainHead {
-                    seq: r.seq,
-                    hash: r.hash,
+                    seq: last,
+                    hash: ChainHash::from_hex(&hash).map_err(|e| corrupt(what(), e))?,
                 }
             }
             None => {
