@@ -34,7 +34,7 @@ use sqlx::{AnyPool, Executor as _, Row, SqlSafeStr};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{ChainHash, ChainHead, Exchange, LogError, LogRecord, MessageLog, Result};
+use super::{ChainHash, ChainHead, Exchange, LogError, LogRecord, MessageLog, Result, SignedMeta};
 
 /// The versioned schema migrations, oldest first. Never edit one that has
 /// shipped: add a new file.
@@ -344,36 +344,103 @@ pub(crate) type CertRow = (String, Vec<u8>);
 /// certificates themselves are stored once each in
 /// `message_log_certificates`. Also returns the certificates it refers to.
 pub(crate) fn stored_form(record: &LogRecord) -> Result<(String, Vec<CertRow>)> {
-    let mut value = serde_json::to_value(record).map_err(LogError::Encode)?;
     let mut certs = Vec::new();
-    let metas = [
-        ("request", Some(&record.exchange.request)),
-        ("response", record.exchange.response.as_ref()),
-    ];
-    for (key, meta) in metas {
-        let (Some(meta), Some(obj)) = (
-            meta,
-            value
-                .get_mut("exchange")
-                .and_then(|e| e.get_mut(key))
-                .and_then(|m| m.as_object_mut()),
-        ) else {
-            continue;
-        };
+    let mut meta = |m: &'_ SignedMeta| {
         let mut hex_of = |der: &Vec<u8>| {
             let h = hex::encode(ndxp_sign::openssl::sha::sha256(der));
             certs.push((h.clone(), der.clone()));
             h
         };
-        let signer = hex_of(&meta.signer_cert_der);
-        let chain: Vec<String> = meta.chain_der.iter().map(&mut hex_of).collect();
-        obj.remove("signer_cert_der");
-        obj.remove("chain_der");
-        obj.insert("signer_cert_sha256".into(), signer.into());
-        obj.insert("chain_sha256".into(), chain.into());
-    }
-    let text = serde_json::to_string(&value).map_err(LogError::Encode)?;
+        let signer_cert_sha256 = hex_of(&m.signer_cert_der);
+        let chain_sha256 = m.chain_der.iter().map(&mut hex_of).collect();
+        (signer_cert_sha256, chain_sha256)
+    };
+    let e = &record.exchange;
+    let (req_signer, req_chain) = meta(&e.request);
+    let resp = e.response.as_ref().map(|m| (m, meta(m)));
+    let stored = StoredRecord {
+        seq: record.seq,
+        writer: &record.writer,
+        prev_hash: &record.prev_hash,
+        exchange: StoredExchange {
+            transaction_id: &e.transaction_id,
+            client: &e.client,
+            service: &e.service,
+            role: e.role,
+            received_at: &e.received_at,
+            forwarded_at: &e.forwarded_at,
+            backend_answered_at: &e.backend_answered_at,
+            responded_at: &e.responded_at,
+            status: e.status,
+            problem_code: &e.problem_code,
+            request_bytes: e.request_bytes,
+            response_bytes: e.response_bytes,
+            user_id: &e.user_id,
+            request_id: &e.request_id,
+            request: StoredMeta::of(&e.request, req_signer, req_chain),
+            response: resp.map(|(m, (signer, chain))| StoredMeta::of(m, signer, chain)),
+            body: &e.body,
+        },
+        hash: &record.hash,
+    };
+    let text = serde_json::to_string(&stored).map_err(LogError::Encode)?;
     Ok((text, certs))
+}
+
+/// [`SignedMeta`] as stored: certificates by SHA-256.
+#[derive(serde::Serialize)]
+struct StoredMeta<'a> {
+    signature_input: &'a str,
+    signature: &'a str,
+    content_digest: &'a str,
+    base: &'a str,
+    signer_cert_sha256: String,
+    chain_sha256: Vec<String>,
+}
+
+impl<'a> StoredMeta<'a> {
+    fn of(m: &'a SignedMeta, signer_cert_sha256: String, chain_sha256: Vec<String>) -> Self {
+        Self {
+            signature_input: &m.signature_input,
+            signature: &m.signature,
+            content_digest: &m.content_digest,
+            base: &m.base,
+            signer_cert_sha256,
+            chain_sha256,
+        }
+    }
+}
+
+/// [`Exchange`] as stored (same members, certificates by SHA-256).
+#[derive(serde::Serialize)]
+struct StoredExchange<'a> {
+    transaction_id: &'a ndxp_core::TransactionId,
+    client: &'a ndxp_core::SubsystemId,
+    service: &'a ndxp_core::ServiceId,
+    role: super::Role,
+    received_at: &'a chrono::DateTime<chrono::Utc>,
+    forwarded_at: &'a Option<chrono::DateTime<chrono::Utc>>,
+    backend_answered_at: &'a Option<chrono::DateTime<chrono::Utc>>,
+    responded_at: &'a chrono::DateTime<chrono::Utc>,
+    status: u16,
+    problem_code: &'a Option<String>,
+    request_bytes: u64,
+    response_bytes: u64,
+    user_id: &'a Option<String>,
+    request_id: &'a Option<String>,
+    request: StoredMeta<'a>,
+    response: Option<StoredMeta<'a>>,
+    body: &'a Option<super::Bodies>,
+}
+
+/// [`LogRecord`] as stored.
+#[derive(serde::Serialize)]
+struct StoredRecord<'a> {
+    seq: u64,
+    writer: &'a str,
+    prev_hash: &'a ChainHash,
+    exchange: StoredExchange<'a>,
+    hash: &'a ChainHash,
 }
 
 /// A stored row, parsed but with its certificates not yet resolved.
