@@ -5,7 +5,9 @@
 //! | module | what |
 //! |---|---|
 //! | [`log`] | the message log: append-only records per writer, hash-chained, group-committed (durable before the caller's `append` returns), on SQLite or PostgreSQL |
-//! | [`archive`] | a self-contained archive file of a range of records, and [`archive::verify_archive`], which names the first changed, deleted, inserted or reordered record (`docs/archive.md`) |
+//! | [`timestamp`] | batch RFC 3161 timestamping of chain heads in the background, its lag and the check a node makes before accepting an exchange |
+//! | [`archive`] | a self-contained archive file of ranges of chains with their time-stamp tokens and certificates, and [`archive::verify_archive`], which names the first changed, deleted, inserted or reordered record, bad signature or bad timestamp (`docs/archive.md`) |
+//! | [`query`] | transaction queries (time, client, service, status, problem code; cursor paging) for the node's admin API |
 //! | [`monitor`] | the signed uploads nodes send to management: node status, summaries, drill-down polls and answers (`docs/monitoring.md`) |
 //! | [`reconcile`] | per-period summaries of a side's transactions, their comparison, and the drill-down to the exact transaction ids that differ, as JSON or CSV (`docs/reconciliation.md`) |
 //!
@@ -14,7 +16,7 @@
 //! ```no_run
 //! use ndxp_audit::archive::{verify_archive_file, VerifyOptions};
 //! let report = verify_archive_file(std::path::Path::new("node.archive"), &VerifyOptions::default())?;
-//! println!("{} records of {} verified", report.count, report.writer);
+//! println!("{} records in {} chains verified", report.records, report.chains.len());
 //! # Ok::<(), ndxp_audit::archive::ArchiveError>(())
 //! ```
 //!
@@ -27,4 +29,6 @@
 pub mod archive;
 pub mod log;
 pub mod monitor;
+pub mod query;
 pub mod reconcile;
+pub mod timestamp;

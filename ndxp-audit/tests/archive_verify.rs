@@ -1,88 +1,16 @@
 #![allow(clippy::unwrap_used)]
 //! Archives: export from the log, verify, and detect every tampering.
 
+mod support;
+
 use std::sync::OnceLock;
 
-use chrono::Utc;
 use ndxp_audit::archive::{self, ArchiveError, VerifyOptions};
-use ndxp_audit::log::{
-    ChainHash, Exchange, LogOptions, LogRecord, MessageLog, Role, SignedMeta, SqlMessageLog,
-};
-use ndxp_core::TransactionId;
-use ndxp_sign::openssl::x509::X509;
-use ndxp_sign::{digest, profile};
+use ndxp_audit::log::{ChainHash, LogOptions, LogRecord, MessageLog, SqlMessageLog};
 use ndxp_test_support::db::{backends, TestDatabase};
 use ndxp_test_support::pki;
 use proptest::prelude::*;
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    root: X509,
-    signer: profile::Signer,
-}
-
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = pki::init_pki(&dir.path().join("pki"), "http://127.0.0.1:1/ocsp");
-        let member = "VN/GOV/000.00.00.G22".parse().unwrap();
-        let s = pki::member_signer(&ca, &member);
-        let cert = s.chain[0].clone();
-        let chain = s.chain[1..].to_vec();
-        let signer = profile::Signer::new(s.key, cert, chain).unwrap();
-        Fixture {
-            root: ca.root_cert().clone(),
-            _dir: dir,
-            signer,
-        }
-    })
-}
-
-/// A signed request as a consumer node logs it.
-fn exchange(n: u32) -> Exchange {
-    let f = fixture();
-    let body = format!("{{\"n\":{n}}}");
-    let id = TransactionId::new();
-    let (mut parts, ()) = http::Request::post(
-        "https://provider.example/r1/VN/GOV/000.00.00.H29/CSDLDC/citizen/v1/lookup",
-    )
-    .header(profile::NDXP_CLIENT, "VN/GOV/000.00.00.G22/QLHT")
-    .header(profile::NDXP_ID, id.to_string())
-    .body(())
-    .unwrap()
-    .into_parts();
-    let cd = digest::content_digest(body.as_bytes());
-    let info = profile::sign_request(&mut parts, &cd, &f.signer, Utc::now()).unwrap();
-    let meta = SignedMeta {
-        signature_input: info.signature_input,
-        signature: info.signature,
-        content_digest: cd,
-        base: info.base,
-        signer_cert_der: f.signer.certificate().to_der().unwrap(),
-        chain_der: f
-            .signer
-            .chain()
-            .iter()
-            .map(|c| c.to_der().unwrap())
-            .collect(),
-    };
-    Exchange {
-        transaction_id: id,
-        client: "VN/GOV/000.00.00.G22/QLHT".parse().unwrap(),
-        service: "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1".parse().unwrap(),
-        role: Role::Consumer,
-        received_at: Utc::now(),
-        responded_at: Utc::now(),
-        status: 200,
-        problem_code: None,
-        request_bytes: body.len() as u64,
-        response_bytes: 0,
-        request: meta,
-        response: None,
-        body: None,
-    }
-}
+use support::{exchange, fixture};
 
 fn chain(n: u32) -> Vec<LogRecord> {
     let mut prev = ChainHash::GENESIS;
@@ -124,18 +52,25 @@ async fn export_round_trip_verifies_on_every_backend() {
         let path = dir.path().join("a.ndxplog");
         whole.write_to(&path).unwrap();
         let report = archive::verify_archive_file(&path, &anchors()).unwrap();
-        assert_eq!(report.writer, "node-a/1");
-        assert_eq!((report.first_seq, report.count), (1, 5));
-        assert_eq!(report.prev_hash, ChainHash::GENESIS);
-        assert_eq!(report.last_hash, records[4].hash);
+        let c = &report.chains[0];
+        assert_eq!(report.chains.len(), 1);
+        assert_eq!(c.writer, "node-a/1");
+        assert_eq!((c.first_seq, c.count), (1, 5));
+        assert_eq!(c.prev_hash, ChainHash::GENESIS);
+        assert_eq!(c.last_hash, records[4].hash);
+        assert_eq!((c.stamped_through, c.unstamped), (None, 5));
         assert_eq!(report.signatures_verified, 5);
+        assert!(!report.anchors_from_archive);
         assert_eq!(report.certificates, 1 + fixture().signer.chain().len());
         // A middle range hangs from its first record's prev_hash.
         let part = archive::export(&log, "node-a/1", 2, 3).await.unwrap();
         let report = archive::verify_archive(part.bytes(), &VerifyOptions::default()).unwrap();
-        assert_eq!((report.first_seq, report.count), (2, 2));
-        assert_eq!(report.prev_hash, records[0].hash);
-        assert_eq!(report.last_hash, records[2].hash);
+        let c = &report.chains[0];
+        assert_eq!((c.first_seq, c.count), (2, 2));
+        assert_eq!(c.prev_hash, records[0].hash);
+        assert_eq!(c.last_hash, records[2].hash);
+        // The records carry no self-signed certificate: no anchor, no
+        // signature checked.
         assert_eq!(report.signatures_verified, 0);
         log.close().await;
         db.drop_now().await;
@@ -193,19 +128,19 @@ fn named_tamperings() {
     del.remove(3);
     assert!(matches!(
         verify(&join(&del)),
-        Err(ArchiveError::Deleted { after_seq: 2 })
+        Err(ArchiveError::Deleted { after_seq: 2, .. })
     ));
     let mut del_last = l.clone();
     del_last.remove(6);
     assert!(matches!(
         verify(&join(&del_last)),
-        Err(ArchiveError::Deleted { after_seq: 5 })
+        Err(ArchiveError::Deleted { after_seq: 5, .. })
     ));
     let mut swap = l.clone();
     swap.swap(2, 4);
     assert!(matches!(
         verify(&join(&swap)),
-        Err(ArchiveError::Reordered { seq: 4 })
+        Err(ArchiveError::Reordered { seq: 4, .. })
     ));
     let mut dup = l.clone();
     dup.insert(3, l[2].clone());
@@ -231,7 +166,7 @@ fn named_tamperings() {
     fl[2] = forged[1].to_canonical().unwrap();
     assert!(matches!(
         verify(&join(&fl)),
-        Err(ArchiveError::BrokenLink { seq: 3 })
+        Err(ArchiveError::BrokenLink { seq: 3, .. })
     ));
     let trunc = &sample()[..sample().len() - 10];
     assert!(matches!(verify(trunc), Err(ArchiveError::Truncated(_))));
@@ -271,8 +206,9 @@ fn tamper() -> impl Strategy<Value = Tamper> {
 /// of a line with itself).
 fn apply(t: &Tamper, original: &[u8]) -> Option<Vec<u8>> {
     let l = lines(original);
-    // Record lines are 1..=n-3 (header first, certificates and end last).
-    let recs = l.len() - 3;
+    // Record lines are 1..=n-4 (header first; timestamps, certificates
+    // and end last).
+    let recs = l.len() - 4;
     let rec = |i: usize| 1 + i % recs;
     match *t {
         Tamper::Flip { at, mask } => {
@@ -283,7 +219,7 @@ fn apply(t: &Tamper, original: &[u8]) -> Option<Vec<u8>> {
         }
         Tamper::Delete(i) => {
             let mut l = l;
-            l.remove(i % (recs + 3));
+            l.remove(i % (recs + 4));
             Some(join(&l))
         }
         Tamper::Swap(a, b) => {

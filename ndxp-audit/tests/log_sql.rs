@@ -27,11 +27,15 @@ fn exchange(n: u32) -> Exchange {
         service: "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1".parse().unwrap(),
         role: Role::Provider,
         received_at: Utc::now(),
+        forwarded_at: None,
+        backend_answered_at: None,
         responded_at: Utc::now(),
         status: 200,
         problem_code: None,
         request_bytes: u64::from(n),
         response_bytes: 42,
+        user_id: None,
+        request_id: None,
         request: meta.clone(),
         response: Some(meta),
         body: None,
@@ -328,6 +332,80 @@ async fn purge_keeps_a_checkpoint_and_the_rest_verifies() {
             .unwrap();
         let next = log.append(exchange(11)).await.unwrap();
         assert_eq!((next.seq, next.prev_hash), (11, all[9].hash));
+        log.close().await;
+        db.drop_now().await;
+    }
+}
+
+#[test]
+fn the_write_path_encoding_is_the_canonical_encoding() {
+    for n in [0, 1, 77] {
+        let mut e = exchange(n);
+        e.user_id = Some("ü \"quoted\" \n".into());
+        e.forwarded_at = Some(Utc::now());
+        let (record, text) = ndxp_audit::log::LogRecord::new_canonical(
+            5,
+            "w/é".into(),
+            ChainHash([9; 32]),
+            e.clone(),
+        )
+        .unwrap();
+        let plain =
+            ndxp_audit::log::LogRecord::new(5, "w/é".into(), ChainHash([9; 32]), e).unwrap();
+        assert_eq!(record, plain);
+        assert_eq!(text.as_bytes(), plain.to_canonical().unwrap().as_slice());
+    }
+}
+
+#[tokio::test]
+async fn certificates_are_stored_once_and_checked_on_read() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDatabase::create(backend, dir.path()).await;
+        let log = SqlMessageLog::open(&db.url, "w", &LogOptions::default())
+            .await
+            .unwrap();
+        let mut e = exchange(1);
+        e.request.chain_der = vec![vec![0x30, 0x01, 0x07]];
+        let first = log.append(e.clone()).await.unwrap();
+        log.append(e.clone()).await.unwrap();
+        // Two certificates (signer, intermediate), stored once each; rows
+        // refer to them by SHA-256 and read back whole.
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM message_log_certificates")
+            .fetch_one(log.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+        let row: String = sqlx::query_scalar("SELECT record FROM message_log WHERE seq = 1")
+            .fetch_one(log.pool())
+            .await
+            .unwrap();
+        assert!(
+            row.contains("signer_cert_sha256") && !row.contains("signer_cert_der"),
+            "{row}"
+        );
+        assert_eq!(log.read("w", 1, 1).await.unwrap()[0], first);
+        // A changed certificate changes the record: corrupt.
+        sqlx::query("UPDATE message_log_certificates SET der = 'MAMBAgM='")
+            .execute(log.pool())
+            .await
+            .unwrap();
+        let err = log.read("w", 1, 2).await.unwrap_err();
+        assert!(
+            err.to_string().contains("record 1") && err.to_string().contains("changed"),
+            "{err}"
+        );
+        // A missing one is named.
+        sqlx::query("DELETE FROM message_log_certificates")
+            .execute(log.pool())
+            .await
+            .unwrap();
+        let err = log.read("w", 1, 2).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("missing from message_log_certificates"),
+            "{err}"
+        );
         log.close().await;
         db.drop_now().await;
     }

@@ -6,7 +6,8 @@
 //! are taken relative to the directory of the configuration file, never to
 //! the working directory, so the same file works from any directory.
 //!
-//! Today's tables are `[node]`, `[management]` and `[conf]`; the exchange
+//! Today's tables are `[node]`, `[management]`, `[conf]` and the optional
+//! `[log]`; the exchange
 //! roles add their own tables (`[client]`, `[peer]`, `[admin]`,
 //! `[[services]]`) beside them as fields of [`NodeConfig`].
 //!
@@ -249,6 +250,13 @@ pub struct LogSection {
     /// signatures and digests only).
     #[serde(default)]
     pub keep_bodies: bool,
+    /// Seconds between two batch timestamping runs.
+    #[serde(default = "default_timestamp_interval_secs")]
+    pub timestamp_interval_secs: u64,
+    /// The oldest a record may be without a time-stamp token, in seconds,
+    /// before the node refuses new exchanges.
+    #[serde(default = "default_timestamp_max_lag_secs")]
+    pub timestamp_max_lag_secs: u64,
 }
 
 impl Default for LogSection {
@@ -256,6 +264,8 @@ impl Default for LogSection {
         Self {
             url: default_log_url(),
             keep_bodies: false,
+            timestamp_interval_secs: default_timestamp_interval_secs(),
+            timestamp_max_lag_secs: default_timestamp_max_lag_secs(),
         }
     }
 }
@@ -319,6 +329,31 @@ fn default_log_url() -> String {
 
 fn default_local_file() -> PathBuf {
     PathBuf::from("local.json")
+}
+
+fn default_timestamp_interval_secs() -> u64 {
+    10
+}
+
+fn default_timestamp_max_lag_secs() -> u64 {
+    600
+}
+
+/// The log URL with a relative SQLite path taken from `base`; an empty URL
+/// is `sqlite://<base>/log.db`.
+fn resolve_log_url(url: &str, base: &Path) -> String {
+    if url.is_empty() {
+        return format!("sqlite://{}", base.join("log.db").display());
+    }
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.starts_with(':') => {
+            format!("sqlite://{}", base.join(rest).display())
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// `[node]`: the node's identity, address and key material.
@@ -606,12 +641,7 @@ fn parse(text: &str, base: &Path, path: &Path) -> Result<NodeConfig, ConfigError
     {
         resolve(p);
     }
-    if let Some(rel) = cfg.log.url.strip_prefix("sqlite://") {
-        let rel_path = Path::new(rel);
-        if rel_path.is_relative() && !rel.starts_with(':') && !rel.is_empty() {
-            cfg.log.url = format!("sqlite://{}", base.join(rel_path).display());
-        }
-    }
+    cfg.log.url = resolve_log_url(&cfg.log.url, base);
     validate(&cfg, path)?;
     Ok(cfg)
 }
@@ -676,6 +706,29 @@ fn validate(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
         if !(1..=3600).contains(&v) {
             return Err(invalid(path, key, format!("{v} is not between 1 and 3600")));
         }
+    }
+    ndxp_core::dburl::parse(&cfg.log.url).map_err(|e| invalid(path, "log.url", format!("{e}")))?;
+    if !(1..=3600).contains(&cfg.log.timestamp_interval_secs) {
+        return Err(invalid(
+            path,
+            "log.timestamp_interval_secs",
+            format!(
+                "{} is not between 1 and 3600",
+                cfg.log.timestamp_interval_secs
+            ),
+        ));
+    }
+    if cfg.log.timestamp_max_lag_secs < cfg.log.timestamp_interval_secs
+        || cfg.log.timestamp_max_lag_secs > 7 * 86_400
+    {
+        return Err(invalid(
+            path,
+            "log.timestamp_max_lag_secs",
+            format!(
+                "{} must be at least log.timestamp_interval_secs ({}) and at most 604800 (7 days)",
+                cfg.log.timestamp_max_lag_secs, cfg.log.timestamp_interval_secs
+            ),
+        ));
     }
     if !(1..=86_400).contains(&cfg.conf.refresh_secs) {
         return Err(invalid(

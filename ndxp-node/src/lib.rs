@@ -13,6 +13,7 @@
 //! | [`local`] | the local configuration: subsystems, provided services, access rights |
 //! | [`serve`] | `ndxp-node serve`: the client, peer and admin ports, the exchange in both roles |
 //! | [`report`] | status reports, reconciliation summaries and drill-down answers sent to management (`docs/monitoring.md`) |
+//! | [`logcmd`] | `log archive` and `log verify`: message log archives |
 //!
 //! See `docs/node.md` for the configuration keys and the commands.
 //!
@@ -37,3 +38,4 @@ pub mod keys;
 pub mod local;
 pub mod report;
 pub mod serve;
+pub mod logcmd;

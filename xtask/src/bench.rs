@@ -20,8 +20,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         Some("direct") => direct::run(&args[1..]),
         Some("httpsig") => httpsig(),
         Some("reconcile") => reconcile(&args[1..]),
-        Some(other) => bail!("unknown benchmark {other:?}; known: direct, httpsig, reconcile"),
-        None => bail!("usage: cargo xtask bench NAME (known: direct, httpsig, reconcile)"),
+        Some("log") => log(&args[1..]),
+        Some(other) => bail!("unknown benchmark {other:?}; known: direct, httpsig, reconcile, log"),
+        None => bail!("usage: cargo xtask bench NAME (known: direct, httpsig, reconcile, log)"),
     }
 }
 
@@ -149,6 +150,97 @@ fn reconcile(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Durable message-log appends per second: group commit on SQLite and
+/// PostgreSQL (256 appenders) and one commit per record on SQLite, in one
+/// fresh release process (the `log` bench binary of `ndxp-audit`).
+fn log(args: &[String]) -> Result<()> {
+    let records = match args.first() {
+        Some(n) => n
+            .parse::<u64>()
+            .with_context(|| format!("records per run must be a number, found {n:?}"))?,
+        None => 200_000,
+    };
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "ndxp-audit", "--bench", "log", "--"])
+        .arg(records.to_string());
+    eprintln!("==> log bench: {cmd:?}");
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("starting cargo bench")?;
+    if !out.status.success() {
+        bail!("log bench failed ({})", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result = parse_result_line(
+        &stdout,
+        &[
+            "sqlite_rps",
+            "sqlite_fsync_each_rps",
+            "postgres_rps",
+            "record_bytes",
+        ],
+        "log",
+    )?;
+    let rate = |k: &str| match result[k].as_f64() {
+        Some(v) => format!("{v:.0}"),
+        None => "unreachable".into(),
+    };
+    println!("{:<44} {:>14}", "durable appends", "records/s");
+    println!(
+        "{:<44} {:>14}",
+        "sqlite, group commit, 256 appenders",
+        rate("sqlite_rps")
+    );
+    println!(
+        "{:<44} {:>14}",
+        "sqlite, one fsync per record, 1 appender",
+        rate("sqlite_fsync_each_rps")
+    );
+    println!(
+        "{:<44} {:>14}",
+        format!(
+            "sqlite, group commit, {}-byte records",
+            result["small_record_bytes"].as_u64().unwrap_or(0)
+        ),
+        rate("sqlite_small_rps")
+    );
+    println!(
+        "{:<44} {:>14}",
+        "postgres, group commit, 256 appenders",
+        rate("postgres_rps")
+    );
+    println!(
+        "record size {} bytes; {} records per group-commit run",
+        result["record_bytes"].as_u64().unwrap_or(0),
+        result["records_per_run"].as_u64().unwrap_or(0)
+    );
+    if let Some(e) = result["postgres_error"].as_str() {
+        println!("postgres unreachable: {e}");
+    }
+    let mut doc = result.clone();
+    if let Some(m) = doc.as_object_mut() {
+        m.insert("name".into(), json!("log"));
+        m.insert(
+            "what".into(),
+            json!("durable message-log appends/s (append returns after COMMIT; SQLite WAL synchronous=FULL): group commit with 256 appenders on SQLite and PostgreSQL, and one commit per record on SQLite; realistic signed records; target sqlite_rps >= 20000"),
+        );
+    }
+    write_result("log", &doc)
+}
+
+/// The last line of `stdout` that is a JSON object with every key of `keys`.
+fn parse_result_line(stdout: &str, keys: &[&str], name: &str) -> Result<Value> {
+    stdout
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .find(|v| keys.iter().all(|k| v.get(k).is_some()))
+        .with_context(|| {
+            format!("the {name} bench printed no result line; its output was:\n{stdout}")
+        })
+}
+
 /// The JSON object the reconcile bench binary prints (its last line that
 /// parses as a JSON object with the required keys).
 fn parse_reconcile_output(stdout: &str) -> Result<Value> {
@@ -252,7 +344,26 @@ fn openssl_rates(speed: &str, what: &str) -> Result<(f64, f64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{openssl_rates, parse_reconcile_output};
+    use super::{openssl_rates, parse_reconcile_output, parse_result_line};
+
+    #[test]
+    fn reads_log_result_line() {
+        let out = "noise\n{\"sqlite_rps\":25000.0,\"sqlite_fsync_each_rps\":400.0,\"postgres_rps\":null,\"record_bytes\":2600}\n";
+        let v = parse_result_line(
+            out,
+            &[
+                "sqlite_rps",
+                "sqlite_fsync_each_rps",
+                "postgres_rps",
+                "record_bytes",
+            ],
+            "log",
+        )
+        .unwrap();
+        assert_eq!(v["record_bytes"], 2600);
+        assert!(v["postgres_rps"].is_null());
+        assert!(parse_result_line("{}", &["sqlite_rps"], "log").is_err());
+    }
 
     #[test]
     fn reads_reconcile_result_line() {

@@ -29,8 +29,10 @@
 //! {"seq":N,"writer":"...","prev_hash":"<64 hex>","exchange":{
 //!   "transaction_id":"<uuid v7>","client":"<subsystem id>","service":"<service id>",
 //!   "role":"consumer"|"provider"|"gateway",
-//!   "received_at":"<RFC 3339>","responded_at":"<RFC 3339>",
+//!   "received_at":"<RFC 3339>","forwarded_at":null|"<RFC 3339>",
+//!   "backend_answered_at":null|"<RFC 3339>","responded_at":"<RFC 3339>",
 //!   "status":N,"problem_code":null|"...","request_bytes":N,"response_bytes":N,
+//!   "user_id":null|"...","request_id":null|"...",
 //!   "request":<signed>,"response":null|<signed>,"body":null|{"request":null|"<base64>","response":null|"<base64>"}},
 //!  "hash":"<64 hex>"}
 //! ```
@@ -44,8 +46,17 @@
 //! `hash` is SHA-256 over the canonical encoding **without** the final
 //! `,"hash":"<64 hex>"` member, i.e. over the bytes of
 //! `{"seq":…,"writer":…,"prev_hash":…,"exchange":{…}}`
-//! ([`LogRecord::compute_hash`]). The database stores the canonical
-//! encoding itself, so what is read back is byte for byte what was hashed.
+//! ([`LogRecord::compute_hash`]).
+//!
+//! # Storage
+//!
+//! The database stores each record's JSON with its certificates replaced
+//! by their SHA-256 (`signer_cert_sha256`, `chain_sha256`), and each
+//! certificate once in a table of its own (schema version 5): the same
+//! few certificates would otherwise fill half of every record. Reading a
+//! record puts the certificates back and re-checks its hash over the
+//! canonical encoding above, so a changed row, a changed certificate or a
+//! missing one is reported as corrupt.
 //!
 //! # Durability
 //!
@@ -232,6 +243,13 @@ pub struct Exchange {
     pub role: Role,
     /// When the request arrived.
     pub received_at: DateTime<Utc>,
+    /// When the request was sent on: to the provider's node (consumer
+    /// role), to the backend (provider role, gateway); `None` when the
+    /// exchange ended before that (refused, failed).
+    pub forwarded_at: Option<DateTime<Utc>>,
+    /// When the answer to the forwarded request came back (the peer node's
+    /// or the backend's response headers); `None` when none came.
+    pub backend_answered_at: Option<DateTime<Utc>>,
     /// When the response left (or the exchange ended).
     pub responded_at: DateTime<Utc>,
     /// The HTTP status returned.
@@ -242,6 +260,10 @@ pub struct Exchange {
     pub request_bytes: u64,
     /// Response body size in bytes.
     pub response_bytes: u64,
+    /// The end user named by the client (`NDXP-User-Id`), opaque.
+    pub user_id: Option<String>,
+    /// The client system's own correlation id (`NDXP-Request-Id`), opaque.
+    pub request_id: Option<String>,
     /// The signed request metadata.
     pub request: SignedMeta,
     /// The signed response metadata, when a signed response was sent or
@@ -307,6 +329,40 @@ impl LogRecord {
             exchange,
         })?;
         Ok(ChainHash(sha256(&bytes)))
+    }
+
+    /// Builds a record, computes its hash and returns it with its canonical
+    /// encoding, serializing the exchange once (the log's write path).
+    pub fn new_canonical(
+        seq: u64,
+        writer: String,
+        prev_hash: ChainHash,
+        exchange: Exchange,
+    ) -> Result<(Self, String), serde_json::Error> {
+        let mut bytes = serde_json::to_vec(&HashInput {
+            seq,
+            writer: &writer,
+            prev_hash: &prev_hash,
+            exchange: &exchange,
+        })?;
+        let hash = ChainHash(sha256(&bytes));
+        // `{...}` becomes `{...,"hash":"<hex>"}`: exactly what serializing
+        // the record writes, its members being the same in the same order.
+        bytes.pop();
+        bytes.extend_from_slice(b",\"hash\":\"");
+        bytes.extend_from_slice(hash.to_hex().as_bytes());
+        bytes.extend_from_slice(b"\"}");
+        let text = String::from_utf8(bytes).map_err(serde::ser::Error::custom)?;
+        Ok((
+            Self {
+                seq,
+                writer,
+                prev_hash,
+                exchange,
+                hash,
+            },
+            text,
+        ))
     }
 
     /// Recomputes the hash from the other fields (compare with

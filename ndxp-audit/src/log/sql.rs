@@ -31,10 +31,10 @@ use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor as _, Row, SqlSafeStr};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{ChainHash, ChainHead, Exchange, LogError, LogRecord, MessageLog, Result};
+use super::{ChainHash, ChainHead, Exchange, LogError, LogRecord, MessageLog, Result, SignedMeta};
 
 /// The versioned schema migrations, oldest first. Never edit one that has
 /// shipped: add a new file.
@@ -48,6 +48,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "checkpoints",
         include_str!("../../migrations/0002_checkpoints.sql"),
+    ),
+    (
+        3,
+        "timestamps",
+        include_str!("../../migrations/0003_timestamps.sql"),
+    ),
+    (
+        4,
+        "operational columns",
+        include_str!("../../migrations/0004_operational.sql"),
+    ),
+    (
+        5,
+        "certificates",
+        include_str!("../../migrations/0005_certificates.sql"),
     ),
 ];
 
@@ -93,7 +108,10 @@ pub struct SqlMessageLog {
     writer: String,
     queue: Option<mpsc::Sender<Job>>,
     task: Option<JoinHandle<()>>,
+    checkpointer: Option<JoinHandle<()>>,
     commits: Arc<AtomicU64>,
+    backend: Backend,
+    head: watch::Receiver<ChainHead>,
 }
 
 impl std::fmt::Debug for Job {
@@ -148,7 +166,14 @@ impl SqlMessageLog {
             // Every commit reaches the disk before append() returns.
             pool_options = pool_options.after_connect(|conn, _| {
                 Box::pin(async move {
+                    // Records are several KiB: larger pages keep most of a
+                    // record on one page. Takes effect only when the file
+                    // is created (a no-op on an existing database).
+                    conn.execute("PRAGMA page_size = 16384").await?;
                     conn.execute("PRAGMA synchronous = FULL").await?;
+                    // Checkpoints run in the background (see
+                    // `checkpointer`), off the commit path.
+                    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                     Ok(())
                 })
             });
@@ -168,6 +193,7 @@ impl SqlMessageLog {
         let head = read_head(&pool, writer).await?;
         let (queue, rx) = mpsc::channel(options.queue.max(1));
         let commits = Arc::new(AtomicU64::new(0));
+        let (head_tx, head_rx) = watch::channel(head);
         let task = tokio::spawn(run(
             pool.clone(),
             writer.to_string(),
@@ -175,20 +201,54 @@ impl SqlMessageLog {
             rx,
             options.max_batch.max(1),
             commits.clone(),
+            head_tx,
         ));
+        let checkpointer = (backend == Backend::Sqlite && !memory)
+            .then(|| tokio::spawn(checkpointer(pool.clone())));
         Ok(Self {
+            checkpointer,
             pool,
             writer: writer.to_string(),
             queue: Some(queue),
             task: Some(task),
             commits,
+            backend,
+            head: head_rx,
         })
+    }
+
+    /// This log's writer id.
+    pub fn writer_id(&self) -> &str {
+        &self.writer
+    }
+
+    /// Which database this log is on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// This writer's chain head as committed, updated after every commit
+    /// (the batch timestamper watches it to stamp as soon as a batch is
+    /// full).
+    pub fn head_watch(&self) -> watch::Receiver<ChainHead> {
+        self.head.clone()
     }
 
     /// How many batch transactions this log has committed (each covers one
     /// or more appends).
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Runs a transaction query (see [`crate::query`]).
+    ///
+    /// # Errors
+    /// [`crate::query::QueryError`].
+    pub async fn transactions(
+        &self,
+        query: &crate::query::TransactionQuery,
+    ) -> std::result::Result<crate::query::TransactionPage, crate::query::QueryError> {
+        crate::query::transactions(&self.pool, query).await
     }
 
     /// The underlying pool (for tests and maintenance tools).
@@ -203,7 +263,39 @@ impl SqlMessageLog {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        if let Some(task) = self.checkpointer.take() {
+            task.abort();
+            let _ = task.await;
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await;
+        }
         self.pool.close().await;
+    }
+}
+
+/// SQLite: copies committed WAL pages into the database file every 500 ms
+/// (a passive checkpoint never blocks writers), so commits only append to
+/// the WAL and fsync it.
+async fn checkpointer(pool: AnyPool) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "message log WAL checkpoint failed");
+        }
+    }
+}
+
+impl Drop for SqlMessageLog {
+    fn drop(&mut self) {
+        if let Some(task) = self.checkpointer.take() {
+            task.abort();
+        }
     }
 }
 
@@ -243,14 +335,222 @@ fn seq_i64(seq: u64) -> Result<i64> {
     i64::try_from(seq).map_err(|_| corrupt("seq", format_args!("{seq} is out of range")))
 }
 
-/// Parses a stored row and checks its columns and hash.
-fn record_of(row: &AnyRow) -> Result<LogRecord> {
+/// A certificate as stored: SHA-256 (hex) and DER.
+pub(crate) type CertRow = (String, Vec<u8>);
+
+/// The stored form of a record (the `record` column): its JSON with every
+/// certificate replaced by its SHA-256 (`signer_cert_sha256`,
+/// `chain_sha256` instead of `signer_cert_der`, `chain_der`); the
+/// certificates themselves are stored once each in
+/// `message_log_certificates`. Also returns the certificates it refers to.
+pub(crate) fn stored_form(record: &LogRecord) -> Result<(String, Vec<CertRow>)> {
+    let mut certs = Vec::new();
+    let mut meta = |m: &'_ SignedMeta| {
+        let mut hex_of = |der: &Vec<u8>| {
+            let h = hex::encode(ndxp_sign::openssl::sha::sha256(der));
+            certs.push((h.clone(), der.clone()));
+            h
+        };
+        let signer_cert_sha256 = hex_of(&m.signer_cert_der);
+        let chain_sha256 = m.chain_der.iter().map(&mut hex_of).collect();
+        (signer_cert_sha256, chain_sha256)
+    };
+    let e = &record.exchange;
+    let (req_signer, req_chain) = meta(&e.request);
+    let resp = e.response.as_ref().map(|m| (m, meta(m)));
+    let stored = StoredRecord {
+        seq: record.seq,
+        writer: &record.writer,
+        prev_hash: &record.prev_hash,
+        exchange: StoredExchange {
+            transaction_id: &e.transaction_id,
+            client: &e.client,
+            service: &e.service,
+            role: e.role,
+            received_at: &e.received_at,
+            forwarded_at: &e.forwarded_at,
+            backend_answered_at: &e.backend_answered_at,
+            responded_at: &e.responded_at,
+            status: e.status,
+            problem_code: &e.problem_code,
+            request_bytes: e.request_bytes,
+            response_bytes: e.response_bytes,
+            user_id: &e.user_id,
+            request_id: &e.request_id,
+            request: StoredMeta::of(&e.request, req_signer, req_chain),
+            response: resp.map(|(m, (signer, chain))| StoredMeta::of(m, signer, chain)),
+            body: &e.body,
+        },
+        hash: &record.hash,
+    };
+    let text = serde_json::to_string(&stored).map_err(LogError::Encode)?;
+    Ok((text, certs))
+}
+
+/// [`SignedMeta`] as stored: certificates by SHA-256.
+#[derive(serde::Serialize)]
+struct StoredMeta<'a> {
+    signature_input: &'a str,
+    signature: &'a str,
+    content_digest: &'a str,
+    base: &'a str,
+    signer_cert_sha256: String,
+    chain_sha256: Vec<String>,
+}
+
+impl<'a> StoredMeta<'a> {
+    fn of(m: &'a SignedMeta, signer_cert_sha256: String, chain_sha256: Vec<String>) -> Self {
+        Self {
+            signature_input: &m.signature_input,
+            signature: &m.signature,
+            content_digest: &m.content_digest,
+            base: &m.base,
+            signer_cert_sha256,
+            chain_sha256,
+        }
+    }
+}
+
+/// [`Exchange`] as stored (same members, certificates by SHA-256).
+#[derive(serde::Serialize)]
+struct StoredExchange<'a> {
+    transaction_id: &'a ndxp_core::TransactionId,
+    client: &'a ndxp_core::SubsystemId,
+    service: &'a ndxp_core::ServiceId,
+    role: super::Role,
+    received_at: &'a chrono::DateTime<chrono::Utc>,
+    forwarded_at: &'a Option<chrono::DateTime<chrono::Utc>>,
+    backend_answered_at: &'a Option<chrono::DateTime<chrono::Utc>>,
+    responded_at: &'a chrono::DateTime<chrono::Utc>,
+    status: u16,
+    problem_code: &'a Option<String>,
+    request_bytes: u64,
+    response_bytes: u64,
+    user_id: &'a Option<String>,
+    request_id: &'a Option<String>,
+    request: StoredMeta<'a>,
+    response: Option<StoredMeta<'a>>,
+    body: &'a Option<super::Bodies>,
+}
+
+/// [`LogRecord`] as stored.
+#[derive(serde::Serialize)]
+struct StoredRecord<'a> {
+    seq: u64,
+    writer: &'a str,
+    prev_hash: &'a ChainHash,
+    exchange: StoredExchange<'a>,
+    hash: &'a ChainHash,
+}
+
+/// A stored row, parsed but with its certificates not yet resolved.
+struct StoredRow {
+    writer: String,
+    seq: i64,
+    hash: String,
+    value: serde_json::Value,
+}
+
+fn parse_row(row: &AnyRow) -> Result<StoredRow> {
     let writer: String = row.try_get("writer").map_err(|e| corrupt("writer", e))?;
     let seq: i64 = row.try_get("seq").map_err(|e| corrupt("seq", e))?;
     let what = || format!("record {seq} of writer {writer:?}");
     let text: String = row.try_get("record").map_err(|e| corrupt(what(), e))?;
     let hash: String = row.try_get("hash").map_err(|e| corrupt(what(), e))?;
-    let record: LogRecord = serde_json::from_str(&text)
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| corrupt(what(), format_args!("not a valid record: {e}")))?;
+    Ok(StoredRow {
+        writer,
+        seq,
+        hash,
+        value,
+    })
+}
+
+fn cert_refs(value: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in ["request", "response"] {
+        let Some(m) = value.get("exchange").and_then(|e| e.get(key)) else {
+            continue;
+        };
+        if let Some(h) = m.get("signer_cert_sha256").and_then(|v| v.as_str()) {
+            out.push(h.to_string());
+        }
+        if let Some(list) = m.get("chain_sha256").and_then(|v| v.as_array()) {
+            out.extend(list.iter().filter_map(|v| v.as_str()).map(str::to_string));
+        }
+    }
+    out
+}
+
+/// Loads the certificates (base64 DER) with the given SHA-256 hex values.
+async fn load_certs(
+    pool: &AnyPool,
+    wanted: impl IntoIterator<Item = String>,
+) -> Result<std::collections::HashMap<String, String>> {
+    let mut out = std::collections::HashMap::new();
+    for h in wanted {
+        if out.contains_key(&h) {
+            continue;
+        }
+        let row = sqlx::query("SELECT der FROM message_log_certificates WHERE sha256 = $1")
+            .bind(h.clone())
+            .fetch_optional(pool)
+            .await
+            .map_err(LogError::Database)?;
+        if let Some(row) = row {
+            let der: String = row
+                .try_get("der")
+                .map_err(|e| corrupt(format!("certificate {h}"), e))?;
+            out.insert(h, der);
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves a stored row's certificates and checks its columns and hash.
+fn finish_row(
+    row: StoredRow,
+    certs: &std::collections::HashMap<String, String>,
+) -> Result<LogRecord> {
+    let StoredRow {
+        writer,
+        seq,
+        hash,
+        mut value,
+    } = row;
+    let what = || format!("record {seq} of writer {writer:?}");
+    for key in ["request", "response"] {
+        let Some(obj) = value
+            .get_mut("exchange")
+            .and_then(|e| e.get_mut(key))
+            .and_then(|m| m.as_object_mut())
+        else {
+            continue;
+        };
+        let resolve = |h: &serde_json::Value| -> Result<serde_json::Value> {
+            let h = h.as_str().unwrap_or_default();
+            certs.get(h).map(|d| d.clone().into()).ok_or_else(|| {
+                corrupt(
+                    what(),
+                    format_args!("its certificate {h} is missing from message_log_certificates"),
+                )
+            })
+        };
+        if let Some(h) = obj.remove("signer_cert_sha256") {
+            let der = resolve(&h)?;
+            obj.insert("signer_cert_der".into(), der);
+        }
+        if let Some(list) = obj.remove("chain_sha256") {
+            let ders = list
+                .as_array()
+                .map(|l| l.iter().map(resolve).collect::<Result<Vec<_>>>())
+                .transpose()?
+                .unwrap_or_default();
+            obj.insert("chain_der".into(), ders.into());
+        }
+    }
+    let record: LogRecord = serde_json::from_value(value)
         .map_err(|e| corrupt(what(), format_args!("not a valid record: {e}")))?;
     if i64::try_from(record.seq).ok() != Some(seq) || record.writer != writer {
         return Err(corrupt(
@@ -277,6 +577,16 @@ fn record_of(row: &AnyRow) -> Result<LogRecord> {
     Ok(record)
 }
 
+/// Parses stored rows, resolves their certificates and checks each row's
+/// columns and hash.
+pub(crate) async fn records_of(pool: &AnyPool, rows: &[AnyRow]) -> Result<Vec<LogRecord>> {
+    let parsed = rows.iter().map(parse_row).collect::<Result<Vec<_>>>()?;
+    let wanted: std::collections::BTreeSet<String> =
+        parsed.iter().flat_map(|r| cert_refs(&r.value)).collect();
+    let certs = load_certs(pool, wanted).await?;
+    parsed.into_iter().map(|r| finish_row(r, &certs)).collect()
+}
+
 async fn read_head(pool: &AnyPool, writer: &str) -> Result<ChainHead> {
     let row = sqlx::query(
         "SELECT writer, seq, hash, record FROM message_log WHERE writer = $1 \
@@ -289,7 +599,9 @@ async fn read_head(pool: &AnyPool, writer: &str) -> Result<ChainHead> {
     match row {
         None => Ok(ChainHead::EMPTY),
         Some(row) => {
-            let r = record_of(&row)?;
+            let r = records_of(pool, std::slice::from_ref(&row))
+                .await?
+                .remove(0);
             Ok(ChainHead {
                 seq: r.seq,
                 hash: r.hash,
@@ -326,32 +638,50 @@ async fn run(
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
     commits: Arc<AtomicU64>,
+    head_tx: watch::Sender<ChainHead>,
 ) {
+    // Certificates known to be stored (each is stored once).
+    let mut known_certs = std::collections::HashSet::<String>::new();
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
-        while jobs.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+        // Take what is queued; while more keeps arriving (the callers just
+        // answered queueing their next appends), yield and take again, a
+        // few times, so batches stay large under load. Costs nothing when
+        // idle: an empty queue ends it at once.
+        for _ in 0..4 {
+            let before = jobs.len();
+            while jobs.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
             }
+            if jobs.len() == before || jobs.len() >= max_batch {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
         let mut next = head;
         let mut batch = Vec::with_capacity(jobs.len());
+        let mut new_certs = std::collections::BTreeMap::new();
         for job in jobs {
             let built = LogRecord::new(next.seq + 1, writer.clone(), next.hash, job.exchange)
                 .map_err(LogError::Encode)
                 .and_then(|r| {
-                    let text = r.to_canonical().map_err(LogError::Encode)?;
-                    let text =
-                        String::from_utf8(text).map_err(|e| corrupt("record encoding", e))?;
-                    Ok((r, text))
+                    let (text, certs) = stored_form(&r)?;
+                    Ok(((r, text), certs))
                 });
             match built {
-                Ok((record, text)) => {
+                Ok(((record, text), certs)) => {
                     next = ChainHead {
                         seq: record.seq,
                         hash: record.hash,
                     };
+                    for (h, der) in certs {
+                        if !known_certs.contains(&h) {
+                            new_certs.entry(h).or_insert(der);
+                        }
+                    }
                     batch.push((record, text, job.ack));
                 }
                 Err(e) => {
@@ -362,10 +692,12 @@ async fn run(
         if batch.is_empty() {
             continue;
         }
-        match write_batch(&pool, &batch).await {
+        match write_batch(&pool, &batch, &new_certs).await {
             Ok(()) => {
+                known_certs.extend(std::mem::take(&mut new_certs).into_keys());
                 head = next;
                 commits.fetch_add(1, Ordering::Relaxed);
+                head_tx.send_replace(head);
                 for (record, _, ack) in batch {
                     let _ = ack.send(Ok(record));
                 }
@@ -381,7 +713,10 @@ async fn run(
                 // the batch, and a writer id wrongly shared may have moved
                 // on. Continue from what is stored.
                 match read_head(&pool, &writer).await {
-                    Ok(stored) => head = stored,
+                    Ok(stored) => {
+                        head = stored;
+                        head_tx.send_replace(head);
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot re-read the message log chain head");
                     }
@@ -391,30 +726,71 @@ async fn run(
     }
 }
 
+/// Rows per INSERT statement (10 parameters each; well within SQLite's
+/// and PostgreSQL's limits).
+const ROWS_PER_INSERT: usize = 16;
+
 async fn write_batch(
     pool: &AnyPool,
     batch: &[(LogRecord, String, oneshot::Sender<Result<LogRecord>>)],
+    new_certs: &std::collections::BTreeMap<String, Vec<u8>>,
 ) -> std::result::Result<(), sqlx::Error> {
+    use base64::Engine as _;
     let mut tx = pool.begin().await?;
-    for (record, text, _) in batch {
-        let seq = i64::try_from(record.seq).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    for (sha256, der) in new_certs {
         sqlx::query(
-            "INSERT INTO message_log (writer, seq, transaction_id, received_at, hash, record) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO message_log_certificates (sha256, der) VALUES ($1, $2) \
+             ON CONFLICT (sha256) DO NOTHING",
         )
-        .bind(record.writer.clone())
-        .bind(seq)
-        .bind(record.exchange.transaction_id.to_string())
-        .bind(
-            record
-                .exchange
-                .received_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        )
-        .bind(record.hash.to_hex())
-        .bind(text.clone())
+        .bind(sha256.clone())
+        .bind(base64::engine::general_purpose::STANDARD.encode(der))
         .execute(&mut *tx)
         .await?;
+    }
+    for chunk in batch.chunks(ROWS_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO message_log (writer, seq, transaction_id, received_at, hash, record, \
+             client, service, status, problem_code) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let p = i * 10;
+            sql.push_str(&format!(
+                "(${},${},${},${},${},${},${},${},${},${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7,
+                p + 8,
+                p + 9,
+                p + 10
+            ));
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (record, text, _) in chunk {
+            let seq = i64::try_from(record.seq).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            let e = &record.exchange;
+            query = query
+                .bind(record.writer.clone())
+                .bind(seq)
+                .bind(e.transaction_id.to_string())
+                .bind(
+                    e.received_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                )
+                .bind(record.hash.to_hex())
+                .bind(text.clone())
+                .bind(e.client.to_string())
+                .bind(e.service.to_string())
+                .bind(i32::from(e.status))
+                .bind(e.problem_code.clone());
+        }
+        query.execute(&mut *tx).await?;
     }
     tx.commit().await
 }
@@ -454,7 +830,7 @@ impl MessageLog for SqlMessageLog {
         .fetch_all(&self.pool)
         .await
         .map_err(LogError::Database)?;
-        rows.iter().map(record_of).collect()
+        records_of(&self.pool, &rows).await
     }
 
     async fn purge_before(&self, writer: &str, before: u64) -> Result<ChainHead> {
@@ -467,20 +843,22 @@ impl MessageLog for SqlMessageLog {
         }
         let last = before - 1;
         let mut tx = self.pool.begin().await.map_err(LogError::Database)?;
-        let row = sqlx::query(
-            "SELECT writer, seq, hash, record FROM message_log WHERE writer = $1 AND seq = $2",
-        )
-        .bind(writer.to_string())
-        .bind(seq_i64(last)?)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(LogError::Database)?;
+        let row = sqlx::query("SELECT seq, hash FROM message_log WHERE writer = $1 AND seq = $2")
+            .bind(writer.to_string())
+            .bind(seq_i64(last)?)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(LogError::Database)?;
         let checkpoint = match row {
             Some(row) => {
-                let r = record_of(&row)?;
+                // The record itself was verified when it was exported; a
+                // wrong hash column would show as a broken link at the
+                // first record kept.
+                let what = || format!("record {last} of writer {writer:?}");
+                let hash: String = row.try_get("hash").map_err(|e| corrupt(what(), e))?;
                 ChainHead {
-                    seq: r.seq,
-                    hash: r.hash,
+                    seq: last,
+                    hash: ChainHash::from_hex(&hash).map_err(|e| corrupt(what(), e))?,
                 }
             }
             None => {

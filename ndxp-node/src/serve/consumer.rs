@@ -469,7 +469,11 @@ async fn finish(
             service: service.clone(),
             role: Role::Consumer,
             received_at,
+            forwarded_at: Some(forwarded_at),
+            backend_answered_at: None,
             responded_at: Utc::now(),
+            user_id: signed.user_id.clone(),
+            request_id: signed.request_id.clone(),
             status: status.as_u16(),
             problem_code: wire::platform_code(&resp_head.headers, &resp_body),
             request_bytes: signed.request_body.len() as u64,
@@ -481,8 +485,6 @@ async fn finish(
                 response: Some(resp_body.to_vec()),
             }),
         };
-        let _ = forwarded_at;
-        let _ = (&signed.user_id, &signed.request_id);
         state.log.append(exchange).await.map_err(|e| {
             tracing::error!(error = %e, transaction = %tx, "the message log could not store an exchange");
             problem(
@@ -523,7 +525,11 @@ async fn log_failure(
         service,
         role: Role::Consumer,
         received_at,
+        forwarded_at: None,
+        backend_answered_at: None,
         responded_at: Utc::now(),
+        user_id: signed.user_id.clone(),
+        request_id: signed.request_id.clone(),
         status: p.status,
         problem_code: Some(p.code.clone()),
         request_bytes: signed.request_body.len() as u64,

@@ -413,7 +413,6 @@ async fn call_backend(
         )),
     };
     let backend_answered_at = Utc::now();
-    let _ = (forwarded_at, backend_answered_at);
     let (status, backend_headers, resp_body, problem_code) = match result {
         Ok((s, h, b)) => (s, h, b, None),
         Err(p) => {
@@ -442,7 +441,11 @@ async fn call_backend(
         service: pending.service,
         role: Role::Provider,
         received_at: pending.received_at,
+        forwarded_at: Some(forwarded_at),
+        backend_answered_at: Some(backend_answered_at),
         responded_at: Utc::now(),
+        user_id: wire::header_text(&head.headers, profile::NDXP_USER_ID).map(str::to_owned),
+        request_id: wire::header_text(&head.headers, profile::NDXP_REQUEST_ID).map(str::to_owned),
         status: status.as_u16(),
         problem_code,
         request_bytes: pending.request_body.len() as u64,

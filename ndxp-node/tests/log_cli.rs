@@ -1,0 +1,294 @@
+//! `ndxp-node log archive` and `ndxp-node log verify` as an operator runs
+//! them: a log with signed records and batch timestamps, the archive,
+//! verification with and without `--ca`, tampering, bad arguments and a
+//! corrupt database.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::http;
+use chrono::{Duration, Utc};
+use ndxp_audit::log::{Exchange, LogOptions, MessageLog, Role, SignedMeta, SqlMessageLog};
+use ndxp_audit::timestamp::{self, TimestampOptions, TransportError, TsaTransport};
+use ndxp_core::TransactionId;
+use ndxp_sign::tsa::{TimestampAuthority, TsaTrust};
+use ndxp_sign::{digest, profile};
+use ndxp_test_support::pki;
+use support::Fixture;
+
+/// The TSA in-process, behind the transport trait.
+#[derive(Debug)]
+struct LocalTsa(Arc<TimestampAuthority>);
+
+#[async_trait]
+impl TsaTransport for LocalTsa {
+    async fn query(&self, query: &[u8]) -> Result<Vec<u8>, TransportError> {
+        Ok(self.0.respond(query).der)
+    }
+}
+
+fn exchange(signer: &profile::Signer, n: u32) -> Exchange {
+    let id = TransactionId::new();
+    let (mut parts, ()) = http::Request::get(format!(
+        "https://provider.example/r1/VN/GOV/000.00.00.H29/CSDLDC/citizen/v1/persons/{n}"
+    ))
+    .header(profile::NDXP_CLIENT, "VN/GOV/000.00.00.G22/QLHT")
+    .header(profile::NDXP_ID, id.to_string())
+    .body(())
+    .unwrap()
+    .into_parts();
+    let cd = digest::content_digest(b"");
+    let info = profile::sign_request(&mut parts, &cd, signer, Utc::now()).unwrap();
+    let now = Utc::now();
+    Exchange {
+        transaction_id: id,
+        client: "VN/GOV/000.00.00.G22/QLHT".parse().unwrap(),
+        service: "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1".parse().unwrap(),
+        role: Role::Consumer,
+        received_at: now,
+        forwarded_at: Some(now),
+        backend_answered_at: Some(now),
+        responded_at: now,
+        status: 200,
+        problem_code: None,
+        request_bytes: 0,
+        response_bytes: 17,
+        user_id: None,
+        request_id: None,
+        request: SignedMeta {
+            signature_input: info.signature_input,
+            signature: info.signature,
+            content_digest: cd,
+            base: info.base,
+            signer_cert_der: signer.certificate().to_der().unwrap(),
+            chain_der: signer.chain().iter().map(|c| c.to_der().unwrap()).collect(),
+        },
+        response: None,
+        body: None,
+    }
+}
+
+fn node(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndxp-node"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_then_verify_and_tampering() {
+    let f = Fixture::new();
+    let config = f.write_config("http://127.0.0.1:1", "");
+    let cfg = ndxp_node::config::load(&config).unwrap();
+    // The default log is next to the configuration file.
+    assert_eq!(
+        cfg.log.url,
+        format!("sqlite://{}", f.node_dir().join("log.db").display())
+    );
+    let s = pki::member_signer(&f.pki, &support::MEMBER.parse().unwrap());
+    let signer = profile::Signer::new(s.key, s.chain[0].clone(), s.chain[1..].to_vec()).unwrap();
+
+    let t0 = Utc::now() - Duration::seconds(1);
+    let log = SqlMessageLog::open(&cfg.log.url, "node-g22/1", &LogOptions::default())
+        .await
+        .unwrap();
+    for i in 0..5 {
+        log.append(exchange(&signer, i)).await.unwrap();
+    }
+    let tsa = LocalTsa(Arc::new(
+        TimestampAuthority::new(f.pki.tsa_cert(), f.pki.tsa_key())
+            .unwrap()
+            .with_chain(f.pki.chain().to_vec()),
+    ));
+    let trust =
+        TsaTrust::new(vec![f.pki.root_cert().clone()]).with_untrusted(f.pki.chain().to_vec());
+    timestamp::stamp_pending(log.pool(), &tsa, &TimestampOptions::new(trust))
+        .await
+        .unwrap();
+    for i in 5..7 {
+        log.append(exchange(&signer, i)).await.unwrap();
+    }
+    log.close().await;
+    let t1 = Utc::now() + Duration::seconds(1);
+
+    let dir = f.node_dir();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, pki::pem(f.pki.root_cert())).unwrap();
+    let tsa_pem = dir.join("tsa.pem");
+    std::fs::write(&tsa_pem, pki::pem(f.pki.tsa_cert())).unwrap();
+    let out = dir.join("day.ndxplog");
+    let (from, to) = (t0.to_rfc3339(), t1.to_rfc3339());
+    let (code, stdout, stderr) = node(&[
+        "log",
+        "archive",
+        "--config",
+        config.to_str().unwrap(),
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--out",
+        out.to_str().unwrap(),
+        "--cert",
+        ca.to_str().unwrap(),
+        "--cert",
+        tsa_pem.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("7 records in 1 chains, 1 timestamp tokens"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the newest 2 records are not timestamped yet"),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = node(&[
+        "log",
+        "verify",
+        out.to_str().unwrap(),
+        "--ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("valid"), "{stdout}");
+    assert!(
+        stdout.contains("7 signatures and 1 timestamp tokens verified"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("node-g22/1: records 1..=7, timestamped through 5, 2 unstamped"),
+        "{stdout}"
+    );
+    // Without --ca: the archive's own CA, said so.
+    let (code, stdout, _) = node(&["log", "verify", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("archive's own CA"), "{stdout}");
+
+    // A changed record: exit 1, the record and the reason named.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let changed = lines[3].replace("\"status\":200", "\"status\":500");
+    lines[3] = &changed;
+    let bad = dir.join("bad.ndxplog");
+    std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
+    let (code, stdout, _) = node(&[
+        "log",
+        "verify",
+        bad.to_str().unwrap(),
+        "--ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("INVALID"), "{stdout}");
+    assert!(
+        stdout.contains("record 3 of writer \"node-g22/1\" was changed"),
+        "{stdout}"
+    );
+    // A deleted record.
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.remove(2);
+    std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
+    let (code, stdout, _) = node(&["log", "verify", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("were deleted after record 1"), "{stdout}");
+    // Another CA: bad signature.
+    let other = pki::init_named_pki(&dir.join("other"), "Other", "http://127.0.0.1:1/");
+    let other_pem = dir.join("other.pem");
+    std::fs::write(&other_pem, pki::pem(other.root_cert())).unwrap();
+    let (code, stdout, _) = node(&[
+        "log",
+        "verify",
+        out.to_str().unwrap(),
+        "--ca",
+        other_pem.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("record 1 of writer \"node-g22/1\": bad signature"),
+        "{stdout}"
+    );
+
+    // Bad arguments: 64.
+    let missing = dir.join("missing.ndxplog");
+    assert_eq!(node(&["log", "verify", missing.to_str().unwrap()]).0, 64);
+    assert_eq!(
+        node(&[
+            "log",
+            "verify",
+            out.to_str().unwrap(),
+            "--ca",
+            missing.to_str().unwrap()
+        ])
+        .0,
+        64
+    );
+    assert_eq!(node(&["log", "verify"]).0, 64);
+    let (code, _, stderr) = node(&[
+        "log",
+        "archive",
+        "--config",
+        config.to_str().unwrap(),
+        "--from",
+        "yesterday",
+        "--to",
+        &to,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 64, "{stderr}");
+}
+
+#[test]
+fn a_corrupt_or_missing_log_database_is_named() {
+    let f = Fixture::new();
+    let config = f.write_config("http://127.0.0.1:1", "");
+    let garbage = f.node_dir().join("garbage.db");
+    std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[log]\nurl = \"sqlite://garbage.db\"\n");
+    std::fs::write(&config, &text).unwrap();
+    let out = f.node_dir().join("x.ndxplog");
+    let args = |c: &str| {
+        vec![
+            "log".to_string(),
+            "archive".into(),
+            "--config".into(),
+            c.to_string(),
+            "--from".into(),
+            "2026-01-01T00:00:00Z".into(),
+            "--to".into(),
+            "2026-01-02T00:00:00Z".into(),
+            "--out".into(),
+            out.to_str().unwrap().to_string(),
+        ]
+    };
+    let a = args(config.to_str().unwrap());
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let (code, _, stderr) = node(&a);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot open the message log database"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("garbage.db"), "{stderr}");
+    assert!(!out.exists());
+    // A log file that does not exist is not created.
+    std::fs::write(&config, text.replace("garbage.db", "none.db")).unwrap();
+    let (code, _, stderr) = node(&a);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("there is no message log at"), "{stderr}");
+    assert!(!f.node_dir().join("none.db").exists());
+    // A bad [log] key is a configuration error (64).
+    std::fs::write(&config, text.replace("url = ", "ulr = ")).unwrap();
+    assert_eq!(node(&a).0, 64);
+}
