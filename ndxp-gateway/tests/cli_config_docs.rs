@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 
 use ndxp_gateway::config::{
     AdminConfig, CaConfig, GatewayConfig, GatewayRoleConfig, GlobalConfConfig, ManagementConfig,
-    MonitoringConfig,
-    StorageConfig, TsaConfig,
+    MonitoringConfig, StorageConfig, TsaConfig,
 };
 
 fn doc() -> String {

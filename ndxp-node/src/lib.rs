@@ -36,6 +36,6 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod local;
+pub mod logcmd;
 pub mod report;
 pub mod serve;
-pub mod logcmd;

@@ -14,6 +14,7 @@ use crate::util::{cargo, root, run_step};
 
 mod direct;
 pub(crate) mod load_common;
+mod node;
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
@@ -21,8 +22,13 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         Some("httpsig") => httpsig(),
         Some("reconcile") => reconcile(&args[1..]),
         Some("log") => log(&args[1..]),
-        Some(other) => bail!("unknown benchmark {other:?}; known: direct, httpsig, reconcile, log"),
-        None => bail!("usage: cargo xtask bench NAME (known: direct, httpsig, reconcile, log)"),
+        Some("node") => node::run(&args[1..]),
+        Some(other) => {
+            bail!("unknown benchmark {other:?}; known: direct, node, httpsig, reconcile, log")
+        }
+        None => {
+            bail!("usage: cargo xtask bench NAME (known: direct, node, httpsig, reconcile, log)")
+        }
     }
 }
 

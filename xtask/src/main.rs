@@ -16,7 +16,7 @@ use anyhow::{bail, Result};
 
 const USAGE: &str = "usage: cargo xtask <ci | bench NAME | demo [--dir D] [--once]>
   ci           fmt check, clippy -D warnings, rustdoc -D warnings, the test suite
-  bench NAME   run benchmark NAME (direct, httpsig, reconcile, log) and write target/ndxp-bench/NAME.json
+  bench NAME   run benchmark NAME (direct, node, gateway, httpsig, reconcile, log) and write target/ndxp-bench/NAME.json
   demo         start a local platform in target/ndxp-demo (or --dir D); --once runs
                the flows and exits 0 only if all passed";
 

@@ -1,0 +1,106 @@
+//! `cargo xtask bench node [--connections N] [--seconds S] [--warmup S]
+//! [--threads N]`: the whole distributed-model path under load. It starts
+//! the demo platform from release binaries (PKI, management, the sample
+//! backend, the provider's and the consumer's node; status reports off so
+//! that nothing but the exchange uses the CPU), then, in one run and with
+//! the same load generator and concurrency:
+//!
+//! * `node`: `GET {consumer client port}/r1/{service}/persons/...` with
+//!   `NDXP-Client`: consumer node → mutual TLS → provider node → backend,
+//!   with signing, verification and durable logging on both nodes;
+//! * `direct`: the same record straight from the backend.
+//!
+//! Every process shares the machine's cores. Figures go to
+//! `target/ndxp-bench/node.json` (DESIGN §13 keys), with the CPU each
+//! process used per request, which says where the time goes.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::load_common::{self, CpuProbe, LoadOptions};
+use crate::demo;
+use crate::util::root;
+
+/// The calling subsystem of the demo.
+const CLIENT: &str = "VN/GOV/000.00.00.G22/QLHT";
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let opts = LoadOptions::parse(args)?;
+    if load_common::reexec_in_release(
+        "node",
+        args,
+        &["ndxp-node", "ndxp-gateway", "ndxp-examples"],
+    )? {
+        return Ok(());
+    }
+    let running = demo::start(demo::Options {
+        dir: root().join("target/ndxp-bench/node-platform"),
+        once: true,
+        pki_port: 8190,
+        bin: Some(load_common::release_dir()),
+        quiet_nodes: true,
+    })?;
+    let d = &running.demo;
+    let service = d["services"][0]
+        .as_str()
+        .context("demo.json names no service")?
+        .to_string();
+    let sample = d["sample_path"].as_str().unwrap_or("/").to_string();
+    let backend = d["backends"][&service]
+        .as_str()
+        .context("demo.json names no backend")?
+        .to_string();
+    let consumer = d["nodes"]
+        .as_array()
+        .and_then(|n| {
+            n.iter().find(|n| {
+                n["member"] == CLIENT.rsplit_once('/').map(|(m, _)| m).unwrap_or_default()
+            })
+        })
+        .and_then(|n| n["client_url"].as_str())
+        .context("demo.json names no consumer node")?
+        .to_string();
+    let probe = |name: &str| CpuProbe {
+        name: name.to_string(),
+        pid: running.pid(name),
+    };
+    let probes = [
+        probe("node-g22"),
+        probe("node-h29"),
+        probe("citizen-registry"),
+    ];
+    let direct = load_common::measure(
+        &opts.get(format!("{backend}{sample}"), Vec::new()),
+        &probes[2..],
+        opts.threads,
+    )?;
+    let node = load_common::measure(
+        &opts.get(
+            format!("{consumer}/r1/{service}{sample}"),
+            vec![("NDXP-Client".into(), CLIENT.into())],
+        ),
+        &probes,
+        opts.threads,
+    )?;
+    drop(running);
+    load_common::print_table(&[("node", &node), ("direct", &direct)]);
+    let share = if direct.result.rps > 0.0 {
+        node.result.rps / direct.result.rps * 100.0
+    } else {
+        0.0
+    };
+    println!("node path: {share:.1}% of the direct rate");
+    load_common::write_load_json(
+        "node",
+        Some(&node),
+        &direct,
+        json!({
+            "what": "consumer node -> provider node (mutual TLS 1.3, RFC 9421 signatures both ways, replay and revocation checks, durable message log on both nodes) -> backend, versus the backend directly; ~1 KiB JSON GET",
+            "path": format!("/r1/{service}{sample}"),
+            "share_of_direct_percent": (share * 10.0).round() / 10.0,
+            "seconds": opts.duration.as_secs_f64(),
+            "warmup_seconds": opts.warmup.as_secs_f64(),
+        }),
+    )?;
+    node.ensure_clean("node")
+}
