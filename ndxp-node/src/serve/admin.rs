@@ -9,6 +9,7 @@
 //! | PUT / DELETE | `/api/v1/local/services/{service id}` | add or change (body: `{"backend", "timeout_secs", "openapi", "keep_bodies"}`) / remove a provided service |
 //! | POST / DELETE | `/api/v1/local/access` | grant / revoke (body: `{"service", "client"}`; client a subsystem id or `group:CODE`) |
 //! | GET | `/api/v1/status` | global configuration status, this node's entry, counts |
+//! | GET | `/api/v1/transactions?from=&to=&client=&service=&status=&code=&limit=&after=` | operational records of the exchanges in the message log, newest first, paged |
 //!
 //! Changes are written to the local configuration file and take effect
 //! on the next request.
@@ -23,6 +24,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
 use chrono::Utc;
+use ndxp_audit::log::MessageLog as _;
 use ndxp_core::problem::PROBLEM_CONTENT_TYPE;
 use ndxp_core::{ErrorCode, Problem, ServiceId, SubsystemId};
 use serde::Deserialize;
@@ -302,6 +304,36 @@ async fn revoke(State(state): St, headers: HeaderMap, body: axum::body::Bytes) -
     }
 }
 
+async fn transactions(State(state): St, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    let q: ndxp_audit::query::TransactionQuery =
+        match serde_urlencoded_query(uri.query().unwrap_or_default()) {
+            Ok(q) => q,
+            Err(e) => return problem(ErrorCode::BadRequest, e),
+        };
+    match ndxp_audit::query::transactions(state.log.pool(), &q).await {
+        Ok(page) => Json(page).into_response(),
+        Err(ndxp_audit::query::QueryError::Invalid(d)) => problem(ErrorCode::BadRequest, d),
+        Err(e) => {
+            tracing::error!(error = %e, "transaction query failed");
+            problem(ErrorCode::Internal, "the message log could not be queried")
+        }
+    }
+}
+
+/// Parses a query string with axum's own deserializer, so that errors
+/// name the parameter.
+fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, String> {
+    let uri: axum::http::Uri = format!("/?{q}")
+        .parse()
+        .map_err(|_| "the query string is not valid".to_string())?;
+    axum::extract::Query::<T>::try_from_uri(&uri)
+        .map(|axum::extract::Query(v)| v)
+        .map_err(|e| e.body_text())
+}
+
 /// The admin router.
 pub(crate) fn router(state: Arc<NodeState>) -> Router {
     Router::new()
@@ -310,6 +342,7 @@ pub(crate) fn router(state: Arc<NodeState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
         .route("/api/v1/local", get(get_local))
+        .route("/api/v1/transactions", get(transactions))
         .route(
             "/api/v1/local/subsystems/{*id}",
             put(put_subsystem).delete(delete_subsystem),

@@ -12,6 +12,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use ndxp_audit::log::MessageLog as _;
 use ndxp_audit::log::{Exchange, Role};
 use ndxp_core::{ErrorCode, Problem, ServiceId, SubsystemId, TransactionId};
 use ndxp_sign::profile::{self, SignedInfo, VerifiedMessage};
@@ -152,6 +153,9 @@ async fn consume(
 
     let now = Utc::now();
     let trust = state.trust(now).map_err(|p| p.with_transaction(tx))?;
+    state
+        .check_timestamp_lag()
+        .map_err(|p| p.with_transaction(tx))?;
     let (provider_member, service) = match &target {
         Target::Service(s) => {
             if trust.doc.service(s).is_none() {

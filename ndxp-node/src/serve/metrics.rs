@@ -8,6 +8,8 @@
 //! | `ndxp_node_conf_version` | gauge | |
 //! | `ndxp_node_conf_age_seconds` | gauge | |
 //! | `ndxp_node_conf_expires_in_seconds` | gauge | |
+//! | `ndxp_node_timestamp_lag_seconds` | gauge | age of the oldest message-log record without an RFC 3161 token |
+//! | `ndxp_node_unstamped_records` | gauge | records without a token at the last timestamping run |
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -48,6 +50,8 @@ pub struct Metrics {
     conf_version: Gauge,
     conf_age: Gauge<f64, AtomicU64>,
     conf_expires_in: Gauge<f64, AtomicU64>,
+    timestamp_lag: Gauge<f64, AtomicU64>,
+    unstamped: Gauge,
 }
 
 impl Default for Metrics {
@@ -96,8 +100,22 @@ impl Metrics {
             "Seconds until the global configuration in use expires",
             conf_expires_in.clone(),
         );
+        let timestamp_lag = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "ndxp_node_timestamp_lag_seconds",
+            "Age of the oldest message-log record not yet covered by a time-stamp token",
+            timestamp_lag.clone(),
+        );
+        let unstamped = Gauge::default();
+        registry.register(
+            "ndxp_node_unstamped_records",
+            "Message-log records not covered by a time-stamp token at the last run",
+            unstamped.clone(),
+        );
         Self {
             registry,
+            timestamp_lag,
+            unstamped,
             exchanges,
             latency,
             peer_refused,
@@ -139,6 +157,13 @@ impl Metrics {
         if let Some(e) = status.expires_in_secs {
             self.conf_expires_in.set(e as f64);
         }
+    }
+
+    /// Records the timestamping lag.
+    pub(crate) fn observe_timestamps(&self, lag: &ndxp_audit::timestamp::Lag) {
+        self.timestamp_lag.set(lag.seconds);
+        self.unstamped
+            .set(i64::try_from(lag.unstamped).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition.

@@ -33,7 +33,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ndxp_audit::log::{LogOptions, MessageLog, SqlMessageLog};
+use ndxp_audit::log::{LogOptions, SqlMessageLog};
+use ndxp_audit::timestamp::{HttpTsa, TimestampOptions, Timestamper};
 use ndxp_core::{ErrorCode, Problem};
 use ndxp_registry::globalconf::{ConfClient, ConfDocument};
 use ndxp_sign::chain::ChainError;
@@ -191,7 +192,10 @@ pub(crate) struct NodeState {
     pub(crate) ocsp: Arc<OcspHub>,
     replay: Arc<ReplayCache>,
     pub(crate) local: LocalHandle,
-    pub(crate) log: Arc<dyn MessageLog>,
+    pub(crate) log: Arc<SqlMessageLog>,
+    /// The batch timestamper, started once a valid global configuration
+    /// names a TSA.
+    pub(crate) timestamper: std::sync::OnceLock<Timestamper>,
     log_pool: sqlx::AnyPool,
     pub(crate) backend: reqwest::Client,
     pub(crate) metrics: Metrics,
@@ -291,6 +295,48 @@ impl NodeState {
             client,
             profile,
         })
+    }
+
+    /// Refuses new exchanges while timestamping is further behind than
+    /// `[log] timestamp_max_lag_secs` (`ndxp.internal`, with the reason).
+    pub(crate) fn check_timestamp_lag(&self) -> Result<(), Problem> {
+        match self.timestamper.get() {
+            Some(ts) => ts
+                .check_lag(Duration::from_secs(self.config.log.timestamp_max_lag_secs))
+                .map_err(|e| Problem::new(ErrorCode::Internal, e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the batch timestamper once the global configuration names a
+    /// TSA (the first one listed).
+    fn start_timestamper(&self, doc: &ConfDocument) {
+        if self.timestamper.get().is_some() {
+            return;
+        }
+        let Some(tsa) = doc.tsas.first() else {
+            return;
+        };
+        let (Ok(cas), Ok(tsa_certs)) = (doc.trusted_ca_certs(), doc.trusted_tsa_certs()) else {
+            tracing::warn!(
+                "the global configuration's CA or TSA certificates cannot be read; no timestamping"
+            );
+            return;
+        };
+        let transport = match HttpTsa::new(&tsa.url, Duration::from_secs(30)) {
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                tracing::warn!(url = %tsa.url, error = %e, "the TSA cannot be used; no timestamping");
+                return;
+            }
+        };
+        let mut options =
+            TimestampOptions::new(ndxp_sign::tsa::TsaTrust::new(cas).with_untrusted(tsa_certs));
+        options.interval = Duration::from_secs(self.config.log.timestamp_interval_secs.max(1));
+        let ts = Timestamper::spawn(&self.log, transport, options);
+        if self.timestamper.set(ts).is_ok() {
+            tracing::info!(tsa = %tsa.url, "batch timestamping of the message log started");
+        }
     }
 
     /// Whether bodies of `service` are kept in the log.
@@ -510,6 +556,7 @@ impl Node {
             replay: Arc::new(ReplayCache::new(window, REPLAY_CACHE_ENTRIES)),
             local,
             log: Arc::new(log),
+            timestamper: std::sync::OnceLock::new(),
             log_pool,
             backend,
             metrics: Metrics::new(),
@@ -604,7 +651,14 @@ async fn background(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
                 Ok(outcome) => tracing::debug!(?outcome, "global configuration checked"),
                 Err(e) => tracing::warn!(error = %e, "global configuration refresh failed"),
             }
-            let _ = state.trust(Utc::now());
+            if state.trust(Utc::now()).is_ok() {
+                if let Ok(doc) = state.conf.current_valid(Utc::now()) {
+                    state.start_timestamper(&doc);
+                }
+            }
+        }
+        if let Some(ts) = state.timestamper.get() {
+            state.metrics.observe_timestamps(&ts.lag());
         }
         if now >= next_ocsp {
             next_ocsp = now + ocsp_every;

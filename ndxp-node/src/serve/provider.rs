@@ -12,6 +12,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use ndxp_audit::log::MessageLog as _;
 use ndxp_audit::log::{Bodies, Exchange, Role};
 use ndxp_core::{ErrorCode, Problem, ServiceId, SubsystemId, TransactionId};
 use ndxp_registry::globalconf::ConfGrantee;
@@ -104,6 +105,9 @@ async fn provide(
     })?;
     let now = Utc::now();
     let trust = state.trust(now).map_err(|p| p.with_transaction(tx))?;
+    state
+        .check_timestamp_lag()
+        .map_err(|p| p.with_transaction(tx))?;
     let limit = state.config.exchange.max_body_bytes;
     let body = match read_body(body, &head.headers, limit).await {
         Ok(b) => b,

@@ -76,7 +76,7 @@ fn status_now(state: &NodeState, probes: &Mutex<Vec<ServiceStatus>>) -> NodeStat
         auth_cert_expires_at: expiry(state.identity.certificate()),
         sign_cert_expires_at: expiry(state.signer.certificate()),
         log_lag_secs: None,
-        timestamp_lag_secs: None,
+        timestamp_lag_secs: state.timestamper.get().map(|t| t.lag().seconds),
         services: probes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

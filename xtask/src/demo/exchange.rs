@@ -200,10 +200,57 @@ pub(crate) fn flow(
         );
         Ok(format!("403 {}", body["code"]))
     });
+    archives(report, bin, dir, exchanged_at);
     if with_monitoring {
         monitoring(report, bin, dir, exchanged_at);
     }
     Ok(())
+}
+
+/// Each node's message log archived with its time-stamp tokens, and the
+/// archive verified (signatures, chain, timestamps) against the CA.
+fn archives(
+    report: &mut Report,
+    bin: &Path,
+    dir: &Path,
+    exchanged_at: chrono::DateTime<chrono::Utc>,
+) {
+    // Timestamping runs every second in the demo; let it cover the exchange.
+    std::thread::sleep(Duration::from_secs(3));
+    let from = (exchanged_at - chrono::Duration::hours(1)).to_rfc3339();
+    let to = (chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339();
+    let ca = dir.join("pki/ca.pem");
+    for node in [PROVIDER.1, CONSUMER.1] {
+        report.step(
+            &format!("{node}: archive the message log and verify it"),
+            || {
+                let out = dir.join("archives").join(format!("{node}.ndxplog"));
+                std::fs::create_dir_all(dir.join("archives"))?;
+                super::exec(
+                    bin,
+                    "ndxp-node",
+                    &[
+                        "log",
+                        "archive",
+                        "--config",
+                        p(&config(dir, node)),
+                        "--from",
+                        &from,
+                        "--to",
+                        &to,
+                        "--out",
+                        p(&out),
+                    ],
+                )?;
+                let verdict = super::exec_out(
+                    bin,
+                    "ndxp-node",
+                    &["log", "verify", p(&out), "--ca", p(&ca)],
+                )?;
+                Ok(verdict.lines().take(2).collect::<Vec<_>>().join("; "))
+            },
+        );
+    }
 }
 
 /// Connection status and the reconciliation of the demo's own traffic.

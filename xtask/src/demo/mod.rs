@@ -25,6 +25,7 @@ use serde_json::json;
 
 use crate::util::{cargo, root, run_step};
 
+mod central;
 mod exchange;
 
 /// The demo's fixed identities (DESIGN §12).
@@ -416,6 +417,7 @@ pub(crate) fn start(o: Options) -> Result<Running> {
         node["admin_url"] = json!(format!("http://127.0.0.1:{}", exchange::admin_port(i)));
     }
     exchange::flow(&mut report, &bin, &dir, &mut services, !o.quiet_nodes)?;
+    let gw = central::flow(&mut report, &mgmt.operator_token, exchange::BACKEND_URL);
 
     let demo = json!({
         "dir": dir,
@@ -433,6 +435,13 @@ pub(crate) fn start(o: Options) -> Result<Running> {
         "backends": { SERVICE: exchange::BACKEND_URL },
         "sample_path": SAMPLE_PATH,
         "nodes": nodes,
+        "gateway_url": central::GATEWAY_URL,
+        "gateway_client": {
+            "token_url": format!("{}/oauth2/token", central::GATEWAY_URL),
+            "client_id": gw.client_id,
+            "client_secret": gw.client_secret,
+            "service": SERVICE,
+        },
     });
     std::fs::write(dir.join("demo.json"), serde_json::to_vec_pretty(&demo)?)?;
     println!("==> wrote {}", dir.join("demo.json").display());
@@ -525,6 +534,11 @@ ocsp_urls = ["{ocsp_url}"]
 name = "NDXP TSA"
 url = "{tsa_url}"
 cert = "pki/tsa.pem"
+
+# The central gateway role in the same process (docs/gateway.md).
+[gateway]
+listen = "127.0.0.1:8300"
+log_url = "sqlite://gateway-log.db"
 
 # Minute periods so the demo can reconcile its own traffic at once;
 # production uses "day" or "hour".
@@ -651,6 +665,9 @@ listen = "127.0.0.1:{peer}"
 
 [admin]
 listen = "127.0.0.1:{admin}"
+
+[log]
+timestamp_interval_secs = 1
 
 [report]
 enabled = {report}
