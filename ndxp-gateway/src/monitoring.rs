@@ -61,7 +61,7 @@ const GATEWAY_CACHE: usize = 256;
 
 /// The central gateway's message log as one side of reconciliation. Its
 /// summary of a closed period is computed once and kept (most recent
-/// [`GATEWAY_CACHE`] periods), so that every summary upload can trigger a
+/// 256 periods), so that every summary upload can trigger a
 /// comparison without rescanning the gateway's log.
 #[derive(Debug, Clone)]
 pub struct GatewayLog {

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::util::{cargo, root, run_step};
 
 mod direct;
+mod gateway;
 pub(crate) mod load_common;
 mod node;
 
@@ -23,11 +24,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         Some("reconcile") => reconcile(&args[1..]),
         Some("log") => log(&args[1..]),
         Some("node") => node::run(&args[1..]),
+        Some("gateway") => gateway::run(&args[1..]),
         Some(other) => {
-            bail!("unknown benchmark {other:?}; known: direct, node, httpsig, reconcile, log")
+            bail!("unknown benchmark {other:?}; known: direct, node, gateway, httpsig, reconcile, log")
         }
         None => {
-            bail!("usage: cargo xtask bench NAME (known: direct, node, httpsig, reconcile, log)")
+            bail!("usage: cargo xtask bench NAME (known: direct, node, gateway, httpsig, reconcile, log)")
         }
     }
 }

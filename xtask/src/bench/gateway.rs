@@ -1,0 +1,102 @@
+//! `cargo xtask bench gateway [--connections N] [--seconds S] [--warmup S]
+//! [--threads N]`: the centralized-model path under load. It starts the
+//! demo platform from release binaries (the management role with the
+//! central gateway, the sample backend; the demo registers the service on
+//! the gateway, approves a subscription and issues OAuth2 credentials),
+//! takes one access token, then, in one run with the same load generator
+//! and concurrency:
+//!
+//! * `gateway`: `GET {gateway}/{service}/persons/...` with the bearer
+//!   token: token check (each distinct token verified once), subscription
+//!   and rate limiter, forwarding over pooled connections, durable message
+//!   log record;
+//! * `direct`: the same record straight from the backend.
+//!
+//! Figures go to `target/ndxp-bench/gateway.json` (DESIGN §13 keys).
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use super::load_common::{self, CpuProbe, LoadOptions};
+use crate::demo;
+use crate::util::root;
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let opts = LoadOptions::parse(args)?;
+    if load_common::reexec_in_release(
+        "gateway",
+        args,
+        &["ndxp-node", "ndxp-gateway", "ndxp-examples"],
+    )? {
+        return Ok(());
+    }
+    let running = demo::start(demo::Options {
+        dir: root().join("target/ndxp-bench/gateway-platform"),
+        once: true,
+        pki_port: 8190,
+        bin: Some(load_common::release_dir()),
+        quiet_nodes: true,
+    })?;
+    let d = running.demo.clone();
+    let gw = d["gateway_client"].clone();
+    let service = gw["service"].as_str().context("no gateway service")?;
+    let sample = d["sample_path"].as_str().unwrap_or("/");
+    let backend = d["backends"][service]
+        .as_str()
+        .context("demo.json names no backend")?;
+    let gateway_url = d["gateway_url"].as_str().context("no gateway_url")?;
+    let http = reqwest::blocking::Client::new();
+    let tok: Value = http
+        .post(gw["token_url"].as_str().context("no token_url")?)
+        .basic_auth(
+            gw["client_id"].as_str().unwrap_or_default(),
+            gw["client_secret"].as_str(),
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()?
+        .json()?;
+    let token = tok["access_token"]
+        .as_str()
+        .with_context(|| format!("no access token: {tok}"))?
+        .to_string();
+    let probe = |name: &str| CpuProbe {
+        name: name.to_string(),
+        pid: running.pid(name),
+    };
+    let probes = [probe("management"), probe("citizen-registry")];
+    let direct = load_common::measure(
+        &opts.get(format!("{backend}{sample}"), Vec::new()),
+        &probes[1..],
+        opts.threads,
+    )?;
+    let gateway = load_common::measure(
+        &opts.get(
+            format!("{gateway_url}/{service}{sample}"),
+            vec![("Authorization".into(), format!("Bearer {token}"))],
+        ),
+        &probes,
+        opts.threads,
+    )?;
+    drop(running);
+    load_common::print_table(&[("gateway", &gateway), ("direct", &direct)]);
+    let share = if direct.result.rps > 0.0 {
+        gateway.result.rps / direct.result.rps * 100.0
+    } else {
+        0.0
+    };
+    println!("gateway path: {share:.1}% of the direct rate");
+    load_common::write_load_json(
+        "gateway",
+        Some(&gateway),
+        &direct,
+        json!({
+            "what": "central gateway (JWT access token verified once per token, subscription and rate-limit check, pooled forwarding, durable message log) -> backend, versus the backend directly; ~1 KiB JSON GET",
+            "path": format!("/{service}{sample}"),
+            "share_of_direct_percent": (share * 10.0).round() / 10.0,
+            "seconds": opts.duration.as_secs_f64(),
+            "warmup_seconds": opts.warmup.as_secs_f64(),
+        }),
+    )?;
+    gateway.ensure_clean("gateway")
+}
