@@ -202,7 +202,102 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// The state of every registered node and of every service its last report
+/// The node name under which the central gateway reports its own status
+/// (`ndxp-gateway status` lists it beside the nodes).
+pub const GATEWAY_NODE: &str = "central-gateway";
+
+/// A node (or the central gateway) whose state is listed.
+struct Target {
+    member: MemberId,
+    name: NodeName,
+}
+
+/// The central gateway's own status: software version, the global
+/// configuration it publishes and its age, the expiry of the signing
+/// certificate (global configuration and access tokens), and the
+/// reachability of each published service's backend. Recorded in the
+/// registry directly (the gateway runs beside management and shares its
+/// database), under the signing certificate's member and [`GATEWAY_NODE`].
+///
+/// # Errors
+/// [`MonitorError`] when the store cannot be read or written.
+pub async fn record_gateway_status(
+    store: &dyn RegistryStore,
+    gateway: &dyn ndxp_registry::store::gateway::GatewayStore,
+    config: &crate::config::GatewayConfig,
+    http: &reqwest::Client,
+    now: DateTime<Utc>,
+) -> Result<(), MonitorError> {
+    let cert = std::fs::read(&config.globalconf.signing_cert)
+        .ok()
+        .and_then(|pem| ndxp_sign::cert::parse_certificate(&pem).ok());
+    let Some(member) = cert
+        .as_ref()
+        .and_then(|c| ndxp_sign::cert::member_of(c).ok())
+    else {
+        return Err(MonitorError::Corrupt(
+            "the [globalconf] signing certificate names no member; the gateway cannot report its status".into(),
+        ));
+    };
+    let conf = store.latest_conf().await?;
+    let mut services = Vec::new();
+    for svc in gateway.list_gateway_services(None).await? {
+        if svc.state != ndxp_registry::store::gateway::GatewayServiceState::Published {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let r = http
+            .head(&svc.settings.backend_url)
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await;
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).ok();
+        services.push(ndxp_audit::monitor::ServiceStatus {
+            service: svc.service,
+            backend_reachable: r.is_ok(),
+            latency_ms: r.is_ok().then_some(latency_ms).flatten(),
+            detail: r.err().map(|e| {
+                if e.is_timeout() {
+                    "no answer within 5 s".to_string()
+                } else {
+                    "connection refused or unreachable".to_string()
+                }
+            }),
+        });
+    }
+    let status = NodeStatus {
+        software_version: env!("CARGO_PKG_VERSION").to_string(),
+        globalconf_version: conf.as_ref().map(|c| c.version),
+        globalconf_age_secs: conf
+            .as_ref()
+            .and_then(|c| u64::try_from((now - c.created_at).num_seconds()).ok()),
+        auth_cert_expires_at: None,
+        sign_cert_expires_at: cert
+            .as_ref()
+            .and_then(|c| ndxp_sign::cert::asn1_to_utc(c.not_after()).ok()),
+        log_lag_secs: None,
+        timestamp_lag_secs: None,
+        services,
+    };
+    let json = serde_json::to_string(&status)
+        .map_err(|e| MonitorError::Corrupt(format!("encoding the gateway status: {e}")))?;
+    let node: NodeName = GATEWAY_NODE
+        .parse()
+        .map_err(|e| MonitorError::Corrupt(format!("{GATEWAY_NODE}: {e}")))?;
+    store
+        .record_status(
+            &member,
+            &node,
+            &format!("gateway-{}", Uuid::now_v7()),
+            now,
+            &json,
+            "",
+        )
+        .await?;
+    Ok(())
+}
+
+/// The state of every registered node (and of the central gateway, when it reported) and of every service its last report
 /// lists, at `now`, sorted by member, node, service.
 ///
 /// # Errors
@@ -222,7 +317,28 @@ pub async fn connection_states(
     let interval =
         Duration::seconds(i64::try_from(cfg.status_interval_secs).unwrap_or(i64::MAX / 4_000_000));
     let mut out = Vec::new();
-    for node in nodes {
+    // Registered nodes, then the central gateway when it reported.
+    let mut targets: Vec<Target> = nodes
+        .into_iter()
+        .map(|n| Target {
+            member: n.member,
+            name: n.name,
+        })
+        .collect();
+    for (member, name) in latest.keys() {
+        if name.as_str() == GATEWAY_NODE
+            && !targets
+                .iter()
+                .any(|t| &t.member == member && &t.name == name)
+        {
+            targets.push(Target {
+                member: member.clone(),
+                name: name.clone(),
+            });
+        }
+    }
+    targets.sort_by(|a, b| (&a.member, &a.name).cmp(&(&b.member, &b.name)));
+    for node in targets {
         let Some(rec) = latest.get(&(node.member.clone(), node.name.clone())) else {
             out.push(ConnectionState {
                 member: node.member,

@@ -172,6 +172,33 @@ pub async fn run_roles(
     serve(config, store, Some(gateway_store), listeners, shutdown).await
 }
 
+/// The central gateway's own status, every `[monitoring]
+/// status_interval_secs` (see [`crate::monitoring::record_gateway_status`]).
+async fn report_gateway_status(
+    store: Arc<dyn RegistryStore>,
+    gateway: Arc<dyn GatewayStore>,
+    config: GatewayConfig,
+    stop: watch::Receiver<bool>,
+) {
+    let http = reqwest::Client::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(
+        config.monitoring.status_interval_secs.max(1),
+    ));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = crate::monitoring::record_gateway_status(
+                    store.as_ref(), gateway.as_ref(), &config, &http, chrono::Utc::now(),
+                ).await {
+                    tracing::warn!(error = %error_chain(&e), "the gateway's status was not recorded");
+                }
+            }
+            _ = stopped(stop.clone()) => break,
+        }
+    }
+}
+
 async fn serve(
     config: GatewayConfig,
     store: Arc<dyn RegistryStore>,
@@ -261,6 +288,14 @@ async fn serve(
         background.push(tokio::spawn(
             gw.clone().poll_until(stopped(stop_rx.clone())),
         ));
+        if let Some(gstore) = gateway_registry.as_ref().map(|r| r.0.clone()) {
+            background.push(tokio::spawn(report_gateway_status(
+                store.clone(),
+                gstore,
+                config.clone(),
+                stop_rx.clone(),
+            )));
+        }
         tracing::info!(gateway = ?listener.local_addr().ok(), log_writer = gw.log_writer(), "gateway role serving");
         let app = crate::gateway::router(gw.clone());
         let server = axum::serve(

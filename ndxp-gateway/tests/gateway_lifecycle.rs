@@ -103,6 +103,36 @@ async fn a_provider_registers_a_service_and_the_operator_publishes_it() {
     let (s, body) = env.call_json(&token, SERVICE_V1, "/persons/001").await;
     assert_eq!(s, 200, "published: the very next call goes through: {body}");
     assert_eq!(body["path"], "/persons/001");
+    // The gateway reports its own status beside the nodes'.
+    let mut rows = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (s, v) = env.op("GET", "/api/v1/monitoring/status", None).await;
+        assert_eq!(s, 200, "{v}");
+        if v.as_array()
+            .is_some_and(|a| a.iter().any(|r| r["node"] == "central-gateway"))
+        {
+            rows = v;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let gw = rows
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|r| r["node"] == "central-gateway" && r["service"].is_null())
+        })
+        .unwrap_or_else(|| panic!("no status of the central gateway: {rows}"));
+    assert_eq!(gw["software_version"], env!("CARGO_PKG_VERSION"), "{gw}");
+    // The test CA issues 30-day certificates: the gateway warns about its
+    // own signing certificate.
+    assert_eq!(gw["state"], "degraded", "{gw}");
+    assert!(
+        gw["reasons"].as_array().is_some_and(|r| r.iter().any(|r| r
+            .as_str()
+            .is_some_and(|r| r.starts_with("signing certificate expires")))),
+        "{gw}"
+    );
     env.stop().await;
 }
 

@@ -272,7 +272,8 @@ fn monitoring(
             let v: serde_json::Value = serde_json::from_str(&out)?;
             let rows = v.as_array().cloned().unwrap_or_default();
             let nodes = rows.iter().filter(|r| r["service"].is_null()).count();
-            let ok = nodes == 2 && rows.iter().all(|r| r["state"] == "ok");
+            // Both nodes, and the central gateway's own row.
+            let ok = nodes >= 2 && rows.iter().all(|r| r["state"] == "ok");
             if ok {
                 let text = super::exec_out(bin, "ndxp-gateway", &["status", "--config", p(&cfg)])?;
                 println!("{}", text.trim_end());
