@@ -51,8 +51,9 @@ pub(crate) fn flow(report: &mut Report, operator_token: &str, backend_url: &str)
                     "service": SERVICE,
                     "description": "Citizen record lookup (demo)",
                     "backend_url": backend_url,
-                    "rate_per_sec": 1000,
-                    "burst": 2000,
+                    // On, but far above what one machine can send.
+                    "rate_per_sec": 1_000_000,
+                    "burst": 1_000_000,
                 }),
             )?;
             post(
