@@ -170,7 +170,7 @@ impl SqlStore {
     /// Starts a write: locks and bumps the registry state row first, so
     /// writes are serialised and audit ids commit in order.
     async fn begin_write(&self, bump_version: bool) -> Result<Write> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::Database)?;
+        let mut tx = self.begin_immediate().await?;
         let sql = if bump_version {
             "UPDATE registry_state SET version = version + 1, audit_seq = audit_seq + 1 \
              WHERE id = 1 RETURNING version, audit_seq"
@@ -188,6 +188,21 @@ impl SqlStore {
             audit_id: col(&row, "audit_seq")?,
             at: Utc::now(),
         })
+    }
+
+    /// A write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so a transaction that reads before it writes
+    /// waits for another process's writer instead of failing with "database
+    /// is locked" when that writer commits in between.
+    pub(crate) async fn begin_immediate(&self) -> Result<Transaction<'static, Any>> {
+        match self.backend {
+            Backend::Postgres => self.pool.begin().await.map_err(StoreError::Database),
+            Backend::Sqlite => self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(StoreError::Database),
+        }
     }
 
     async fn read_tx(&self) -> Result<Transaction<'static, Any>> {

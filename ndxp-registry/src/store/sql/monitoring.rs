@@ -104,7 +104,7 @@ impl MonitoringStore for SqlStore {
         status_json: &str,
         signed: &str,
     ) -> Result<StatusRecord> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin_immediate().await?;
         use_jti(&mut tx, member, jti, at).await?;
         let id = Uuid::now_v7();
         sqlx::query(
@@ -174,7 +174,7 @@ impl MonitoringStore for SqlStore {
         jti: &str,
         at: DateTime<Utc>,
     ) -> Result<SummaryStored> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin_immediate().await?;
         use_jti(&mut tx, &s.member, jti, at).await?;
         let node = node_text(s.node.as_ref());
         let existing: Option<String> = sqlx::query_scalar(
@@ -258,7 +258,7 @@ impl MonitoringStore for SqlStore {
         requests: &[NewDrilldown],
         at: DateTime<Utc>,
     ) -> Result<usize> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin_immediate().await?;
         let mut n = 0;
         for r in requests {
             let done = sqlx::query(
@@ -323,7 +323,7 @@ impl MonitoringStore for SqlStore {
         at: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DrilldownRecord>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin_immediate().await?;
         use_jti(&mut tx, member, jti, at).await?;
         let sql = format!(
             "SELECT {DRILL_COLS} FROM recon_drilldowns WHERE member_id = $1 AND node = $2 \
@@ -352,7 +352,7 @@ impl MonitoringStore for SqlStore {
         answer_json: &str,
         signed: &str,
     ) -> Result<DrilldownRecord> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin_immediate().await?;
         use_jti(&mut tx, member, jti, at).await?;
         let sql = format!(
             "SELECT {DRILL_COLS} FROM recon_drilldowns WHERE id = $1 AND member_id = $2 \
