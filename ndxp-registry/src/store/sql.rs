@@ -110,10 +110,22 @@ impl SqlStore {
         let pool = pool_options.connect(&connect_url).await.map_err(open_err)?;
         if backend == Backend::Sqlite {
             // Persistent in the file; also proves the file is a database.
-            let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
-                .fetch_one(&pool)
-                .await
-                .map_err(open_err)?;
+            // Switching the journal mode needs a moment alone with the
+            // file: processes opening it at once wait for each other.
+            let mut attempts = 0;
+            let mode: String = loop {
+                match sqlx::query_scalar("PRAGMA journal_mode = WAL")
+                    .fetch_one(&pool)
+                    .await
+                {
+                    Ok(m) => break m,
+                    Err(e) if attempts < 100 && is_busy(&e) => {
+                        attempts += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Err(e) => return Err(open_err(e)),
+                }
+            };
             if !mode.eq_ignore_ascii_case("wal") && !connect_url.contains(":memory:") {
                 tracing::warn!(%mode, "SQLite did not switch to WAL journal mode");
             }
@@ -215,6 +227,15 @@ impl SqlStore {
             Backend::Sqlite => self.pool.begin().await.map_err(StoreError::Database),
         }
     }
+}
+
+/// Whether a SQLite error is SQLITE_BUSY or SQLITE_LOCKED (primary codes
+/// 5 and 6, with any extended code).
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 /// An open write transaction; dropped without [`Write::finish`] it rolls back.
