@@ -664,7 +664,7 @@ fn invalid(path: &Path, key: &'static str, reason: impl Into<String>) -> ConfigE
 
 /// Checks a URL: one of `schemes`, a host, no user name or password, no
 /// query or fragment.
-fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
+pub(crate) fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL ({e})"))?;
     if !schemes.contains(&parsed.scheme()) {
         let want = schemes

@@ -141,22 +141,9 @@ fn refused(s: impl Into<String>) -> LocalError {
 }
 
 /// Checks a backend URL: `http://` or `https://`, a host, no credentials,
-/// query or fragment.
+/// query or fragment (the rule of the configuration file's URLs).
 pub fn check_backend_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL ({e})"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("{url:?} must start with http:// or https://"));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host"));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(format!("{url:?} must not contain a user name or password"));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(format!("{url:?} must not have a query or fragment"));
-    }
-    Ok(())
+    crate::config::check_url(url, &["http", "https"])
 }
 
 impl LocalConfig {

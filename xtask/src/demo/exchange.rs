@@ -278,7 +278,7 @@ fn monitoring(
                 let text = super::exec_out(bin, "ndxp-gateway", &["status", "--config", p(&cfg)])?;
                 println!("{}", text.trim_end());
                 return Ok(format!(
-                    "both nodes and {} service(s) ok",
+                    "{nodes} nodes (the central gateway included) and {} service(s) ok",
                     rows.len() - nodes
                 ));
             }
