@@ -39,13 +39,11 @@ async fn tsa_down_lag_grows_then_recovers() {
             records.push(log.append(exchange(i)).await.unwrap());
         }
         let run = ts.run_now().await.unwrap();
-        assert_eq!(run.stamped.len(), 1);
-        let t = &run.stamped[0];
-        // The timestamper's own first run may have stamped the first
-        // records already, while they were appended: the tokens together
-        // cover 1..=5 and the last one ends at the head.
-        assert_eq!(t.last_seq, 5);
-        assert_eq!(t.hash, records[4].hash);
+        // The timestamper's own first run may have stamped some or all of
+        // the records already, while they were appended: the tokens
+        // together cover 1..=5 and the last one ends at the head; this run
+        // stamped what was left, if anything.
+        assert!(run.stamped.len() <= 1, "{:?}", run.stamped);
         // The stored token verifies for the head record's hash.
         let stored = timestamp::tokens(log.pool(), "node-a/1", 1, 100)
             .await
@@ -54,7 +52,12 @@ async fn tsa_down_lag_grows_then_recovers() {
         assert!(stored
             .windows(2)
             .all(|w| w[1].first_seq == w[0].last_seq + 1));
-        assert_eq!(stored.last(), run.stamped.last());
+        let t = stored.last().unwrap();
+        assert_eq!(t.last_seq, 5);
+        assert_eq!(t.hash, records[4].hash);
+        if let Some(ours) = run.stamped.first() {
+            assert_eq!(ours, t);
+        }
         tsa::verify_token(
             &stored[stored.len() - 1].token_der,
             ImprintAlgorithm::Sha256,

@@ -70,10 +70,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ndxp_core::{ServiceId, SubsystemId, TransactionId};
-use ndxp_sign::openssl::sha::sha256;
 use serde::{Deserialize, Serialize};
 
+mod canonical;
 pub mod sql;
+mod sqlite_writer;
 
 pub use sql::{LogOptions, SqlMessageLog};
 
@@ -87,7 +88,7 @@ impl ChainHash {
 
     /// The value as 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        canonical::hex_string(&self.0)
     }
 
     /// Parses exactly 64 lowercase hex digits.
@@ -289,15 +290,6 @@ pub struct LogRecord {
     pub hash: ChainHash,
 }
 
-/// The hashed part of a record, in the canonical member order.
-#[derive(Serialize)]
-struct HashInput<'a> {
-    seq: u64,
-    writer: &'a str,
-    prev_hash: &'a ChainHash,
-    exchange: &'a Exchange,
-}
-
 impl LogRecord {
     /// Builds a record and computes its hash.
     pub fn new(
@@ -322,13 +314,9 @@ impl LogRecord {
         prev_hash: &ChainHash,
         exchange: &Exchange,
     ) -> Result<ChainHash, serde_json::Error> {
-        let bytes = serde_json::to_vec(&HashInput {
-            seq,
-            writer,
-            prev_hash,
-            exchange,
-        })?;
-        Ok(ChainHash(sha256(&bytes)))
+        let head = canonical::record_head(seq, writer, prev_hash)?;
+        let encoded = canonical::encode_exchange(exchange, None)?;
+        Ok(canonical::record_hash(&head, &encoded.canonical))
     }
 
     /// Builds a record, computes its hash and returns it with its canonical
@@ -339,20 +327,10 @@ impl LogRecord {
         prev_hash: ChainHash,
         exchange: Exchange,
     ) -> Result<(Self, String), serde_json::Error> {
-        let mut bytes = serde_json::to_vec(&HashInput {
-            seq,
-            writer: &writer,
-            prev_hash: &prev_hash,
-            exchange: &exchange,
-        })?;
-        let hash = ChainHash(sha256(&bytes));
-        // `{...}` becomes `{...,"hash":"<hex>"}`: exactly what serializing
-        // the record writes, its members being the same in the same order.
-        bytes.pop();
-        bytes.extend_from_slice(b",\"hash\":\"");
-        bytes.extend_from_slice(hash.to_hex().as_bytes());
-        bytes.extend_from_slice(b"\"}");
-        let text = String::from_utf8(bytes).map_err(serde::ser::Error::custom)?;
+        let head = canonical::record_head(seq, &writer, &prev_hash)?;
+        let encoded = canonical::encode_exchange(&exchange, None)?;
+        let hash = canonical::record_hash(&head, &encoded.canonical);
+        let text = canonical::stored_text(&head, &encoded.canonical, &hash)?;
         Ok((
             Self {
                 seq,
@@ -409,7 +387,7 @@ pub enum LogError {
         target: String,
         /// The driver's error.
         #[source]
-        source: sqlx::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The schema could not be created or upgraded.
     #[error("cannot apply the message log schema migrations")]
@@ -420,7 +398,7 @@ pub enum LogError {
     /// A batch of appends could not be committed; none of its records was
     /// stored.
     #[error("the message log could not commit the record; it was not stored")]
-    Commit(#[source] Arc<sqlx::Error>),
+    Commit(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// A stored row does not hold a valid record, or its chain is broken.
     #[error("the message log database is corrupt: {what}: {detail}")]
     Corrupt {

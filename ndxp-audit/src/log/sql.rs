@@ -30,11 +30,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor as _, Row, SqlSafeStr};
+use sqlx::{AnyPool, Executor as _, Row as _, SqlSafeStr};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{ChainHash, ChainHead, Exchange, LogError, LogRecord, MessageLog, Result, SignedMeta};
+use super::canonical::{self, EncodedExchange};
+use super::sqlite_writer::SqliteWriter;
+use base64::Engine as _;
+use super::{ChainHash, ChainHead, Exchange, LogError, LogRecord, MessageLog, Result};
 
 /// The versioned schema migrations, oldest first. Never edit one that has
 /// shipped: add a new file.
@@ -95,8 +98,11 @@ impl Default for LogOptions {
     }
 }
 
+/// One append: the exchange, already encoded by the appending task (the
+/// part of the work that does not depend on the chain, done in parallel).
 struct Job {
     exchange: Exchange,
+    encoded: EncodedExchange,
     ack: oneshot::Sender<Result<LogRecord>>,
 }
 
@@ -108,7 +114,7 @@ pub struct SqlMessageLog {
     writer: String,
     queue: Option<mpsc::Sender<Job>>,
     task: Option<JoinHandle<()>>,
-    checkpointer: Option<JoinHandle<()>>,
+    cert_hashes: canonical::CertHashes,
     commits: Arc<AtomicU64>,
     backend: Backend,
     head: watch::Receiver<ChainHead>,
@@ -147,9 +153,9 @@ impl SqlMessageLog {
         let parsed = dburl::parse(url).map_err(|e| LogError::UnsupportedUrl(e.0))?;
         let (backend, connect_url) = (parsed.backend, parsed.connect_url);
         sqlx::any::install_default_drivers();
-        let open_err = |source| LogError::Open {
+        let open_err = |source: sqlx::Error| LogError::Open {
             target: redact(url),
-            source,
+            source: Box::new(source),
         };
         let memory = parsed.in_memory;
         let mut pool_options = AnyPoolOptions::new()
@@ -171,8 +177,8 @@ impl SqlMessageLog {
                     // is created (a no-op on an existing database).
                     conn.execute("PRAGMA page_size = 16384").await?;
                     conn.execute("PRAGMA synchronous = FULL").await?;
-                    // Checkpoints run in the background (see
-                    // `checkpointer`), off the commit path.
+                    // Checkpoints run on the writer thread between
+                    // batches (see `sqlite_writer`), off the commit path.
                     conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                     Ok(())
                 })
@@ -191,10 +197,23 @@ impl SqlMessageLog {
         }
         migrate(&pool, backend).await?;
         let head = read_head(&pool, writer).await?;
+        let sink = if backend == Backend::Sqlite && !memory {
+            let path = sqlite_path(&connect_url);
+            let writer = SqliteWriter::open(path, options.acquire_timeout).map_err(|e| {
+                LogError::Open {
+                    target: redact(url),
+                    source: Box::new(e),
+                }
+            })?;
+            Sink::Sqlite(writer)
+        } else {
+            Sink::Pool(pool.clone())
+        };
         let (queue, rx) = mpsc::channel(options.queue.max(1));
         let commits = Arc::new(AtomicU64::new(0));
         let (head_tx, head_rx) = watch::channel(head);
         let task = tokio::spawn(run(
+            sink,
             pool.clone(),
             writer.to_string(),
             head,
@@ -203,14 +222,12 @@ impl SqlMessageLog {
             commits.clone(),
             head_tx,
         ));
-        let checkpointer = (backend == Backend::Sqlite && !memory)
-            .then(|| tokio::spawn(checkpointer(pool.clone())));
         Ok(Self {
-            checkpointer,
             pool,
             writer: writer.to_string(),
             queue: Some(queue),
             task: Some(task),
+            cert_hashes: canonical::CertHashes::default(),
             commits,
             backend,
             head: head_rx,
@@ -257,45 +274,65 @@ impl SqlMessageLog {
     }
 
     /// Stops accepting appends, waits until every queued one is committed
-    /// and answered, and closes the pool.
+    /// and answered (on SQLite, also until the WAL is checkpointed into the
+    /// database file), and closes the pool.
     pub async fn close(mut self) {
         self.queue.take();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        if let Some(task) = self.checkpointer.take() {
-            task.abort();
-            let _ = task.await;
-            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.pool)
-                .await;
-        }
         self.pool.close().await;
     }
 }
 
-/// SQLite: copies committed WAL pages into the database file every 500 ms
-/// (a passive checkpoint never blocks writers), so commits only append to
-/// the WAL and fsync it.
-async fn checkpointer(pool: AnyPool) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            tracing::warn!(error = %e, "message log WAL checkpoint failed");
-        }
-    }
+/// Where the committer writes its batches.
+enum Sink {
+    /// SQLite files: the dedicated writer thread.
+    Sqlite(SqliteWriter),
+    /// PostgreSQL and in-memory SQLite: the pool.
+    Pool(AnyPool),
 }
 
-impl Drop for SqlMessageLog {
-    fn drop(&mut self) {
-        if let Some(task) = self.checkpointer.take() {
-            task.abort();
-        }
+/// The file path of a SQLite connect URL (`sqlite://PATH?mode=rwc`).
+fn sqlite_path(connect_url: &str) -> &str {
+    let rest = connect_url
+        .strip_prefix("sqlite://")
+        .or_else(|| connect_url.strip_prefix("sqlite:"))
+        .unwrap_or(connect_url);
+    rest.split('?').next().unwrap_or(rest)
+}
+
+/// The columns of one `message_log` row.
+pub(crate) struct Row {
+    pub(crate) writer: String,
+    pub(crate) seq: i64,
+    pub(crate) transaction_id: String,
+    pub(crate) received_at: String,
+    pub(crate) hash: String,
+    pub(crate) record: String,
+    pub(crate) client: String,
+    pub(crate) service: String,
+    pub(crate) status: i32,
+    pub(crate) problem_code: Option<String>,
+}
+
+impl Row {
+    fn of(record: &LogRecord, text: String) -> Result<Self> {
+        let e = &record.exchange;
+        Ok(Row {
+            writer: record.writer.clone(),
+            seq: seq_i64(record.seq)?,
+            transaction_id: e.transaction_id.to_string(),
+            received_at: e
+                .received_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            hash: record.hash.to_hex(),
+            record: text,
+            client: e.client.to_string(),
+            service: e.service.to_string(),
+            status: i32::from(e.status),
+            problem_code: e.problem_code.clone(),
+        })
     }
 }
 
@@ -333,114 +370,6 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
 
 fn seq_i64(seq: u64) -> Result<i64> {
     i64::try_from(seq).map_err(|_| corrupt("seq", format_args!("{seq} is out of range")))
-}
-
-/// A certificate as stored: SHA-256 (hex) and DER.
-pub(crate) type CertRow = (String, Vec<u8>);
-
-/// The stored form of a record (the `record` column): its JSON with every
-/// certificate replaced by its SHA-256 (`signer_cert_sha256`,
-/// `chain_sha256` instead of `signer_cert_der`, `chain_der`); the
-/// certificates themselves are stored once each in
-/// `message_log_certificates`. Also returns the certificates it refers to.
-pub(crate) fn stored_form(record: &LogRecord) -> Result<(String, Vec<CertRow>)> {
-    let mut certs = Vec::new();
-    let mut meta = |m: &'_ SignedMeta| {
-        let mut hex_of = |der: &Vec<u8>| {
-            let h = hex::encode(ndxp_sign::openssl::sha::sha256(der));
-            certs.push((h.clone(), der.clone()));
-            h
-        };
-        let signer_cert_sha256 = hex_of(&m.signer_cert_der);
-        let chain_sha256 = m.chain_der.iter().map(&mut hex_of).collect();
-        (signer_cert_sha256, chain_sha256)
-    };
-    let e = &record.exchange;
-    let (req_signer, req_chain) = meta(&e.request);
-    let resp = e.response.as_ref().map(|m| (m, meta(m)));
-    let stored = StoredRecord {
-        seq: record.seq,
-        writer: &record.writer,
-        prev_hash: &record.prev_hash,
-        exchange: StoredExchange {
-            transaction_id: &e.transaction_id,
-            client: &e.client,
-            service: &e.service,
-            role: e.role,
-            received_at: &e.received_at,
-            forwarded_at: &e.forwarded_at,
-            backend_answered_at: &e.backend_answered_at,
-            responded_at: &e.responded_at,
-            status: e.status,
-            problem_code: &e.problem_code,
-            request_bytes: e.request_bytes,
-            response_bytes: e.response_bytes,
-            user_id: &e.user_id,
-            request_id: &e.request_id,
-            request: StoredMeta::of(&e.request, req_signer, req_chain),
-            response: resp.map(|(m, (signer, chain))| StoredMeta::of(m, signer, chain)),
-            body: &e.body,
-        },
-        hash: &record.hash,
-    };
-    let text = serde_json::to_string(&stored).map_err(LogError::Encode)?;
-    Ok((text, certs))
-}
-
-/// [`SignedMeta`] as stored: certificates by SHA-256.
-#[derive(serde::Serialize)]
-struct StoredMeta<'a> {
-    signature_input: &'a str,
-    signature: &'a str,
-    content_digest: &'a str,
-    base: &'a str,
-    signer_cert_sha256: String,
-    chain_sha256: Vec<String>,
-}
-
-impl<'a> StoredMeta<'a> {
-    fn of(m: &'a SignedMeta, signer_cert_sha256: String, chain_sha256: Vec<String>) -> Self {
-        Self {
-            signature_input: &m.signature_input,
-            signature: &m.signature,
-            content_digest: &m.content_digest,
-            base: &m.base,
-            signer_cert_sha256,
-            chain_sha256,
-        }
-    }
-}
-
-/// [`Exchange`] as stored (same members, certificates by SHA-256).
-#[derive(serde::Serialize)]
-struct StoredExchange<'a> {
-    transaction_id: &'a ndxp_core::TransactionId,
-    client: &'a ndxp_core::SubsystemId,
-    service: &'a ndxp_core::ServiceId,
-    role: super::Role,
-    received_at: &'a chrono::DateTime<chrono::Utc>,
-    forwarded_at: &'a Option<chrono::DateTime<chrono::Utc>>,
-    backend_answered_at: &'a Option<chrono::DateTime<chrono::Utc>>,
-    responded_at: &'a chrono::DateTime<chrono::Utc>,
-    status: u16,
-    problem_code: &'a Option<String>,
-    request_bytes: u64,
-    response_bytes: u64,
-    user_id: &'a Option<String>,
-    request_id: &'a Option<String>,
-    request: StoredMeta<'a>,
-    response: Option<StoredMeta<'a>>,
-    body: &'a Option<super::Bodies>,
-}
-
-/// [`LogRecord`] as stored.
-#[derive(serde::Serialize)]
-struct StoredRecord<'a> {
-    seq: u64,
-    writer: &'a str,
-    prev_hash: &'a ChainHash,
-    exchange: StoredExchange<'a>,
-    hash: &'a ChainHash,
 }
 
 /// A stored row, parsed but with its certificates not yet resolved.
@@ -631,7 +560,9 @@ async fn read_checkpoint(conn: &mut sqlx::AnyConnection, writer: &str) -> Result
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
+    mut sink: Sink,
     pool: AnyPool,
     writer: String,
     mut head: ChainHead,
@@ -665,47 +596,80 @@ async fn run(
         let mut batch = Vec::with_capacity(jobs.len());
         let mut new_certs = std::collections::BTreeMap::new();
         for job in jobs {
-            let built = LogRecord::new(next.seq + 1, writer.clone(), next.hash, job.exchange)
-                .map_err(LogError::Encode)
-                .and_then(|r| {
-                    let (text, certs) = stored_form(&r)?;
-                    Ok(((r, text), certs))
-                });
+            let Job {
+                exchange,
+                encoded,
+                ack,
+            } = job;
+            let seq = next.seq + 1;
+            let built = canonical::record_head(seq, &writer, &next.hash)
+                .and_then(|h| {
+                    let hash = canonical::record_hash(&h, &encoded.canonical);
+                    Ok((hash, canonical::stored_text(&h, &encoded.stored, &hash)?))
+                })
+                .map_err(LogError::Encode);
             match built {
-                Ok(((record, text), certs)) => {
-                    next = ChainHead {
-                        seq: record.seq,
-                        hash: record.hash,
+                Ok((hash, text)) => {
+                    let record = LogRecord {
+                        seq,
+                        writer: writer.clone(),
+                        prev_hash: next.hash,
+                        exchange,
+                        hash,
                     };
-                    for (h, der) in certs {
+                    let row = match Row::of(&record, text) {
+                        Ok(row) => row,
+                        Err(e) => {
+                            let _ = ack.send(Err(e));
+                            continue;
+                        }
+                    };
+                    next = ChainHead { seq, hash };
+                    for (h, der) in encoded.certs {
                         if !known_certs.contains(&h) {
                             new_certs.entry(h).or_insert(der);
                         }
                     }
-                    batch.push((record, text, job.ack));
+                    batch.push((record, row, ack));
                 }
                 Err(e) => {
-                    let _ = job.ack.send(Err(e));
+                    let _ = ack.send(Err(e));
                 }
             }
         }
         if batch.is_empty() {
             continue;
         }
-        match write_batch(&pool, &batch, &new_certs).await {
+        let (records, rows): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|(record, row, ack)| ((record, ack), row))
+            .unzip();
+        let certs: Vec<(String, String)> = new_certs
+            .iter()
+            .map(|(h, der)| (h.clone(), base64::engine::general_purpose::STANDARD.encode(der)))
+            .collect();
+        let written = match &mut sink {
+            Sink::Sqlite(w) => w
+                .write(certs, rows)
+                .await
+                .map_err(|e| Arc::new(e) as Arc<dyn std::error::Error + Send + Sync>),
+            Sink::Pool(p) => write_batch(p, &certs, &rows)
+                .await
+                .map_err(|e| Arc::new(e) as Arc<dyn std::error::Error + Send + Sync>),
+        };
+        match written {
             Ok(()) => {
                 known_certs.extend(std::mem::take(&mut new_certs).into_keys());
                 head = next;
                 commits.fetch_add(1, Ordering::Relaxed);
                 head_tx.send_replace(head);
-                for (record, _, ack) in batch {
+                for (record, ack) in records {
                     let _ = ack.send(Ok(record));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = batch.len(), "message log commit failed");
-                let e = Arc::new(e);
-                for (_, _, ack) in batch {
+                tracing::error!(error = %e, records = records.len(), "message log commit failed");
+                for (_, ack) in records {
                     let _ = ack.send(Err(LogError::Commit(e.clone())));
                 }
                 // The database is authoritative: a commit whose outcome is
@@ -724,6 +688,11 @@ async fn run(
             }
         }
     }
+    // Every appender is answered; let the SQLite writer checkpoint the WAL
+    // into the database file and end.
+    if let Sink::Sqlite(mut w) = sink {
+        let _ = tokio::task::spawn_blocking(move || w.close()).await;
+    }
 }
 
 /// Rows per INSERT statement (10 parameters each; well within SQLite's
@@ -732,22 +701,21 @@ const ROWS_PER_INSERT: usize = 16;
 
 async fn write_batch(
     pool: &AnyPool,
-    batch: &[(LogRecord, String, oneshot::Sender<Result<LogRecord>>)],
-    new_certs: &std::collections::BTreeMap<String, Vec<u8>>,
+    certs: &[(String, String)],
+    rows: &[Row],
 ) -> std::result::Result<(), sqlx::Error> {
-    use base64::Engine as _;
     let mut tx = pool.begin().await?;
-    for (sha256, der) in new_certs {
+    for (sha256, der) in certs {
         sqlx::query(
             "INSERT INTO message_log_certificates (sha256, der) VALUES ($1, $2) \
              ON CONFLICT (sha256) DO NOTHING",
         )
         .bind(sha256.clone())
-        .bind(base64::engine::general_purpose::STANDARD.encode(der))
+        .bind(der.clone())
         .execute(&mut *tx)
         .await?;
     }
-    for chunk in batch.chunks(ROWS_PER_INSERT) {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut sql = String::from(
             "INSERT INTO message_log (writer, seq, transaction_id, received_at, hash, record, \
              client, service, status, problem_code) VALUES ",
@@ -757,38 +725,28 @@ async fn write_batch(
                 sql.push(',');
             }
             let p = i * 10;
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},${},${},${},${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7,
-                p + 8,
-                p + 9,
-                p + 10
-            ));
+            sql.push('(');
+            for k in 1..=10 {
+                if k > 1 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("${}", p + k));
+            }
+            sql.push(')');
         }
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (record, text, _) in chunk {
-            let seq = i64::try_from(record.seq).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            let e = &record.exchange;
+        for r in chunk {
             query = query
-                .bind(record.writer.clone())
-                .bind(seq)
-                .bind(e.transaction_id.to_string())
-                .bind(
-                    e.received_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-                )
-                .bind(record.hash.to_hex())
-                .bind(text.clone())
-                .bind(e.client.to_string())
-                .bind(e.service.to_string())
-                .bind(i32::from(e.status))
-                .bind(e.problem_code.clone());
+                .bind(r.writer.clone())
+                .bind(r.seq)
+                .bind(r.transaction_id.clone())
+                .bind(r.received_at.clone())
+                .bind(r.hash.clone())
+                .bind(r.record.clone())
+                .bind(r.client.clone())
+                .bind(r.service.clone())
+                .bind(r.status)
+                .bind(r.problem_code.clone());
         }
         query.execute(&mut *tx).await?;
     }
@@ -803,9 +761,15 @@ impl MessageLog for SqlMessageLog {
 
     async fn append(&self, exchange: Exchange) -> Result<LogRecord> {
         let queue = self.queue.as_ref().ok_or(LogError::Closed)?;
+        let encoded = canonical::encode_exchange(&exchange, Some(&self.cert_hashes))
+            .map_err(LogError::Encode)?;
         let (ack, done) = oneshot::channel();
         queue
-            .send(Job { exchange, ack })
+            .send(Job {
+                exchange,
+                encoded,
+                ack,
+            })
             .await
             .map_err(|_| LogError::Closed)?;
         done.await.map_err(|_| LogError::Closed)?

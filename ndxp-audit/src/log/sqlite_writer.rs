@@ -1,0 +1,199 @@
+//! The group committer's SQLite path: one plain SQLite connection on a
+//! thread of its own, with its insert statements prepared once.
+//!
+//! Through the generic pool every statement of a batch is a message to the
+//! driver's worker thread and its parameters are bound by name; a batch of
+//! a few hundred records then spends more time in that machinery than in
+//! SQLite. Here the committer hands the whole batch to this thread, which
+//! inserts row by row with cached statements (single-row inserts also need
+//! no statement journal) inside one `BEGIN IMMEDIATE` transaction and
+//! commits. Readers, the timestamper and maintenance keep using the pool;
+//! the two share the database file (WAL mode) and wait for each other's
+//! write locks (`busy_timeout`).
+//!
+//! The connection uses the same settings as the pool's: WAL, `synchronous
+//! = FULL` (a commit is on disk before the callers are answered) and no
+//! automatic checkpoints; this thread also runs the passive checkpoints
+//! between batches, off the commit path.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use super::sql::Row;
+
+/// How often, at most, a passive checkpoint runs.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// A batch to commit: certificates to store (SHA-256 hex, base64 DER) and
+/// rows, all in one transaction.
+struct Batch {
+    certs: Vec<(String, String)>,
+    rows: Vec<Row>,
+    done: oneshot::Sender<rusqlite::Result<()>>,
+}
+
+/// The writer thread's handle. Dropping it ends the thread once queued
+/// batches are done.
+#[derive(Debug)]
+pub(crate) struct SqliteWriter {
+    queue: Option<mpsc::Sender<Batch>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SqliteWriter {
+    /// Opens `path` (an existing, migrated database) and starts the thread.
+    pub(crate) fn open(path: &str, busy_timeout: Duration) -> Result<Self, WriteError> {
+        Self::start(path, busy_timeout).map_err(|e| match e {
+            StartError::Sqlite(e) => WriteError::Sqlite(e),
+            StartError::Spawn(e) => WriteError::Spawn(e),
+        })
+    }
+
+    fn start(path: &str, busy_timeout: Duration) -> Result<Self, StartError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(busy_timeout)?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(%mode, "the message log's SQLite file is not in WAL journal mode");
+        }
+        // Prepare now, so that a schema problem shows at open.
+        conn.prepare_cached(INSERT_ROW)?;
+        conn.prepare_cached(INSERT_CERT)?;
+        let (queue, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("ndxp-log-sqlite".into())
+            .spawn(move || serve(conn, rx))
+            .map_err(StartError::Spawn)?;
+        Ok(Self {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    /// Commits `certs` and `rows` in one transaction.
+    pub(crate) async fn write(
+        &self,
+        certs: Vec<(String, String)>,
+        rows: Vec<Row>,
+    ) -> Result<(), WriteError> {
+        let (done, answer) = oneshot::channel();
+        self.queue
+            .as_ref()
+            .ok_or(WriteError::Stopped)?
+            .send(Batch { certs, rows, done })
+            .map_err(|_| WriteError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| WriteError::Stopped)?
+            .map_err(WriteError::Sqlite)
+    }
+
+    /// Ends the thread after the queued batches, checkpointing the WAL into
+    /// the database file (TRUNCATE) on the way out.
+    pub(crate) fn close(&mut self) {
+        self.queue.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SqliteWriter {
+    fn drop(&mut self) {
+        // Do not block a runtime thread on drop: the thread ends by itself
+        // once the queue is gone.
+        self.queue.take();
+    }
+}
+
+enum StartError {
+    Sqlite(rusqlite::Error),
+    Spawn(std::io::Error),
+}
+
+impl From<rusqlite::Error> for StartError {
+    fn from(e: rusqlite::Error) -> Self {
+        StartError::Sqlite(e)
+    }
+}
+
+/// Why the writer could not start or a batch was not committed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WriteError {
+    /// SQLite refused (the transaction was rolled back).
+    #[error("SQLite: {0}")]
+    Sqlite(#[source] rusqlite::Error),
+    /// The writer thread could not be started.
+    #[error("cannot start the message log's SQLite writer thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The writer thread has stopped.
+    #[error("the message log's SQLite writer has stopped")]
+    Stopped,
+}
+
+const INSERT_ROW: &str = "INSERT INTO message_log (writer, seq, transaction_id, received_at, \
+     hash, record, client, service, status, problem_code) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+const INSERT_CERT: &str =
+    "INSERT INTO message_log_certificates (sha256, der) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING";
+
+fn serve(mut conn: Connection, rx: mpsc::Receiver<Batch>) {
+    let mut last_checkpoint = Instant::now();
+    loop {
+        let batch = match rx.recv_timeout(CHECKPOINT_EVERY) {
+            Ok(b) => Some(b),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(b) = batch {
+            let result = commit(&mut conn, &b.certs, &b.rows);
+            let _ = b.done.send(result);
+        }
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            // Passive: never waits for readers, never blocks writers.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "message log WAL checkpoint failed");
+            }
+            last_checkpoint = Instant::now();
+        }
+    }
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "message log WAL checkpoint at close failed");
+    }
+}
+
+fn commit(conn: &mut Connection, certs: &[(String, String)], rows: &[Row]) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut cert = tx.prepare_cached(INSERT_CERT)?;
+        for (sha256, der) in certs {
+            cert.execute(params![sha256, der])?;
+        }
+        let mut insert = tx.prepare_cached(INSERT_ROW)?;
+        for r in rows {
+            insert.execute(params![
+                r.writer,
+                r.seq,
+                r.transaction_id,
+                r.received_at,
+                r.hash,
+                r.record,
+                r.client,
+                r.service,
+                r.status,
+                r.problem_code,
+            ])?;
+        }
+    }
+    // Dropped without commit on an error above: rolled back.
+    tx.commit()
+}
