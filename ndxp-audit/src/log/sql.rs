@@ -115,6 +115,7 @@ pub struct SqlMessageLog {
     queue: Option<mpsc::Sender<Job>>,
     task: Option<JoinHandle<()>>,
     cert_hashes: canonical::CertHashes,
+    pending: AtomicU64,
     commits: Arc<AtomicU64>,
     backend: Backend,
     head: watch::Receiver<ChainHead>,
@@ -228,6 +229,7 @@ impl SqlMessageLog {
             queue: Some(queue),
             task: Some(task),
             cert_hashes: canonical::CertHashes::default(),
+            pending: AtomicU64::new(0),
             commits,
             backend,
             head: head_rx,
@@ -249,6 +251,12 @@ impl SqlMessageLog {
     /// full).
     pub fn head_watch(&self) -> watch::Receiver<ChainHead> {
         self.head.clone()
+    }
+
+    /// How many appends are waiting for their commit right now (queued or
+    /// in the transaction being committed): the log's lag, as a gauge.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// How many batch transactions this log has committed (each covers one
@@ -763,6 +771,15 @@ impl MessageLog for SqlMessageLog {
         let queue = self.queue.as_ref().ok_or(LogError::Closed)?;
         let encoded = canonical::encode_exchange(&exchange, Some(&self.cert_hashes))
             .map_err(LogError::Encode)?;
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        // Counted down however this call ends (answered, failed, dropped).
+        struct Pending<'a>(&'a AtomicU64);
+        impl Drop for Pending<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let _pending = Pending(&self.pending);
         let (ack, done) = oneshot::channel();
         queue
             .send(Job {

@@ -12,7 +12,6 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use ndxp_audit::log::MessageLog as _;
 use ndxp_audit::log::{Exchange, Role};
 use ndxp_core::{ErrorCode, Problem, ServiceId, SubsystemId, TransactionId};
 use ndxp_sign::profile::{self, SignedInfo, VerifiedMessage};
@@ -489,7 +488,7 @@ async fn finish(
                 response: Some(resp_body.to_vec()),
             }),
         };
-        state.log.append(exchange).await.map_err(|e| {
+        state.log_append(exchange).await.map_err(|e| {
             tracing::error!(error = %e, transaction = %tx, "the message log could not store an exchange");
             problem(
                 ErrorCode::Internal,
@@ -542,7 +541,7 @@ async fn log_failure(
         response: None,
         body: None,
     };
-    match state.log.append(exchange).await {
+    match state.log_append(exchange).await {
         Ok(_) => p,
         Err(e) => {
             tracing::error!(error = %e, transaction = %tx, "the message log could not store a failed exchange");

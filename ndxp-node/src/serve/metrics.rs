@@ -10,6 +10,8 @@
 //! | `ndxp_node_conf_expires_in_seconds` | gauge | |
 //! | `ndxp_node_timestamp_lag_seconds` | gauge | age of the oldest message-log record without an RFC 3161 token |
 //! | `ndxp_node_unstamped_records` | gauge | records without a token at the last timestamping run |
+//! | `ndxp_node_log_append_duration_seconds` | histogram | `role`: time an exchange waited for its message-log record to be committed |
+//! | `ndxp_node_log_pending_appends` | gauge | appends waiting for their commit (sampled every 0.5 s) |
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -52,6 +54,8 @@ pub struct Metrics {
     conf_expires_in: Gauge<f64, AtomicU64>,
     timestamp_lag: Gauge<f64, AtomicU64>,
     unstamped: Gauge,
+    log_append: HistogramFamily,
+    log_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -112,8 +116,22 @@ impl Metrics {
             "Message-log records not covered by a time-stamp token at the last run",
             unstamped.clone(),
         );
+        let log_append: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "ndxp_node_log_append_duration_seconds",
+            "Time an exchange waited for its message-log record to be durably committed, by role",
+            log_append.clone(),
+        );
+        let log_pending = Gauge::default();
+        registry.register(
+            "ndxp_node_log_pending_appends",
+            "Message-log appends waiting for their commit",
+            log_pending.clone(),
+        );
         Self {
             registry,
+            log_append,
+            log_pending,
             timestamp_lag,
             unstamped,
             exchanges,
@@ -164,6 +182,18 @@ impl Metrics {
         self.timestamp_lag.set(lag.seconds);
         self.unstamped
             .set(i64::try_from(lag.unstamped).unwrap_or(i64::MAX));
+    }
+
+    /// Records how long one append waited for its commit.
+    pub(crate) fn observe_log_append(&self, role: &'static str, took: Duration) {
+        self.log_append
+            .get_or_create(&RoleLabels { role })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records the number of appends waiting for their commit.
+    pub(crate) fn set_log_pending(&self, n: u64) {
+        self.log_pending.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition.

@@ -297,6 +297,23 @@ impl NodeState {
         })
     }
 
+    /// Appends `exchange` to the message log, recording how long it waited
+    /// for its commit.
+    pub(crate) async fn log_append(
+        &self,
+        exchange: ndxp_audit::log::Exchange,
+    ) -> Result<ndxp_audit::log::LogRecord, ndxp_audit::log::LogError> {
+        let role = match exchange.role {
+            ndxp_audit::log::Role::Consumer => "consumer",
+            ndxp_audit::log::Role::Provider => "provider",
+            ndxp_audit::log::Role::Gateway => "gateway",
+        };
+        let started = std::time::Instant::now();
+        let result = ndxp_audit::log::MessageLog::append(self.log.as_ref(), exchange).await;
+        self.metrics.observe_log_append(role, started.elapsed());
+        result
+    }
+
     /// Refuses new exchanges while timestamping is further behind than
     /// `[log] timestamp_max_lag_secs` (`ndxp.internal`, with the reason).
     pub(crate) fn check_timestamp_lag(&self) -> Result<(), Problem> {
@@ -660,6 +677,7 @@ async fn background(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
         if let Some(ts) = state.timestamper.get() {
             state.metrics.observe_timestamps(&ts.lag());
         }
+        state.metrics.set_log_pending(state.log.pending());
         if now >= next_ocsp {
             next_ocsp = now + ocsp_every;
             let revoked = state.ocsp.refresh_all(Utc::now()).await;

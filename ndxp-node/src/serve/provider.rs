@@ -12,7 +12,6 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use ndxp_audit::log::MessageLog as _;
 use ndxp_audit::log::{Bodies, Exchange, Role};
 use ndxp_core::{ErrorCode, Problem, ServiceId, SubsystemId, TransactionId};
 use ndxp_registry::globalconf::ConfGrantee;
@@ -461,7 +460,7 @@ async fn call_backend(
             response: Some(resp_body.to_vec()),
         }),
     };
-    state.log.append(exchange).await.map_err(|e| {
+    state.log_append(exchange).await.map_err(|e| {
         tracing::error!(error = %e, transaction = %tx, "the message log could not store an exchange");
         err(
             ErrorCode::Internal,
