@@ -321,6 +321,7 @@ async fn forward(
     let exchange = async {
         let resp = trust
             .client
+            .pick()
             .request(req)
             .await
             .map_err(|e| match connect_error(&e) {
