@@ -266,3 +266,45 @@ fn a_missing_file_is_an_io_error() {
         .unwrap_err();
     assert!(matches!(err, ArchiveError::Io { .. }), "{err:?}");
 }
+
+/// `exchange(i)` as the central gateway logs a call of a service without
+/// the DigiSign adapter: nothing signed, so the messages' metadata is empty.
+fn unsigned(i: u32, role: ndxp_audit::log::Role) -> ndxp_audit::log::Exchange {
+    let mut e = exchange(i);
+    e.role = role;
+    for m in std::iter::once(&mut e.request).chain(e.response.as_mut()) {
+        *m = ndxp_audit::log::SignedMeta {
+            signature_input: String::new(),
+            signature: String::new(),
+            content_digest: String::new(),
+            base: String::new(),
+            signer_cert_der: Vec::new(),
+            chain_der: Vec::new(),
+        };
+    }
+    e
+}
+
+fn unsigned_chain(role: ndxp_audit::log::Role) -> Result<Vec<u8>, ArchiveError> {
+    let mut prev = ChainHash::GENESIS;
+    let records: Vec<LogRecord> = (1..=3)
+        .map(|i| {
+            let r =
+                LogRecord::new(u64::from(i), "gateway/1".into(), prev, unsigned(i, role)).unwrap();
+            prev = r.hash;
+            r
+        })
+        .collect();
+    archive::encode("gateway/1", &records).map(archive::Archive::into_bytes)
+}
+
+#[test]
+fn unsigned_gateway_records_archive_and_verify_but_not_unsigned_node_records() {
+    use ndxp_audit::log::Role;
+    let report = verify(&unsigned_chain(Role::Gateway).unwrap()).unwrap();
+    assert_eq!(report.records, 3);
+    assert_eq!(report.signatures_verified, 0);
+    // A node's records are always signed: emptied metadata stays an error.
+    let err = unsigned_chain(Role::Provider).unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err:?}");
+}

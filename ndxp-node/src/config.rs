@@ -224,6 +224,11 @@ pub struct ExchangeSection {
     /// Seconds between two refreshes of the OCSP answers held.
     #[serde(default = "default_ocsp_refresh_secs")]
     pub ocsp_refresh_secs: u64,
+    /// HTTP/2 connections kept to each peer node address; requests take
+    /// them in turn. More than one spreads this node's calls over the
+    /// processes behind a load balancer that balances connections.
+    #[serde(default = "default_peer_connections")]
+    pub peer_connections: u64,
 }
 
 impl Default for ExchangeSection {
@@ -234,6 +239,7 @@ impl Default for ExchangeSection {
             connect_timeout_secs: default_connect_timeout_secs(),
             window_secs: default_window_secs(),
             ocsp_refresh_secs: default_ocsp_refresh_secs(),
+            peer_connections: default_peer_connections(),
         }
     }
 }
@@ -319,6 +325,10 @@ fn default_window_secs() -> u64 {
 
 fn default_ocsp_refresh_secs() -> u64 {
     300
+}
+
+fn default_peer_connections() -> u64 {
+    1
 }
 
 /// A relative `sqlite://` path is taken relative to the configuration
@@ -789,6 +799,7 @@ fn validate_ports(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
         ("exchange.connect_timeout_secs", x.connect_timeout_secs, 600),
         ("exchange.window_secs", x.window_secs, 3600),
         ("exchange.ocsp_refresh_secs", x.ocsp_refresh_secs, 86_400),
+        ("exchange.peer_connections", x.peer_connections, 64),
     ] {
         if !(1..=max).contains(&v) {
             return Err(invalid(

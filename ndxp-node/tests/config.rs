@@ -84,6 +84,20 @@ fn defaults() {
     assert_eq!(c.node.passphrase_file, None);
     assert_eq!(c.management.tls_ca_file, None);
     assert_eq!(c.conf.dir, Path::new("/etc/ndxp/conf"));
+    assert_eq!(c.exchange.peer_connections, 1);
+}
+
+#[test]
+fn peer_connections_is_read_and_bounded() {
+    let c = parse(&format!("{MINIMAL}\n[exchange]\npeer_connections = 4\n")).unwrap();
+    assert_eq!(c.exchange.peer_connections, 4);
+    for bad in ["0", "65"] {
+        let (key, msg) = invalid_key(&format!(
+            "{MINIMAL}\n[exchange]\npeer_connections = {bad}\n"
+        ));
+        assert_eq!(key, "exchange.peer_connections", "{msg}");
+        assert!(msg.contains("between 1 and 64"), "{msg}");
+    }
 }
 
 /// The error with its causes, as the binary shows it.

@@ -320,6 +320,7 @@ async fn forward(
     let exchange = async {
         let resp = trust
             .client
+            .pick()
             .request(req)
             .await
             .map_err(|e| match connect_error(&e) {

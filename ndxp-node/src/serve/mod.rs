@@ -61,7 +61,7 @@ pub mod wire;
 
 use metrics::Metrics;
 use ocsp::OcspHub;
-use pool::{PeerClient, PeerConnector};
+use pool::{PeerClients, PeerConnector};
 
 /// Most (transaction id, signer) pairs the replay cache holds; beyond it
 /// new messages are refused with `ndxp.rate_limited` until old ones leave
@@ -176,7 +176,7 @@ pub(crate) struct Trust {
     pub(crate) doc: Arc<ConfDocument>,
     pub(crate) acceptor: SslAcceptor,
     pub(crate) peer_policy: PeerPolicy,
-    pub(crate) client: PeerClient,
+    pub(crate) client: PeerClients,
     pub(crate) profile: ProfilePolicy,
 }
 
@@ -277,12 +277,15 @@ impl NodeState {
                     .extend(n.auth_cert_sha256.iter().cloned());
             }
         }
-        let client = pool::peer_client(PeerConnector::new(
-            connector,
-            pins,
-            Duration::from_secs(self.config.exchange.connect_timeout_secs),
-            self.ocsp.clone(),
-        ));
+        let client = PeerClients::new(
+            PeerConnector::new(
+                connector,
+                pins,
+                Duration::from_secs(self.config.exchange.connect_timeout_secs),
+                self.ocsp.clone(),
+            ),
+            usize::try_from(self.config.exchange.peer_connections).unwrap_or(1),
+        );
         let profile = ProfilePolicy::new(anchors)
             .with_signer_cache(Arc::new(SignerCache::new(SIGNER_CACHE_ENTRIES, 60)))
             .with_revocation(self.ocsp.cache())

@@ -77,11 +77,20 @@ impl ConnectError {
 }
 
 /// An established connection to a peer node.
-#[derive(Debug)]
 pub struct PeerConn {
     io: TokioIo<SslStream<TcpStream>>,
     peer: PeerIdentity,
     h2: bool,
+    _live: Option<LiveH2>,
+}
+
+impl std::fmt::Debug for PeerConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConn")
+            .field("peer", &self.peer)
+            .field("h2", &self.h2)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Connection for PeerConn {
@@ -142,6 +151,62 @@ pub struct PeerConnector {
     pins: Arc<HashMap<String, Vec<String>>>,
     timeout: Duration,
     ocsp: Arc<OcspHub>,
+    gate: Arc<DialGate>,
+}
+
+/// The dials of one pooled client: one at a time, and none while the
+/// client holds a live HTTP/2 connection to the same address.
+///
+/// hyper dials for every request that finds no idle connection, so a burst
+/// of requests at a cold client dials many connections at once and keeps
+/// whichever HTTP/2 connection completes first. Behind a balancer that is a
+/// random process; dialing one at a time keeps the first one, so that the
+/// clients of [`PeerClients`] land on different processes in turn.
+#[derive(Default)]
+struct DialGate {
+    turn: tokio::sync::Mutex<()>,
+    live_h2: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+impl DialGate {
+    fn live(&self, addr: &str) -> usize {
+        let live = self
+            .live_h2
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        live.get(addr).copied().unwrap_or(0)
+    }
+
+    fn add(self: &Arc<Self>, addr: &str) -> LiveH2 {
+        let mut live = self
+            .live_h2
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *live.entry(addr.to_owned()).or_default() += 1;
+        LiveH2 {
+            gate: self.clone(),
+            addr: addr.to_owned(),
+        }
+    }
+}
+
+/// Counts one live HTTP/2 connection of a [`DialGate`] until dropped.
+struct LiveH2 {
+    gate: Arc<DialGate>,
+    addr: String,
+}
+
+impl Drop for LiveH2 {
+    fn drop(&mut self) {
+        let mut live = self
+            .gate
+            .live_h2
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = live.get_mut(&self.addr) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 impl std::fmt::Debug for PeerConnector {
@@ -194,12 +259,39 @@ impl PeerConnector {
             pins: Arc::new(pins),
             timeout,
             ocsp,
+            gate: Arc::default(),
+        }
+    }
+
+    /// The same connector with dials of its own (for another client).
+    fn separate(&self) -> Self {
+        Self {
+            gate: Arc::default(),
+            ..self.clone()
         }
     }
 
     async fn dial(self, uri: Uri) -> Result<PeerConn, ConnectError> {
         let addr =
             authority_key(&uri).ok_or_else(|| ConnectError::UnknownAddress(uri.to_string()))?;
+        let _turn = self.gate.turn.lock().await;
+        // A dial hyper started while another one of this client was under
+        // way: the connection made meanwhile serves its request. Wait for
+        // that connection to go (then dial) or give up after the connect
+        // time-out (hyper ignores the error of a dial nobody waits for).
+        let waited = tokio::time::Instant::now();
+        while self.gate.live(&addr) > 0 {
+            if waited.elapsed() >= self.timeout {
+                return Err(ConnectError::Io {
+                    addr,
+                    source: io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "an HTTP/2 connection to this address is already open",
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let pins = self
             .pins
             .get(&addr)
@@ -242,6 +334,7 @@ impl PeerConnector {
             io: TokioIo::new(stream),
             peer,
             h2,
+            _live: h2.then(|| self.gate.add(&addr)),
         })
     }
 }
@@ -269,6 +362,35 @@ pub fn peer_client(connector: PeerConnector) -> PeerClient {
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
         .build(connector)
+}
+
+/// Several pooled clients over one connector, taken in turn.
+///
+/// Over HTTP/2 one client keeps a single connection per peer address, and
+/// a load balancer in TCP mode sends all of it to one process behind the
+/// address. `n` clients keep `n` connections, so `n` at least the number
+/// of processes behind a balancer lets each of them serve this node.
+pub struct PeerClients {
+    clients: Vec<PeerClient>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl PeerClients {
+    /// `n` clients (at least one) over `connector`.
+    pub fn new(connector: PeerConnector, n: usize) -> Self {
+        Self {
+            clients: (0..n.max(1))
+                .map(|_| peer_client(connector.separate()))
+                .collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The client for the next request.
+    pub fn pick(&self) -> &PeerClient {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.clients[i % self.clients.len()]
+    }
 }
 
 /// Finds a [`ConnectError`] among the causes of a client error.
