@@ -296,14 +296,9 @@ async fn serve(
                 stop_rx.clone(),
             )));
         }
-        tracing::info!(gateway = ?listener.local_addr().ok(), log_writer = gw.log_writer(), "gateway role serving");
-        let app = crate::gateway::router(gw.clone());
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-        servers.push(("gateway", tokio::spawn(server.into_future())));
+        tracing::info!(gateway = ?listener.local_addr().ok(), https = gw.serves_https(), log_writer = gw.log_writer(), "gateway role serving");
+        let server = crate::gateway::serve(gw.clone(), listener, stopped(stop_rx.clone()));
+        servers.push(("gateway", tokio::spawn(server)));
         gateway_handle = Some(gw);
     }
     let admin = admin_router(AdminState {
