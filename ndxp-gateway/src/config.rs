@@ -750,6 +750,21 @@ cert = "pki/ca.pem"
     }
 
     #[test]
+    fn the_gateway_listens_beyond_loopback_only_over_https() {
+        let plain = format!("{MINIMAL}\n[gateway]\nlisten = \"0.0.0.0:8443\"\n");
+        assert!(message(parse(&plain).unwrap_err()).contains("[gateway] listen"));
+        let https = format!("{plain}tls_cert = \"tls/gw.pem\"\ntls_key = \"tls/gw.key\"\n");
+        let c = parse(&https).unwrap();
+        let g = c.gateway.unwrap();
+        assert_eq!(g.tls_cert.unwrap(), Path::new("/etc/ndxp/tls/gw.pem"));
+        assert_eq!(g.client_ca, None);
+        let half = format!("{plain}tls_cert = \"tls/gw.pem\"\n");
+        assert!(message(parse(&half).unwrap_err()).contains("both tls_cert and tls_key"));
+        let ca_only = format!("{MINIMAL}\n[gateway]\nclient_ca = \"ca.pem\"\n");
+        assert!(message(parse(&ca_only).unwrap_err()).contains("client_ca needs tls_cert"));
+    }
+
+    #[test]
     fn a_configuration_without_cas_is_refused() {
         let text = MINIMAL
             .replace(

@@ -250,6 +250,18 @@ async fn serve(
         );
         if let Some(reg) = &gateway_registry {
             api = api.layer(axum::Extension(reg.clone()));
+            if config.gateway.is_some() {
+                match config.client_cert_anchors() {
+                    Ok(a) => {
+                        api = api.layer(axum::Extension(
+                            crate::management::handlers::gateway::ClientCaAnchors(Arc::new(a)),
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "client CA certificates unreadable; registered client certificates are checked for expiry only");
+                    }
+                }
+            }
         }
         if let Some((gw, _)) = &gateway {
             api = api.layer(axum::middleware::from_fn_with_state(
