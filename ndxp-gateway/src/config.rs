@@ -604,7 +604,12 @@ impl GatewayConfig {
     pub fn client_cert_anchors(&self) -> Result<Vec<ndxp_sign::openssl::x509::X509>, String> {
         let files: Vec<&Path> = match self.gateway.as_ref().and_then(|g| g.client_ca.as_deref()) {
             Some(ca) => vec![ca],
-            None => self.globalconf.cas.iter().map(|c| c.cert.as_path()).collect(),
+            None => self
+                .globalconf
+                .cas
+                .iter()
+                .map(|c| c.cert.as_path())
+                .collect(),
         };
         let mut anchors = Vec::new();
         for f in files {

@@ -7,7 +7,8 @@
 use ndxp_core::{MemberId, ServiceId, SubsystemId};
 use ndxp_registry::model::{Actor, SubscriptionState};
 use ndxp_registry::store::gateway::{
-    ClientCertificate, GatewayServiceState, GatewaySettings, GatewaySettingsUpdate, GatewayStore, SubscriptionLimits,
+    ClientCertificate, GatewayServiceState, GatewaySettings, GatewaySettingsUpdate, GatewayStore,
+    SubscriptionLimits,
 };
 use ndxp_registry::store::{RegistryStore, SqlStore, StoreError, StoreOptions};
 use ndxp_test_support::db::{backends, TestDatabase};
@@ -294,7 +295,10 @@ async fn client_certificates_are_credentials_unique_while_unrevoked() {
             .create_gateway_cert_app("ndxpc_c5", &client, &cert, &[], &a)
             .await
             .unwrap();
-        assert_eq!(store.list_gateway_apps(Some(&client)).await.unwrap().len(), 3);
+        assert_eq!(
+            store.list_gateway_apps(Some(&client)).await.unwrap().len(),
+            3
+        );
         store
     })
     .await;

@@ -17,8 +17,8 @@ use ipnet::IpNet;
 use ndxp_core::{ServiceId, SubsystemId};
 use ndxp_registry::model::{Actor, ServiceUpdate, Subscription, SubscriptionState};
 use ndxp_registry::store::gateway::{
-    BackendTls, ClientCertificate, GatewayApp, GatewayService, GatewayServiceState, GatewaySettings,
-    GatewaySettingsUpdate, GatewayStore, SubscriptionLimits,
+    BackendTls, ClientCertificate, GatewayApp, GatewayService, GatewayServiceState,
+    GatewaySettings, GatewaySettingsUpdate, GatewayStore, SubscriptionLimits,
 };
 use ndxp_registry::store::{RegistryStore, SqlStore, StoreError, StoreOptions, SubscriptionFilter};
 use uuid::Uuid;
@@ -517,14 +517,15 @@ pub async fn register_certificate(
     anchors: Option<&[ndxp_sign::openssl::x509::X509]>,
     actor: &Actor,
 ) -> Result<GatewayApp, CliError> {
-    use ndxp_sign::chain::{verify_chain, NoRevocationCheck, Purpose};
     use ndxp_sign::cert;
+    use ndxp_sign::chain::{verify_chain, NoRevocationCheck, Purpose};
     if pem.len() > MAX_CERT_PEM_BYTES {
         return Err(CliError::Invalid(format!(
             "the certificate is larger than {MAX_CERT_PEM_BYTES} bytes"
         )));
     }
-    let bad = |why: String| CliError::Invalid(format!("the client certificate cannot be used: {why}"));
+    let bad =
+        |why: String| CliError::Invalid(format!("the client certificate cannot be used: {why}"));
     let chain = cert::read_pem_chain(pem).map_err(|e| bad(e.to_string()))?;
     let Some((leaf, rest)) = chain.split_first() else {
         return Err(bad("no -----BEGIN CERTIFICATE----- block found".into()));
@@ -533,8 +534,15 @@ pub async fn register_certificate(
     let not_after = cert::asn1_to_utc(leaf.not_after()).map_err(|e| bad(e.to_string()))?;
     match anchors {
         Some(anchors) => {
-            verify_chain(leaf, rest, anchors, now, Purpose::ClientAuth, &NoRevocationCheck)
-                .map_err(|e| bad(e.to_string()))?;
+            verify_chain(
+                leaf,
+                rest,
+                anchors,
+                now,
+                Purpose::ClientAuth,
+                &NoRevocationCheck,
+            )
+            .map_err(|e| bad(e.to_string()))?;
         }
         None => {
             if not_after <= now {
@@ -624,7 +632,13 @@ pub fn apps_table(items: &[GatewayApp]) -> String {
         };
         let kind = a.certificate.as_ref().map_or_else(
             || "secret".to_string(),
-            |c| format!("certificate {} (expires {})", c.sha256, time_text(Some(c.not_after))),
+            |c| {
+                format!(
+                    "certificate {} (expires {})",
+                    c.sha256,
+                    time_text(Some(c.not_after))
+                )
+            },
         );
         let _ = writeln!(
             s,

@@ -49,8 +49,8 @@ use ndxp_registry::store::StoreError;
 use ndxp_sign::openssl::pkey::{PKey, Public};
 use ndxp_sign::openssl::ssl::SslAcceptor;
 use ndxp_sign::openssl::x509::X509;
-use ndxp_sign::tls::ClientCertificates;
 use ndxp_sign::profile::{ProfilePolicy, ReplayCache, Signer};
+use ndxp_sign::tls::ClientCertificates;
 
 use crate::config::GatewayConfig;
 
@@ -351,14 +351,14 @@ pub async fn serve(
         let (acceptor, http, app) = (acceptor.clone(), http.clone(), app.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let stream =
-                match ndxp_sign::tls::accept_https(&acceptor, tcp, HANDSHAKE_TIMEOUT).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::debug!(%remote, error = %e, "gateway TLS handshake failed");
-                        return;
-                    }
-                };
+            let stream = match ndxp_sign::tls::accept_https(&acceptor, tcp, HANDSHAKE_TIMEOUT).await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%remote, error = %e, "gateway TLS handshake failed");
+                    return;
+                }
+            };
             let cert = ClientCert::of(stream.ssl());
             let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(remote));

@@ -552,9 +552,7 @@ impl Node {
             identity,
             conf,
             trust: RwLock::new(None),
-            ocsp: Arc::new(OcspHub::new(
-                ndxp_registry::globalconf::ocsp_fetcher(http),
-            )),
+            ocsp: Arc::new(OcspHub::new(ndxp_registry::globalconf::ocsp_fetcher(http))),
             replay: Arc::new(ReplayCache::new(window, REPLAY_CACHE_ENTRIES)),
             local,
             log: Arc::new(log),

@@ -17,8 +17,8 @@ use axum::{Extension, Json};
 use ipnet::IpNet;
 use ndxp_core::{ServiceId, SubsystemId};
 use ndxp_registry::store::gateway::{
-    BackendTls, ClientCertificate, GatewayApp, GatewayService, GatewayServiceState, GatewaySettings,
-    GatewaySettingsUpdate, GatewayStore, SubscriptionLimits,
+    BackendTls, ClientCertificate, GatewayApp, GatewayService, GatewayServiceState,
+    GatewaySettings, GatewaySettingsUpdate, GatewayStore, SubscriptionLimits,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
