@@ -64,6 +64,15 @@
 //! - Certificates are reloaded by building a new acceptor/connector; existing
 //!   connections keep the old ones.
 //!
+//! # HTTPS servers
+//!
+//! The node's client port and the central gateway serve information
+//! systems, not nodes: [`https_acceptor`] builds their acceptor (TLS 1.2 or
+//! 1.3, any certificate profile) with client certificates not asked for,
+//! required from a CA file, or requested but optional and judged by the
+//! application after [`accept_https`] from [`presented_chain`]
+//! ([`ClientCertificates`]).
+//!
 //! # Example
 //!
 //! ```no_run
