@@ -141,9 +141,24 @@ impl Default for MonitoringConfig {
 #[serde(deny_unknown_fields)]
 pub struct GatewayRoleConfig {
     /// Address consumers call: `{listen}/{service id}/{path}` and
-    /// `/oauth2/token`. Loopback only (plain HTTP).
+    /// `/oauth2/token`. Loopback only with plain HTTP; any address with
+    /// `tls_cert` and `tls_key` (HTTPS).
     #[serde(default = "default_gateway_listen")]
     pub listen: SocketAddr,
+    /// The gateway's HTTPS certificate (PEM; intermediates may follow it).
+    /// Set with `tls_key` to serve HTTPS (TLS 1.2 or 1.3) instead of plain
+    /// HTTP; consumers may then also present a client certificate.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM, unencrypted).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to; default
+    /// the platform's CAs (`[[globalconf.cas]]`). Their OCSP answers are
+    /// fetched from the responder a certificate names, or the
+    /// `ocsp_urls` of `[[globalconf.cas]]`.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
     /// Largest request or response body, in bytes; larger ones get 413.
     #[serde(default = "default_gateway_max_body")]
     pub max_body_bytes: usize,
@@ -200,6 +215,9 @@ impl Default for GatewayRoleConfig {
     fn default() -> Self {
         Self {
             listen: default_gateway_listen(),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
             max_body_bytes: default_gateway_max_body(),
             token_lifetime_secs: default_token_lifetime(),
             issuer: None,
@@ -464,6 +482,12 @@ impl GatewayConfig {
         sqlite_abs(&mut self.storage.url);
         if let Some(g) = &mut self.gateway {
             sqlite_abs(&mut g.log_url);
+            for p in [&mut g.tls_cert, &mut g.tls_key, &mut g.client_ca]
+                .into_iter()
+                .flatten()
+            {
+                abs(p);
+            }
         }
         if let Some(url) = &mut self.monitoring.gateway_log_url {
             if let Some(rest) = url.strip_prefix("sqlite://") {
@@ -483,7 +507,15 @@ impl GatewayConfig {
         // proxy in front to publish it.
         let mut listeners = vec![("management", m.listen), ("admin", self.admin.listen)];
         if let Some(g) = &self.gateway {
-            listeners.push(("gateway", g.listen));
+            if g.tls_cert.is_some() != g.tls_key.is_some() {
+                return Err("[gateway] give both tls_cert and tls_key, or neither".into());
+            }
+            if g.client_ca.is_some() && g.tls_cert.is_none() {
+                return Err("[gateway] client_ca needs tls_cert and tls_key (client certificates come over HTTPS)".into());
+            }
+            if g.tls_cert.is_none() {
+                listeners.push(("gateway", g.listen));
+            }
         }
         for (key, addr) in listeners {
             if !addr.ip().is_loopback() {
@@ -562,6 +594,34 @@ impl GatewayConfig {
             .as_ref()
             .and_then(|g| g.issuer.clone())
             .unwrap_or_else(|| format!("urn:ndxp:gateway:{}", self.instance))
+    }
+
+    /// The CA certificates client certificates must chain to:
+    /// `[gateway] client_ca`, or else every `[[globalconf.cas]]` certificate.
+    ///
+    /// # Errors
+    /// A file cannot be read or holds no certificate; the message names it.
+    pub fn client_cert_anchors(&self) -> Result<Vec<ndxp_sign::openssl::x509::X509>, String> {
+        let files: Vec<&Path> = match self.gateway.as_ref().and_then(|g| g.client_ca.as_deref()) {
+            Some(ca) => vec![ca],
+            None => self
+                .globalconf
+                .cas
+                .iter()
+                .map(|c| c.cert.as_path())
+                .collect(),
+        };
+        let mut anchors = Vec::new();
+        for f in files {
+            let pem = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            let certs = ndxp_sign::cert::read_pem_chain(&pem)
+                .map_err(|e| format!("{}: {e}", f.display()))?;
+            if certs.is_empty() {
+                return Err(format!("{}: holds no certificate", f.display()));
+            }
+            anchors.extend(certs);
+        }
+        Ok(anchors)
     }
 
     /// The member named in the signing certificate is the one anchors
@@ -692,6 +752,21 @@ cert = "pki/ca.pem"
         }
         let c = parse(&format!("{MINIMAL}\n[admin]\nlisten = \"[::1]:9000\"\n")).unwrap();
         assert_eq!(c.admin.listen, "[::1]:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn the_gateway_listens_beyond_loopback_only_over_https() {
+        let plain = format!("{MINIMAL}\n[gateway]\nlisten = \"0.0.0.0:8443\"\n");
+        assert!(message(parse(&plain).unwrap_err()).contains("[gateway] listen"));
+        let https = format!("{plain}tls_cert = \"tls/gw.pem\"\ntls_key = \"tls/gw.key\"\n");
+        let c = parse(&https).unwrap();
+        let g = c.gateway.unwrap();
+        assert_eq!(g.tls_cert.unwrap(), Path::new("/etc/ndxp/tls/gw.pem"));
+        assert_eq!(g.client_ca, None);
+        let half = format!("{plain}tls_cert = \"tls/gw.pem\"\n");
+        assert!(message(parse(&half).unwrap_err()).contains("both tls_cert and tls_key"));
+        let ca_only = format!("{MINIMAL}\n[gateway]\nclient_ca = \"ca.pem\"\n");
+        assert!(message(parse(&ca_only).unwrap_err()).contains("client_ca needs tls_cert"));
     }
 
     #[test]

@@ -250,6 +250,18 @@ async fn serve(
         );
         if let Some(reg) = &gateway_registry {
             api = api.layer(axum::Extension(reg.clone()));
+            if config.gateway.is_some() {
+                match config.client_cert_anchors() {
+                    Ok(a) => {
+                        api = api.layer(axum::Extension(
+                            crate::management::handlers::gateway::ClientCaAnchors(Arc::new(a)),
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "client CA certificates unreadable; registered client certificates are checked for expiry only");
+                    }
+                }
+            }
         }
         if let Some((gw, _)) = &gateway {
             api = api.layer(axum::middleware::from_fn_with_state(
@@ -296,14 +308,9 @@ async fn serve(
                 stop_rx.clone(),
             )));
         }
-        tracing::info!(gateway = ?listener.local_addr().ok(), log_writer = gw.log_writer(), "gateway role serving");
-        let app = crate::gateway::router(gw.clone());
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-        servers.push(("gateway", tokio::spawn(server.into_future())));
+        tracing::info!(gateway = ?listener.local_addr().ok(), https = gw.serves_https(), log_writer = gw.log_writer(), "gateway role serving");
+        let server = crate::gateway::serve(gw.clone(), listener, stopped(stop_rx.clone()));
+        servers.push(("gateway", tokio::spawn(server)));
         gateway_handle = Some(gw);
     }
     let admin = admin_router(AdminState {

@@ -51,6 +51,9 @@ fn fully_populated() -> GatewayConfig {
         },
         gateway: Some(GatewayRoleConfig {
             issuer: Some("urn:ndxp:gateway:VN".into()),
+            tls_cert: Some(PathBuf::from("/k/gw.pem")),
+            tls_key: Some(PathBuf::from("/k/gw.key")),
+            client_ca: Some(PathBuf::from("/pki/ca.pem")),
             ..GatewayRoleConfig::default()
         }),
         admin: AdminConfig {

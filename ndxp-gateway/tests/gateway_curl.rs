@@ -131,3 +131,53 @@ async fn curl_gets_a_token_calls_is_rate_limited_and_refused_after_cancel() {
     );
     env.stop().await;
 }
+
+#[tokio::test]
+async fn curl_calls_over_https_with_a_registered_client_certificate() {
+    let env = Env::start_tls().await;
+    let (provider, consumer) = env.parties().await;
+    let url = backend(plain("a")).await;
+    env.offer(&provider, SERVICE_V1, &url, json!({})).await;
+    env.subscribe(&consumer, &provider, SERVICE_V1).await;
+    let (cert, key) = tls_identity(&env.pki, CONSUMER, "qlht");
+    env.ok(
+        "POST",
+        "/api/v1/gateway/credentials",
+        &consumer,
+        Some(json!({"client": CONSUMER_SUB, "certificate": cert})),
+        201,
+    )
+    .await;
+    let dir = env.dir.path();
+    let (cert_file, key_file, ca_file) = (dir.join("c.pem"), dir.join("c.key"), dir.join("ca.pem"));
+    std::fs::write(&cert_file, &cert).unwrap();
+    std::fs::write(&key_file, &key).unwrap();
+    let call_url = env.gateway_url(&format!("/{SERVICE_V1}/persons/001099012345"));
+    assert!(call_url.starts_with("https://127.0.0.1:"));
+    let ca = ca_file.to_str().unwrap();
+
+    let (status, headers, body) = curl_i(&[
+        "--cert",
+        cert_file.to_str().unwrap(),
+        "--key",
+        key_file.to_str().unwrap(),
+        "--cacert",
+        ca,
+        &call_url,
+    ])
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(header(&headers, "ndxp-id").is_some());
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ndxp_client"], CONSUMER_SUB);
+
+    // TLS 1.2 is accepted too; without a certificate or token: 401.
+    let (status, _, body) =
+        curl_i(&["--tlsv1.2", "--tls-max", "1.2", "--cacert", ca, &call_url]).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["code"],
+        "ndxp.unauthorized"
+    );
+    env.stop().await;
+}

@@ -1,4 +1,4 @@
-//! The gateway part of the registry store (schema version 2), run against
+//! The gateway part of the registry store (schema versions 2 and 4), run against
 //! SQLite and, when `NDXP_TEST_POSTGRES_URL` is set, PostgreSQL: every
 //! write is audited and raises the registry version, a refused write
 //! changes nothing, and the snapshot the gateway loads is consistent.
@@ -7,7 +7,8 @@
 use ndxp_core::{MemberId, ServiceId, SubsystemId};
 use ndxp_registry::model::{Actor, SubscriptionState};
 use ndxp_registry::store::gateway::{
-    GatewayServiceState, GatewaySettings, GatewaySettingsUpdate, GatewayStore, SubscriptionLimits,
+    ClientCertificate, GatewayServiceState, GatewaySettings, GatewaySettingsUpdate, GatewayStore,
+    SubscriptionLimits,
 };
 use ndxp_registry::store::{RegistryStore, SqlStore, StoreError, StoreOptions};
 use ndxp_test_support::db::{backends, TestDatabase};
@@ -216,6 +217,88 @@ async fn gateway_writes_are_audited_versioned_and_all_or_nothing() {
             store.get_gateway_service(&service).await,
             Err(StoreError::NotFound { .. })
         ));
+        store
+    })
+    .await;
+}
+
+fn certificate(fill: char) -> ClientCertificate {
+    ClientCertificate {
+        sha256: fill.to_string().repeat(64),
+        subject: "CN=QLHT client, O=GOV, C=VN".into(),
+        not_after: "2030-01-01T00:00:00Z".parse().unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn client_certificates_are_credentials_unique_while_unrevoked() {
+    with_each_backend(|store| async move {
+        let (_, client) = seed(&store).await;
+        let a = actor();
+        let cert = certificate('a');
+        let v0 = store.gateway_registry_version().await.unwrap();
+        let app = store
+            .create_gateway_cert_app("ndxpc_c1", &client, &cert, &[], &a)
+            .await
+            .unwrap();
+        assert_eq!(app.certificate.as_ref(), Some(&cert));
+        assert!(app.secret_hash.is_empty());
+        assert!(store.gateway_registry_version().await.unwrap() > v0);
+        let audit = store.list_audit(0, 1000).await.unwrap();
+        let last = audit.last().unwrap();
+        assert_eq!(last.action, "gateway.app.create");
+        assert_eq!(last.detail["certificate_sha256"], cert.sha256);
+
+        // Read back, listed and in the snapshot with its certificate.
+        assert_eq!(store.get_gateway_app("ndxpc_c1").await.unwrap(), app);
+        let snap = store.gateway_snapshot().await.unwrap();
+        assert_eq!(snap.apps.len(), 1);
+        assert_eq!(snap.apps[0].certificate.as_ref(), Some(&cert));
+
+        // The same certificate twice while the first is live: refused,
+        // and nothing changes.
+        let v1 = store.gateway_registry_version().await.unwrap();
+        assert!(matches!(
+            store
+                .create_gateway_cert_app("ndxpc_c2", &client, &cert, &[], &a)
+                .await,
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        assert_eq!(store.gateway_registry_version().await.unwrap(), v1);
+        // Bad fingerprints are refused before anything is written.
+        let mut bad = certificate('a');
+        bad.sha256 = "AB".repeat(32);
+        assert!(matches!(
+            store
+                .create_gateway_cert_app("ndxpc_c3", &client, &bad, &[], &a)
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
+        // A certificate has no secret to rotate.
+        assert!(matches!(
+            store.rotate_gateway_secret("ndxpc_c1", "h", &a).await,
+            Err(StoreError::Invalid(_))
+        ));
+
+        // Rotation: the new certificate, then the old one revoked.
+        let next = certificate('b');
+        store
+            .create_gateway_cert_app("ndxpc_c4", &client, &next, &[], &a)
+            .await
+            .unwrap();
+        store.revoke_gateway_app("ndxpc_c1", &a).await.unwrap();
+        let snap = store.gateway_snapshot().await.unwrap();
+        assert_eq!(snap.apps.len(), 1);
+        assert_eq!(snap.apps[0].certificate.as_ref(), Some(&next));
+        // A revoked certificate may be registered again, as new credentials.
+        store
+            .create_gateway_cert_app("ndxpc_c5", &client, &cert, &[], &a)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.list_gateway_apps(Some(&client)).await.unwrap().len(),
+            3
+        );
         store
     })
     .await;

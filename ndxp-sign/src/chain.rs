@@ -25,6 +25,7 @@
 //! | Purpose | Required of the leaf |
 //! |---|---|
 //! | `Auth` | extendedKeyUsage with serverAuth and clientAuth; keyUsage, if present, with digitalSignature; OpenSSL's `sslclient` checks on the chain |
+//! | `ClientAuth` | extendedKeyUsage, if present, with clientAuth; keyUsage, if present, with digitalSignature; OpenSSL's `sslclient` checks on the chain |
 //! | `Sign` | keyUsage with digitalSignature and nonRepudiation; no timeStamping or OCSPSigning extendedKeyUsage |
 //! | `Timestamping` | OpenSSL's `timestampsign` checks: critical extendedKeyUsage of exactly timeStamping (RFC 3161) |
 //! | `Any` | nothing beyond the path |
@@ -75,6 +76,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum Purpose {
     /// Mutual TLS between nodes (both client and server).
     Auth,
+    /// A TLS client only (e.g. a consumer's information system calling the
+    /// central gateway with a client certificate).
+    ClientAuth,
     /// Signing messages and documents on behalf of a member.
     Sign,
     /// Signing RFC 3161 timestamps.
@@ -87,6 +91,7 @@ impl fmt::Display for Purpose {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Purpose::Auth => "authentication (TLS client and server)",
+            Purpose::ClientAuth => "TLS client authentication",
             Purpose::Sign => "signing",
             Purpose::Timestamping => "time-stamping",
             Purpose::Any => "any purpose",
@@ -289,7 +294,7 @@ pub fn verify_chain(
         .set_flags(X509VerifyFlags::PARTIAL_CHAIN)
         .map_err(malformed("setting verify flags"))?;
     match purpose {
-        Purpose::Auth => param.set_purpose(X509PurposeId::SSL_CLIENT),
+        Purpose::Auth | Purpose::ClientAuth => param.set_purpose(X509PurposeId::SSL_CLIENT),
         Purpose::Timestamping => param.set_purpose(X509PurposeId::TIMESTAMP_SIGN),
         Purpose::Sign | Purpose::Any => Ok(()),
     }
@@ -440,6 +445,14 @@ fn check_purpose(leaf: &X509Ref, purpose: Purpose) -> Result<(), ChainError> {
                 return Err(wrong(
                     "extendedKeyUsage must include serverAuth and clientAuth",
                 ));
+            }
+            if ku.is_some_and(|k| !k.contains(X509KeyUsage::DIGITAL_SIGNATURE)) {
+                return Err(wrong("keyUsage lacks digitalSignature"));
+            }
+        }
+        Purpose::ClientAuth => {
+            if eku.is_some_and(|e| !e.contains(X509ExtendedKeyUsage::SSL_CLIENT)) {
+                return Err(wrong("extendedKeyUsage lacks clientAuth"));
             }
             if ku.is_some_and(|k| !k.contains(X509KeyUsage::DIGITAL_SIGNATURE)) {
                 return Err(wrong("keyUsage lacks digitalSignature"));

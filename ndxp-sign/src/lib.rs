@@ -67,6 +67,7 @@ pub mod httpsig;
 pub mod jws;
 pub mod key;
 pub mod ocsp;
+pub mod ocsp_hub;
 pub mod profile;
 pub mod revocation;
 pub mod tls;

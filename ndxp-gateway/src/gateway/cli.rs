@@ -5,7 +5,8 @@
 //! gateway picks the change up within `[gateway] registry_poll_ms`.
 //!
 //! The same credential helpers serve the management API
-//! ([`create_credentials`], [`rotate_credentials`]).
+//! ([`create_credentials`], [`rotate_credentials`],
+//! [`register_certificate`]).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -16,8 +17,8 @@ use ipnet::IpNet;
 use ndxp_core::{ServiceId, SubsystemId};
 use ndxp_registry::model::{Actor, ServiceUpdate, Subscription, SubscriptionState};
 use ndxp_registry::store::gateway::{
-    BackendTls, GatewayApp, GatewayService, GatewayServiceState, GatewaySettings,
-    GatewaySettingsUpdate, GatewayStore, SubscriptionLimits,
+    BackendTls, ClientCertificate, GatewayApp, GatewayService, GatewayServiceState,
+    GatewaySettings, GatewaySettingsUpdate, GatewayStore, SubscriptionLimits,
 };
 use ndxp_registry::store::{RegistryStore, SqlStore, StoreError, StoreOptions, SubscriptionFilter};
 use uuid::Uuid;
@@ -393,7 +394,9 @@ pub enum SubscriptionsCommand {
 #[derive(Debug, Clone, Subcommand)]
 pub enum CredentialsCommand {
     /// Create client credentials for a consumer subsystem; prints the
-    /// client id and secret (shown only this once).
+    /// client id and secret (shown only this once). With --cert, registers
+    /// that client certificate instead: calls over HTTPS presenting it act
+    /// as the subsystem, and there is no secret.
     Create {
         #[command(flatten)]
         #[allow(missing_docs)]
@@ -401,6 +404,10 @@ pub enum CredentialsCommand {
         /// The consumer subsystem.
         #[arg(long)]
         client: SubsystemId,
+        /// A client certificate (PEM; its CA certificates may follow) to
+        /// register instead of creating a secret.
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
         /// An allowed source address range (CIDR); repeat for more; none
         /// allows any address.
         #[arg(long = "allow", value_name = "CIDR")]
@@ -490,6 +497,70 @@ pub async fn create_credentials(
     })
 }
 
+/// Largest client certificate file accepted, in bytes.
+pub const MAX_CERT_PEM_BYTES: usize = 64 * 1024;
+
+/// Registers the client certificate in `pem` (its CA certificates may
+/// follow it) as credentials of `client`. The certificate must be valid
+/// now, fit for TLS client authentication and, when `anchors` are given
+/// (the gateway's client CAs), chain to one of them; revocation is checked
+/// when it is used.
+///
+/// # Errors
+/// [`CliError::Invalid`] for a certificate that cannot be used; store
+/// errors (no such subsystem, certificate already registered).
+pub async fn register_certificate(
+    store: &dyn GatewayStore,
+    client: &SubsystemId,
+    pem: &[u8],
+    allowed: &[IpNet],
+    anchors: Option<&[ndxp_sign::openssl::x509::X509]>,
+    actor: &Actor,
+) -> Result<GatewayApp, CliError> {
+    use ndxp_sign::cert;
+    use ndxp_sign::chain::{verify_chain, NoRevocationCheck, Purpose};
+    if pem.len() > MAX_CERT_PEM_BYTES {
+        return Err(CliError::Invalid(format!(
+            "the certificate is larger than {MAX_CERT_PEM_BYTES} bytes"
+        )));
+    }
+    let bad =
+        |why: String| CliError::Invalid(format!("the client certificate cannot be used: {why}"));
+    let chain = cert::read_pem_chain(pem).map_err(|e| bad(e.to_string()))?;
+    let Some((leaf, rest)) = chain.split_first() else {
+        return Err(bad("no -----BEGIN CERTIFICATE----- block found".into()));
+    };
+    let now = Utc::now();
+    let not_after = cert::asn1_to_utc(leaf.not_after()).map_err(|e| bad(e.to_string()))?;
+    match anchors {
+        Some(anchors) => {
+            verify_chain(
+                leaf,
+                rest,
+                anchors,
+                now,
+                Purpose::ClientAuth,
+                &NoRevocationCheck,
+            )
+            .map_err(|e| bad(e.to_string()))?;
+        }
+        None => {
+            if not_after <= now {
+                return Err(bad(format!("it expired at {}", time_text(Some(not_after)))));
+            }
+        }
+    }
+    let certificate = ClientCertificate {
+        sha256: cert::try_fingerprint_sha256(leaf).map_err(|e| bad(e.to_string()))?,
+        subject: cert::subject_text(leaf.subject_name()),
+        not_after,
+    };
+    let client_id = token::generate_client_id()?;
+    Ok(store
+        .create_gateway_cert_app(&client_id, client, &certificate, allowed, actor)
+        .await?)
+}
+
 /// Rotates the secret of `client_id`.
 ///
 /// # Errors
@@ -548,7 +619,7 @@ pub fn subscriptions_table(items: &[Subscription]) -> String {
 
 /// The credentials as a table.
 pub fn apps_table(items: &[GatewayApp]) -> String {
-    let mut s = String::from("CLIENT_ID\tCLIENT\tGENERATION\tRANGES\tREVOKED\n");
+    let mut s = String::from("CLIENT_ID\tCLIENT\tKIND\tGENERATION\tRANGES\tREVOKED\n");
     for a in items {
         let ranges = if a.allowed_cidrs.is_empty() {
             "any".to_string()
@@ -559,11 +630,22 @@ pub fn apps_table(items: &[GatewayApp]) -> String {
                 .collect::<Vec<_>>()
                 .join(",")
         };
+        let kind = a.certificate.as_ref().map_or_else(
+            || "secret".to_string(),
+            |c| {
+                format!(
+                    "certificate {} (expires {})",
+                    c.sha256,
+                    time_text(Some(c.not_after))
+                )
+            },
+        );
         let _ = writeln!(
             s,
-            "{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}",
             a.client_id,
             a.client,
+            kind,
             a.generation,
             ranges,
             time_text(a.revoked_at)
@@ -841,10 +923,42 @@ async fn credentials(
     c: CredentialsCommand,
 ) -> Result<CliOutput, CliError> {
     match c {
-        CredentialsCommand::Create { client, allow, .. } => {
+        CredentialsCommand::Create {
+            client,
+            allow,
+            cert: None,
+            ..
+        } => {
             check_instance(config, "client", client.member())?;
             let issued = create_credentials(store, &client, &allow, actor).await?;
             Ok(credentials_out(&issued, "created"))
+        }
+        CredentialsCommand::Create {
+            client,
+            allow,
+            cert: Some(path),
+            ..
+        } => {
+            check_instance(config, "client", client.member())?;
+            let pem = std::fs::read(&path).map_err(|source| CliError::Read { path, source })?;
+            let anchors = config.client_cert_anchors().map_err(CliError::Invalid)?;
+            let app =
+                register_certificate(store, &client, &pem, &allow, Some(&anchors), actor).await?;
+            let c = app.certificate.as_ref();
+            Ok(CliOutput {
+                stdout: format!(
+                    "client_id={}\ncertificate_sha256={}\n",
+                    app.client_id,
+                    c.map_or("", |c| c.sha256.as_str())
+                ),
+                note: Some(format!(
+                    "registered the certificate of {} (expires {}) as credentials of {}; calls \
+                     over HTTPS presenting it need no token",
+                    c.map_or("", |c| c.subject.as_str()),
+                    time_text(c.map(|c| c.not_after)),
+                    app.client
+                )),
+            })
         }
         CredentialsCommand::List { client, out, .. } => {
             let v = store.list_gateway_apps(client.as_ref()).await?;

@@ -3,7 +3,9 @@
 //!
 //! Consumers get an access token at `POST /oauth2/token` (OAuth2 client
 //! credentials, RFC 6749 §4.4) and call
-//! `{gateway}/{provider service id}/{path}`. For each call the gateway
+//! `{gateway}/{provider service id}/{path}`, or, over HTTPS
+//! (`[gateway] tls_cert`), present a registered client certificate instead
+//! of a token. For each call the gateway
 //! checks the token, the application's source address ranges, an approved
 //! subscription and its rate limit and quota; forwards to the provider's
 //! backend over pooled keep-alive connections, optionally signing the
@@ -16,6 +18,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`token`] | client secrets (PBKDF2 hashes), ES256 JWT access tokens, the verified-token cache |
+//! | [`certauth`] | client certificates as credentials: chain, expiry and OCSP checks with their cache |
 //! | [`limits`] | per-subscription token buckets and daily quotas |
 //! | [`routing`] | the in-memory table built from the registry |
 //! | [`cli`] | the `ndxp-gateway gateway ...` operator commands, as a library |
@@ -38,15 +41,20 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use ndxp_audit::log::{LogOptions, SqlMessageLog};
 use ndxp_registry::store::gateway::GatewayStore;
 use ndxp_registry::store::StoreError;
 use ndxp_sign::openssl::pkey::{PKey, Public};
+use ndxp_sign::openssl::ssl::SslAcceptor;
 use ndxp_sign::openssl::x509::X509;
 use ndxp_sign::profile::{ProfilePolicy, ReplayCache, Signer};
+use ndxp_sign::tls::ClientCertificates;
 
 use crate::config::GatewayConfig;
 
+pub mod certauth;
 pub mod cli;
 pub mod limits;
 mod oauth;
@@ -54,6 +62,7 @@ mod proxy;
 pub mod routing;
 pub mod token;
 
+use certauth::ClientCert;
 use limits::Limiter;
 use routing::{ClientFactory, Routing};
 use token::{TokenIssuer, TokenVerifier};
@@ -82,6 +91,13 @@ pub enum GatewayError {
     /// The HTTP client could not be built.
     #[error("cannot build the backend HTTP client")]
     Client(#[source] reqwest::Error),
+    /// The HTTPS listener could not be set up (`[gateway] tls_cert`,
+    /// `tls_key`, `client_ca`).
+    #[error("cannot set up the gateway's HTTPS listener")]
+    Tls(#[source] ndxp_sign::tls::TlsError),
+    /// The client CA certificates could not be read.
+    #[error("cannot read the client CA certificates: {0}")]
+    ClientCa(String),
 }
 
 /// The gateway role: shared by every request.
@@ -94,6 +110,8 @@ pub struct Gateway {
     verifier: TokenVerifier,
     limiter: Limiter,
     secrets: oauth::SecretChecks,
+    certs: certauth::CertChecker,
+    tls: Option<SslAcceptor>,
     log: SqlMessageLog,
     signer: Signer,
     response_policy: ProfilePolicy,
@@ -173,6 +191,26 @@ impl Gateway {
             .map_err(GatewayError::Log)?;
         let clients =
             ClientFactory::new(gw.pool_max_idle_per_host).map_err(GatewayError::Client)?;
+        let client_anchors = config
+            .client_cert_anchors()
+            .map_err(GatewayError::ClientCa)?;
+        let tls = match (&gw.tls_cert, &gw.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                ndxp_sign::tls::https_acceptor(
+                    cert,
+                    key,
+                    ClientCertificates::Requested(&client_anchors),
+                )
+                .map_err(GatewayError::Tls)?,
+            ),
+            _ => None,
+        };
+        let ocsp_urls = g.cas.iter().flat_map(|c| c.ocsp_urls.clone()).collect();
+        let ocsp_http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(GatewayError::Client)?;
+        let certs = certauth::CertChecker::new(client_anchors, ocsp_urls, ocsp_http);
         let gateway = Self {
             store,
             routing: RwLock::new(Arc::new(Routing {
@@ -185,6 +223,8 @@ impl Gateway {
             verifier,
             limiter: Limiter::new(),
             secrets: oauth::SecretChecks::new(),
+            certs,
+            tls,
             log,
             signer,
             response_policy,
@@ -262,9 +302,98 @@ impl Gateway {
     }
 }
 
+/// Time allowed for a client's TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for calls in flight when the gateway stops.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves the gateway on `listener` until `stop` completes: plain HTTP, or
+/// HTTPS when `[gateway] tls_cert` is set. Over HTTPS each request carries
+/// the connection's client certificate, if any, as a [`ClientCert`]
+/// extension; a failed handshake closes that connection only.
+///
+/// # Errors
+/// The plain HTTP server failed.
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(gw.clone());
+    let Some(acceptor) = gw.tls.clone() else {
+        return axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await;
+    };
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    http.http2().timer(TokioTimer::new());
+    tokio::pin!(stop);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gateway accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, http, app) = (acceptor.clone(), http.clone(), app.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match ndxp_sign::tls::accept_https(&acceptor, tcp, HANDSHAKE_TIMEOUT).await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%remote, error = %e, "gateway TLS handshake failed");
+                    return;
+                }
+            };
+            let cert = ClientCert::of(stream.ssl());
+            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(remote));
+                if let Some(c) = &cert {
+                    req.extensions_mut().insert(c.clone());
+                }
+                let mut app = app.clone();
+                async move { tower_service::Service::call(&mut app, req).await }
+            });
+            let conn = http
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
+        });
+    }
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("gateway calls still in flight after the drain time were cut");
+    }
+    Ok(())
+}
+
+impl Gateway {
+    /// Whether `[gateway] tls_cert` is set (the listener speaks HTTPS).
+    pub fn serves_https(&self) -> bool {
+        self.tls.is_some()
+    }
+}
+
 /// The gateway's HTTP router: `POST /oauth2/token` and every service call.
-/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`
-/// (source address checks need the peer address).
+/// Serve it with [`serve`], or with
+/// `into_make_service_with_connect_info::<SocketAddr>()` (source address
+/// checks need the peer address).
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/oauth2/token", post(oauth::token))

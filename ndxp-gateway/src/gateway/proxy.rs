@@ -18,6 +18,7 @@ use ndxp_registry::store::gateway::GatewayServiceState;
 use ndxp_sign::openssl::sha::sha256;
 use ndxp_sign::profile;
 
+use super::certauth::ClientCert;
 use super::limits::Refusal;
 use super::routing::Route;
 use super::Gateway;
@@ -232,26 +233,43 @@ pub(super) async fn handle(gw: &Gateway, peer: SocketAddr, req: Request) -> Resp
         }
     }
 
-    // 2. Who calls.
-    let Some(token) = bearer(&parts.headers) else {
+    // 2. Who calls: a bearer token, or else a registered client certificate.
+    let app = if let Some(token) = bearer(&parts.headers) {
+        let verified = match gw.verifier.verify(token, received_at.timestamp()) {
+            Ok(v) => v,
+            Err(e) => return unauthorized(&e.to_string(), txid),
+        };
+        let Some(app) = table.apps.get(&verified.client_id).cloned() else {
+            return unauthorized("the client credentials have been revoked", txid);
+        };
+        if app.generation != verified.generation {
+            return unauthorized(
+                "the client secret was rotated after this token was issued; get a new token",
+                txid,
+            );
+        }
+        app
+    } else if let Some(cert) = parts.extensions.get::<ClientCert>() {
+        let Some(app) = table.certs.get(&cert.sha256).cloned() else {
+            return unauthorized(
+                &format!(
+                    "the client certificate {} is not registered as credentials, or they were revoked",
+                    cert.sha256
+                ),
+                txid,
+            );
+        };
+        if let Err(why) = gw.certs.check(cert, received_at).await {
+            return unauthorized(&why, txid);
+        }
+        app
+    } else {
         return unauthorized(
-            "send Authorization: Bearer <access token> (get one at POST /oauth2/token)",
+            "send Authorization: Bearer <access token> (get one at POST /oauth2/token), or call \
+             over HTTPS with a registered client certificate",
             txid,
         );
     };
-    let verified = match gw.verifier.verify(token, received_at.timestamp()) {
-        Ok(v) => v,
-        Err(e) => return unauthorized(&e.to_string(), txid),
-    };
-    let Some(app) = table.apps.get(&verified.client_id).cloned() else {
-        return unauthorized("the client credentials have been revoked", txid);
-    };
-    if app.generation != verified.generation {
-        return unauthorized(
-            "the client secret was rotated after this token was issued; get a new token",
-            txid,
-        );
-    }
     let client = app.client.clone();
     let peer_ip = peer.ip().to_canonical();
     let mut call = Call {

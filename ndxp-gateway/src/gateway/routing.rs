@@ -69,8 +69,11 @@ pub struct Routing {
     pub version: i64,
     /// Every gateway service, by id.
     pub services: HashMap<ServiceId, Arc<Route>>,
-    /// Unrevoked applications, by client id.
+    /// Unrevoked OAuth2 client credentials, by client id.
     pub apps: HashMap<String, Arc<App>>,
+    /// Unrevoked client certificate credentials, by the certificate's
+    /// SHA-256 fingerprint (lowercase hex).
+    pub certs: HashMap<String, Arc<App>>,
     /// Approved subscriptions, by client then service.
     pub subs: HashMap<SubsystemId, HashMap<ServiceId, Sub>>,
 }
@@ -203,21 +206,20 @@ impl Routing {
             };
             services.insert(g.service, Arc::new(route));
         }
-        let apps = snapshot
-            .apps
-            .into_iter()
-            .map(|a| {
-                (
-                    a.client_id,
-                    Arc::new(App {
-                        client: a.client,
-                        secret_hash: a.secret_hash,
-                        generation: a.generation,
-                        cidrs: a.allowed_cidrs,
-                    }),
-                )
-            })
-            .collect();
+        let mut apps = HashMap::new();
+        let mut certs = HashMap::new();
+        for a in snapshot.apps {
+            let app = Arc::new(App {
+                client: a.client,
+                secret_hash: a.secret_hash,
+                generation: a.generation,
+                cidrs: a.allowed_cidrs,
+            });
+            match a.certificate {
+                Some(c) => certs.insert(c.sha256, app),
+                None => apps.insert(a.client_id, app),
+            };
+        }
         let mut subs: HashMap<SubsystemId, HashMap<ServiceId, Sub>> = HashMap::new();
         for s in snapshot.subscriptions {
             let Some(d) = defaults.get(&s.service) else {
@@ -237,6 +239,7 @@ impl Routing {
                 version: snapshot.registry_version,
                 services,
                 apps,
+                certs,
                 subs,
             },
             problems,

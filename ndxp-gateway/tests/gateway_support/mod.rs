@@ -35,6 +35,8 @@ pub const SERVICE_V2: &str = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v2";
 pub const MAX_BODY: usize = 64 * 1024;
 
 pub struct Env {
+    /// `https` when the gateway serves HTTPS ([`Env::start_tls`]).
+    pub scheme: &'static str,
     pub dir: TempDir,
     pub pki: Pki,
     pub config_path: PathBuf,
@@ -57,8 +59,38 @@ impl Env {
     }
 
     pub async fn start_on(backend: Backend) -> Env {
+        Env::start_with(backend, false).await
+    }
+
+    /// The gateway over HTTPS (`tls_cert`, `tls_key`; client CAs default to
+    /// the platform CA), with the CA's OCSP responder running: the
+    /// certificates issued name it.
+    pub async fn start_tls() -> Env {
+        Env::start_with(Backend::Sqlite, true).await
+    }
+
+    pub async fn start_with(backend: Backend, tls: bool) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let pki = init_pki(&dir.path().join("pki"), "http://127.0.0.1:1/ocsp");
+        let ocsp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ocsp_url = format!("http://{}/ocsp", ocsp.local_addr().unwrap());
+        let pki = init_pki(&dir.path().join("pki"), &ocsp_url);
+        let service = Arc::new(
+            ndxp_gateway::pki::PkiService::new(Pki::open(&dir.path().join("pki"), None).unwrap())
+                .unwrap(),
+        );
+        tokio::spawn(async move {
+            axum::serve(ocsp, ndxp_gateway::pki::router(service))
+                .await
+                .unwrap()
+        });
+        let tls_keys = if tls {
+            let (cert, key) = tls_identity(&pki, PLATFORM, "gateway");
+            std::fs::write(dir.path().join("gw.pem"), cert).unwrap();
+            std::fs::write(dir.path().join("gw.key"), key).unwrap();
+            "tls_cert = \"gw.pem\"\ntls_key = \"gw.key\"\n"
+        } else {
+            ""
+        };
         let platform = member_signer(&pki, &PLATFORM.parse().unwrap());
         ndxp_sign::key::write_private_key_file(
             &dir.path().join("sign.key"),
@@ -87,7 +119,7 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 [gateway]
 listen = "127.0.0.1:0"
-max_body_bytes = {MAX_BODY}
+{tls_keys}max_body_bytes = {MAX_BODY}
 token_lifetime_secs = 300
 log_url = "{log_url}"
 registry_poll_ms = 100
@@ -144,7 +176,18 @@ cert = "ca.pem"
                 let _ = rx.await;
             },
         ));
+        let http = if tls {
+            reqwest::Client::builder()
+                .add_root_certificate(
+                    reqwest::Certificate::from_pem(&pki.root_cert().to_pem().unwrap()).unwrap(),
+                )
+                .build()
+                .unwrap()
+        } else {
+            reqwest::Client::new()
+        };
         let env = Env {
+            scheme: if tls { "https" } else { "http" },
             dir,
             pki,
             config_path,
@@ -154,7 +197,7 @@ cert = "ca.pem"
             admin,
             store,
             operator,
-            http: reqwest::Client::new(),
+            http,
             log_url,
             stop: Some(tx),
             task: Some(task),
@@ -348,7 +391,21 @@ cert = "ca.pem"
     }
 
     pub fn gateway_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.gateway)
+        format!("{}://{}{path}", self.scheme, self.gateway)
+    }
+
+    /// An HTTPS client trusting the platform CA that presents `identity`
+    /// (certificate PEM, PKCS#8 key PEM), or no certificate.
+    pub fn https_client(&self, identity: Option<(&str, &str)>) -> reqwest::Client {
+        let mut b = reqwest::Client::builder().add_root_certificate(
+            reqwest::Certificate::from_pem(&self.pki.root_cert().to_pem().unwrap()).unwrap(),
+        );
+        if let Some((cert, key)) = identity {
+            b = b.identity(
+                reqwest::Identity::from_pkcs8_pem(cert.as_bytes(), key.as_bytes()).unwrap(),
+            );
+        }
+        b.build().unwrap()
     }
 
     /// `POST /oauth2/token` with form credentials; status and JSON.
@@ -421,6 +478,28 @@ cert = "ca.pem"
         );
         String::from_utf8(out.stdout).unwrap()
     }
+}
+
+/// A TLS certificate of `member`'s node `node` issued by the test CA, for
+/// 127.0.0.1 and localhost, then the CA's intermediates (PEM), and its key
+/// (PKCS#8 PEM). Fit for TLS clients and servers.
+pub fn tls_identity(pki: &Pki, member: &str, node: &str) -> (String, String) {
+    let key = ndxp_test_support::pki::ec_key();
+    let req = ndxp_sign::csr::build_auth_csr(
+        &member.parse().unwrap(),
+        &node.parse().unwrap(),
+        &["localhost".to_string()],
+        &["127.0.0.1".parse().unwrap()],
+        &key,
+    )
+    .unwrap();
+    let cert = pki.issue(&req, ndxp_sign::cert::Profile::Auth, 30).unwrap();
+    let mut chain = vec![cert];
+    chain.extend(pki.chain().iter().cloned());
+    (
+        String::from_utf8(ndxp_sign::cert::write_pem_chain(&chain).unwrap()).unwrap(),
+        String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap(),
+    )
 }
 
 /// Polls `check` until it returns true (changes made by another process

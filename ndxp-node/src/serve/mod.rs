@@ -572,7 +572,7 @@ impl Node {
             identity,
             conf,
             trust: RwLock::new(None),
-            ocsp: Arc::new(OcspHub::new(http)),
+            ocsp: Arc::new(OcspHub::new(ndxp_registry::globalconf::ocsp_fetcher(http))),
             replay: Arc::new(ReplayCache::new(window, REPLAY_CACHE_ENTRIES)),
             local,
             log: Arc::new(log),
@@ -683,7 +683,11 @@ async fn background(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
         state.metrics.set_log_pending(state.log.pending());
         if now >= next_ocsp {
             next_ocsp = now + ocsp_every;
-            let revoked = state.ocsp.refresh_all(Utc::now()).await;
+            let outcome = state.ocsp.refresh_all(Utc::now()).await;
+            for (certificate, error) in &outcome.failed {
+                tracing::warn!(%certificate, %error, "OCSP refresh failed");
+            }
+            let revoked = outcome.revoked;
             if !revoked.is_empty() {
                 tracing::warn!(certificates = ?revoked, "revoked certificates seen; dropping pooled connections");
                 state.reset_trust();

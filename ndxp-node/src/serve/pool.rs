@@ -21,7 +21,6 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ndxp_sign::openssl::ssl::SslConnector;
-use ndxp_sign::openssl::x509::{X509Ref, X509};
 use ndxp_sign::tls::{self, PeerIdentity, TlsError};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
@@ -228,23 +227,6 @@ pub fn authority_key(uri: &Uri) -> Option<String> {
     ))
 }
 
-/// The peer's chain as presented: leaf first.
-pub fn presented_chain(ssl: &ndxp_sign::openssl::ssl::SslRef) -> Vec<X509> {
-    let mut out: Vec<X509> = ssl.peer_certificate().into_iter().collect();
-    if let Some(stack) = ssl.peer_cert_chain() {
-        for c in stack {
-            let c: &X509Ref = c;
-            if out
-                .first()
-                .is_none_or(|l| l.to_der().ok() != c.to_der().ok())
-            {
-                out.push(c.to_owned());
-            }
-        }
-    }
-    out
-}
-
 impl PeerConnector {
     /// A connector presenting the node's identity through `connector`,
     /// accepting for each `host:port` the fingerprints in `pins`.
@@ -321,7 +303,7 @@ impl PeerConnector {
                 addr: addr.clone(),
                 source,
             })?;
-        let chain = presented_chain(stream.ssl());
+        let chain = ndxp_sign::tls::presented_chain(stream.ssl());
         self.ocsp
             .ensure(&chain, Utc::now())
             .await

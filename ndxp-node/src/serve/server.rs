@@ -9,7 +9,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use ndxp_sign::openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVerifyMode, SslVersion};
+use ndxp_sign::openssl::ssl::SslAcceptor;
+use ndxp_sign::tls::{accept_https, https_acceptor, ClientCertificates};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -29,31 +30,24 @@ pub(crate) fn client_acceptor(config: &NodeConfig) -> Result<Option<SslAcceptor>
     let (Some(cert), Some(key)) = (&config.client.tls_cert, &config.client.tls_key) else {
         return Ok(None);
     };
-    let err = |what: &str, e: &dyn std::fmt::Display| StartError::ClientTls(format!("{what}: {e}"));
-    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
-        .map_err(|e| err("creating the TLS context", &e))?;
-    b.set_min_proto_version(Some(SslVersion::TLS1_2))
-        .map_err(|e| err("setting the TLS version", &e))?;
-    b.set_certificate_chain_file(cert)
-        .map_err(|e| err(&format!("reading {}", cert.display()), &e))?;
-    let pem = std::fs::read(key).map_err(|e| err(&format!("reading {}", key.display()), &e))?;
-    let pkey = ndxp_sign::key::private_key_from_pem(&pem, None)
-        .map_err(|e| err(&format!("reading {}", key.display()), &e))?;
-    b.set_private_key(&pkey)
-        .map_err(|e| err("using the private key", &e))?;
-    b.check_private_key()
-        .map_err(|e| err("the key does not match the certificate", &e))?;
-    let _ = SslFiletype::PEM;
-    if let Some(ca) = &config.client.tls_client_ca {
-        b.set_ca_file(ca)
-            .map_err(|e| err(&format!("reading {}", ca.display()), &e))?;
-        b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    let clients = match &config.client.tls_client_ca {
+        Some(ca) => ClientCertificates::Required(ca),
+        None => ClientCertificates::NotRequested,
+    };
+    https_acceptor(cert, key, clients)
+        .map(Some)
+        .map_err(|e| StartError::ClientTls(error_chain(&e)))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
     }
-    b.set_alpn_select_callback(|_, client| {
-        ndxp_sign::openssl::ssl::select_next_proto(ndxp_sign::tls::ALPN_PROTOCOLS, client)
-            .ok_or(ndxp_sign::openssl::ssl::AlpnError::NOACK)
-    });
-    Ok(Some(b.build()))
+    s
 }
 
 fn builder() -> Builder<TokioExecutor> {
@@ -119,21 +113,13 @@ pub(crate) async fn serve_client(
                 let http = http.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let Ok(ssl) = ndxp_sign::openssl::ssl::Ssl::new(acceptor.context()) else {
-                        return;
+                    let stream = match accept_https(&acceptor, tcp, HANDSHAKE_TIMEOUT).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(%remote, error = %e, "client port TLS handshake failed");
+                            return;
+                        }
                     };
-                    let Ok(mut stream) = tokio_openssl::SslStream::new(ssl, tcp) else {
-                        return;
-                    };
-                    let hs = tokio::time::timeout(
-                        HANDSHAKE_TIMEOUT,
-                        std::pin::Pin::new(&mut stream).accept(),
-                    )
-                    .await;
-                    if !matches!(hs, Ok(Ok(()))) {
-                        tracing::debug!(%remote, "client port TLS handshake failed");
-                        return;
-                    }
                     let is_cert = stream
                         .ssl()
                         .peer_certificate()
@@ -205,7 +191,7 @@ pub(crate) async fn serve_peer(
                     return;
                 }
             };
-            let chain = super::pool::presented_chain(stream.ssl());
+            let chain = ndxp_sign::tls::presented_chain(stream.ssl());
             if let Err(e) = st.ocsp.ensure(&chain, Utc::now()).await {
                 tracing::info!(%remote, peer = %peer.node, error = %e, "peer refused after the handshake");
                 st.metrics.peer_refused();

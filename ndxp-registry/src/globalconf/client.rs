@@ -1,5 +1,6 @@
 //! The node side: fetch, verify, keep last-good on disk, hold the current
-//! document in memory.
+//! document in memory. Also the HTTP side of OCSP for the node and the
+//! central gateway ([`ocsp_fetcher`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
@@ -18,6 +19,42 @@ use super::anchor::ConfAnchor;
 use super::document::ConfDocument;
 use super::error::ConfError;
 use super::signing::{verify, verify_allow_expired, MAX_DOCUMENT_LEN, MEDIA_TYPE};
+
+/// How long one OCSP request may take.
+pub const OCSP_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An [`OcspFetch`](ndxp_sign::ocsp_hub::OcspFetch) over `http` for an
+/// [`OcspHub`](ndxp_sign::ocsp_hub::OcspHub): POST
+/// `application/ocsp-request`, [`OCSP_FETCH_TIMEOUT`], 2xx only, answers
+/// announced larger than [`MAX_RESPONSE_BYTES`](ndxp_sign::ocsp_hub::MAX_RESPONSE_BYTES)
+/// refused before reading.
+pub fn ocsp_fetcher(http: reqwest::Client) -> ndxp_sign::ocsp_hub::OcspFetch {
+    use ndxp_sign::ocsp_hub::{FetchFuture, MAX_RESPONSE_BYTES};
+    Arc::new(move |url: String, der: Vec<u8>| -> FetchFuture {
+        let http = http.clone();
+        Box::pin(async move {
+            let resp = http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/ocsp-request")
+                .body(der)
+                .timeout(OCSP_FETCH_TIMEOUT)
+                .send()
+                .await
+                .map_err(|e| format!("cannot be reached ({e})"))?;
+            if !resp.status().is_success() {
+                return Err(format!("answered HTTP {}", resp.status()));
+            }
+            if resp
+                .content_length()
+                .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+            {
+                return Err(format!("sent an answer over {MAX_RESPONSE_BYTES} bytes"));
+            }
+            let body = resp.bytes().await.map_err(|e| e.to_string())?;
+            Ok(body.to_vec())
+        })
+    })
+}
 
 /// The name of the last-good file inside the client's directory.
 pub const LAST_GOOD_FILE: &str = "globalconf.jws";

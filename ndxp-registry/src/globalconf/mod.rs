@@ -60,7 +60,10 @@ mod error;
 mod signing;
 
 pub use anchor::{ConfAnchor, ANCHOR_FORMAT, MAX_ANCHOR_LEN};
-pub use client::{ConfClient, ConfStatus, RefreshOutcome, DEFAULT_FETCH_TIMEOUT, LAST_GOOD_FILE};
+pub use client::{
+    ocsp_fetcher, ConfClient, ConfStatus, RefreshOutcome, DEFAULT_FETCH_TIMEOUT, LAST_GOOD_FILE,
+    OCSP_FETCH_TIMEOUT,
+};
 pub use document::{
     ConfAccessRight, ConfCa, ConfContent, ConfDocument, ConfGrantee, ConfGroup, ConfMember,
     ConfNode, ConfService, ConfTsa, FORMAT,

@@ -1,7 +1,8 @@
 //! The central gateway's part of the registry (centralized model, DESIGN
 //! §9): how each service is served through the gateway, the consumers'
-//! OAuth2 client credentials, and per-subscription limits. Schema version 2
-//! (`migrations/0002_gateway.sql`).
+//! credentials (OAuth2 client credentials or a client certificate), and
+//! per-subscription limits. Schema versions 2 (`migrations/0002_gateway.sql`)
+//! and 4 (`migrations/0004_gateway_certificates.sql`).
 //!
 //! [`GatewayStore`] extends the registry; [`SqlStore`] implements it with
 //! the same invariants as [`super::super::RegistryStore`]: every write is one
@@ -25,8 +26,8 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::{
-    check_openapi, check_text, col, constraint, corrupt, db, exists, found, parsed, time, time_opt,
-    ts, Result, SqlStore, StoreError, SQL_SERVICE_EXISTS, SQL_SUBSYSTEM_EXISTS,
+    check_openapi, check_text, col, constraint, corrupt, db, exists, found, is_sha256_hex, parsed,
+    time, time_opt, ts, Result, SqlStore, StoreError, SQL_SERVICE_EXISTS, SQL_SUBSYSTEM_EXISTS,
 };
 use crate::model::{Actor, Service, SubscriptionState};
 
@@ -312,8 +313,22 @@ impl GatewaySettingsUpdate {
     }
 }
 
-/// OAuth2 client credentials of a consumer application (one client
-/// subsystem).
+/// A client certificate registered as a consumer's credentials: what the
+/// gateway matches a presented certificate against, and what is shown.
+/// The certificate itself is not stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientCertificate {
+    /// SHA-256 of the certificate's DER encoding, 64 lowercase hex digits.
+    pub sha256: String,
+    /// The certificate's subject, for people.
+    pub subject: String,
+    /// When the certificate expires.
+    pub not_after: DateTime<Utc>,
+}
+
+/// A consumer application's credentials (one client subsystem): OAuth2
+/// client credentials, or a client certificate when
+/// [`certificate`](Self::certificate) is set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GatewayApp {
     /// The OAuth2 `client_id`.
@@ -333,6 +348,10 @@ pub struct GatewayApp {
     pub rotated_at: DateTime<Utc>,
     /// When the credentials were revoked, if they were.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The client certificate, for certificate credentials (which have no
+    /// secret and get no tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<ClientCertificate>,
 }
 
 /// Per-subscription overrides of a service's limits; `None` keeps the
@@ -452,12 +471,26 @@ pub trait GatewayStore: Send + Sync {
         allowed_cidrs: &[IpNet],
         actor: &Actor,
     ) -> Result<GatewayApp>;
+    /// Registers a client certificate as credentials for a subsystem (it
+    /// must exist): calls presenting that certificate act as `client`.
+    /// `AlreadyExists` when the certificate is registered and not revoked.
+    /// The caller checks the certificate itself (chain, expiry).
+    async fn create_gateway_cert_app(
+        &self,
+        client_id: &str,
+        client: &SubsystemId,
+        certificate: &ClientCertificate,
+        allowed_cidrs: &[IpNet],
+        actor: &Actor,
+    ) -> Result<GatewayApp>;
     /// One application, revoked or not; `NotFound` if absent.
     async fn get_gateway_app(&self, client_id: &str) -> Result<GatewayApp>;
     /// Applications, of one client subsystem or all, oldest first.
     async fn list_gateway_apps(&self, client: Option<&SubsystemId>) -> Result<Vec<GatewayApp>>;
     /// Replaces the secret hash and raises the generation, so that tokens
-    /// issued before stop working. `InvalidTransition` when revoked.
+    /// issued before stop working. `InvalidTransition` when revoked;
+    /// `Invalid` for certificate credentials (register the new certificate
+    /// and revoke the old credentials instead).
     async fn rotate_gateway_secret(
         &self,
         client_id: &str,
@@ -497,7 +530,7 @@ const GW_COLS: &str = "service_id, state, backend_url, timeout_ms, rate_per_sec,
      backend_client_cert_file, backend_client_key_file, created_at, updated_at";
 
 const APP_COLS: &str = "client_id, subsystem_id, secret_hash, generation, allowed_cidrs, \
-     created_at, rotated_at, revoked_at";
+     created_at, rotated_at, revoked_at, cert_sha256, cert_subject, cert_not_after";
 
 fn unsigned(row: &AnyRow, name: &str) -> Result<u64> {
     let v: i64 = col(row, name)?;
@@ -554,6 +587,14 @@ fn app_row(row: &AnyRow) -> Result<GatewayApp> {
         created_at: time(row, "created_at")?,
         rotated_at: time(row, "rotated_at")?,
         revoked_at: time_opt(row, "revoked_at")?,
+        certificate: match col::<Option<String>>(row, "cert_sha256")? {
+            None => None,
+            Some(sha256) => Some(ClientCertificate {
+                sha256,
+                subject: col::<Option<String>>(row, "cert_subject")?.unwrap_or_default(),
+                not_after: time(row, "cert_not_after")?,
+            }),
+        },
     })
 }
 
@@ -847,7 +888,8 @@ impl GatewayStore for SqlStore {
             )));
         }
         let sql = format!(
-            "INSERT INTO gateway_apps ({APP_COLS}) VALUES ($1, $2, $3, 1, $4, $5, $5, NULL)"
+            "INSERT INTO gateway_apps ({APP_COLS}) \
+             VALUES ($1, $2, $3, 1, $4, $5, $5, NULL, NULL, NULL, NULL)"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(client_id.to_string())
@@ -867,12 +909,75 @@ impl GatewayStore for SqlStore {
             created_at: w.at,
             rotated_at: w.at,
             revoked_at: None,
+            certificate: None,
         };
         w.finish(
             actor,
             "gateway.app.create",
             client_id,
             json!({ "client": client.to_string(), "allowed_cidrs": app.allowed_cidrs }),
+        )
+        .await?;
+        Ok(app)
+    }
+
+    async fn create_gateway_cert_app(
+        &self,
+        client_id: &str,
+        client: &SubsystemId,
+        certificate: &ClientCertificate,
+        allowed_cidrs: &[IpNet],
+        actor: &Actor,
+    ) -> Result<GatewayApp> {
+        check_client_id(client_id)?;
+        if !is_sha256_hex(&certificate.sha256) {
+            return Err(StoreError::Invalid(
+                "the certificate fingerprint must be 64 lowercase hex digits (SHA-256)".into(),
+            ));
+        }
+        check_text("certificate subject", &certificate.subject)?;
+        let cidrs = normalise_cidrs(allowed_cidrs)?;
+        let mut w = self.begin_write(true).await?;
+        if !exists(w.conn(), SQL_SUBSYSTEM_EXISTS, client).await? {
+            return Err(StoreError::Invalid(format!(
+                "client subsystem {client} does not exist"
+            )));
+        }
+        let sql = format!(
+            "INSERT INTO gateway_apps ({APP_COLS}) \
+             VALUES ($1, $2, '', 1, $3, $4, $4, NULL, $5, $6, $7)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(client_id.to_string())
+            .bind(client.to_string())
+            .bind(cidrs_json(&cidrs)?)
+            .bind(ts(w.at))
+            .bind(certificate.sha256.clone())
+            .bind(certificate.subject.clone())
+            .bind(ts(certificate.not_after))
+            .execute(w.conn())
+            .await
+            .map_err(constraint("client certificate", &certificate.sha256))?;
+        let app = GatewayApp {
+            client_id: client_id.to_string(),
+            client: client.clone(),
+            secret_hash: String::new(),
+            generation: 1,
+            allowed_cidrs: cidrs,
+            created_at: w.at,
+            rotated_at: w.at,
+            revoked_at: None,
+            certificate: Some(certificate.clone()),
+        };
+        w.finish(
+            actor,
+            "gateway.app.create",
+            client_id,
+            json!({
+                "client": client.to_string(),
+                "allowed_cidrs": app.allowed_cidrs,
+                "certificate_sha256": certificate.sha256,
+            }),
         )
         .await?;
         Ok(app)
@@ -905,6 +1010,12 @@ impl GatewayStore for SqlStore {
         check_text("secret hash", secret_hash)?;
         let mut w = self.begin_write(true).await?;
         let mut app = load_app(w.conn(), client_id).await?;
+        if app.certificate.is_some() {
+            return Err(StoreError::Invalid(format!(
+                "{client_id} is a client certificate: register the new certificate, then revoke \
+                 {client_id}"
+            )));
+        }
         if app.revoked_at.is_some() {
             return Err(StoreError::InvalidTransition {
                 what: format!("gateway application {client_id}"),

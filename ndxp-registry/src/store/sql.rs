@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "monitoring",
         include_str!("../../migrations/0003_monitoring.sql"),
     ),
+    (
+        4,
+        "gateway certificates",
+        include_str!("../../migrations/0004_gateway_certificates.sql"),
+    ),
 ];
 
 mod monitoring;

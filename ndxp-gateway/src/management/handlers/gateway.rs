@@ -17,13 +17,15 @@ use axum::{Extension, Json};
 use ipnet::IpNet;
 use ndxp_core::{ServiceId, SubsystemId};
 use ndxp_registry::store::gateway::{
-    BackendTls, GatewayApp, GatewayService, GatewayServiceState, GatewaySettings,
-    GatewaySettingsUpdate, GatewayStore, SubscriptionLimits,
+    BackendTls, ClientCertificate, GatewayApp, GatewayService, GatewayServiceState,
+    GatewaySettings, GatewaySettingsUpdate, GatewayStore, SubscriptionLimits,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::gateway::cli::{create_credentials, rotate_credentials, CliError, IssuedCredentials};
+use crate::gateway::cli::{
+    create_credentials, register_certificate, rotate_credentials, CliError, IssuedCredentials,
+};
 use crate::management::auth::Caller;
 use crate::management::error::ApiError;
 use crate::management::extract::{
@@ -51,6 +53,14 @@ impl FromRequestParts<AppState> for GatewayRegistry {
         }
     }
 }
+
+/// The CA certificates client certificates must chain to
+/// ([`crate::config::GatewayConfig::client_cert_anchors`]), put in the
+/// request extensions by the server when the gateway role runs. Without
+/// them a registered certificate is only checked for expiry here (the
+/// gateway checks its chain on each use).
+#[derive(Clone)]
+pub struct ClientCaAnchors(pub Arc<Vec<ndxp_sign::openssl::x509::X509>>);
 
 fn cli_err(e: CliError) -> ApiError {
     match e {
@@ -324,6 +334,12 @@ pub struct NewCredentials {
     #[serde(default)]
     #[schema(value_type = Vec<String>, example = json!(["10.0.0.0/8"]))]
     pub allowed_cidrs: Vec<IpNet>,
+    /// A client certificate (PEM; its CA certificates may follow) to
+    /// register instead of creating a client secret: calls to the gateway
+    /// over HTTPS presenting it act as `client`. It must be valid now, fit
+    /// for TLS client authentication and chain to the gateway's client CAs.
+    #[serde(default)]
+    pub certificate: Option<String>,
 }
 
 /// Body of `PUT /api/v1/gateway/credentials/{id}/ranges`.
@@ -336,12 +352,20 @@ pub struct RangesBody {
 }
 
 /// New or rotated credentials: the secret is shown only in this answer.
+/// Certificate credentials have no secret, and show the certificate.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CredentialsView {
-    /// The OAuth2 `client_id`.
+    /// The OAuth2 `client_id` (the credentials' id).
     pub client_id: String,
-    /// The OAuth2 `client_secret`; stored only as a salted hash.
-    pub client_secret: String,
+    /// The OAuth2 `client_secret`; stored only as a salted hash. Absent for
+    /// certificate credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// The registered client certificate: `sha256` (fingerprint of its
+    /// DER, lowercase hex), `subject`, `not_after`. Absent for secrets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub certificate: Option<ClientCertificate>,
     /// The consumer subsystem.
     #[schema(value_type = String)]
     pub client: SubsystemId,
@@ -356,7 +380,8 @@ impl From<IssuedCredentials> for CredentialsView {
     fn from(c: IssuedCredentials) -> Self {
         Self {
             client_id: c.app.client_id,
-            client_secret: c.client_secret,
+            client_secret: Some(c.client_secret),
+            certificate: None,
             client: c.app.client,
             generation: c.app.generation,
             allowed_cidrs: c.app.allowed_cidrs,
@@ -399,20 +424,47 @@ async fn owned_app(
 }
 
 /// Creates client credentials for a consumer subsystem (an operator, or
-/// the subsystem's member). The secret is in this answer only.
+/// the subsystem's member): a client secret, in this answer only, or with
+/// `certificate`, that client certificate.
 #[utoipa::path(post, path = "/api/v1/gateway/credentials", tag = "gateway",
     security(("bearer" = [])), request_body = NewCredentials,
     responses((status = 201, description = "Created", body = CredentialsView),
-               (status = 400, description = "No such subsystem, bad range", body = ProblemSchema),
-               (status = 403, description = "Another member's subsystem", body = ProblemSchema)))]
+               (status = 400, description = "No such subsystem, bad range, unusable certificate", body = ProblemSchema),
+               (status = 403, description = "Another member's subsystem", body = ProblemSchema),
+               (status = 409, description = "The certificate is already registered", body = ProblemSchema)))]
 pub async fn create_gateway_credentials(
     State(st): State<AppState>,
     GatewayRegistry(reg): GatewayRegistry,
+    anchors: Option<Extension<ClientCaAnchors>>,
     caller: Caller,
     ApiJson(body): ApiJson<NewCredentials>,
 ) -> Result<(StatusCode, Json<CredentialsView>), ApiError> {
     st.check_instance(body.client.member())?;
     caller.require_member(body.client.member())?;
+    if let Some(pem) = &body.certificate {
+        let anchors = anchors.map(|Extension(a)| a.0);
+        let app = register_certificate(
+            reg.as_ref(),
+            &body.client,
+            pem.as_bytes(),
+            &body.allowed_cidrs,
+            anchors.as_deref().map(Vec::as_slice),
+            &caller.actor(),
+        )
+        .await
+        .map_err(cli_err)?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(CredentialsView {
+                client_id: app.client_id,
+                client_secret: None,
+                certificate: app.certificate,
+                client: app.client,
+                generation: app.generation,
+                allowed_cidrs: app.allowed_cidrs,
+            }),
+        ));
+    }
     let issued = create_credentials(
         reg.as_ref(),
         &body.client,
