@@ -5,12 +5,15 @@
 //! members moved together).
 #![allow(clippy::unwrap_used)]
 
+mod management_support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use management_support::Server;
 use ndxp_audit::backup::{self, EntryKind};
 use ndxp_gateway::config::GatewayConfig;
 use ndxp_registry::model::Actor;
@@ -73,35 +76,21 @@ fn ok(args: &[&str], config: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The management role in this process on `config`, until the sender is
-/// dropped or fired; returns the management address.
-async fn start(
-    config: &GatewayConfig,
-) -> (
-    String,
-    Arc<SqlStore>,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), ndxp_gateway::server::ServerError>>,
-) {
+/// The management role in this process on `config`'s registry.
+async fn start(config: &GatewayConfig) -> (String, Arc<SqlStore>, Server) {
     let store = Arc::new(
         SqlStore::open(&config.storage.url, &StoreOptions::default())
             .await
             .unwrap(),
     );
-    let ml = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let al = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", ml.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(ndxp_gateway::server::run_with_listeners(
-        config.clone(),
-        store.clone(),
-        ml,
-        al,
-        async move {
-            let _ = rx.await;
-        },
-    ));
-    (url, store, tx, task)
+    let server = Server::spawn(config, store.clone()).await;
+    (format!("http://{}", server.mgmt), store, server)
+}
+
+async fn stop(server: Server, store: Arc<SqlStore>) {
+    let _ = server.stop.send(());
+    server.task.await.unwrap().unwrap();
+    store.close().await;
 }
 
 async fn members(url: &str, token: &str) -> Vec<String> {
@@ -183,7 +172,7 @@ async fn online_backup_restores_into_a_fresh_directory() {
 
     // The role runs; a writer keeps adding members while the backup runs.
     let config = GatewayConfig::load(&config_path).unwrap();
-    let (url, store, stop, task) = start(&config).await;
+    let (url, store, server) = start(&config).await;
     assert_eq!(members(&url, &token).await.len(), 2);
     let v0 = store.registry_version().await.unwrap();
     let writing = Arc::new(AtomicBool::new(true));
@@ -220,9 +209,7 @@ async fn online_backup_restores_into_a_fresh_directory() {
     );
     assert!(written > 0, "the writer wrote nothing during the backup");
     let live_members = members(&url, &token).await;
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
-    store.close().await;
+    stop(server, store).await;
 
     // What the command said and wrote.
     assert!(stdout.contains("saved    registry.db"), "{stdout}");
@@ -267,7 +254,7 @@ async fn online_backup_restores_into_a_fresh_directory() {
         copy(&live.join(f), &fresh.join(f));
     }
     let restored = GatewayConfig::load(&fresh.join("gateway.toml")).unwrap();
-    let (url, store, stop, task) = start(&restored).await;
+    let (url, store, server) = start(&restored).await;
     let got = members(&url, &token).await;
     assert!(got.contains(&"VN/GOV/000.00.00.H29".to_string()), "{got:?}");
     assert!(got.contains(&"VN/GOV/000.00.00.G22".to_string()), "{got:?}");
@@ -294,9 +281,7 @@ async fn online_backup_restores_into_a_fresh_directory() {
         &fresh.join("gateway.toml"),
     );
     assert_eq!(members(&url, &token).await.len(), got.len() + 1);
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
-    store.close().await;
+    stop(server, store).await;
 
     // A second backup into the same directory is refused, not merged.
     let again = gw(
