@@ -6,72 +6,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::Utc;
 use ndxp_audit::archive;
-use ndxp_audit::log::{Exchange, LogOptions, MessageLog, Role, SignedMeta, SqlMessageLog};
-use ndxp_audit::timestamp::{self, TimestampOptions, TransportError, TsaTransport};
-use ndxp_core::TransactionId;
-use ndxp_sign::tsa::{TimestampAuthority, TsaTrust};
-use ndxp_sign::{digest, profile};
+use ndxp_audit::log::{LogOptions, MessageLog, SqlMessageLog};
+use ndxp_audit::timestamp::{self, TimestampOptions};
+use ndxp_sign::profile;
+use ndxp_test_support::audit::{signed_exchange as exchange, LocalTsa};
 use ndxp_test_support::pki::{init_named_pki, init_pki, member_signer, pem};
 
 const WRITER: &str = "node-g22/1";
-
-/// The platform's TSA, in this process.
-#[derive(Debug)]
-struct LocalTsa(Arc<TimestampAuthority>);
-
-#[async_trait]
-impl TsaTransport for LocalTsa {
-    async fn query(&self, query: &[u8]) -> Result<Vec<u8>, TransportError> {
-        Ok(self.0.respond(query).der)
-    }
-}
-
-/// A request signed by the consumer's member, as its node logs it.
-fn exchange(signer: &profile::Signer, n: u32) -> Exchange {
-    let id = TransactionId::new();
-    let (mut parts, ()) = http::Request::get(format!(
-        "https://node-h29.example:8443/r1/VN/GOV/000.00.00.H29/CSDLDC/citizen/v1/persons/{n}"
-    ))
-    .header(profile::NDXP_CLIENT, "VN/GOV/000.00.00.G22/QLHT")
-    .header(profile::NDXP_ID, id.to_string())
-    .body(())
-    .unwrap()
-    .into_parts();
-    let cd = digest::content_digest(b"");
-    let info = profile::sign_request(&mut parts, &cd, signer, Utc::now()).unwrap();
-    let now = Utc::now();
-    Exchange {
-        transaction_id: id,
-        client: "VN/GOV/000.00.00.G22/QLHT".parse().unwrap(),
-        service: "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1".parse().unwrap(),
-        role: Role::Consumer,
-        received_at: now,
-        forwarded_at: Some(now),
-        backend_answered_at: Some(now),
-        responded_at: now,
-        status: 200,
-        problem_code: None,
-        request_bytes: 0,
-        response_bytes: 0,
-        user_id: None,
-        request_id: None,
-        request: SignedMeta {
-            signature_input: info.signature_input,
-            signature: info.signature,
-            content_digest: cd,
-            base: info.base,
-            signer_cert_der: signer.certificate().to_der().unwrap(),
-            chain_der: signer.chain().iter().map(|c| c.to_der().unwrap()).collect(),
-        },
-        response: None,
-        body: None,
-    }
-}
 
 /// A log of 6 signed records, the first 4 timestamped, archived to
 /// `archive.ndxplog`; the CA as `ca.pem` and another CA as `other.pem`.
@@ -86,12 +30,8 @@ async fn fixture(dir: &Path) -> PathBuf {
     for i in 0..4 {
         log.append(exchange(&signer, i)).await.unwrap();
     }
-    let tsa = LocalTsa(Arc::new(
-        TimestampAuthority::new(pki.tsa_cert(), pki.tsa_key())
-            .unwrap()
-            .with_chain(pki.chain().to_vec()),
-    ));
-    let trust = TsaTrust::new(vec![pki.root_cert().clone()]).with_untrusted(pki.chain().to_vec());
+    let tsa = LocalTsa::new(&pki);
+    let trust = LocalTsa::trust(&pki);
     timestamp::stamp_pending(log.pool(), &tsa, &TimestampOptions::new(trust))
         .await
         .unwrap();

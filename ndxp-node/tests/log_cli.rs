@@ -8,68 +8,13 @@ mod support;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use axum::http;
 use chrono::{Duration, Utc};
-use ndxp_audit::log::{Exchange, LogOptions, MessageLog, Role, SignedMeta, SqlMessageLog};
-use ndxp_audit::timestamp::{self, TimestampOptions, TransportError, TsaTransport};
-use ndxp_core::TransactionId;
-use ndxp_sign::tsa::{TimestampAuthority, TsaTrust};
-use ndxp_sign::{digest, profile};
+use ndxp_audit::log::{LogOptions, MessageLog, SqlMessageLog};
+use ndxp_audit::timestamp::{self, TimestampOptions};
+use ndxp_sign::profile;
+use ndxp_test_support::audit::{signed_exchange as exchange, LocalTsa};
 use ndxp_test_support::pki;
 use support::Fixture;
-
-/// The TSA in-process, behind the transport trait.
-#[derive(Debug)]
-struct LocalTsa(Arc<TimestampAuthority>);
-
-#[async_trait]
-impl TsaTransport for LocalTsa {
-    async fn query(&self, query: &[u8]) -> Result<Vec<u8>, TransportError> {
-        Ok(self.0.respond(query).der)
-    }
-}
-
-fn exchange(signer: &profile::Signer, n: u32) -> Exchange {
-    let id = TransactionId::new();
-    let (mut parts, ()) = http::Request::get(format!(
-        "https://provider.example/r1/VN/GOV/000.00.00.H29/CSDLDC/citizen/v1/persons/{n}"
-    ))
-    .header(profile::NDXP_CLIENT, "VN/GOV/000.00.00.G22/QLHT")
-    .header(profile::NDXP_ID, id.to_string())
-    .body(())
-    .unwrap()
-    .into_parts();
-    let cd = digest::content_digest(b"");
-    let info = profile::sign_request(&mut parts, &cd, signer, Utc::now()).unwrap();
-    let now = Utc::now();
-    Exchange {
-        transaction_id: id,
-        client: "VN/GOV/000.00.00.G22/QLHT".parse().unwrap(),
-        service: "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1".parse().unwrap(),
-        role: Role::Consumer,
-        received_at: now,
-        forwarded_at: Some(now),
-        backend_answered_at: Some(now),
-        responded_at: now,
-        status: 200,
-        problem_code: None,
-        request_bytes: 0,
-        response_bytes: 17,
-        user_id: None,
-        request_id: None,
-        request: SignedMeta {
-            signature_input: info.signature_input,
-            signature: info.signature,
-            content_digest: cd,
-            base: info.base,
-            signer_cert_der: signer.certificate().to_der().unwrap(),
-            chain_der: signer.chain().iter().map(|c| c.to_der().unwrap()).collect(),
-        },
-        response: None,
-        body: None,
-    }
-}
 
 fn node(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndxp-node"))
@@ -103,13 +48,8 @@ async fn archive_then_verify_and_tampering() {
     for i in 0..5 {
         log.append(exchange(&signer, i)).await.unwrap();
     }
-    let tsa = LocalTsa(Arc::new(
-        TimestampAuthority::new(f.pki.tsa_cert(), f.pki.tsa_key())
-            .unwrap()
-            .with_chain(f.pki.chain().to_vec()),
-    ));
-    let trust =
-        TsaTrust::new(vec![f.pki.root_cert().clone()]).with_untrusted(f.pki.chain().to_vec());
+    let tsa = LocalTsa::new(&f.pki);
+    let trust = LocalTsa::trust(&f.pki);
     timestamp::stamp_pending(log.pool(), &tsa, &TimestampOptions::new(trust))
         .await
         .unwrap();
