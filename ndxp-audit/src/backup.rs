@@ -364,12 +364,21 @@ fn describe(item: &Item) -> Result<String> {
                 Backend::Sqlite if parsed.in_memory => {
                     return Err(BackupError::InMemory(item.key.clone()))
                 }
-                Backend::Sqlite => sqlite_path(url).display().to_string(),
+                Backend::Sqlite => full(&sqlite_path(url)).display().to_string(),
                 Backend::Postgres => redact(url),
             }
         }
-        Source::File(p) | Source::Keep(p) => p.display().to_string(),
+        Source::File(p) | Source::Keep(p) => full(p).display().to_string(),
     })
+}
+
+/// The absolute form of `path`, for a manifest that says where to restore
+/// each file whatever directory the command ran in: resolved (no `..`,
+/// no symbolic links) when it exists.
+fn full(path: &Path) -> PathBuf {
+    path.canonicalize()
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// The file of a `sqlite://PATH?...` or `sqlite:PATH` URL.
