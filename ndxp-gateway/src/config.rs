@@ -435,6 +435,51 @@ impl GatewayConfig {
         })
     }
 
+    /// What `ndxp-gateway backup` saves for this configuration read from
+    /// `config_file`: the registry and the gateway's message log
+    /// (snapshotted, or listed for `pg_dump`), the configuration file, and
+    /// the signing key, certificates and passphrase file listed to be kept
+    /// separately (`docs/operator-guide.md#back-up-and-restore`).
+    pub fn backup_items(&self, config_file: &Path) -> Vec<ndxp_audit::backup::Item> {
+        use ndxp_audit::backup::Item;
+        let mut items = vec![
+            Item::database("registry.db", "storage.url", &self.storage.url),
+            Item::file("gateway.toml", "--config", config_file),
+        ];
+        if let Some(g) = &self.gateway {
+            items.push(Item::database(
+                "gateway-log.db",
+                "gateway.log_url",
+                &g.log_url,
+            ));
+        }
+        if let Some(url) = &self.monitoring.gateway_log_url {
+            // The same database as gateway.log_url in most installations
+            // (then backed up once).
+            items.push(Item::database(
+                "monitoring-gateway-log.db",
+                "monitoring.gateway_log_url",
+                url,
+            ));
+        }
+        let g = &self.globalconf;
+        items.push(Item::keep("globalconf.signing_key", &g.signing_key));
+        items.push(Item::keep("globalconf.signing_cert", &g.signing_cert));
+        if let Some(p) = &g.signing_chain {
+            items.push(Item::keep("globalconf.signing_chain", p));
+        }
+        if let Some(p) = &g.passphrase_file {
+            items.push(Item::keep("globalconf.passphrase_file", p));
+        }
+        for ca in &g.cas {
+            items.push(Item::keep("globalconf.cas[].cert", &ca.cert));
+        }
+        for tsa in &g.tsas {
+            items.push(Item::keep("globalconf.tsas[].cert", &tsa.cert));
+        }
+        items
+    }
+
     /// Parses configuration text; relative paths are resolved against
     /// `base`.
     pub fn from_toml(text: &str, base: &Path) -> Result<Self, ConfigError> {
@@ -490,12 +535,7 @@ impl GatewayConfig {
             }
         }
         if let Some(url) = &mut self.monitoring.gateway_log_url {
-            if let Some(rest) = url.strip_prefix("sqlite://") {
-                let p = Path::new(rest);
-                if p.is_relative() && !rest.starts_with(':') {
-                    *url = format!("sqlite://{}", base.join(p).display());
-                }
-            }
+            sqlite_abs(url);
         }
     }
 

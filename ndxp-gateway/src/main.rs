@@ -68,6 +68,18 @@ enum Command {
         #[command(flatten)]
         out: JsonArg,
     },
+    /// Back up the registry and the gateway's message log while the
+    /// gateway runs: SQLite databases are snapshotted (VACUUM INTO) into a
+    /// new directory with the configuration file and a manifest;
+    /// PostgreSQL databases are listed with the pg_dump command to run
+    /// (docs/operator-guide.md).
+    Backup {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// The backup directory to create (it must not exist or be empty).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Reconciliation report of a UTC day or hour (docs/monitoring.md).
     Reconcile {
         #[command(flatten)]
@@ -579,6 +591,13 @@ fn run(command: Command) -> Result<()> {
                         .join(", ")
                 );
             }
+        }
+        Command::Backup { cfg, out } => {
+            let config = load_config(&cfg)?;
+            let items = config.backup_items(&cfg.config);
+            let tool = concat!("ndxp-gateway ", env!("CARGO_PKG_VERSION"));
+            let manifest = runtime()?.block_on(ndxp_audit::backup::run(&items, &out, tool))?;
+            print!("{}", manifest.summary(&out));
         }
         Command::Conf(ConfCommand::Anchor { cfg, out }) => {
             let config = load_config(&cfg)?;

@@ -574,6 +574,49 @@ impl NodeConfig {
     pub fn chain_path(&self) -> PathBuf {
         self.node.keys_dir.join("chain.pem")
     }
+
+    /// What `ndxp-node backup` saves for this configuration read from
+    /// `config_file`: the message log (snapshotted, or listed for
+    /// `pg_dump`), the local configuration, the last-good global
+    /// configuration, the report state and the configuration file; the
+    /// keys, anchor, admin token and TLS files are listed to be kept
+    /// separately (`docs/operator-guide.md#back-up-and-restore`).
+    pub fn backup_items(&self, config_file: &Path) -> Vec<ndxp_audit::backup::Item> {
+        use ndxp_audit::backup::Item;
+        let mut items = vec![
+            Item::database("log.db", "log.url", &self.log.url),
+            Item::file("local.json", "local.file", &self.local.file),
+            Item::file(
+                "globalconf.jws",
+                "conf.dir",
+                self.conf
+                    .dir
+                    .join(ndxp_registry::globalconf::LAST_GOOD_FILE),
+            ),
+            Item::file(
+                "report-state.json",
+                "report.state_file",
+                &self.report.state_file,
+            ),
+            Item::file("node.toml", "--config", config_file),
+            Item::keep("node.keys_dir", &self.node.keys_dir),
+            Item::keep("conf.anchor", &self.conf.anchor),
+            Item::keep("admin.token_file", &self.admin.token_file),
+        ];
+        let optional = [
+            ("node.passphrase_file", &self.node.passphrase_file),
+            ("management.tls_ca_file", &self.management.tls_ca_file),
+            ("client.tls_cert", &self.client.tls_cert),
+            ("client.tls_key", &self.client.tls_key),
+            ("client.tls_client_ca", &self.client.tls_client_ca),
+        ];
+        for (key, path) in optional {
+            if let Some(p) = path {
+                items.push(Item::keep(key, p));
+            }
+        }
+        items
+    }
 }
 
 /// Reads, parses and checks a configuration file: every key known, every

@@ -62,6 +62,19 @@ enum Command {
     /// Access rights to the services this node provides (local configuration).
     #[command(subcommand)]
     Access(AccessCommand),
+    /// Back up this node's state while it runs: the message log (SQLite:
+    /// a consistent snapshot by VACUUM INTO; PostgreSQL: the pg_dump
+    /// command to run), the local configuration, the last-good global
+    /// configuration, the report state and the configuration file, into a
+    /// new directory with a manifest (docs/operator-guide.md).
+    Backup {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The backup directory to create (it must not exist or be empty).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// The message log: archives and their verification.
     #[command(subcommand)]
     Log(LogCommand),
@@ -304,6 +317,14 @@ fn run(command: Command) -> Result<i32> {
             certs,
         }) => log_archive(&load(&config)?, from, to, &out, &certs),
         Command::Log(LogCommand::Verify { file, ca }) => log_verify(&file, ca.as_deref()),
+        Command::Backup { config, out } => {
+            let cfg = load(&config)?;
+            let items = cfg.backup_items(&config);
+            let tool = concat!("ndxp-node ", env!("CARGO_PKG_VERSION"));
+            let manifest = runtime()?.block_on(ndxp_audit::backup::run(&items, &out, tool))?;
+            print!("{}", manifest.summary(&out));
+            Ok(0)
+        }
     }
 }
 

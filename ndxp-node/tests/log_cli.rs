@@ -8,68 +8,13 @@ mod support;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use axum::http;
 use chrono::{Duration, Utc};
-use ndxp_audit::log::{Exchange, LogOptions, MessageLog, Role, SignedMeta, SqlMessageLog};
-use ndxp_audit::timestamp::{self, TimestampOptions, TransportError, TsaTransport};
-use ndxp_core::TransactionId;
-use ndxp_sign::tsa::{TimestampAuthority, TsaTrust};
-use ndxp_sign::{digest, profile};
+use ndxp_audit::log::{LogOptions, MessageLog, SqlMessageLog};
+use ndxp_audit::timestamp::{self, TimestampOptions};
+use ndxp_sign::profile;
+use ndxp_test_support::audit::{signed_exchange as exchange, LocalTsa};
 use ndxp_test_support::pki;
 use support::Fixture;
-
-/// The TSA in-process, behind the transport trait.
-#[derive(Debug)]
-struct LocalTsa(Arc<TimestampAuthority>);
-
-#[async_trait]
-impl TsaTransport for LocalTsa {
-    async fn query(&self, query: &[u8]) -> Result<Vec<u8>, TransportError> {
-        Ok(self.0.respond(query).der)
-    }
-}
-
-fn exchange(signer: &profile::Signer, n: u32) -> Exchange {
-    let id = TransactionId::new();
-    let (mut parts, ()) = http::Request::get(format!(
-        "https://provider.example/r1/VN/GOV/000.00.00.H29/CSDLDC/citizen/v1/persons/{n}"
-    ))
-    .header(profile::NDXP_CLIENT, "VN/GOV/000.00.00.G22/QLHT")
-    .header(profile::NDXP_ID, id.to_string())
-    .body(())
-    .unwrap()
-    .into_parts();
-    let cd = digest::content_digest(b"");
-    let info = profile::sign_request(&mut parts, &cd, signer, Utc::now()).unwrap();
-    let now = Utc::now();
-    Exchange {
-        transaction_id: id,
-        client: "VN/GOV/000.00.00.G22/QLHT".parse().unwrap(),
-        service: "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1".parse().unwrap(),
-        role: Role::Consumer,
-        received_at: now,
-        forwarded_at: Some(now),
-        backend_answered_at: Some(now),
-        responded_at: now,
-        status: 200,
-        problem_code: None,
-        request_bytes: 0,
-        response_bytes: 17,
-        user_id: None,
-        request_id: None,
-        request: SignedMeta {
-            signature_input: info.signature_input,
-            signature: info.signature,
-            content_digest: cd,
-            base: info.base,
-            signer_cert_der: signer.certificate().to_der().unwrap(),
-            chain_der: signer.chain().iter().map(|c| c.to_der().unwrap()).collect(),
-        },
-        response: None,
-        body: None,
-    }
-}
 
 fn node(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndxp-node"))
@@ -103,13 +48,8 @@ async fn archive_then_verify_and_tampering() {
     for i in 0..5 {
         log.append(exchange(&signer, i)).await.unwrap();
     }
-    let tsa = LocalTsa(Arc::new(
-        TimestampAuthority::new(f.pki.tsa_cert(), f.pki.tsa_key())
-            .unwrap()
-            .with_chain(f.pki.chain().to_vec()),
-    ));
-    let trust =
-        TsaTrust::new(vec![f.pki.root_cert().clone()]).with_untrusted(f.pki.chain().to_vec());
+    let tsa = LocalTsa::new(&f.pki);
+    let trust = LocalTsa::trust(&f.pki);
     timestamp::stamp_pending(log.pool(), &tsa, &TimestampOptions::new(trust))
         .await
         .unwrap();
@@ -291,4 +231,165 @@ fn a_corrupt_or_missing_log_database_is_named() {
     // A bad [log] key is a configuration error (64).
     std::fs::write(&config, text.replace("url = ", "ulr = ")).unwrap();
     assert_eq!(node(&a).0, 64);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// `ndxp-node backup` while records are being appended, then a restore
+/// into a fresh directory: the log continues its chain from the snapshot,
+/// its archive verifies, and the local configuration is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_under_writes_restores_a_log_that_verifies() {
+    let f = Fixture::new();
+    let config = f.write_config("http://127.0.0.1:1", "");
+    let c = config.to_str().unwrap();
+    let service = "VN/GOV/000.00.00.G22/QLHT/lookup/v1";
+    for args in [
+        vec![
+            "subsystems",
+            "add",
+            "--config",
+            c,
+            "VN/GOV/000.00.00.G22/QLHT",
+        ],
+        vec![
+            "services",
+            "add",
+            "--config",
+            c,
+            "--service",
+            service,
+            "--backend",
+            "http://127.0.0.1:8400",
+        ],
+    ] {
+        let (code, stdout, stderr) = node(&args);
+        assert_eq!(code, 0, "{args:?}: {stdout}{stderr}");
+    }
+    let cfg = ndxp_node::config::load(&config).unwrap();
+    let s = pki::member_signer(&f.pki, &support::MEMBER.parse().unwrap());
+    let signer =
+        Arc::new(profile::Signer::new(s.key, s.chain[0].clone(), s.chain[1..].to_vec()).unwrap());
+    let t0 = Utc::now() - Duration::seconds(1);
+    let log = Arc::new(
+        SqlMessageLog::open(&cfg.log.url, "node-g22/1", &LogOptions::default())
+            .await
+            .unwrap(),
+    );
+    for i in 0..5 {
+        log.append(exchange(&signer, i)).await.unwrap();
+    }
+    let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (log, signer, writing) = (log.clone(), signer.clone(), writing.clone());
+        tokio::spawn(async move {
+            let mut n = 100;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                log.append(exchange(&signer, n)).await.unwrap();
+                n += 1;
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let out_dir = f.node_dir().join("backup");
+    let (code, stdout, stderr) = {
+        let (c, o) = (c.to_string(), out_dir.to_str().unwrap().to_string());
+        tokio::task::spawn_blocking(move || node(&["backup", "--config", &c, "--out", &o]))
+            .await
+            .unwrap()
+    };
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    let live_head = *log.head_watch().borrow();
+    Arc::try_unwrap(log).unwrap().close().await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for line in [
+        "saved    log.db",
+        "saved    local.json",
+        "saved    node.toml",
+        "[report.state_file]: not created yet",
+        "keys [node.keys_dir]: not copied, keep it safe separately",
+        "anchor.json [conf.anchor]: not copied",
+    ] {
+        assert!(stdout.contains(line), "{line:?} not in\n{stdout}");
+    }
+    ndxp_audit::backup::check(&out_dir).unwrap();
+
+    // Restore into a fresh directory: the backup, plus the keys and the
+    // anchor from where the operator keeps them.
+    let fresh = f.node_dir().parent().unwrap().join("restored");
+    copy_dir(&out_dir, &fresh);
+    std::fs::remove_file(fresh.join("backup.json")).unwrap();
+    std::fs::copy(f.node_dir().join("anchor.json"), fresh.join("anchor.json")).unwrap();
+    copy_dir(&f.keys_dir, &fresh.join("keys"));
+    let fresh_config = fresh.join("node.toml");
+    let fc = fresh_config.to_str().unwrap();
+    let (code, stdout, _) = node(&["services", "list", "--config", fc]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains(service), "{stdout}");
+
+    // The restored log opens as `serve` opens it and continues the chain.
+    let restored_cfg = ndxp_node::config::load(&fresh_config).unwrap();
+    assert!(restored_cfg.log.url.contains("restored"));
+    let restored = SqlMessageLog::open(&restored_cfg.log.url, "node-g22/1", &LogOptions::default())
+        .await
+        .unwrap();
+    let head = *restored.head_watch().borrow();
+    assert!(
+        head.seq >= 5 && head.seq <= live_head.seq,
+        "{head:?} vs {live_head:?}"
+    );
+    restored.append(exchange(&signer, 999)).await.unwrap();
+    restored.close().await;
+    // The snapshot is a prefix of the live chain: same hash at its head.
+    let live = SqlMessageLog::open(&cfg.log.url, "node-g22/2", &LogOptions::default())
+        .await
+        .unwrap();
+    let part = ndxp_audit::archive::export(&live, "node-g22/1", 1, head.seq)
+        .await
+        .unwrap();
+    let report = ndxp_audit::archive::inspect(part.bytes()).unwrap();
+    assert_eq!(report.chains[0].last_hash, head.hash);
+    live.close().await;
+
+    let ca = fresh.join("ca.pem");
+    std::fs::write(&ca, pki::pem(f.pki.root_cert())).unwrap();
+    let archive = fresh.join("all.ndxplog");
+    let (from, to) = (
+        t0.to_rfc3339(),
+        (Utc::now() + Duration::seconds(1)).to_rfc3339(),
+    );
+    let (code, stdout, stderr) = node(&[
+        "log",
+        "archive",
+        "--config",
+        fc,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--out",
+        archive.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, _) = node(&[
+        "log",
+        "verify",
+        archive.to_str().unwrap(),
+        "--ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    let n = head.seq + 1;
+    assert!(
+        stdout.contains(&format!("node-g22/1: records 1..={n}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("{n} signatures")), "{stdout}");
 }

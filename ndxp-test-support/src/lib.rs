@@ -7,6 +7,8 @@
 //!   PostgreSQL schema when `NDXP_TEST_POSTGRES_URL` is set.
 //! - [`pki`]: a test CA in a directory and certificates issued from fresh
 //!   EC P-256 keys (member signing, node authentication).
+//! - `audit` (feature `audit`): a signed exchange as a consumer's node
+//!   logs it, and the test PKI's TSA behind the message log's transport.
 //! - [`tool`]: running a stock command-line tool (`openssl`, `curl`, ...)
 //!   that the interoperability tests compare against.
 //!
@@ -24,6 +26,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "audit")]
+pub mod audit;
 pub mod db;
 pub mod pki;
 pub mod tool;

@@ -44,6 +44,40 @@ pub struct Env {
     db: Option<TestDatabase>,
 }
 
+/// The management role running in this process on 127.0.0.1:0.
+pub struct Server {
+    pub mgmt: SocketAddr,
+    pub admin: SocketAddr,
+    /// Fire (or drop) to stop it.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub task: tokio::task::JoinHandle<Result<(), ndxp_gateway::server::ServerError>>,
+}
+
+impl Server {
+    /// Binds the management and admin ports and runs the role on `store`.
+    pub async fn spawn(config: &GatewayConfig, store: Arc<dyn RegistryStore>) -> Server {
+        let ml = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let al = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (mgmt, admin) = (ml.local_addr().unwrap(), al.local_addr().unwrap());
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(ndxp_gateway::server::run_with_listeners(
+            config.clone(),
+            store,
+            ml,
+            al,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Server {
+            mgmt,
+            admin,
+            stop,
+            task,
+        }
+    }
+}
+
 /// A member's keys: signing key + chain, and a node's auth certificate.
 pub struct MemberKeys {
     pub id: MemberId,
@@ -131,19 +165,12 @@ cert = "tsa.pem"
             .await
             .unwrap();
 
-        let ml = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let al = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (mgmt, admin) = (ml.local_addr().unwrap(), al.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(ndxp_gateway::server::run_with_listeners(
-            config.clone(),
-            store.clone(),
-            ml,
-            al,
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let Server {
+            mgmt,
+            admin,
+            stop: tx,
+            task,
+        } = Server::spawn(&config, store.clone()).await;
         let env = Env {
             dir,
             pki,

@@ -201,6 +201,7 @@ pub(crate) fn flow(
         Ok(format!("403 {}", body["code"]))
     });
     archives(report, bin, dir, exchanged_at);
+    backups(report, bin, dir);
     if with_monitoring {
         monitoring(report, bin, dir, exchanged_at);
     }
@@ -250,6 +251,48 @@ fn archives(
                 Ok(verdict.lines().take(2).collect::<Vec<_>>().join("; "))
             },
         );
+    }
+}
+
+/// Online backups of the running management role and of each node
+/// (`docs/operator-guide.md`): a SQLite snapshot of every database and a
+/// manifest, into `backups/<time>/`.
+fn backups(report: &mut Report, bin: &Path, dir: &Path) {
+    let root = dir
+        .join("backups")
+        .join(chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string());
+    let targets = [
+        (
+            "ndxp-gateway",
+            "management",
+            dir.join("gateway.toml"),
+            "registry.db",
+        ),
+        ("ndxp-node", PROVIDER.1, config(dir, PROVIDER.1), "log.db"),
+        ("ndxp-node", CONSUMER.1, config(dir, CONSUMER.1), "log.db"),
+    ];
+    for (binary, name, cfg, db) in targets {
+        report.step(&format!("{name}: online backup ({binary} backup)"), || {
+            let out = root.join(name);
+            super::exec(
+                bin,
+                binary,
+                &["backup", "--config", p(&cfg), "--out", p(&out)],
+            )?;
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(out.join("backup.json"))?)?;
+            let entries = manifest["entries"].as_array().cloned().unwrap_or_default();
+            let snapshot = entries
+                .iter()
+                .find(|e| e["kind"] == "sqlite" && e["file"] == db)
+                .ok_or_else(|| anyhow::anyhow!("no snapshot of {db} in {}", out.display()))?;
+            Ok(format!(
+                "{db} snapshot, {} bytes, and {} more entries in {}",
+                snapshot["bytes"],
+                entries.len() - 1,
+                out.display()
+            ))
+        });
     }
 }
 
