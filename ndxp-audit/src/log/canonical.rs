@@ -86,7 +86,10 @@ fn json<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> Result<(), serde_jso
 fn b64(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     let start = out.len();
-    out.resize(start + base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
+    out.resize(
+        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
+        0,
+    );
     // The buffer was sized for exactly this encoding.
     let written = STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
     out.truncate(start + written);
@@ -330,14 +333,18 @@ mod tests {
             (any::<u64>(), any::<u64>()),
             (proptest::option::of(text()), proptest::option::of(text())),
             (meta(), proptest::option::of(meta())),
-            proptest::option::of((
-                proptest::option::of(bytes()),
-                proptest::option::of(bytes()),
-            )),
+            proptest::option::of((proptest::option::of(bytes()), proptest::option::of(bytes()))),
             0usize..3,
         )
             .prop_map(
-                |(((secs, nanos, fwd), status, problem), (rq, rs), (user, reqid), (request, response), body, role)| {
+                |(
+                    ((secs, nanos, fwd), status, problem),
+                    (rq, rs),
+                    (user, reqid),
+                    (request, response),
+                    body,
+                    role,
+                )| {
                     let at = Utc.timestamp_opt(secs, nanos).single().unwrap_or_default();
                     Exchange {
                         transaction_id: ndxp_core::TransactionId::new(),
@@ -409,7 +416,11 @@ mod tests {
         for round in 0..2 {
             for i in 0..(CertHashes::KEEP + 4) {
                 let der = vec![u8::try_from(i).unwrap(); 100 + i];
-                assert_eq!(known.hex_of(&der), hex_string(&sha256(&der)), "round {round}");
+                assert_eq!(
+                    known.hex_of(&der),
+                    hex_string(&sha256(&der)),
+                    "round {round}"
+                );
             }
         }
         assert_eq!(known.0.lock().unwrap().len(), CertHashes::KEEP);

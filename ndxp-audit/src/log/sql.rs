@@ -36,8 +36,8 @@ use tokio::task::JoinHandle;
 
 use super::canonical::{self, EncodedExchange};
 use super::sqlite_writer::SqliteWriter;
-use base64::Engine as _;
 use super::{ChainHash, ChainHead, Exchange, LogError, LogRecord, MessageLog, Result};
+use base64::Engine as _;
 
 /// The versioned schema migrations, oldest first. Never edit one that has
 /// shipped: add a new file.
@@ -200,12 +200,11 @@ impl SqlMessageLog {
         let head = read_head(&pool, writer).await?;
         let sink = if backend == Backend::Sqlite && !memory {
             let path = sqlite_path(&connect_url);
-            let writer = SqliteWriter::open(path, options.acquire_timeout).map_err(|e| {
-                LogError::Open {
+            let writer =
+                SqliteWriter::open(path, options.acquire_timeout).map_err(|e| LogError::Open {
                     target: redact(url),
                     source: Box::new(e),
-                }
-            })?;
+                })?;
             Sink::Sqlite(writer)
         } else {
             Sink::Pool(pool.clone())
@@ -654,7 +653,12 @@ async fn run(
             .unzip();
         let certs: Vec<(String, String)> = new_certs
             .iter()
-            .map(|(h, der)| (h.clone(), base64::engine::general_purpose::STANDARD.encode(der)))
+            .map(|(h, der)| {
+                (
+                    h.clone(),
+                    base64::engine::general_purpose::STANDARD.encode(der),
+                )
+            })
             .collect();
         let written = match &mut sink {
             Sink::Sqlite(w) => w
