@@ -17,7 +17,7 @@ use ndxp_audit::timestamp::{self, HttpTsa, TimestampOptions};
 use ndxp_test_support::db::{backends, TestDatabase};
 use ndxp_test_support::{pki, tool::run_tool};
 use proptest::prelude::*;
-use support::{exchange, fixture, tsa_trust, TestTsa};
+use support::{exchange, fixture, start_tsa, tsa_trust, TestTsa};
 
 fn extra_certs() -> Vec<Vec<u8>> {
     let f = fixture();
@@ -69,7 +69,7 @@ async fn populate(url: &str, tsa: &TestTsa) -> (Vec<LogRecord>, Vec<LogRecord>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_range_archive_with_tokens_verifies_on_every_backend() {
-    let tsa = TestTsa::start().await;
+    let tsa = start_tsa().await;
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let db = TestDatabase::create(backend, dir.path()).await;
@@ -148,7 +148,7 @@ async fn time_range_archive_with_tokens_verifies_on_every_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_in_an_archive_pass_openssl_ts_verify() {
-    let tsa = TestTsa::start().await;
+    let tsa = start_tsa().await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("log.db").display());
     populate(&url, &tsa).await;
@@ -214,7 +214,7 @@ async fn tokens_in_an_archive_pass_openssl_ts_verify() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archive_purge_and_a_later_archive_verifies_from_the_checkpoint() {
-    let tsa = TestTsa::start().await;
+    let tsa = start_tsa().await;
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let db = TestDatabase::create(backend, dir.path()).await;
@@ -275,7 +275,7 @@ fn sample() -> &'static Vec<u8> {
     A.get_or_init(|| {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            let tsa = TestTsa::start().await;
+            let tsa = start_tsa().await;
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}", dir.path().join("log.db").display());
             let start = Utc::now() - chrono::Duration::seconds(1);

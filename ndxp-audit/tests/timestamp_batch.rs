@@ -11,7 +11,7 @@ use ndxp_audit::log::{LogOptions, MessageLog, SqlMessageLog};
 use ndxp_audit::timestamp::{self, HttpTsa, TimestampOptions, Timestamper};
 use ndxp_sign::tsa::{self, ImprintAlgorithm};
 use ndxp_test_support::db::{backends, TestDatabase};
-use support::{exchange, tsa_trust, TestTsa};
+use support::{exchange, start_tsa, tsa_trust};
 
 fn options(interval: Duration, batch: u64) -> TimestampOptions {
     let mut o = TimestampOptions::new(tsa_trust());
@@ -22,7 +22,7 @@ fn options(interval: Duration, batch: u64) -> TimestampOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tsa_down_lag_grows_then_recovers() {
-    let server = TestTsa::start().await;
+    let server = start_tsa().await;
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let db = TestDatabase::create(backend, dir.path()).await;
@@ -115,7 +115,7 @@ async fn tsa_down_lag_grows_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_batch_is_stamped_without_waiting_for_the_interval() {
-    let server = TestTsa::start().await;
+    let server = start_tsa().await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("log.db").display());
     let log = SqlMessageLog::open(&url, "node-a/1", &LogOptions::default())

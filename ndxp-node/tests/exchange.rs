@@ -24,25 +24,10 @@ use ndxp_sign::profile;
 use ndxp_sign::revocation::RevocationReason;
 use ndxp_sign::tls::{self, PeerPolicy};
 use support::net::{
-    citizen_openapi, Answer, Chunks, Network, NodeSetup, Options, BIG, CITIZEN, CITIZEN_V2,
-    CITIZEN_V9, CLIENT, CONSUMER, DOWN, MAX_BODY, NOT_ON_NODE, PROVIDER, PROVIDER_SUB, SECRET,
-    SLOW,
+    citizen_openapi, get, http, Answer, Chunks, Network, NodeSetup, Options, BIG, CITIZEN,
+    CITIZEN_V2, CITIZEN_V9, CLIENT, CONSUMER, DOWN, MAX_BODY, NOT_ON_NODE, PROVIDER, PROVIDER_SUB,
+    SECRET, SLOW,
 };
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-async fn get(url: &str, client: Option<&str>) -> Answer {
-    let mut r = http().get(url);
-    if let Some(c) = client {
-        r = r.header("NDXP-Client", c);
-    }
-    Answer::of(r.send().await.unwrap()).await
-}
 
 /// The records of every writer in a node's message log (the SQLite file
 /// the node writes, opened as a reader would).

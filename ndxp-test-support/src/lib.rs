@@ -9,6 +9,8 @@
 //!   EC P-256 keys (member signing, node authentication).
 //! - `audit` (feature `audit`): a signed exchange as a consumer's node
 //!   logs it, and the test PKI's TSA behind the message log's transport.
+//! - `tsa` (feature `tsa`, also in `audit`): the test PKI's TSA over
+//!   HTTP on 127.0.0.1, switchable off.
 //! - [`tool`]: running a stock command-line tool (`openssl`, `curl`, ...)
 //!   that the interoperability tests compare against.
 //!
@@ -31,3 +33,5 @@ pub mod audit;
 pub mod db;
 pub mod pki;
 pub mod tool;
+#[cfg(feature = "tsa")]
+pub mod tsa;

@@ -1,24 +1,19 @@
 //! Shared by the message log tests: a test PKI with a member signer, signed
-//! exchanges as a consumer node logs them, and an in-process RFC 3161 TSA
-//! over HTTP that can be switched off.
+//! exchanges as a consumer node logs them, and its RFC 3161 TSA over HTTP
+//! that can be switched off ([`TestTsa`] of `ndxp-test-support`).
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use chrono::Utc;
 use ndxp_audit::log::{Exchange, Role, SignedMeta};
 use ndxp_core::TransactionId;
 use ndxp_sign::ca::Pki;
 use ndxp_sign::openssl::x509::X509;
-use ndxp_sign::tsa::{TimestampAuthority, TsaTrust};
+use ndxp_sign::tsa::TsaTrust;
 use ndxp_sign::{digest, profile};
 use ndxp_test_support::pki;
+pub use ndxp_test_support::tsa::TestTsa;
 
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -102,63 +97,8 @@ pub fn exchange(n: u32) -> Exchange {
     }
 }
 
-/// An RFC 3161 TSA on 127.0.0.1 (the fixture's TSA key), answering 503
-/// while switched off.
-pub struct TestTsa {
-    pub url: String,
-    pub up: Arc<AtomicBool>,
-    pub queries: Arc<std::sync::atomic::AtomicU64>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Clone)]
-struct TsaState {
-    tsa: Arc<TimestampAuthority>,
-    up: Arc<AtomicBool>,
-    queries: Arc<std::sync::atomic::AtomicU64>,
-}
-
-async fn tsa_post(State(s): State<TsaState>, body: Bytes) -> Response {
-    s.queries.fetch_add(1, Ordering::Relaxed);
-    if !s.up.load(Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
-    }
-    let tsa = s.tsa.clone();
-    let der = tokio::task::spawn_blocking(move || tsa.respond(&body).der)
-        .await
-        .unwrap();
-    ([(header::CONTENT_TYPE, "application/timestamp-reply")], der).into_response()
-}
-
-impl TestTsa {
-    pub async fn start() -> TestTsa {
-        let f = fixture();
-        let tsa = TimestampAuthority::new(f.pki.tsa_cert(), f.pki.tsa_key())
-            .unwrap()
-            .with_chain(f.pki.chain().to_vec());
-        let up = Arc::new(AtomicBool::new(true));
-        let queries = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let app = axum::Router::new()
-            .route("/tsa", post(tsa_post))
-            .with_state(TsaState {
-                tsa: Arc::new(tsa),
-                up: up.clone(),
-                queries: queries.clone(),
-            });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        TestTsa {
-            url: format!("http://{addr}/tsa"),
-            up,
-            queries,
-            _task: task,
-        }
-    }
-
-    pub fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::Relaxed);
-    }
+/// The fixture's TSA over HTTP on 127.0.0.1 (switchable off), from
+/// `ndxp-test-support`.
+pub async fn start_tsa() -> TestTsa {
+    TestTsa::start(&fixture().pki).await
 }

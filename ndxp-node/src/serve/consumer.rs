@@ -84,6 +84,11 @@ struct Signed {
     request_body: Bytes,
 }
 
+/// The platform problem code of a provider's answer relayed to the client
+/// (e.g. its signed `ndxp.access_denied`), for the metrics.
+#[derive(Debug, Clone)]
+struct RelayedCode(String);
+
 /// Handles one request on the client port.
 pub(crate) async fn handle(
     state: Arc<NodeState>,
@@ -94,7 +99,14 @@ pub(crate) async fn handle(
     let tx = TransactionId::new();
     let received_at = Utc::now();
     let (resp, code) = match consume(&state, req, tx, received_at, is_cert).await {
-        Ok(r) => (r, String::new()),
+        Ok(r) => {
+            let code = r
+                .extensions()
+                .get::<RelayedCode>()
+                .map(|c| c.0.clone())
+                .unwrap_or_default();
+            (r, code)
+        }
         Err(p) => (problem_response(&p), p.code),
     };
     state
@@ -465,6 +477,7 @@ async fn finish(
 ) -> Result<Response<Body>, Problem> {
     let status = resp_head.status;
     let hash = request_hash(&signed.info);
+    let code = wire::platform_code(&resp_head.headers, &resp_body);
     if let Some(service) = &signed.service {
         let keep = state.keep_bodies(None);
         let exchange = Exchange {
@@ -479,7 +492,7 @@ async fn finish(
             user_id: signed.user_id.clone(),
             request_id: signed.request_id.clone(),
             status: status.as_u16(),
-            problem_code: wire::platform_code(&resp_head.headers, &resp_body),
+            problem_code: code.clone(),
             request_bytes: signed.request_body.len() as u64,
             response_bytes: resp_body.len() as u64,
             request: own_meta(state, &signed.info, &signed.digest),
@@ -507,6 +520,9 @@ async fn finish(
     );
     out.headers_mut()
         .insert(HeaderName::from_static(REQUEST_HASH), hv(&hash));
+    if let Some(code) = code {
+        out.extensions_mut().insert(RelayedCode(code));
+    }
     Ok(out)
 }
 

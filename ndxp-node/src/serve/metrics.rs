@@ -2,7 +2,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `ndxp_node_exchanges_total` | counter | `role` (consumer, provider), `status` (HTTP status), `code` (problem code or empty) |
+//! | `ndxp_node_exchanges_total` | counter | `role` (consumer, provider), `status` (HTTP status), `code` (problem code raised or relayed, or empty) |
 //! | `ndxp_node_exchange_duration_seconds` | histogram | `role` |
 //! | `ndxp_node_peer_refused_total` | counter | |
 //! | `ndxp_node_conf_version` | gauge | |

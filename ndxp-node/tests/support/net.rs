@@ -3,7 +3,9 @@
 //! management server publishing a signed global configuration, a real
 //! backend, and two nodes of two members (provider H29/CSDLDC, consumer
 //! G22/QLHT) started with `ndxp_node::serve::Node`, each on 127.0.0.1
-//! ports of its own.
+//! ports of its own. With [`Options::tsa`], the CA's time-stamping
+//! authority answers over HTTP too and the global configuration names it,
+//! so both nodes timestamp their message logs.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{self, post};
 use axum::Router;
 use chrono::{DateTime, TimeDelta, Utc};
 use ndxp_core::{MemberId, NodeName, ServiceId, SubsystemId};
@@ -23,7 +25,7 @@ use ndxp_node::keys::{init_keys, KeysOptions};
 use ndxp_node::local::{LocalFile, ServiceEntry};
 use ndxp_registry::globalconf::{
     self, ConfAnchor, ConfCa, ConfContent, ConfDocument, ConfGrantee, ConfMember, ConfNode,
-    ConfService,
+    ConfService, ConfTsa,
 };
 use ndxp_sign::ca::Pki;
 use ndxp_sign::cert::{read_pem_chain, write_pem_chain, Profile};
@@ -34,6 +36,7 @@ use ndxp_sign::openssl::x509::X509;
 use ndxp_sign::profile::Signer;
 use ndxp_sign::tls::TlsIdentity;
 use ndxp_test_support::pki::{init_pki, member_signer};
+use ndxp_test_support::tsa::TestTsa;
 use tokio::sync::oneshot;
 
 use super::MANAGEMENT;
@@ -210,16 +213,17 @@ async fn echo(headers: HeaderMap, body: Bytes) -> Response {
 /// Starts the backend; returns its address.
 pub async fn start_backend() -> SocketAddr {
     let api = Router::new()
-        .route("/persons/{id}", get(person))
-        .route("/slow", get(slow))
-        .route("/big", get(big))
-        .route("/big-chunked", get(big_chunked))
+        .route("/persons/{id}", routing::get(person))
+        .route("/slow", routing::get(slow))
+        .route("/big", routing::get(big))
+        .route("/big-chunked", routing::get(big_chunked))
         .route("/echo", post(echo));
     // The services' base URL is `/citizen`; `/internal` is outside every
     // service and must never be reachable through the exchange.
-    let app = Router::new()
-        .nest("/citizen", api)
-        .route("/internal/secret", get(|| async { "internal secret" }));
+    let app = Router::new().nest("/citizen", api).route(
+        "/internal/secret",
+        routing::get(|| async { "internal secret" }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -346,6 +350,13 @@ pub struct Options {
     pub exchange_timeout_secs: Option<u64>,
     /// `[exchange] ocsp_refresh_secs` of both nodes (default 300).
     pub ocsp_refresh_secs: Option<u64>,
+    /// Start the CA's TSA ([`Network::tsa`]) and name it in the global
+    /// configuration: both nodes then timestamp their logs.
+    pub tsa: bool,
+    /// `[log] timestamp_interval_secs` of both nodes (default 10).
+    pub timestamp_interval_secs: Option<u64>,
+    /// `[log] timestamp_max_lag_secs` of both nodes (default 600).
+    pub timestamp_max_lag_secs: Option<u64>,
 }
 
 /// The whole network. Dropping it (at the end of the test's runtime)
@@ -359,6 +370,8 @@ pub struct Network {
     mgmt_key: PKey<Private>,
     mgmt_chain: Vec<X509>,
     pub backend: SocketAddr,
+    /// The CA's TSA, with [`Options::tsa`].
+    pub tsa: Option<TestTsa>,
     pub provider: NodeSetup,
     pub consumer: NodeSetup,
     stops: Vec<oneshot::Sender<()>>,
@@ -391,6 +404,11 @@ impl Network {
         let mgmt = Arc::new(super::Server::default());
         let mgmt_url = super::start(mgmt.clone()).await;
         let backend = start_backend().await;
+        let tsa = if opts.tsa {
+            Some(TestTsa::start(&pki).await)
+        } else {
+            None
+        };
 
         let setup = |member: &str, node: &str| {
             let member: MemberId = member.parse().unwrap();
@@ -423,6 +441,7 @@ impl Network {
             mgmt_key: mgmt_signer.key,
             mgmt_chain: mgmt_signer.chain,
             backend,
+            tsa,
             provider,
             consumer,
             stops: Vec::new(),
@@ -470,6 +489,8 @@ impl Network {
     fn write_config(&self, n: &NodeSetup, opts: &Options) {
         let exchange_timeout_secs = opts.exchange_timeout_secs.unwrap_or(20);
         let ocsp_refresh_secs = opts.ocsp_refresh_secs.unwrap_or(300);
+        let timestamp_interval_secs = opts.timestamp_interval_secs.unwrap_or(10);
+        let timestamp_max_lag_secs = opts.timestamp_max_lag_secs.unwrap_or(600);
         let anchor = ConfAnchor::new(
             "VN".parse().unwrap(),
             format!("{}/globalconf", self.mgmt_url),
@@ -516,6 +537,8 @@ ocsp_refresh_secs = {ocsp_refresh_secs}
 
 [log]
 url = "sqlite://{log}"
+timestamp_interval_secs = {timestamp_interval_secs}
+timestamp_max_lag_secs = {timestamp_max_lag_secs}
 
 [local]
 file = "local.json"
@@ -569,7 +592,8 @@ file = "local.json"
     }
 
     /// The global configuration: both members with their subsystems, both
-    /// nodes, the CA with its OCSP URL, the service catalogue.
+    /// nodes, the CA with its OCSP URL, the TSA when there is one, the
+    /// service catalogue.
     pub fn doc(&self, version: u64, at: DateTime<Utc>) -> ConfDocument {
         let service = |id: &str, description: &str| ConfService {
             id: id.parse::<ServiceId>().unwrap(),
@@ -611,6 +635,18 @@ file = "local.json"
                 .unwrap(),
                 ocsp_urls: vec![self.ocsp_url.clone()],
             }],
+            tsas: self
+                .tsa
+                .iter()
+                .map(|t| ConfTsa {
+                    name: "NDXP TSA".into(),
+                    url: t.url.clone(),
+                    cert_pem: String::from_utf8(
+                        write_pem_chain(std::slice::from_ref(self.pki.tsa_cert())).unwrap(),
+                    )
+                    .unwrap(),
+                })
+                .collect(),
             services: vec![
                 service(CITIZEN, "Citizen registry"),
                 service(CITIZEN_V2, "Citizen registry, next version"),
@@ -687,6 +723,23 @@ file = "local.json"
     pub fn client_id() -> SubsystemId {
         CLIENT.parse().unwrap()
     }
+}
+
+/// An HTTP client for information systems and operators (30 s time-out).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// `GET url`, as the subsystem `client` when given.
+pub async fn get(url: &str, client: Option<&str>) -> Answer {
+    let mut r = http().get(url);
+    if let Some(c) = client {
+        r = r.header("NDXP-Client", c);
+    }
+    Answer::of(r.send().await.unwrap()).await
 }
 
 /// A platform answer: status, `NDXP-Id`, content type, the problem
