@@ -165,9 +165,11 @@ impl SqlStore {
         let migrator = Migrator::with_migrations(migrations);
         // SQLite has no migration lock: when two processes migrate a fresh
         // file at once, the loser's transaction fails (and rolls back) once
-        // the winner commits; running again then finds the work done.
+        // the winner commits; running again then finds the work done. Every
+        // lost attempt means another process committed a migration, so one
+        // attempt per migration plus one always suffices.
         let attempts = match self.backend {
-            Backend::Sqlite => 3,
+            Backend::Sqlite => MIGRATIONS.len() + 1,
             Backend::Postgres => 1,
         };
         let mut result = Ok(());
