@@ -235,8 +235,9 @@ pub async fn remove_node(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewNodeCertificate {
-    /// The node's new authentication (TLS) certificate, PEM: one
-    /// certificate, issued by a trusted CA to this member's node.
+    /// The node's new authentication (TLS) certificate, PEM, issued by a
+    /// trusted CA to this member's node, optionally followed by its
+    /// intermediate CA certificates (only the first is stored).
     pub auth_cert_pem: String,
 }
 
@@ -274,11 +275,17 @@ pub async fn add_node_certificate(
         st.publisher.trusted_ca_certs(),
         chrono::Utc::now(),
     )?;
+    let leaf = ndxp_sign::cert::read_pem_chain(body.auth_cert_pem.as_bytes())
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .and_then(|c| ndxp_sign::cert::write_pem_chain(&[c]).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::BadRequest("auth_cert_pem holds no certificate".into()))?;
     let new = NewRegistration {
         member,
         node: name,
         address: node.address,
-        auth_cert_pem: body.auth_cert_pem,
+        auth_cert_pem: leaf,
         auth_cert_sha256: fp,
         signed_request: String::new(),
     };
