@@ -98,8 +98,13 @@ async fn node_certificate_rotation_without_removing_the_node() {
             ("another node", auth_pem(&env, H29, "node-other")),
             ("another member", auth_pem(&env, G22, NODE)),
             ("an untrusted CA", {
-                let other_pki = init_pki(&env.dir.path().join("other-ca"), "http://127.0.0.1:9/ocsp");
-                pem(&node_auth_cert(&other_pki, &H29.parse().unwrap(), &NODE.parse().unwrap()))
+                let other_pki =
+                    init_pki(&env.dir.path().join("other-ca"), "http://127.0.0.1:9/ocsp");
+                pem(&node_auth_cert(
+                    &other_pki,
+                    &H29.parse().unwrap(),
+                    &NODE.parse().unwrap(),
+                ))
             }),
         ] {
             let (s, v) = env
@@ -112,7 +117,10 @@ async fn node_certificate_rotation_without_removing_the_node() {
                 .await;
             assert_eq!(s, 400, "{what}: {v}");
             assert!(
-                v["detail"].as_str().unwrap().contains("authentication certificate"),
+                v["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("authentication certificate"),
                 "{what}: {v}"
             );
         }
@@ -145,7 +153,10 @@ async fn node_certificate_rotation_without_removing_the_node() {
         let (s, _) = env
             .call(
                 "POST",
-                &format!("/api/v1/registrations/{}/approve", req["id"].as_str().unwrap()),
+                &format!(
+                    "/api/v1/registrations/{}/approve",
+                    req["id"].as_str().unwrap()
+                ),
                 Some(&h29),
                 None,
             )
@@ -202,7 +213,11 @@ async fn node_certificate_rotation_without_removing_the_node() {
         // The node's own way (`ndxp-node register` with the new keys): a
         // signed request for the existing name adds certificate C.
         let (s, v) = submit_signed(&env, env.registration(&keys, NODE, ADDRESS)).await;
-        assert_eq!((s, v["kind"].as_str()), (201, Some("add_certificate")), "{v}");
+        assert_eq!(
+            (s, v["kind"].as_str()),
+            (201, Some("add_certificate")),
+            "{v}"
+        );
         let fp_c = v["auth_cert_sha256"].as_str().unwrap().to_string();
         approve(&env, &v["id"]).await;
         assert_eq!(fingerprints(&env.globalconf().await), [fp_b.clone(), fp_c]);
@@ -215,7 +230,9 @@ async fn node_certificate_rotation_without_removing_the_node() {
         assert_eq!(s, 400, "{v}");
 
         // The audit trail names both steps.
-        let (_, audit) = env.op("GET", "/api/v1/audit?after=0&limit=1000", None).await;
+        let (_, audit) = env
+            .op("GET", "/api/v1/audit?after=0&limit=1000", None)
+            .await;
         let actions: Vec<&str> = audit["entries"]
             .as_array()
             .unwrap()

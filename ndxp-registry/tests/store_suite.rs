@@ -8,8 +8,8 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 use ndxp_core::{MemberId, NodeName, ServiceId, SubsystemId};
 use ndxp_registry::model::{
-    Actor, CredentialKind, Grantee, NewRegistration, RegistrationKind, RegistrationState, ServiceUpdate, StoredConf,
-    SubscriptionState,
+    Actor, CredentialKind, Grantee, NewRegistration, RegistrationKind, RegistrationState,
+    ServiceUpdate, StoredConf, SubscriptionState,
 };
 use ndxp_registry::store::{RegistryStore, SqlStore, StoreError, StoreOptions, SubscriptionFilter};
 use ndxp_sign::openssl::{
@@ -446,14 +446,26 @@ async fn certificate_rotation(db: &TestDb) {
     let second = registration(H29, "node1");
     let r2 = s.submit_registration(&second, &a).await.unwrap();
     assert_eq!(r2.kind, RegistrationKind::AddCertificate);
-    assert_eq!(s.get_registration(r2.id).await.unwrap().kind, RegistrationKind::AddCertificate);
+    assert_eq!(
+        s.get_registration(r2.id).await.unwrap().kind,
+        RegistrationKind::AddCertificate
+    );
     let n = s.approve_registration(r2.id, &a).await.unwrap();
     assert_eq!(
         n.fingerprints(),
-        vec![first.auth_cert_sha256.clone(), second.auth_cert_sha256.clone()]
+        vec![
+            first.auth_cert_sha256.clone(),
+            second.auth_cert_sha256.clone()
+        ]
     );
     assert_eq!(n.auth_cert_sha256, second.auth_cert_sha256, "newest is B");
-    assert_eq!(n.created_at, s.get_node(&mid(H29), &node("node1")).await.unwrap().created_at);
+    assert_eq!(
+        n.created_at,
+        s.get_node(&mid(H29), &node("node1"))
+            .await
+            .unwrap()
+            .created_at
+    );
     let snap = s.snapshot().await.unwrap();
     assert_eq!(snap.nodes.len(), 1);
     assert_eq!(snap.nodes[0].fingerprints(), n.fingerprints());
@@ -467,7 +479,8 @@ async fn certificate_rotation(db: &TestDb) {
 
     // Removing: an unknown fingerprint is NotFound, A goes, B stays.
     assert!(matches!(
-        s.remove_node_certificate(&mid(H29), &node("node1"), &sha(9), &a).await,
+        s.remove_node_certificate(&mid(H29), &node("node1"), &sha(9), &a)
+            .await,
         Err(StoreError::NotFound { .. })
     ));
     let v = s.registry_version().await.unwrap();
@@ -480,7 +493,10 @@ async fn certificate_rotation(db: &TestDb) {
     let audit = s.list_audit(0, 1000).await.unwrap();
     assert_eq!(audit.last().unwrap().action, "node.remove_certificate");
     let snap = s.snapshot().await.unwrap();
-    assert_eq!(snap.nodes[0].fingerprints(), vec![second.auth_cert_sha256.clone()]);
+    assert_eq!(
+        snap.nodes[0].fingerprints(),
+        vec![second.auth_cert_sha256.clone()]
+    );
     assert_eq!(snap.nodes[0].auth_cert_sha256, second.auth_cert_sha256);
     // The only certificate left cannot be removed; the node stays.
     assert!(matches!(
@@ -501,7 +517,10 @@ async fn certificate_rotation(db: &TestDb) {
         .unwrap();
     assert_eq!(n.auth_cert_sha256, second.auth_cert_sha256);
     assert_eq!(
-        s.get_node(&mid(H29), &node("node1")).await.unwrap().auth_cert_sha256,
+        s.get_node(&mid(H29), &node("node1"))
+            .await
+            .unwrap()
+            .auth_cert_sha256,
         second.auth_cert_sha256
     );
 

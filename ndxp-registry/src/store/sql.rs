@@ -22,9 +22,8 @@ use super::{RegistryStore, Result, StoreError, SubscriptionFilter};
 use crate::model::{
     AccessRight, Actor, AuditEntry, Credential, CredentialKind, Grantee, Group, Member,
     MemberEntry, NewRegistration, Node, NodeCertificate, RegistrationKind, RegistrationRequest,
-    RegistrationState, RegistrySnapshot,
-    Service, ServiceUpdate, StoredConf, Subscription, SubscriptionEvent, SubscriptionState,
-    Subsystem,
+    RegistrationState, RegistrySnapshot, Service, ServiceUpdate, StoredConf, Subscription,
+    SubscriptionEvent, SubscriptionState, Subsystem,
 };
 
 /// The versioned schema migrations, oldest first. Never edit one that has
@@ -594,7 +593,11 @@ fn nodes_with_certs(rows: &[AnyRow], cert_rows: &[AnyRow]) -> Result<Vec<Node>> 
 }
 
 /// One node with its certificates, inside a write.
-async fn load_node(conn: &mut sqlx::AnyConnection, member: &MemberId, name: &NodeName) -> Result<Node> {
+async fn load_node(
+    conn: &mut sqlx::AnyConnection,
+    member: &MemberId,
+    name: &NodeName,
+) -> Result<Node> {
     let sql = format!("SELECT {NODE_COLS} FROM nodes WHERE member_id = $1 AND name = $2");
     let row = found(
         sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -1183,14 +1186,13 @@ impl RegistryStore for SqlStore {
 
         let mut w = self.begin_write(true).await?;
         let target = format!("{}/{}", req.member, req.node);
-        let existing: Option<String> = sqlx::query_scalar(
-            "SELECT address FROM nodes WHERE member_id = $1 AND name = $2",
-        )
-        .bind(req.member.to_string())
-        .bind(req.node.to_string())
-        .fetch_optional(w.conn())
-        .await
-        .map_err(db)?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT address FROM nodes WHERE member_id = $1 AND name = $2")
+                .bind(req.member.to_string())
+                .bind(req.node.to_string())
+                .fetch_optional(w.conn())
+                .await
+                .map_err(db)?;
         let kind = match existing {
             Some(address) if address != req.address => {
                 return Err(StoreError::Invalid(format!(
@@ -1338,13 +1340,14 @@ impl RegistryStore for SqlStore {
                     .map_err(constraint("node", &target))?;
             }
             RegistrationKind::AddCertificate => {
-                let node_exists = sqlx::query("SELECT 1 FROM nodes WHERE member_id = $1 AND name = $2")
-                    .bind(req.member.to_string())
-                    .bind(req.node.to_string())
-                    .fetch_optional(w.conn())
-                    .await
-                    .map_err(db)?
-                    .is_some();
+                let node_exists =
+                    sqlx::query("SELECT 1 FROM nodes WHERE member_id = $1 AND name = $2")
+                        .bind(req.member.to_string())
+                        .bind(req.node.to_string())
+                        .fetch_optional(w.conn())
+                        .await
+                        .map_err(db)?
+                        .is_some();
                 if !node_exists {
                     return Err(StoreError::Invalid(format!(
                         "node {target} no longer exists; reject this request and register \
