@@ -80,7 +80,7 @@ async fn node_certificate_rotation_without_removing_the_node() {
         assert_eq!((s, v["kind"].as_str()), (201, Some("node")), "{v}");
         let node = approve(&env, &v["id"]).await;
         let fp_a = node["auth_cert_sha256"].as_str().unwrap().to_string();
-        assert_eq!(fingerprints(&env.globalconf().await), [fp_a.clone()]);
+        assert_eq!(fingerprints(&env.globalconf().await), [fp_a.as_str()]);
 
         // Another member may not add a certificate to H29's node.
         let pem_b = auth_pem(&env, H29, NODE);
@@ -149,7 +149,7 @@ async fn node_certificate_rotation_without_removing_the_node() {
         assert_eq!(req["state"], "pending");
         assert_eq!(req["address"], ADDRESS);
         let fp_b = req["auth_cert_sha256"].as_str().unwrap().to_string();
-        assert_eq!(fingerprints(&env.globalconf().await), [fp_a.clone()]);
+        assert_eq!(fingerprints(&env.globalconf().await), [fp_a.as_str()]);
         let (s, _) = env
             .call(
                 "POST",
@@ -194,7 +194,7 @@ async fn node_certificate_rotation_without_removing_the_node() {
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["auth_certs"].as_array().unwrap().len(), 1);
         let conf = env.globalconf().await;
-        assert_eq!(fingerprints(&conf), [fp_b.clone()]);
+        assert_eq!(fingerprints(&conf), [fp_b.as_str()]);
         assert!(conf.node_by_auth_cert(&fp_a).is_none());
         // Gone already: 404; the last one: 409; not a fingerprint: 400.
         let (s, _) = env

@@ -1072,7 +1072,7 @@ impl RegistryStore for SqlStore {
 
     async fn get_node(&self, member: &MemberId, name: &NodeName) -> Result<Node> {
         let mut tx = self.read_tx().await?;
-        let node = load_node(&mut *tx, member, name).await?;
+        let node = load_node(&mut tx, member, name).await?;
         tx.commit().await.map_err(db)?;
         Ok(node)
     }
