@@ -248,6 +248,24 @@ impl Admin {
         Ok(self.store.remove_node(member, name, &self.actor).await?)
     }
 
+    /// Removes one authentication certificate (SHA-256, lowercase hex)
+    /// from a node that holds several, at the end of a certificate
+    /// rotation: the next global configuration lists only the others, so
+    /// peers stop accepting it.
+    pub async fn remove_node_certificate(
+        &self,
+        member: &MemberId,
+        name: &NodeName,
+        auth_cert_sha256: &str,
+    ) -> Result<Node> {
+        self.check_member("member", member, member)?;
+        let fp = auth_cert_sha256.trim().to_ascii_lowercase();
+        Ok(self
+            .store
+            .remove_node_certificate(member, name, &fp, &self.actor)
+            .await?)
+    }
+
     // --------------------------------------------------------- requests
 
     /// Node registration requests in one state, or all; oldest first.
@@ -497,7 +515,9 @@ pub fn subsystems_table(subsystems: &[Subsystem]) -> String {
     table(&["ID", "CREATED"], &rows)
 }
 
-/// Nodes as a table: `MEMBER NAME ADDRESS AUTH-CERT-SHA256 CREATED`.
+/// Nodes as a table: `MEMBER NAME ADDRESS AUTH-CERT-SHA256 CREATED`, with
+/// every authentication certificate's fingerprint (oldest first, comma
+/// separated) while a node holds several.
 pub fn nodes_table(nodes: &[Node]) -> String {
     let rows: Vec<Vec<String>> = nodes
         .iter()
@@ -506,7 +526,7 @@ pub fn nodes_table(nodes: &[Node]) -> String {
                 n.member.to_string(),
                 n.name.to_string(),
                 n.address.clone(),
-                n.auth_cert_sha256.clone(),
+                n.fingerprints().join(","),
                 time(&n.created_at),
             ]
         })
@@ -526,6 +546,7 @@ pub fn requests_table(requests: &[RegistrationRequest]) -> String {
             vec![
                 r.id.to_string(),
                 r.state.to_string(),
+                r.kind.to_string(),
                 r.member.to_string(),
                 r.node.to_string(),
                 r.address.clone(),
@@ -541,6 +562,7 @@ pub fn requests_table(requests: &[RegistrationRequest]) -> String {
         &[
             "ID",
             "STATE",
+            "KIND",
             "MEMBER",
             "NODE",
             "ADDRESS",

@@ -201,6 +201,23 @@ enum NodesCommand {
         #[arg(long)]
         name: NodeName,
     },
+    /// Remove one authentication (TLS) certificate of a node that holds
+    /// several, at the end of a rotation: it leaves the next global
+    /// configuration and peers stop accepting it.
+    RemoveCert {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// The node's member.
+        #[arg(long)]
+        member: MemberId,
+        /// The node's name.
+        #[arg(long)]
+        name: NodeName,
+        /// The certificate's SHA-256 fingerprint (64 hex digits, as
+        /// `nodes list` shows it).
+        #[arg(long)]
+        sha256: String,
+    },
 }
 
 /// Which registration requests to list.
@@ -494,6 +511,21 @@ fn run(command: Command) -> Result<()> {
                 with_admin(&cfg, async |a| a.remove_node(&member, &name).await)?;
                 println!("removed node {name} of {member}; it is left out of the next global configuration");
             }
+            NodesCommand::RemoveCert {
+                cfg,
+                member,
+                name,
+                sha256,
+            } => {
+                let n = with_admin(&cfg, async |a| {
+                    a.remove_node_certificate(&member, &name, &sha256).await
+                })?;
+                println!(
+                    "removed certificate {} from node {name} of {member}; the next global configuration lists only {}",
+                    sha256.trim().to_ascii_lowercase(),
+                    n.fingerprints().join(", ")
+                );
+            }
         },
         Command::Requests(c) => match c {
             RequestsCommand::List { cfg, state, out } => {
@@ -508,10 +540,20 @@ fn run(command: Command) -> Result<()> {
             }
             RequestsCommand::Approve { cfg, id } => {
                 let n = with_admin(&cfg, async |a| a.approve_request(id).await)?;
-                println!(
-                    "approved request {id}: node {} of {} at {} enters the next global configuration",
-                    n.name, n.member, n.address
-                );
+                if n.auth_certs.len() > 1 {
+                    println!(
+                        "approved request {id}: node {} of {} holds {} authentication certificates ({}); the next global configuration lists them all",
+                        n.name,
+                        n.member,
+                        n.auth_certs.len(),
+                        n.fingerprints().join(", ")
+                    );
+                } else {
+                    println!(
+                        "approved request {id}: node {} of {} at {} enters the next global configuration",
+                        n.name, n.member, n.address
+                    );
+                }
             }
             RequestsCommand::Reject { cfg, id, reason } => {
                 let r = with_admin(&cfg, async |a| a.reject_request(id, &reason).await)?;

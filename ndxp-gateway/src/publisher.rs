@@ -268,7 +268,7 @@ impl Publisher {
                     member: n.member.clone(),
                     name: n.name.clone(),
                     address: n.address.clone(),
-                    auth_cert_sha256: vec![n.auth_cert_sha256.clone()],
+                    auth_cert_sha256: n.fingerprints(),
                 })
                 .collect(),
             cas: self.cas.clone(),

@@ -25,6 +25,7 @@ fn sample(param: &str) -> &'static str {
         "node" => "node-1",
         "group" => "grp",
         "id" => "0190f3c4-7b1a-7c3e-9d2a-1b2c3d4e5f60",
+        "sha256" => "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b",
         other => panic!("no sample value for path parameter {other}"),
     }
 }

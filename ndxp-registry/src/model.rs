@@ -85,13 +85,39 @@ pub struct Node {
     pub name: NodeName,
     /// The `https://` URL of the node's peer port.
     pub address: String,
-    /// The node's authentication (TLS) certificate, PEM.
+    /// The node's newest authentication (TLS) certificate, PEM.
     pub auth_cert_pem: String,
-    /// SHA-256 fingerprint of the DER certificate, lowercase hex
+    /// SHA-256 fingerprint of that DER certificate, lowercase hex
     /// (as [`ndxp_sign::cert::fingerprint_sha256`] computes it).
     pub auth_cert_sha256: String,
     /// When the node was admitted.
     pub created_at: DateTime<Utc>,
+    /// Every authentication certificate of the node, oldest first; the
+    /// newest is the one above. Several during a rotation: peers accept
+    /// any of them.
+    #[serde(default)]
+    pub auth_certs: Vec<NodeCertificate>,
+}
+
+/// One authentication (TLS) certificate of a [`Node`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCertificate {
+    /// The certificate, PEM.
+    pub auth_cert_pem: String,
+    /// SHA-256 fingerprint of the DER certificate, lowercase hex.
+    pub auth_cert_sha256: String,
+    /// When it was added to the node (approval of its request).
+    pub added_at: DateTime<Utc>,
+}
+
+impl Node {
+    /// The fingerprints of every authentication certificate, oldest first.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.auth_certs
+            .iter()
+            .map(|c| c.auth_cert_sha256.clone())
+            .collect()
+    }
 }
 
 /// A service offered by a provider subsystem (`subsystem/code/version`).
@@ -325,6 +351,46 @@ impl FromStr for RegistrationState {
     }
 }
 
+/// What a registration request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationKind {
+    /// A new node.
+    #[default]
+    Node,
+    /// One more authentication certificate for an existing node of the
+    /// same member (a certificate rotation); approving it adds the
+    /// certificate and leaves the node's others in place.
+    AddCertificate,
+}
+
+impl RegistrationKind {
+    /// The snake_case name, as stored and serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Node => "node",
+            Self::AddCertificate => "add_certificate",
+        }
+    }
+}
+
+impl fmt::Display for RegistrationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RegistrationKind {
+    type Err = UnknownState;
+    fn from_str(s: &str) -> Result<Self, UnknownState> {
+        Ok(match s {
+            "node" => Self::Node,
+            "add_certificate" => Self::AddCertificate,
+            _ => return Err(UnknownState(s.to_string())),
+        })
+    }
+}
+
 /// What a member submits to register a node; the caller has already
 /// verified the member's signature over `signed_request`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,8 +424,13 @@ pub struct RegistrationRequest {
     pub auth_cert_pem: String,
     /// Its SHA-256 fingerprint, lowercase hex.
     pub auth_cert_sha256: String,
-    /// The signed document as received, kept for audit.
+    /// The signed document as received, kept for audit; empty when an
+    /// additional certificate was submitted with a bearer token
+    /// (`POST /api/v1/nodes/{..}/certificates`).
     pub signed_request: String,
+    /// A new node, or one more certificate for an existing node.
+    #[serde(default)]
+    pub kind: RegistrationKind,
     /// Where the request stands.
     pub state: RegistrationState,
     /// When it was submitted.

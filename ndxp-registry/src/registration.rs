@@ -216,7 +216,36 @@ pub fn verify_registration(
 
     // The node's TLS certificate: an authentication certificate of that
     // member and node, from a trusted CA.
-    let certs = ndxp_sign::cert::read_pem_chain(payload.auth_cert_pem.as_bytes())
+    let auth_cert_sha256 = verify_auth_certificate(
+        &payload.auth_cert_pem,
+        &payload.member,
+        &payload.node,
+        intermediates,
+        trusted_cas,
+        now,
+    )?;
+    Ok(VerifiedRegistration {
+        payload,
+        auth_cert_sha256,
+    })
+}
+
+/// Checks a node's authentication (TLS) certificate, PEM (the leaf,
+/// optionally followed by its intermediates): it must chain to one of
+/// `trusted_cas` at `now` (with `intermediates` as further untrusted
+/// certificates), be an authentication certificate (`Purpose::Auth`) and
+/// be issued to exactly `member`'s node `node`. Returns its SHA-256
+/// fingerprint, lowercase hex. Used for registrations and for
+/// additional certificates of an existing node (rotation).
+pub fn verify_auth_certificate(
+    auth_cert_pem: &str,
+    member: &MemberId,
+    node: &NodeName,
+    intermediates: &[X509],
+    trusted_cas: &[X509],
+    now: DateTime<Utc>,
+) -> Result<String, RegistrationError> {
+    let certs = ndxp_sign::cert::read_pem_chain(auth_cert_pem.as_bytes())
         .map_err(|e| RegistrationError::AuthCertificate(e.to_string()))?;
     let (auth, auth_rest) = certs.split_first().ok_or_else(|| {
         RegistrationError::AuthCertificate("no certificate in auth_cert_pem".into())
@@ -232,18 +261,13 @@ pub fn verify_registration(
         &NoRevocationCheck,
     )
     .map_err(|e| RegistrationError::AuthCertificate(e.to_string()))?;
-    let (member, node) = ndxp_sign::cert::node_of(auth)
+    let (cert_member, cert_node) = ndxp_sign::cert::node_of(auth)
         .map_err(|e| RegistrationError::AuthCertificate(e.to_string()))?;
-    if member != payload.member || node != payload.node {
+    if &cert_member != member || &cert_node != node {
         return Err(RegistrationError::AuthCertificate(format!(
-            "it was issued to node {node} of {member}, not to {} of {}",
-            payload.node, payload.member
+            "it was issued to node {cert_node} of {cert_member}, not to {node} of {member}"
         )));
     }
-    let auth_cert_sha256 = ndxp_sign::cert::try_fingerprint_sha256(auth)
-        .map_err(|e| RegistrationError::AuthCertificate(e.to_string()))?;
-    Ok(VerifiedRegistration {
-        payload,
-        auth_cert_sha256,
-    })
+    ndxp_sign::cert::try_fingerprint_sha256(auth)
+        .map_err(|e| RegistrationError::AuthCertificate(e.to_string()))
 }

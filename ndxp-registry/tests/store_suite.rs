@@ -8,8 +8,8 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 use ndxp_core::{MemberId, NodeName, ServiceId, SubsystemId};
 use ndxp_registry::model::{
-    Actor, CredentialKind, Grantee, NewRegistration, RegistrationState, ServiceUpdate, StoredConf,
-    SubscriptionState,
+    Actor, CredentialKind, Grantee, NewRegistration, RegistrationKind, RegistrationState,
+    ServiceUpdate, StoredConf, SubscriptionState,
 };
 use ndxp_registry::store::{RegistryStore, SqlStore, StoreError, StoreOptions, SubscriptionFilter};
 use ndxp_sign::openssl::{
@@ -94,6 +94,7 @@ suite!(
     subsystems_crud,
     registration_flow,
     registration_refusals,
+    certificate_rotation,
     approval_failing_midway_leaves_nothing,
     node_removal,
     services_crud,
@@ -362,10 +363,23 @@ async fn registration_refusals(db: &TestDb) {
         .await
         .unwrap();
     s.approve_registration(pending[0].id, &a).await.unwrap();
-    assert!(matches!(
-        s.submit_registration(&registration(H29, "node1"), &a).await,
-        Err(StoreError::AlreadyExists { what: "node", .. })
-    ));
+    // A request for an existing node adds a certificate, so it must keep
+    // the node's address.
+    let mut moved = registration(H29, "node1");
+    moved.address = "https://elsewhere.example.vn:8443".into();
+    let err = s.submit_registration(&moved, &a).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.contains("same address")),
+        "{err}"
+    );
+    // A new node needs the signed request.
+    let mut unsigned = registration(H29, "node4");
+    unsigned.signed_request = String::new();
+    let err = s.submit_registration(&unsigned, &a).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.contains("does not exist")),
+        "{err}"
+    );
     // Certificate already used by a node.
     let mut reuse = registration(H29, "node9");
     reuse.auth_cert_pem = first.auth_cert_pem.clone();
@@ -413,6 +427,111 @@ async fn registration_refusals(db: &TestDb) {
     s.add_member(&mid(G22), "G22", &a).await.unwrap();
     s.approve_registration(orphan.id, &a).await.unwrap();
     assert_eq!(s.list_nodes(None).await.unwrap().len(), 2);
+}
+
+/// A node gets a second certificate through an `add_certificate` request,
+/// the snapshot lists both, the old one is removed, the last one cannot be.
+async fn certificate_rotation(db: &TestDb) {
+    let s = &db.store;
+    let a = actor();
+    s.add_member(&mid(H29), "H29", &a).await.unwrap();
+    let first = registration(H29, "node1");
+    let r1 = s.submit_registration(&first, &a).await.unwrap();
+    assert_eq!(r1.kind, RegistrationKind::Node);
+    let n = s.approve_registration(r1.id, &a).await.unwrap();
+    assert_eq!(n.fingerprints(), vec![first.auth_cert_sha256.clone()]);
+
+    // The same member asks again for node1 with certificate B: a request
+    // to add a certificate, not a refusal.
+    let second = registration(H29, "node1");
+    let r2 = s.submit_registration(&second, &a).await.unwrap();
+    assert_eq!(r2.kind, RegistrationKind::AddCertificate);
+    assert_eq!(
+        s.get_registration(r2.id).await.unwrap().kind,
+        RegistrationKind::AddCertificate
+    );
+    let n = s.approve_registration(r2.id, &a).await.unwrap();
+    assert_eq!(
+        n.fingerprints(),
+        vec![
+            first.auth_cert_sha256.clone(),
+            second.auth_cert_sha256.clone()
+        ]
+    );
+    assert_eq!(n.auth_cert_sha256, second.auth_cert_sha256, "newest is B");
+    assert_eq!(
+        n.created_at,
+        s.get_node(&mid(H29), &node("node1"))
+            .await
+            .unwrap()
+            .created_at
+    );
+    let snap = s.snapshot().await.unwrap();
+    assert_eq!(snap.nodes.len(), 1);
+    assert_eq!(snap.nodes[0].fingerprints(), n.fingerprints());
+    let mut reuse = registration(H29, "node7");
+    reuse.auth_cert_pem = second.auth_cert_pem.clone();
+    reuse.auth_cert_sha256 = second.auth_cert_sha256.clone();
+    assert!(matches!(
+        s.submit_registration(&reuse, &a).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+
+    // Removing: an unknown fingerprint is NotFound, A goes, B stays.
+    assert!(matches!(
+        s.remove_node_certificate(&mid(H29), &node("node1"), &sha(9), &a)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let v = s.registry_version().await.unwrap();
+    let n = s
+        .remove_node_certificate(&mid(H29), &node("node1"), &first.auth_cert_sha256, &a)
+        .await
+        .unwrap();
+    assert_eq!(n.fingerprints(), vec![second.auth_cert_sha256.clone()]);
+    assert_eq!(s.registry_version().await.unwrap(), v + 1);
+    let audit = s.list_audit(0, 1000).await.unwrap();
+    assert_eq!(audit.last().unwrap().action, "node.remove_certificate");
+    let snap = s.snapshot().await.unwrap();
+    assert_eq!(
+        snap.nodes[0].fingerprints(),
+        vec![second.auth_cert_sha256.clone()]
+    );
+    assert_eq!(snap.nodes[0].auth_cert_sha256, second.auth_cert_sha256);
+    // The only certificate left cannot be removed; the node stays.
+    assert!(matches!(
+        s.remove_node_certificate(&mid(H29), &node("node1"), &second.auth_cert_sha256, &a)
+            .await,
+        Err(StoreError::InvalidTransition { .. })
+    ));
+    // Certificate A, no longer a node's, may be offered again; removing
+    // it (now the newest) points the node back at B.
+    let mut again = registration(H29, "node1");
+    again.auth_cert_pem = first.auth_cert_pem.clone();
+    again.auth_cert_sha256 = first.auth_cert_sha256.clone();
+    let r3 = s.submit_registration(&again, &a).await.unwrap();
+    s.approve_registration(r3.id, &a).await.unwrap();
+    let n = s
+        .remove_node_certificate(&mid(H29), &node("node1"), &first.auth_cert_sha256, &a)
+        .await
+        .unwrap();
+    assert_eq!(n.auth_cert_sha256, second.auth_cert_sha256);
+    assert_eq!(
+        s.get_node(&mid(H29), &node("node1"))
+            .await
+            .unwrap()
+            .auth_cert_sha256,
+        second.auth_cert_sha256
+    );
+
+    // Removing the node removes its certificates: B may serve a new node.
+    s.remove_node(&mid(H29), &node("node1"), &a).await.unwrap();
+    let mut b_again = registration(H29, "node2");
+    b_again.auth_cert_pem = second.auth_cert_pem.clone();
+    b_again.auth_cert_sha256 = second.auth_cert_sha256.clone();
+    let r4 = s.submit_registration(&b_again, &a).await.unwrap();
+    assert_eq!(r4.kind, RegistrationKind::Node);
+    s.approve_registration(r4.id, &a).await.unwrap();
 }
 
 async fn approval_failing_midway_leaves_nothing(db: &TestDb) {

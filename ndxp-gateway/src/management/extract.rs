@@ -219,6 +219,44 @@ impl NodePath {
     }
 }
 
+/// `{instance}/{class}/{code}/{node}/certificates/{sha256}`: one
+/// authentication certificate of a node.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct NodeCertPath {
+    /// Instance.
+    pub instance: String,
+    /// Member class.
+    pub class: String,
+    /// Member code.
+    pub code: String,
+    /// Node name.
+    pub node: String,
+    /// SHA-256 of the certificate (DER), 64 lowercase hex digits.
+    pub sha256: String,
+}
+
+impl NodeCertPath {
+    /// The member, node name and fingerprint.
+    pub fn id(&self) -> Result<(MemberId, NodeName, String), ApiError> {
+        let (m, n) = NodePath {
+            instance: self.instance.clone(),
+            class: self.class.clone(),
+            code: self.code.clone(),
+            node: self.node.clone(),
+        }
+        .id()?;
+        let fp = self.sha256.to_ascii_lowercase();
+        if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::BadRequest(format!(
+                "{:?} is not a SHA-256 fingerprint (64 hexadecimal digits)",
+                self.sha256
+            )));
+        }
+        Ok((m, n, fp))
+    }
+}
+
 /// `{instance}/{class}/{code}/{subsystem}/{service}/{version}`: a service.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]

@@ -18,6 +18,8 @@
 //! | GET, DELETE | `/api/v1/members/{instance}/{class}/{code}/subsystems/{subsystem}` | operator or that member |
 //! | GET | `/api/v1/nodes` | operator (a member sees its own) |
 //! | GET, DELETE | `/api/v1/nodes/{instance}/{class}/{code}/{node}` | operator or that member |
+//! | POST | `/api/v1/nodes/{instance}/{class}/{code}/{node}/certificates` | operator or that member (then an operator approves the request) |
+//! | DELETE | `/api/v1/nodes/{instance}/{class}/{code}/{node}/certificates/{sha256}` | operator or that member |
 //! | POST | `/api/v1/registrations` | anyone with a valid signed request (`application/jose`) |
 //! | GET | `/api/v1/registrations` | operator (a member sees its own) |
 //! | GET | `/api/v1/registrations/{id}` | operator or that member |
@@ -145,6 +147,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(members::get_subsystem, members::remove_subsystem))
         .routes(routes!(members::list_nodes))
         .routes(routes!(members::get_node, members::remove_node))
+        .routes(routes!(members::add_node_certificate))
+        .routes(routes!(members::remove_node_certificate))
         .routes(routes!(
             registrations::submit_registration,
             registrations::list_registrations

@@ -40,12 +40,27 @@ pub struct NodeSchema {
     name: String,
     /// `https://` URL of its peer port.
     address: String,
-    /// Its authentication certificate, PEM.
+    /// Its newest authentication certificate, PEM.
     auth_cert_pem: String,
-    /// SHA-256 of the certificate (DER), lowercase hex.
+    /// SHA-256 of that certificate (DER), lowercase hex.
     auth_cert_sha256: String,
     /// When it was admitted.
     created_at: DateTime<Utc>,
+    /// Every authentication certificate, oldest first (several during a
+    /// rotation; peers accept any of them).
+    auth_certs: Vec<NodeCertificateSchema>,
+}
+
+/// One authentication certificate of a node.
+#[derive(ToSchema)]
+#[schema(as = NodeCertificate)]
+pub struct NodeCertificateSchema {
+    /// The certificate, PEM.
+    auth_cert_pem: String,
+    /// SHA-256 of the certificate (DER), lowercase hex.
+    auth_cert_sha256: String,
+    /// When it was added to the node.
+    added_at: DateTime<Utc>,
 }
 
 /// A service version of a provider subsystem.
@@ -146,8 +161,12 @@ pub struct RegistrationSchema {
     auth_cert_pem: String,
     /// Its SHA-256, lowercase hex.
     auth_cert_sha256: String,
-    /// The signed request as received (compact JWS).
+    /// The signed request as received (compact JWS); empty when an
+    /// additional certificate was submitted with a bearer token.
     signed_request: String,
+    /// `node` (a new node) or `add_certificate` (one more certificate for
+    /// an existing node).
+    kind: String,
     /// `pending`, `approved` or `rejected`.
     state: String,
     /// When it was submitted.

@@ -159,12 +159,30 @@ pub trait RegistryStore: MonitoringStore + Send + Sync {
     async fn get_node(&self, member: &MemberId, name: &NodeName) -> Result<Node>;
     /// Removes a node; it disappears from the next global configuration.
     async fn remove_node(&self, member: &MemberId, name: &NodeName, actor: &Actor) -> Result<()>;
+    /// Removes one authentication certificate (by its SHA-256, lowercase
+    /// hex) from a node that holds several; the next global configuration
+    /// lists only the others. `NotFound` if the node does not hold it,
+    /// `InvalidTransition` if it is the node's only one.
+    async fn remove_node_certificate(
+        &self,
+        member: &MemberId,
+        name: &NodeName,
+        auth_cert_sha256: &str,
+        actor: &Actor,
+    ) -> Result<Node>;
 
     // ---- node registration requests ----
     /// Records a registration request (its signature already verified by
-    /// the caller). Refused when a pending request for the same member and
-    /// node exists, when the node exists, or when the certificate is
-    /// already a node's; the fingerprint must match the certificate.
+    /// the caller). When the member already has a node of that name the
+    /// request is of kind [`RegistrationKind::AddCertificate`] (a
+    /// certificate rotation; the address must be the node's), otherwise of
+    /// kind [`RegistrationKind::Node`], which needs a non-empty
+    /// `signed_request`. Refused when a pending request for the same
+    /// member and node exists or when the certificate is already a node's;
+    /// the fingerprint must match the certificate.
+    ///
+    /// [`RegistrationKind::AddCertificate`]: crate::model::RegistrationKind::AddCertificate
+    /// [`RegistrationKind::Node`]: crate::model::RegistrationKind::Node
     async fn submit_registration(
         &self,
         request: &NewRegistration,
@@ -177,8 +195,9 @@ pub trait RegistryStore: MonitoringStore + Send + Sync {
     ) -> Result<Vec<RegistrationRequest>>;
     /// One request; `NotFound` if absent.
     async fn get_registration(&self, id: Uuid) -> Result<RegistrationRequest>;
-    /// Approves a pending request and creates its node, atomically. The
-    /// member must exist.
+    /// Approves a pending request, atomically: creates its node, or for an
+    /// `add_certificate` request adds the certificate to the existing node
+    /// (which becomes its newest). The member must exist.
     async fn approve_registration(&self, id: Uuid, actor: &Actor) -> Result<Node>;
     /// Rejects a pending request with a reason.
     async fn reject_registration(

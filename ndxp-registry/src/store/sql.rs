@@ -21,9 +21,9 @@ use uuid::Uuid;
 use super::{RegistryStore, Result, StoreError, SubscriptionFilter};
 use crate::model::{
     AccessRight, Actor, AuditEntry, Credential, CredentialKind, Grantee, Group, Member,
-    MemberEntry, NewRegistration, Node, RegistrationRequest, RegistrationState, RegistrySnapshot,
-    Service, ServiceUpdate, StoredConf, Subscription, SubscriptionEvent, SubscriptionState,
-    Subsystem,
+    MemberEntry, NewRegistration, Node, NodeCertificate, RegistrationKind, RegistrationRequest,
+    RegistrationState, RegistrySnapshot, Service, ServiceUpdate, StoredConf, Subscription,
+    SubscriptionEvent, SubscriptionState, Subsystem,
 };
 
 /// The versioned schema migrations, oldest first. Never edit one that has
@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "gateway certificates",
         include_str!("../../migrations/0004_gateway_certificates.sql"),
+    ),
+    (
+        5,
+        "node certificates",
+        include_str!("../../migrations/0005_node_certificates.sql"),
     ),
 ];
 
@@ -159,9 +164,11 @@ impl SqlStore {
         let migrator = Migrator::with_migrations(migrations);
         // SQLite has no migration lock: when two processes migrate a fresh
         // file at once, the loser's transaction fails (and rolls back) once
-        // the winner commits; running again then finds the work done.
+        // the winner commits; running again then finds the work done. Every
+        // lost attempt means another process committed a migration, so one
+        // attempt per migration plus one always suffices.
         let attempts = match self.backend {
-            Backend::Sqlite => 3,
+            Backend::Sqlite => MIGRATIONS.len() + 1,
             Backend::Postgres => 1,
         };
         let mut result = Ok(());
@@ -527,7 +534,133 @@ fn node_row(row: &AnyRow) -> Result<Node> {
         auth_cert_pem: col(row, "auth_cert_pem")?,
         auth_cert_sha256: col(row, "auth_cert_sha256")?,
         created_at: time(row, "created_at")?,
+        auth_certs: Vec::new(),
     })
+}
+
+/// The authentication certificates of one node, of one member's nodes
+/// (`name` None) or of every node (both None), ordered by node, then
+/// oldest first.
+async fn node_cert_rows<'c, E>(
+    exec: E,
+    member: Option<&MemberId>,
+    name: Option<&NodeName>,
+) -> Result<Vec<AnyRow>>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    sqlx::query(
+        "SELECT member_id, node_name, auth_cert_pem, auth_cert_sha256, added_at \
+         FROM node_certificates WHERE ($1 IS NULL OR member_id = $1) \
+         AND ($2 IS NULL OR node_name = $2) \
+         ORDER BY member_id, node_name, added_at, auth_cert_sha256",
+    )
+    .bind(member.map(|m| m.to_string()))
+    .bind(name.map(|n| n.to_string()))
+    .fetch_all(exec)
+    .await
+    .map_err(db)
+}
+
+/// Node rows with their certificates from [`node_cert_rows`]. A node
+/// without any certificate row is corrupt data.
+fn nodes_with_certs(rows: &[AnyRow], cert_rows: &[AnyRow]) -> Result<Vec<Node>> {
+    let mut certs: HashMap<(String, String), Vec<NodeCertificate>> = HashMap::new();
+    for row in cert_rows {
+        certs
+            .entry((col(row, "member_id")?, col(row, "node_name")?))
+            .or_default()
+            .push(NodeCertificate {
+                auth_cert_pem: col(row, "auth_cert_pem")?,
+                auth_cert_sha256: col(row, "auth_cert_sha256")?,
+                added_at: time(row, "added_at")?,
+            });
+    }
+    rows.iter()
+        .map(|row| {
+            let mut node = node_row(row)?;
+            node.auth_certs = certs
+                .remove(&(node.member.to_string(), node.name.to_string()))
+                .ok_or_else(|| {
+                    corrupt(
+                        "node_certificates",
+                        format_args!("node {}/{} has no certificate", node.member, node.name),
+                    )
+                })?;
+            Ok(node)
+        })
+        .collect()
+}
+
+/// One node with its certificates, inside a write.
+async fn load_node(
+    conn: &mut sqlx::AnyConnection,
+    member: &MemberId,
+    name: &NodeName,
+) -> Result<Node> {
+    let sql = format!("SELECT {NODE_COLS} FROM nodes WHERE member_id = $1 AND name = $2");
+    let row = found(
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(member.to_string())
+            .bind(name.to_string())
+            .fetch_optional(&mut *conn)
+            .await,
+        "node",
+        format!("{member}/{name}"),
+    )?;
+    let certs = node_cert_rows(&mut *conn, Some(member), Some(name)).await?;
+    let mut nodes = nodes_with_certs(std::slice::from_ref(&row), &certs)?;
+    nodes
+        .pop()
+        .ok_or_else(|| not_found("node", format!("{member}/{name}")))
+}
+
+/// Adds an authentication certificate to an existing node and makes it
+/// the node's newest (`nodes.auth_cert_*`), inside a write.
+async fn insert_node_cert(
+    conn: &mut sqlx::AnyConnection,
+    member: &MemberId,
+    name: &NodeName,
+    pem: &str,
+    sha256: &str,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO node_certificates \
+         (member_id, node_name, auth_cert_pem, auth_cert_sha256, added_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(member.to_string())
+    .bind(name.to_string())
+    .bind(pem.to_string())
+    .bind(sha256.to_string())
+    .bind(ts(at))
+    .execute(&mut *conn)
+    .await
+    .map_err(constraint("node with authentication certificate", sha256))?;
+    set_newest_cert(conn, member, name, pem, sha256).await
+}
+
+/// Points `nodes.auth_cert_*` at one of the node's certificates.
+async fn set_newest_cert(
+    conn: &mut sqlx::AnyConnection,
+    member: &MemberId,
+    name: &NodeName,
+    pem: &str,
+    sha256: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE nodes SET auth_cert_pem = $3, auth_cert_sha256 = $4 \
+         WHERE member_id = $1 AND name = $2",
+    )
+    .bind(member.to_string())
+    .bind(name.to_string())
+    .bind(pem.to_string())
+    .bind(sha256.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(constraint("node with authentication certificate", sha256))?;
+    Ok(())
 }
 
 const SERVICE_COLS: &str = "id, description, openapi, deprecated_at, sunset_at, created_at";
@@ -564,7 +697,7 @@ fn right_row(row: &AnyRow) -> Result<AccessRight> {
 }
 
 const REG_COLS: &str = "id, member_id, node_name, address, auth_cert_pem, auth_cert_sha256, \
-     signed_request, state, submitted_at, decided_at, decided_by, reason";
+     signed_request, state, submitted_at, decided_at, decided_by, reason, kind";
 
 fn registration_row(row: &AnyRow) -> Result<RegistrationRequest> {
     Ok(RegistrationRequest {
@@ -575,6 +708,7 @@ fn registration_row(row: &AnyRow) -> Result<RegistrationRequest> {
         auth_cert_pem: col(row, "auth_cert_pem")?,
         auth_cert_sha256: col(row, "auth_cert_sha256")?,
         signed_request: col(row, "signed_request")?,
+        kind: parsed(row, "kind")?,
         state: parsed(row, "state")?,
         submitted_at: time(row, "submitted_at")?,
         decided_at: time_opt(row, "decided_at")?,
@@ -921,31 +1055,91 @@ impl RegistryStore for SqlStore {
     }
 
     async fn list_nodes(&self, member: Option<&MemberId>) -> Result<Vec<Node>> {
+        let mut tx = self.read_tx().await?;
         let sql = format!(
             "SELECT {NODE_COLS} FROM nodes WHERE ($1 IS NULL OR member_id = $1) \
              ORDER BY member_id, name"
         );
-        all_as(
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(member.map(|m| m.to_string()))
-                .fetch_all(&self.pool)
-                .await,
-            node_row,
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(member.map(|m| m.to_string()))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        let certs = node_cert_rows(&mut *tx, member, None).await?;
+        tx.commit().await.map_err(db)?;
+        nodes_with_certs(&rows, &certs)
     }
 
     async fn get_node(&self, member: &MemberId, name: &NodeName) -> Result<Node> {
-        let sql = format!("SELECT {NODE_COLS} FROM nodes WHERE member_id = $1 AND name = $2");
-        let row = found(
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(member.to_string())
-                .bind(name.to_string())
-                .fetch_optional(&self.pool)
-                .await,
-            "node",
-            format!("{member}/{name}"),
-        )?;
-        node_row(&row)
+        let mut tx = self.read_tx().await?;
+        let node = load_node(&mut tx, member, name).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(node)
+    }
+
+    async fn remove_node_certificate(
+        &self,
+        member: &MemberId,
+        name: &NodeName,
+        auth_cert_sha256: &str,
+        actor: &Actor,
+    ) -> Result<Node> {
+        let mut w = self.begin_write(true).await?;
+        let target = format!("{member}/{name}");
+        let mut node = load_node(w.conn(), member, name).await?;
+        let Some(pos) = node
+            .auth_certs
+            .iter()
+            .position(|c| c.auth_cert_sha256 == auth_cert_sha256)
+        else {
+            return Err(not_found(
+                "authentication certificate of node",
+                format!("{target} with SHA-256 {auth_cert_sha256}"),
+            ));
+        };
+        if node.auth_certs.len() == 1 {
+            return Err(StoreError::InvalidTransition {
+                what: format!("node {target}"),
+                from: "one authentication certificate".into(),
+                to: "none (remove the node instead)".into(),
+            });
+        }
+        node.auth_certs.remove(pos);
+        sqlx::query(
+            "DELETE FROM node_certificates \
+             WHERE member_id = $1 AND node_name = $2 AND auth_cert_sha256 = $3",
+        )
+        .bind(member.to_string())
+        .bind(name.to_string())
+        .bind(auth_cert_sha256.to_string())
+        .execute(w.conn())
+        .await
+        .map_err(db)?;
+        if node.auth_cert_sha256 == auth_cert_sha256 {
+            let newest = node
+                .auth_certs
+                .last()
+                .cloned()
+                .ok_or_else(|| corrupt("node_certificates", "no certificate left"))?;
+            set_newest_cert(
+                w.conn(),
+                member,
+                name,
+                &newest.auth_cert_pem,
+                &newest.auth_cert_sha256,
+            )
+            .await?;
+            node.auth_cert_pem = newest.auth_cert_pem;
+            node.auth_cert_sha256 = newest.auth_cert_sha256;
+        }
+        w.finish(
+            actor,
+            "node.remove_certificate",
+            &target,
+            json!({ "auth_cert_sha256": auth_cert_sha256, "remaining": node.fingerprints() }),
+        )
+        .await?;
+        Ok(node)
     }
 
     async fn remove_node(&self, member: &MemberId, name: &NodeName, actor: &Actor) -> Result<()> {
@@ -989,24 +1183,36 @@ impl RegistryStore for SqlStore {
                 req.auth_cert_sha256
             )));
         }
-        check_text("signed request", &req.signed_request)?;
 
         let mut w = self.begin_write(true).await?;
         let target = format!("{}/{}", req.member, req.node);
-        if sqlx::query("SELECT 1 FROM nodes WHERE member_id = $1 AND name = $2")
-            .bind(req.member.to_string())
-            .bind(req.node.to_string())
-            .fetch_optional(w.conn())
-            .await
-            .map_err(db)?
-            .is_some()
-        {
-            return Err(StoreError::AlreadyExists {
-                what: "node",
-                id: target,
-            });
-        }
-        if sqlx::query("SELECT 1 FROM nodes WHERE auth_cert_sha256 = $1")
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT address FROM nodes WHERE member_id = $1 AND name = $2")
+                .bind(req.member.to_string())
+                .bind(req.node.to_string())
+                .fetch_optional(w.conn())
+                .await
+                .map_err(db)?;
+        let kind = match existing {
+            Some(address) if address != req.address => {
+                return Err(StoreError::Invalid(format!(
+                    "node {target} is registered at {address}; a request for an additional \
+                     certificate must name the same address, not {}",
+                    req.address
+                )));
+            }
+            Some(_) => RegistrationKind::AddCertificate,
+            None => {
+                check_text("signed request", &req.signed_request).map_err(|_| {
+                    StoreError::Invalid(format!(
+                        "node {target} does not exist; a new node needs a registration request \
+                         signed by its member (`ndxp-node register`)"
+                    ))
+                })?;
+                RegistrationKind::Node
+            }
+        };
+        if sqlx::query("SELECT 1 FROM node_certificates WHERE auth_cert_sha256 = $1")
             .bind(req.auth_cert_sha256.clone())
             .fetch_optional(w.conn())
             .await
@@ -1036,7 +1242,7 @@ impl RegistryStore for SqlStore {
         let id = Uuid::now_v7();
         let sql = format!(
             "INSERT INTO registration_requests ({REG_COLS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, NULL, NULL, NULL)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, NULL, NULL, NULL, $9)"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_string())
@@ -1047,6 +1253,7 @@ impl RegistryStore for SqlStore {
             .bind(req.auth_cert_sha256.clone())
             .bind(req.signed_request.clone())
             .bind(ts(w.at))
+            .bind(kind.as_str())
             .execute(w.conn())
             .await
             .map_err(constraint("pending registration request for node", &target))?;
@@ -1058,6 +1265,7 @@ impl RegistryStore for SqlStore {
             auth_cert_pem: req.auth_cert_pem.clone(),
             auth_cert_sha256: req.auth_cert_sha256.clone(),
             signed_request: req.signed_request.clone(),
+            kind,
             state: RegistrationState::Pending,
             submitted_at: w.at,
             decided_at: None,
@@ -1070,7 +1278,7 @@ impl RegistryStore for SqlStore {
             &id.to_string(),
             json!({
                 "member": req.member, "node": req.node, "address": req.address,
-                "auth_cert_sha256": req.auth_cert_sha256,
+                "auth_cert_sha256": req.auth_cert_sha256, "kind": kind,
             }),
         )
         .await?;
@@ -1116,17 +1324,48 @@ impl RegistryStore for SqlStore {
             )));
         }
         let target = format!("{}/{}", req.member, req.node);
-        let sql = format!("INSERT INTO nodes ({NODE_COLS}) VALUES ($1, $2, $3, $4, $5, $6)");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(req.member.to_string())
-            .bind(req.node.to_string())
-            .bind(req.address.clone())
-            .bind(req.auth_cert_pem.clone())
-            .bind(req.auth_cert_sha256.clone())
-            .bind(ts(w.at))
-            .execute(w.conn())
-            .await
-            .map_err(constraint("node", &target))?;
+        match req.kind {
+            RegistrationKind::Node => {
+                let sql =
+                    format!("INSERT INTO nodes ({NODE_COLS}) VALUES ($1, $2, $3, $4, $5, $6)");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(req.member.to_string())
+                    .bind(req.node.to_string())
+                    .bind(req.address.clone())
+                    .bind(req.auth_cert_pem.clone())
+                    .bind(req.auth_cert_sha256.clone())
+                    .bind(ts(w.at))
+                    .execute(w.conn())
+                    .await
+                    .map_err(constraint("node", &target))?;
+            }
+            RegistrationKind::AddCertificate => {
+                let node_exists =
+                    sqlx::query("SELECT 1 FROM nodes WHERE member_id = $1 AND name = $2")
+                        .bind(req.member.to_string())
+                        .bind(req.node.to_string())
+                        .fetch_optional(w.conn())
+                        .await
+                        .map_err(db)?
+                        .is_some();
+                if !node_exists {
+                    return Err(StoreError::Invalid(format!(
+                        "node {target} no longer exists; reject this request and register \
+                         the node again"
+                    )));
+                }
+            }
+        }
+        let at = w.at;
+        insert_node_cert(
+            w.conn(),
+            &req.member,
+            &req.node,
+            &req.auth_cert_pem,
+            &req.auth_cert_sha256,
+            at,
+        )
+        .await?;
         sqlx::query(
             "UPDATE registration_requests SET state = 'approved', decided_at = $2, \
              decided_by = $3 WHERE id = $1",
@@ -1137,19 +1376,15 @@ impl RegistryStore for SqlStore {
         .execute(w.conn())
         .await
         .map_err(db)?;
-        let node = Node {
-            member: req.member.clone(),
-            name: req.node.clone(),
-            address: req.address,
-            auth_cert_pem: req.auth_cert_pem,
-            auth_cert_sha256: req.auth_cert_sha256,
-            created_at: w.at,
-        };
+        let node = load_node(w.conn(), &req.member, &req.node).await?;
         w.finish(
             actor,
             "registration.approve",
             &id.to_string(),
-            json!({ "node": target, "auth_cert_sha256": node.auth_cert_sha256 }),
+            json!({
+                "node": target, "kind": req.kind, "auth_cert_sha256": req.auth_cert_sha256,
+                "auth_certs": node.fingerprints(),
+            }),
         )
         .await?;
         Ok(node)
@@ -1880,6 +2115,7 @@ impl RegistryStore for SqlStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
+        let node_certs = node_cert_rows(&mut *tx, None, None).await?;
         let services = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SERVICE_COLS} FROM services ORDER BY id"
         )))
@@ -1926,7 +2162,7 @@ impl RegistryStore for SqlStore {
         Ok(RegistrySnapshot {
             registry_version,
             members,
-            nodes: nodes.iter().map(node_row).collect::<Result<_>>()?,
+            nodes: nodes_with_certs(&nodes, &node_certs)?,
             services: services.iter().map(service_row).collect::<Result<_>>()?,
             groups: assemble_groups(&groups, &group_members)?,
             access_rights: rights.iter().map(right_row).collect::<Result<_>>()?,

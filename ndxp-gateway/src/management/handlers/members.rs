@@ -4,14 +4,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use ndxp_core::MemberId;
-use ndxp_registry::model::{Member, Node, Subsystem};
+use ndxp_registry::model::{Member, NewRegistration, Node, RegistrationRequest, Subsystem};
+use ndxp_registry::registration::{verify_auth_certificate, MAX_REQUEST_BYTES};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::management::auth::Caller;
 use crate::management::error::ApiError;
-use crate::management::extract::{ApiJson, ApiPath, MemberPath, NodePath, SubsystemPath};
-use crate::management::schema::{MemberSchema, NodeSchema, ProblemSchema, SubsystemSchema};
+use crate::management::extract::{
+    ApiJson, ApiPath, MemberPath, NodeCertPath, NodePath, SubsystemPath,
+};
+use crate::management::schema::{
+    MemberSchema, NodeSchema, ProblemSchema, RegistrationSchema, SubsystemSchema,
+};
 use crate::management::AppState;
 
 /// Body of `POST /api/v1/members`.
@@ -224,4 +229,90 @@ pub async fn remove_node(
         .remove_node(&member, &name, &caller.actor())
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /api/v1/nodes/{instance}/{class}/{code}/{node}/certificates`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewNodeCertificate {
+    /// The node's new authentication (TLS) certificate, PEM, issued by a
+    /// trusted CA to this member's node, optionally followed by its
+    /// intermediate CA certificates (only the first is stored).
+    pub auth_cert_pem: String,
+}
+
+/// Asks for one more authentication certificate for an existing node (a
+/// certificate rotation without an outage): recorded as a pending
+/// registration request of kind `add_certificate`, which an operator
+/// approves like a registration; then the node holds both certificates
+/// and the next global configuration lists both.
+#[utoipa::path(post, path = "/api/v1/nodes/{instance}/{class}/{code}/{node}/certificates",
+    tag = "nodes", security(("bearer" = [])), params(NodePath), request_body = NewNodeCertificate,
+    responses((status = 201, description = "Recorded as pending", body = RegistrationSchema),
+               (status = 400, description = "Not an authentication certificate of this node from a trusted CA", body = ProblemSchema),
+               (status = 403, description = "Another member's node", body = ProblemSchema),
+               (status = 404, description = "No such node", body = ProblemSchema),
+               (status = 409, description = "A pending request for the node, or the certificate is a node's already", body = ProblemSchema)))]
+pub async fn add_node_certificate(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(p): ApiPath<NodePath>,
+    ApiJson(body): ApiJson<NewNodeCertificate>,
+) -> Result<(StatusCode, Json<RegistrationRequest>), ApiError> {
+    let (member, name) = p.id()?;
+    caller.require_member(&member)?;
+    if body.auth_cert_pem.len() > MAX_REQUEST_BYTES {
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_REQUEST_BYTES,
+        });
+    }
+    let node = st.store.get_node(&member, &name).await?;
+    let fp = verify_auth_certificate(
+        &body.auth_cert_pem,
+        &member,
+        &name,
+        &[],
+        st.publisher.trusted_ca_certs(),
+        chrono::Utc::now(),
+    )?;
+    let leaf = ndxp_sign::cert::read_pem_chain(body.auth_cert_pem.as_bytes())
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .and_then(|c| ndxp_sign::cert::write_pem_chain(&[c]).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::BadRequest("auth_cert_pem holds no certificate".into()))?;
+    let new = NewRegistration {
+        member,
+        node: name,
+        address: node.address,
+        auth_cert_pem: leaf,
+        auth_cert_sha256: fp,
+        signed_request: String::new(),
+    };
+    let r = st.store.submit_registration(&new, &caller.actor()).await?;
+    Ok((StatusCode::CREATED, Json(r)))
+}
+
+/// Removes one authentication certificate from a node that holds several
+/// (an operator, or the node's member), at the end of a rotation; the
+/// next global configuration lists only the others.
+#[utoipa::path(delete, path = "/api/v1/nodes/{instance}/{class}/{code}/{node}/certificates/{sha256}",
+    tag = "nodes", security(("bearer" = [])), params(NodeCertPath),
+    responses((status = 200, description = "The node with its remaining certificates", body = NodeSchema),
+               (status = 400, description = "Not a SHA-256 fingerprint", body = ProblemSchema),
+               (status = 403, description = "Another member's node", body = ProblemSchema),
+               (status = 404, description = "No such node, or the node does not hold that certificate", body = ProblemSchema),
+               (status = 409, description = "It is the node's only certificate", body = ProblemSchema)))]
+pub async fn remove_node_certificate(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(p): ApiPath<NodeCertPath>,
+) -> Result<Json<Node>, ApiError> {
+    let (member, name, fp) = p.id()?;
+    caller.require_member(&member)?;
+    Ok(Json(
+        st.store
+            .remove_node_certificate(&member, &name, &fp, &caller.actor())
+            .await?,
+    ))
 }
