@@ -13,12 +13,14 @@
 //!
 //! The connection uses the same settings as the pool's: WAL, `synchronous
 //! = FULL` (a commit is on disk before the callers are answered) and no
-//! automatic checkpoints; this thread also runs the passive checkpoints
-//! between batches, off the commit path.
+//! automatic checkpoints. A second thread with its own connection runs a
+//! passive checkpoint every 500 ms (copying committed WAL pages into the
+//! database file and syncing it), so that work never delays a commit; the
+//! writer truncates the WAL when the log closes.
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
@@ -42,6 +44,7 @@ struct Batch {
 pub(crate) struct SqliteWriter {
     queue: Option<mpsc::Sender<Batch>>,
     thread: Option<JoinHandle<()>>,
+    checkpoints: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
 }
 
 impl SqliteWriter {
@@ -68,6 +71,18 @@ impl SqliteWriter {
         // Prepare now, so that a schema problem shows at open.
         conn.prepare_cached(INSERT_ROW)?;
         conn.prepare_cached(INSERT_CERT)?;
+        let checkpoint_conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        checkpoint_conn.busy_timeout(busy_timeout)?;
+        checkpoint_conn.pragma_update(None, "synchronous", "FULL")?;
+        checkpoint_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let (stop, stopped) = mpsc::channel();
+        let checkpointer = std::thread::Builder::new()
+            .name("ndxp-log-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, stopped))
+            .map_err(StartError::Spawn)?;
         let (queue, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("ndxp-log-sqlite".into())
@@ -76,6 +91,7 @@ impl SqliteWriter {
         Ok(Self {
             queue: Some(queue),
             thread: Some(thread),
+            checkpoints: Some((stop, checkpointer)),
         })
     }
 
@@ -100,6 +116,10 @@ impl SqliteWriter {
     /// Ends the thread after the queued batches, checkpointing the WAL into
     /// the database file (TRUNCATE) on the way out.
     pub(crate) fn close(&mut self) {
+        if let Some((stop, t)) = self.checkpoints.take() {
+            drop(stop);
+            let _ = t.join();
+        }
         self.queue.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -109,8 +129,9 @@ impl SqliteWriter {
 
 impl Drop for SqliteWriter {
     fn drop(&mut self) {
-        // Do not block a runtime thread on drop: the thread ends by itself
-        // once the queue is gone.
+        // Do not block a runtime thread on drop: the threads end by
+        // themselves once their channels are gone.
+        self.checkpoints.take();
         self.queue.take();
     }
 }
@@ -147,27 +168,22 @@ const INSERT_CERT: &str =
     "INSERT INTO message_log_certificates (sha256, der) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING";
 
 fn serve(mut conn: Connection, rx: mpsc::Receiver<Batch>) {
-    let mut last_checkpoint = Instant::now();
-    loop {
-        let batch = match rx.recv_timeout(CHECKPOINT_EVERY) {
-            Ok(b) => Some(b),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        if let Some(b) = batch {
-            let result = commit(&mut conn, &b.certs, &b.rows);
-            let _ = b.done.send(result);
-        }
-        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            // Passive: never waits for readers, never blocks writers.
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "message log WAL checkpoint failed");
-            }
-            last_checkpoint = Instant::now();
-        }
+    while let Ok(b) = rx.recv() {
+        let result = commit(&mut conn, &b.certs, &b.rows);
+        let _ = b.done.send(result);
     }
     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
         tracing::warn!(error = %e, "message log WAL checkpoint at close failed");
+    }
+}
+
+/// Passive checkpoints every [`CHECKPOINT_EVERY`] until `stop` is dropped.
+/// Passive: never waits for readers, never blocks the writer.
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "message log WAL checkpoint failed");
+        }
     }
 }
 
