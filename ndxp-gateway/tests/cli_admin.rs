@@ -515,6 +515,57 @@ async fn requests_and_nodes(env: &Env) {
     // The store has no node2.
     assert_eq!(env.store().await.list_nodes(None).await.unwrap().len(), 1);
 
+    // Certificate rotation: a second request for node1 (same member, same
+    // address) adds a certificate; the old one is then removed.
+    let r3 = env.submit(H29, "node1").await;
+    env.ok(&["requests", "approve", "--id", &r3.id.to_string()]);
+    let fps = |nodes: &Value| -> Vec<String> {
+        nodes[0]["auth_certs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["auth_cert_sha256"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let both = env.json(&["nodes", "list"]);
+    assert_eq!(
+        fps(&both),
+        [r1.auth_cert_sha256.clone(), r3.auth_cert_sha256.clone()]
+    );
+    let out = env.ok(&[
+        "nodes",
+        "remove-cert",
+        "--member",
+        H29,
+        "--name",
+        "node1",
+        "--sha256",
+        &r1.auth_cert_sha256,
+    ]);
+    assert!(out.contains(&r3.auth_cert_sha256), "{out}");
+    assert_eq!(
+        fps(&env.json(&["nodes", "list"])),
+        [r3.auth_cert_sha256.clone()]
+    );
+    // The last certificate stays; an unknown one is not found.
+    for fp in [r3.auth_cert_sha256.as_str(), r1.auth_cert_sha256.as_str()] {
+        let out = env.gw(&[
+            "nodes",
+            "remove-cert",
+            "--member",
+            H29,
+            "--name",
+            "node1",
+            "--sha256",
+            fp,
+        ]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+    }
+    assert_eq!(
+        fps(&env.json(&["nodes", "list"])),
+        [r3.auth_cert_sha256.clone()]
+    );
+
     env.ok(&["nodes", "remove", "--member", H29, "--name", "node1"]);
     assert!(env.json(&["nodes", "list"]).as_array().unwrap().is_empty());
     let again = env.gw(&["nodes", "remove", "--member", H29, "--name", "node1"]);
