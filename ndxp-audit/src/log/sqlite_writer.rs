@@ -50,20 +50,7 @@ pub(crate) struct SqliteWriter {
 impl SqliteWriter {
     /// Opens `path` (an existing, migrated database) and starts the thread.
     pub(crate) fn open(path: &str, busy_timeout: Duration) -> Result<Self, WriteError> {
-        Self::start(path, busy_timeout).map_err(|e| match e {
-            StartError::Sqlite(e) => WriteError::Sqlite(e),
-            StartError::Spawn(e) => WriteError::Spawn(e),
-        })
-    }
-
-    fn start(path: &str, busy_timeout: Duration) -> Result<Self, StartError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(busy_timeout)?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let conn = connect(path, busy_timeout)?;
         let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(%mode, "the message log's SQLite file is not in WAL journal mode");
@@ -71,23 +58,17 @@ impl SqliteWriter {
         // Prepare now, so that a schema problem shows at open.
         conn.prepare_cached(INSERT_ROW)?;
         conn.prepare_cached(INSERT_CERT)?;
-        let checkpoint_conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        checkpoint_conn.busy_timeout(busy_timeout)?;
-        checkpoint_conn.pragma_update(None, "synchronous", "FULL")?;
-        checkpoint_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpoint_conn = connect(path, busy_timeout)?;
         let (stop, stopped) = mpsc::channel();
         let checkpointer = std::thread::Builder::new()
             .name("ndxp-log-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoint_conn, stopped))
-            .map_err(StartError::Spawn)?;
+            .map_err(WriteError::Spawn)?;
         let (queue, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("ndxp-log-sqlite".into())
             .spawn(move || serve(conn, rx))
-            .map_err(StartError::Spawn)?;
+            .map_err(WriteError::Spawn)?;
         Ok(Self {
             queue: Some(queue),
             thread: Some(thread),
@@ -136,17 +117,6 @@ impl Drop for SqliteWriter {
     }
 }
 
-enum StartError {
-    Sqlite(rusqlite::Error),
-    Spawn(std::io::Error),
-}
-
-impl From<rusqlite::Error> for StartError {
-    fn from(e: rusqlite::Error) -> Self {
-        StartError::Sqlite(e)
-    }
-}
-
 /// Why the writer could not start or a batch was not committed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum WriteError {
@@ -166,6 +136,25 @@ const INSERT_ROW: &str = "INSERT INTO message_log (writer, seq, transaction_id, 
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 const INSERT_CERT: &str =
     "INSERT INTO message_log_certificates (sha256, der) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING";
+
+impl From<rusqlite::Error> for WriteError {
+    fn from(e: rusqlite::Error) -> Self {
+        WriteError::Sqlite(e)
+    }
+}
+
+/// A connection with the log's settings: waits for locks up to
+/// `busy_timeout`, `synchronous = FULL`, no automatic checkpoints.
+fn connect(path: &str, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    Ok(conn)
+}
 
 fn serve(mut conn: Connection, rx: mpsc::Receiver<Batch>) {
     while let Ok(b) = rx.recv() {
