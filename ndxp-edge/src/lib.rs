@@ -1,0 +1,3 @@
+//! The network edge that every listener of `ndxp-node` and `ndxp-gateway`
+//! shares (`docs/design.md`, "The edge").
+#![forbid(unsafe_code)]
