@@ -136,9 +136,20 @@ fn default_report_state() -> PathBuf {
 #[serde(deny_unknown_fields)]
 pub struct ClientSection {
     /// Address to listen on. Plain HTTP is allowed only on loopback
-    /// addresses; elsewhere set `tls_cert` and `tls_key`.
+    /// addresses; elsewhere set `tls_cert` and `tls_key`. With
+    /// `tls_listen` set, this port stays plain HTTP.
     #[serde(default = "default_client_listen")]
     pub listen: SocketAddr,
+    /// A second, HTTPS client port beside the plain-HTTP `listen` (needs
+    /// `tls_cert` and `tls_key`). Without it, `tls_cert` turns `listen`
+    /// itself into HTTPS.
+    #[serde(default)]
+    pub tls_listen: Option<SocketAddr>,
+    /// Host names the client port answers to (`Host` / `:authority`),
+    /// besides `localhost`, loopback addresses and the addresses it
+    /// listens on; other names are refused with 421.
+    #[serde(default)]
+    pub hosts: Vec<String>,
     /// PEM certificate (then chain) of the client port, for HTTPS.
     #[serde(default)]
     pub tls_cert: Option<PathBuf>,
@@ -146,8 +157,11 @@ pub struct ClientSection {
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
     /// PEM file of CA certificates that issue the information systems'
-    /// client certificates. When set, the client port requires a client
-    /// certificate chaining to one of them (HTTPS only).
+    /// client certificates. When set, every HTTPS connection must present
+    /// a client certificate chaining to one of them (checked in the
+    /// handshake), on top of the subsystems' connection types; without it
+    /// a certificate is asked for but optional, and `https-cert`
+    /// subsystems pin theirs.
     #[serde(default)]
     pub tls_client_ca: Option<PathBuf>,
 }
@@ -156,6 +170,8 @@ impl Default for ClientSection {
     fn default() -> Self {
         Self {
             listen: default_client_listen(),
+            tls_listen: None,
+            hosts: Vec::new(),
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -808,6 +824,47 @@ fn validate_ports(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
             "client.tls_client_ca",
             "client certificates need HTTPS: set client.tls_cert and client.tls_key too",
         ));
+    }
+    if let Some(tls) = c.tls_listen {
+        if c.tls_cert.is_none() {
+            return Err(invalid(
+                path,
+                "client.tls_listen",
+                "the HTTPS client port needs client.tls_cert and client.tls_key",
+            ));
+        }
+        if tls == c.listen {
+            return Err(invalid(
+                path,
+                "client.tls_listen",
+                format!(
+                    "{tls} is also client.listen; give the HTTPS client port an address of its own"
+                ),
+            ));
+        }
+        if !c.listen.ip().is_loopback() {
+            return Err(invalid(
+                path,
+                "client.listen",
+                format!(
+                    "{} is not a loopback address; with client.tls_listen set, client.listen is plain HTTP and allowed only on loopback",
+                    c.listen
+                ),
+            ));
+        }
+    }
+    for h in &c.hosts {
+        let ok = !h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !ok {
+            return Err(invalid(
+                path,
+                "client.hosts",
+                format!("{h:?} is not a host name or IPv4 address (no scheme, port or path)"),
+            ));
+        }
     }
     if c.tls_cert.is_none() && !c.listen.ip().is_loopback() {
         return Err(invalid(

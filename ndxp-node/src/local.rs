@@ -10,6 +10,13 @@
 //! command and the admin API never lose each other's changes and a crash
 //! never leaves half a file.
 //!
+//! Each subsystem has a **connection type** on the client port
+//! ([`ConnectionType`]: `http`, `https`, `https-cert`) and, for
+//! `https-cert`, the information-system certificates registered for it,
+//! pinned by their SHA-256 fingerprint ([`IsCertificate`]). A subsystem
+//! without an entry in `connections` has type `http`, so files written
+//! before connection types existed keep working, from loopback only.
+//!
 //! ```
 //! use ndxp_node::local::{LocalConfig, ServiceEntry};
 //! let member = "VN/GOV/000.00.00.H29".parse()?;
@@ -89,6 +96,105 @@ pub struct AccessEntry {
     pub client: ConfGrantee,
 }
 
+/// How an information system must connect to the client port to call as
+/// a subsystem (`docs/node.md`, "Connection types").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionType {
+    /// Plain HTTP or HTTPS, from a loopback address only (the default).
+    #[default]
+    Http,
+    /// HTTPS from anywhere; no client certificate needed.
+    Https,
+    /// HTTPS with a client certificate registered for the subsystem.
+    HttpsCert,
+}
+
+impl ConnectionType {
+    /// The name used in the file, the commands and the admin API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+            Self::HttpsCert => "https-cert",
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectionType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ConnectionType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "http" => Ok(Self::Http),
+            "https" => Ok(Self::Https),
+            "https-cert" => Ok(Self::HttpsCert),
+            _ => Err(format!(
+                "{s:?} is not a connection type; use http, https or https-cert"
+            )),
+        }
+    }
+}
+
+/// An information system's certificate registered for a subsystem: pinned
+/// by the SHA-256 fingerprint of its DER, whoever issued it (self-signed
+/// certificates are common).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IsCertificate {
+    /// SHA-256 of the certificate's DER, 64 lowercase hex digits.
+    pub sha256: String,
+    /// The certificate's subject, for people.
+    pub subject: String,
+    /// When the certificate expires; it is refused after that.
+    pub not_after: chrono::DateTime<chrono::Utc>,
+    /// The certificate, PEM.
+    pub pem: String,
+}
+
+impl IsCertificate {
+    /// Reads the first certificate of a PEM text.
+    ///
+    /// # Errors
+    /// [`LocalError::Refused`] when the text holds no certificate.
+    pub fn from_pem(pem: &str) -> Result<Self, LocalError> {
+        let bad = |e: &dyn std::fmt::Display| refused(format!("the certificate: {e}"));
+        let cert = ndxp_sign::cert::read_pem_chain(pem.as_bytes())
+            .map_err(|e| bad(&e))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| refused("the certificate file holds no PEM certificate"))?;
+        let pem =
+            ndxp_sign::cert::write_pem_chain(std::slice::from_ref(&cert)).map_err(|e| bad(&e))?;
+        Ok(Self {
+            sha256: ndxp_sign::cert::try_fingerprint_sha256(&cert).map_err(|e| bad(&e))?,
+            subject: ndxp_sign::cert::subject_text(cert.subject_name()),
+            not_after: ndxp_sign::cert::asn1_to_utc(cert.not_after()).map_err(|e| bad(&e))?,
+            pem: String::from_utf8_lossy(&pem).into_owned(),
+        })
+    }
+}
+
+/// The connection type of a subsystem and its registered certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConnection {
+    /// The subsystem; it must be in `subsystems`.
+    pub subsystem: SubsystemId,
+    /// How its information systems must connect.
+    #[serde(rename = "type")]
+    pub connection: ConnectionType,
+    /// Certificates accepted for it when the type is `https-cert` (kept,
+    /// but not asked for, under the other types).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certs: Vec<IsCertificate>,
+}
+
 /// The whole local configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +209,10 @@ pub struct LocalConfig {
     /// Access rights to those services.
     #[serde(default)]
     pub access: Vec<AccessEntry>,
+    /// Connection types and certificates of subsystems; a subsystem not
+    /// listed has type `http`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<ClientConnection>,
 }
 
 /// Why a local configuration change or file was refused.
@@ -150,6 +260,88 @@ impl LocalConfig {
     /// Whether `id` is a subsystem of this node.
     pub fn has_subsystem(&self, id: &SubsystemId) -> bool {
         self.subsystems.contains(id)
+    }
+
+    /// The connection type of subsystem `id` and its registered
+    /// certificates (`http` and none when it has no entry).
+    pub fn connection(&self, id: &SubsystemId) -> (ConnectionType, &[IsCertificate]) {
+        self.connections
+            .iter()
+            .find(|c| &c.subsystem == id)
+            .map_or((ConnectionType::Http, &[][..]), |c| {
+                (c.connection, c.certs.as_slice())
+            })
+    }
+
+    /// The entry of subsystem `id` in `connections`, created with type
+    /// `http` when missing.
+    fn connection_mut(&mut self, id: &SubsystemId) -> Result<&mut ClientConnection, LocalError> {
+        if !self.has_subsystem(id) {
+            return Err(LocalError::NotFound(format!(
+                "subsystem {id} is not on this node; add it first"
+            )));
+        }
+        let at = match self.connections.iter().position(|c| &c.subsystem == id) {
+            Some(i) => i,
+            None => {
+                self.connections.push(ClientConnection {
+                    subsystem: id.clone(),
+                    connection: ConnectionType::Http,
+                    certs: Vec::new(),
+                });
+                self.connections.len() - 1
+            }
+        };
+        Ok(&mut self.connections[at])
+    }
+
+    /// Sets the connection type of subsystem `id`.
+    ///
+    /// # Errors
+    /// [`LocalError::NotFound`] when it is not on this node.
+    pub fn set_connection(
+        &mut self,
+        id: &SubsystemId,
+        connection: ConnectionType,
+    ) -> Result<(), LocalError> {
+        self.connection_mut(id)?.connection = connection;
+        Ok(())
+    }
+
+    /// Registers an information-system certificate for subsystem `id`
+    /// (idempotent); returns its SHA-256 fingerprint.
+    ///
+    /// # Errors
+    /// [`LocalError::NotFound`] when the subsystem is not on this node.
+    pub fn add_is_cert(
+        &mut self,
+        id: &SubsystemId,
+        cert: IsCertificate,
+    ) -> Result<String, LocalError> {
+        let entry = self.connection_mut(id)?;
+        let fp = cert.sha256.clone();
+        if !entry.certs.iter().any(|c| c.sha256 == fp) {
+            entry.certs.push(cert);
+        }
+        Ok(fp)
+    }
+
+    /// Removes the certificate with fingerprint `sha256` (hex, any case,
+    /// colons allowed) from subsystem `id`.
+    ///
+    /// # Errors
+    /// [`LocalError::NotFound`] when it is not registered there.
+    pub fn remove_is_cert(&mut self, id: &SubsystemId, sha256: &str) -> Result<(), LocalError> {
+        let fp = normalize_fingerprint(sha256);
+        let entry = self.connection_mut(id)?;
+        let before = entry.certs.len();
+        entry.certs.retain(|c| c.sha256 != fp);
+        if entry.certs.len() == before {
+            return Err(LocalError::NotFound(format!(
+                "no certificate {fp} is registered for subsystem {id}"
+            )));
+        }
+        Ok(())
     }
 
     /// The entry of a provided service.
@@ -222,6 +414,36 @@ impl LocalConfig {
                 )));
             }
         }
+        self.validate_connections()
+    }
+
+    /// Connections: of local subsystems, one entry each, certificates
+    /// whose recorded fingerprint is that of their PEM.
+    fn validate_connections(&self) -> Result<(), LocalError> {
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.connections {
+            if !self.has_subsystem(&c.subsystem) {
+                return Err(refused(format!(
+                    "connection of {}: it is not a subsystem of this node",
+                    c.subsystem
+                )));
+            }
+            if !seen.insert(&c.subsystem) {
+                return Err(refused(format!(
+                    "connection of {} is listed twice",
+                    c.subsystem
+                )));
+            }
+            for cert in &c.certs {
+                let read = IsCertificate::from_pem(&cert.pem)?;
+                if read.sha256 != cert.sha256 {
+                    return Err(refused(format!(
+                        "certificate {} of {}: its PEM has fingerprint {}; register the certificate again with `ndxp-node subsystems add-cert`",
+                        cert.sha256, c.subsystem, read.sha256
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -258,6 +480,7 @@ impl LocalConfig {
             )));
         }
         self.subsystems.retain(|s| s != id);
+        self.connections.retain(|c| &c.subsystem != id);
         Ok(())
     }
 
@@ -333,6 +556,11 @@ impl LocalConfig {
         }
         Ok(())
     }
+}
+
+/// A SHA-256 fingerprint as stored: lowercase hex without colons.
+pub fn normalize_fingerprint(s: &str) -> String {
+    s.trim().replace(':', "").to_ascii_lowercase()
 }
 
 /// A grantee as text: the subsystem id, or `group:CODE`.
@@ -605,6 +833,57 @@ mod tests {
         std::fs::write(file.path(), b"{ not json").expect("damage");
         assert!(handle.reload_if_changed().is_err());
         assert_eq!(handle.get().subsystems.len(), 1);
+    }
+
+    #[test]
+    fn an_old_file_gives_its_subsystems_type_http_and_certificates_are_pinned() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("local.json");
+        std::fs::write(
+            &path,
+            br#"{"subsystems": ["VN/GOV/000.00.00.H29/CSDLDC"], "services": [], "access": []}"#,
+        )
+        .expect("old file");
+        let file = LocalFile::new(path, member());
+        let sub: SubsystemId = "VN/GOV/000.00.00.H29/CSDLDC".parse().expect("s");
+        let old = file.read().expect("an old file still reads");
+        assert_eq!(old.connection(&sub).0, ConnectionType::Http);
+
+        let key = ndxp_sign::key::KeyAlgorithm::EcP256
+            .generate()
+            .expect("key");
+        let cert = ndxp_sign::cert::self_signed("qlht-is", &key, &[], &[], 30).expect("cert");
+        let pem = String::from_utf8(ndxp_sign::cert::write_pem_chain(&[cert]).expect("pem"))
+            .expect("utf8");
+        let is = IsCertificate::from_pem(&pem).expect("is cert");
+        let fp = is.sha256.clone();
+        file.edit(|c, _| {
+            c.set_connection(&sub, ConnectionType::HttpsCert)?;
+            c.add_is_cert(&sub, is).map(drop)
+        })
+        .expect("edit");
+        let read = file.read().expect("read");
+        let (kind, certs) = read.connection(&sub);
+        assert_eq!((kind, certs.len()), (ConnectionType::HttpsCert, 1));
+        assert_eq!(certs[0].sha256, fp);
+
+        // A hand-edited fingerprint that is not the PEM's is refused.
+        let text = std::fs::read_to_string(file.path()).expect("text");
+        std::fs::write(file.path(), text.replace(&fp, &"0".repeat(64))).expect("tamper");
+        let err = file.read().expect_err("tampered");
+        assert!(err.to_string().contains("fingerprint"), "{err}");
+        std::fs::write(file.path(), text).expect("restore");
+
+        let upper = fp.to_ascii_uppercase();
+        file.edit(|c, _| c.remove_is_cert(&sub, &upper))
+            .expect("remove by upper-case fingerprint");
+        let err = file
+            .edit(|c, _| c.remove_is_cert(&sub, &fp))
+            .expect_err("already removed");
+        assert!(matches!(err, LocalError::NotFound(_)), "{err}");
+        file.edit(|c, _| c.remove_subsystem(&sub))
+            .expect("remove subsystem");
+        assert!(file.read().expect("read").connections.is_empty());
     }
 
     #[test]

@@ -10,7 +10,9 @@ use ndxp_core::{MemberId, NodeName, ServiceId, SubsystemId};
 use ndxp_node::conf::NodeConfStatus;
 use ndxp_node::config::{self, ConfigError, NodeConfig};
 use ndxp_node::keys::{init_keys, KeysOptions};
-use ndxp_node::local::{grantee_text, parse_grantee, LocalFile, ServiceEntry};
+use ndxp_node::local::{
+    grantee_text, parse_grantee, ConnectionType, IsCertificate, LocalFile, ServiceEntry,
+};
 use ndxp_registry::globalconf::RefreshOutcome;
 use ndxp_sign::key::KeyAlgorithm;
 
@@ -98,11 +100,50 @@ enum SubsystemsCommand {
         /// The subsystem.
         id: SubsystemId,
     },
-    /// List the subsystems.
+    /// List the subsystems with their connection types and certificates.
     List {
         /// The node's configuration file.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Set how a subsystem's information systems connect to the client
+    /// port: http (loopback only), https, or https-cert (HTTPS with a
+    /// certificate registered by add-cert).
+    Set {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The subsystem.
+        #[arg(long)]
+        subsystem: SubsystemId,
+        /// http, https or https-cert.
+        #[arg(long)]
+        connection: ConnectionType,
+    },
+    /// Register an information system's certificate for a subsystem
+    /// (pinned by its SHA-256 fingerprint; self-signed is fine).
+    AddCert {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The subsystem.
+        #[arg(long)]
+        subsystem: SubsystemId,
+        /// The certificate, PEM (the first one in the file is taken).
+        #[arg(long)]
+        cert: PathBuf,
+    },
+    /// Remove a registered certificate of a subsystem.
+    RemoveCert {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The subsystem.
+        #[arg(long)]
+        subsystem: SubsystemId,
+        /// The certificate's SHA-256 fingerprint (as `list` shows it).
+        #[arg(long)]
+        sha256: String,
     },
 }
 
@@ -350,6 +391,7 @@ fn serve(path: &Path, log_json: bool) -> Result<i32> {
         let node = ndxp_node::serve::Node::start(cfg).await?;
         tracing::info!(
             client = %node.client_addr(),
+            client_tls = ?node.client_tls_addr(),
             peer = %node.peer_addr(),
             admin = %node.admin_addr(),
             "ports open"
@@ -384,9 +426,55 @@ fn subsystems(c: SubsystemsCommand) -> Result<i32> {
             println!("subsystem {id} removed");
         }
         SubsystemsCommand::List { config } => {
-            for s in local_file(&config)?.read()?.subsystems {
-                println!("{s}");
+            let local = local_file(&config)?.read()?;
+            for s in &local.subsystems {
+                let (kind, certs) = local.connection(s);
+                println!("{s}  {kind}");
+                for c in certs {
+                    println!(
+                        "    cert {}  {}  expires {}",
+                        c.sha256,
+                        c.subject,
+                        c.not_after.to_rfc3339()
+                    );
+                }
             }
+        }
+        SubsystemsCommand::Set {
+            config,
+            subsystem,
+            connection,
+        } => {
+            local_file(&config)?.edit(|c, _| c.set_connection(&subsystem, connection))?;
+            println!("subsystem {subsystem} now has connection type {connection}");
+            if connection == ConnectionType::HttpsCert {
+                println!("next: `ndxp-node subsystems add-cert --config FILE --subsystem {subsystem} --cert IS.pem`");
+            }
+        }
+        SubsystemsCommand::AddCert {
+            config,
+            subsystem,
+            cert,
+        } => {
+            let pem = std::fs::read_to_string(&cert)
+                .with_context(|| format!("reading {}", cert.display()))?;
+            let is_cert = IsCertificate::from_pem(&pem)?;
+            let sha = is_cert.sha256.clone();
+            let local =
+                local_file(&config)?.edit(|c, _| c.add_is_cert(&subsystem, is_cert).map(drop))?;
+            let (kind, _) = local.connection(&subsystem);
+            println!("certificate {sha} is registered for {subsystem} (connection type {kind})");
+            if kind != ConnectionType::HttpsCert {
+                println!("it is asked for only under https-cert: `ndxp-node subsystems set --config FILE --subsystem {subsystem} --connection https-cert`");
+            }
+        }
+        SubsystemsCommand::RemoveCert {
+            config,
+            subsystem,
+            sha256,
+        } => {
+            local_file(&config)?.edit(|c, _| c.remove_is_cert(&subsystem, &sha256))?;
+            println!("certificate {sha256} of {subsystem} removed");
         }
     }
     Ok(0)

@@ -182,6 +182,30 @@ fn values_that_parse_but_cannot_work_are_refused() {
 
     let (key, _) = invalid_key(&MINIMAL.replace("[management]", "[management]\ntimeout_secs = 0"));
     assert_eq!(key, "management.timeout_secs");
+
+    // The HTTPS client port beside the plain one, and the Host names.
+    let client = |table: &str| format!("{MINIMAL}\n[client]\n{table}\n");
+    let (key, msg) = invalid_key(&client("tls_listen = \"0.0.0.0:8443\""));
+    assert_eq!(key, "client.tls_listen");
+    assert!(msg.contains("tls_cert"), "{msg}");
+    let tls = "tls_cert = \"c.pem\"\ntls_key = \"c.key\"";
+    let (key, _) = invalid_key(&client(&format!(
+        "listen = \"127.0.0.1:8201\"\ntls_listen = \"127.0.0.1:8201\"\n{tls}"
+    )));
+    assert_eq!(key, "client.tls_listen");
+    let (key, _) = invalid_key(&client(&format!(
+        "listen = \"0.0.0.0:8201\"\ntls_listen = \"0.0.0.0:8443\"\n{tls}"
+    )));
+    assert_eq!(key, "client.listen");
+    let (key, msg) = invalid_key(&client("hosts = [\"node.example.vn:8201\"]"));
+    assert_eq!(key, "client.hosts");
+    assert!(msg.contains("no scheme, port or path"), "{msg}");
+    let c = parse(&client(&format!(
+        "tls_listen = \"0.0.0.0:8443\"\n{tls}\nhosts = [\"node.example.vn\"]"
+    )))
+    .unwrap();
+    assert_eq!(c.client.tls_listen, Some("0.0.0.0:8443".parse().unwrap()));
+    assert_eq!(c.client.hosts, vec!["node.example.vn".to_string()]);
 }
 
 fn write(dir: &Path, text: &str) -> PathBuf {

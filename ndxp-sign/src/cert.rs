@@ -521,6 +521,94 @@ pub fn parse_certificate(data: &[u8]) -> Result<X509, CertError> {
     })
 }
 
+/// A self-signed TLS certificate for `key`: subject `CN=common_name`, the
+/// DNS names and IP addresses given as subjectAltName, valid from a minute
+/// ago for `days` days, fit for both TLS server and client authentication.
+/// For information systems that call a node's client port (which pins the
+/// certificate rather than its issuer) and for a client port's own
+/// certificate in closed set-ups and demos.
+///
+/// # Errors
+/// [`CertError::OpenSsl`] when OpenSSL fails, e.g. on an empty DNS name.
+pub fn self_signed(
+    common_name: &str,
+    key: &openssl::pkey::PKeyRef<openssl::pkey::Private>,
+    dns: &[&str],
+    ips: &[std::net::IpAddr],
+    days: u32,
+) -> Result<X509, CertError> {
+    use openssl::x509::extension::{
+        BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    };
+    let ossl = |what| move |e| CertError::OpenSsl(what, e);
+    let mut name = openssl::x509::X509NameBuilder::new().map_err(ossl("building a name"))?;
+    name.append_entry_by_nid(Nid::COMMONNAME, common_name)
+        .map_err(ossl("building a name"))?;
+    let name = name.build();
+    let mut b = X509::builder().map_err(ossl("building a certificate"))?;
+    b.set_version(2).map_err(ossl("building a certificate"))?;
+    let mut serial = openssl::bn::BigNum::new().map_err(ossl("making a serial number"))?;
+    serial
+        .rand(127, openssl::bn::MsbOption::MAYBE_ZERO, false)
+        .map_err(ossl("making a serial number"))?;
+    let serial = serial
+        .to_asn1_integer()
+        .map_err(ossl("making a serial number"))?;
+    b.set_serial_number(&serial)
+        .map_err(ossl("building a certificate"))?;
+    b.set_subject_name(&name)
+        .map_err(ossl("building a certificate"))?;
+    b.set_issuer_name(&name)
+        .map_err(ossl("building a certificate"))?;
+    b.set_pubkey(key).map_err(ossl("building a certificate"))?;
+    let now = Utc::now();
+    let not_before = utc_to_asn1(now - chrono::TimeDelta::minutes(1))?;
+    let not_after = utc_to_asn1(now + chrono::TimeDelta::days(i64::from(days)))?;
+    b.set_not_before(&not_before)
+        .map_err(ossl("setting the validity"))?;
+    b.set_not_after(&not_after)
+        .map_err(ossl("setting the validity"))?;
+    b.append_extension(
+        BasicConstraints::new()
+            .build()
+            .map_err(ossl("adding extensions"))?,
+    )
+    .map_err(ossl("adding extensions"))?;
+    b.append_extension(
+        KeyUsage::new()
+            .digital_signature()
+            .key_encipherment()
+            .build()
+            .map_err(ossl("adding extensions"))?,
+    )
+    .map_err(ossl("adding extensions"))?;
+    b.append_extension(
+        ExtendedKeyUsage::new()
+            .server_auth()
+            .client_auth()
+            .build()
+            .map_err(ossl("adding extensions"))?,
+    )
+    .map_err(ossl("adding extensions"))?;
+    if !dns.is_empty() || !ips.is_empty() {
+        let mut san = SubjectAlternativeName::new();
+        for d in dns {
+            san.dns(d);
+        }
+        for ip in ips {
+            san.ip(&ip.to_string());
+        }
+        let ext = san
+            .build(&b.x509v3_context(None, None))
+            .map_err(ossl("adding the subjectAltName"))?;
+        b.append_extension(ext)
+            .map_err(ossl("adding the subjectAltName"))?;
+    }
+    b.sign(key, MessageDigest::sha256())
+        .map_err(ossl("signing a certificate"))?;
+    Ok(b.build())
+}
+
 /// Writes certificates as concatenated PEM blocks, in order.
 pub fn write_pem_chain(certs: &[X509]) -> Result<Vec<u8>, CertError> {
     let mut out = Vec::new();

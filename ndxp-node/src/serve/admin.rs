@@ -5,7 +5,8 @@
 //! | method | path | does |
 //! |---|---|---|
 //! | GET | `/api/v1/local` | the local configuration |
-//! | PUT / DELETE | `/api/v1/local/subsystems/{subsystem id}` | add / remove a subsystem |
+//! | PUT / DELETE | `/api/v1/local/subsystems/{subsystem id}` | add (optional body `{"connection": "http" \| "https" \| "https-cert"}` sets its connection type) / remove a subsystem |
+//! | POST / DELETE | `/api/v1/local/certs` | register (body: `{"subsystem", "cert"}`, the certificate in PEM) / remove (body: `{"subsystem", "sha256"}`) an information system's certificate |
 //! | PUT / DELETE | `/api/v1/local/services/{service id}` | add or change (body: `{"backend", "timeout_secs", "openapi", "keep_bodies"}`) / remove a provided service |
 //! | POST / DELETE | `/api/v1/local/access` | grant / revoke (body: `{"service", "client"}`; client a subsystem id or `group:CODE`) |
 //! | GET | `/api/v1/status` | global configuration status, this node's entry, counts |
@@ -32,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::NodeState;
-use crate::local::{parse_grantee, LocalError, ServiceEntry};
+use crate::local::{parse_grantee, ConnectionType, IsCertificate, LocalError, ServiceEntry};
 
 /// A fresh admin token: `ndxpn_` and 32 random bytes in base64url.
 pub(crate) fn generate_token() -> Result<String, ndxp_sign::openssl::error::ErrorStack> {
@@ -169,7 +170,20 @@ where
         .map_err(|e| Box::new(problem(ErrorCode::BadRequest, format!("{what} {s:?}: {e}"))))
 }
 
-async fn put_subsystem(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Response {
+/// Optional body of `PUT /api/v1/local/subsystems/{id}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubsystemBody {
+    #[serde(default)]
+    connection: Option<String>,
+}
+
+async fn put_subsystem(
+    State(state): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
     if let Err(r) = authorized(&state, &headers) {
         return *r;
     }
@@ -177,7 +191,26 @@ async fn put_subsystem(State(state): St, headers: HeaderMap, Path(id): Path<Stri
         Ok(i) => i,
         Err(r) => return *r,
     };
-    match state.local.edit(|c, m| c.add_subsystem(m, id)) {
+    let b: SubsystemBody = if body.iter().all(u8::is_ascii_whitespace) {
+        SubsystemBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return problem(ErrorCode::BadRequest, format!("the body: {e}")),
+        }
+    };
+    let connection: Option<ConnectionType> = match b.connection.as_deref().map(str::parse) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => return problem(ErrorCode::BadRequest, e),
+    };
+    match state.local.edit(|c, m| {
+        c.add_subsystem(m, id.clone())?;
+        match connection {
+            Some(kind) => c.set_connection(&id, kind),
+            None => Ok(()),
+        }
+    }) {
         Ok(c) => Json(c.as_ref().clone()).into_response(),
         Err(e) => local_error(e),
     }
@@ -252,6 +285,62 @@ async fn delete_service(State(state): St, headers: HeaderMap, Path(id): Path<Str
         Err(r) => return *r,
     };
     match state.local.edit(|c, _| c.remove_service(&id)) {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => local_error(e),
+    }
+}
+
+/// Body of `POST /api/v1/local/certs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertBody {
+    subsystem: String,
+    cert: String,
+}
+
+/// Body of `DELETE /api/v1/local/certs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertRemoval {
+    subsystem: String,
+    sha256: String,
+}
+
+async fn add_cert(State(state): St, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    let b: CertBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return problem(ErrorCode::BadRequest, format!("the body: {e}")),
+    };
+    let id: SubsystemId = match parse(&b.subsystem, "subsystem") {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    let cert = match IsCertificate::from_pem(&b.cert) {
+        Ok(c) => c,
+        Err(e) => return local_error(e),
+    };
+    match state.local.edit(|c, _| c.add_is_cert(&id, cert).map(drop)) {
+        Ok(c) => Json(c.as_ref().clone()).into_response(),
+        Err(e) => local_error(e),
+    }
+}
+
+async fn remove_cert(State(state): St, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    let b: CertRemoval = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return problem(ErrorCode::BadRequest, format!("the body: {e}")),
+    };
+    let id: SubsystemId = match parse(&b.subsystem, "subsystem") {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    match state.local.edit(|c, _| c.remove_is_cert(&id, &b.sha256)) {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => local_error(e),
     }
@@ -352,6 +441,7 @@ pub(crate) fn router(state: Arc<NodeState>) -> Router {
             put(put_service).delete(delete_service),
         )
         .route("/api/v1/local/access", post(grant).delete(revoke))
+        .route("/api/v1/local/certs", post(add_cert).delete(remove_cert))
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::local::MAX_LOCAL_LEN as usize,
         ))

@@ -17,6 +17,7 @@ use ndxp_core::{ErrorCode, Problem, ServiceId, SubsystemId, TransactionId};
 use ndxp_sign::profile::{self, SignedInfo, VerifiedMessage};
 use ndxp_sign::tls::PeerIdentity;
 
+use super::client_auth::{self, CallerConnection};
 use super::pool::connect_error;
 use super::record::{own_meta, verified_meta};
 use super::wire::{
@@ -93,12 +94,12 @@ struct RelayedCode(String);
 pub(crate) async fn handle(
     state: Arc<NodeState>,
     req: Request<Incoming>,
-    is_cert: Option<String>,
+    caller: Arc<CallerConnection>,
 ) -> Response<Body> {
     let started = Instant::now();
     let tx = TransactionId::new();
     let received_at = Utc::now();
-    let (resp, code) = match consume(&state, req, tx, received_at, is_cert).await {
+    let (resp, code) = match consume(&state, req, tx, received_at, &caller).await {
         Ok(r) => {
             let code = r
                 .extensions()
@@ -124,9 +125,10 @@ async fn consume(
     req: Request<Incoming>,
     tx: TransactionId,
     received_at: DateTime<Utc>,
-    is_cert: Option<String>,
+    caller: &CallerConnection,
 ) -> Result<Response<Body>, Problem> {
     let (parts, body) = req.into_parts();
+    client_auth::check_host(&state.config.client, &parts).map_err(|p| p.with_transaction(tx))?;
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -155,9 +157,10 @@ async fn consume(
             Some(tx),
         ));
     }
-    if let Some(fp) = &is_cert {
-        tracing::debug!(client = %client, certificate = %fp, "information system certificate");
-    }
+    client_auth::authorize(&local, &client, caller, Utc::now()).map_err(|d| {
+        tracing::info!(client = %client, remote = %caller.remote, reason = %d, "client-port call refused: the connection does not satisfy the subsystem's connection type");
+        client_auth::unauthorized(d).with_transaction(tx)
+    })?;
     let user_id = opaque_header(&parts.headers, profile::NDXP_USER_ID).map_err(|d| bad(tx, d))?;
     let request_id =
         opaque_header(&parts.headers, profile::NDXP_REQUEST_ID).map_err(|d| bad(tx, d))?;

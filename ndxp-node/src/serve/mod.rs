@@ -49,6 +49,7 @@ use crate::config::NodeConfig;
 use crate::local::{LocalFile, LocalHandle};
 
 mod admin;
+mod client_auth;
 mod consumer;
 pub mod metrics;
 pub mod ocsp;
@@ -498,6 +499,8 @@ pub struct Node {
     peer: TcpListener,
     admin: TcpListener,
     client_tls: Option<SslAcceptor>,
+    /// The HTTPS client port of `[client] tls_listen`, beside the plain one.
+    client_https: Option<(TcpListener, SslAcceptor)>,
 }
 
 impl std::fmt::Debug for Node {
@@ -555,13 +558,29 @@ impl Node {
             .user_agent(concat!("ndxp-node/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| keys_err("backend HTTP client", e))?;
-        let client_tls = server::client_acceptor(&config)?;
+        let mut client_tls = server::client_acceptor(&config)?;
         let bind = |addr: SocketAddr, what: &'static str| async move {
             TcpListener::bind(addr)
                 .await
                 .map_err(|source| StartError::Listen { addr, what, source })
         };
         let client = bind(config.client.listen, "client port").await?;
+        // With `tls_listen`, `listen` stays plain HTTP and HTTPS gets a
+        // port of its own.
+        let client_https = match (config.client.tls_listen, client_tls.take()) {
+            (Some(addr), Some(acceptor)) => {
+                Some((bind(addr, "HTTPS client port").await?, acceptor))
+            }
+            (None, acceptor) => {
+                client_tls = acceptor;
+                None
+            }
+            (Some(_), None) => {
+                return Err(StartError::ClientTls(
+                    "client.tls_listen needs client.tls_cert and client.tls_key".into(),
+                ))
+            }
+        };
         let peer = bind(config.peer.listen, "peer port").await?;
         let admin = bind(config.admin.listen, "admin port").await?;
         let window = config.exchange.window_secs;
@@ -590,7 +609,15 @@ impl Node {
             peer,
             admin,
             client_tls,
+            client_https,
         })
+    }
+
+    /// The bound HTTPS client port of `[client] tls_listen`, if any.
+    pub fn client_tls_addr(&self) -> Option<SocketAddr> {
+        self.client_https
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The bound client port.
@@ -626,6 +653,14 @@ impl Node {
             self.client_tls,
             stop_rx.clone(),
         ));
+        if let Some((listener, acceptor)) = self.client_https {
+            tasks.spawn(server::serve_client(
+                state.clone(),
+                listener,
+                Some(acceptor),
+                stop_rx.clone(),
+            ));
+        }
         tasks.spawn(server::serve_peer(
             state.clone(),
             self.peer,

@@ -14,6 +14,7 @@ use ndxp_sign::tls::{accept_https, https_acceptor, ClientCertificates};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::client_auth::CallerConnection;
 use super::{consumer, provider, NodeState, StartError};
 use crate::config::NodeConfig;
 
@@ -25,14 +26,16 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The client port's TLS acceptor, when `[client] tls_cert` is set: TLS
 /// 1.2 or 1.3, and a required client certificate from `tls_client_ca`
-/// when that is set.
+/// when that is set; otherwise a client certificate is asked for but
+/// optional, and `https-cert` subsystems pin theirs
+/// ([`super::client_auth::authorize`]).
 pub(crate) fn client_acceptor(config: &NodeConfig) -> Result<Option<SslAcceptor>, StartError> {
     let (Some(cert), Some(key)) = (&config.client.tls_cert, &config.client.tls_key) else {
         return Ok(None);
     };
     let clients = match &config.client.tls_client_ca {
         Some(ca) => ClientCertificates::Required(ca),
-        None => ClientCertificates::NotRequested,
+        None => ClientCertificates::Requested(&[]),
     };
     https_acceptor(cert, key, clients)
         .map(Some)
@@ -96,10 +99,16 @@ pub(crate) async fn serve_client(
         let st = state.clone();
         match &tls {
             None => {
+                let caller = Arc::new(CallerConnection {
+                    remote,
+                    tls: false,
+                    cert_sha256: None,
+                });
                 let svc = service_fn(move |req| {
                     let st = st.clone();
+                    let caller = caller.clone();
                     async move {
-                        Ok::<_, std::convert::Infallible>(consumer::handle(st, req, None).await)
+                        Ok::<_, std::convert::Infallible>(consumer::handle(st, req, caller).await)
                     }
                 });
                 let conn = http.serve_connection(TokioIo::new(tcp), svc).into_owned();
@@ -120,16 +129,20 @@ pub(crate) async fn serve_client(
                             return;
                         }
                     };
-                    let is_cert = stream
-                        .ssl()
-                        .peer_certificate()
-                        .map(|c| ndxp_sign::cert::fingerprint_sha256(&c));
+                    let caller = Arc::new(CallerConnection {
+                        remote,
+                        tls: true,
+                        cert_sha256: stream
+                            .ssl()
+                            .peer_certificate()
+                            .map(|c| ndxp_sign::cert::fingerprint_sha256(&c)),
+                    });
                     let svc = service_fn(move |req| {
                         let st = st.clone();
-                        let is_cert = is_cert.clone();
+                        let caller = caller.clone();
                         async move {
                             Ok::<_, std::convert::Infallible>(
-                                consumer::handle(st, req, is_cert).await,
+                                consumer::handle(st, req, caller).await,
                             )
                         }
                     });

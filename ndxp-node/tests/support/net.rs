@@ -243,6 +243,9 @@ pub struct NodeSetup {
     pub config_path: PathBuf,
     pub auth_cert: X509,
     pub client_port: u16,
+    /// The HTTPS client port (`[client] tls_listen`), with
+    /// [`Options::client_tls`].
+    pub client_tls_port: u16,
     pub peer_port: u16,
     pub admin_port: u16,
     pub log_path: PathBuf,
@@ -261,6 +264,17 @@ impl NodeSetup {
 
     pub fn client_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// `https://127.0.0.1:{client_tls_port}`, with [`Options::client_tls`].
+    pub fn client_tls_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.client_tls_port)
+    }
+
+    /// The self-signed certificate of the HTTPS client port (PEM), with
+    /// [`Options::client_tls`].
+    pub fn client_tls_cert(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("client-tls.pem")).unwrap()
     }
 
     pub fn admin_url(&self) -> String {
@@ -357,6 +371,10 @@ pub struct Options {
     pub timestamp_interval_secs: Option<u64>,
     /// `[log] timestamp_max_lag_secs` of both nodes (default 600).
     pub timestamp_max_lag_secs: Option<u64>,
+    /// Give both nodes an HTTPS client port beside the plain one
+    /// (`[client] tls_listen`, a self-signed certificate for 127.0.0.1 and
+    /// localhost) and `[client] hosts = ["node.example.vn"]`.
+    pub client_tls: bool,
 }
 
 /// The whole network. Dropping it (at the end of the test's runtime)
@@ -425,6 +443,7 @@ impl Network {
                 keys_dir,
                 auth_cert,
                 client_port: free_port(),
+                client_tls_port: free_port(),
                 peer_port: free_port(),
                 admin_port: free_port(),
             }
@@ -500,6 +519,26 @@ impl Network {
         )
         .unwrap();
         std::fs::write(n.dir.join("anchor.json"), anchor.to_json().unwrap()).unwrap();
+        let client_tls = if opts.client_tls {
+            let key = ndxp_sign::key::KeyAlgorithm::EcP256.generate().unwrap();
+            let cert = ndxp_sign::cert::self_signed(
+                "client port",
+                &key,
+                &["localhost"],
+                &["127.0.0.1".parse().unwrap()],
+                30,
+            )
+            .unwrap();
+            std::fs::write(n.dir.join("client-tls.pem"), cert.to_pem().unwrap()).unwrap();
+            ndxp_sign::key::write_private_key_file(&n.dir.join("client-tls.key"), &key, None, true)
+                .unwrap();
+            format!(
+                "tls_listen = \"127.0.0.1:{}\"\ntls_cert = \"client-tls.pem\"\ntls_key = \"client-tls.key\"\nhosts = [\"node.example.vn\"]\n",
+                n.client_tls_port
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             &n.config_path,
             format!(
@@ -521,7 +560,7 @@ fetch_timeout_secs = 5
 
 [client]
 listen = "127.0.0.1:{client}"
-
+{client_tls}
 [peer]
 listen = "127.0.0.1:{peer}"
 
