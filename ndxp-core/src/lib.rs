@@ -24,6 +24,7 @@
 
 pub mod dburl;
 pub mod id;
+pub mod path;
 pub mod problem;
 pub mod txid;
 

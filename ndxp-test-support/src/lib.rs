@@ -11,6 +11,8 @@
 //!   logs it, and the test PKI's TSA behind the message log's transport.
 //! - `tsa` (feature `tsa`, also in `audit`): the test PKI's TSA over
 //!   HTTP on 127.0.0.1, switchable off.
+//! - `edge` (feature `edge`): a backend that records what reaches it and
+//!   a client that sends request targets exactly as written.
 //! - [`tool`]: running a stock command-line tool (`openssl`, `curl`, ...)
 //!   that the interoperability tests compare against.
 //!
@@ -31,6 +33,8 @@
 #[cfg(feature = "audit")]
 pub mod audit;
 pub mod db;
+#[cfg(feature = "edge")]
+pub mod edge;
 pub mod pki;
 pub mod tool;
 #[cfg(feature = "tsa")]

@@ -40,6 +40,8 @@ pub(crate) enum Target {
 
 /// Parses a request path (without query) on either port.
 pub(crate) fn parse_target(path: &str) -> Result<Target, String> {
+    // The one path rule of the edge, before anything is signed or sent.
+    ndxp_core::path::check(path).map_err(|e| e.to_string())?;
     let rest = path.strip_prefix("/r1/").ok_or_else(|| {
         "the path must start with /r1/ followed by a service identifier".to_owned()
     })?;
@@ -53,25 +55,9 @@ pub(crate) fn parse_target(path: &str) -> Result<Target, String> {
             return Ok(Target::Meta(sub, name));
         }
     }
-    let (service, rest) = ServiceId::split_path(rest)
+    let (service, _) = ServiceId::split_path(rest)
         .map_err(|e| format!("bad service identifier in the path: {e}"))?;
-    check_rest(rest)?;
     Ok(Target::Service(service))
-}
-
-/// Refuses `.` and `..` segments in the path rest, percent-encoded or not:
-/// URL normalisation would resolve them against the backend's base URL and
-/// take the request outside the service.
-fn check_rest(rest: &str) -> Result<(), String> {
-    for segment in rest.split(['/', '\\']) {
-        let s = segment.to_ascii_lowercase().replace("%2e", ".");
-        if s == "." || s == ".." {
-            return Err(format!(
-                "the path after the service identifier must not contain {segment:?} segments"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// What the consumer logs for a failure after the request was signed.
