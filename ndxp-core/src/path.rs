@@ -207,7 +207,10 @@ pub fn check(path: &str) -> Result<(), PathError> {
     let mut start = 0;
     for segment in text.split('/') {
         if is_dot_segment(segment) {
-            return Err(refuse(PathRule::DotSegment, origin.get(start).copied().unwrap_or(0)));
+            return Err(refuse(
+                PathRule::DotSegment,
+                origin.get(start).copied().unwrap_or(0),
+            ));
         }
         start += segment.len() + 1;
     }
@@ -304,9 +307,30 @@ mod tests {
     }
 
     const FORBIDDEN: &[&str] = &[
-        "%2f", "%2F", "%5c", "%5C", "\\", "/./", "/../", "/%2e/", "/%2e%2e/", "/.%2E/", "/..;/",
-        "/.;a/", "/%2e%2e;x=1/", "%252e", "%2541", "%00", "%0a", "%1f", "%7f", "%c0%ae",
-        "%e0%80%ae", "%", "%g0", "%4",
+        "%2f",
+        "%2F",
+        "%5c",
+        "%5C",
+        "\\",
+        "/./",
+        "/../",
+        "/%2e/",
+        "/%2e%2e/",
+        "/.%2E/",
+        "/..;/",
+        "/.;a/",
+        "/%2e%2e;x=1/",
+        "%252e",
+        "%2541",
+        "%00",
+        "%0a",
+        "%1f",
+        "%7f",
+        "%c0%ae",
+        "%e0%80%ae",
+        "%",
+        "%g0",
+        "%4",
     ];
 
     proptest! {

@@ -161,7 +161,11 @@ impl RawAnswer {
     /// The problem `code`, when the answer is an `application/problem+json`
     /// document.
     pub fn problem_code(&self) -> Option<String> {
-        let ct = self.headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
+        let ct = self
+            .headers
+            .get(http::header::CONTENT_TYPE)?
+            .to_str()
+            .ok()?;
         if !ct.starts_with("application/problem+json") {
             return None;
         }
@@ -198,8 +202,42 @@ pub async fn raw_request(addr: SocketAddr, path: &str, headers: &[(&str, &str)])
     RawAnswer {
         status: parts.status.as_u16(),
         headers: parts.headers,
-        body: body.collect().await.map(|c| c.to_bytes()).unwrap_or_default(),
+        body: body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default(),
     }
+}
+
+/// Sends every path of [`BAD_PATHS`] after `prefix` to `addr` with
+/// `headers`, and asserts that each is refused with `400
+/// ndxp.bad_request` whose detail names the path rule, and that `backend`
+/// received none of them.
+pub async fn assert_bad_paths_refused(
+    addr: SocketAddr,
+    prefix: &str,
+    headers: &[(&str, &str)],
+    backend: &RecordingBackend,
+) {
+    let before = backend.exchanges().len();
+    for bad in BAD_PATHS {
+        let a = raw_request(addr, &format!("{prefix}{bad}"), headers).await;
+        assert_eq!(a.status, 400, "{bad}: {:?}", a.body);
+        assert_eq!(
+            a.problem_code().as_deref(),
+            Some("ndxp.bad_request"),
+            "{bad}"
+        );
+        let detail = a.json()["detail"].as_str().unwrap_or_default().to_owned();
+        assert!(detail.contains("path rule"), "{bad}: {detail}");
+    }
+    let after = backend.exchanges();
+    assert_eq!(
+        after.len(),
+        before,
+        "the backend saw a refused path: {after:?}"
+    );
 }
 
 /// The paths every edge must refuse with `400 ndxp.bad_request` before a
