@@ -185,6 +185,32 @@ pub struct GatewayRoleConfig {
     /// Most idle keep-alive connections kept per backend host.
     #[serde(default = "default_pool_idle")]
     pub pool_max_idle_per_host: usize,
+    /// Costly client secret checks (PBKDF2 hashes stored by earlier
+    /// versions) the token endpoint admits at once, running or waiting;
+    /// past it such a token request is refused at once with `429` and
+    /// `Retry-After`.
+    #[serde(default = "default_token_check_queue")]
+    pub token_check_queue: usize,
+    /// Failed token requests of one client id from one address before
+    /// that client id is refused at that address for a growing time (an
+    /// address is refused for every client id after four times as many).
+    #[serde(default = "default_token_failures_before_backoff")]
+    pub token_failures_before_backoff: u32,
+    /// Longest backoff after failed token requests, in seconds.
+    #[serde(default = "default_token_backoff_max_secs")]
+    pub token_backoff_max_secs: u64,
+}
+
+fn default_token_check_queue() -> usize {
+    16
+}
+
+fn default_token_failures_before_backoff() -> u32 {
+    5
+}
+
+fn default_token_backoff_max_secs() -> u64 {
+    60
 }
 
 fn default_gateway_listen() -> SocketAddr {
@@ -225,6 +251,9 @@ impl Default for GatewayRoleConfig {
             log_bodies: false,
             registry_poll_ms: default_registry_poll_ms(),
             pool_max_idle_per_host: default_pool_idle(),
+            token_check_queue: default_token_check_queue(),
+            token_failures_before_backoff: default_token_failures_before_backoff(),
+            token_backoff_max_secs: default_token_backoff_max_secs(),
         }
     }
 }
@@ -599,6 +628,17 @@ impl GatewayConfig {
         if let Some(g) = &self.gateway {
             if g.max_body_bytes == 0 {
                 return Err("[gateway] max_body_bytes must be at least 1".into());
+            }
+            if !(1..=100_000).contains(&g.token_check_queue) {
+                return Err("[gateway] token_check_queue must be between 1 and 100000".into());
+            }
+            if !(1..=1000).contains(&g.token_failures_before_backoff) {
+                return Err(
+                    "[gateway] token_failures_before_backoff must be between 1 and 1000".into(),
+                );
+            }
+            if !(1..=86_400).contains(&g.token_backoff_max_secs) {
+                return Err("[gateway] token_backoff_max_secs must be between 1 and 86400".into());
             }
             if !(30..=86_400).contains(&g.token_lifetime_secs) {
                 return Err("[gateway] token_lifetime_secs must be between 30 and 86400".into());

@@ -375,6 +375,18 @@ enum PkiCommand {
         /// documentation-only 1.3.6.1.4.1.32473.3161.1).
         #[arg(long)]
         tsa_policy: Option<String>,
+        /// Signing operations (timestamps, OCSP answers not served from the
+        /// cache) running at once; past it the answer is 503 with
+        /// Retry-After.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+        signing_concurrency: u16,
+        /// Of those, how many one client address may hold.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+        signing_per_address: u16,
+        /// Validity of OCSP answers in seconds (nextUpdate - thisUpdate);
+        /// cached answers are renewed after half of it.
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u32).range(60..=604_800))]
+        ocsp_validity_secs: u32,
     },
 }
 
@@ -770,11 +782,20 @@ fn run_pki(command: PkiCommand) -> Result<()> {
             dir,
             listen,
             tsa_policy,
+            signing_concurrency,
+            signing_per_address,
+            ocsp_validity_secs,
         } => {
             let pki = open(&dir)?;
-            let service = Arc::new(ndxp_gateway::pki::PkiService::with_tsa_policy(
+            let limits = ndxp_gateway::pki::PkiLimits {
+                signing_concurrency: usize::from(signing_concurrency),
+                signing_per_address: usize::from(signing_per_address),
+                ocsp_validity: std::time::Duration::from_secs(u64::from(ocsp_validity_secs)),
+            };
+            let service = Arc::new(ndxp_gateway::pki::PkiService::with_options(
                 pki,
                 tsa_policy.as_deref(),
+                limits,
             )?);
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async move {
@@ -783,7 +804,13 @@ fn run_pki(command: PkiCommand) -> Result<()> {
                     .with_context(|| format!("listening on {listen}"))?;
                 let addr = listener.local_addr()?;
                 tracing::info!(%addr, "serving OCSP at /ocsp and timestamps at /tsa");
+                let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+                let fresh = tokio::spawn(service.clone().keep_answers_fresh(async move {
+                    let _ = stop_rx.await;
+                }));
                 ndxp_gateway::pki::serve(listener, service, shutdown_signal()).await?;
+                let _ = stop_tx.send(());
+                let _ = fresh.await;
                 tracing::info!("stopped");
                 anyhow::Ok(())
             })

@@ -6,21 +6,37 @@
 //! OCSP responder or TSA. Revocation status is read from the PKI directory on
 //! each request, so a `pki revoke` run by another process is answered at
 //! once.
+//!
+//! **Cheap to ask, bounded to sign** (`docs/pki.md`, limits in
+//! `docs/operator-guide.md`). OCSP answers about issued certificates are
+//! produced ahead of time ([`PkiService::keep_answers_fresh`]) and served
+//! from a cache until half their validity has passed; a request with a
+//! nonce (RFC 8954), about an unknown serial or about several certificates
+//! is signed live. Live signing (OCSP and every timestamp) runs within
+//! [`PkiLimits`]: past the global bound or a client address's share the
+//! answer is `503` with `Retry-After` at once.
 
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use chrono::Utc;
 use ndxp_sign::ca::Pki;
-use ndxp_sign::ocsp::OcspResponder;
+use ndxp_sign::ocsp::{CertIdKey, OcspResponder};
 use ndxp_sign::tsa::TimestampAuthority;
+
+mod limit;
+mod ocsp_cache;
+
+use limit::{SigningLimit, SigningPermit};
+use ocsp_cache::{AnswerCache, Cached};
 
 /// Largest OCSP or timestamp request accepted, in bytes. Real requests are a
 /// few hundred bytes.
@@ -30,11 +46,41 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// 503.
 const WORK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `Retry-After` of a `503` when no signing place is free, seconds.
+const BUSY_RETRY_SECS: u64 = 1;
+
+/// The bounds of [`PkiService`] (`pki serve --signing-concurrency`,
+/// `--signing-per-address`, `--ocsp-validity-secs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PkiLimits {
+    /// Signing operations (OCSP answers not served from the cache, and
+    /// timestamps) running at once.
+    pub signing_concurrency: usize,
+    /// Of those, how many one client address (an IPv6 /64) may hold.
+    pub signing_per_address: usize,
+    /// Validity of OCSP answers (`nextUpdate - thisUpdate`); cached answers
+    /// are renewed after half of it.
+    pub ocsp_validity: Duration,
+}
+
+impl Default for PkiLimits {
+    fn default() -> Self {
+        Self {
+            signing_concurrency: 8,
+            signing_per_address: 2,
+            ocsp_validity: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// The OCSP responder and the timestamp authority of one PKI directory.
 pub struct PkiService {
     pki: Pki,
     ocsp: OcspResponder,
     tsa: TimestampAuthority,
+    answers: AnswerCache,
+    limit: SigningLimit,
+    limits: PkiLimits,
 }
 
 /// Why the service could not start.
@@ -59,6 +105,16 @@ impl PkiService {
     /// Builds the service, stamping tokens with `policy` (a dotted OID)
     /// instead of the default documentation-only one.
     pub fn with_tsa_policy(pki: Pki, policy: Option<&str>) -> Result<Self, PkiServiceError> {
+        Self::with_options(pki, policy, PkiLimits::default())
+    }
+
+    /// Builds the service with a timestamp policy (see
+    /// [`with_tsa_policy`](Self::with_tsa_policy)) and `limits`.
+    pub fn with_options(
+        pki: Pki,
+        policy: Option<&str>,
+        limits: PkiLimits,
+    ) -> Result<Self, PkiServiceError> {
         let mut tsa = TimestampAuthority::new(pki.tsa_cert(), pki.tsa_key())
             .map_err(PkiServiceError::Tsa)?
             .with_chain(pki.chain().to_vec());
@@ -66,21 +122,137 @@ impl PkiService {
             tsa = tsa.with_policy(oid).map_err(PkiServiceError::Tsa)?;
         }
         // The issuing CA signs OCSP answers for the certificates it issued.
+        let validity = chrono::Duration::from_std(limits.ocsp_validity)
+            .unwrap_or(ndxp_sign::ocsp::DEFAULT_VALIDITY);
         let ocsp = OcspResponder::new(pki.issuing_cert(), pki.issuing_cert(), pki.issuing_key())
-            .map_err(PkiServiceError::Ocsp)?;
-        Ok(Self { pki, ocsp, tsa })
+            .map_err(PkiServiceError::Ocsp)?
+            .with_validity(validity);
+        Ok(Self {
+            pki,
+            ocsp,
+            tsa,
+            answers: AnswerCache::default(),
+            limit: SigningLimit::new(limits.signing_concurrency, limits.signing_per_address),
+            limits,
+        })
     }
 
     /// Answers a DER OCSP request with a DER OCSP response (a
-    /// `malformedRequest` answer for bytes that are not a request).
+    /// `malformedRequest` answer for bytes that are not a request), signed
+    /// now; an answer about one issued certificate without a nonce is kept
+    /// for later requests.
     pub fn ocsp(&self, request: &[u8]) -> Vec<u8> {
-        let reply = self
-            .ocsp
-            .respond(request, &|serial| self.pki.status(serial), Utc::now());
+        let now = Utc::now();
+        let (reply, status) =
+            self.ocsp
+                .respond_with_status(request, &|serial| self.pki.status(serial), now);
         if let Some(e) = &reply.error {
             tracing::info!(status = ?reply.status, error = %e, "OCSP request not answered");
         }
+        if let (Some(key), Some(status), None) =
+            (self.ocsp.cache_key(request), status, &reply.error)
+        {
+            self.answers
+                .put(key, reply.der.clone(), status, now, self.ocsp.validity());
+        }
         reply.der
+    }
+
+    /// The kept answer for `request`, checked against the PKI directory's
+    /// status now.
+    fn cached_ocsp(&self, request: &[u8]) -> Cached {
+        let Some(key) = self.ocsp.cache_key(request) else {
+            return Cached::Miss;
+        };
+        match key.serial_bn() {
+            Ok(serial) => self
+                .answers
+                .get(&key, &self.pki.status(&serial), Utc::now()),
+            Err(_) => Cached::Miss,
+        }
+    }
+
+    /// Produces an answer ahead of time for every certificate in the PKI
+    /// directory's `issued/` that has no fresh one with its current status
+    /// (new, revoked, or past half its validity). Returns how many were
+    /// produced; a certificate that cannot be read is logged and skipped.
+    pub fn prepare_answers(&self) -> usize {
+        let dir = self.pki.dir().join(ndxp_sign::ca::ISSUED_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot list the issued certificates, so no OCSP answers are produced ahead of time; check that the PKI directory is readable");
+                return 0;
+            }
+        };
+        let mut produced = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("pem") {
+                continue;
+            }
+            match self.prepare_one(&path) {
+                Ok(true) => produced += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "no OCSP answer produced ahead of time for this certificate; it is signed on request instead. Check the file");
+                }
+            }
+        }
+        produced
+    }
+
+    fn prepare_one(&self, path: &std::path::Path) -> Result<bool, String> {
+        let pem = std::fs::read(path).map_err(|e| e.to_string())?;
+        let cert = ndxp_sign::openssl::x509::X509::from_pem(&pem).map_err(|e| e.to_string())?;
+        let serial = cert.serial_number().to_bn().map_err(|e| e.to_string())?;
+        let status = self.pki.status(&serial);
+        let now = Utc::now();
+        let key = CertIdKey {
+            hash_alg: ndxp_sign::openssl::nid::Nid::SHA1.as_raw(),
+            serial: serial.to_vec(),
+        };
+        if status == ndxp_sign::revocation::CertStatus::Unknown
+            || self.answers.is_fresh(&key, &status, now)
+        {
+            return Ok(false);
+        }
+        let (key, der) = self
+            .ocsp
+            .produce(&cert, &status, now)
+            .map_err(|e| e.to_string())?;
+        self.answers
+            .put(key, der, status, now, self.ocsp.validity());
+        Ok(true)
+    }
+
+    /// Produces answers ahead of time now and then every quarter of their
+    /// validity (at least every minute), until `stop` completes.
+    pub async fn keep_answers_fresh(self: Arc<Self>, stop: impl Future<Output = ()>) {
+        let period =
+            (self.limits.ocsp_validity / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        tokio::pin!(stop);
+        loop {
+            let service = self.clone();
+            match tokio::task::spawn_blocking(move || service.prepare_answers()).await {
+                Ok(n) if n > 0 => {
+                    tracing::debug!(produced = n, "OCSP answers produced ahead of time")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "producing OCSP answers failed; they are signed on request instead")
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(period) => {}
+                () = &mut stop => break,
+            }
+        }
+    }
+
+    /// Number of OCSP answers kept.
+    pub fn cached_answers(&self) -> usize {
+        self.answers.len()
     }
 
     /// Answers a DER timestamp query with a DER timestamp response (a
@@ -95,7 +267,9 @@ impl PkiService {
 }
 
 /// The HTTP routes: `POST /ocsp`, `GET /ocsp/{base64 request}`, `POST /tsa`,
-/// `GET /healthz`.
+/// `GET /healthz`. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` (as [`serve`]
+/// does) so that each client address gets its own signing share.
 pub fn router(service: Arc<PkiService>) -> Router {
     Router::new()
         .route("/ocsp", post(ocsp_post))
@@ -112,9 +286,12 @@ pub async fn serve(
     service: Arc<PkiService>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(service))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(service).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
@@ -130,12 +307,39 @@ const OCSP_RESPONSE: &str = "application/ocsp-response";
 const TS_QUERY: &str = "application/timestamp-query";
 const TS_REPLY: &str = "application/timestamp-reply";
 
+/// The client's address, when the server recorded it (else every client
+/// shares one signing share).
+fn client_ip(info: Option<Extension<ConnectInfo<SocketAddr>>>) -> IpAddr {
+    info.map_or(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        |Extension(ConnectInfo(a))| a.ip(),
+    )
+}
+
+/// `503` with `Retry-After`: no signing place is free.
+fn busy(what: &str) -> Response {
+    tracing::debug!("{what} refused: every signing place is taken");
+    let mut resp = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("too many {what} requests at once; retry after Retry-After seconds\n"),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(BUSY_RETRY_SECS));
+    resp
+}
+
 /// Runs signing work off the async threads, bounded in time, and answers
-/// with its DER result.
-async fn signed_answer<F>(answer_type: &'static str, work: F) -> Response
+/// with its DER result; `permit` is held until the work ends.
+async fn signed_answer<F>(answer_type: &'static str, permit: SigningPermit, work: F) -> Response
 where
     F: FnOnce() -> Vec<u8> + Send + 'static,
 {
+    let work = move || {
+        let der = work();
+        drop(permit);
+        der
+    };
     match tokio::time::timeout(WORK_TIMEOUT, tokio::task::spawn_blocking(work)).await {
         Ok(Ok(der)) => ([(header::CONTENT_TYPE, answer_type)], der).into_response(),
         Ok(Err(e)) => {
@@ -149,38 +353,52 @@ where
     }
 }
 
-/// A POSTed DER request: checks its media type, then [`signed_answer`].
-async fn der_exchange<F>(
-    headers: &HeaderMap,
-    request_type: &'static str,
-    answer_type: &'static str,
-    work: F,
-) -> Response
-where
-    F: FnOnce() -> Vec<u8> + Send + 'static,
-{
-    if !content_type_is(headers, request_type) {
-        return (
+fn wrong_type(headers: &HeaderMap, request_type: &'static str) -> Option<Response> {
+    (!content_type_is(headers, request_type)).then(|| {
+        (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("expected Content-Type: {request_type}\n"),
         )
-            .into_response();
-    }
-    signed_answer(answer_type, work).await
+            .into_response()
+    })
+}
+
+/// An OCSP answer: from the cache when it holds one, else signed now
+/// within the signing limit (a kept answer that is due for renewal is
+/// still served when no place is free).
+async fn ocsp_answer(service: Arc<PkiService>, ip: IpAddr, der: Vec<u8>) -> Response {
+    let ok = |der: Bytes| ([(header::CONTENT_TYPE, OCSP_RESPONSE)], der).into_response();
+    let fallback = match service.cached_ocsp(&der) {
+        Cached::Fresh(answer) => return ok(answer),
+        Cached::Usable(answer) => Some(answer),
+        Cached::Miss => None,
+    };
+    let Some(permit) = service.limit.try_acquire(ip) else {
+        return match fallback {
+            Some(answer) => ok(answer),
+            None => busy("OCSP"),
+        };
+    };
+    signed_answer(OCSP_RESPONSE, permit, move || service.ocsp(&der)).await
 }
 
 async fn ocsp_post(
     State(service): State<Arc<PkiService>>,
+    info: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    der_exchange(&headers, OCSP_REQUEST, OCSP_RESPONSE, move || {
-        service.ocsp(&body)
-    })
-    .await
+    if let Some(refusal) = wrong_type(&headers, OCSP_REQUEST) {
+        return refusal;
+    }
+    ocsp_answer(service, client_ip(info), body.to_vec()).await
 }
 
-async fn ocsp_get(State(service): State<Arc<PkiService>>, Path(request): Path<String>) -> Response {
+async fn ocsp_get(
+    State(service): State<Arc<PkiService>>,
+    info: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Path(request): Path<String>,
+) -> Response {
     let der = match ndxp_sign::ocsp::decode_get_request(&request) {
         Ok(der) if der.len() <= MAX_REQUEST_BYTES => der,
         Ok(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
@@ -191,16 +409,20 @@ async fn ocsp_get(State(service): State<Arc<PkiService>>, Path(request): Path<St
             Vec::new()
         }
     };
-    signed_answer(OCSP_RESPONSE, move || service.ocsp(&der)).await
+    ocsp_answer(service, client_ip(info), der).await
 }
 
 async fn tsa_post(
     State(service): State<Arc<PkiService>>,
+    info: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    der_exchange(&headers, TS_QUERY, TS_REPLY, move || {
-        service.timestamp(&body)
-    })
-    .await
+    if let Some(refusal) = wrong_type(&headers, TS_QUERY) {
+        return refusal;
+    }
+    let Some(permit) = service.limit.try_acquire(client_ip(info)) else {
+        return busy("timestamp");
+    };
+    signed_answer(TS_REPLY, permit, move || service.timestamp(&body)).await
 }

@@ -150,9 +150,7 @@ async fn a_consumer_subscribes_is_approved_gets_credentials_and_calls() {
         .await;
     assert!(!listed.to_string().contains(&secret));
     let stored = env.store.list_gateway_apps(None).await;
-    assert!(stored.unwrap()[0]
-        .secret_hash
-        .starts_with("pbkdf2-sha256$600000$"));
+    assert!(stored.unwrap()[0].secret_hash.starts_with("hmac-sha256$"));
 
     let token = env.token(&id, &secret).await;
     // Requested, not yet approved: refused.

@@ -197,25 +197,48 @@ fn issuer_of(pki: &Path) -> PathBuf {
 
 /// `openssl ocsp` asking `url` about `cert`; the answer must verify.
 fn openssl_ocsp(f: &Fixture, cert: &Path, url: &str) -> String {
-    let (ok, text) = tool(
-        "openssl",
-        &[
-            "ocsp",
-            "-issuer",
-            s(&issuer_of(&f.pki)),
-            "-cert",
-            s(cert),
-            "-url",
-            url,
-            "-CAfile",
-            s(&f.pki.join("ca.pem")),
-            "-verify_other",
-            s(&f.pki.join("chain.pem")),
-        ],
+    openssl_ocsp_with(f, cert, url, &[])
+}
+
+/// [`openssl_ocsp`] with more options.
+fn openssl_ocsp_with(f: &Fixture, cert: &Path, url: &str, extra: &[&str]) -> String {
+    let (issuer, ca, chain) = (
+        issuer_of(&f.pki),
+        f.pki.join("ca.pem"),
+        f.pki.join("chain.pem"),
     );
+    let mut args = vec![
+        "ocsp",
+        "-issuer",
+        s(&issuer),
+        "-cert",
+        s(cert),
+        "-url",
+        url,
+        "-CAfile",
+        s(&ca),
+        "-verify_other",
+        s(&chain),
+    ];
+    args.extend_from_slice(extra);
+    let (ok, text) = tool("openssl", &args);
     assert!(ok, "openssl ocsp failed: {text}");
     assert!(text.contains("Response verify OK"), "{text}");
     text
+}
+
+/// `pki revoke` of the fixture's authentication certificate (keyCompromise).
+fn revoke_auth_cert(f: &Fixture) {
+    gateway(&[
+        "pki",
+        "revoke",
+        "--dir",
+        s(&f.pki),
+        "--cert",
+        s(&f.auth_cert),
+        "--reason",
+        "keyCompromise",
+    ]);
 }
 
 #[test]
@@ -229,16 +252,7 @@ fn openssl_ocsp_says_good_then_revoked_after_pki_revoke() {
         "{text}"
     );
 
-    gateway(&[
-        "pki",
-        "revoke",
-        "--dir",
-        s(&f.pki),
-        "--cert",
-        s(&f.auth_cert),
-        "--reason",
-        "keyCompromise",
-    ]);
+    revoke_auth_cert(&f);
     let text = openssl_ocsp(&f, &f.auth_cert, &url);
     assert!(
         text.contains(&format!("{}: revoked", s(&f.auth_cert))),
@@ -247,6 +261,36 @@ fn openssl_ocsp_says_good_then_revoked_after_pki_revoke() {
     assert!(text.contains("keyCompromise"), "{text}");
     // The other certificate is unaffected.
     let text = openssl_ocsp(&f, &f.sign_cert, &url);
+    assert!(text.contains(": good"), "{text}");
+}
+
+/// Without a nonce, `openssl ocsp` gets the answer produced ahead of time,
+/// accepts it, and sees a revocation at once.
+#[test]
+fn openssl_accepts_answers_produced_ahead_of_time() {
+    let f = fixture();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pki = ndxp_sign::ca::Pki::open(&f.pki, None).unwrap();
+    let service = Arc::new(ndxp_gateway::pki::PkiService::new(pki).unwrap());
+    // One per issued certificate: the TSA's (issued by `pki init`) and the node's two.
+    assert_eq!(service.prepare_answers(), 3, "one per issued certificate");
+    assert_eq!(service.prepare_answers(), 0, "fresh answers are not redone");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/ocsp", listener.local_addr().unwrap());
+    rt.spawn(ndxp_gateway::pki::serve(
+        listener,
+        service.clone(),
+        std::future::pending(),
+    ));
+    let text = openssl_ocsp_with(&f, &f.auth_cert, &url, &["-no_nonce"]);
+    assert!(text.contains(": good"), "{text}");
+    assert_eq!(service.cached_answers(), 3, "no new answer was kept");
+    revoke_auth_cert(&f);
+    let text = openssl_ocsp_with(&f, &f.auth_cert, &url, &["-no_nonce"]);
+    assert!(text.contains(": revoked"), "{text}");
+    let text = openssl_ocsp_with(&f, &f.sign_cert, &url, &["-no_nonce"]);
     assert!(text.contains(": good"), "{text}");
 }
 
@@ -500,16 +544,7 @@ fn chain_validation_uses_ocsp_answers_from_pki_serve() {
     )
     .unwrap();
 
-    gateway(&[
-        "pki",
-        "revoke",
-        "--dir",
-        s(&f.pki),
-        "--cert",
-        s(&f.auth_cert),
-        "--reason",
-        "keyCompromise",
-    ]);
+    revoke_auth_cert(&f);
     fetch(&cache);
     let err = verify_chain(
         &cert,

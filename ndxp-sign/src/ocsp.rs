@@ -42,7 +42,7 @@
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use openssl::asn1::Asn1Time;
-use openssl::bn::BigNumRef;
+use openssl::bn::{BigNum, BigNumRef};
 use openssl::error::ErrorStack;
 use openssl::hash::{hash, MessageDigest};
 use openssl::ocsp::{
@@ -413,6 +413,107 @@ impl OcspResponder {
         OcspResponse::create(OcspResponseStatus::SUCCESSFUL, Some(&basic))
             .and_then(|r| r.to_der())
             .map_err(OcspError::ssl("encode the OCSP response"))
+    }
+}
+
+/// The certificate a request asks about, when an answer produced ahead of
+/// time may serve it: see [`OcspResponder::cache_key`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CertIdKey {
+    /// The CertID's hash algorithm (the answer repeats the CertID, so an
+    /// answer made for SHA-1 CertIDs cannot serve a SHA-256 one).
+    pub hash_alg: i32,
+    /// The serial number, big-endian bytes.
+    pub serial: Vec<u8>,
+}
+
+impl CertIdKey {
+    /// The serial number.
+    ///
+    /// # Errors
+    /// When OpenSSL cannot allocate the number.
+    pub fn serial_bn(&self) -> Result<BigNum, OcspError> {
+        BigNum::from_slice(&self.serial).map_err(OcspError::ssl("read the serial number"))
+    }
+}
+
+impl OcspResponder {
+    /// The key under which an answer produced ahead of time may serve this
+    /// request: `Some` only for a request about exactly one certificate of
+    /// this responder's issuer that carries no nonce. Anything else
+    /// (several CertIDs, a nonce to echo, another issuer, malformed bytes)
+    /// must be answered by [`respond`](Self::respond).
+    pub fn cache_key(&self, request_der: &[u8]) -> Option<CertIdKey> {
+        if request_der.len() > MAX_REQUEST_LEN {
+            return None;
+        }
+        let request = parse_request(request_der).ok()?;
+        let empty = ffi::ocsp_basic_new().ok()?;
+        if ffi::ocsp_check_nonce(&request, &empty) != ffi::NonceMatch::BothAbsent {
+            return None;
+        }
+        let [id] = ffi::ocsp_request_ids(&request)[..] else {
+            return None;
+        };
+        let info = ffi::ocsp_cert_id_info(id)?;
+        let issuer_name = self.issuer.subject_name().to_der().ok()?;
+        if !cert_id_matches(&info, &issuer_name, &ffi::public_key_bits(&self.issuer)) {
+            return None;
+        }
+        Some(CertIdKey {
+            hash_alg: info.hash_alg.as_raw(),
+            serial: info.serial.to_vec(),
+        })
+    }
+
+    /// Answers `request_der` like [`respond`](Self::respond), and also
+    /// returns the status the lookup gave for the request's first CertID
+    /// of this issuer (`None` when the lookup was not consulted), so that a
+    /// caller can keep the answer for later requests.
+    pub fn respond_with_status(
+        &self,
+        request_der: &[u8],
+        lookup: &dyn Fn(&BigNumRef) -> CertStatus,
+        now: DateTime<Utc>,
+    ) -> (OcspReply, Option<CertStatus>) {
+        let seen = std::cell::RefCell::new(None);
+        let reply = self.respond(
+            request_der,
+            &|serial| {
+                let status = lookup(serial);
+                seen.borrow_mut().get_or_insert_with(|| status.clone());
+                status
+            },
+            now,
+        );
+        (reply, seen.into_inner())
+    }
+
+    /// An answer produced ahead of time about `cert` (issued by this
+    /// responder's issuer) with `status`: a SHA-1 CertID (what `openssl
+    /// ocsp` and NDXP's clients send), no nonce, `thisUpdate = now`,
+    /// `nextUpdate = now + validity`. Returns its cache key and DER.
+    ///
+    /// # Errors
+    /// When the CertID cannot be computed or signing fails.
+    pub fn produce(
+        &self,
+        cert: &X509Ref,
+        status: &CertStatus,
+        now: DateTime<Utc>,
+    ) -> Result<(CertIdKey, Vec<u8>), OcspError> {
+        let request =
+            OcspClientRequest::with_options(cert, &self.issuer, MessageDigest::sha1(), false)?;
+        let key = self
+            .cache_key(request.der())
+            .ok_or(OcspError::MalformedRequest)?;
+        let der = self.try_respond(request.der(), &|_| status.clone(), now)?;
+        Ok((key, der))
+    }
+
+    /// How long answers are valid (`nextUpdate - thisUpdate`).
+    pub fn validity(&self) -> Duration {
+        self.validity
     }
 }
 

@@ -9,6 +9,11 @@
 //! this crate stays free of an HTTP client. Answers larger than
 //! [`MAX_RESPONSE_BYTES`] are refused.
 //!
+//! Requests carry no nonce (RFC 5019 §2.1): the platform responder then
+//! serves an answer produced ahead of time, which a flood of requests
+//! cannot delay; freshness comes from the answer's `thisUpdate` and
+//! `nextUpdate`, which [`OcspClientRequest::verify_response`] checks.
+//!
 //! Nothing blocks inside a TLS handshake or a signature check: the
 //! handshake uses [`Lenient`] (a cached "revoked" refuses, a missing answer
 //! is decided right after the handshake by [`OcspHub::ensure`], which may
@@ -21,6 +26,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
+use openssl::hash::MessageDigest;
 use openssl::x509::{X509Ref, X509VerifyResult, X509};
 
 use crate::chain::{BoxError, RevocationChecker};
@@ -244,7 +250,8 @@ impl OcspHub {
             .clone();
         let mut last = "no OCSP responder URL is known".to_owned();
         for url in self.urls_for(leaf) {
-            let req = OcspClientRequest::new(leaf, issuer).map_err(|e| e.to_string())?;
+            let req = OcspClientRequest::with_options(leaf, issuer, MessageDigest::sha1(), false)
+                .map_err(|e| e.to_string())?;
             let body = match (self.fetcher)(url.clone(), req.der().to_vec()).await {
                 Ok(b) if b.len() <= MAX_RESPONSE_BYTES => b,
                 Ok(_) => {

@@ -442,3 +442,95 @@ fn one_responder_serves_many_threads() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn only_single_nonceless_requests_about_our_issuer_have_a_cache_key() {
+    let p = pki();
+    let r = responder(&p);
+    let sha1 = |cert| {
+        OcspClientRequest::with_options(cert, &p.ca.cert, MessageDigest::sha1(), false).unwrap()
+    };
+    let good = r.cache_key(sha1(&p.good.cert).der()).unwrap();
+    assert_eq!(
+        good.serial_bn().unwrap().to_dec_str().unwrap().to_string(),
+        "100"
+    );
+    let revoked = r.cache_key(sha1(&p.revoked.cert).der()).unwrap();
+    assert_ne!(good, revoked);
+    // The CertID's hash algorithm is part of the key.
+    let sha256 =
+        OcspClientRequest::with_options(&p.good.cert, &p.ca.cert, MessageDigest::sha256(), false)
+            .unwrap();
+    assert_ne!(r.cache_key(sha256.der()).unwrap(), good);
+    // A nonce must be echoed: no cache key.
+    let with_nonce = OcspClientRequest::new(&p.good.cert, &p.ca.cert).unwrap();
+    assert!(r.cache_key(with_nonce.der()).is_none());
+    // Another issuer's certificate, garbage, several CertIDs: none.
+    let other_ca = root("Other Root");
+    let foreign = issue("x.example", Kind::EndEntity, 100, Some(&other_ca), -1, 365);
+    let foreign_req = OcspClientRequest::with_options(
+        &foreign.cert,
+        &other_ca.cert,
+        MessageDigest::sha1(),
+        false,
+    )
+    .unwrap();
+    assert!(r.cache_key(foreign_req.der()).is_none());
+    assert!(r.cache_key(b"\x30\x03\x02\x01\x00").is_none());
+    let mut two = openssl::ocsp::OcspRequest::new().unwrap();
+    for cert in [&p.good.cert, &p.revoked.cert] {
+        two.add_id(
+            openssl::ocsp::OcspCertId::from_cert(MessageDigest::sha1(), cert, &p.ca.cert).unwrap(),
+        )
+        .unwrap();
+    }
+    assert!(r.cache_key(&two.to_der().unwrap()).is_none());
+}
+
+#[test]
+fn answers_produced_ahead_of_time_verify_for_a_nonceless_request() {
+    let p = pki();
+    let r = responder(&p).with_validity(Duration::minutes(10));
+    assert_eq!(r.validity(), Duration::minutes(10));
+    let now = Utc::now();
+    let revoked = CertStatus::Revoked {
+        at: revoked_at(),
+        reason: RevocationReason::KeyCompromise,
+    };
+    for (cert, status) in [(&p.good.cert, CertStatus::Good), (&p.revoked.cert, revoked)] {
+        let (key, der) = r.produce(cert, &status, now).unwrap();
+        let req = OcspClientRequest::with_options(cert, &p.ca.cert, MessageDigest::sha1(), false)
+            .unwrap();
+        assert_eq!(r.cache_key(req.der()), Some(key));
+        let check = req
+            .verify_response(&der, std::slice::from_ref(&p.ca.cert), now)
+            .unwrap();
+        assert_eq!(check.status, status);
+        assert_eq!(
+            check.next_update,
+            Some(check.this_update + Duration::minutes(10))
+        );
+        // Still acceptable later, within its validity; not after it.
+        assert!(req
+            .verify_response(
+                &der,
+                std::slice::from_ref(&p.ca.cert),
+                now + Duration::minutes(9)
+            )
+            .is_ok());
+        assert!(req
+            .verify_response(
+                &der,
+                std::slice::from_ref(&p.ca.cert),
+                now + Duration::minutes(20)
+            )
+            .is_err());
+    }
+    // The status the lookup gave is reported with a live answer.
+    let req = OcspClientRequest::new(&p.revoked.cert, &p.ca.cert).unwrap();
+    let (reply, status) = r.respond_with_status(req.der(), &lookup, now);
+    assert!(reply.error.is_none());
+    assert!(matches!(status, Some(CertStatus::Revoked { .. })));
+    let (_, status) = r.respond_with_status(b"junk", &lookup, now);
+    assert_eq!(status, None);
+}

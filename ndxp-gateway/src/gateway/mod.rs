@@ -17,7 +17,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`token`] | client secrets (PBKDF2 hashes), ES256 JWT access tokens, the verified-token cache |
+//! | [`token`] | client secrets (HMAC-SHA256 hashes), ES256 JWT access tokens, the verified-token cache |
 //! | [`certauth`] | client certificates as credentials: chain, expiry and OCSP checks with their cache |
 //! | [`limits`] | per-subscription token buckets and daily quotas |
 //! | [`routing`] | the in-memory table built from the registry |
@@ -54,6 +54,7 @@ use ndxp_sign::tls::ClientCertificates;
 
 use crate::config::GatewayConfig;
 
+pub(crate) mod backoff;
 pub mod certauth;
 pub mod cli;
 pub mod limits;
@@ -222,7 +223,11 @@ impl Gateway {
             issuer,
             verifier,
             limiter: Limiter::new(),
-            secrets: oauth::SecretChecks::new(),
+            secrets: oauth::SecretChecks::new(oauth::CheckLimits {
+                queue: gw.token_check_queue,
+                free_failures: gw.token_failures_before_backoff,
+                max_backoff: Duration::from_secs(gw.token_backoff_max_secs),
+            }),
             certs,
             tls,
             log,

@@ -1,10 +1,15 @@
 //! Consumer credentials and access tokens.
 //!
 //! - **Client secrets** are 32 random bytes, base64url, prefixed
-//!   [`SECRET_PREFIX`]. Only a salted hash is stored:
-//!   `pbkdf2-sha256$<iterations>$<salt, base64>$<hash, base64>` (PBKDF2-HMAC-SHA256,
-//!   16-byte random salt, 32-byte output, [`PBKDF2_ITERATIONS`] by default),
-//!   compared in constant time.
+//!   [`SECRET_PREFIX`]. Only a keyed hash is stored:
+//!   `hmac-sha256$<salt, base64>$<hash, base64>` (HMAC-SHA256 of the secret
+//!   keyed with a 16-byte random salt), compared in constant time. A secret
+//!   with 256 bits of entropy cannot be guessed, so password stretching
+//!   would only make each check expensive, and expensive checks are what a
+//!   flood of token requests exploits (`docs/gateway.md`). Hashes stored by
+//!   earlier versions, `pbkdf2-sha256$<iterations>$<salt>$<hash>`
+//!   (PBKDF2-HMAC-SHA256), keep verifying; [`check_is_costly`] tells them
+//!   apart so the token endpoint can run them off the async threads.
 //! - **Access tokens** are JWTs (RFC 7519) signed with ES256 (JWS, RFC 7515)
 //!   by the platform's signing key (`[globalconf] signing_key`), header
 //!   `{"alg":"ES256","typ":"at+jwt"}`, claims `iss`, `sub` (the client id),
@@ -27,9 +32,15 @@ use serde::{Deserialize, Serialize};
 pub const SECRET_PREFIX: &str = "ndxps_";
 /// Prefix of client ids.
 pub const CLIENT_ID_PREFIX: &str = "ndxpc_";
-/// PBKDF2 iterations for new secret hashes (OWASP 2023 guidance for
-/// PBKDF2-HMAC-SHA256).
+/// PBKDF2 iterations that earlier versions used for secret hashes (OWASP
+/// 2023 guidance for PBKDF2-HMAC-SHA256); such stored hashes still verify.
 pub const PBKDF2_ITERATIONS: u32 = 600_000;
+/// Scheme tag of the stored form of new secrets.
+const HMAC_SCHEME: &str = "hmac-sha256";
+/// Scheme tag of the stored form earlier versions wrote.
+const PBKDF2_SCHEME: &str = "pbkdf2-sha256";
+/// Longest secret checked; longer ones never match (ours are 49 bytes).
+const MAX_SECRET_BYTES: usize = 1024;
 /// Fewest iterations a stored hash may use.
 const MIN_ITERATIONS: u32 = 1_000;
 /// Most iterations a stored hash may ask for (bounds the work of a check).
@@ -96,7 +107,19 @@ fn pbkdf2(secret: &str, salt: &[u8], iterations: u32) -> Result<[u8; 32], TokenE
     Ok(out)
 }
 
-/// The stored form of a secret, with a fresh salt and `iterations`.
+fn hmac_sha256(key: &[u8], secret: &str) -> Result<Vec<u8>, TokenError> {
+    let key = PKey::hmac(key).map_err(TokenError::Crypto)?;
+    let mut signer = ndxp_sign::openssl::sign::Signer::new(MessageDigest::sha256(), &key)
+        .map_err(TokenError::Crypto)?;
+    signer
+        .update(secret.as_bytes())
+        .map_err(TokenError::Crypto)?;
+    signer.sign_to_vec().map_err(TokenError::Crypto)
+}
+
+/// The stored form of a secret in the PBKDF2 scheme of earlier versions,
+/// with a fresh salt and `iterations` (kept for tests and migrations; new
+/// secrets use [`hash_secret`]).
 ///
 /// # Errors
 /// When OpenSSL fails.
@@ -104,25 +127,57 @@ pub fn hash_secret_with(secret: &str, iterations: u32) -> Result<String, TokenEr
     let salt = random(16)?;
     let hash = pbkdf2(secret, &salt, iterations)?;
     Ok(format!(
-        "pbkdf2-sha256${iterations}${}${}",
+        "{PBKDF2_SCHEME}${iterations}${}${}",
         STANDARD.encode(&salt),
         STANDARD.encode(hash)
     ))
 }
 
-/// The stored form of a secret with [`PBKDF2_ITERATIONS`].
+/// The stored form of a secret: `hmac-sha256$<salt>$<hash>` with a fresh
+/// 16-byte salt.
 ///
 /// # Errors
 /// When OpenSSL fails.
 pub fn hash_secret(secret: &str) -> Result<String, TokenError> {
-    hash_secret_with(secret, PBKDF2_ITERATIONS)
+    let salt = random(16)?;
+    let hash = hmac_sha256(&salt, secret)?;
+    Ok(format!(
+        "{HMAC_SCHEME}${}${}",
+        STANDARD.encode(&salt),
+        STANDARD.encode(hash)
+    ))
 }
 
-/// Whether `secret` matches `stored` (made by [`hash_secret`]). A stored
-/// value that cannot be parsed never matches.
+/// Whether checking a secret against `stored` takes real work (a PBKDF2
+/// hash of an earlier version) rather than one HMAC.
+pub fn check_is_costly(stored: &str) -> bool {
+    stored.starts_with(PBKDF2_SCHEME)
+}
+
+/// Whether `secret` matches `stored` (made by [`hash_secret`], or by
+/// [`hash_secret_with`] in the scheme of earlier versions). A stored value
+/// that cannot be parsed never matches.
 pub fn verify_secret(secret: &str, stored: &str) -> bool {
+    if secret.len() > MAX_SECRET_BYTES {
+        return false;
+    }
+    if let Some(rest) = stored
+        .strip_prefix(HMAC_SCHEME)
+        .and_then(|r| r.strip_prefix('$'))
+    {
+        let Some((salt, hash)) = rest.split_once('$') else {
+            return false;
+        };
+        let (Ok(salt), Ok(want)) = (STANDARD.decode(salt), STANDARD.decode(hash)) else {
+            return false;
+        };
+        return match hmac_sha256(&salt, secret) {
+            Ok(got) => want.len() == got.len() && ndxp_sign::openssl::memcmp::eq(&got, &want),
+            Err(_) => false,
+        };
+    }
     let mut parts = stored.split('$');
-    let (Some("pbkdf2-sha256"), Some(iter), Some(salt), Some(hash), None) = (
+    let (Some(PBKDF2_SCHEME), Some(iter), Some(salt), Some(hash), None) = (
         parts.next(),
         parts.next(),
         parts.next(),
@@ -134,7 +189,7 @@ pub fn verify_secret(secret: &str, stored: &str) -> bool {
     let Ok(iterations) = iter.parse::<u32>() else {
         return false;
     };
-    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) || secret.len() > 1024 {
+    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
         return false;
     }
     let (Ok(salt), Ok(want)) = (STANDARD.decode(salt), STANDARD.decode(hash)) else {
@@ -352,6 +407,22 @@ mod tests {
         assert_ne!(h, hash_secret_with(&s, 1000).unwrap());
         assert!(!verify_secret(&s, "pbkdf2-sha256$1$AA==$AA=="));
         assert!(!verify_secret(&s, "plain"));
+        assert!(check_is_costly(&h));
+    }
+
+    #[test]
+    fn new_secrets_use_one_keyed_hash_and_verify_only_themselves() {
+        let s = generate_secret().unwrap();
+        let h = hash_secret(&s).unwrap();
+        assert!(h.starts_with("hmac-sha256$"), "{h}");
+        assert!(!h.contains(&s));
+        assert!(!check_is_costly(&h));
+        assert!(verify_secret(&s, &h));
+        assert!(!verify_secret(&format!("{s}x"), &h));
+        assert!(!verify_secret(&generate_secret().unwrap(), &h));
+        assert_ne!(h, hash_secret(&s).unwrap(), "a fresh salt each time");
+        assert!(!verify_secret(&s, "hmac-sha256$AA=="));
+        assert!(!verify_secret(&s, "hmac-sha256$!!$AA=="));
     }
 
     #[test]
@@ -395,7 +466,7 @@ mod tests {
 
         #[test]
         fn arbitrary_stored_hashes_never_panic(s in "[a-z0-9$=+/]{0,80}", secret in ".{0,40}") {
-            prop_assert!(!verify_secret(&secret, &s) || s.starts_with("pbkdf2-sha256$"));
+            prop_assert!(!verify_secret(&secret, &s));
         }
     }
 }

@@ -410,21 +410,19 @@ cert = "ca.pem"
 
     /// `POST /oauth2/token` with form credentials; status and JSON.
     pub async fn token_request(&self, client_id: &str, secret: &str) -> (u16, Value) {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "client_credentials")
-            .append_pair("client_id", client_id)
-            .append_pair("client_secret", secret)
-            .finish();
-        let r = self
-            .http
-            .post(self.gateway_url("/oauth2/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap())
+        let (s, _, v) = self.token_request_by(&self.http, client_id, secret).await;
+        (s, v)
+    }
+
+    /// [`Env::token_request`] sent by `http` (e.g. from another source
+    /// address); status, `Retry-After` and JSON.
+    pub async fn token_request_by(
+        &self,
+        http: &reqwest::Client,
+        client_id: &str,
+        secret: &str,
+    ) -> (u16, Option<String>, Value) {
+        token_request_to(http, &self.gateway_url("/oauth2/token"), client_id, secret).await
     }
 
     pub async fn token(&self, client_id: &str, secret: &str) -> String {
@@ -516,6 +514,34 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{what} did not happen within 5 s");
+}
+
+/// `POST` of form client credentials to the token endpoint `url` by
+/// `http`; status, `Retry-After` and JSON.
+pub async fn token_request_to(
+    http: &reqwest::Client,
+    url: &str,
+    client_id: &str,
+    secret: &str,
+) -> (u16, Option<String>, Value) {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("client_id", client_id)
+        .append_pair("client_secret", secret)
+        .finish();
+    let r = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (s, retry, r.json().await.unwrap())
 }
 
 /// How a test backend answers.
