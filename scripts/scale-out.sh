@@ -198,18 +198,25 @@ echo "==> PostgreSQL: schemas ${prefix}_registry, ${prefix}_gateway_log, ${prefi
 # --- PKI, keys and certificates ---------------------------------------------------------
 pki="$dir/pki"
 gw pki init --dir "$pki" --ocsp-url "http://127.0.0.1:$pki_port/ocsp" >/dev/null
-issue() { gw pki issue --dir "$pki" --profile "$2" --csr "$1/$2.csr" --out "$1/$2.pem" >/dev/null; }
+# issue KEYS_DIR PROFILE MEMBER [NODE]: the node certificates carry 127.0.0.1 only.
+issue() {
+  local extra=()
+  [[ $2 == auth ]] && extra=(--node "$4" --ip 127.0.0.1)
+  gw pki issue --dir "$pki" --profile "$2" --member "$3" "${extra[@]}" \
+    --csr "$1/$2.csr" --out "$1/$2.pem" >/dev/null
+}
 node keys init --dir "$dir/mgmt-keys" --member "$operator_member" --node mgmt >/dev/null
-issue "$dir/mgmt-keys" sign
+issue "$dir/mgmt-keys" sign "$operator_member"
 # The provider's ONE node identity, used by both of its processes.
 h29="$dir/nodes/node-h29"
 node keys init --dir "$h29/keys" --member "$provider" --node node-h29 --alt-name 127.0.0.1 >/dev/null
 g22="$dir/nodes/node-g22"
 node keys init --dir "$g22/keys" --member "$consumer" --node node-g22 --alt-name 127.0.0.1 >/dev/null
-for k in "$h29/keys" "$g22/keys"; do
-  issue "$k" auth
-  issue "$k" sign
-  cp "$pki/chain.pem" "$k/chain.pem"
+for k in "$h29/keys:$provider:node-h29" "$g22/keys:$consumer:node-g22"; do
+  IFS=: read -r kd member node <<<"$k"
+  issue "$kd" auth "$member" "$node"
+  issue "$kd" sign "$member"
+  cp "$pki/chain.pem" "$kd/chain.pem"
 done
 start pki "$bin/ndxp-gateway" pki serve --dir "$pki" --listen "127.0.0.1:$pki_port"
 wait_http "http://127.0.0.1:$pki_port/healthz"

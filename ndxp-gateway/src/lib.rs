@@ -38,4 +38,5 @@ pub mod metrics;
 pub mod monitoring;
 pub mod pki;
 pub mod publisher;
+pub mod revocation;
 pub mod server;

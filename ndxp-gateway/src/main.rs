@@ -336,7 +336,8 @@ enum PkiCommand {
         #[arg(long)]
         no_intermediate: bool,
     },
-    /// Issue a certificate from a CSR.
+    /// Issue a certificate from a CSR, for the identity and names given
+    /// here (a CSR asking for anything else is refused).
     Issue {
         #[command(flatten)]
         dir: PkiDir,
@@ -346,6 +347,22 @@ enum PkiCommand {
         /// `auth` (node TLS certificate) or `sign` (member signing certificate).
         #[arg(long)]
         profile: Profile,
+        /// The member the certificate is for, as checked out of band (e.g.
+        /// VN/GOV/000.00.00.H29); the CSR must name it.
+        #[arg(long)]
+        member: ndxp_core::MemberId,
+        /// The member's node the certificate is for (`auth` only); the CSR
+        /// must name it.
+        #[arg(long)]
+        node: Option<ndxp_core::NodeName>,
+        /// A DNS name the node certificate may carry (`auth` only;
+        /// repeatable). The CSR may ask only for names given here.
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+        /// An IP address the node certificate may carry (`auth` only;
+        /// repeatable). The CSR may ask only for addresses given here.
+        #[arg(long = "ip", value_name = "ADDR")]
+        ip: Vec<std::net::IpAddr>,
         /// Where to write the certificate (PEM).
         #[arg(long)]
         out: PathBuf,
@@ -404,6 +421,11 @@ fn main() {
         eprintln!("ndxp-gateway: error: {e:#}");
         std::process::exit(exit_code(&e));
     }
+}
+
+/// An argument error (exit status 64) with `msg` as the message.
+fn usage(msg: &str) -> anyhow::Error {
+    CliError::Invalid(msg.to_string()).into()
 }
 
 /// 64 for a bad configuration or a bad identifier/argument, 1 otherwise.
@@ -694,6 +716,47 @@ fn passphrase(dir: &PkiDir) -> Result<Option<Vec<u8>>> {
         .transpose()
 }
 
+/// What `pki issue` prints: the serial, the subject, the names, the
+/// profile and the validity of the certificate it signed.
+fn issued_text(
+    cert: &ndxp_sign::openssl::x509::X509,
+    profile: Profile,
+    out: &std::path::Path,
+) -> Result<String> {
+    use ndxp_sign::cert;
+    let mut names = Vec::new();
+    for n in cert.subject_alt_names().iter().flatten() {
+        if let Some(u) = n.uri() {
+            names.push(format!("URI:{u}"));
+        } else if let Some(d) = n.dnsname() {
+            names.push(format!("DNS:{d}"));
+        } else if let Some(ip) = n.ipaddress() {
+            let ip = match ip.len() {
+                4 => <[u8; 4]>::try_from(ip).map(std::net::IpAddr::from).ok(),
+                16 => <[u8; 16]>::try_from(ip).map(std::net::IpAddr::from).ok(),
+                _ => None,
+            };
+            names.push(ip.map_or_else(|| "IP:?".into(), |ip| format!("IP:{ip}")));
+        }
+    }
+    let time =
+        |t| cert::asn1_to_utc(t).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    Ok(format!(
+        "issued {profile} certificate serial {} to {}\n  subject:  {}\n  names:    {}\n  \
+         profile:  {}\n  valid:    {} to {}\n",
+        cert::cert_serial_hex(cert)?,
+        out.display(),
+        cert::subject_text(cert.subject_name()),
+        names.join(", "),
+        match profile {
+            Profile::Auth => "auth (TLS server and client authentication of a node)",
+            Profile::Sign => "sign (message signing of a member)",
+        },
+        time(cert.not_before())?,
+        time(cert.not_after())?,
+    ))
+}
+
 fn open(dir: &PkiDir) -> Result<Pki> {
     let pass = passphrase(dir)?;
     Pki::open(&dir.dir, pass.as_deref())
@@ -748,22 +811,41 @@ fn run_pki(command: PkiCommand) -> Result<()> {
             dir,
             csr,
             profile,
+            member,
+            node,
+            dns,
+            ip,
             out,
             days,
         } => {
+            let identity = match (profile, node) {
+                (Profile::Auth, Some(node)) => ndxp_sign::cert::Identity::Node(member, node),
+                (Profile::Sign, None) => ndxp_sign::cert::Identity::Member(member),
+                (Profile::Auth, None) => {
+                    return Err(usage(
+                        "--profile auth needs --node: the node the TLS certificate is for",
+                    ))
+                }
+                (Profile::Sign, Some(_)) => {
+                    return Err(usage(
+                        "--profile sign is a member's certificate: drop --node",
+                    ))
+                }
+            };
+            let expected = ndxp_sign::csr::RequestedCertificate {
+                identity,
+                dns_names: dns,
+                ip_addresses: ip,
+            };
             let pki = open(&dir)?;
             let csr = ndxp_sign::csr::parse_csr(&read(&csr)?)
                 .with_context(|| format!("reading the CSR {}", csr.display()))?;
             let cert = pki
-                .issue(&csr, profile, days)
+                .issue_expected(&csr, &expected, days)
                 .context("issuing the certificate")?;
             let pem = cert.to_pem().context("encoding the certificate")?;
             std::fs::write(&out, pem).with_context(|| format!("writing {}", out.display()))?;
-            println!(
-                "issued {profile} certificate serial {} to {}",
-                ndxp_sign::cert::cert_serial_hex(&cert)?,
-                out.display()
-            );
+            print!("{}", issued_text(&cert, profile, &out)?);
             Ok(())
         }
         PkiCommand::Revoke { dir, cert, reason } => {

@@ -240,6 +240,14 @@ impl Publisher {
         &self.trusted
     }
 
+    /// The OCSP responder URLs of every `[[globalconf.cas]]` entry.
+    pub fn ocsp_urls(&self) -> Vec<String> {
+        self.cas
+            .iter()
+            .flat_map(|c| c.ocsp_urls.iter().cloned())
+            .collect()
+    }
+
     /// Where a service's OpenAPI document is served.
     pub fn openapi_url(&self, id: &ServiceId) -> String {
         format!("{}/api/v1/services/{id}/openapi", self.public_url)

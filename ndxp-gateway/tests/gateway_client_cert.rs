@@ -15,7 +15,9 @@ use gateway_support::*;
 use ndxp_sign::openssl::asn1::Asn1Time;
 use ndxp_sign::openssl::bn::{BigNum, MsbOption};
 use ndxp_sign::openssl::hash::MessageDigest;
-use ndxp_sign::openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
+use ndxp_sign::openssl::x509::extension::{
+    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+};
 use ndxp_sign::openssl::x509::X509;
 use ndxp_sign::revocation::RevocationReason;
 use serde_json::{json, Value};
@@ -66,11 +68,11 @@ fn short_lived(env: &Env, secs: i64) -> (String, String) {
     serial.rand(127, MsbOption::MAYBE_ZERO, false).unwrap();
     b.set_serial_number(&serial.to_asn1_integer().unwrap())
         .unwrap();
-    let mut name = ndxp_sign::openssl::x509::X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "short-lived client")
+    // The consumer's own node identity, as the CA writes it.
+    let identity =
+        ndxp_sign::cert::Identity::Node(CONSUMER.parse().unwrap(), "short".parse().unwrap());
+    b.set_subject_name(&identity.subject_name().unwrap())
         .unwrap();
-    let name = name.build();
-    b.set_subject_name(&name).unwrap();
     b.set_issuer_name(issuer.subject_name()).unwrap();
     b.set_pubkey(&key).unwrap();
     let now = chrono::Utc::now().timestamp();
@@ -84,6 +86,11 @@ fn short_lived(env: &Env, secs: i64) -> (String, String) {
         .unwrap();
     b.append_extension(ExtendedKeyUsage::new().client_auth().build().unwrap())
         .unwrap();
+    let san = SubjectAlternativeName::new()
+        .uri(&identity.uri())
+        .build(&b.x509v3_context(Some(issuer), None))
+        .unwrap();
+    b.append_extension(san).unwrap();
     b.sign(env.pki.issuing_key(), MessageDigest::sha256())
         .unwrap();
     let mut chain = vec![b.build()];
@@ -213,5 +220,90 @@ async fn expired_or_foreign_certificates_are_refused() {
     assert_unauthorized(&call_with(&env, Some((&cert, &key))).await, "expired");
     let (s, v) = register(&env, &consumer, &cert).await;
     assert_eq!(s, 400, "an expired certificate cannot be registered: {v}");
+    env.stop().await;
+}
+
+/// A certificate is a member's own credential: G22 cannot register H29's
+/// node certificate for its client (which would block H29 and charge H29's
+/// calls to G22), neither through the API nor on the command line; H29
+/// then registers it for its own subsystem, and G22 can neither revoke nor
+/// rotate nor re-range H29's credentials.
+#[tokio::test]
+async fn a_member_cannot_register_or_revoke_another_members_certificate() {
+    let env = Env::start_tls().await;
+    let (provider, consumer) = env.parties().await;
+
+    // H29's node certificate, presented by G22 for G22/QLHT: 403.
+    let (h29_cert, _) = tls_identity(&env.pki, PROVIDER, "node-h29");
+    let (s, v) = register(&env, &consumer, &h29_cert).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (403, Some("ndxp.access_denied")),
+        "{v}"
+    );
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(PROVIDER) && detail.contains("only its own certificates"),
+        "{detail}"
+    );
+    // The operator's command line refuses it too (exit 64), naming the owner.
+    let file = env.dir.path().join("h29.pem");
+    std::fs::write(&file, &h29_cert).unwrap();
+    let out = env.cli(&[
+        "credentials",
+        "create",
+        "--client",
+        CONSUMER_SUB,
+        "--cert",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only its own certificates"), "{err}");
+
+    // Nothing was stored: H29 registers its own certificate for its own
+    // subsystem.
+    let (s, v) = env
+        .api(
+            "POST",
+            "/api/v1/gateway/credentials",
+            &provider,
+            Some(json!({"client": PROVIDER_SUB, "certificate": h29_cert})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let h29_id = v["client_id"].as_str().unwrap().to_string();
+
+    // G22 may not revoke, rotate or re-range H29's credentials.
+    for (path, body) in [
+        (format!("/api/v1/gateway/credentials/{h29_id}/revoke"), None),
+        (format!("/api/v1/gateway/credentials/{h29_id}/rotate"), None),
+        (
+            format!("/api/v1/gateway/credentials/{h29_id}/ranges"),
+            Some(json!({"allowed_cidrs": ["10.0.0.0/8"]})),
+        ),
+    ] {
+        let method = if path.ends_with("ranges") {
+            "PUT"
+        } else {
+            "POST"
+        };
+        let (s, v) = env.api(method, &path, &consumer, body).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (403, Some("ndxp.access_denied")),
+            "{path}: {v}"
+        );
+    }
+    let (s, v) = env
+        .api(
+            "GET",
+            &format!("/api/v1/gateway/credentials/{h29_id}"),
+            &provider,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["revoked_at"], Value::Null, "{v}");
     env.stop().await;
 }

@@ -445,23 +445,52 @@ async fn the_digisign_adapter_signs_requests_and_verifies_responses() {
     .unwrap();
     assert_eq!(signer.to_string(), PROVIDER);
 
+    // A backend signing with a certificate the CA revoked is refused with
+    // 502: the gateway asks the OCSP responder about the signer.
+    let revoked = ndxp_test_support::pki::member_signer(&env.pki, &PROVIDER.parse().unwrap());
+    env.pki
+        .revoke(
+            &revoked.chain[0],
+            ndxp_sign::revocation::RevocationReason::KeyCompromise,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    let mut chain = revoked.chain.clone();
+    let leaf = chain.remove(0);
+    let revoked_backend = backend(BackendMode {
+        name: "revoked",
+        signer: Some(Arc::new(
+            ndxp_sign::profile::Signer::new(revoked.key, leaf, chain).unwrap(),
+        )),
+        anchors: anchors.clone(),
+    })
+    .await;
+    // The operator moves the service to `url`; the next call is refused
+    // with 502; its problem document.
+    let refused_from = async |url: &str| {
+        let op = env.operator.clone();
+        env.ok(
+            "PATCH",
+            &format!("/api/v1/gateway/services/{SERVICE_V1}"),
+            &op,
+            Some(json!({"backend_url": url})),
+            200,
+        )
+        .await;
+        let (s, p) = env.call_json(&token, SERVICE_V1, "/persons/001").await;
+        assert_eq!(
+            (s, p["code"].as_str()),
+            (502, Some("ndxp.signature_invalid")),
+            "{p}"
+        );
+        p
+    };
+    let p = refused_from(&revoked_backend).await;
+    assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
+
     // A backend that does not sign its answers is refused with 502.
     let unsigned = backend(plain("unsigned")).await;
-    let op = env.operator.clone();
-    env.ok(
-        "PATCH",
-        &format!("/api/v1/gateway/services/{SERVICE_V1}"),
-        &op,
-        Some(json!({"backend_url": unsigned})),
-        200,
-    )
-    .await;
-    let (s, p) = env.call_json(&token, SERVICE_V1, "/persons/001").await;
-    assert_eq!(
-        (s, p["code"].as_str()),
-        (502, Some("ndxp.signature_invalid")),
-        "{p}"
-    );
+    refused_from(&unsigned).await;
     // Without response verification the unsigned backend is fine again.
     env.ok(
         "PATCH",

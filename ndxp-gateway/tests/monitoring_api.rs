@@ -1008,3 +1008,94 @@ async fn provider_without_a_node_reconciles_against_the_gateway() {
     glog.close().await;
     env.stop().await;
 }
+
+/// A member signing key the CA revoked (`pki revoke`, answered by the
+/// running OCSP responder) no longer registers a node nor uploads a status
+/// report or a reconciliation summary: `400 ndxp.signature_invalid` naming
+/// the revocation, and nothing is stored. The member's new key works.
+#[tokio::test]
+async fn a_revoked_signer_cannot_register_or_upload() {
+    let env = Env::start(Backend::Sqlite).await;
+    env.add_member_with_token(PROVIDER, "Bo Cong an").await;
+    register_node(&env, &env.member_keys(PROVIDER), "node-h29").await;
+    // A second signing certificate of the member, never used before its
+    // revocation (a "good" OCSP answer, once held, is trusted until its
+    // nextUpdate, one hour).
+    let keys = env.member_keys(PROVIDER);
+    let provider: MemberId = PROVIDER.parse().unwrap();
+    let post = |path: &'static str, body: String| {
+        let env = &env;
+        async move {
+            env.raw(
+                "POST",
+                path,
+                None,
+                Some("application/jose"),
+                body.into_bytes(),
+            )
+            .await
+        }
+    };
+    let status = |k: &MemberKeys| {
+        let e = Envelope::new(
+            provider.clone(),
+            Some("node-h29".parse().unwrap()),
+            Utc::now(),
+            ok_status(Utc::now() + Duration::days(30), vec![]),
+        );
+        sign_envelope(&e, STATUS_TYP, &k.sign_key, &k.sign_chain).unwrap()
+    };
+    let past = Period::day(Utc::now() - Duration::days(2));
+    let summary = |k: &MemberKeys| {
+        let e = Envelope::new(
+            provider.clone(),
+            Some("node-h29".parse().unwrap()),
+            Utc::now(),
+            summarize(Side::Provider, past, std::iter::empty::<Entry>()),
+        );
+        sign_envelope(&e, SUMMARY_TYP, &k.sign_key, &k.sign_chain).unwrap()
+    };
+    env.pki
+        .revoke(
+            &keys.sign_chain[0],
+            ndxp_sign::revocation::RevocationReason::KeyCompromise,
+            Utc::now(),
+        )
+        .unwrap();
+    let before = env.store.list_registrations(None).await.unwrap().len();
+    for (path, jws) in [
+        (
+            "/api/v1/registrations",
+            env.registration(&keys, "node-h29b", "https://127.0.0.1:8444"),
+        ),
+        ("/api/v1/monitoring/status", status(&keys)),
+        ("/api/v1/reconciliation/summaries", summary(&keys)),
+    ] {
+        let (s, _, v) = post(path, jws).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (400, Some("ndxp.signature_invalid")),
+            "{path}: {v}"
+        );
+        assert!(
+            v["detail"].as_str().unwrap().contains("revoked"),
+            "{path}: {v}"
+        );
+    }
+    assert_eq!(
+        env.store.list_registrations(None).await.unwrap().len(),
+        before,
+        "a refused registration is stored nowhere"
+    );
+    // A new signing key of the same member is accepted.
+    let fresh = env.member_keys(PROVIDER);
+    let (s, _, v) = post("/api/v1/monitoring/status", status(&fresh)).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, _, v) = post(
+        "/api/v1/registrations",
+        env.registration(&fresh, "node-h29b", "https://127.0.0.1:8444"),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    env.stop().await;
+}

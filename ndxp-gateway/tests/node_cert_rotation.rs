@@ -4,8 +4,8 @@
 //! registration request as `ndxp-node register` sends it), the operator
 //! approves, the global configuration lists both, A is removed and the
 //! next configuration lists only B. Refusals: another member (403), a
-//! certificate of another node or from an untrusted CA (400), removing the
-//! last certificate (409). SQLite, and PostgreSQL when
+//! certificate of another member's node (403), a certificate of another
+//! node or from an untrusted CA (400), removing the last certificate (409). SQLite, and PostgreSQL when
 //! `NDXP_TEST_POSTGRES_URL` is set.
 #![allow(clippy::unwrap_used)]
 
@@ -93,10 +93,27 @@ async fn node_certificate_rotation_without_removing_the_node() {
             )
             .await;
         assert_eq!(s, 403, "{v}");
+        // A certificate of another member's node is not H29's to add: 403.
+        let (s, v) = env
+            .call(
+                "POST",
+                &format!("{NODE_PATH}/certificates"),
+                Some(&h29),
+                Some(json!({"auth_cert_pem": auth_pem(&env, G22, NODE)})),
+            )
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (403, Some("ndxp.access_denied")),
+            "{v}"
+        );
+        assert!(
+            v["detail"].as_str().unwrap().contains("only its own nodes"),
+            "{v}"
+        );
         // A certificate issued to another node, or by an untrusted CA, is refused.
         for (what, bad) in [
             ("another node", auth_pem(&env, H29, "node-other")),
-            ("another member", auth_pem(&env, G22, NODE)),
             ("an untrusted CA", {
                 let other_pki =
                     init_pki(&env.dir.path().join("other-ca"), "http://127.0.0.1:9/ocsp");

@@ -41,12 +41,13 @@ fn fixture() -> Fixture {
     let pki = tmp.path().join("pki");
     gateway(&["pki", "init", "--dir", s(&pki)]);
     let keys = tmp.path().join("node");
-    let files = init_keys(&KeysOptions::new(
+    let mut opts = KeysOptions::new(
         keys.clone(),
         "VN/GOV/000.00.00.G22".parse().unwrap(),
         "node-g22".parse().unwrap(),
-    ))
-    .unwrap();
+    );
+    opts.alt_names = vec!["node-g22.example.vn".into(), "127.0.0.1".into()];
+    let files = init_keys(&opts).unwrap();
     let auth_cert = keys.join("auth.pem");
     let sign_cert = keys.join("sign.pem");
     gateway(&[
@@ -58,6 +59,14 @@ fn fixture() -> Fixture {
         s(&files.auth_csr),
         "--profile",
         "auth",
+        "--member",
+        "VN/GOV/000.00.00.G22",
+        "--node",
+        "node-g22",
+        "--dns",
+        "node-g22.example.vn",
+        "--ip",
+        "127.0.0.1",
         "--out",
         s(&auth_cert),
     ]);
@@ -70,6 +79,8 @@ fn fixture() -> Fixture {
         s(&files.sign_csr),
         "--profile",
         "sign",
+        "--member",
+        "VN/GOV/000.00.00.G22",
         "--out",
         s(&sign_cert),
     ]);
@@ -103,6 +114,160 @@ fn init_writes_the_documented_files_with_private_keys_0600() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// `pki issue` signs only the identity and the names the operator gives:
+/// a CSR of another member or node, or asking for a name not given with
+/// `--dns`/`--ip`, is refused and nothing is written; what it signs it
+/// prints (subject, names, profile, validity), and the certificate carries
+/// exactly the names given.
+#[test]
+fn pki_issue_signs_only_the_identity_and_names_given_on_the_command_line() {
+    let f = fixture();
+    let keys = f.auth_cert.parent().unwrap();
+    let out = keys.join("other.pem");
+    let issue = |extra: &[&str]| {
+        let csr = if extra.contains(&"auth") {
+            "auth.csr"
+        } else {
+            "sign.csr"
+        };
+        let mut args = vec!["pki", "issue", "--dir", s(&f.pki), "--out", s(&out)];
+        let csr = keys.join(csr);
+        args.extend(["--csr", s(&csr)]);
+        args.extend(extra);
+        Command::new(env!("CARGO_BIN_EXE_ndxp-gateway"))
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let refused = |o: &Output, needle: &str| {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success(),
+            "issued: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(err.contains(needle), "{err:?} does not say {needle:?}");
+        assert!(!out.exists(), "a refused issue wrote {}", out.display());
+    };
+    // G22's signing CSR presented as H29's: the CSR names another member.
+    refused(
+        &issue(&["--profile", "sign", "--member", "VN/GOV/000.00.00.H29"]),
+        "is for urn:ndxp:member:VN/GOV/000.00.00.G22, not for urn:ndxp:member:VN/GOV/000.00.00.H29",
+    );
+    // Another node of the right member.
+    refused(
+        &issue(&[
+            "--profile",
+            "auth",
+            "--member",
+            "VN/GOV/000.00.00.G22",
+            "--node",
+            "node-x",
+            "--dns",
+            "node-g22.example.vn",
+            "--ip",
+            "127.0.0.1",
+        ]),
+        "not for urn:ndxp:node:VN/GOV/000.00.00.G22/node-x",
+    );
+    // The CSR asks for a DNS name and an address: both must be explicit.
+    refused(
+        &issue(&[
+            "--profile",
+            "auth",
+            "--member",
+            "VN/GOV/000.00.00.G22",
+            "--node",
+            "node-g22",
+            "--ip",
+            "127.0.0.1",
+        ]),
+        "DNS name \"node-g22.example.vn\", which was not allowed explicitly",
+    );
+    refused(
+        &issue(&[
+            "--profile",
+            "auth",
+            "--member",
+            "VN/GOV/000.00.00.G22",
+            "--node",
+            "node-g22",
+            "--dns",
+            "node-g22.example.vn",
+        ]),
+        "IP address 127.0.0.1, which was not allowed explicitly",
+    );
+    // A node certificate needs its node; a signing certificate has none
+    // and no names (argument errors, exit 64).
+    let o = issue(&["--profile", "auth", "--member", "VN/GOV/000.00.00.G22"]);
+    assert_eq!(o.status.code(), Some(64));
+    refused(&o, "needs --node");
+    let o = issue(&[
+        "--profile",
+        "sign",
+        "--member",
+        "VN/GOV/000.00.00.G22",
+        "--node",
+        "node-g22",
+    ]);
+    assert_eq!(o.status.code(), Some(64));
+    refused(
+        &issue(&[
+            "--profile",
+            "sign",
+            "--member",
+            "VN/GOV/000.00.00.G22",
+            "--dns",
+            "a.example.vn",
+        ]),
+        "carries no DNS names",
+    );
+
+    // Given explicitly, with one more name the CSR did not ask for: the
+    // certificate carries exactly the names given, and the printout says
+    // what was signed.
+    let o = issue(&[
+        "--profile",
+        "auth",
+        "--member",
+        "VN/GOV/000.00.00.G22",
+        "--node",
+        "node-g22",
+        "--dns",
+        "node-g22.example.vn",
+        "--ip",
+        "127.0.0.1",
+        "--ip",
+        "10.0.0.7",
+        "--days",
+        "30",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    for needle in [
+        "issued auth certificate serial ",
+        "subject:  C=VN, O=GOV, serialNumber=VN/GOV/000.00.00.G22, CN=node-g22",
+        "names:    URI:urn:ndxp:node:VN/GOV/000.00.00.G22/node-g22, DNS:node-g22.example.vn, \
+         IP:127.0.0.1, IP:10.0.0.7",
+        "profile:  auth",
+        "valid:    ",
+    ] {
+        assert!(text.contains(needle), "{text:?} lacks {needle:?}");
+    }
+    let cert = ndxp_sign::cert::parse_certificate(&std::fs::read(&out).unwrap()).unwrap();
+    let days = (ndxp_sign::cert::asn1_to_utc(cert.not_after()).unwrap()
+        - ndxp_sign::cert::asn1_to_utc(cert.not_before()).unwrap())
+    .num_days();
+    assert_eq!(days, 30, "{text}");
+    let dns: Vec<String> = cert
+        .subject_alt_names()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.dnsname().map(str::to_string))
+        .collect();
+    assert_eq!(dns, ["node-g22.example.vn"]);
 }
 
 #[test]

@@ -85,7 +85,7 @@ pub enum AdmissionError {
         source: KeyError,
     },
     /// A certificate the platform operator issues is not installed yet.
-    #[error("{path} does not exist: have the platform operator issue it from {csr} (`ndxp-gateway pki issue --csr {csr} --profile {profile} --out {path}`) and install it")]
+    #[error("{path} does not exist: have the platform operator issue it from {csr} (`ndxp-gateway pki issue --csr {csr} --profile {profile} {identity} --out {path}`) and install it")]
     MissingCertificate {
         /// The missing file.
         path: PathBuf,
@@ -93,6 +93,9 @@ pub enum AdmissionError {
         csr: PathBuf,
         /// The certificate profile.
         profile: &'static str,
+        /// The identity arguments of `pki issue` (`--member M`, and
+        /// `--node N` for a node certificate).
+        identity: String,
     },
     /// A certificate file could not be read or parsed.
     #[error("cannot read the certificate file {path}")]
@@ -177,12 +180,14 @@ fn read_issued(
     path: &Path,
     csr: PathBuf,
     profile: &'static str,
+    identity: String,
 ) -> Result<Vec<X509>, AdmissionError> {
     if !path.exists() {
         return Err(AdmissionError::MissingCertificate {
             path: path.to_path_buf(),
             csr,
             profile,
+            identity,
         });
     }
     read_certs(path).map_err(|source| AdmissionError::Certificate {
@@ -260,7 +265,12 @@ pub fn build_registration(
 
     // The member's signing certificate and its chain.
     let sign_path = config.sign_cert_path();
-    let mut sign_chain = read_issued(&sign_path, keys.join("sign.csr"), "sign")?;
+    let mut sign_chain = read_issued(
+        &sign_path,
+        keys.join("sign.csr"),
+        "sign",
+        format!("--member {}", config.node.member),
+    )?;
     let chain_path = config.chain_path();
     if chain_path.exists() {
         let extra = read_certs(&chain_path).map_err(|source| AdmissionError::Certificate {
@@ -304,7 +314,15 @@ pub fn build_registration(
 
     // The node's authentication certificate.
     let auth_path = config.auth_cert_path();
-    let auth_certs = read_issued(&auth_path, keys.join("auth.csr"), "auth")?;
+    let auth_certs = read_issued(
+        &auth_path,
+        keys.join("auth.csr"),
+        "auth",
+        format!(
+            "--member {} --node {}",
+            config.node.member, config.node.name
+        ),
+    )?;
     let auth_leaf = auth_certs
         .first()
         .ok_or_else(|| AdmissionError::Certificate {

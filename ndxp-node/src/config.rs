@@ -245,6 +245,12 @@ pub struct ExchangeSection {
     /// processes behind a load balancer that balances connections.
     #[serde(default = "default_peer_connections")]
     pub peer_connections: u64,
+    /// Most live entries one signer member may hold in the replay cache
+    /// (of its 4 000 000); beyond it that member's new messages are
+    /// refused with `ndxp.rate_limited` while other members keep being
+    /// accepted.
+    #[serde(default = "default_replay_entries_per_member")]
+    pub replay_entries_per_member: u64,
 }
 
 impl Default for ExchangeSection {
@@ -256,6 +262,7 @@ impl Default for ExchangeSection {
             window_secs: default_window_secs(),
             ocsp_refresh_secs: default_ocsp_refresh_secs(),
             peer_connections: default_peer_connections(),
+            replay_entries_per_member: default_replay_entries_per_member(),
         }
     }
 }
@@ -345,6 +352,10 @@ fn default_ocsp_refresh_secs() -> u64 {
 
 fn default_peer_connections() -> u64 {
     1
+}
+
+fn default_replay_entries_per_member() -> u64 {
+    1_000_000
 }
 
 /// A relative `sqlite://` path is taken relative to the configuration
@@ -900,6 +911,11 @@ fn validate_ports(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
         ("exchange.window_secs", x.window_secs, 3600),
         ("exchange.ocsp_refresh_secs", x.ocsp_refresh_secs, 86_400),
         ("exchange.peer_connections", x.peer_connections, 64),
+        (
+            "exchange.replay_entries_per_member",
+            x.replay_entries_per_member,
+            crate::serve::REPLAY_CACHE_ENTRIES as u64,
+        ),
     ] {
         if !(1..=max).contains(&v) {
             return Err(invalid(

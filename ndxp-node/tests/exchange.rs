@@ -501,8 +501,23 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    send_body_as(net, &net.consumer, head, body).await
+}
+
+/// [`send_body_to_provider`] over a connection made with `from`'s
+/// authentication identity.
+async fn send_body_as<B>(
+    net: &Network,
+    from: &NodeSetup,
+    head: &http::request::Parts,
+    body: B,
+) -> Sent
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let connector = tls::client_connector(
-        &net.consumer.identity(),
+        &from.identity(),
         PeerPolicy::pinned_per_connection(net.anchors()),
     )
     .unwrap();
@@ -631,6 +646,58 @@ async fn tampered_and_replayed_requests_are_refused_by_the_provider() {
         p["detail"].as_str().unwrap().contains("replay"),
         "the detail names the replay: {p}"
     );
+}
+
+/// The provider's replay cache gives each signer member a share
+/// (`[exchange] replay_entries_per_member`, 3 here): the consumer member
+/// filling its share is refused with `429 ndxp.rate_limited`, while
+/// another member (the provider's own member, calling over its node's
+/// identity) still gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_filling_its_replay_share_does_not_lock_out_another() {
+    let mut net = Network::prepare(Options {
+        replay_entries_per_member: Some(3),
+        ..Options::default()
+    })
+    .await;
+    // The provider's own subsystem may call the citizen service too.
+    net.provider
+        .local()
+        .edit(|c, _| {
+            c.grant(
+                CITIZEN.parse().unwrap(),
+                ndxp_registry::globalconf::ConfGrantee::Subsystem(PROVIDER_SUB.parse().unwrap()),
+            )
+        })
+        .unwrap();
+    net.start_node(true).await;
+    net.wait_ready(true).await;
+
+    for i in 0..3 {
+        let head = signed_head(&net, "GET", &format!("/persons/{i}"), b"");
+        let ok = send_to_provider(&net, &head, b"").await;
+        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    }
+    // The consumer member's share is full: refused, as a full cache is.
+    let head = signed_head(&net, "GET", "/persons/4", b"");
+    let p = send_to_provider(&net, &head, b"")
+        .await
+        .problem(429, "ndxp.rate_limited");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains(CONSUMER) && detail.contains("share"), "{p}");
+
+    // Another member is not affected.
+    let head = signed_head_by(
+        &net,
+        &net.provider,
+        PROVIDER_SUB,
+        "GET",
+        "/persons/5",
+        b"",
+        Utc::now(),
+    );
+    let ok = send_body_as(&net, &net.provider, &head, Full::new(Bytes::new())).await;
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
 }
 
 // ---------------------------------------------------------------------------

@@ -136,6 +136,14 @@ async fn a_missing_certificate_names_the_file_and_the_command_that_issues_it() {
     );
     assert!(msg.contains("auth.pem does not exist"), "{msg}");
     assert!(msg.contains("--profile auth"), "{msg}");
+    // The command names the identity `pki issue` needs.
+    assert!(
+        msg.contains(&format!(
+            "--member {} --node {}",
+            cfg.node.member, cfg.node.name
+        )),
+        "{msg}"
+    );
 }
 
 #[tokio::test]

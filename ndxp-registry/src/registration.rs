@@ -13,7 +13,8 @@
 //!   (`Purpose::Sign`) of exactly the member named in the payload;
 //! - the authentication certificate chains to a trusted CA, is an
 //!   authentication certificate (`Purpose::Auth`) of exactly that member
-//!   and node;
+//!   and node (one of another member is
+//!   [`RegistrationError::NotOwnCertificate`]);
 //! - `submitted_at` is within [`MAX_AGE`] of the time of checking (a stale
 //!   or future-dated request is refused; a replay within the window is a
 //!   duplicate pending request, which the registry refuses).
@@ -121,6 +122,20 @@ pub enum RegistrationError {
     /// The authentication certificate is not valid for the node.
     #[error("the node's authentication certificate is not acceptable: {0}")]
     AuthCertificate(String),
+    /// The authentication certificate belongs to a node of another member:
+    /// a member registers only its own nodes' certificates.
+    #[error(
+        "the authentication certificate was issued to node {node} of {owner}, not to a node of \
+         {member}: a member may register only its own nodes' certificates"
+    )]
+    NotOwnCertificate {
+        /// The member the certificate names.
+        owner: MemberId,
+        /// The node the certificate names.
+        node: NodeName,
+        /// The member that asked.
+        member: MemberId,
+    },
     /// `submitted_at` is too far from now.
     #[error("the request was made at {submitted_at}, more than {} minutes from now; make a new one", MAX_AGE.num_minutes())]
     Stale {
@@ -263,7 +278,14 @@ pub fn verify_auth_certificate(
     .map_err(|e| RegistrationError::AuthCertificate(e.to_string()))?;
     let (cert_member, cert_node) = ndxp_sign::cert::node_of(auth)
         .map_err(|e| RegistrationError::AuthCertificate(e.to_string()))?;
-    if &cert_member != member || &cert_node != node {
+    if &cert_member != member {
+        return Err(RegistrationError::NotOwnCertificate {
+            owner: cert_member,
+            node: cert_node,
+            member: member.clone(),
+        });
+    }
+    if &cert_node != node {
         return Err(RegistrationError::AuthCertificate(format!(
             "it was issued to node {cert_node} of {cert_member}, not to {node} of {member}"
         )));

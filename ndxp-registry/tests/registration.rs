@@ -75,13 +75,15 @@ fn requests_that_must_be_refused() {
         check(&jws),
         Err(RegistrationError::WrongSigner { .. })
     ));
-    // Carrying another member's TLS certificate.
+    // Carrying another member's TLS certificate: not the member's own.
     let mut p = payload(&g22, "node-g22");
     p.auth_cert_pem = h29.auth_pem.clone();
-    assert!(matches!(
-        check(&signed(&p, &g22)),
-        Err(RegistrationError::AuthCertificate(_))
-    ));
+    let e = check(&signed(&p, &g22)).unwrap_err();
+    assert!(
+        matches!(&e, RegistrationError::NotOwnCertificate { owner, .. } if owner.to_string() == "VN/GOV/000.00.00.H29"),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("only its own nodes"), "{e}");
     // Naming a node the TLS certificate was not issued to.
     let jws = signed(&payload(&g22, "node-x"), &g22);
     assert!(matches!(

@@ -30,7 +30,11 @@
 //!
 //! Only vetted values from a CSR ([`crate::csr::read_request`]): the
 //! identity (mapped as described in [`crate::cert`]), the public key and, for
-//! authentication certificates, DNS names and IP addresses. Every
+//! authentication certificates, DNS names and IP addresses.
+//! [`Pki::issue_expected`] (what `ndxp-gateway pki issue` calls) issues only
+//! when the CSR names the identity the operator expects and asks for no
+//! name the operator did not allow; the certificate then carries exactly
+//! the operator's names. Every
 //! certificate gets a random positive 128-bit serial, `notBefore` five
 //! minutes in the past (clock skew), `notAfter` capped at the issuer's,
 //! critical basicConstraints and keyUsage, subject and authority key
@@ -171,6 +175,18 @@ pub enum CaError {
     /// The validity asked for is unusable.
     #[error("validity must be at least one day, got {0}")]
     BadValidity(u32),
+    /// The CSR names another identity than the operator expects.
+    #[error("the certificate request is for {requested}, not for {expected} as given on the command line; nothing was issued")]
+    IdentityMismatch {
+        /// The identity the CSR names (its `urn:ndxp:` URI).
+        requested: String,
+        /// The identity expected (its `urn:ndxp:` URI).
+        expected: String,
+    },
+    /// The CSR asks for a DNS name or IP address the operator did not
+    /// allow, or the operator's names do not fit the profile.
+    #[error("{0}; nothing was issued")]
+    NameNotAllowed(String),
     /// No certificate with this serial was issued here.
     #[error("no certificate with serial {serial} was issued by this CA")]
     UnknownSerial {
@@ -889,17 +905,97 @@ impl Pki {
 
     /// Issues a certificate of `profile` for a CSR, valid for
     /// `validity_days` (capped at the issuing CA's expiry), and records it
-    /// under `issued/`.
+    /// under `issued/`. The identity and names are the CSR's own (vetted by
+    /// [`csr::read_request`]); the operator's command issues with
+    /// [`Pki::issue_expected`], which checks them against what the operator
+    /// vouches for.
     pub fn issue(
         &self,
         csr: &X509ReqRef,
         profile: Profile,
         validity_days: u32,
     ) -> Result<X509, CaError> {
+        let wanted = csr::read_request(csr, profile).map_err(CaError::Csr)?;
+        self.issue_request(csr, &wanted, validity_days)
+    }
+
+    /// Issues a certificate for a CSR only when it names exactly
+    /// `expected.identity` (the profile follows from it) and asks for no
+    /// DNS name or IP address outside `expected`'s; the certificate
+    /// carries exactly `expected`'s names. Otherwise
+    /// [`CaError::IdentityMismatch`] or [`CaError::NameNotAllowed`], and
+    /// nothing is issued.
+    pub fn issue_expected(
+        &self,
+        csr: &X509ReqRef,
+        expected: &csr::RequestedCertificate,
+        validity_days: u32,
+    ) -> Result<X509, CaError> {
+        let profile = expected.identity.profile();
+        if profile == Profile::Sign
+            && !(expected.dns_names.is_empty() && expected.ip_addresses.is_empty())
+        {
+            return Err(CaError::NameNotAllowed(
+                "a signing certificate carries no DNS names or IP addresses".into(),
+            ));
+        }
+        let mut names = csr::RequestedCertificate {
+            identity: expected.identity.clone(),
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+        };
+        for d in &expected.dns_names {
+            csr::check_dns_name(d).map_err(CaError::Csr)?;
+            let d = d.to_ascii_lowercase();
+            if !names.dns_names.contains(&d) {
+                names.dns_names.push(d);
+            }
+        }
+        for ip in &expected.ip_addresses {
+            if !names.ip_addresses.contains(ip) {
+                names.ip_addresses.push(*ip);
+            }
+        }
+        let wanted = csr::read_request(csr, profile).map_err(CaError::Csr)?;
+        if wanted.identity != names.identity {
+            return Err(CaError::IdentityMismatch {
+                requested: wanted.identity.uri(),
+                expected: names.identity.uri(),
+            });
+        }
+        if let Some(d) = wanted
+            .dns_names
+            .iter()
+            .find(|d| !names.dns_names.contains(d))
+        {
+            return Err(CaError::NameNotAllowed(format!(
+                "the certificate request asks for DNS name {d:?}, which was not allowed \
+                 explicitly (--dns {d})"
+            )));
+        }
+        if let Some(ip) = wanted
+            .ip_addresses
+            .iter()
+            .find(|ip| !names.ip_addresses.contains(ip))
+        {
+            return Err(CaError::NameNotAllowed(format!(
+                "the certificate request asks for IP address {ip}, which was not allowed \
+                 explicitly (--ip {ip})"
+            )));
+        }
+        self.issue_request(csr, &names, validity_days)
+    }
+
+    fn issue_request(
+        &self,
+        csr: &X509ReqRef,
+        wanted: &csr::RequestedCertificate,
+        validity_days: u32,
+    ) -> Result<X509, CaError> {
         if validity_days == 0 {
             return Err(CaError::BadValidity(validity_days));
         }
-        let wanted = csr::read_request(csr, profile).map_err(CaError::Csr)?;
+        let profile = wanted.identity.profile();
         let pubkey = csr
             .public_key()
             .map_err(ossl("reading the request's public key"))?;

@@ -7,10 +7,15 @@ mod profile_support;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use ndxp_core::{ErrorCode, TransactionId};
+use ndxp_core::{ErrorCode, MemberId, TransactionId};
 use ndxp_sign::key::KeyAlgorithm;
 use ndxp_sign::profile::{self, ProfileError, ReplayCache};
 use profile_support::*;
+
+/// The signer member of the cache-only tests.
+fn m() -> MemberId {
+    CONSUMER.parse().unwrap()
+}
 
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_750_000_000, 0).unwrap()
@@ -65,27 +70,32 @@ fn entries_expire_after_the_window() {
     let id = TransactionId::new();
     let t = t0();
     let created = t.timestamp();
-    cache.check_and_insert(id, "fp-a", created, t).unwrap();
-    cache.check_and_insert(id, "fp-b", created, t).unwrap();
+    cache
+        .check_and_insert(id, &m(), "fp-a", created, t)
+        .unwrap();
+    cache
+        .check_and_insert(id, &m(), "fp-b", created, t)
+        .unwrap();
     assert!(matches!(
-        cache.check_and_insert(id, "fp-a", created, t + Duration::seconds(300)),
+        cache.check_and_insert(id, &m(), "fp-a", created, t + Duration::seconds(300)),
         Err(ProfileError::Replay { .. })
     ));
     // Past created + window the message is outside the window anyway.
     assert!(matches!(
-        cache.check_and_insert(id, "fp-a", created, t + Duration::seconds(301)),
+        cache.check_and_insert(id, &m(), "fp-a", created, t + Duration::seconds(301)),
         Err(ProfileError::OutsideWindow { .. })
     ));
     // A later message reusing the id (new `created`) is accepted once the
     // old entry has expired, and the old entries are gone.
     let later = t + Duration::seconds(301);
     cache
-        .check_and_insert(id, "fp-a", later.timestamp(), later)
+        .check_and_insert(id, &m(), "fp-a", later.timestamp(), later)
         .unwrap();
     let much_later = t + Duration::seconds(601);
     cache
         .check_and_insert(
             TransactionId::new(),
+            &m(),
             "fp-c",
             much_later.timestamp(),
             much_later,
@@ -100,12 +110,13 @@ fn a_full_cache_evicts_expired_entries_first_and_refuses_rather_than_forgetting_
     let t = t0();
     for _ in 0..3 {
         cache
-            .check_and_insert(TransactionId::new(), "fp", t.timestamp(), t)
+            .check_and_insert(TransactionId::new(), &m(), "fp", t.timestamp(), t)
             .unwrap();
     }
     let e = cache
         .check_and_insert(
             TransactionId::new(),
+            &m(),
             "fp",
             t.timestamp(),
             t + Duration::seconds(1),
@@ -120,7 +131,7 @@ fn a_full_cache_evicts_expired_entries_first_and_refuses_rather_than_forgetting_
     let later = t + Duration::seconds(121);
     for _ in 0..3 {
         cache
-            .check_and_insert(TransactionId::new(), "fp", later.timestamp(), later)
+            .check_and_insert(TransactionId::new(), &m(), "fp", later.timestamp(), later)
             .unwrap();
     }
     assert_eq!(cache.len(), 3);
@@ -138,7 +149,11 @@ fn the_cache_is_shared_safely_between_threads() {
                 let ids = &ids;
                 s.spawn(move || {
                     ids.iter()
-                        .filter(|id| cache.check_and_insert(**id, "fp", t.timestamp(), t).is_ok())
+                        .filter(|id| {
+                            cache
+                                .check_and_insert(**id, &m(), "fp", t.timestamp(), t)
+                                .is_ok()
+                        })
                         .count()
                 })
             })
@@ -147,4 +162,37 @@ fn the_cache_is_shared_safely_between_threads() {
     });
     // Every id accepted exactly once across all threads.
     assert_eq!(accepted, ids.len());
+}
+
+#[test]
+fn a_member_that_fills_its_share_is_refused_while_other_members_pass() {
+    let cache = ReplayCache::new(60, 100).with_max_per_member(3);
+    let (a, b): (MemberId, MemberId) = (CONSUMER.parse().unwrap(), PROVIDER.parse().unwrap());
+    let t = t0();
+    for _ in 0..3 {
+        cache
+            .check_and_insert(TransactionId::new(), &a, "fp-a", t.timestamp(), t)
+            .unwrap();
+    }
+    let e = cache
+        .check_and_insert(TransactionId::new(), &a, "fp-a2", t.timestamp(), t)
+        .unwrap_err();
+    assert!(
+        matches!(&e, ProfileError::ReplayShareFull { member, max_per_member: 3 } if **member == a),
+        "{e:?}"
+    );
+    assert_eq!(e.problem_code(), ErrorCode::RateLimited);
+    assert!(e.to_string().contains(CONSUMER), "{e}");
+    // Another member still gets in, up to its own share.
+    for _ in 0..3 {
+        cache
+            .check_and_insert(TransactionId::new(), &b, "fp-b", t.timestamp(), t)
+            .unwrap();
+    }
+    // Once the first member's entries leave the window it has room again.
+    let later = t + Duration::seconds(121);
+    cache
+        .check_and_insert(TransactionId::new(), &a, "fp-a", later.timestamp(), later)
+        .unwrap();
+    assert_eq!(cache.len(), 1);
 }

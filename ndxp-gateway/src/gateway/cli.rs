@@ -39,6 +39,10 @@ pub enum CliError {
     /// Credentials could not be generated.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// The certificate belongs to another member than the client's: a
+    /// member registers only its own certificates.
+    #[error("{0}")]
+    NotOwner(String),
     /// A file named on the command line could not be read.
     #[error("cannot read {path}")]
     Read {
@@ -53,7 +57,7 @@ pub enum CliError {
 impl CliError {
     /// Whether the error is the operator's input (exit status 64).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Self::Invalid(_))
+        matches!(self, Self::Invalid(_) | Self::NotOwner(_))
     }
 }
 
@@ -502,13 +506,17 @@ pub const MAX_CERT_PEM_BYTES: usize = 64 * 1024;
 
 /// Registers the client certificate in `pem` (its CA certificates may
 /// follow it) as credentials of `client`. The certificate must be valid
-/// now, fit for TLS client authentication and, when `anchors` are given
-/// (the gateway's client CAs), chain to one of them; revocation is checked
-/// when it is used.
+/// now, fit for TLS client authentication, when `anchors` are given (the
+/// gateway's client CAs) chain to one of them, and name an NDXP identity
+/// of `client`'s own member (a node authentication certificate of one of
+/// its nodes, or its signing certificate: see `ndxp_sign::cert`), so that
+/// no member registers, or blocks by registering first, another member's
+/// certificate; revocation is checked when it is used.
 ///
 /// # Errors
-/// [`CliError::Invalid`] for a certificate that cannot be used; store
-/// errors (no such subsystem, certificate already registered).
+/// [`CliError::Invalid`] for a certificate that cannot be used;
+/// [`CliError::NotOwner`] for another member's certificate; store errors
+/// (no such subsystem, certificate already registered).
 pub async fn register_certificate(
     store: &dyn GatewayStore,
     client: &SubsystemId,
@@ -549,6 +557,16 @@ pub async fn register_certificate(
                 return Err(bad(format!("it expired at {}", time_text(Some(not_after)))));
             }
         }
+    }
+    let owner = cert::identity_of(leaf).map_err(|e| bad(e.to_string()))?;
+    if owner.member() != client.member() {
+        return Err(CliError::NotOwner(format!(
+            "the certificate belongs to {} ({}), not to {}, the member of {client}: a member \
+             may register only its own certificates as gateway credentials",
+            owner.member(),
+            owner.uri(),
+            client.member()
+        )));
     }
     let certificate = ClientCertificate {
         sha256: cert::try_fingerprint_sha256(leaf).map_err(|e| bad(e.to_string()))?,

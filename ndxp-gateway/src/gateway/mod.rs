@@ -116,6 +116,8 @@ pub struct Gateway {
     log: SqlMessageLog,
     signer: Signer,
     response_policy: ProfilePolicy,
+    /// OCSP answers about the signers of backend responses.
+    response_ocsp: ndxp_sign::ocsp_hub::OcspHub,
     max_body: usize,
     log_bodies: bool,
     poll: Duration,
@@ -184,7 +186,20 @@ impl Gateway {
         for ca in &g.cas {
             anchors.extend(read_certs(&ca.cert)?);
         }
+        let ocsp_urls: Vec<String> = g.cas.iter().flat_map(|c| c.ocsp_urls.clone()).collect();
+        let ocsp_http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(GatewayError::Client)?;
+        // Signers of backend responses are checked against the platform
+        // CAs' OCSP answers, strictly (no answer, no response), as a node
+        // checks its peers.
+        let response_ocsp = ndxp_sign::ocsp_hub::OcspHub::new(
+            ndxp_registry::globalconf::ocsp_fetcher(ocsp_http.clone()),
+        );
+        response_ocsp.set_trust(anchors.clone(), ocsp_urls.clone());
         let response_policy = ProfilePolicy::new(anchors)
+            .with_revocation(response_ocsp.cache())
             .with_replay_cache(Arc::new(ReplayCache::new(300, 1_000_000)));
         let writer = format!("gateway/{}", uuid::Uuid::now_v7());
         let log = SqlMessageLog::open(&gw.log_url, &writer, &LogOptions::default())
@@ -206,11 +221,6 @@ impl Gateway {
             ),
             _ => None,
         };
-        let ocsp_urls = g.cas.iter().flat_map(|c| c.ocsp_urls.clone()).collect();
-        let ocsp_http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .map_err(GatewayError::Client)?;
         let certs = certauth::CertChecker::new(client_anchors, ocsp_urls, ocsp_http);
         let gateway = Self {
             store,
@@ -233,6 +243,7 @@ impl Gateway {
             log,
             signer,
             response_policy,
+            response_ocsp,
             max_body: gw.max_body_bytes,
             log_bodies: gw.log_bodies,
             poll: Duration::from_millis(gw.registry_poll_ms),

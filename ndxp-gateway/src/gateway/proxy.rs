@@ -560,6 +560,20 @@ async fn forward(
     // A signed response, where the service requires one.
     let mut response_meta = None;
     if route.settings.verify_responses {
+        // The signer's revocation status must be held before the (sync)
+        // verification, which then refuses a revoked or unknown signer.
+        let revocation = match profile::parse_signer_cert_header(
+            &resp_headers,
+            gw.response_policy.max_field_bytes,
+        ) {
+            Ok(certs) if signed_head.is_some() => gw
+                .response_ocsp
+                .ensure(&certs, Utc::now())
+                .await
+                .map_err(|e| e.to_string()),
+            // A missing or malformed header fails the verification below.
+            _ => Ok(()),
+        };
         let verified = signed_head.as_ref().map_or_else(
             || {
                 Err(
@@ -568,6 +582,7 @@ async fn forward(
                 )
             },
             |req_head| {
+                revocation?;
                 let mut b = axum::http::Response::builder().status(status);
                 if let Some(h) = b.headers_mut() {
                     h.clone_from(&resp_headers);

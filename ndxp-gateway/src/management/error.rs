@@ -88,6 +88,9 @@ pub enum ApiError {
     /// Monitoring or reconciliation data could not be produced.
     #[error("{0}")]
     Monitor(#[source] Box<crate::monitoring::MonitorError>),
+    /// The signer of a request or upload is revoked.
+    #[error("{0}")]
+    Revoked(String),
     /// Something that should not happen (a bug).
     #[error("{0}")]
     Internal(String),
@@ -104,6 +107,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => (C::PayloadTooLarge, 413, self.to_string()),
             ApiError::Unauthorized(m) => (C::Unauthorized, 401, m.clone()),
             ApiError::Forbidden(m) => (C::AccessDenied, 403, m.clone()),
+            ApiError::Revoked(m) => (C::SignatureInvalid, 400, m.clone()),
             ApiError::NoRoute { .. } => (C::ServiceUnknown, 404, self.to_string()),
             ApiError::MethodNotAllowed { .. } => (C::BadRequest, 405, self.to_string()),
             ApiError::Store(e) => match e.as_ref() {
@@ -119,6 +123,9 @@ impl ApiError {
                 | RegistrationError::WrongSigner { .. }
                 | RegistrationError::AuthCertificate(_) => {
                     (C::SignatureInvalid, 400, e.to_string())
+                }
+                RegistrationError::NotOwnCertificate { .. } => {
+                    (C::AccessDenied, 403, e.to_string())
                 }
                 RegistrationError::Malformed(_)
                 | RegistrationError::Stale { .. }

@@ -103,6 +103,8 @@ pub struct AppState {
     pub(crate) openapi_json: Arc<String>,
     /// `[monitoring]` and the gateway's log.
     pub(crate) monitoring: Arc<crate::monitoring::MonitoringState>,
+    /// Revocation of the signers of registration requests and uploads.
+    pub(crate) revocation: Arc<crate::revocation::SignerRevocation>,
 }
 
 impl AppState {
@@ -246,6 +248,14 @@ pub fn router(
 ) -> Router {
     let (routes, doc) = api().split_for_parts();
     let openapi_json = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_string());
+    let revocation = crate::revocation::SignerRevocation::new(
+        publisher.trusted_ca_certs().to_vec(),
+        publisher.ocsp_urls(),
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap_or_default(),
+    );
     let state = AppState {
         store,
         publisher,
@@ -253,6 +263,7 @@ pub fn router(
         max_body_bytes,
         openapi_json: Arc::new(openapi_json),
         monitoring: Arc::new(monitoring),
+        revocation: Arc::new(revocation),
     };
     routes
         .fallback(no_route)

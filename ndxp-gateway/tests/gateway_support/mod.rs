@@ -21,9 +21,12 @@ use ndxp_registry::store::{RegistryStore, SqlStore, StoreOptions};
 use ndxp_sign::ca::Pki;
 use ndxp_sign::profile;
 use ndxp_test_support::db::{Backend, TestDatabase};
-use ndxp_test_support::pki::{init_pki, member_signer};
+use ndxp_test_support::pki::member_signer;
 use serde_json::{json, Value};
 use tempfile::TempDir;
+
+#[path = "../common/ocsp.rs"]
+mod ocsp;
 
 pub const PLATFORM: &str = "VN/GOV/000.00.00.A01";
 pub const PROVIDER: &str = "VN/GOV/000.00.00.H29";
@@ -71,18 +74,7 @@ impl Env {
 
     pub async fn start_with(backend: Backend, tls: bool) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let ocsp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let ocsp_url = format!("http://{}/ocsp", ocsp.local_addr().unwrap());
-        let pki = init_pki(&dir.path().join("pki"), &ocsp_url);
-        let service = Arc::new(
-            ndxp_gateway::pki::PkiService::new(Pki::open(&dir.path().join("pki"), None).unwrap())
-                .unwrap(),
-        );
-        tokio::spawn(async move {
-            axum::serve(ocsp, ndxp_gateway::pki::router(service))
-                .await
-                .unwrap()
-        });
+        let (pki, _) = ocsp::pki_with_ocsp(&dir.path().join("pki")).await;
         let tls_keys = if tls {
             let (cert, key) = tls_identity(&pki, PLATFORM, "gateway");
             std::fs::write(dir.path().join("gw.pem"), cert).unwrap();

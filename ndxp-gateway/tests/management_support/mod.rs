@@ -19,9 +19,12 @@ use ndxp_sign::ca::Pki;
 use ndxp_sign::openssl::pkey::{PKey, Private};
 use ndxp_sign::openssl::x509::X509;
 use ndxp_test_support::db::TestDatabase;
-use ndxp_test_support::pki::{init_pki, member_signer, node_auth_cert, pem};
+use ndxp_test_support::pki::{member_signer, node_auth_cert, pem};
 use serde_json::Value;
 use tempfile::TempDir;
+
+#[path = "../common/ocsp.rs"]
+mod ocsp;
 
 #[allow(unused_imports)] // not every test binary asks for the backends
 pub use ndxp_test_support::db::{backends, Backend};
@@ -94,7 +97,9 @@ impl Env {
     /// (e.g. a `[monitoring]` table).
     pub async fn start_with(backend: Backend, extra: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let pki = init_pki(&dir.path().join("pki"), "http://127.0.0.1:1/ocsp");
+        // The CA's OCSP responder runs: the management role asks it whether
+        // the signers of registration requests and uploads are revoked.
+        let (pki, ocsp_url) = ocsp::pki_with_ocsp(&dir.path().join("pki")).await;
         // The management signing key and certificate.
         let mgmt = member_signer(&pki, &MGMT_MEMBER.parse().unwrap());
         ndxp_sign::key::write_private_key_file(
@@ -132,7 +137,7 @@ validity_secs = 3600
 [[globalconf.cas]]
 name = "NDXP Root CA"
 cert = "ca.pem"
-ocsp_urls = ["http://127.0.0.1:1/ocsp"]
+ocsp_urls = ["{ocsp_url}"]
 [[globalconf.tsas]]
 name = "NDXP TSA"
 url = "http://127.0.0.1:1/tsa"

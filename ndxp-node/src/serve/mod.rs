@@ -66,7 +66,8 @@ use pool::{PeerClients, PeerConnector};
 
 /// Most (transaction id, signer) pairs the replay cache holds; beyond it
 /// new messages are refused with `ndxp.rate_limited` until old ones leave
-/// the window.
+/// the window. One signer member may hold at most
+/// `[exchange] replay_entries_per_member` of them.
 pub const REPLAY_CACHE_ENTRIES: usize = 4_000_000;
 
 /// Most signer certificates kept validated (each re-validated after 60 s;
@@ -592,7 +593,12 @@ impl Node {
             conf,
             trust: RwLock::new(None),
             ocsp: Arc::new(OcspHub::new(ndxp_registry::globalconf::ocsp_fetcher(http))),
-            replay: Arc::new(ReplayCache::new(window, REPLAY_CACHE_ENTRIES)),
+            replay: Arc::new(
+                ReplayCache::new(window, REPLAY_CACHE_ENTRIES).with_max_per_member(
+                    usize::try_from(config.exchange.replay_entries_per_member)
+                        .unwrap_or(REPLAY_CACHE_ENTRIES),
+                ),
+            ),
             local,
             log: Arc::new(log),
             timestamper: std::sync::OnceLock::new(),

@@ -375,6 +375,9 @@ pub struct Options {
     /// (`[client] tls_listen`, a self-signed certificate for 127.0.0.1 and
     /// localhost) and `[client] hosts = ["node.example.vn"]`.
     pub client_tls: bool,
+    /// `[exchange] replay_entries_per_member` of both nodes (default
+    /// 1000000).
+    pub replay_entries_per_member: Option<u64>,
 }
 
 /// The whole network. Dropping it (at the end of the test's runtime)
@@ -510,6 +513,7 @@ impl Network {
         let ocsp_refresh_secs = opts.ocsp_refresh_secs.unwrap_or(300);
         let timestamp_interval_secs = opts.timestamp_interval_secs.unwrap_or(10);
         let timestamp_max_lag_secs = opts.timestamp_max_lag_secs.unwrap_or(600);
+        let replay_entries_per_member = opts.replay_entries_per_member.unwrap_or(1_000_000);
         let anchor = ConfAnchor::new(
             "VN".parse().unwrap(),
             format!("{}/globalconf", self.mgmt_url),
@@ -573,6 +577,7 @@ max_body_bytes = {MAX_BODY}
 timeout_secs = {exchange_timeout_secs}
 connect_timeout_secs = 5
 ocsp_refresh_secs = {ocsp_refresh_secs}
+replay_entries_per_member = {replay_entries_per_member}
 
 [log]
 url = "sqlite://{log}"

@@ -215,7 +215,7 @@ pub(crate) fn start(o: Options) -> Result<Running> {
                     ],
                 )?;
                 for profile in ["auth", "sign"] {
-                    issue(&bin, &pki, profile, &ndir)?;
+                    issue(&bin, &pki, profile, &ndir, member, node)?;
                 }
                 Ok("auth.pem (TLS) and sign.pem (signing) issued".into())
             },
@@ -372,7 +372,7 @@ pub(crate) fn start(o: Options) -> Result<Running> {
                     CONSUMER.1,
                 ],
             )?;
-            issue(&bin, &pki, "sign", &old)?;
+            issue(&bin, &pki, "sign", &old, CONSUMER.0, CONSUMER.1)?;
             let cert = old.join("sign.pem");
             ensure!(
                 check_cert(&http, &cert, &anchors, &intermediates, Purpose::Sign)?
@@ -501,7 +501,7 @@ fn management_flow(
                 "mgmt",
             ],
         )?;
-        issue(bin, pki, "sign", &keys)?;
+        issue(bin, pki, "sign", &keys, OPERATOR_MEMBER, "mgmt")?;
         Ok(format!("{OPERATOR_MEMBER} signs the global configuration"))
     });
     report.step("start the management role (ndxp-gateway serve)", || {
@@ -780,26 +780,37 @@ pub(crate) fn exec_out(bin: &Path, name: &str, args: &[&str]) -> Result<String> 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// `ndxp-gateway pki issue` of `dir/{profile}.csr` into `dir/{profile}.pem`.
-fn issue(bin: &Path, pki: &Path, profile: &str, dir: &Path) -> Result<()> {
+/// `ndxp-gateway pki issue` of `dir/{profile}.csr` into `dir/{profile}.pem`
+/// for `member` (and, for `auth`, its node `node` with the IP address
+/// 127.0.0.1, as every demo node listens on loopback).
+fn issue(
+    bin: &Path,
+    pki: &Path,
+    profile: &str,
+    dir: &Path,
+    member: &str,
+    node: &str,
+) -> Result<()> {
     let csr = dir.join(format!("{profile}.csr"));
     let out = dir.join(format!("{profile}.pem"));
-    exec(
-        bin,
-        "ndxp-gateway",
-        &[
-            "pki",
-            "issue",
-            "--dir",
-            p(pki),
-            "--profile",
-            profile,
-            "--csr",
-            p(&csr),
-            "--out",
-            p(&out),
-        ],
-    )
+    let mut args = vec![
+        "pki",
+        "issue",
+        "--dir",
+        p(pki),
+        "--profile",
+        profile,
+        "--member",
+        member,
+        "--csr",
+        p(&csr),
+        "--out",
+        p(&out),
+    ];
+    if profile == "auth" {
+        args.extend(["--node", node, "--ip", "127.0.0.1"]);
+    }
+    exec(bin, "ndxp-gateway", &args)
 }
 
 /// POSTs a DER request and returns the DER answer of a 2xx response.

@@ -66,6 +66,7 @@ fn cli_err(e: CliError) -> ApiError {
     match e {
         CliError::Store(s) => ApiError::from(s),
         CliError::Invalid(m) => ApiError::BadRequest(m),
+        CliError::NotOwner(m) => ApiError::Forbidden(m),
         other => ApiError::Internal(other.to_string()),
     }
 }
@@ -337,7 +338,9 @@ pub struct NewCredentials {
     /// A client certificate (PEM; its CA certificates may follow) to
     /// register instead of creating a client secret: calls to the gateway
     /// over HTTPS presenting it act as `client`. It must be valid now, fit
-    /// for TLS client authentication and chain to the gateway's client CAs.
+    /// for TLS client authentication, chain to the gateway's client CAs and
+    /// be issued to `client`'s own member (one of its nodes); another
+    /// member's certificate is refused with 403.
     #[serde(default)]
     pub certificate: Option<String>,
 }
@@ -430,7 +433,7 @@ async fn owned_app(
     security(("bearer" = [])), request_body = NewCredentials,
     responses((status = 201, description = "Created", body = CredentialsView),
                (status = 400, description = "No such subsystem, bad range, unusable certificate", body = ProblemSchema),
-               (status = 403, description = "Another member's subsystem", body = ProblemSchema),
+               (status = 403, description = "Another member's subsystem, or a certificate of another member", body = ProblemSchema),
                (status = 409, description = "The certificate is already registered", body = ProblemSchema)))]
 pub async fn create_gateway_credentials(
     State(st): State<AppState>,

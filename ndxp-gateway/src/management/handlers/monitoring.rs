@@ -2,7 +2,8 @@
 //!
 //! Nodes call out only: every upload is a compact JWS (`application/jose`)
 //! signed by the member's signing key and checked by
-//! [`ndxp_audit::monitor::verify_envelope`], then here: the member belongs
+//! [`ndxp_audit::monitor::verify_envelope`], then here: the signer is not
+//! revoked ([`crate::revocation`]), the member belongs
 //! to the instance, the node is registered for that member, the content
 //! concerns only the member's own subsystems, and the `jti` is new (the
 //! store refuses a replay in the same transaction as the write). A refused
@@ -39,8 +40,9 @@ pub const POLL_LIMIT: u32 = 100;
 /// Most transaction ids in one drill-down answer.
 pub const MAX_ANSWER_IDS: usize = 1_000_000;
 
-/// Reads and verifies a signed upload of type `typ`, and checks the member's
-/// instance and, when named, that the node is registered for the member.
+/// Reads and verifies a signed upload of type `typ`, and checks that its
+/// signer is not revoked, the member's instance and, when named, that the
+/// node is registered for the member.
 async fn signed<T: DeserializeOwned>(
     st: &AppState,
     req: Request,
@@ -58,6 +60,10 @@ async fn signed<T: DeserializeOwned>(
         .trim()
         .to_string();
     let env: Envelope<T> = verify_envelope(&text, typ, st.publisher.trusted_ca_certs(), now)?;
+    st.revocation
+        .check_jws(&text, ndxp_audit::monitor::MAX_UPLOAD_BYTES, now)
+        .await
+        .map_err(ApiError::Revoked)?;
     st.check_instance(&env.member)?;
     if let Some(node) = &env.node {
         check_node(st, &env.member, node).await?;

@@ -63,7 +63,12 @@ pub async fn submit_registration(
     }
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::BadRequest("the request body is not UTF-8 text".into()))?;
-    let checked = verify_registration(text, st.publisher.trusted_ca_certs(), chrono::Utc::now())?;
+    let now = chrono::Utc::now();
+    let checked = verify_registration(text, st.publisher.trusted_ca_certs(), now)?;
+    st.revocation
+        .check_jws(text, MAX_REQUEST_BYTES, now)
+        .await
+        .map_err(ApiError::Revoked)?;
     let p = checked.payload;
     st.check_instance(&p.member)?;
     let new = NewRegistration {
