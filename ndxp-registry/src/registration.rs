@@ -130,11 +130,11 @@ pub enum RegistrationError {
     )]
     NotOwnCertificate {
         /// The member the certificate names.
-        owner: MemberId,
+        owner: Box<MemberId>,
         /// The node the certificate names.
-        node: NodeName,
+        node: Box<NodeName>,
         /// The member that asked.
-        member: MemberId,
+        member: Box<MemberId>,
     },
     /// `submitted_at` is too far from now.
     #[error("the request was made at {submitted_at}, more than {} minutes from now; make a new one", MAX_AGE.num_minutes())]
@@ -280,9 +280,9 @@ pub fn verify_auth_certificate(
         .map_err(|e| RegistrationError::AuthCertificate(e.to_string()))?;
     if &cert_member != member {
         return Err(RegistrationError::NotOwnCertificate {
-            owner: cert_member,
-            node: cert_node,
-            member: member.clone(),
+            owner: Box::new(cert_member),
+            node: Box::new(cert_node),
+            member: Box::new(member.clone()),
         });
     }
     if &cert_node != node {
