@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use ndxp_core::ErrorChain;
 use ndxp_sign::chain::NoRevocationCheck;
 use ndxp_sign::openssl::sha::sha256;
 use ndxp_sign::openssl::x509::X509;
@@ -948,7 +949,7 @@ fn check(
         let gen_time = match &trust {
             Some(trust) => {
                 let token = tsa::verify_token(&t.token, ImprintAlgorithm::Sha256, &hash.0, trust)
-                    .map_err(|e| bad(error_chain(&e)))?;
+                    .map_err(|e| bad(ErrorChain(&e).to_string()))?;
                 // The certificates a token carries are outside its
                 // signature: each must be one the archive lists, so that
                 // no byte of the token can change unnoticed.
@@ -1146,13 +1147,3 @@ fn token_certificates(token: &[u8]) -> Vec<Vec<u8>> {
         .unwrap_or_default()
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}

@@ -628,13 +628,7 @@ impl Inner {
                 st.tokens += report.stamped.len() as u64;
             }
             Err(e) => {
-                let mut text = e.to_string();
-                let mut cause = std::error::Error::source(e);
-                while let Some(c) = cause {
-                    text.push_str(": ");
-                    text.push_str(&c.to_string());
-                    cause = c.source();
-                }
+                let text = ndxp_core::ErrorChain(e).to_string();
                 tracing::warn!(error = %text, "message log timestamping failed");
                 st.last_error = Some(text);
             }

@@ -15,19 +15,22 @@
 //! # Ok::<(), ndxp_core::id::IdError>(())
 //! ```
 //!
-//! It also classifies database URLs ([`dburl`]) for the storage backends.
+//! It prints an error with its causes ([`chain::ErrorChain`]) and classifies
+//! database URLs ([`dburl`]) for the storage backends.
 //!
 //! **Architecture invariant:** this crate performs no I/O and has no async
 //! code; everything here is a pure value type.
 
 #![forbid(unsafe_code)]
 
+pub mod chain;
 pub mod dburl;
 pub mod id;
 pub mod path;
 pub mod problem;
 pub mod txid;
 
+pub use chain::ErrorChain;
 pub use id::{IdError, InstanceId, MemberId, NodeName, ServiceId, SubsystemId, Version};
 pub use problem::{ErrorCode, Problem};
 pub use txid::TransactionId;

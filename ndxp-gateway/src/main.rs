@@ -418,7 +418,7 @@ fn main() {
     };
     init_tracing(cli.log_json);
     if let Err(e) = run(cli.command) {
-        eprintln!("ndxp-gateway: error: {e:#}");
+        eprintln!("ndxp-gateway: error: {}", ndxp_core::ErrorChain(&*e));
         std::process::exit(exit_code(&e));
     }
 }

@@ -22,6 +22,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use ndxp_core::ErrorChain;
 use ndxp_registry::store::gateway::GatewayStore;
 use ndxp_registry::store::{RegistryStore, SqlStore, StoreError, StoreOptions};
 use tokio::net::TcpListener;
@@ -191,7 +192,7 @@ async fn report_gateway_status(
                 if let Err(e) = crate::monitoring::record_gateway_status(
                     store.as_ref(), gateway.as_ref(), &config, &http, chrono::Utc::now(),
                 ).await {
-                    tracing::warn!(error = %error_chain(&e), "the gateway's status was not recorded");
+                    tracing::warn!(error = %ErrorChain(&e), "the gateway's status was not recorded");
                 }
             }
             _ = stopped(stop.clone()) => break,
@@ -280,7 +281,7 @@ async fn serve(
                     tokio::select! {
                         _ = tick.tick() => {
                             if let Err(e) = publisher.ensure_current(chrono::Utc::now()).await {
-                                tracing::warn!(error = %error_chain(&e), "global configuration not published");
+                                tracing::warn!(error = %ErrorChain(&e), "global configuration not published");
                             }
                         }
                         _ = stopped(rx.clone()) => break,
@@ -361,7 +362,7 @@ async fn refresh_after_change(
     let resp = next.run(req).await;
     if changes && resp.status().is_success() {
         if let Err(e) = gw.refresh().await {
-            tracing::warn!(error = %error_chain(&e), "gateway could not re-read the registry after a change");
+            tracing::warn!(error = %ErrorChain(&e), "gateway could not re-read the registry after a change");
         }
     }
     resp
@@ -369,17 +370,6 @@ async fn refresh_after_change(
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn admin_router(state: AdminState) -> Router {
@@ -403,7 +393,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
             .into_response()
     };
     if let Err(e) = st.store.registry_version().await {
-        tracing::warn!(error = %error_chain(&e), "readiness: registry not reachable");
+        tracing::warn!(error = %ErrorChain(&e), "readiness: registry not reachable");
         return not_ready("the registry database does not answer".into());
     }
     let Some(publisher) = &st.publisher else {
@@ -417,7 +407,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         }))
         .into_response(),
         Err(e) => {
-            tracing::warn!(error = %error_chain(&e), "readiness: no global configuration");
+            tracing::warn!(error = %ErrorChain(&e), "readiness: no global configuration");
             not_ready(format!("no current global configuration: {e}"))
         }
     }

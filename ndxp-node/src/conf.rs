@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ndxp_core::{MemberId, NodeName};
+use ndxp_core::{ErrorChain, MemberId, NodeName};
 use ndxp_registry::globalconf::{ConfClient, ConfDocument, ConfError, ConfStatus, RefreshOutcome};
 use serde::Serialize;
 
@@ -169,7 +169,7 @@ pub async fn fetch(
     now: DateTime<Utc>,
 ) -> Result<FetchReport, ConfCommandError> {
     let client = client(config)?;
-    let previous_unusable = client.load_last_good(now).err().map(|e| error_chain(&e));
+    let previous_unusable = client.load_last_good(now).err().map(|e| ErrorChain(&e).to_string());
     let outcome = client
         .refresh(now)
         .await
@@ -185,16 +185,3 @@ pub async fn fetch(
     })
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        let t = src.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = src.source();
-    }
-    s
-}

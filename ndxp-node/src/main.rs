@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use ndxp_core::{MemberId, NodeName, ServiceId, SubsystemId};
+use ndxp_core::{ErrorChain, MemberId, NodeName, ServiceId, SubsystemId};
 use ndxp_node::conf::NodeConfStatus;
 use ndxp_node::config::{self, ConfigError, NodeConfig};
 use ndxp_node::keys::{init_keys, KeysOptions};
@@ -314,29 +314,11 @@ fn main() {
     match run(cli.command) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("ndxp-node: error: {}", error_text(&e));
+            eprintln!("ndxp-node: error: {}", ErrorChain(&*e));
             let bad_config = e.chain().any(|c| c.is::<ConfigError>());
             std::process::exit(if bad_config { EXIT_USAGE } else { 1 });
         }
     }
-}
-
-/// An error and its causes, `: `-separated, each cause left out when the
-/// text so far already says it.
-fn error_text(e: &anyhow::Error) -> String {
-    let mut s = String::new();
-    for cause in e.chain() {
-        let t = cause.to_string();
-        let t = t.trim_end();
-        if s.contains(t) {
-            continue;
-        }
-        if !s.is_empty() {
-            s.push_str(": ");
-        }
-        s.push_str(t);
-    }
-    s
 }
 
 /// Runs a command; returns the exit status.
@@ -827,14 +809,7 @@ fn log_verify(file: &Path, ca: Option<&Path>) -> Result<i32> {
         }
         Err(e) => {
             println!("{}: INVALID", file.display());
-            let mut text = e.to_string();
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                text.push_str(": ");
-                text.push_str(&c.to_string());
-                cause = c.source();
-            }
-            println!("  {text}");
+            println!("  {}", ErrorChain(&e));
             Ok(1)
         }
     }

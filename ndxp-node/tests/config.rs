@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ndxp_core::ErrorChain;
 use ndxp_node::config::{load, ConfigError, NodeConfig};
 use proptest::prelude::*;
 
@@ -100,21 +101,9 @@ fn peer_connections_is_read_and_bounded() {
     }
 }
 
-/// The error with its causes, as the binary shows it.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 fn parse_err(text: &str) -> (String, Option<(usize, usize)>) {
     match parse(text).unwrap_err() {
-        e @ ConfigError::Parse { location, .. } => (chain(&e), location),
+        e @ ConfigError::Parse { location, .. } => (ErrorChain(&e).to_string(), location),
         e => panic!("{e:?}"),
     }
 }

@@ -22,7 +22,7 @@ const USAGE: &str = "usage: cargo xtask <ci | bench NAME | demo [--dir D] [--onc
 
 fn main() {
     if let Err(e) = run() {
-        eprintln!("xtask: error: {e:#}");
+        eprintln!("xtask: error: {}", ndxp_core::ErrorChain(&*e));
         std::process::exit(1);
     }
 }

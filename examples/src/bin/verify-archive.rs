@@ -56,13 +56,7 @@ fn run(args: &Args) -> Result<String, (u8, String)> {
         Ok(report) => Ok(describe(&report, args)),
         Err(e @ ArchiveError::Io { .. }) => Err((2, e.to_string())),
         Err(e) => {
-            let mut text = format!("INVALID: {e}");
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                text.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            Err((1, text))
+            Err((1, format!("INVALID: {}", ndxp_core::ErrorChain(&e))))
         }
     }
 }

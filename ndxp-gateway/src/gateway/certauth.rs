@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
+use ndxp_core::ErrorChain;
 use ndxp_sign::chain::{self, NoRevocationCheck, Purpose};
 use ndxp_sign::ocsp::DEFAULT_VALIDITY;
 use ndxp_sign::ocsp_hub::OcspHub;
@@ -103,14 +104,14 @@ impl CertChecker {
             Purpose::ClientAuth,
             &NoRevocationCheck,
         )
-        .map_err(|e| format!("the client certificate is not accepted: {}", error_text(&e)))?;
+        .map_err(|e| format!("the client certificate is not accepted: {}", ErrorChain(&e)))?;
         self.ocsp
             .ensure(path.certs(), now)
             .await
             .map_err(|e| format!("the client certificate is not accepted: {e}"))?;
         let cache = self.ocsp.cache();
         chain::check_revocation(path.certs(), now, cache.as_ref())
-            .map_err(|e| format!("the client certificate is not accepted: {}", error_text(&e)))?;
+            .map_err(|e| format!("the client certificate is not accepted: {}", ErrorChain(&e)))?;
         let answer_until = cache
             .get(leaf)
             .map(|c| c.next_update.unwrap_or(c.this_update + DEFAULT_VALIDITY));
@@ -128,13 +129,3 @@ impl CertChecker {
     }
 }
 
-fn error_text(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use ndxp_audit::log::{Bodies, Exchange, MessageLog, Role, SignedMeta};
 use ndxp_core::problem::{ErrorCode, Problem};
 use ndxp_core::{ServiceId, SubsystemId, TransactionId};
+use ndxp_edge::problem::ProblemResponse;
 use ndxp_registry::store::gateway::GatewayServiceState;
 use ndxp_sign::openssl::sha::sha256;
 use ndxp_sign::profile;
@@ -22,7 +23,6 @@ use super::certauth::ClientCert;
 use super::limits::Refusal;
 use super::routing::Route;
 use super::Gateway;
-use crate::management::error::problem_response;
 
 /// `NDXP-Request-Hash`.
 const REQUEST_HASH: &str = "ndxp-request-hash";
@@ -90,33 +90,17 @@ struct Call {
     request_id: Option<String>,
 }
 
+/// The problem `code` of transaction `txid`, rendered by the edge.
 fn problem(code: ErrorCode, detail: impl Into<String>, txid: TransactionId) -> Response {
-    let p = Problem::new(code, detail).with_transaction(txid);
-    with_txid(problem_status(&p, code), &p, txid)
+    ProblemResponse::new(&Problem::new(code, detail).with_transaction(txid)).into_response()
 }
 
-fn problem_status(p: &Problem, code: ErrorCode) -> StatusCode {
-    StatusCode::from_u16(p.status).unwrap_or_else(|_| {
-        StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-    })
-}
-
-fn with_txid(status: StatusCode, p: &Problem, txid: TransactionId) -> Response {
-    let mut resp = problem_response(status, p);
-    if let Ok(v) = HeaderValue::from_str(&txid.to_string()) {
-        resp.headers_mut()
-            .insert(HeaderName::from_static(profile::NDXP_ID), v);
-    }
-    resp
-}
-
+/// A 401 with the gateway's bearer challenge.
 fn unauthorized(detail: &str, txid: TransactionId) -> Response {
-    let mut resp = problem(ErrorCode::Unauthorized, detail, txid);
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"ndxp-gateway\", error=\"invalid_token\""),
-    );
-    resp
+    let p = Problem::new(ErrorCode::Unauthorized, detail).with_transaction(txid);
+    ProblemResponse::new(&p)
+        .www_authenticate("Bearer realm=\"ndxp-gateway\", error=\"invalid_token\"")
+        .into_response()
 }
 
 /// A header's value as text, when present and visible ASCII.
@@ -304,10 +288,10 @@ pub(super) async fn handle(gw: &Gateway, peer: SocketAddr, req: Request) -> Resp
             Refusal::Rate { .. } => "the subscription's rate limit is exceeded",
             Refusal::Quota { .. } => "the subscription's daily quota is used up",
         };
-        let mut resp = problem(ErrorCode::RateLimited, detail, txid);
-        if let Ok(v) = HeaderValue::from_str(&r.retry_after().to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+        let p = Problem::new(ErrorCode::RateLimited, detail).with_transaction(txid);
+        let resp = ProblemResponse::new(&p)
+            .retry_after(r.retry_after())
+            .into_response();
         return refuse(gw, call, resp).await;
     }
 
@@ -625,7 +609,7 @@ async fn forward(
                 )
                 .with_status(502)
                 .with_transaction(txid);
-                let resp = with_txid(StatusCode::BAD_GATEWAY, &p, txid);
+                let resp = ProblemResponse::new(&p).into_response();
                 let n = buf.len() as u64;
                 return finish(
                     gw,

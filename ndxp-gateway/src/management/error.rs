@@ -21,19 +21,14 @@
 //! | a replayed `jti`, a different summary for a stored (node, side, period) | 409 | `ndxp.bad_request` |
 //! | database unreachable, a bug | 500 | `ndxp.internal` (the detail names a log reference, nothing else) |
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ndxp_core::problem::PROBLEM_CONTENT_TYPE;
 use ndxp_core::{ErrorCode, Problem};
+use ndxp_edge::problem::ProblemResponse;
 use ndxp_registry::registration::RegistrationError;
 use ndxp_registry::store::StoreError;
 
 use crate::publisher::PublishError;
-
-/// The problem code of an error response, put in the response's extensions
-/// so that the metrics layer can count errors by code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProblemCode(pub String);
 
 /// Why a management request failed.
 #[derive(Debug, thiserror::Error)]
@@ -161,42 +156,12 @@ impl ApiError {
 /// whose detail carries only that reference.
 fn internal(e: &dyn std::error::Error) -> (ErrorCode, u16, String) {
     let reference = uuid::Uuid::now_v7();
-    let mut chain = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
-    tracing::error!(%reference, error = %chain, "management API internal error");
+    tracing::error!(%reference, error = %ndxp_core::ErrorChain(e), "management API internal error");
     (
         ErrorCode::Internal,
         500,
         format!("internal error; the server log has the details under reference {reference}"),
     )
-}
-
-/// Renders a problem document as an `application/problem+json` response.
-pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {
-    let body = serde_json::to_vec(problem).unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
-        )],
-        body,
-    )
-        .into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"ndxp-management\""),
-        );
-    }
-    resp.extensions_mut()
-        .insert(ProblemCode(problem.code.clone()));
-    resp
 }
 
 impl From<ndxp_audit::monitor::EnvelopeError> for ApiError {
@@ -235,6 +200,13 @@ impl From<PublishError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, problem) = self.to_problem();
-        problem_response(status, &problem)
+        let answer = ProblemResponse::new(&problem);
+        if status == StatusCode::UNAUTHORIZED {
+            answer
+                .www_authenticate("Bearer realm=\"ndxp-management\"")
+                .into_response()
+        } else {
+            answer.into_response()
+        }
     }
 }

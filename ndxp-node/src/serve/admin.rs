@@ -26,8 +26,8 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use chrono::Utc;
 use ndxp_audit::log::MessageLog as _;
-use ndxp_core::problem::PROBLEM_CONTENT_TYPE;
 use ndxp_core::{ErrorCode, Problem, ServiceId, SubsystemId};
+use ndxp_edge::problem::ProblemResponse;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -47,14 +47,9 @@ pub(crate) fn generate_token() -> Result<String, ndxp_sign::openssl::error::Erro
 
 type St = State<Arc<NodeState>>;
 
+/// The problem `code`, rendered by the edge.
 fn problem(code: ErrorCode, detail: impl Into<String>) -> Response {
-    let p = Problem::new(code, detail);
-    (
-        StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [(header::CONTENT_TYPE, PROBLEM_CONTENT_TYPE)],
-        serde_json::to_string(&p).unwrap_or_default(),
-    )
-        .into_response()
+    ProblemResponse::new(&Problem::new(code, detail)).into_response()
 }
 
 fn local_error(e: LocalError) -> Response {
@@ -84,15 +79,15 @@ fn authorized(state: &NodeState, headers: &HeaderMap) -> Result<(), Box<Response
     if ok {
         Ok(())
     } else {
-        let mut r = problem(
+        let p = Problem::new(
             ErrorCode::Unauthorized,
             "send the token of [admin] token_file as Authorization: Bearer <token>",
         );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        Err(Box::new(r))
+        Err(Box::new(
+            ProblemResponse::new(&p)
+                .www_authenticate("Bearer")
+                .into_response(),
+        ))
     }
 }
 

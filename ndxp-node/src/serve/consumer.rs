@@ -13,7 +13,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use ndxp_audit::log::{Exchange, Role};
-use ndxp_core::{ErrorCode, Problem, ServiceId, SubsystemId, TransactionId};
+use ndxp_core::{ErrorChain, ErrorCode, Problem, ServiceId, SubsystemId, TransactionId};
+use ndxp_edge::problem::ProblemResponse;
 use ndxp_sign::profile::{self, SignedInfo, VerifiedMessage};
 use ndxp_sign::tls::PeerIdentity;
 
@@ -21,7 +22,7 @@ use super::client_auth::{self, CallerConnection};
 use super::pool::connect_error;
 use super::record::{own_meta, verified_meta};
 use super::wire::{
-    self, copy_headers, opaque_header, problem, problem_response, read_body, Body, BodyError,
+    self, copy_headers, opaque_header, problem, read_body, Body, BodyError,
     REQUEST_HASH, REQUEST_HEADERS, RESPONSE_HEADERS,
 };
 use super::{NodeState, Trust};
@@ -94,7 +95,7 @@ pub(crate) async fn handle(
                 .unwrap_or_default();
             (r, code)
         }
-        Err(p) => (problem_response(&p), p.code),
+        Err(p) => (ProblemResponse::new(&p).into_response(), p.code),
     };
     state
         .metrics
@@ -328,7 +329,7 @@ async fn forward(
                 Some(c) if c.is_trust() => Forward::Fail(
                     problem(
                         ErrorCode::SignatureInvalid,
-                        format!("the provider's node is not trusted: {}", error_text(c)),
+                        format!("the provider's node is not trusted: {}", ErrorChain(c)),
                         Some(tx),
                     )
                     .with_status(502),
@@ -342,7 +343,7 @@ async fn forward(
                     ErrorCode::ProviderUnreachable,
                     format!(
                         "the exchange with the provider's node failed: {}",
-                        error_text(&e)
+                        ErrorChain(&e)
                     ),
                     Some(tx),
                 )),
@@ -397,17 +398,6 @@ async fn forward(
         .await
         .map_err(Forward::Fail)?;
     Ok((resp_head, resp_body, vm, forwarded_at))
-}
-
-fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Verifies the provider's answer; a failure means it never reaches the

@@ -14,6 +14,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use ndxp_audit::log::{Bodies, Exchange, Role};
 use ndxp_core::{ErrorCode, Problem, ServiceId, SubsystemId, TransactionId};
+use ndxp_edge::problem::ProblemResponse;
 use ndxp_registry::globalconf::ConfGrantee;
 use ndxp_sign::profile::{self, VerifiedMessage};
 use ndxp_sign::tls::PeerIdentity;
@@ -73,9 +74,9 @@ fn signed_problem(
         _ => p,
     };
     if tx.is_none() || !head.headers.contains_key("signature") {
-        return wire::problem_response(&p);
+        return ProblemResponse::new(&p).into_response();
     }
-    let (mut parts, bytes) = wire::problem_parts(&p);
+    let (mut parts, bytes) = ProblemResponse::new(&p).into_parts();
     let digest = ndxp_sign::digest::content_digest(&bytes);
     // An answer that cannot be signed goes out unsigned; the consumer's
     // node withholds it and reports signature_invalid.
@@ -293,11 +294,12 @@ fn sign_answer(
     let digest = ndxp_sign::digest::content_digest(&bytes);
     match profile::sign_response(&mut parts, head, &digest, &state.signer, Utc::now()) {
         Ok(_) => Response::from_parts(parts, Full::new(bytes)),
-        Err(e) => wire::problem_response(&err(
+        Err(e) => ProblemResponse::new(&err(
             ErrorCode::Internal,
             format!("the answer cannot be signed: {}", e.problem_code()),
             Some(tx),
-        )),
+        ))
+        .into_response(),
     }
 }
 
@@ -420,7 +422,7 @@ async fn call_backend(
         Ok((s, h, b)) => (s, h, b, None),
         Err(p) => {
             let code = p.code.clone();
-            let (parts, body) = wire::problem_parts(&p);
+            let (parts, body) = ProblemResponse::new(&p).into_parts();
             (parts.status, parts.headers, body, Some(code))
         }
     };

@@ -9,6 +9,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
+use ndxp_core::ErrorChain;
 use ndxp_sign::openssl::ssl::SslAcceptor;
 use ndxp_sign::tls::{accept_https, https_acceptor, ClientCertificates};
 use tokio::net::TcpListener;
@@ -39,18 +40,7 @@ pub(crate) fn client_acceptor(config: &NodeConfig) -> Result<Option<SslAcceptor>
     };
     https_acceptor(cert, key, clients)
         .map(Some)
-        .map_err(|e| StartError::ClientTls(error_chain(&e)))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+        .map_err(|e| StartError::ClientTls(ErrorChain(&e).to_string()))
 }
 
 fn builder() -> Builder<TokioExecutor> {

@@ -98,29 +98,6 @@ pub fn problem(code: ErrorCode, detail: impl Into<String>, tx: Option<Transactio
     }
 }
 
-/// Serialises a problem as an `application/problem+json` answer with its
-/// status, and `NDXP-Id` when it has a transaction.
-pub fn problem_response(p: &Problem) -> Response<Body> {
-    let (parts, body) = problem_parts(p);
-    Response::from_parts(parts, Full::new(body))
-}
-
-/// [`problem_response`] as a head and the body bytes (to be signed).
-pub fn problem_parts(p: &Problem) -> (http::response::Parts, Bytes) {
-    let body = Bytes::from(serde_json::to_vec(p).unwrap_or_else(|_| b"{}".to_vec()));
-    let mut r = Response::new(());
-    *r.status_mut() = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
-    if let Some(t) = p.transaction_id {
-        if let Ok(v) = HeaderValue::from_str(&t.to_string()) {
-            r.headers_mut()
-                .insert(HeaderName::from_static(ndxp_sign::profile::NDXP_ID), v);
-        }
-    }
-    (r.into_parts().0, body)
-}
-
 /// A JSON answer as a head and the body bytes.
 pub fn json_parts(status: StatusCode, value: &serde_json::Value) -> (http::response::Parts, Bytes) {
     let body = Bytes::from(serde_json::to_vec(value).unwrap_or_default());

@@ -11,7 +11,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ndxp_core::InstanceId;
+use ndxp_core::{ErrorChain, InstanceId};
 use ndxp_sign::jws::JwsError;
 use serde::Serialize;
 
@@ -290,7 +290,7 @@ impl ConfClient {
                 state.last_error = None;
                 state.fetched_at = Some(now);
             }
-            Err(e) => state.last_error = Some(error_chain(e)),
+            Err(e) => state.last_error = Some(ErrorChain(e).to_string()),
         }
         result
     }
@@ -398,7 +398,7 @@ impl ConfClient {
                 Err(e) => {
                     let held = self.current().map(|d| d.version);
                     tracing::warn!(
-                        error = %error_chain(&e),
+                        error = %ErrorChain(&e),
                         held_version = ?held,
                         url = %self.anchor.conf_url,
                         "global configuration refresh failed; keeping the held version"
@@ -410,21 +410,6 @@ impl ConfClient {
             }
         }
     }
-}
-
-/// An error and its sources, `: `-separated.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        let text = src.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = src.source();
-    }
-    s
 }
 
 /// Writes `bytes` to `path` so that a reader sees the old file or the new

@@ -112,7 +112,7 @@ impl Report {
             }
             Err(e) => {
                 self.failed.push(name.to_string());
-                println!("[FAIL] {name}: {e:#}");
+                println!("[FAIL] {name}: {}", ndxp_core::ErrorChain(&*e));
             }
         }
     }
