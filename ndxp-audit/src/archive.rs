@@ -1146,4 +1146,3 @@ fn token_certificates(token: &[u8]) -> Vec<Vec<u8>> {
         .map(|certs| certs.iter().filter_map(|c| c.to_der().ok()).collect())
         .unwrap_or_default()
 }
-

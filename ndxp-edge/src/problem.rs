@@ -2,7 +2,7 @@
 //! [`ndxp_core::Problem`] becomes an HTTP answer with its status,
 //! `Content-Type: application/problem+json`, `NDXP-Id` when the problem
 //! belongs to a transaction, and `WWW-Authenticate` / `Retry-After` when
-//! the caller gives them (`docs/design.md`, "Errors").
+//! the caller gives them (`docs/design.md` §4 "Problems" and §14).
 //!
 //! The body type is generic (anything built from [`Bytes`]), so the node's
 //! hyper services (`Full<Bytes>`) and the gateway's axum routers
@@ -120,7 +120,10 @@ mod tests {
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         let names: Vec<_> = r.headers().keys().map(|k| k.as_str().to_string()).collect();
         assert_eq!(names, ["content-type", "ndxp-id"]);
-        assert_eq!(r.headers()["ndxp-id"], "01936d1e-6f1a-7c3e-9a2b-0123456789ab");
+        assert_eq!(
+            r.headers()["ndxp-id"],
+            "01936d1e-6f1a-7c3e-9a2b-0123456789ab"
+        );
         assert_eq!(
             r.extensions().get::<ProblemCode>(),
             Some(&ProblemCode("ndxp.access_denied".into()))

@@ -186,3 +186,115 @@ fn the_document_passes_an_independent_openapi_validator() {
     );
     assert!(ok && text.contains("valid"), "{text}");
 }
+
+/// Every operation lists the problem answers its extractors can give, and
+/// every error answer is `application/problem+json` with the `Problem`
+/// schema (401 also with its `WWW-Authenticate` challenge).
+#[test]
+fn every_operation_lists_its_problem_answers_as_problem_json() {
+    let doc = serde_json::to_value(ndxp_gateway::management::openapi()).unwrap();
+    let problem = &doc["components"]["schemas"]["Problem"];
+    for field in ["type", "title", "status", "code", "detail"] {
+        assert!(problem["properties"].get(field).is_some(), "{problem}");
+    }
+    let mut checked = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for method in METHODS {
+            let Some(op) = item.get(method) else { continue };
+            checked += 1;
+            let name = format!("{method} {template}");
+            let responses = op["responses"].as_object().unwrap();
+            let has = |s: &str| responses.contains_key(s);
+            let params = op["parameters"].as_array().is_some_and(|p| !p.is_empty());
+            let body = op.get("requestBody").is_some();
+            let bearer = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            if params || body || bearer {
+                assert!(has("500"), "{name}: no 500");
+            }
+            if params || body {
+                assert!(has("400"), "{name}: no 400");
+            }
+            if body {
+                assert!(has("413") && has("415"), "{name}: no 413/415");
+            }
+            if bearer {
+                assert!(has("401"), "{name}: no 401");
+                assert!(
+                    responses["401"]["headers"]
+                        .get("WWW-Authenticate")
+                        .is_some(),
+                    "{name}: 401 without its challenge"
+                );
+            }
+            for (status, r) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        r["content"],
+                        serde_json::json!({"application/problem+json": {
+                            "schema": {"$ref": "#/components/schemas/Problem"}}}),
+                        "{name} {status}"
+                    );
+                } else {
+                    assert!(
+                        r["content"]
+                            .as_object()
+                            .is_none_or(|c| !c.contains_key("application/problem+json")),
+                        "{name} {status}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked >= 40, "{checked}");
+    // What only the handlers know: rights, lookups and unique constraints.
+    let statuses = |method: &str, path: &str| -> Vec<String> {
+        doc["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} is not documented"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    for (method, path, expected) in [
+        (
+            "post",
+            "/api/v1/members",
+            &["400", "401", "403", "409", "413", "415"][..],
+        ),
+        (
+            "delete",
+            "/api/v1/members/{instance}/{class}/{code}",
+            &["400", "401", "403", "404"],
+        ),
+        (
+            "post",
+            "/api/v1/members/{instance}/{class}/{code}/subsystems",
+            &["403", "404", "409"],
+        ),
+        (
+            "post",
+            "/api/v1/registrations",
+            &["400", "409", "413", "415"],
+        ),
+        (
+            "get",
+            "/api/v1/services/{instance}/{class}/{code}/{subsystem}/{service}/{version}/openapi",
+            &["400", "404"],
+        ),
+        (
+            "post",
+            "/api/v1/subscriptions/{id}/approve",
+            &["403", "404", "409", "413", "415"],
+        ),
+    ] {
+        let got = statuses(method, path);
+        for s in expected {
+            assert!(
+                got.iter().any(|g| g == s),
+                "{method} {path}: no {s} in {got:?}"
+            );
+        }
+    }
+    // The served document is prepared at start and cannot fail.
+    assert_eq!(statuses("get", "/openapi.json"), ["200"]);
+}

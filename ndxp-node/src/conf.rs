@@ -169,7 +169,10 @@ pub async fn fetch(
     now: DateTime<Utc>,
 ) -> Result<FetchReport, ConfCommandError> {
     let client = client(config)?;
-    let previous_unusable = client.load_last_good(now).err().map(|e| ErrorChain(&e).to_string());
+    let previous_unusable = client
+        .load_last_good(now)
+        .err()
+        .map(|e| ErrorChain(&e).to_string());
     let outcome = client
         .refresh(now)
         .await
@@ -184,4 +187,3 @@ pub async fn fetch(
         status: node_status(config, &client, now),
     })
 }
-

@@ -87,7 +87,8 @@ fn per_thread(addr: SocketAddr, threads: usize) -> anyhow::Result<()> {
                 let listener = match bind(addr) {
                     Ok(l) => l,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(anyhow::anyhow!("{}", ndxp_core::ErrorChain(&*e))));
+                        let _ =
+                            ready_tx.send(Err(anyhow::anyhow!("{}", ndxp_core::ErrorChain(&*e))));
                         return Err(e);
                     }
                 };

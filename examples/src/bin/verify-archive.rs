@@ -55,9 +55,7 @@ fn run(args: &Args) -> Result<String, (u8, String)> {
     match verify_archive(&bytes, &options) {
         Ok(report) => Ok(describe(&report, args)),
         Err(e @ ArchiveError::Io { .. }) => Err((2, e.to_string())),
-        Err(e) => {
-            Err((1, format!("INVALID: {}", ndxp_core::ErrorChain(&e))))
-        }
+        Err(e) => Err((1, format!("INVALID: {}", ndxp_core::ErrorChain(&e)))),
     }
 }
 

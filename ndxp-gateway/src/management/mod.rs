@@ -60,7 +60,8 @@
 //! | GET | `/globalconf` | public |
 //! | GET | `/openapi.json` | public |
 //!
-//! Errors are problem+json; see [`error`] for the status and code of each.
+//! Errors are problem+json; see [`error`] for the status and code of each,
+//! and [`problems`] for how the document lists them.
 
 use std::sync::Arc;
 
@@ -71,6 +72,7 @@ use ndxp_core::{InstanceId, MemberId};
 use ndxp_registry::store::RegistryStore;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, OpenApi};
+use utoipa::Modify as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -81,6 +83,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod problems;
 pub mod schema;
 
 use error::ApiError;
@@ -216,9 +219,12 @@ pub fn api() -> OpenApiRouter<AppState> {
 }
 
 /// The OpenAPI document of the management API, as served at
-/// `/openapi.json`.
+/// `/openapi.json`: the operations of [`api`] with the problem answers of
+/// [`problems::ProblemResponses`].
 pub fn openapi() -> OpenApi {
-    api().into_openapi()
+    let mut doc = api().into_openapi();
+    problems::ProblemResponses.modify(&mut doc);
+    doc
 }
 
 async fn no_route(req: Request) -> ApiError {
@@ -246,7 +252,8 @@ pub fn router(
     metrics: Arc<Metrics>,
     monitoring: crate::monitoring::MonitoringState,
 ) -> Router {
-    let (routes, doc) = api().split_for_parts();
+    let (routes, mut doc) = api().split_for_parts();
+    problems::ProblemResponses.modify(&mut doc);
     let openapi_json = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_string());
     let revocation = crate::revocation::SignerRevocation::new(
         publisher.trusted_ca_certs().to_vec(),

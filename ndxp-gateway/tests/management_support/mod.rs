@@ -56,21 +56,51 @@ pub struct Server {
     pub task: tokio::task::JoinHandle<Result<(), ndxp_gateway::server::ServerError>>,
 }
 
+/// The shutdown signal handed to a role runner.
+type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 impl Server {
     /// Binds the management and admin ports and runs the role on `store`.
     pub async fn spawn(config: &GatewayConfig, store: Arc<dyn RegistryStore>) -> Server {
+        let config = config.clone();
+        Self::spawn_with(move |ml, al, stop| {
+            ndxp_gateway::server::run_with_listeners(config, store, ml, al, stop)
+        })
+        .await
+    }
+
+    /// Like [`Server::spawn`], through `server::run_roles` (as `serve`
+    /// does): the gateway routes of the management API have their store.
+    pub async fn spawn_roles(config: &GatewayConfig, store: Arc<SqlStore>) -> Server {
+        let config = config.clone();
+        Self::spawn_with(move |ml, al, stop| {
+            let listeners = ndxp_gateway::server::Listeners {
+                management: Some(ml),
+                admin: al,
+                gateway: None,
+            };
+            ndxp_gateway::server::run_roles(config, store, listeners, stop)
+        })
+        .await
+    }
+
+    async fn spawn_with<F, Fut>(run: F) -> Server
+    where
+        F: FnOnce(tokio::net::TcpListener, tokio::net::TcpListener, Shutdown) -> Fut,
+        Fut: std::future::Future<Output = Result<(), ndxp_gateway::server::ServerError>>
+            + Send
+            + 'static,
+    {
         let ml = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let al = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (mgmt, admin) = (ml.local_addr().unwrap(), al.local_addr().unwrap());
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(ndxp_gateway::server::run_with_listeners(
-            config.clone(),
-            store,
+        let task = tokio::spawn(run(
             ml,
             al,
-            async move {
+            Box::pin(async move {
                 let _ = rx.await;
-            },
+            }),
         ));
         Server {
             mgmt,
@@ -96,6 +126,16 @@ impl Env {
     /// [`Env::start`] with `extra` appended to the configuration file
     /// (e.g. a `[monitoring]` table).
     pub async fn start_with(backend: Backend, extra: &str) -> Env {
+        Self::start_inner(backend, extra, false).await
+    }
+
+    /// [`Env::start`] as `ndxp-gateway serve` runs it: the management
+    /// role with the SQL registry behind its `/api/v1/gateway` routes.
+    pub async fn start_as_served(backend: Backend) -> Env {
+        Self::start_inner(backend, "", true).await
+    }
+
+    async fn start_inner(backend: Backend, extra: &str, as_served: bool) -> Env {
         let dir = tempfile::tempdir().unwrap();
         // The CA's OCSP responder runs: the management role asks it whether
         // the signers of registration requests and uploads are revoked.
@@ -175,7 +215,11 @@ cert = "tsa.pem"
             admin,
             stop: tx,
             task,
-        } = Server::spawn(&config, store.clone()).await;
+        } = if as_served {
+            Server::spawn_roles(&config, sql.clone()).await
+        } else {
+            Server::spawn(&config, store.clone()).await
+        };
         let env = Env {
             dir,
             pki,

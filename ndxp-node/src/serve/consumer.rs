@@ -22,8 +22,8 @@ use super::client_auth::{self, CallerConnection};
 use super::pool::connect_error;
 use super::record::{own_meta, verified_meta};
 use super::wire::{
-    self, copy_headers, opaque_header, problem, read_body, Body, BodyError,
-    REQUEST_HASH, REQUEST_HEADERS, RESPONSE_HEADERS,
+    self, copy_headers, opaque_header, problem, read_body, Body, BodyError, REQUEST_HASH,
+    REQUEST_HEADERS, RESPONSE_HEADERS,
 };
 use super::{NodeState, Trust};
 

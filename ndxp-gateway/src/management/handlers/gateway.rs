@@ -226,6 +226,7 @@ pub async fn list_gateway_services(
     path = "/api/v1/gateway/services/{instance}/{class}/{code}/{subsystem}/{service}/{version}",
     tag = "gateway", security(("bearer" = [])), params(ServicePath),
     responses((status = 200, description = "The gateway service", body = Object),
+               (status = 403, description = "Another member's service", body = ProblemSchema),
                (status = 404, description = "Not on the gateway", body = ProblemSchema)))]
 pub async fn get_gateway_service(
     GatewayRegistry(reg): GatewayRegistry,
@@ -246,6 +247,7 @@ pub async fn get_gateway_service(
     request_body = GatewayServicePatch,
     responses((status = 200, description = "Updated", body = Object),
                (status = 400, description = "Bad value", body = ProblemSchema),
+               (status = 403, description = "Another member's service, or a published service's backend_url or backend TLS by a member", body = ProblemSchema),
                (status = 404, description = "Not on the gateway", body = ProblemSchema)))]
 pub async fn update_gateway_service(
     GatewayRegistry(reg): GatewayRegistry,
@@ -290,6 +292,7 @@ pub async fn update_gateway_service(
     tag = "gateway", security(("bearer" = [])), params(ServicePath),
     responses((status = 200, description = "Published", body = Object),
                (status = 403, description = "Not an operator", body = ProblemSchema),
+               (status = 404, description = "Not on the gateway", body = ProblemSchema),
                (status = 409, description = "Already published", body = ProblemSchema)))]
 pub async fn publish_gateway_service(
     GatewayRegistry(reg): GatewayRegistry,
@@ -310,6 +313,8 @@ pub async fn publish_gateway_service(
     path = "/api/v1/gateway/services/{instance}/{class}/{code}/{subsystem}/{service}/{version}/withdraw",
     tag = "gateway", security(("bearer" = [])), params(ServicePath),
     responses((status = 200, description = "Withdrawn", body = Object),
+               (status = 403, description = "Another member's service", body = ProblemSchema),
+               (status = 404, description = "Not on the gateway", body = ProblemSchema),
                (status = 409, description = "Already withdrawn", body = ProblemSchema)))]
 pub async fn withdraw_gateway_service(
     GatewayRegistry(reg): GatewayRegistry,
@@ -498,6 +503,7 @@ pub async fn list_gateway_credentials(
 #[utoipa::path(get, path = "/api/v1/gateway/credentials/{id}", tag = "gateway",
     security(("bearer" = [])), params(ClientIdPath),
     responses((status = 200, description = "The credentials", body = Object),
+               (status = 403, description = "Another member's credentials", body = ProblemSchema),
                (status = 404, description = "No such client id", body = ProblemSchema)))]
 pub async fn get_gateway_credentials(
     GatewayRegistry(reg): GatewayRegistry,
@@ -512,6 +518,8 @@ pub async fn get_gateway_credentials(
 #[utoipa::path(post, path = "/api/v1/gateway/credentials/{id}/rotate", tag = "gateway",
     security(("bearer" = [])), params(ClientIdPath),
     responses((status = 200, description = "Rotated", body = CredentialsView),
+               (status = 403, description = "Another member's credentials", body = ProblemSchema),
+               (status = 404, description = "No such client id", body = ProblemSchema),
                (status = 409, description = "Revoked", body = ProblemSchema)))]
 pub async fn rotate_gateway_credentials(
     GatewayRegistry(reg): GatewayRegistry,
@@ -529,7 +537,9 @@ pub async fn rotate_gateway_credentials(
 #[utoipa::path(put, path = "/api/v1/gateway/credentials/{id}/ranges", tag = "gateway",
     security(("bearer" = [])), params(ClientIdPath), request_body = RangesBody,
     responses((status = 200, description = "Updated", body = Object),
-               (status = 400, description = "Bad range", body = ProblemSchema)))]
+               (status = 400, description = "Bad range", body = ProblemSchema),
+               (status = 403, description = "Another member's credentials", body = ProblemSchema),
+               (status = 404, description = "No such client id", body = ProblemSchema)))]
 pub async fn set_gateway_credential_ranges(
     GatewayRegistry(reg): GatewayRegistry,
     caller: Caller,
@@ -547,6 +557,8 @@ pub async fn set_gateway_credential_ranges(
 #[utoipa::path(post, path = "/api/v1/gateway/credentials/{id}/revoke", tag = "gateway",
     security(("bearer" = [])), params(ClientIdPath),
     responses((status = 200, description = "Revoked", body = Object),
+               (status = 403, description = "Another member's credentials", body = ProblemSchema),
+               (status = 404, description = "No such client id", body = ProblemSchema),
                (status = 409, description = "Already revoked", body = ProblemSchema)))]
 pub async fn revoke_gateway_credentials(
     GatewayRegistry(reg): GatewayRegistry,
@@ -565,6 +577,7 @@ pub async fn revoke_gateway_credentials(
 #[utoipa::path(get, path = "/api/v1/gateway/subscriptions/{id}/limits", tag = "gateway",
     security(("bearer" = [])), params(RecordPath),
     responses((status = 200, description = "The overrides; null keeps the service default", body = Object),
+               (status = 403, description = "Neither the client's nor the provider's member", body = ProblemSchema),
                (status = 404, description = "No such subscription", body = ProblemSchema)))]
 pub async fn get_subscription_limits(
     State(st): State<AppState>,

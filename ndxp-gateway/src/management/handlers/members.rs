@@ -134,6 +134,7 @@ pub async fn list_subsystems(
     responses((status = 201, description = "Added", body = SubsystemSchema),
                (status = 400, description = "Malformed body or identifier", body = ProblemSchema),
                (status = 403, description = "Another member's entry", body = ProblemSchema),
+               (status = 404, description = "No such member", body = ProblemSchema),
                (status = 409, description = "The subsystem exists", body = ProblemSchema)))]
 pub async fn add_subsystem(
     State(st): State<AppState>,
