@@ -16,12 +16,12 @@ use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ndxp_core::problem::{ErrorCode, Problem};
+use ndxp_edge::problem::ProblemResponse;
 use serde_json::json;
 
 use super::backoff::FailureBackoff;
 use super::token::{check_is_costly, verify_secret};
 use super::Gateway;
-use crate::management::error::problem_response;
 
 /// Largest token request body, bytes.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -179,13 +179,11 @@ impl SecretChecks {
 /// `429 ndxp.rate_limited` with `Retry-After` (whole seconds, at least 1).
 fn rate_limited(wait: Duration, detail: &str) -> Response {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let mut resp = problem_response(
-        StatusCode::TOO_MANY_REQUESTS,
-        &Problem::new(ErrorCode::RateLimited, detail),
-    );
-    let h = resp.headers_mut();
-    h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut resp = ProblemResponse::new(&Problem::new(ErrorCode::RateLimited, detail))
+        .retry_after(secs.max(1))
+        .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
