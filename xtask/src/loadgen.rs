@@ -533,7 +533,8 @@ mod tests {
         let closed = listener.local_addr().unwrap();
         drop(listener);
         let e = run(&spec(closed, "/", 1)).await.unwrap_err();
-        assert!(format!("{e:#}").contains("cannot connect"), "{e:#}");
+        let text = ndxp_core::ErrorChain(&*e).to_string();
+        assert!(text.contains("cannot connect"), "{text}");
 
         let addr = server(Arc::new(AtomicU64::new(0))).await;
         let mut s = spec(addr, "/", 1);
