@@ -1,5 +1,45 @@
 //! The network edge that every listener of `ndxp-node` and `ndxp-gateway`
 //! shares (`docs/design.md`, "The edge").
+//!
+//! - [`serve`]: one serve loop for every listener — plain HTTP or TLS,
+//!   HTTP/1.1 and HTTP/2, header, idle, body and TLS handshake time-outs,
+//!   limits on connections (in all and per remote address) and on header
+//!   size and count, graceful drain on shutdown.
+//! - [`settings`]: the `[edge]` table of `node.toml` and `gateway.toml`
+//!   that sets those limits ([`EdgeSettings`]).
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use ndxp_edge::serve::{Edge, Plain};
+//! use ndxp_edge::EdgeSettings;
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let edge = Edge::new("example port", &EdgeSettings::default());
+//! edge.serve(
+//!     listener,
+//!     Plain,
+//!     |conn| {
+//!         let remote = conn.remote;
+//!         hyper::service::service_fn(move |_req| async move {
+//!             Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(format!(
+//!                 "hello {remote}\n"
+//!             )))))
+//!         })
+//!     },
+//!     async {
+//!         let _ = tokio::signal::ctrl_c().await;
+//!     },
+//! )
+//! .await;
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod problem;
+pub mod serve;
+pub mod settings;
+
+pub use settings::EdgeSettings;

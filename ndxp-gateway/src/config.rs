@@ -36,6 +36,10 @@ pub struct GatewayConfig {
     /// The central gateway role (centralized model); absent: not run.
     #[serde(default)]
     pub gateway: Option<GatewayRoleConfig>,
+    /// Time-outs and connection limits of every listener of `serve`
+    /// (management API, admin port, central gateway).
+    #[serde(default)]
+    pub edge: ndxp_edge::EdgeSettings,
 }
 
 /// `[monitoring]`
@@ -569,6 +573,7 @@ impl GatewayConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
+        self.edge.check().map_err(|e| e.to_string())?;
         let m = &self.management;
         // Plain HTTP is allowed only on loopback (DESIGN §11); HTTPS for
         // the management API is not built yet, so other addresses are

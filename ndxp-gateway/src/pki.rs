@@ -267,9 +267,10 @@ impl PkiService {
 }
 
 /// The HTTP routes: `POST /ocsp`, `GET /ocsp/{base64 request}`, `POST /tsa`,
-/// `GET /healthz`. Serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()` (as [`serve`]
-/// does) so that each client address gets its own signing share.
+/// `GET /healthz`. Serve it with [`serve`], or give each request its
+/// client address as `ConnectInfo<SocketAddr>` (e.g.
+/// `into_make_service_with_connect_info::<SocketAddr>()`) so that each
+/// client address gets its own signing share.
 pub fn router(service: Arc<PkiService>) -> Router {
     Router::new()
         .route("/ocsp", post(ocsp_post))
@@ -280,18 +281,46 @@ pub fn router(service: Arc<PkiService>) -> Router {
         .with_state(service)
 }
 
-/// Serves [`router`] on `listener` until `shutdown` completes.
+/// Serves [`router`] on `listener` until `shutdown` completes, with the
+/// default `[edge]` limits (the shared serve loop, [`ndxp_edge::serve`]).
+///
+/// # Errors
+/// None today; the result is kept for callers that propagate it.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: Arc<PkiService>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
+    serve_with(
         listener,
-        router(service).into_make_service_with_connect_info::<SocketAddr>(),
+        service,
+        &ndxp_edge::EdgeSettings::default(),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
-    .await
+    .await;
+    Ok(())
+}
+
+/// [`serve`] with the given `[edge]` limits.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    service: Arc<PkiService>,
+    edge: &ndxp_edge::EdgeSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let app = router(service);
+    ndxp_edge::serve::Edge::new("PKI service", edge)
+        .serve(
+            listener,
+            ndxp_edge::serve::Plain,
+            move |c| {
+                let mut ext = axum::http::Extensions::new();
+                ext.insert(ConnectInfo(c.remote));
+                ndxp_edge::serve::tower(app.clone(), ext)
+            },
+            shutdown,
+        )
+        .await;
 }
 
 fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {

@@ -12,7 +12,7 @@
 //!   `{"ready":false,"reason":"..."}`.
 //! - `GET /metrics`: Prometheus text (see [`crate::metrics`]).
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +63,7 @@ pub enum ServerError {
     /// The gateway role could not start.
     #[error("cannot start the gateway role")]
     Gateway(#[source] GatewayError),
-    /// Serving failed.
+    /// A listener's serving task ended abnormally (it panicked).
     #[error("the {which} server failed")]
     Serve {
         /// `management`, `gateway` or `admin`.
@@ -291,9 +291,8 @@ async fn serve(
         };
         background.push(task);
         tracing::info!(management = ?listener.local_addr().ok(), "management role serving");
-        let server = axum::serve(listener, api.into_make_service())
-            .with_graceful_shutdown(stopped(stop_rx.clone()));
-        servers.push(("management", tokio::spawn(server.into_future())));
+        let server = serve_router("management API", listener, api, &config, &stop_rx);
+        servers.push(("management", tokio::spawn(server)));
         publisher = Some(p);
     }
     let mut gateway_handle = None;
@@ -310,7 +309,8 @@ async fn serve(
             )));
         }
         tracing::info!(gateway = ?listener.local_addr().ok(), https = gw.serves_https(), log_writer = gw.log_writer(), "gateway role serving");
-        let server = crate::gateway::serve(gw.clone(), listener, stopped(stop_rx.clone()));
+        let server =
+            crate::gateway::serve(gw.clone(), listener, &config.edge, stopped(stop_rx.clone()));
         servers.push(("gateway", tokio::spawn(server)));
         gateway_handle = Some(gw);
     }
@@ -320,19 +320,17 @@ async fn serve(
         metrics,
     });
     tracing::info!(admin = ?listeners.admin.local_addr().ok(), "admin port serving");
-    let admin_server = axum::serve(listeners.admin, admin.into_make_service())
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    servers.push(("admin", tokio::spawn(admin_server.into_future())));
+    let admin_server = serve_router("admin port", listeners.admin, admin, &config, &stop_rx);
+    servers.push(("admin", tokio::spawn(admin_server)));
 
     let mut result = Ok(());
     for (which, handle) in servers {
-        let outcome = match handle.await {
-            Ok(r) => r,
-            Err(e) => Err(std::io::Error::other(e)),
-        };
-        if let Err(source) = outcome {
+        if let Err(e) = handle.await {
             if result.is_ok() {
-                result = Err(ServerError::Serve { which, source });
+                result = Err(ServerError::Serve {
+                    which,
+                    source: std::io::Error::other(e),
+                });
             }
         }
     }
@@ -366,6 +364,23 @@ async fn refresh_after_change(
         }
     }
     resp
+}
+
+/// Serves `app` on `listener` with the shared serve loop and the `[edge]`
+/// limits until the process stops.
+fn serve_router(
+    name: &'static str,
+    listener: TcpListener,
+    app: Router,
+    config: &GatewayConfig,
+    stop: &watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    ndxp_edge::serve::Edge::new(name, &config.edge).serve(
+        listener,
+        ndxp_edge::serve::Plain,
+        move |_| ndxp_edge::serve::tower(app.clone(), axum::http::Extensions::new()),
+        stopped(stop.clone()),
+    )
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {

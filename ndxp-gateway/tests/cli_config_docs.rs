@@ -80,6 +80,7 @@ fn fully_populated() -> GatewayConfig {
             gateway_log_url: Some("sqlite:///var/lib/ndxp/gateway-log.db".into()),
             ..MonitoringConfig::default()
         },
+        edge: ndxp_edge::EdgeSettings::default(),
     }
 }
 
@@ -188,6 +189,7 @@ fn the_complete_example_parses_and_sets_every_key() {
 fn documented_defaults_are_the_code_defaults() {
     let doc = doc();
     let m = ManagementConfig::default();
+    let edge = ndxp_edge::EdgeSettings::default();
     for row in [
         format!(
             "| `storage.url` | string (URL) | `{}` |",
@@ -221,6 +223,43 @@ fn documented_defaults_are_the_code_defaults() {
         format!(
             "| `gateway.registry_poll_ms` | integer (milliseconds) | `{}` |",
             GatewayRoleConfig::default().registry_poll_ms
+        ),
+        format!(
+            "| `edge.header_timeout_secs` | integer (seconds) | `{}` |",
+            edge.header_timeout_secs
+        ),
+        format!(
+            "| `edge.idle_timeout_secs` | integer (seconds) | `{}` |",
+            edge.idle_timeout_secs
+        ),
+        format!(
+            "| `edge.body_timeout_secs` | integer (seconds) | `{}` |",
+            edge.body_timeout_secs
+        ),
+        format!(
+            "| `edge.tls_handshake_timeout_secs` | integer (seconds) | `{}` |",
+            edge.tls_handshake_timeout_secs
+        ),
+        format!(
+            "| `edge.drain_timeout_secs` | integer (seconds) | `{}` |",
+            edge.drain_timeout_secs
+        ),
+        format!(
+            "| `edge.max_connections` | integer | `{}` |",
+            edge.max_connections
+        ),
+        format!(
+            "| `edge.max_connections_per_ip` | integer | `{}` |",
+            edge.max_connections_per_ip
+        ),
+        format!(
+            "| `edge.max_header_bytes` | integer (bytes) | `{}` |",
+            edge.max_header_bytes
+        ),
+        format!("| `edge.max_headers` | integer | `{}` |", edge.max_headers),
+        format!(
+            "| `edge.http2_max_concurrent_streams` | integer | `{}` |",
+            edge.http2_max_concurrent_streams
         ),
     ] {
         assert!(

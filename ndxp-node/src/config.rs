@@ -74,6 +74,9 @@ pub struct NodeConfig {
     /// Status reports and reconciliation summaries sent to management.
     #[serde(default)]
     pub report: ReportSection,
+    /// Time-outs and connection limits of every port (client, peer, admin).
+    #[serde(default)]
+    pub edge: ndxp_edge::EdgeSettings,
 }
 
 /// `[report]`: what the node sends to management (`docs/monitoring.md`).
@@ -817,6 +820,10 @@ fn validate(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
             format!("{} is not between 1 and 86400", cfg.conf.refresh_secs),
         ));
     }
+    cfg.edge.check().map_err(|e| match e {
+        ndxp_edge::settings::SettingsError::Invalid { key, detail } => invalid(path, key, detail),
+        other => invalid(path, "edge", other.to_string()),
+    })?;
     validate_ports(cfg, path)
 }
 

@@ -13,6 +13,8 @@
 //!   HTTP on 127.0.0.1, switchable off.
 //! - `edge` (feature `edge`): a backend that records what reaches it and
 //!   a client that sends request targets exactly as written.
+//! - `slow` (feature `edge`): slow clients (one byte a second, over TCP or TLS) for the
+//!   time-out tests of the serve loop.
 //! - [`tool`]: running a stock command-line tool (`openssl`, `curl`, ...)
 //!   that the interoperability tests compare against.
 //!
@@ -36,6 +38,8 @@ pub mod db;
 #[cfg(feature = "edge")]
 pub mod edge;
 pub mod pki;
+#[cfg(feature = "edge")]
+pub mod slow;
 pub mod tool;
 #[cfg(feature = "tsa")]
 pub mod tsa;

@@ -47,7 +47,12 @@ pub struct ClientCert {
 impl ClientCert {
     /// The client certificate of an established session, if one was sent.
     pub fn of(ssl: &ndxp_sign::openssl::ssl::SslRef) -> Option<Self> {
-        let chain = ndxp_sign::tls::presented_chain(ssl);
+        Self::from_chain(ndxp_sign::tls::presented_chain(ssl))
+    }
+
+    /// The client certificate from the chain the client presented (its own
+    /// first), if it sent one.
+    pub fn from_chain(chain: Vec<X509>) -> Option<Self> {
         let sha256 = ndxp_sign::cert::try_fingerprint_sha256(chain.first()?).ok()?;
         Some(Self {
             sha256,

@@ -41,8 +41,6 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use ndxp_audit::log::{LogOptions, SqlMessageLog};
 use ndxp_registry::store::gateway::GatewayStore;
 use ndxp_registry::store::StoreError;
@@ -318,85 +316,55 @@ impl Gateway {
     }
 }
 
-/// Time allowed for a client's TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time allowed for calls in flight when the gateway stops.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Serves the gateway on `listener` until `stop` completes: plain HTTP, or
-/// HTTPS when `[gateway] tls_cert` is set. Over HTTPS each request carries
-/// the connection's client certificate, if any, as a [`ClientCert`]
-/// extension; a failed handshake closes that connection only.
-///
-/// # Errors
-/// The plain HTTP server failed.
-pub async fn serve(
+/// Serves the gateway on `listener` with the shared serve loop and the
+/// `[edge]` limits until `stop` completes: plain HTTP, or HTTPS when
+/// `[gateway] tls_cert` is set. Every request carries the remote address as
+/// axum's `ConnectInfo<SocketAddr>` and, over HTTPS, the connection's client
+/// certificate, if any, as a [`ClientCert`] extension; a failed handshake
+/// closes that connection only.
+pub fn serve(
     gw: Arc<Gateway>,
     listener: tokio::net::TcpListener,
+    edge: &ndxp_edge::EdgeSettings,
     stop: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> impl Future<Output = ()> + Send + 'static {
+    let edge = ndxp_edge::serve::Edge::new("central gateway", edge);
+    serve_on(gw, listener, edge, stop)
+}
+
+async fn serve_on(
+    gw: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    edge: ndxp_edge::serve::Edge,
+    stop: impl Future<Output = ()> + Send + 'static,
+) {
     let app = router(gw.clone());
-    let Some(acceptor) = gw.tls.clone() else {
-        return axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await;
+    let service = move |remote: SocketAddr, cert: Option<ClientCert>| {
+        let mut ext = axum::http::Extensions::new();
+        ext.insert(ConnectInfo(remote));
+        if let Some(c) = cert {
+            ext.insert(c);
+        }
+        ndxp_edge::serve::tower(app.clone(), ext)
     };
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    http.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    http.http2().timer(TokioTimer::new());
-    tokio::pin!(stop);
-    loop {
-        let (tcp, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "gateway accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut stop => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, http, app) = (acceptor.clone(), http.clone(), app.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match ndxp_sign::tls::accept_https(&acceptor, tcp, HANDSHAKE_TIMEOUT).await
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(%remote, error = %e, "gateway TLS handshake failed");
-                    return;
-                }
+    match gw.tls.clone() {
+        None => {
+            edge.serve(
+                listener,
+                ndxp_edge::serve::Plain,
+                move |c| service(c.remote, None),
+                stop,
+            )
+            .await;
+        }
+        Some(acceptor) => {
+            let make = move |c: ndxp_edge::serve::Connected<Vec<X509>>| {
+                service(c.remote, ClientCert::from_chain(c.info))
             };
-            let cert = ClientCert::of(stream.ssl());
-            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(remote));
-                if let Some(c) = &cert {
-                    req.extensions_mut().insert(c.clone());
-                }
-                let mut app = app.clone();
-                async move { tower_service::Service::call(&mut app, req).await }
-            });
-            let conn = http
-                .serve_connection(TokioIo::new(stream), svc)
-                .into_owned();
-            let _ = watcher.watch(conn).await;
-        });
+            edge.serve(listener, ndxp_edge::serve::Https::new(acceptor), make, stop)
+                .await;
+        }
     }
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("gateway calls still in flight after the drain time were cut");
-    }
-    Ok(())
 }
 
 impl Gateway {

@@ -73,6 +73,16 @@ impl Env {
     }
 
     pub async fn start_with(backend: Backend, tls: bool) -> Env {
+        Env::start_full(backend, tls, "").await
+    }
+
+    /// [`Env::start_with`] on SQLite with `edge` as the body of the
+    /// `[edge]` table.
+    pub async fn start_with_edge(tls: bool, edge: &str) -> Env {
+        Env::start_full(Backend::Sqlite, tls, edge).await
+    }
+
+    async fn start_full(backend: Backend, tls: bool, edge: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let (pki, _) = ocsp::pki_with_ocsp(&dir.path().join("pki")).await;
         let tls_keys = if tls {
@@ -122,6 +132,8 @@ validity_secs = 3600
 [[globalconf.cas]]
 name = "NDXP Root CA"
 cert = "ca.pem"
+[edge]
+{edge}
 "#
         );
         let config_path = dir.path().join("gateway.toml");

@@ -447,16 +447,15 @@ pub(crate) fn router(state: Arc<NodeState>) -> Router {
 pub(crate) async fn serve(
     state: Arc<NodeState>,
     listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
+    let edge = ndxp_edge::serve::Edge::new("admin port", &state.config.edge);
     let app = router(state);
-    let shutdown = async move {
-        let _ = stop.changed().await;
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "admin port failed");
-    }
+    edge.serve(
+        listener,
+        ndxp_edge::serve::Plain,
+        move |_| ndxp_edge::serve::tower(app.clone(), Default::default()),
+        super::server::stopped(stop),
+    )
+    .await;
 }

@@ -11,10 +11,10 @@ use chrono::{DateTime, Utc};
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use ndxp_audit::log::{Exchange, Role};
 use ndxp_core::{ErrorChain, ErrorCode, Problem, ServiceId, SubsystemId, TransactionId};
 use ndxp_edge::problem::ProblemResponse;
+use ndxp_edge::serve::RequestBody;
 use ndxp_sign::profile::{self, SignedInfo, VerifiedMessage};
 use ndxp_sign::tls::PeerIdentity;
 
@@ -80,7 +80,7 @@ struct RelayedCode(String);
 /// Handles one request on the client port.
 pub(crate) async fn handle(
     state: Arc<NodeState>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     caller: Arc<CallerConnection>,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -109,7 +109,7 @@ fn bad(tx: TransactionId, detail: impl Into<String>) -> Problem {
 
 async fn consume(
     state: &Arc<NodeState>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     tx: TransactionId,
     received_at: DateTime<Utc>,
     caller: &CallerConnection,

@@ -648,7 +648,8 @@ impl Node {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets
-    /// exchanges in flight finish (up to 10 s) and closes the log.
+    /// exchanges in flight finish (up to `[edge] drain_timeout_secs`) and
+    /// closes the log.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let state = self.state;

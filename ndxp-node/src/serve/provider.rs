@@ -11,10 +11,10 @@ use chrono::{DateTime, Utc};
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use ndxp_audit::log::{Bodies, Exchange, Role};
 use ndxp_core::{ErrorCode, Problem, ServiceId, SubsystemId, TransactionId};
 use ndxp_edge::problem::ProblemResponse;
+use ndxp_edge::serve::RequestBody;
 use ndxp_registry::globalconf::ConfGrantee;
 use ndxp_sign::profile::{self, VerifiedMessage};
 use ndxp_sign::tls::PeerIdentity;
@@ -31,7 +31,7 @@ use crate::local::{LocalConfig, ServiceEntry};
 pub(crate) async fn handle(
     state: Arc<NodeState>,
     peer: Arc<PeerIdentity>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     let started = Instant::now();
     let received_at = Utc::now();
@@ -92,7 +92,7 @@ async fn provide(
     state: &Arc<NodeState>,
     peer: &PeerIdentity,
     head: &http::request::Parts,
-    body: Incoming,
+    body: RequestBody,
     received_at: DateTime<Utc>,
     tx: Option<TransactionId>,
 ) -> Result<Response<Body>, Problem> {

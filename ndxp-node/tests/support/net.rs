@@ -378,6 +378,8 @@ pub struct Options {
     /// `[exchange] replay_entries_per_member` of both nodes (default
     /// 1000000).
     pub replay_entries_per_member: Option<u64>,
+    /// The body of both nodes' `[edge]` table (default: none).
+    pub edge: Option<&'static str>,
 }
 
 /// The whole network. Dropping it (at the end of the test's runtime)
@@ -586,7 +588,11 @@ timestamp_max_lag_secs = {timestamp_max_lag_secs}
 
 [local]
 file = "local.json"
+
+[edge]
+{edge}
 "#,
+                edge = opts.edge.unwrap_or_default(),
                 member = n.member,
                 name = n.name,
                 address = n.address(),
