@@ -276,7 +276,11 @@ impl Archive {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".partial");
         let tmp = std::path::PathBuf::from(tmp);
-        std::fs::write(&tmp, &self.bytes).map_err(io)?;
+        // Mode 0600 from the first byte: an archive holds the log's records.
+        let mut f = ndxp_sign::files::create_private(&tmp).map_err(io)?;
+        std::io::Write::write_all(&mut f, &self.bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        drop(f);
         std::fs::rename(&tmp, path).map_err(io)
     }
 }

@@ -214,6 +214,16 @@ async fn a_file_that_is_not_a_database_is_a_clear_error() {
         acquire_timeout: std::time::Duration::from_secs(2),
         ..LogOptions::default()
     };
+    // Others can read it: refused before SQLite looks, with the fix.
+    let err = SqlMessageLog::open(&url, "w", &opts).await.unwrap_err();
+    assert!(matches!(err, LogError::DatabaseFile(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains(&format!("chmod 600 {}", path.display())),
+        "{err}"
+    );
+    // Private but not a database: SQLite's refusal.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let err = SqlMessageLog::open(&url, "w", &opts).await.unwrap_err();
     assert!(matches!(err, LogError::Open { .. }), "{err:?}");
     assert!(err

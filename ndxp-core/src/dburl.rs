@@ -35,6 +35,26 @@ pub struct DatabaseUrl {
     pub in_memory: bool,
 }
 
+impl DatabaseUrl {
+    /// The file of a SQLite database (`None` for PostgreSQL and in-memory
+    /// databases).
+    pub fn sqlite_file(&self) -> Option<&str> {
+        if self.backend != Backend::Sqlite || self.in_memory {
+            return None;
+        }
+        let rest = self
+            .connect_url
+            .strip_prefix("sqlite://")
+            .unwrap_or(&self.connect_url);
+        rest.split('?').next().filter(|p| !p.is_empty())
+    }
+
+    /// Whether opening creates a missing SQLite file (`mode=rwc`).
+    pub fn creates_file(&self) -> bool {
+        self.sqlite_file().is_some() && self.connect_url.contains("mode=rwc")
+    }
+}
+
 /// A URL that names no supported database; holds the URL without its
 /// password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,6 +125,17 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+
+    #[test]
+    fn sqlite_files_are_named_and_creation_is_known() {
+        let u = parse("sqlite:///var/lib/ndxp/log.db").unwrap();
+        assert_eq!(u.sqlite_file(), Some("/var/lib/ndxp/log.db"));
+        assert!(u.creates_file());
+        let ro = parse("sqlite://x.db?mode=ro").unwrap();
+        assert_eq!((ro.sqlite_file(), ro.creates_file()), (Some("x.db"), false));
+        assert_eq!(parse("sqlite::memory:").unwrap().sqlite_file(), None);
+        assert_eq!(parse("postgres://db/ndxp").unwrap().sqlite_file(), None);
     }
 
     #[test]

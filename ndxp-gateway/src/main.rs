@@ -453,7 +453,18 @@ fn cli_actor() -> Actor {
 }
 
 fn load_config(cfg: &ConfigArg) -> Result<GatewayConfig> {
-    Ok(GatewayConfig::load(&cfg.config)?)
+    load_config_file(&cfg.config)
+}
+
+/// Loads a configuration file, warning when others can read it (it holds
+/// no secret itself: keys, passphrases and tokens live in files that are
+/// refused when open, but a PostgreSQL URL may carry a password).
+fn load_config_file(path: &Path) -> Result<GatewayConfig> {
+    let config = GatewayConfig::load(path)?;
+    if let Err(e) = ndxp_sign::files::check_mode(path, ndxp_sign::files::Readers::OwnerAndGroup) {
+        tracing::warn!("the configuration file is readable by every user of this host: {e}");
+    }
+    Ok(config)
 }
 
 /// Loads the configuration, opens its registry and runs `f` on it.
@@ -497,7 +508,7 @@ fn run(command: Command) -> Result<()> {
         Command::Pki(p) => return run_pki(p),
         Command::Serve(cfg) => return serve(cfg),
         Command::Gateway(c) => {
-            let config = GatewayConfig::load(c.config())?;
+            let config = load_config_file(c.config())?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

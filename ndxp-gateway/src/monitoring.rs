@@ -787,6 +787,10 @@ pub fn side_name(side: Side) -> &'static str {
 /// [`MonitorError::OpenGatewayLog`].
 pub async fn open_gateway_log(url: &str) -> Result<sqlx::AnyPool, MonitorError> {
     let parsed = ndxp_core::dburl::parse(url).map_err(|e| MonitorError::OpenGatewayLog(e.0))?;
+    if let Some(file) = parsed.sqlite_file() {
+        ndxp_sign::files::prepare_database_file(std::path::Path::new(file), parsed.creates_file())
+            .map_err(|e| MonitorError::OpenGatewayLog(e.to_string()))?;
+    }
     sqlx::any::install_default_drivers();
     sqlx::any::AnyPoolOptions::new()
         .max_connections(2)

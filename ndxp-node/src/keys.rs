@@ -145,13 +145,5 @@ fn write_public(path: &Path, data: &[u8]) -> Result<(), KeysError> {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), KeysError> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_err(dir))
+    ndxp_sign::files::create_private_dir_all(dir).map_err(io_err(dir))
 }

@@ -32,6 +32,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
@@ -663,13 +664,15 @@ impl LocalFile {
         F: FnOnce(&mut LocalConfig, &MemberId) -> Result<(), LocalError>,
     {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(self.io("cannot create the directory of"))?;
+            ndxp_sign::files::create_private_dir_all(dir)
+                .map_err(self.io("cannot create the directory of"))?;
         }
         let lock_path = self.path.with_extension("json.lock");
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(ndxp_sign::files::PRIVATE_FILE_MODE)
             .open(&lock_path)
             .map_err(self.io("cannot open the lock file of"))?;
         lock.lock().map_err(self.io("cannot lock"))?;
@@ -682,7 +685,7 @@ impl LocalFile {
         })?;
         let tmp = self.path.with_extension("json.tmp");
         {
-            let mut f = File::create(&tmp).map_err(self.io("cannot write"))?;
+            let mut f = ndxp_sign::files::create_private(&tmp).map_err(self.io("cannot write"))?;
             f.write_all(&text).map_err(self.io("cannot write"))?;
             f.write_all(b"\n").map_err(self.io("cannot write"))?;
             f.sync_all().map_err(self.io("cannot write"))?;

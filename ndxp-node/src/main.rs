@@ -539,8 +539,15 @@ fn access(c: AccessCommand) -> Result<i32> {
     Ok(0)
 }
 
+/// Loads a configuration file, warning when others can read it (it holds
+/// no secret itself: keys and the admin token live in files that are
+/// refused when open, but a PostgreSQL URL may carry a password).
 fn load(path: &Path) -> Result<NodeConfig> {
-    Ok(config::load(path)?)
+    let config = config::load(path)?;
+    if let Err(e) = ndxp_sign::files::check_mode(path, ndxp_sign::files::Readers::OwnerAndGroup) {
+        tracing::warn!("the configuration file is readable by every user of this host: {e}");
+    }
+    Ok(config)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

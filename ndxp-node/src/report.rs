@@ -268,13 +268,11 @@ impl Reporter {
             path: path.clone(),
             detail: e.to_string(),
         };
-        let tmp = path.with_extension("tmp");
         let bytes = serde_json::to_vec(s).map_err(|e| ReportError::State {
             path: path.clone(),
             detail: e.to_string(),
         })?;
-        std::fs::write(&tmp, bytes).map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)
+        ndxp_sign::files::write_private(path, &bytes).map_err(err)
     }
 
     /// Where uploading starts without a state file: the period of the

@@ -194,6 +194,12 @@ fn a_corrupt_or_missing_log_database_is_named() {
     let config = f.write_config("http://127.0.0.1:1", "");
     let garbage = f.node_dir().join("garbage.db");
     std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+    // Private, as a log must be, so that the content is what fails.
+    std::fs::set_permissions(
+        &garbage,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("\n[log]\nurl = \"sqlite://garbage.db\"\n");
     std::fs::write(&config, &text).unwrap();

@@ -128,7 +128,8 @@ async fn refresh_writes_last_good_and_a_new_client_reloads_it() {
     let path = env.dir.join(LAST_GOOD_FILE);
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o644
+        0o600,
+        "the last-good file is readable by its owner only"
     );
     // Only the last-good file: no temporary file left behind.
     let names: Vec<String> = std::fs::read_dir(&env.dir)

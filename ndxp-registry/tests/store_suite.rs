@@ -1500,6 +1500,8 @@ async fn corrupt_sqlite_file_is_a_clear_error() {
         b"this is not a database, just some text of a length\n".repeat(100),
     )
     .unwrap();
+    // Private, as a database must be, so that the content is what fails.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let err = SqlStore::open(&format!("sqlite://{}", path.display()), &opts())
         .await
         .unwrap_err();

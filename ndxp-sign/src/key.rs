@@ -31,9 +31,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -393,53 +393,7 @@ pub fn read_private_key_file(
     )
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same
-/// directory created with `mode`, written and `fsync`ed, then renamed (or,
-/// without `overwrite`, hard-linked so that an existing file is never
-/// replaced: the error is then [`io::ErrorKind::AlreadyExists`]). The
-/// directory is `fsync`ed afterwards.
-pub(crate) fn write_file_atomic(
-    path: &Path,
-    bytes: &[u8],
-    mode: u32,
-    overwrite: bool,
-) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"))?;
-    let mut rnd = [0u8; 8];
-    openssl::rand::rand_bytes(&mut rnd).map_err(io::Error::other)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        hex::encode(rnd)
-    ));
-    let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        if overwrite {
-            fs::rename(&tmp, path)
-        } else {
-            fs::hard_link(&tmp, path)
-        }
-    };
-    let result = write();
-    // After a rename the temporary name is gone; after a link (or a
-    // failure) it must be removed. Nothing useful can be done if that fails.
-    let _ = fs::remove_file(&tmp);
-    result?;
-    fs::File::open(dir)?.sync_all()
-}
+pub(crate) use crate::files::write_file_atomic;
 
 /// How an RSA signature is padded (ignored for EC keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

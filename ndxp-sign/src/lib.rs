@@ -63,6 +63,7 @@ pub mod chain;
 pub mod csr;
 pub mod digest;
 mod ffi;
+pub mod files;
 pub mod httpsig;
 pub mod jws;
 pub mod key;

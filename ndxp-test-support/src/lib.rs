@@ -37,6 +37,7 @@ pub mod audit;
 pub mod db;
 #[cfg(feature = "edge")]
 pub mod edge;
+pub mod files;
 pub mod pki;
 #[cfg(feature = "edge")]
 pub mod slow;

@@ -389,6 +389,10 @@ pub enum LogError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The SQLite database file could not be created private, or group or
+    /// others can read it.
+    #[error("the message log database file cannot be used: {0}")]
+    DatabaseFile(#[source] ndxp_sign::files::FileModeError),
     /// The schema could not be created or upgraded.
     #[error("cannot apply the message log schema migrations")]
     Migration(#[source] sqlx::migrate::MigrateError),

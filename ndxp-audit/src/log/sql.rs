@@ -152,6 +152,13 @@ impl SqlMessageLog {
             return Err(LogError::InvalidWriter(writer.to_string()));
         }
         let parsed = dburl::parse(url).map_err(|e| LogError::UnsupportedUrl(e.0))?;
+        if let Some(file) = parsed.sqlite_file() {
+            ndxp_sign::files::prepare_database_file(
+                std::path::Path::new(file),
+                parsed.creates_file(),
+            )
+            .map_err(LogError::DatabaseFile)?;
+        }
         let (backend, connect_url) = (parsed.backend, parsed.connect_url);
         sqlx::any::install_default_drivers();
         let open_err = |source: sqlx::Error| LogError::Open {

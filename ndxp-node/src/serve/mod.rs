@@ -459,7 +459,7 @@ fn read_optional_chain(path: &Path) -> Result<Vec<X509>, StartError> {
 /// token) when missing; returns the token's SHA-256.
 fn admin_token(path: &Path) -> Result<[u8; 32], StartError> {
     use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let err = |detail: String| StartError::Token {
         path: path.display().to_string(),
         detail,
@@ -467,24 +467,18 @@ fn admin_token(path: &Path) -> Result<[u8; 32], StartError> {
     if !path.exists() {
         let token = admin::generate_token().map_err(|e| err(e.to_string()))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            ndxp_sign::files::create_private_dir_all(dir).map_err(|e| err(e.to_string()))?;
         }
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(ndxp_sign::files::PRIVATE_FILE_MODE)
             .open(path)
             .map_err(|e| err(format!("cannot create it: {e}")))?;
         writeln!(f, "{token}").map_err(|e| err(e.to_string()))?;
     }
-    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(err(format!(
-            "others may read it (mode {:o}); run chmod 600 {}",
-            meta.permissions().mode() & 0o777,
-            path.display()
-        )));
-    }
+    ndxp_sign::files::check_mode(path, ndxp_sign::files::Readers::Owner)
+        .map_err(|e| err(e.to_string()))?;
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let token = text.lines().next().unwrap_or_default().trim();
     if token.len() < 16 {

@@ -424,7 +424,8 @@ fn write_last_good(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), ConfErro
             source,
         }
     };
-    fs::create_dir_all(dir).map_err(io("could not create the directory", dir))?;
+    ndxp_sign::files::create_private_dir_all(dir)
+        .map_err(io("could not create the directory", dir))?;
     let tmp = dir.join(format!(
         ".{LAST_GOOD_FILE}.tmp-{}",
         uuid::Uuid::now_v7().simple()
@@ -433,7 +434,7 @@ fn write_last_good(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), ConfErro
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(ndxp_sign::files::PRIVATE_FILE_MODE)
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()

@@ -98,6 +98,13 @@ impl SqlStore {
     /// pending migrations.
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
         let parsed = dburl::parse(url).map_err(|e| StoreError::UnsupportedUrl(e.0))?;
+        if let Some(file) = parsed.sqlite_file() {
+            ndxp_sign::files::prepare_database_file(
+                std::path::Path::new(file),
+                parsed.creates_file(),
+            )
+            .map_err(StoreError::DatabaseFile)?;
+        }
         let (backend, connect_url) = (parsed.backend, parsed.connect_url);
         sqlx::any::install_default_drivers();
         let open_err = |source| StoreError::Open {

@@ -53,7 +53,7 @@ pub(crate) fn flow(
         .to_string();
 
     report.step("start the sample backend (citizen registry)", || {
-        let log = std::fs::File::create(dir.join("logs/citizen-registry.log"))?;
+        let log = super::create_private(dir.join("logs/citizen-registry.log"))?;
         let child = Command::new(bin.join("citizen-registry"))
             .args(["--listen", BACKEND_URL.trim_start_matches("http://")])
             .stdout(Stdio::null())
@@ -126,7 +126,7 @@ pub(crate) fn flow(
         .enumerate()
     {
         report.step(&format!("start {node} (ndxp-node serve)"), || {
-            let log = std::fs::File::create(dir.join(format!("logs/{node}.log")))?;
+            let log = super::create_private(dir.join(format!("logs/{node}.log")))?;
             let child = Command::new(bin.join("ndxp-node"))
                 .args(["serve", "--config", p(cfg)])
                 .stdout(Stdio::null())
@@ -226,7 +226,7 @@ fn archives(
             &format!("{node}: archive the message log and verify it"),
             || {
                 let out = dir.join("archives").join(format!("{node}.ndxplog"));
-                std::fs::create_dir_all(dir.join("archives"))?;
+                ndxp_sign::files::create_private_dir_all(&dir.join("archives"))?;
                 super::exec(
                     bin,
                     "ndxp-node",

@@ -169,7 +169,7 @@ pub(crate) fn start(o: Options) -> Result<Running> {
         std::fs::remove_dir_all(&o.dir)
             .with_context(|| format!("removing the previous demo in {}", o.dir.display()))?;
     }
-    std::fs::create_dir_all(o.dir.join("logs"))?;
+    ndxp_sign::files::create_private_dir_all(&o.dir.join("logs"))?;
     let dir = o.dir.canonicalize()?;
     println!("==> demo directory {}", dir.display());
 
@@ -228,7 +228,7 @@ pub(crate) fn start(o: Options) -> Result<Running> {
     }
 
     report.step("start the OCSP responder and TSA", || {
-        let log = std::fs::File::create(dir.join("logs/pki.log"))?;
+        let log = create_private(dir.join("logs/pki.log"))?;
         let child = Command::new(bin.join("ndxp-gateway"))
             .args([
                 "pki",
@@ -443,7 +443,7 @@ pub(crate) fn start(o: Options) -> Result<Running> {
             "service": SERVICE,
         },
     });
-    std::fs::write(dir.join("demo.json"), serde_json::to_vec_pretty(&demo)?)?;
+    write_private(dir.join("demo.json"), serde_json::to_vec_pretty(&demo)?)?;
     println!("==> wrote {}", dir.join("demo.json").display());
     println!(
         "==> {} steps passed, {} failed{}",
@@ -505,7 +505,7 @@ fn management_flow(
         Ok(format!("{OPERATOR_MEMBER} signs the global configuration"))
     });
     report.step("start the management role (ndxp-gateway serve)", || {
-        std::fs::write(
+        write_private(
             &cfg,
             format!(
                 r#"instance = "VN"
@@ -549,7 +549,7 @@ grace_secs = 2
 "#
             ),
         )?;
-        let log = std::fs::File::create(dir.join("logs/management.log"))?;
+        let log = create_private(dir.join("logs/management.log"))?;
         let child = Command::new(bin.join("ndxp-gateway"))
             .args(["serve", "--config", p(&cfg)])
             .stdout(Stdio::null())
@@ -640,7 +640,7 @@ grace_secs = 2
         let ndir = dir.join("nodes").join(node);
         report.step(&format!("{node} asks to join (ndxp-node register)"), || {
             std::fs::copy(pki.join("chain.pem"), ndir.join("chain.pem"))?;
-            std::fs::write(
+            write_private(
                 ndir.join("node.toml"),
                 format!(
                     r#"[node]
@@ -778,6 +778,17 @@ pub(crate) fn exec_out(bin: &Path, name: &str, args: &[&str]) -> Result<String> 
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Writes a demo file readable by its owner only (configuration files and
+/// `demo.json` hold tokens and client secrets).
+fn write_private(path: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+    ndxp_sign::files::write_private(path.as_ref(), bytes.as_ref())
+}
+
+/// Creates a log file of a demo process, readable by its owner only.
+fn create_private(path: impl AsRef<Path>) -> std::io::Result<std::fs::File> {
+    ndxp_sign::files::create_private(path.as_ref())
 }
 
 /// `ndxp-gateway pki issue` of `dir/{profile}.csr` into `dir/{profile}.pem`
