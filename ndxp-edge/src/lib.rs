@@ -38,6 +38,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod forward;
 pub mod problem;
 pub mod serve;
 pub mod settings;

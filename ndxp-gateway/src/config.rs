@@ -203,7 +203,26 @@ pub struct GatewayRoleConfig {
     /// Longest backoff after failed token requests, in seconds.
     #[serde(default = "default_token_backoff_max_secs")]
     pub token_backoff_max_secs: u64,
+    /// Headers a service lets through besides the edge's allowlists
+    /// (`[[gateway.forward_headers]]`, one table per service).
+    #[serde(default)]
+    pub forward_headers: Vec<ForwardHeadersConfig>,
 }
+
+/// `[[gateway.forward_headers]]`: the extra headers of one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardHeadersConfig {
+    /// The service id, with its version.
+    pub service: String,
+    /// Request header names that reach the backend too.
+    #[serde(default)]
+    pub request: Vec<String>,
+    /// Response header names that reach the consumer too.
+    #[serde(default)]
+    pub response: Vec<String>,
+}
+
 
 fn default_token_check_queue() -> usize {
     16
@@ -258,6 +277,7 @@ impl Default for GatewayRoleConfig {
             token_check_queue: default_token_check_queue(),
             token_failures_before_backoff: default_token_failures_before_backoff(),
             token_backoff_max_secs: default_token_backoff_max_secs(),
+            forward_headers: Vec::new(),
         }
     }
 }
@@ -659,6 +679,27 @@ impl GatewayConfig {
             }
             if g.issuer.as_deref().is_some_and(|i| i.trim().is_empty()) {
                 return Err("[gateway] issuer must not be empty".into());
+            }
+            let mut seen = std::collections::HashSet::new();
+            for f in &g.forward_headers {
+                if f.service.parse::<ndxp_core::ServiceId>().is_err() {
+                    return Err(format!(
+                        "[[gateway.forward_headers]] service = {:?} is not a service id with its version",
+                        f.service
+                    ));
+                }
+                if !seen.insert(f.service.as_str()) {
+                    return Err(format!(
+                        "[[gateway.forward_headers]] lists {} twice; merge the two tables",
+                        f.service
+                    ));
+                }
+                ndxp_edge::forward::ExtraHeaders {
+                    request: f.request.clone(),
+                    response: f.response.clone(),
+                }
+                .check()
+                .map_err(|e| format!("[[gateway.forward_headers]] {}: {e}", f.service))?;
             }
         } else if !m.enabled {
             return Err("[management] enabled = false leaves nothing to serve: add a [gateway] table or enable the management role".into());

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ndxp_gateway::config::{
-    AdminConfig, CaConfig, GatewayConfig, GatewayRoleConfig, GlobalConfConfig, ManagementConfig,
-    MonitoringConfig, StorageConfig, TsaConfig,
+    AdminConfig, CaConfig, ForwardHeadersConfig, GatewayConfig, GatewayRoleConfig,
+    GlobalConfConfig, ManagementConfig, MonitoringConfig, StorageConfig, TsaConfig,
 };
 
 fn doc() -> String {
@@ -54,6 +54,11 @@ fn fully_populated() -> GatewayConfig {
             tls_cert: Some(PathBuf::from("/k/gw.pem")),
             tls_key: Some(PathBuf::from("/k/gw.key")),
             client_ca: Some(PathBuf::from("/pki/ca.pem")),
+            forward_headers: vec![ForwardHeadersConfig {
+                service: "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1".into(),
+                request: vec!["x-tenant".into()],
+                response: vec!["x-total-count".into()],
+            }],
             ..GatewayRoleConfig::default()
         }),
         admin: AdminConfig {

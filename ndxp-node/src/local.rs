@@ -30,6 +30,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use ndxp_edge::forward::ExtraHeaders;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -68,6 +69,10 @@ pub struct ServiceEntry {
     /// (overrides `[log] keep_bodies` when set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_bodies: Option<bool>,
+    /// Headers this service's backend needs besides the edge's allowlists
+    /// (`request`: from the client to the backend, `response`: back).
+    #[serde(default, skip_serializing_if = "ExtraHeaders::is_empty")]
+    pub forward_headers: ExtraHeaders,
 }
 
 fn default_service_timeout() -> u64 {
@@ -83,6 +88,7 @@ impl ServiceEntry {
             timeout_secs: DEFAULT_SERVICE_TIMEOUT_SECS,
             openapi: None,
             keep_bodies: None,
+            forward_headers: ExtraHeaders::default(),
         }
     }
 }
@@ -403,6 +409,9 @@ impl LocalConfig {
                     s.service, s.timeout_secs
                 )));
             }
+            s.forward_headers
+                .check()
+                .map_err(|e| refused(format!("service {}: {e}", s.service)))?;
             if !services.insert(&s.service) {
                 return Err(refused(format!("service {} is listed twice", s.service)));
             }

@@ -169,6 +169,14 @@ enum ServicesCommand {
         /// Keep request and response bodies of this service in the message log.
         #[arg(long)]
         keep_bodies: Option<bool>,
+        /// A request header the backend needs besides the edge's allowlist
+        /// (repeat for several), e.g. x-tenant.
+        #[arg(long = "request-header")]
+        request_headers: Vec<String>,
+        /// A response header of the backend that reaches the client besides
+        /// the edge's allowlist (repeat for several).
+        #[arg(long = "response-header")]
+        response_headers: Vec<String>,
     },
     /// Stop providing a service (its access rights go too).
     Remove {
@@ -471,6 +479,8 @@ fn services(c: ServicesCommand) -> Result<i32> {
             timeout_secs,
             openapi,
             keep_bodies,
+            request_headers,
+            response_headers,
         } => {
             let doc = match openapi {
                 Some(p) => {
@@ -487,6 +497,10 @@ fn services(c: ServicesCommand) -> Result<i32> {
             entry.timeout_secs = timeout_secs;
             entry.openapi = doc;
             entry.keep_bodies = keep_bodies;
+            entry.forward_headers = ndxp_edge::forward::ExtraHeaders {
+                request: request_headers,
+                response: response_headers,
+            };
             local_file(&config)?.edit(|c, m| c.put_service(m, entry))?;
             println!("service {service} is provided by this node, backend {backend}");
             println!("next: `ndxp-node access grant --config FILE --service {service} --client SUBSYSTEM`");

@@ -210,6 +210,56 @@ pub async fn raw_request(addr: SocketAddr, path: &str, headers: &[(&str, &str)])
     }
 }
 
+/// What a caller sends to test the header policy: forwarding headers of
+/// its own, a header it names in `Connection`, the `X-Tenant` a service
+/// may let through, and an allowlisted `Accept`.
+pub const CALLER_HEADERS: &[(&str, &str)] = &[
+    ("x-forwarded-for", "10.9.9.9"),
+    ("forwarded", "for=10.9.9.9;host=evil.example"),
+    ("x-forwarded-host", "evil.example"),
+    ("x-forwarded-proto", "https"),
+    ("x-real-ip", "10.9.9.9"),
+    ("connection", "x-secret"),
+    ("x-secret", "1"),
+    ("x-tenant", "t1"),
+    ("accept", "application/json"),
+];
+
+/// Asserts what the header policy promises for two exchanges that carried
+/// [`CALLER_HEADERS`]: `with_extra` of a service that lets `X-Tenant`
+/// through, `without_extra` of one that does not. Neither carries the
+/// caller's forwarding headers, the header named in `Connection` or
+/// `Authorization`; each carries `Accept` and exactly one `Forwarded`,
+/// `forwarded`; `X-Tenant` reaches only the first.
+pub fn assert_header_policy(with_extra: &Seen, without_extra: &Seen, forwarded: &str) {
+    for s in [with_extra, without_extra] {
+        for name in [
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-real-ip",
+            "x-secret",
+            "authorization",
+        ] {
+            assert!(
+                !s.headers.contains_key(name),
+                "{name} reached the backend: {s:?}"
+            );
+        }
+        let fwd: Vec<_> = s.headers.get_all("forwarded").iter().collect();
+        assert_eq!(fwd, [forwarded], "only the edge's own Forwarded: {s:?}");
+        assert_eq!(s.headers["accept"], "application/json");
+    }
+    assert_eq!(
+        with_extra.headers["x-tenant"], "t1",
+        "configured: {with_extra:?}"
+    );
+    assert!(
+        !without_extra.headers.contains_key("x-tenant"),
+        "not configured: {without_extra:?}"
+    );
+}
+
 /// Sends every path of [`BAD_PATHS`] after `prefix` to `addr` with
 /// `headers`, and asserts that each is refused with `400
 /// ndxp.bad_request` whose detail names the path rule, and that `backend`

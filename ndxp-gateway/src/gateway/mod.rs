@@ -90,6 +90,9 @@ pub enum GatewayError {
     /// The HTTP client could not be built.
     #[error("cannot build the backend HTTP client")]
     Client(#[source] reqwest::Error),
+    /// The backend forwarder could not be built.
+    #[error("cannot build the backend forwarder")]
+    Forwarder(#[source] ndxp_edge::forward::ForwardError),
     /// The HTTPS listener could not be set up (`[gateway] tls_cert`,
     /// `tls_key`, `client_ca`).
     #[error("cannot set up the gateway's HTTPS listener")]
@@ -203,8 +206,19 @@ impl Gateway {
         let log = SqlMessageLog::open(&gw.log_url, &writer, &LogOptions::default())
             .await
             .map_err(GatewayError::Log)?;
-        let clients =
-            ClientFactory::new(gw.pool_max_idle_per_host).map_err(GatewayError::Client)?;
+        let extra = gw
+            .forward_headers
+            .iter()
+            .filter_map(|f| {
+                let headers = ndxp_edge::forward::ExtraHeaders {
+                    request: f.request.clone(),
+                    response: f.response.clone(),
+                };
+                f.service.parse().ok().map(|id| (id, headers))
+            })
+            .collect();
+        let clients = ClientFactory::new(gw.pool_max_idle_per_host, extra)
+            .map_err(GatewayError::Forwarder)?;
         let client_anchors = config
             .client_cert_anchors()
             .map_err(GatewayError::ClientCa)?;

@@ -27,49 +27,6 @@ use super::Gateway;
 /// `NDXP-Request-Hash`.
 const REQUEST_HASH: &str = "ndxp-request-hash";
 
-/// Headers that never cross the gateway in either direction: hop-by-hop
-/// fields (RFC 9110 §7.6.1) and those the gateway sets itself.
-fn is_dropped_request_header(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authorization"
-            | "proxy-authenticate"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "authorization"
-            | "content-length"
-            | "ndxp-client"
-            | "ndxp-id"
-            | "ndxp-signer-cert"
-            | "content-digest"
-            | "signature"
-            | "signature-input"
-    )
-}
-
-fn is_dropped_response_header(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "content-length"
-            | "ndxp-id"
-            | "ndxp-request-hash"
-    )
-}
-
 /// What is known about a call when it ends, for the log and the answer.
 struct Call {
     txid: TransactionId,
@@ -319,7 +276,7 @@ pub(super) async fn handle(gw: &Gateway, peer: SocketAddr, req: Request) -> Resp
     }
 
     let rest = rest.to_string();
-    forward(gw, call, &route, parts, &rest, body).await
+    forward(gw, call, &route, parts, peer, &rest, body).await
 }
 
 /// Logs a refused call and returns its response.
@@ -420,23 +377,22 @@ async fn forward(
     mut call: Call,
     route: &Route,
     parts: axum::http::request::Parts,
+    peer: SocketAddr,
     rest: &str,
     body: Bytes,
 ) -> Response {
     let txid = call.txid;
-    let mut url = String::with_capacity(route.backend_base.len() + rest.len() + 32);
-    url.push_str(&route.backend_base);
-    url.push_str(rest);
-    if let Some(q) = parts.uri.query() {
-        url.push('?');
-        url.push_str(q);
-    }
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
-    for (name, value) in &parts.headers {
-        if !is_dropped_request_header(name) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
+    let Ok(uri) = ndxp_edge::forward::backend_uri(&route.backend, rest, parts.uri.query()) else {
+        return refuse(
+            gw,
+            call,
+            problem(ErrorCode::BadRequest, "the request URI is not valid", txid),
+        )
+        .await;
+    };
+    let url = uri.to_string();
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 6);
+    route.headers.copy_request(&parts.headers, &mut headers);
     let client_text = call.client.to_string();
     let id_text = txid.to_string();
     let (Ok(client_value), Ok(id_value)) = (
@@ -447,6 +403,25 @@ async fn forward(
     };
     headers.insert(HeaderName::from_static(profile::NDXP_CLIENT), client_value);
     headers.insert(HeaderName::from_static(profile::NDXP_ID), id_value);
+    for name in [profile::NDXP_USER_ID, profile::NDXP_REQUEST_ID] {
+        if let Some(v) = parts.headers.get(name) {
+            headers.insert(HeaderName::from_static(name), v.clone());
+        }
+    }
+    // The gateway's own Forwarded (RFC 7239): the consumer's address, the
+    // scheme and the host it called.
+    let forwarded = ndxp_edge::forward::Forwarded {
+        for_addr: peer.ip(),
+        proto: if gw.tls.is_some() { "https" } else { "http" },
+        host: parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str())),
+    };
+    if let Some(v) = forwarded.value() {
+        headers.insert(header::FORWARDED, v);
+    }
     let digest = ndxp_sign::digest::content_digest(&body);
     let now = Utc::now();
 
@@ -455,7 +430,7 @@ async fn forward(
     if route.settings.sign_requests {
         let built = axum::http::Request::builder()
             .method(parts.method.clone())
-            .uri(url.as_str())
+            .uri(uri.clone())
             .body(());
         let Ok(built) = built else {
             return refuse(
@@ -502,44 +477,22 @@ async fn forward(
     }
 
     call.forwarded_at = Some(Utc::now());
+    let mut req = axum::http::Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    let limit = gw.max_body;
     let sent = route
         .client
-        .request(parts.method.clone(), url.as_str())
-        .headers(headers)
-        .timeout(route.timeout)
-        .body(body)
-        .send()
+        .send(req, route.timeout, u64::try_from(limit).unwrap_or(u64::MAX))
         .await;
-    let mut resp = match sent {
-        Ok(r) => r,
+    let (resp_parts, buf) = match sent {
+        Ok(r) => r.into_parts(),
         Err(e) => return backend_failure(gw, call, route, &e).await,
     };
     call.backend_answered_at = Some(Utc::now());
-    let status = resp.status();
-    let resp_headers = std::mem::take(resp.headers_mut());
-    let limit = gw.max_body;
-    if resp
-        .content_length()
-        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
-    {
-        let detail = format!("the backend's response is larger than {limit} bytes");
-        return refuse(gw, call, problem(ErrorCode::PayloadTooLarge, detail, txid)).await;
-    }
-    let mut buf = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if buf.len() + chunk.len() > limit {
-                    let detail = format!("the backend's response is larger than {limit} bytes");
-                    return refuse(gw, call, problem(ErrorCode::PayloadTooLarge, detail, txid))
-                        .await;
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Err(e) => return backend_failure(gw, call, route, &e).await,
-        }
-    }
+    let status = resp_parts.status;
+    let resp_headers = resp_parts.headers;
 
     // A signed response, where the service requires one.
     let mut response_meta = None;
@@ -628,11 +581,7 @@ async fn forward(
 
     let mut out = Response::builder().status(status);
     if let Some(h) = out.headers_mut() {
-        for (name, value) in &resp_headers {
-            if !is_dropped_response_header(name) {
-                h.append(name.clone(), value.clone());
-            }
-        }
+        route.headers.copy_response(&resp_headers, h);
         if let Ok(v) = HeaderValue::from_str(&txid.to_string()) {
             h.insert(HeaderName::from_static(profile::NDXP_ID), v);
         }
@@ -644,31 +593,35 @@ async fn forward(
         }
     }
     let n = buf.len() as u64;
-    let logged_body = gw.log_bodies.then(|| buf.clone());
+    let logged_body = gw.log_bodies.then(|| buf.to_vec());
     let Ok(resp) = out.body(Body::from(buf)) else {
         return problem(ErrorCode::Internal, "cannot build the response", txid);
     };
     finish(gw, call, status, None, n, response_meta, logged_body, resp).await
 }
 
-async fn backend_failure(gw: &Gateway, call: Call, route: &Route, e: &reqwest::Error) -> Response {
+async fn backend_failure(
+    gw: &Gateway,
+    call: Call,
+    route: &Route,
+    e: &ndxp_edge::forward::ForwardError,
+) -> Response {
+    use ndxp_edge::forward::ForwardError;
     let txid = call.txid;
-    let (code, detail) = if e.is_timeout() {
-        (
-            ErrorCode::ProviderTimeout,
-            format!(
-                "the provider's backend did not answer within {} ms",
-                route.settings.timeout_ms
-            ),
-        )
-    } else {
-        tracing::warn!(%txid, service = %route.id, error = %e, "backend unreachable");
-        (
-            ErrorCode::ProviderUnreachable,
-            "the provider's backend cannot be reached".to_string(),
-        )
+    let detail = match e {
+        ForwardError::Timeout(_) => format!(
+            "the provider's backend did not answer within {} ms",
+            route.settings.timeout_ms
+        ),
+        ForwardError::TooLarge(limit) => {
+            format!("the backend's response is larger than {limit} bytes")
+        }
+        _ => {
+            tracing::warn!(%txid, service = %route.id, error = %e.reason(), "the provider's backend cannot be reached; check that it runs and that backend_url is right");
+            "the provider's backend cannot be reached".to_string()
+        }
     };
-    refuse(gw, call, problem(code, detail, txid)).await
+    refuse(gw, call, problem(e.code(), detail, txid)).await
 }
 
 #[cfg(test)]

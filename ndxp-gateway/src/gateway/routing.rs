@@ -6,10 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Uri};
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use ndxp_core::{ServiceId, SubsystemId};
+use ndxp_edge::forward::{
+    parse_base, BackendTls as EdgeTls, ExtraHeaders, ForwardError, Forwarder, ForwarderOptions,
+    HeaderPolicy,
+};
 use ndxp_registry::store::gateway::{
     BackendTls, GatewayServiceState, GatewaySettings, GatewaySnapshot,
 };
@@ -26,10 +30,12 @@ pub struct Route {
     pub state: GatewayServiceState,
     /// Its settings.
     pub settings: GatewaySettings,
-    /// `backend_url` without a trailing `/`.
-    pub backend_base: String,
-    /// The HTTP client for its backend (shared unless it has TLS options).
-    pub client: reqwest::Client,
+    /// `backend_url`, parsed.
+    pub backend: Uri,
+    /// The forwarder to its backend (shared unless it has TLS options).
+    pub client: Forwarder,
+    /// The headers that cross between the consumer and the backend.
+    pub headers: HeaderPolicy,
     /// `Deprecation` header value (RFC 9745), when deprecated.
     pub deprecation: Option<HeaderValue>,
     /// `Sunset` header value (RFC 8594), when a sunset is set.
@@ -88,10 +94,12 @@ pub struct ClientError {
     pub reason: String,
 }
 
-/// Builds HTTP clients for backends.
+/// Builds the backend forwarders, and knows the extra headers each
+/// service lets through (`[[gateway.forward_headers]]`).
 pub struct ClientFactory {
-    shared: reqwest::Client,
+    shared: Forwarder,
     pool_idle: usize,
+    extra: HashMap<ServiceId, ExtraHeaders>,
 }
 
 impl std::fmt::Debug for ClientFactory {
@@ -102,31 +110,33 @@ impl std::fmt::Debug for ClientFactory {
     }
 }
 
-fn builder(pool_idle: usize) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(pool_idle)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .no_proxy()
+fn options(pool_idle: usize, tls: EdgeTls) -> ForwarderOptions {
+    ForwarderOptions {
+        pool_max_idle_per_host: pool_idle,
+        tls,
+        ..ForwarderOptions::default()
+    }
 }
 
 impl ClientFactory {
-    /// A factory whose shared client keeps `pool_idle` idle connections per
-    /// host.
+    /// A factory whose shared forwarder keeps `pool_idle` idle connections
+    /// per host; `extra` are the extra headers of each service.
     ///
     /// # Errors
     /// When the TLS backend cannot be initialised.
-    pub fn new(pool_idle: usize) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        pool_idle: usize,
+        extra: HashMap<ServiceId, ExtraHeaders>,
+    ) -> Result<Self, ForwardError> {
         Ok(Self {
-            shared: builder(pool_idle).build()?,
+            shared: Forwarder::new(&options(pool_idle, EdgeTls::default()))?,
             pool_idle,
+            extra,
         })
     }
 
-    /// The client for a service: the shared one, or one with its TLS files
-    /// (read now).
+    /// The forwarder for a service: the shared one, or one with its TLS
+    /// files (read now).
     ///
     /// # Errors
     /// When a file cannot be read or parsed.
@@ -134,7 +144,7 @@ impl ClientFactory {
         &self,
         service: &ServiceId,
         tls: &BackendTls,
-    ) -> Result<reqwest::Client, ClientError> {
+    ) -> Result<Forwarder, ClientError> {
         if tls.is_empty() {
             return Ok(self.shared.clone());
         }
@@ -143,25 +153,28 @@ impl ClientFactory {
             reason,
         };
         let read = |p: &str| std::fs::read(p).map_err(|e| err(format!("cannot read {p}: {e}")));
-        let mut b = builder(self.pool_idle);
+        let mut edge = EdgeTls::default();
         if let Some(ca) = &tls.ca_file {
-            let pem = read(ca)?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| err(format!("{ca} is not a PEM certificate: {e}")))?;
-            b = b.add_root_certificate(cert);
+            edge.ca_pem = Some(read(ca)?);
         }
         if let (Some(cert), Some(key)) = (&tls.client_cert_file, &tls.client_key_file) {
-            let cert_pem = read(cert)?;
-            let key_pem = read(key)?;
-            let id = reqwest::Identity::from_pkcs8_pem(&cert_pem, &key_pem).map_err(|e| {
-                err(format!(
-                    "{cert} / {key} are not a PEM certificate and PKCS#8 key: {e}"
-                ))
-            })?;
-            b = b.identity(id);
+            edge.identity = Some((read(cert)?, read(key)?));
         }
-        b.build()
-            .map_err(|e| err(format!("cannot build the HTTPS client: {e}")))
+        Forwarder::new(&options(self.pool_idle, edge)).map_err(|e| {
+            err(format!(
+                "the TLS files cannot be used ({}); check that they are PEM certificates and a \
+                 PKCS#8 PEM key",
+                e.reason()
+            ))
+        })
+    }
+
+    /// The header policy of a service.
+    pub fn headers_for(&self, service: &ServiceId) -> HeaderPolicy {
+        self.extra.get(service).map_or_else(
+            || HeaderPolicy::new(&ExtraHeaders::default()),
+            HeaderPolicy::new,
+        )
     }
 }
 
@@ -192,12 +205,23 @@ impl Routing {
                     continue;
                 }
             };
+            let backend = match parse_base(&g.settings.backend_url) {
+                Ok(u) => u,
+                Err(reason) => {
+                    problems.push(ClientError {
+                        service: g.service.to_string(),
+                        reason,
+                    });
+                    continue;
+                }
+            };
             defaults.insert(g.service.clone(), g.settings.clone());
             let route = Route {
                 id: g.service.clone(),
                 state: g.state,
-                backend_base: g.settings.backend_url.trim_end_matches('/').to_string(),
+                backend,
                 client,
+                headers: clients.headers_for(&g.service),
                 deprecation: rs.service.deprecated_at.and_then(deprecation_value),
                 sunset_header: rs.service.sunset_at.and_then(sunset_value),
                 sunset_at: rs.service.sunset_at,

@@ -125,6 +125,13 @@ listen = "127.0.0.1:0"
 token_lifetime_secs = 300
 log_url = "{log_url}"
 registry_poll_ms = 100
+[[gateway.forward_headers]]
+service = "{SERVICE_V1}"
+request = ["x-tenant"]
+response = ["x-backend", "x-backend-only"]
+[[gateway.forward_headers]]
+service = "{SERVICE_V2}"
+response = ["x-backend"]
 [globalconf]
 signing_key = "sign.key"
 signing_cert = "sign.pem"

@@ -7,7 +7,7 @@
 //! | GET | `/api/v1/local` | the local configuration |
 //! | PUT / DELETE | `/api/v1/local/subsystems/{subsystem id}` | add (optional body `{"connection": "http" \| "https" \| "https-cert"}` sets its connection type) / remove a subsystem |
 //! | POST / DELETE | `/api/v1/local/certs` | register (body: `{"subsystem", "cert"}`, the certificate in PEM) / remove (body: `{"subsystem", "sha256"}`) an information system's certificate |
-//! | PUT / DELETE | `/api/v1/local/services/{service id}` | add or change (body: `{"backend", "timeout_secs", "openapi", "keep_bodies"}`) / remove a provided service |
+//! | PUT / DELETE | `/api/v1/local/services/{service id}` | add or change (body: `{"backend", "timeout_secs", "openapi", "keep_bodies", "forward_headers"}`) / remove a provided service |
 //! | POST / DELETE | `/api/v1/local/access` | grant / revoke (body: `{"service", "client"}`; client a subsystem id or `group:CODE`) |
 //! | GET | `/api/v1/status` | global configuration status, this node's entry, counts |
 //! | GET | `/api/v1/transactions?from=&to=&client=&service=&status=&problem_code=&writer=&limit=&after=` | operational records of the exchanges in the message log, newest first, paged |
@@ -240,6 +240,8 @@ struct ServiceBody {
     openapi: Option<serde_json::Value>,
     #[serde(default)]
     keep_bodies: Option<bool>,
+    #[serde(default)]
+    forward_headers: ndxp_edge::forward::ExtraHeaders,
 }
 
 async fn put_service(
@@ -265,6 +267,7 @@ async fn put_service(
     }
     entry.openapi = b.openapi;
     entry.keep_bodies = b.keep_bodies;
+    entry.forward_headers = b.forward_headers;
     match state.local.edit(|c, m| c.put_service(m, entry)) {
         Ok(c) => Json(c.as_ref().clone()).into_response(),
         Err(e) => local_error(e),

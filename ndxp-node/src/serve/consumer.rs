@@ -22,8 +22,7 @@ use super::client_auth::{self, CallerConnection};
 use super::pool::connect_error;
 use super::record::{own_meta, verified_meta};
 use super::wire::{
-    self, copy_headers, opaque_header, problem, read_body, Body, BodyError, REQUEST_HASH,
-    REQUEST_HEADERS, RESPONSE_HEADERS,
+    self, opaque_header, problem, read_body, Body, BodyError, REQUEST_HASH,
 };
 use super::{NodeState, Trust};
 
@@ -218,7 +217,7 @@ async fn consume(
         let uri = format!("{address}{path_and_query}");
         let mut builder = Request::builder().method(parts.method.clone()).uri(&uri);
         if let Some(h) = builder.headers_mut() {
-            copy_headers(&parts.headers, h, REQUEST_HEADERS);
+            ndxp_edge::forward::relay(&parts.headers, h);
             h.insert(
                 HeaderName::from_static(profile::NDXP_CLIENT),
                 hv(&client.to_string()),
@@ -492,7 +491,7 @@ async fn finish(
     }
     let mut out = Response::new(Full::new(resp_body));
     *out.status_mut() = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    copy_headers(&resp_head.headers, out.headers_mut(), RESPONSE_HEADERS);
+    ndxp_edge::forward::relay(&resp_head.headers, out.headers_mut());
     out.headers_mut().insert(
         HeaderName::from_static(profile::NDXP_ID),
         hv(&tx.to_string()),

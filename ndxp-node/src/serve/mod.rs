@@ -199,7 +199,7 @@ pub(crate) struct NodeState {
     /// names a TSA.
     pub(crate) timestamper: std::sync::OnceLock<Timestamper>,
     log_pool: sqlx::AnyPool,
-    pub(crate) backend: reqwest::Client,
+    pub(crate) backend: ndxp_edge::forward::Forwarder,
     pub(crate) metrics: Metrics,
     pub(crate) admin_token_sha256: [u8; 32],
     pub(crate) ready_log: std::sync::atomic::AtomicBool,
@@ -545,14 +545,9 @@ impl Node {
         let log_pool = log.pool().clone();
         let http = crate::http::platform_client(&config)
             .map_err(|e| StartError::Conf(crate::conf::ConfCommandError::from(e)))?;
-        let backend = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ndxp-node/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| keys_err("backend HTTP client", e))?;
+        let backend =
+            ndxp_edge::forward::Forwarder::new(&ndxp_edge::forward::ForwarderOptions::default())
+                .map_err(|e| keys_err("backend forwarder", e))?;
         let mut client_tls = server::client_acceptor(&config)?;
         let bind = |addr: SocketAddr, what: &'static str| async move {
             TcpListener::bind(addr)

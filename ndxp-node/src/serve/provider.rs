@@ -3,6 +3,7 @@
 //! backend's answer signed (covering the request's signature), logged and
 //! returned.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,16 +22,16 @@ use ndxp_sign::tls::PeerIdentity;
 
 use super::consumer::{parse_target, Target};
 use super::record::{own_meta, verified_meta};
-use super::wire::{
-    self, copy_headers, problem, read_body, Body, BodyError, REQUEST_HEADERS, RESPONSE_HEADERS,
-};
+use super::wire::{self, problem, read_body, Body, BodyError};
 use super::{NodeState, Trust};
 use crate::local::{LocalConfig, ServiceEntry};
+use ndxp_edge::forward::{self, ForwardError, Forwarded, HeaderPolicy};
 
 /// Handles one request on the peer port.
 pub(crate) async fn handle(
     state: Arc<NodeState>,
     peer: Arc<PeerIdentity>,
+    remote: SocketAddr,
     req: Request<RequestBody>,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -48,7 +49,7 @@ pub(crate) async fn handle(
         head.uri = u;
     }
     let tx = wire::header_text(&head.headers, profile::NDXP_ID).and_then(|t| t.parse().ok());
-    let (resp, code) = match provide(&state, &peer, &head, body, received_at, tx).await {
+    let (resp, code) = match provide(&state, &peer, remote, &head, body, received_at, tx).await {
         Ok(r) => (r, String::new()),
         Err(p) => {
             let code = p.code.clone();
@@ -91,6 +92,7 @@ fn err(code: ErrorCode, detail: impl Into<String>, tx: Option<TransactionId>) ->
 async fn provide(
     state: &Arc<NodeState>,
     peer: &PeerIdentity,
+    remote: SocketAddr,
     head: &http::request::Parts,
     body: RequestBody,
     received_at: DateTime<Utc>,
@@ -170,7 +172,7 @@ async fn provide(
                 request_body: body.clone(),
                 received_at,
             };
-            call_backend(state, head, &entry, body, exchange).await
+            call_backend(state, head, remote, &entry, body, exchange).await
         }
     }
 }
@@ -316,6 +318,7 @@ struct Pending {
 async fn call_backend(
     state: &NodeState,
     head: &http::request::Parts,
+    remote: SocketAddr,
     entry: &ServiceEntry,
     body: Bytes,
     pending: Pending,
@@ -326,15 +329,22 @@ async fn call_backend(
         .path()
         .strip_prefix("/r1/")
         .and_then(|p| ServiceId::split_path(p).ok())
-        .map(|(_, r)| r.to_owned())
-        .unwrap_or_default();
-    let mut url = format!("{}{}", entry.backend.trim_end_matches('/'), rest);
-    if let Some(q) = head.uri.query() {
-        url.push('?');
-        url.push_str(q);
-    }
+        .map_or("", |(_, r)| r);
+    let uri = forward::parse_base(&entry.backend)
+        .and_then(|base| {
+            forward::backend_uri(&base, rest, head.uri.query()).map_err(|e| e.to_string())
+        })
+        .map_err(|e| {
+            tracing::error!(service = %pending.service, error = %e, "the backend URL of a service cannot be used; fix it in the local configuration");
+            err(
+                ErrorCode::ProviderUnreachable,
+                format!("the backend of {} cannot be reached", pending.service),
+                Some(tx),
+            )
+        })?;
+    let policy = HeaderPolicy::new(&entry.forward_headers);
     let mut headers = http::HeaderMap::new();
-    copy_headers(&head.headers, &mut headers, REQUEST_HEADERS);
+    policy.copy_request(&head.headers, &mut headers);
     for name in [
         profile::NDXP_CLIENT,
         profile::NDXP_ID,
@@ -345,78 +355,56 @@ async fn call_backend(
             headers.insert(HeaderName::from_static(name), v.clone());
         }
     }
+    // This node's own Forwarded (RFC 7239): the consumer's node that
+    // called the peer port, always over mutual TLS, and this node's
+    // registered address, which the signed @target-uri names.
+    let host = state
+        .config
+        .node
+        .address
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.authority().map(|a| a.as_str().to_owned()));
+    let forwarded = Forwarded {
+        for_addr: remote.ip(),
+        proto: "https",
+        host: host.as_deref(),
+    };
+    if let Some(v) = forwarded.value() {
+        headers.insert(http::header::FORWARDED, v);
+    }
     let timeout = Duration::from_secs(entry.timeout_secs);
     let limit = state.config.exchange.max_body_bytes;
-    let call = async {
-        let resp = state
-            .backend
-            .request(head.method.clone(), &url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                err(
-                    ErrorCode::ProviderUnreachable,
-                    format!(
-                        "the backend of {} cannot be reached: {}",
-                        pending.service,
-                        backend_error(&e)
-                    ),
-                    Some(tx),
-                )
-            })?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        if wire::announced_too_large(&headers, limit) {
-            return Err(err(
-                ErrorCode::PayloadTooLarge,
-                format!("the backend's response is larger than {limit} bytes"),
-                Some(tx),
-            ));
-        }
-        let mut out = Vec::new();
-        let mut resp = resp;
-        loop {
-            match resp.chunk().await {
-                Ok(Some(c)) => {
-                    if (out.len() + c.len()) as u64 > limit {
-                        return Err(err(
-                            ErrorCode::PayloadTooLarge,
-                            format!("the backend's response is larger than {limit} bytes"),
-                            Some(tx),
-                        ));
-                    }
-                    out.extend_from_slice(&c);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(err(
-                        ErrorCode::ProviderUnreachable,
-                        format!(
-                            "the backend's response could not be read: {}",
-                            backend_error(&e)
-                        ),
-                        Some(tx),
-                    ))
-                }
-            }
-        }
-        Ok((status, headers, Bytes::from(out)))
-    };
+    let mut req = Request::new(body);
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
     let forwarded_at = Utc::now();
-    let result = match tokio::time::timeout(timeout, call).await {
-        Ok(r) => r,
-        Err(_) => Err(err(
-            ErrorCode::ProviderTimeout,
-            format!(
-                "the backend of {} did not answer within {} s",
-                pending.service,
-                timeout.as_secs()
-            ),
-            Some(tx),
-        )),
-    };
+    let result = state
+        .backend
+        .send(req, timeout, limit)
+        .await
+        .map(|r| {
+            let (parts, body) = r.into_parts();
+            (parts.status, parts.headers, body)
+        })
+        .map_err(|e| {
+            let detail = match &e {
+                ForwardError::Timeout(t) => format!(
+                    "the backend of {} did not answer within {} s",
+                    pending.service,
+                    t.as_secs()
+                ),
+                ForwardError::TooLarge(n) => {
+                    format!("the backend's response is larger than {n} bytes")
+                }
+                _ => {
+                    tracing::warn!(service = %pending.service, error = %e.reason(), "the backend of a service cannot be reached; check that it runs and that its URL in the local configuration is right");
+                    format!("the backend of {} cannot be reached", pending.service)
+                }
+            };
+            err(e.code(), detail, Some(tx))
+        });
     let backend_answered_at = Utc::now();
     let (status, backend_headers, resp_body, problem_code) = match result {
         Ok((s, h, b)) => (s, h, b, None),
@@ -428,7 +416,7 @@ async fn call_backend(
     };
     let mut out = Response::new(());
     *out.status_mut() = status;
-    copy_headers(&backend_headers, out.headers_mut(), RESPONSE_HEADERS);
+    policy.copy_response(&backend_headers, out.headers_mut());
     let (mut parts, ()) = out.into_parts();
     let digest = ndxp_sign::digest::content_digest(&resp_body);
     let info = profile::sign_response(&mut parts, head, &digest, &state.signer, Utc::now())
@@ -476,16 +464,4 @@ async fn call_backend(
             .insert(HeaderName::from_static(profile::NDXP_ID), v);
     }
     Ok(Response::from_parts(parts, Full::new(resp_body)))
-}
-
-fn backend_error(e: &reqwest::Error) -> &'static str {
-    if e.is_connect() {
-        "connection refused or unreachable"
-    } else if e.is_timeout() {
-        "timed out"
-    } else if e.is_body() || e.is_decode() {
-        "the body was cut off"
-    } else {
-        "the request failed"
-    }
 }

@@ -3,6 +3,7 @@
 //! expiry, each provided service's backend reachability), the
 //! reconciliation summaries of closed periods, and drill-down answers.
 
+use ndxp_edge::forward;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,10 @@ use tokio::sync::watch;
 
 use super::NodeState;
 use crate::report::{Reporter, ReporterOptions};
+
+/// Largest answer body a reachability check reads (a HEAD answer has
+/// none).
+const PROBE_MAX_BODY: u64 = 64 * 1024;
 
 /// Time allowed for one backend reachability check.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -91,12 +96,27 @@ async fn probe_backends(state: &NodeState) -> Vec<ServiceStatus> {
     let mut out = Vec::new();
     for s in &local.services {
         let started = Instant::now();
-        let r = state
-            .backend
-            .head(&s.backend)
-            .timeout(PROBE_TIMEOUT)
-            .send()
-            .await;
+        let r = match forward::parse_base(&s.backend)
+            .and_then(|base| forward::backend_uri(&base, "", None).map_err(|e| e.to_string()))
+        {
+            Ok(uri) => {
+                let mut req = http::Request::new(bytes::Bytes::new());
+                *req.method_mut() = http::Method::HEAD;
+                *req.uri_mut() = uri;
+                state
+                    .backend
+                    .send(req, PROBE_TIMEOUT, PROBE_MAX_BODY)
+                    .await
+                    .map(drop)
+                    .map_err(|e| match e {
+                        forward::ForwardError::Timeout(_) => {
+                            format!("no answer within {} s", PROBE_TIMEOUT.as_secs())
+                        }
+                        _ => "connection refused or unreachable".to_owned(),
+                    })
+            }
+            Err(e) => Err(e),
+        };
         let latency = u64::try_from(started.elapsed().as_millis()).ok();
         out.push(match r {
             Ok(_) => ServiceStatus {
@@ -109,11 +129,7 @@ async fn probe_backends(state: &NodeState) -> Vec<ServiceStatus> {
                 service: s.service.clone(),
                 backend_reachable: false,
                 latency_ms: None,
-                detail: Some(if e.is_timeout() {
-                    format!("no answer within {} s", PROBE_TIMEOUT.as_secs())
-                } else {
-                    "connection refused or unreachable".to_owned()
-                }),
+                detail: Some(e),
             },
         });
     }

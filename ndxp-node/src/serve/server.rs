@@ -163,10 +163,11 @@ pub(crate) async fn serve_peer(
     let make = move |c: Connected<PeerIdentity>| {
         let st = state.clone();
         let peer = Arc::new(c.info);
+        let remote = c.remote;
         service_fn(move |req| {
             let st = st.clone();
             let peer = peer.clone();
-            async move { Ok::<_, Infallible>(provider::handle(st, peer, req).await) }
+            async move { Ok::<_, Infallible>(provider::handle(st, peer, remote, req).await) }
         })
     };
     edge.serve(listener, accept, make, stopped(stop)).await;

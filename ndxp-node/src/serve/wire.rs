@@ -11,41 +11,8 @@ use ndxp_core::{ErrorCode, Problem, TransactionId};
 /// The body type of every answer the node sends.
 pub type Body = Full<Bytes>;
 
-/// Request headers that reach the provider's backend unchanged (besides
-/// method, path rest, query and body).
-pub const REQUEST_HEADERS: &[&str] = &[
-    "content-type",
-    "content-encoding",
-    "content-language",
-    "accept",
-    "accept-language",
-    "accept-encoding",
-];
-
-/// Response headers of the backend that reach the client unchanged.
-pub const RESPONSE_HEADERS: &[&str] = &[
-    "content-type",
-    "content-encoding",
-    "content-language",
-    "content-disposition",
-    "content-location",
-    "cache-control",
-    "etag",
-    "expires",
-    "last-modified",
-];
-
 /// `NDXP-Request-Hash`: digest of the signed request, as logged.
 pub const REQUEST_HASH: &str = "ndxp-request-hash";
-
-/// Copies the headers named in `names` from `from` to `to`.
-pub fn copy_headers(from: &HeaderMap, to: &mut HeaderMap, names: &[&'static str]) {
-    for name in names {
-        for v in from.get_all(*name) {
-            to.append(HeaderName::from_static(name), v.clone());
-        }
-    }
-}
 
 /// Why a body could not be read.
 #[derive(Debug)]
