@@ -223,7 +223,6 @@ pub struct ForwardHeadersConfig {
     pub response: Vec<String>,
 }
 
-
 fn default_token_check_queue() -> usize {
     16
 }
