@@ -99,6 +99,40 @@ impl RecordingBackend {
         RecordingBackend { addr, scheme, seen }
     }
 
+    /// Starts an HTTPS backend whose certificate, for `127.0.0.1` and
+    /// `localhost`, `pki` issues to `member`'s node `backend` now; the
+    /// certificate and key files are written into `dir`.
+    pub async fn start_tls_issued(
+        pki: &ndxp_sign::ca::Pki,
+        member: &ndxp_core::MemberId,
+        dir: &Path,
+    ) -> RecordingBackend {
+        let key = crate::pki::ec_key();
+        let node: ndxp_core::NodeName = "backend".parse().expect("a node name");
+        let req = ndxp_sign::csr::build_auth_csr(
+            member,
+            &node,
+            &["localhost".to_owned()],
+            &["127.0.0.1".parse().expect("an address")],
+            &key,
+        )
+        .expect("a CSR for the backend");
+        let cert = pki
+            .issue(&req, ndxp_sign::cert::Profile::Auth, 30)
+            .expect("the backend's certificate");
+        let mut chain = vec![cert];
+        chain.extend(pki.chain().iter().cloned());
+        let (cert_file, key_file) = (dir.join("backend.pem"), dir.join("backend.key"));
+        std::fs::write(
+            &cert_file,
+            ndxp_sign::cert::write_pem_chain(&chain).expect("PEM"),
+        )
+        .expect("write the backend's certificate");
+        std::fs::write(&key_file, key.private_key_to_pem_pkcs8().expect("PEM"))
+            .expect("write the backend's key");
+        Self::start_tls(&cert_file, &key_file, None).await
+    }
+
     /// `{scheme}://127.0.0.1:{port}{base}`.
     pub fn url(&self, base: &str) -> String {
         format!("{}://{}{base}", self.scheme, self.addr)

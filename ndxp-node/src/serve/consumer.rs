@@ -21,9 +21,7 @@ use ndxp_sign::tls::PeerIdentity;
 use super::client_auth::{self, CallerConnection};
 use super::pool::connect_error;
 use super::record::{own_meta, verified_meta};
-use super::wire::{
-    self, opaque_header, problem, read_body, Body, BodyError, REQUEST_HASH,
-};
+use super::wire::{self, opaque_header, problem, read_body, Body, BodyError, REQUEST_HASH};
 use super::{NodeState, Trust};
 
 /// The metadata services (DESIGN §4), answered by the provider's node.

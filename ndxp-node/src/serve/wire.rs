@@ -2,7 +2,7 @@
 //! problem+json answers, the headers that cross the exchange unchanged.
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use ndxp_core::problem::PROBLEM_CONTENT_TYPE;
