@@ -5,6 +5,7 @@
 //!   HTTP/1.1 and HTTP/2, header, idle, body and TLS handshake time-outs,
 //!   limits on connections (in all and per remote address) and on header
 //!   size and count, graceful drain on shutdown.
+//! - [`metrics`]: the serve loops' connection counts as Prometheus metrics.
 //! - [`settings`]: the `[edge]` table of `node.toml` and `gateway.toml`
 //!   that sets those limits ([`EdgeSettings`]).
 //!
@@ -39,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 pub mod forward;
+pub mod metrics;
 pub mod problem;
 pub mod serve;
 pub mod settings;

@@ -9,6 +9,7 @@
 //! | `ndxp_management_errors_total` | counter | `code` (problem code) |
 //! | `ndxp_globalconf_version` | gauge | |
 //! | `ndxp_globalconf_age_seconds` | gauge | |
+//! | `ndxp_gateway_connections_open`, `ndxp_gateway_connections_refused_total`, `ndxp_gateway_handshakes_failed_total` | gauge, counters | `listener` (management, admin, gateway); see [`ndxp_edge::metrics`] |
 //!
 //! `route` is the route template (e.g. `/api/v1/members/{instance}/{class}/{code}`),
 //! or `unmatched`, so labels stay few whatever paths clients send.
@@ -65,6 +66,7 @@ pub struct Metrics {
     conf_version: Gauge,
     conf_age: Gauge<f64, AtomicU64>,
     conf_created: Mutex<Option<DateTime<Utc>>>,
+    connections: ndxp_edge::metrics::ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -107,8 +109,11 @@ impl Metrics {
             "Seconds since the latest global configuration was built",
             conf_age.clone(),
         );
+        let connections =
+            ndxp_edge::metrics::ConnectionMetrics::register(&mut registry, "ndxp_gateway");
         Self {
             registry,
+            connections,
             requests,
             latency,
             errors,
@@ -152,8 +157,14 @@ impl Metrics {
         }
     }
 
+    /// Reports the serve loop of `listener` in the connection metrics.
+    pub fn watch_edge(&self, listener: &'static str, stats: ndxp_edge::serve::EdgeStats) {
+        self.connections.watch(listener, stats);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
+        self.connections.refresh();
         if let Ok(c) = self.conf_created.lock() {
             if let Some(t) = *c {
                 let age = (Utc::now() - t).num_milliseconds() as f64 / 1000.0;

@@ -291,7 +291,14 @@ async fn serve(
         };
         background.push(task);
         tracing::info!(management = ?listener.local_addr().ok(), "management role serving");
-        let server = serve_router("management API", listener, api, &config, &stop_rx);
+        let server = serve_router(
+            ("management API", "management"),
+            listener,
+            api,
+            &config,
+            &metrics,
+            &stop_rx,
+        );
         servers.push(("management", tokio::spawn(server)));
         publisher = Some(p);
     }
@@ -309,18 +316,26 @@ async fn serve(
             )));
         }
         tracing::info!(gateway = ?listener.local_addr().ok(), https = gw.serves_https(), log_writer = gw.log_writer(), "gateway role serving");
-        let server =
-            crate::gateway::serve(gw.clone(), listener, &config.edge, stopped(stop_rx.clone()));
+        let edge = ndxp_edge::serve::Edge::new("central gateway", &config.edge);
+        metrics.watch_edge("gateway", edge.stats());
+        let server = crate::gateway::serve(gw.clone(), listener, edge, stopped(stop_rx.clone()));
         servers.push(("gateway", tokio::spawn(server)));
         gateway_handle = Some(gw);
     }
     let admin = admin_router(AdminState {
         store,
         publisher,
-        metrics,
+        metrics: metrics.clone(),
     });
     tracing::info!(admin = ?listeners.admin.local_addr().ok(), "admin port serving");
-    let admin_server = serve_router("admin port", listeners.admin, admin, &config, &stop_rx);
+    let admin_server = serve_router(
+        ("admin port", "admin"),
+        listeners.admin,
+        admin,
+        &config,
+        &metrics,
+        &stop_rx,
+    );
     servers.push(("admin", tokio::spawn(admin_server)));
 
     let mut result = Ok(());
@@ -367,15 +382,19 @@ async fn refresh_after_change(
 }
 
 /// Serves `app` on `listener` with the shared serve loop and the `[edge]`
-/// limits until the process stops.
+/// limits until the process stops; `name` is the listener's name in the
+/// log and its label in the metrics.
 fn serve_router(
-    name: &'static str,
+    name: (&'static str, &'static str),
     listener: TcpListener,
     app: Router,
     config: &GatewayConfig,
+    metrics: &Metrics,
     stop: &watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    ndxp_edge::serve::Edge::new(name, &config.edge).serve(
+    let edge = ndxp_edge::serve::Edge::new(name.0, &config.edge);
+    metrics.watch_edge(name.1, edge.stats());
+    edge.serve(
         listener,
         ndxp_edge::serve::Plain,
         move |_| ndxp_edge::serve::tower(app.clone(), axum::http::Extensions::new()),

@@ -69,6 +69,28 @@ async fn the_https_gateway_cuts_off_slow_headers_and_slow_handshakes() {
         tokio::join!(inside_tls, trickle_tcp(env.gateway, ENDLESS_TLS_RECORD));
     assert_cut("HTTPS gateway (headers)", inside);
     assert_cut("HTTPS gateway (TLS handshake)", handshake);
+    // The handshake that timed out is counted.
+    let metrics = env
+        .http
+        .get(format!("http://{}/metrics", env.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ndxp_gateway_handshakes_failed_total{listener=\"gateway\"} "))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(failed >= 1, "{metrics}");
+    assert!(
+        metrics.contains("ndxp_gateway_connections_open{listener=\"admin\"} 1\n"),
+        "{metrics}"
+    );
 
     let (status, _) = env.token_request("nobody", "wrong").await;
     assert!(status == 400 || status == 401, "{status}");

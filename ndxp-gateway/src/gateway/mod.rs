@@ -330,23 +330,13 @@ impl Gateway {
     }
 }
 
-/// Serves the gateway on `listener` with the shared serve loop and the
-/// `[edge]` limits until `stop` completes: plain HTTP, or HTTPS when
+/// Serves the gateway on `listener` with the serve loop `edge` (built
+/// with the `[edge]` limits) until `stop` completes: plain HTTP, or HTTPS when
 /// `[gateway] tls_cert` is set. Every request carries the remote address as
 /// axum's `ConnectInfo<SocketAddr>` and, over HTTPS, the connection's client
 /// certificate, if any, as a [`ClientCert`] extension; a failed handshake
 /// closes that connection only.
-pub fn serve(
-    gw: Arc<Gateway>,
-    listener: tokio::net::TcpListener,
-    edge: &ndxp_edge::EdgeSettings,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> impl Future<Output = ()> + Send + 'static {
-    let edge = ndxp_edge::serve::Edge::new("central gateway", edge);
-    serve_on(gw, listener, edge, stop)
-}
-
-async fn serve_on(
+pub async fn serve(
     gw: Arc<Gateway>,
     listener: tokio::net::TcpListener,
     edge: ndxp_edge::serve::Edge,

@@ -453,6 +453,7 @@ pub(crate) async fn serve(
     stop: watch::Receiver<bool>,
 ) {
     let edge = ndxp_edge::serve::Edge::new("admin port", &state.config.edge);
+    state.metrics.watch_edge("admin", edge.stats());
     let app = router(state);
     edge.serve(
         listener,

@@ -12,6 +12,7 @@
 //! | `ndxp_node_unstamped_records` | gauge | records without a token at the last timestamping run |
 //! | `ndxp_node_log_append_duration_seconds` | histogram | `role`: time an exchange waited for its message-log record to be committed |
 //! | `ndxp_node_log_pending_appends` | gauge | appends waiting for their commit (sampled every 0.5 s) |
+//! | `ndxp_node_connections_open`, `ndxp_node_connections_refused_total`, `ndxp_node_handshakes_failed_total` | gauge, counters | `listener` (client, client_https, peer, admin); see [`ndxp_edge::metrics`] |
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -56,6 +57,7 @@ pub struct Metrics {
     unstamped: Gauge,
     log_append: HistogramFamily,
     log_pending: Gauge,
+    connections: ndxp_edge::metrics::ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -128,8 +130,11 @@ impl Metrics {
             "Message-log appends waiting for their commit",
             log_pending.clone(),
         );
+        let connections =
+            ndxp_edge::metrics::ConnectionMetrics::register(&mut registry, "ndxp_node");
         Self {
             registry,
+            connections,
             log_append,
             log_pending,
             timestamp_lag,
@@ -196,8 +201,14 @@ impl Metrics {
         self.log_pending.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
+    /// Reports the serve loop of `port` in the connection metrics.
+    pub(crate) fn watch_edge(&self, port: &'static str, stats: ndxp_edge::serve::EdgeStats) {
+        self.connections.watch(port, stats);
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        self.connections.refresh();
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

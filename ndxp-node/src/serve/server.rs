@@ -53,12 +53,13 @@ pub(crate) async fn serve_client(
     tls: Option<SslAcceptor>,
     stop: watch::Receiver<bool>,
 ) {
-    let name = if tls.is_some() {
-        "HTTPS client port"
+    let (name, port) = if tls.is_some() {
+        ("HTTPS client port", "client_https")
     } else {
-        "client port"
+        ("client port", "client")
     };
     let edge = Edge::new(name, &state.config.edge);
+    state.metrics.watch_edge(port, edge.stats());
     let service = move |caller: CallerConnection| {
         let st = state.clone();
         let caller = Arc::new(caller);
@@ -159,6 +160,7 @@ pub(crate) async fn serve_peer(
     stop: watch::Receiver<bool>,
 ) {
     let edge = Edge::new("peer port", &state.config.edge);
+    state.metrics.watch_edge("peer", edge.stats());
     let accept = PeerAccept(state.clone());
     let make = move |c: Connected<PeerIdentity>| {
         let st = state.clone();
