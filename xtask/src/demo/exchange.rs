@@ -1,7 +1,9 @@
 //! The distributed model's exchange in the demo: a sample backend, each
 //! node's local configuration with the `ndxp-node` commands, both nodes
 //! serving, one signed exchange through the pair, the metadata services
-//! and a refusal.
+//! and a refusal; then the second client subsystem (`https-cert`) calling
+//! the HTTPS client port with its registered certificate, and refused
+//! without it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,7 +13,8 @@ use anyhow::{ensure, Context, Result};
 use chrono::Timelike;
 
 use super::{
-    exec, p, wait_ready, Report, Services, CLIENT, CONSUMER, PROVIDER, SAMPLE_PATH, SERVICE,
+    exec, p, wait_ready, Report, Services, CERT_CLIENT, CLIENT, CONSUMER, PROVIDER, SAMPLE_PATH,
+    SERVICE,
 };
 
 /// The sample backend's address (README ports table).
@@ -20,6 +23,35 @@ pub(crate) const BACKEND_URL: &str = "http://127.0.0.1:8400";
 /// Client port of the `i`-th node (provider 8201, consumer 8211).
 pub(crate) fn client_port(i: usize) -> u16 {
     8201 + 10 * i as u16
+}
+
+/// HTTPS client port of the `i`-th node (8204, 8214).
+pub(crate) fn client_tls_port(i: usize) -> u16 {
+    8204 + 10 * i as u16
+}
+
+/// Writes a self-signed key and certificate (`name.key` mode 0600,
+/// `name.pem`) for 127.0.0.1 and localhost into `dir`.
+fn self_signed(dir: &Path, name: &str, common_name: &str) -> Result<()> {
+    let key = ndxp_sign::key::KeyAlgorithm::EcP256.generate()?;
+    let cert = ndxp_sign::cert::self_signed(
+        common_name,
+        &key,
+        &["localhost"],
+        &["127.0.0.1".parse()?],
+        365,
+    )?;
+    std::fs::create_dir_all(dir)?;
+    ndxp_sign::key::write_private_key_file(&dir.join(format!("{name}.key")), &key, None, true)?;
+    std::fs::write(dir.join(format!("{name}.pem")), cert.to_pem()?)?;
+    Ok(())
+}
+
+/// The HTTPS client port's own certificate (`client-tls.pem`/`.key` in
+/// the node's directory), self-signed as X-Road's internal TLS
+/// certificate is: information systems are given it to trust.
+pub(crate) fn client_tls_identity(node_dir: &Path) -> Result<()> {
+    self_signed(node_dir, "client-tls", "ndxp-node client port (demo)")
 }
 
 /// Peer port of the `i`-th node (8202, 8212).
@@ -37,13 +69,14 @@ fn config(dir: &Path, node: &str) -> std::path::PathBuf {
 }
 
 /// Runs the flow; steps report into `report`.
+/// Returns the `cert_client` entry of `demo.json`.
 pub(crate) fn flow(
     report: &mut Report,
     bin: &Path,
     dir: &Path,
     services: &mut Services,
     with_monitoring: bool,
-) -> Result<()> {
+) -> Result<serde_json::Value> {
     let provider_cfg = config(dir, PROVIDER.1);
     let consumer_cfg = config(dir, CONSUMER.1);
     let provider_subsystem = SERVICE
@@ -91,21 +124,25 @@ pub(crate) fn flow(
                     BACKEND_URL,
                 ],
             )?;
-            exec(
-                bin,
-                "ndxp-node",
-                &[
-                    "access",
-                    "grant",
-                    "--config",
-                    c,
-                    "--service",
-                    SERVICE,
-                    "--client",
-                    CLIENT,
-                ],
-            )?;
-            Ok(format!("backend {BACKEND_URL}, {CLIENT} may call it"))
+            for client in [CLIENT, CERT_CLIENT] {
+                exec(
+                    bin,
+                    "ndxp-node",
+                    &[
+                        "access",
+                        "grant",
+                        "--config",
+                        c,
+                        "--service",
+                        SERVICE,
+                        "--client",
+                        client,
+                    ],
+                )?;
+            }
+            Ok(format!(
+                "backend {BACKEND_URL}, {CLIENT} and {CERT_CLIENT} may call it"
+            ))
         },
     );
 
@@ -117,7 +154,60 @@ pub(crate) fn flow(
                 "ndxp-node",
                 &["subsystems", "add", "--config", p(&consumer_cfg), CLIENT],
             )?;
-            Ok("registered on the node".into())
+            Ok("registered on the node, connection type http (loopback)".into())
+        },
+    );
+
+    let is_dir = dir.join("is");
+    let cert_client = serde_json::json!({
+        "subsystem": CERT_CLIENT,
+        "url": format!("https://127.0.0.1:{}", client_tls_port(1)),
+        "cert": is_dir.join("dvc.pem"),
+        "key": is_dir.join("dvc.key"),
+        "ca": dir.join("nodes").join(CONSUMER.1).join("client-tls.pem"),
+    });
+    report.step(
+        &format!(
+            "{}: client subsystem {CERT_CLIENT}, https-cert, its IS certificate registered",
+            CONSUMER.1
+        ),
+        || {
+            self_signed(&is_dir, "dvc", "DVC information system (demo)")?;
+            let c = p(&consumer_cfg);
+            exec(
+                bin,
+                "ndxp-node",
+                &["subsystems", "add", "--config", c, CERT_CLIENT],
+            )?;
+            exec(
+                bin,
+                "ndxp-node",
+                &[
+                    "subsystems",
+                    "set",
+                    "--config",
+                    c,
+                    "--subsystem",
+                    CERT_CLIENT,
+                    "--connection",
+                    "https-cert",
+                ],
+            )?;
+            let out = super::exec_out(
+                bin,
+                "ndxp-node",
+                &[
+                    "subsystems",
+                    "add-cert",
+                    "--config",
+                    c,
+                    "--subsystem",
+                    CERT_CLIENT,
+                    "--cert",
+                    p(&is_dir.join("dvc.pem")),
+                ],
+            )?;
+            Ok(out.lines().next().unwrap_or_default().to_string())
         },
     );
 
@@ -187,6 +277,31 @@ pub(crate) fn flow(
         Ok(format!("{CLIENT} may call {SERVICE}"))
     });
 
+    report.step(
+        &format!("exchange over HTTPS as {CERT_CLIENT} with its certificate"),
+        || {
+            let resp = call_as_cert_client(&cert_client, true)?;
+            let status = resp.status();
+            let body = resp.text()?;
+            ensure!(status.is_success(), "HTTP {status}: {body}");
+            ensure!(body.contains("001099012345"), "unexpected body {body}");
+            Ok(format!("HTTP {status}"))
+        },
+    );
+    report.step(
+        &format!("refusal: {CERT_CLIENT} without its certificate"),
+        || {
+            let resp = call_as_cert_client(&cert_client, false)?;
+            let status = resp.status();
+            let body: serde_json::Value = resp.json()?;
+            ensure!(
+                status.as_u16() == 401 && body["code"] == "ndxp.unauthorized",
+                "expected 401 ndxp.unauthorized, got {status} {body}"
+            );
+            Ok(format!("401 {}: {}", body["code"], body["detail"]))
+        },
+    );
+
     let exchanged_at = chrono::Utc::now();
     report.step("refusal: a client not registered on the node", || {
         let url = format!("{consumer_url}/r1/{SERVICE}{SAMPLE_PATH}");
@@ -205,7 +320,31 @@ pub(crate) fn flow(
     if with_monitoring {
         monitoring(report, bin, dir, exchanged_at);
     }
-    Ok(())
+    Ok(cert_client)
+}
+
+/// Calls the sample path of the service as the `cert_client` entry of
+/// `demo.json` does: over HTTPS to its `url`, trusting its `ca`,
+/// presenting its `cert` and `key` when `with_cert`.
+fn call_as_cert_client(
+    cert_client: &serde_json::Value,
+    with_cert: bool,
+) -> Result<reqwest::blocking::Response> {
+    let file = |k: &str| std::fs::read(cert_client[k].as_str().unwrap_or_default());
+    let mut b = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .add_root_certificate(reqwest::Certificate::from_pem(&file("ca")?)?);
+    if with_cert {
+        b = b.identity(reqwest::Identity::from_pkcs8_pem(
+            &file("cert")?,
+            &file("key")?,
+        )?);
+    }
+    let url = cert_client["url"].as_str().unwrap_or_default();
+    Ok(b.build()?
+        .get(format!("{url}/r1/{SERVICE}{SAMPLE_PATH}"))
+        .header("NDXP-Client", CERT_CLIENT)
+        .send()?)
 }
 
 /// Each node's message log archived with its time-stamp tokens, and the

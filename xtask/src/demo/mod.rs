@@ -32,6 +32,10 @@ mod exchange;
 const PROVIDER: (&str, &str) = ("VN/GOV/000.00.00.H29", "node-h29");
 const CONSUMER: (&str, &str) = ("VN/GOV/000.00.00.G22", "node-g22");
 const CLIENT: &str = "VN/GOV/000.00.00.G22/QLHT";
+/// The consumer's second client subsystem, connection type `https-cert`:
+/// its information system calls the HTTPS client port with a registered
+/// certificate.
+const CERT_CLIENT: &str = "VN/GOV/000.00.00.G22/DVC";
 const SERVICE: &str = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1";
 const SAMPLE_PATH: &str = "/persons/001099012345";
 /// Default port of the PKI service (OCSP + TSA), as in the README.
@@ -416,7 +420,7 @@ pub(crate) fn start(o: Options) -> Result<Running> {
         node["peer_url"] = json!(format!("https://127.0.0.1:{}", exchange::peer_port(i)));
         node["admin_url"] = json!(format!("http://127.0.0.1:{}", exchange::admin_port(i)));
     }
-    exchange::flow(&mut report, &bin, &dir, &mut services, !o.quiet_nodes)?;
+    let cert_client = exchange::flow(&mut report, &bin, &dir, &mut services, !o.quiet_nodes)?;
     let gw = central::flow(&mut report, &mgmt.operator_token, exchange::BACKEND_URL);
 
     let demo = json!({
@@ -435,6 +439,7 @@ pub(crate) fn start(o: Options) -> Result<Running> {
         "backends": { SERVICE: exchange::BACKEND_URL },
         "sample_path": SAMPLE_PATH,
         "nodes": nodes,
+        "cert_client": cert_client,
         "gateway_url": central::GATEWAY_URL,
         "gateway_client": {
             "token_url": format!("{}/oauth2/token", central::GATEWAY_URL),
@@ -580,9 +585,10 @@ grace_secs = 2
         )?
         .trim()
         .to_string();
-        for (member, name, subsystem) in [
-            (PROVIDER.0, "Bộ Công an (demo)", "CSDLDC"),
-            (CONSUMER.0, "Bộ Tư pháp (demo)", "QLHT"),
+        let cert_client = CERT_CLIENT.rsplit('/').next().unwrap_or_default();
+        for (member, name, subsystems) in [
+            (PROVIDER.0, "Bộ Công an (demo)", vec!["CSDLDC"]),
+            (CONSUMER.0, "Bộ Tư pháp (demo)", vec!["QLHT", cert_client]),
         ] {
             exec(
                 bin,
@@ -598,12 +604,14 @@ grace_secs = 2
                     name,
                 ],
             )?;
-            let sub = format!("{member}/{subsystem}");
-            exec(
-                bin,
-                "ndxp-gateway",
-                &["subsystems", "add", "--config", p(&cfg), "--id", &sub],
-            )?;
+            for subsystem in subsystems {
+                let sub = format!("{member}/{subsystem}");
+                exec(
+                    bin,
+                    "ndxp-gateway",
+                    &["subsystems", "add", "--config", p(&cfg), "--id", &sub],
+                )?;
+            }
         }
         let http = reqwest::blocking::Client::new();
         let resp = http
@@ -633,13 +641,14 @@ grace_secs = 2
             ],
         )?;
         Ok(format!(
-            "2 members, 2 subsystems, {SERVICE} in the catalogue, anchor.json written"
+            "2 members, 3 subsystems, {SERVICE} in the catalogue, anchor.json written"
         ))
     });
     for (i, (member, node)) in [PROVIDER, CONSUMER].into_iter().enumerate() {
         let ndir = dir.join("nodes").join(node);
         report.step(&format!("{node} asks to join (ndxp-node register)"), || {
             std::fs::copy(pki.join("chain.pem"), ndir.join("chain.pem"))?;
+            exchange::client_tls_identity(&ndir)?;
             write_private(
                 ndir.join("node.toml"),
                 format!(
@@ -659,6 +668,9 @@ refresh_secs = 60
 
 [client]
 listen = "127.0.0.1:{client}"
+tls_listen = "127.0.0.1:{client_tls}"
+tls_cert = "client-tls.pem"
+tls_key = "client-tls.key"
 
 [peer]
 listen = "127.0.0.1:{peer}"
@@ -677,6 +689,7 @@ grace_secs = 3
 "#,
                     report = !quiet_nodes,
                     client = exchange::client_port(i),
+                    client_tls = exchange::client_tls_port(i),
                     peer = exchange::peer_port(i),
                     admin = exchange::admin_port(i),
                 ),
