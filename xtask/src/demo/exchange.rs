@@ -41,7 +41,7 @@ fn self_signed(dir: &Path, name: &str, common_name: &str) -> Result<()> {
         &["127.0.0.1".parse()?],
         365,
     )?;
-    std::fs::create_dir_all(dir)?;
+    ndxp_sign::files::create_private_dir_all(dir)?;
     ndxp_sign::key::write_private_key_file(&dir.join(format!("{name}.key")), &key, None, true)?;
     std::fs::write(dir.join(format!("{name}.pem")), cert.to_pem()?)?;
     Ok(())
