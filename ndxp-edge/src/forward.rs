@@ -60,9 +60,12 @@ pub const REQUEST_HEADERS: &[&str] = &[
     "range",
 ];
 
-/// Response headers of the backend that reach the caller.
+/// Response headers of the backend that reach the caller. `Location` is
+/// not one: it would name the backend's own address; a service that needs
+/// it lists it in its [`ExtraHeaders`].
 pub const RESPONSE_HEADERS: &[&str] = &[
     "accept-ranges",
+    "allow",
     "cache-control",
     "content-disposition",
     "content-encoding",
@@ -569,6 +572,36 @@ mod tests {
         }
         .check()
         .is_ok());
+    }
+
+    #[test]
+    fn backend_answers_keep_only_their_allowed_headers() {
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("content-type", "application/json"),
+            ("allow", "GET, HEAD"),
+            ("location", "http://10.0.0.5:8080/internal/1"),
+            ("set-cookie", "s=1"),
+            ("connection", "etag"),
+            ("etag", "\"1\""),
+            ("x-backend-only", "1"),
+        ] {
+            h.append(n, HeaderValue::from_static(v));
+        }
+        let mut out = HeaderMap::new();
+        HeaderPolicy::new(&ExtraHeaders::default()).copy_response(&h, &mut out);
+        let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["allow", "content-type"]);
+        let extra = ExtraHeaders {
+            request: vec![],
+            response: vec!["x-backend-only".into(), "location".into()],
+        };
+        let mut out = HeaderMap::new();
+        HeaderPolicy::new(&extra).copy_response(&h, &mut out);
+        assert_eq!(out["location"], "http://10.0.0.5:8080/internal/1");
+        assert_eq!(out["x-backend-only"], "1");
+        assert!(!out.contains_key("set-cookie"));
     }
 
     #[test]
