@@ -91,7 +91,7 @@ for port in $pki_port $backend_port $lb_mgmt $lb_gw $lb_peer $lb_stats \
   fi
 done
 
-# --- identities (as in the demo, DESIGN §12) ----------------------------------
+# --- identities (as in the demo, docs/design.md §12) ----------------------------------
 operator_member="VN/GOV/000.00.00.A01"
 provider="VN/GOV/000.00.00.H29"
 consumer="VN/GOV/000.00.00.G22"

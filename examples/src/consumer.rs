@@ -1,6 +1,6 @@
 //! A sample consumer: what an information system does to call a service
-//! through its organisation's node (distributed model, DESIGN §4) or
-//! through the central gateway (centralized model, DESIGN §9).
+//! through its organisation's node (distributed model, docs/design.md §4) or
+//! through the central gateway (centralized model, docs/design.md §9).
 //!
 //! * **Node**: `{METHOD} {node}/r1/{service}{path}` with the calling
 //!   subsystem in `NDXP-Client` (and `NDXP-User-Id` / `NDXP-Request-Id`

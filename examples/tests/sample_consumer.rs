@@ -1,4 +1,4 @@
-//! `sample-consumer` against a local HTTP server that answers as DESIGN §4
+//! `sample-consumer` against a local HTTP server that answers as docs/design.md §4
 //! (a node's client port) and §9 (the gateway with OAuth 2.0 client
 //! credentials) say: the binary is run as a user would run it.
 

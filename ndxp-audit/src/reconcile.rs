@@ -1,4 +1,4 @@
-//! Reconciliation of the provider's and the consumer's logs (DESIGN §8).
+//! Reconciliation of the provider's and the consumer's logs (docs/design.md §8).
 //!
 //! For each period every node computes from its own log a [`Summary`]: per
 //! (client subsystem, service, outcome) bucket the number of transactions and
@@ -108,7 +108,7 @@ pub enum Side {
     Provider,
     /// The node of the client subsystem.
     Consumer,
-    /// A central gateway relaying between the two (DESIGN §9); its summary can
+    /// A central gateway relaying between the two (docs/design.md §9); its summary can
     /// be compared against either side.
     Gateway,
 }

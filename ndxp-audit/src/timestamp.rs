@@ -1,4 +1,4 @@
-//! Batch RFC 3161 timestamping of the message log (DESIGN §8), off the
+//! Batch RFC 3161 timestamping of the message log (docs/design.md §8), off the
 //! request path.
 //!
 //! # What is stamped

@@ -1,4 +1,4 @@
-//! Identifiers of the platform (DESIGN §3): instance, member, subsystem,
+//! Identifiers of the platform (docs/design.md §3): instance, member, subsystem,
 //! service with version.
 //!
 //! Every identifier is a `/`-separated list of segments. A segment matches

@@ -1,5 +1,5 @@
 //! Errors that the platform itself raises, as RFC 9457
-//! `application/problem+json` documents with a stable `code` (DESIGN §4).
+//! `application/problem+json` documents with a stable `code` (docs/design.md §4).
 //!
 //! ```
 //! use ndxp_core::problem::{ErrorCode, Problem};

@@ -594,7 +594,7 @@ impl GatewayConfig {
     fn validate(&self) -> Result<(), String> {
         self.edge.check().map_err(|e| e.to_string())?;
         let m = &self.management;
-        // Plain HTTP is allowed only on loopback (DESIGN §11); HTTPS for
+        // Plain HTTP is allowed only on loopback (docs/design.md §11); HTTPS for
         // the management API is not built yet, so other addresses are
         // refused rather than served in the clear. Put a TLS-terminating
         // proxy in front to publish it.

@@ -1,4 +1,4 @@
-//! Publishing the global configuration (DESIGN §7) from the registry.
+//! Publishing the global configuration (docs/design.md §7) from the registry.
 //!
 //! [`Publisher::ensure_current`] returns the latest stored configuration,
 //! building, signing and storing a new version first when the registry

@@ -134,7 +134,7 @@ fn default_report_state() -> PathBuf {
     PathBuf::from("report-state.json")
 }
 
-/// `[client]`: the port the member's information systems call (DESIGN §4).
+/// `[client]`: the port the member's information systems call (docs/design.md §4).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSection {

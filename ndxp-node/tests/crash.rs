@@ -1,4 +1,4 @@
-//! Crash safety of the message log through a node pair (DESIGN §8): load
+//! Crash safety of the message log through a node pair (docs/design.md §8): load
 //! goes through the consumer's node, running as its own `ndxp-node serve`
 //! process; it is SIGKILLed in the middle, restarted, and then every
 //! exchange whose client got an answer must be in both nodes' logs, and an

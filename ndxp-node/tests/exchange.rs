@@ -1,7 +1,7 @@
 //! End to end: the exchange between two nodes of two members, with the
 //! platform CA and its OCSP responder, the management stand-in, a real
 //! backend, and information systems calling with reqwest or curl. Every
-//! error code of DESIGN §4 that a node raises is checked on the wire:
+//! error code of docs/design.md §4 that a node raises is checked on the wire:
 //! status, `application/problem+json`, `code`, and that the problem
 //! document is what reaches the client.
 #![allow(clippy::unwrap_used)]

@@ -1,5 +1,5 @@
 //! The NDXP profile of RFC 9421: how node-to-node requests and responses are
-//! signed and verified (DESIGN §5). `docs/signatures.md` is the normative
+//! signed and verified (docs/design.md §5). `docs/signatures.md` is the normative
 //! text; this module implements it on top of [`crate::httpsig`],
 //! [`crate::digest`], [`crate::cert`] and [`crate::chain`], so another vendor
 //! can verify an NDXP message with `ndxp-sign` alone.
@@ -241,7 +241,7 @@ pub enum ProfileError {
 }
 
 impl ProfileError {
-    /// The DESIGN §4 problem code for this error: `ndxp.bad_request` for
+    /// The docs/design.md §4 problem code for this error: `ndxp.bad_request` for
     /// missing or malformed header fields, `ndxp.rate_limited` for a full
     /// replay cache, `ndxp.internal` for a bad local signer, otherwise
     /// `ndxp.signature_invalid` (answer 400 for a request, 502 for a
@@ -899,7 +899,7 @@ pub struct ProfilePolicy {
     /// Acceptance window in seconds: `created` must lie within
     /// `now ± window`.
     pub window: u64,
-    /// Algorithms accepted (default all three of DESIGN §5).
+    /// Algorithms accepted (default all three of docs/design.md §5).
     pub allowed_algorithms: Vec<Algorithm>,
     /// If set, every verified message is checked against (and recorded in)
     /// this cache; a repeat of (`NDXP-Id`, signer) is refused.
@@ -1533,7 +1533,7 @@ impl ReplayCache {
 
 /// Sign a request head on behalf of a client of another member, as the
 /// central gateway does for consumers without a node (DigiSign adapter,
-/// DESIGN §9).
+/// docs/design.md §9).
 ///
 /// The same as [`sign_request`] (same headers, components and parameters,
 /// so the result is an ordinary NDXP-profile signature), except that

@@ -1,4 +1,4 @@
-//! Mutual TLS 1.3 between nodes (DESIGN §5): the node's TLS identity, what
+//! Mutual TLS 1.3 between nodes (docs/design.md §5): the node's TLS identity, what
 //! a peer must be ([`PeerPolicy`]), OpenSSL acceptors and connectors built
 //! from them, and async handshake helpers for tokio streams.
 //!

@@ -2,9 +2,9 @@
 //!
 //! - `cargo xtask ci` — everything CI checks: format, lints, docs, tests.
 //! - `cargo xtask bench NAME` — run a named benchmark, print a table and
-//!   write `target/ndxp-bench/NAME.json` (DESIGN §13).
+//!   write `target/ndxp-bench/NAME.json` (docs/design.md §13).
 //! - `cargo xtask demo [--dir D] [--once]` — build and run the platform
-//!   locally (DESIGN §12).
+//!   locally (docs/design.md §12).
 
 mod bench;
 mod ci;

@@ -1,5 +1,5 @@
 //! The message log: one append-only, hash-chained record per exchange
-//! (DESIGN §8), stored in SQLite or PostgreSQL (DESIGN §10).
+//! (docs/design.md §8), stored in SQLite or PostgreSQL (docs/design.md §10).
 //!
 //! # Records
 //!

@@ -1,4 +1,4 @@
-//! The central gateway role (centralized model, DESIGN §9;
+//! The central gateway role (centralized model, docs/design.md §9;
 //! `docs/gateway.md`).
 //!
 //! Consumers get an access token at `POST /oauth2/token` (OAuth2 client
@@ -13,7 +13,7 @@
 //! the NDXP profile); appends the exchange to the message log (durable
 //! before the response leaves); and answers with the backend's response
 //! plus `NDXP-Id` and `NDXP-Request-Hash`, or a problem+json with the codes
-//! of DESIGN §4.
+//! of docs/design.md §4.
 //!
 //! | module | what |
 //! |---|---|
@@ -101,6 +101,15 @@ pub enum GatewayError {
     #[error("cannot read the client CA certificates: {0}")]
     ClientCa(String),
 }
+
+/// Most signed backend responses the DigiSign adapter remembers for its
+/// replay check.
+pub const RESPONSE_REPLAY_ENTRIES: usize = 1_000_000;
+
+/// Most of those one provider member may hold: past it only that member's
+/// signed responses are refused (502 `ndxp.signature_invalid`, the replay
+/// cache being full for it), other providers are not affected.
+pub const RESPONSE_REPLAY_ENTRIES_PER_MEMBER: usize = 250_000;
 
 /// The gateway role: shared by every request.
 pub struct Gateway {
@@ -201,7 +210,12 @@ impl Gateway {
         response_ocsp.set_trust(anchors.clone(), ocsp_urls.clone());
         let response_policy = ProfilePolicy::new(anchors)
             .with_revocation(response_ocsp.cache())
-            .with_replay_cache(Arc::new(ReplayCache::new(300, 1_000_000)));
+            .with_replay_cache(Arc::new(
+                // One provider member signing many responses fills its
+                // own share only (docs/design.md §5).
+                ReplayCache::new(300, RESPONSE_REPLAY_ENTRIES)
+                    .with_max_per_member(RESPONSE_REPLAY_ENTRIES_PER_MEMBER),
+            ));
         let writer = format!("gateway/{}", uuid::Uuid::now_v7());
         let log = SqlMessageLog::open(&gw.log_url, &writer, &LogOptions::default())
             .await

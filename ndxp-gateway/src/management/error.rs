@@ -1,8 +1,8 @@
 //! Every error the management API can answer with, and the one function
 //! ([`ApiError::to_problem`]) that maps each to an HTTP status and an
-//! RFC 9457 problem document (`application/problem+json`, DESIGN §4).
+//! RFC 9457 problem document (`application/problem+json`, docs/design.md §4).
 //!
-//! DESIGN §4 has no generic "not found" or "conflict" code, so the
+//! docs/design.md §4 has no generic "not found" or "conflict" code, so the
 //! management API uses the closest stable codes:
 //!
 //! | situation | status | code |

@@ -24,7 +24,7 @@ use super::record::{own_meta, verified_meta};
 use super::wire::{self, opaque_header, problem, read_body, Body, BodyError, REQUEST_HASH};
 use super::{NodeState, Trust};
 
-/// The metadata services (DESIGN §4), answered by the provider's node.
+/// The metadata services (docs/design.md §4), answered by the provider's node.
 pub(crate) const META_SERVICES: &[&str] = &["listMethods", "allowedMethods", "openapi"];
 
 /// What a client-port path asks for.

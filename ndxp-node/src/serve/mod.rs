@@ -2,7 +2,7 @@
 //!
 //! | port | default | who calls | what |
 //! |---|---|---|---|
-//! | client | `127.0.0.1:8201` | the member's information systems | DESIGN §4: `/r1/{service}/{path}` and the metadata services (consumer role) |
+//! | client | `127.0.0.1:8201` | the member's information systems | docs/design.md §4: `/r1/{service}/{path}` and the metadata services (consumer role) |
 //! | peer | `0.0.0.0:8202` | other nodes, mutual TLS 1.3 only | signed requests for the services this node provides (provider role) |
 //! | admin | `127.0.0.1:8203` | operators, monitoring | `/healthz`, `/readyz`, `/metrics`, the local admin API (bearer token) |
 //!

@@ -1,4 +1,4 @@
-//! The global configuration (DESIGN §7): a versioned JSON document that the
+//! The global configuration (docs/design.md §7): a versioned JSON document that the
 //! management role builds from the registry, signs as a JWS (RFC 7515) with
 //! its certificate chain in `x5c`, and serves over HTTP; and the client a
 //! node uses to fetch it, verify it against an operator-installed

@@ -1,4 +1,4 @@
-//! The central gateway's part of the registry (centralized model, DESIGN
+//! The central gateway's part of the registry (centralized model, docs/design.md
 //! §9): how each service is served through the gateway, the consumers'
 //! credentials (OAuth2 client credentials or a client certificate), and
 //! per-subscription limits. Schema versions 2 (`migrations/0002_gateway.sql`)

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::load_common::{self, LoadOptions};
 use crate::util::root;
 
-/// The sample record every load benchmark fetches (DESIGN §12 `sample_path`).
+/// The sample record every load benchmark fetches (docs/design.md §12 `sample_path`).
 pub(crate) const SAMPLE_PATH: &str = "/persons/001099012345";
 
 pub(crate) fn run(args: &[String]) -> Result<()> {

@@ -12,7 +12,7 @@
 //!   log record;
 //! * `direct`: the same record straight from the backend.
 //!
-//! Figures go to `target/ndxp-bench/gateway.json` (DESIGN §13 keys).
+//! Figures go to `target/ndxp-bench/gateway.json` (docs/design.md §13 keys).
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! Pieces shared by the load benchmarks (`bench direct`, and `bench node` /
 //! `bench gateway` as they land): running in release, starting release
 //! binaries and waiting for their port, measuring a load with the CPU each
-//! process used, printing the table and writing the DESIGN §13 figures.
+//! process used, printing the table and writing the docs/design.md §13 figures.
 //!
 //! A load benchmark reads like this:
 //!
@@ -335,7 +335,7 @@ pub(crate) fn print_table(rows: &[(&str, &Measured)]) {
     }
 }
 
-/// Writes `target/ndxp-bench/{name}.json` with the DESIGN §13 keys: the
+/// Writes `target/ndxp-bench/{name}.json` with the docs/design.md §13 keys: the
 /// platform path's figures at the top level (`rps`, `p50_ms`, `p99_ms`,
 /// ...), the direct path's as `direct_rps`, `direct_p50_ms`,
 /// `direct_p99_ms`, `connections`, both runs in full under `platform` and

@@ -11,7 +11,7 @@
 //! * `direct`: the same record straight from the backend.
 //!
 //! Every process shares the machine's cores. Figures go to
-//! `target/ndxp-bench/node.json` (DESIGN §13 keys), with the CPU each
+//! `target/ndxp-bench/node.json` (docs/design.md §13 keys), with the CPU each
 //! process used per request, which says where the time goes.
 
 use anyhow::{Context, Result};

@@ -1,6 +1,6 @@
 //! `cargo xtask demo`: builds the binaries, creates a fresh PKI and data
 //! directory, starts the platform's services and runs every flow that exists
-//! once, printing what it did (DESIGN §12). With `--once` it stops after the
+//! once, printing what it did (docs/design.md §12). With `--once` it stops after the
 //! flows and exits 0 only if all of them passed; otherwise it keeps the
 //! services running until Ctrl-C.
 //!
@@ -28,7 +28,7 @@ use crate::util::{cargo, root, run_step};
 mod central;
 mod exchange;
 
-/// The demo's fixed identities (DESIGN §12).
+/// The demo's fixed identities (docs/design.md §12).
 const PROVIDER: (&str, &str) = ("VN/GOV/000.00.00.H29", "node-h29");
 const CONSUMER: (&str, &str) = ("VN/GOV/000.00.00.G22", "node-g22");
 const CLIENT: &str = "VN/GOV/000.00.00.G22/QLHT";

@@ -9,7 +9,7 @@ use crate::management::error::ApiError;
 use crate::management::schema::ProblemSchema;
 use crate::management::AppState;
 
-/// The current signed global configuration (compact JWS, DESIGN §7). It
+/// The current signed global configuration (compact JWS, docs/design.md §7). It
 /// is rebuilt when the registry changed or half its validity has passed.
 #[utoipa::path(get, path = "/globalconf", tag = "global configuration",
     responses((status = 200, description = "The signed document",
