@@ -51,16 +51,23 @@ async fn a_gateway_only_process_serves_what_the_command_line_sets_up() {
         .replace("gateway-log.db", "gateway-only-log.db");
     assert!(text.contains("enabled = false"));
     std::fs::write(&config, text).unwrap();
-    let _serve = Serve(
+    let mut serve = Serve(
         Command::new(env!("CARGO_BIN_EXE_ndxp-gateway"))
             .args(["serve", "--config"])
             .arg(&config)
             .env_remove("NDXP_LOG")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // A pipe, as under systemd or `> file`: the log must be plain text.
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
+    let mut stderr = serve.0.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut text).unwrap();
+        String::from_utf8_lossy(&text).into_owned()
+    });
     let http = reqwest::Client::new();
     let mut up = false;
     for _ in 0..200 {
@@ -158,6 +165,15 @@ async fn a_gateway_only_process_serves_what_the_command_line_sets_up() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(answered.as_deref(), Some("only"));
-    drop(_serve);
+    drop(serve);
+    let log = log.join().unwrap();
+    assert!(
+        log.contains("INFO"),
+        "the gateway logged to the pipe: {log}"
+    );
+    assert!(
+        !log.contains("\x1b["),
+        "a log written to a pipe has no ANSI colour codes: {log}"
+    );
     env.stop().await;
 }

@@ -366,6 +366,9 @@ fn serve(path: &Path, log_json: bool) -> Result<i32> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour only for a person at a terminal: a log file or a pipe
+        // (systemd, the demo's logs/) must stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if log_json {
         builder.json().init();

@@ -3,8 +3,11 @@
 //! - `cargo xtask ci` — everything CI checks: format, lints, docs, tests.
 //! - `cargo xtask bench NAME` — run a named benchmark, print a table and
 //!   write `target/ndxp-bench/NAME.json` (docs/design.md §13).
-//! - `cargo xtask demo [--dir D] [--once]` — build and run the platform
-//!   locally (docs/design.md §12).
+//! - `cargo xtask demo [--dir D] [--once] [--port-base N] [--release]` —
+//!   build and run the platform locally (docs/design.md §12).
+//!
+//! `cargo xtask help` and `--help` on every command print its usage; a
+//! wrong command or option prints the usage to stderr and exits 2.
 
 mod bench;
 mod ci;
@@ -12,31 +15,108 @@ mod demo;
 mod loadgen;
 mod util;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
 
-const USAGE: &str = "usage: cargo xtask <ci | bench NAME | demo [--dir D] [--once]>
-  ci           fmt check, clippy -D warnings, rustdoc -D warnings, the test suite
-  bench NAME   run benchmark NAME (direct, node, gateway, httpsig, reconcile, log) and write target/ndxp-bench/NAME.json
-  demo         start a local platform in target/ndxp-demo (or --dir D); --once runs
-               the flows and exits 0 only if all passed";
+/// NDXP chores: the CI checks, the benchmarks and the local demo.
+#[derive(Parser, Debug)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand, Debug)]
+enum Task {
+    /// Everything CI checks: fmt check, clippy -D warnings, rustdoc -D
+    /// warnings, the test suite
+    Ci,
+    /// Run a named benchmark, print a table and write
+    /// target/ndxp-bench/NAME.json (docs/benchmarks.md)
+    Bench {
+        /// The benchmark
+        #[arg(value_parser = ["direct", "node", "gateway", "httpsig", "reconcile", "log"])]
+        name: String,
+        /// The benchmark's own options (e.g. --connections N --seconds S for
+        /// direct, node and gateway; a record count for reconcile and log)
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
+    },
+    /// Build and start a local platform (PKI, management, gateway, two
+    /// nodes, a sample backend) and run every flow once
+    Demo(demo::DemoArgs),
+}
 
 fn main() {
-    if let Err(e) = run() {
+    // clap prints help (exit 0) or the usage with the error (stderr, exit 2).
+    let cli = Cli::parse();
+    if let Err(e) = run(cli.task) {
         eprintln!("xtask: error: {}", ndxp_core::ErrorChain(&*e));
         std::process::exit(1);
     }
 }
 
-fn run() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("ci") => ci::run(&args[1..]),
-        Some("bench") => bench::run(&args[1..]),
-        Some("demo") => demo::run(&args[1..]),
-        Some("-h" | "--help" | "help") | None => {
-            println!("{USAGE}");
-            Ok(())
+fn run(task: Task) -> Result<()> {
+    match task {
+        Task::Ci => ci::run(),
+        Task::Bench { name, args } => {
+            let mut all = vec![name];
+            all.extend(args);
+            bench::run(&all)
         }
-        Some(other) => bail!("unknown task {other:?}\n{USAGE}"),
+        Task::Demo(args) => demo::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn existing_invocations_still_parse() {
+        let parse = |line: &[&str]| Cli::try_parse_from(line).map(|c| c.task);
+        assert!(matches!(parse(&["xtask", "ci"]), Ok(Task::Ci)));
+        match parse(&[
+            "xtask",
+            "bench",
+            "node",
+            "--connections",
+            "8",
+            "--seconds",
+            "5",
+        ]) {
+            Ok(Task::Bench { name, args }) => {
+                assert_eq!(name, "node");
+                assert_eq!(args, ["--connections", "8", "--seconds", "5"]);
+            }
+            other => panic!("bench node: {other:?}"),
+        }
+        match parse(&["xtask", "bench", "reconcile", "1000"]) {
+            Ok(Task::Bench { name, args }) => assert_eq!(
+                (name.as_str(), args),
+                ("reconcile", vec!["1000".to_string()])
+            ),
+            other => panic!("bench reconcile: {other:?}"),
+        }
+        assert!(matches!(
+            parse(&["xtask", "demo", "--once", "--dir", "/tmp/d"]),
+            Ok(Task::Demo(_))
+        ));
+        assert!(parse(&["xtask", "bench", "nosuch"]).is_err());
+        assert!(parse(&["xtask", "ci", "--nosuch"]).is_err());
     }
 }

@@ -33,7 +33,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let running = demo::start(demo::Options {
         dir: root().join("target/ndxp-bench/gateway-platform"),
         once: true,
-        pki_port: 8190,
+        ports: demo::Ports::default(),
+        release: true,
         bin: Some(load_common::release_dir()),
         quiet_nodes: true,
     })?;

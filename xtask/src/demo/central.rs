@@ -8,10 +8,12 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 
-use super::{Report, CLIENT, MANAGEMENT_URL, SAMPLE_PATH, SERVICE};
+use super::{management_url, Report, CLIENT, SAMPLE_PATH, SERVICE};
 
 /// The gateway role's address (README ports table).
-pub(crate) const GATEWAY_URL: &str = "http://127.0.0.1:8300";
+pub(crate) fn gateway_url() -> String {
+    super::local_url(super::ports().gateway())
+}
 
 /// What `demo.json` gets under `gateway_client`.
 #[derive(Default)]
@@ -22,7 +24,7 @@ pub(crate) struct GatewayClient {
 
 fn post(http: &reqwest::blocking::Client, token: &str, path: &str, body: Value) -> Result<Value> {
     let resp = http
-        .post(format!("{MANAGEMENT_URL}{path}"))
+        .post(format!("{}{path}", management_url()))
         .bearer_auth(token)
         .json(&body)
         .send()
@@ -62,7 +64,7 @@ pub(crate) fn flow(report: &mut Report, operator_token: &str, backend_url: &str)
                 &format!("/api/v1/gateway/services/{SERVICE}/publish"),
                 json!({}),
             )?;
-            Ok(format!("{GATEWAY_URL}/{SERVICE} -> {backend_url}"))
+            Ok(format!("{}/{SERVICE} -> {backend_url}", gateway_url()))
         },
     );
     report.step(
@@ -108,7 +110,7 @@ pub(crate) fn flow(report: &mut Report, operator_token: &str, backend_url: &str)
         "centralized: OAuth2 token and a call through the gateway",
         || {
             let tok: Value = http
-                .post(format!("{GATEWAY_URL}/oauth2/token"))
+                .post(format!("{}/oauth2/token", gateway_url()))
                 .basic_auth(&out.client_id, Some(&out.client_secret))
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body("grant_type=client_credentials")
@@ -118,7 +120,7 @@ pub(crate) fn flow(report: &mut Report, operator_token: &str, backend_url: &str)
                 .as_str()
                 .with_context(|| format!("no access_token in {tok}"))?;
             let resp = http
-                .get(format!("{GATEWAY_URL}/{SERVICE}{SAMPLE_PATH}"))
+                .get(format!("{}/{SERVICE}{SAMPLE_PATH}", gateway_url()))
                 .bearer_auth(access)
                 .send()?;
             let status = resp.status();

@@ -13,21 +13,23 @@ use anyhow::{ensure, Context, Result};
 use chrono::Timelike;
 
 use super::{
-    exec, p, wait_ready, Report, Services, CERT_CLIENT, CLIENT, CONSUMER, PROVIDER, SAMPLE_PATH,
-    SERVICE,
+    exec, local_url, p, ports, wait_ready, Report, Services, CERT_CLIENT, CLIENT, CONSUMER,
+    PROVIDER, SAMPLE_PATH, SERVICE,
 };
 
-/// The sample backend's address (README ports table).
-pub(crate) const BACKEND_URL: &str = "http://127.0.0.1:8400";
+/// The sample backend's address (README ports table; 8400 by default).
+pub(crate) fn backend_url() -> String {
+    local_url(ports().backend())
+}
 
 /// Client port of the `i`-th node (provider 8201, consumer 8211).
 pub(crate) fn client_port(i: usize) -> u16 {
-    8201 + 10 * i as u16
+    ports().client(i)
 }
 
 /// HTTPS client port of the `i`-th node (8204, 8214).
 pub(crate) fn client_tls_port(i: usize) -> u16 {
-    8204 + 10 * i as u16
+    ports().client_tls(i)
 }
 
 /// Writes a self-signed key and certificate (`name.key` mode 0600,
@@ -56,12 +58,12 @@ pub(crate) fn client_tls_identity(node_dir: &Path) -> Result<()> {
 
 /// Peer port of the `i`-th node (8202, 8212).
 pub(crate) fn peer_port(i: usize) -> u16 {
-    8202 + 10 * i as u16
+    ports().peer(i)
 }
 
 /// Admin port of the `i`-th node (8203, 8213).
 pub(crate) fn admin_port(i: usize) -> u16 {
-    8203 + 10 * i as u16
+    ports().admin(i)
 }
 
 fn config(dir: &Path, node: &str) -> std::path::PathBuf {
@@ -85,17 +87,18 @@ pub(crate) fn flow(
         .unwrap_or_default()
         .to_string();
 
+    let backend_url = backend_url();
     report.step("start the sample backend (citizen registry)", || {
         let log = super::create_private(dir.join("logs/citizen-registry.log"))?;
         let child = Command::new(bin.join("citizen-registry"))
-            .args(["--listen", BACKEND_URL.trim_start_matches("http://")])
+            .args(["--listen", backend_url.trim_start_matches("http://")])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .context("starting citizen-registry")?;
         services.0.push(("citizen-registry".into(), child));
-        wait_ready(&format!("{BACKEND_URL}/healthz"), Duration::from_secs(15))?;
-        Ok(format!("{BACKEND_URL}{SAMPLE_PATH}"))
+        wait_ready(&format!("{backend_url}/healthz"), Duration::from_secs(15))?;
+        Ok(format!("{backend_url}{SAMPLE_PATH}"))
     });
 
     report.step(
@@ -121,7 +124,7 @@ pub(crate) fn flow(
                     "--service",
                     SERVICE,
                     "--backend",
-                    BACKEND_URL,
+                    &backend_url,
                 ],
             )?;
             for client in [CLIENT, CERT_CLIENT] {
@@ -141,7 +144,7 @@ pub(crate) fn flow(
                 )?;
             }
             Ok(format!(
-                "backend {BACKEND_URL}, {CLIENT} and {CERT_CLIENT} may call it"
+                "backend {backend_url}, {CLIENT} and {CERT_CLIENT} may call it"
             ))
         },
     );

@@ -38,11 +38,143 @@ const CLIENT: &str = "VN/GOV/000.00.00.G22/QLHT";
 const CERT_CLIENT: &str = "VN/GOV/000.00.00.G22/DVC";
 const SERVICE: &str = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1";
 const SAMPLE_PATH: &str = "/persons/001099012345";
-/// Default port of the PKI service (OCSP + TSA), as in the README.
-const PKI_PORT: u16 = 8190;
-/// The management API and its admin port, as in the README.
-const MANAGEMENT_URL: &str = "http://127.0.0.1:8100";
-const MANAGEMENT_ADMIN_URL: &str = "http://127.0.0.1:8101";
+/// The first of the demo's ports by default, as in the README's table.
+pub(crate) const DEFAULT_PORT_BASE: u16 = 8100;
+/// The demo's ports lie in `base ..= base + PORT_SPAN` (the sample backend
+/// is the last).
+const PORT_SPAN: u16 = 300;
+/// How many nodes the demo runs (provider and consumer).
+const NODE_COUNT: usize = 2;
+
+/// Every port the demo listens on, as offsets from one base so that
+/// `--port-base` moves them together; with the default base 8100 they are
+/// the README's: 8100, 8101, 8190, 8201-8204, 8211-8214, 8300, 8400.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ports {
+    base: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            base: DEFAULT_PORT_BASE,
+        }
+    }
+}
+
+impl Ports {
+    /// The ports from `base`; fails when the highest would not be a port.
+    pub(crate) fn new(base: u16) -> Result<Self> {
+        ensure!(
+            (1024..=u16::MAX - PORT_SPAN).contains(&base),
+            "--port-base must be between 1024 and {} (the demo uses the {} ports from it), not {base}",
+            u16::MAX - PORT_SPAN,
+            PORT_SPAN + 1
+        );
+        Ok(Ports { base })
+    }
+    fn at(self, offset: u16) -> u16 {
+        self.base + offset
+    }
+    /// The management API (8100).
+    pub(crate) fn management(self) -> u16 {
+        self.at(0)
+    }
+    /// The management role's admin port (8101).
+    pub(crate) fn management_admin(self) -> u16 {
+        self.at(1)
+    }
+    /// The PKI service: OCSP and TSA (8190).
+    pub(crate) fn pki(self) -> u16 {
+        self.at(90)
+    }
+    /// The `i`-th node's client port (8201, 8211).
+    pub(crate) fn client(self, i: usize) -> u16 {
+        self.node(i, 1)
+    }
+    /// The `i`-th node's peer port (8202, 8212).
+    pub(crate) fn peer(self, i: usize) -> u16 {
+        self.node(i, 2)
+    }
+    /// The `i`-th node's admin port (8203, 8213).
+    pub(crate) fn admin(self, i: usize) -> u16 {
+        self.node(i, 3)
+    }
+    /// The `i`-th node's HTTPS client port (8204, 8214).
+    pub(crate) fn client_tls(self, i: usize) -> u16 {
+        self.node(i, 4)
+    }
+    fn node(self, i: usize, port: u16) -> u16 {
+        // i < NODE_COUNT, so the offset stays below PORT_SPAN.
+        self.at(100 + 10 * i as u16 + port)
+    }
+    /// The central gateway role (8300).
+    pub(crate) fn gateway(self) -> u16 {
+        self.at(200)
+    }
+    /// The sample backend (8400).
+    pub(crate) fn backend(self) -> u16 {
+        self.at(PORT_SPAN)
+    }
+    /// Every port with what listens there, in the order they are started.
+    pub(crate) fn all(self) -> Vec<(u16, String)> {
+        let mut all = vec![
+            (self.pki(), "the PKI service (OCSP, TSA)".to_string()),
+            (self.management(), "the management API".into()),
+            (self.management_admin(), "the management admin port".into()),
+            (self.gateway(), "the central gateway".into()),
+            (self.backend(), "the sample backend".into()),
+        ];
+        for i in 0..NODE_COUNT {
+            all.push((self.client(i), format!("node {i}'s client port")));
+            all.push((self.peer(i), format!("node {i}'s peer port")));
+            all.push((self.admin(i), format!("node {i}'s admin port")));
+            all.push((self.client_tls(i), format!("node {i}'s HTTPS client port")));
+        }
+        all
+    }
+}
+
+/// The base of the running demo's ports. A process-wide value rather than a
+/// parameter because the flows in `exchange.rs`/`central.rs` reach for
+/// their addresses in many places; `start` sets it once, before anything
+/// listens.
+static PORT_BASE: std::sync::atomic::AtomicU16 =
+    std::sync::atomic::AtomicU16::new(DEFAULT_PORT_BASE);
+
+/// The ports of the demo being run.
+pub(crate) fn ports() -> Ports {
+    Ports {
+        base: PORT_BASE.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
+/// `http://127.0.0.1:PORT`.
+pub(crate) fn local_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The management API's base URL.
+pub(crate) fn management_url() -> String {
+    local_url(ports().management())
+}
+
+/// Fails, naming the port, when something already listens on one of the
+/// demo's ports: most often another demo, whose services would otherwise
+/// answer this one's requests with the wrong keys.
+pub(crate) fn check_ports_free(ports: Ports) -> Result<()> {
+    for (port, what) in ports.all() {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            bail!(
+                "port {port} ({what}) is already in use ({e}). Another demo is probably running: \
+                 stop it (Ctrl-C in its terminal), or run this one on other ports with \
+                 --port-base N (now {}; the demo uses ports N to N+{PORT_SPAN}).",
+                ports.base
+            );
+        }
+    }
+    Ok(())
+}
 /// The platform operator's own member, whose key signs the global
 /// configuration.
 const OPERATOR_MEMBER: &str = "VN/GOV/000.00.00.A01";
@@ -53,8 +185,10 @@ pub(crate) struct Options {
     pub(crate) dir: PathBuf,
     /// Stop after the flows.
     pub(crate) once: bool,
-    /// Port of the PKI service.
-    pub(crate) pki_port: u16,
+    /// The demo's ports.
+    pub(crate) ports: Ports,
+    /// Build and run release binaries (when `bin` is `None`).
+    pub(crate) release: bool,
     /// Where the binaries are (`target/debug` for the demo, `target/release`
     /// for the load benchmarks); `None` builds and uses `target/debug`.
     pub(crate) bin: Option<PathBuf>,
@@ -63,30 +197,36 @@ pub(crate) struct Options {
     pub(crate) quiet_nodes: bool,
 }
 
-fn parse(args: &[String]) -> Result<Options> {
-    let mut o = Options {
-        dir: root().join("target/ndxp-demo"),
-        once: false,
-        pki_port: PKI_PORT,
-        bin: None,
-        quiet_nodes: false,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--once" => o.once = true,
-            "--dir" => o.dir = PathBuf::from(it.next().context("--dir needs a value")?),
-            "--pki-port" => {
-                o.pki_port = it
-                    .next()
-                    .context("--pki-port needs a value")?
-                    .parse()
-                    .context("--pki-port must be a port number")?
-            }
-            other => bail!("unknown demo option {other:?} (known: --dir D, --once, --pki-port P)"),
-        }
+/// `cargo xtask demo`'s options.
+#[derive(clap::Args, Debug)]
+pub(crate) struct DemoArgs {
+    /// The demo directory: PKI, databases, configuration and logs/ (wiped
+    /// first) [default: target/ndxp-demo]
+    #[arg(long, value_name = "D")]
+    dir: Option<PathBuf>,
+    /// Run every flow once, stop the services and exit 0 only if all passed
+    #[arg(long)]
+    once: bool,
+    /// Move all of the demo's ports together: they are N to N+300 (the
+    /// defaults 8100, 8101, 8190, 8201-8204, 8211-8214, 8300, 8400 are N=8100)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PORT_BASE)]
+    port_base: u16,
+    /// Build and run release binaries (target/release) instead of debug ones
+    #[arg(long)]
+    release: bool,
+}
+
+impl DemoArgs {
+    fn options(self) -> Result<Options> {
+        Ok(Options {
+            dir: self.dir.unwrap_or_else(|| root().join("target/ndxp-demo")),
+            once: self.once,
+            ports: Ports::new(self.port_base)?,
+            release: self.release,
+            bin: None,
+            quiet_nodes: false,
+        })
     }
-    Ok(o)
 }
 
 /// Kills the child processes when the demo ends, however it ends.
@@ -122,8 +262,8 @@ impl Report {
     }
 }
 
-pub(crate) fn run(args: &[String]) -> Result<()> {
-    let o = parse(args)?;
+pub(crate) fn run(args: DemoArgs) -> Result<()> {
+    let o = args.options()?;
     let once = o.once;
     let mut running = start(o)?;
     if once {
@@ -157,15 +297,22 @@ impl Running {
 
 /// Creates the platform and runs every flow; fails if a flow failed.
 pub(crate) fn start(o: Options) -> Result<Running> {
+    // Before anything is built or created: a second demo on the same ports
+    // would talk to the first one's services.
+    check_ports_free(o.ports)?;
+    PORT_BASE.store(o.ports.base, std::sync::atomic::Ordering::Relaxed);
     let bin = match &o.bin {
         Some(b) => b.clone(),
         None => {
-            println!("==> building the binaries");
-            run_step(
-                "build",
-                cargo().args(["build", "--workspace", "--bins", "--locked"]),
-            )?;
-            root().join("target/debug")
+            let profile = if o.release { "release" } else { "debug" };
+            println!("==> building the {profile} binaries");
+            let mut build = cargo();
+            build.args(["build", "--workspace", "--bins", "--locked"]);
+            if o.release {
+                build.arg("--release");
+            }
+            run_step("build", &mut build)?;
+            root().join("target").join(profile)
         }
     };
 
@@ -178,7 +325,7 @@ pub(crate) fn start(o: Options) -> Result<Running> {
     println!("==> demo directory {}", dir.display());
 
     let pki = dir.join("pki");
-    let base = format!("http://127.0.0.1:{}", o.pki_port);
+    let base = local_url(o.ports.pki());
     let ocsp_url = format!("{base}/ocsp");
     let tsa_url = format!("{base}/tsa");
     let mut services = Services(Vec::new());
@@ -240,7 +387,7 @@ pub(crate) fn start(o: Options) -> Result<Running> {
                 "--dir",
                 p(&pki),
                 "--listen",
-                &format!("127.0.0.1:{}", o.pki_port),
+                &format!("127.0.0.1:{}", o.ports.pki()),
             ])
             .stdout(Stdio::null())
             .stderr(log)
@@ -421,12 +568,12 @@ pub(crate) fn start(o: Options) -> Result<Running> {
         node["admin_url"] = json!(format!("http://127.0.0.1:{}", exchange::admin_port(i)));
     }
     let cert_client = exchange::flow(&mut report, &bin, &dir, &mut services, !o.quiet_nodes)?;
-    let gw = central::flow(&mut report, &mgmt.operator_token, exchange::BACKEND_URL);
+    let gw = central::flow(&mut report, &mgmt.operator_token, &exchange::backend_url());
 
     let demo = json!({
         "dir": dir,
         "operator_token": mgmt.operator_token,
-        "management_url": MANAGEMENT_URL,
+        "management_url": management_url(),
         "management_config": dir.join("gateway.toml"),
         "anchor": dir.join("anchor.json"),
         "ca_cert": pki.join("ca.pem"),
@@ -436,13 +583,13 @@ pub(crate) fn start(o: Options) -> Result<Running> {
         "ocsp_url": ocsp_url,
         "client": CLIENT,
         "services": [SERVICE],
-        "backends": { SERVICE: exchange::BACKEND_URL },
+        "backends": { SERVICE: exchange::backend_url() },
         "sample_path": SAMPLE_PATH,
         "nodes": nodes,
         "cert_client": cert_client,
-        "gateway_url": central::GATEWAY_URL,
+        "gateway_url": central::gateway_url(),
         "gateway_client": {
-            "token_url": format!("{}/oauth2/token", central::GATEWAY_URL),
+            "token_url": format!("{}/oauth2/token", central::gateway_url()),
             "client_id": gw.client_id,
             "client_secret": gw.client_secret,
             "service": SERVICE,
@@ -489,6 +636,10 @@ fn management_flow(
     quiet_nodes: bool,
 ) -> Result<Management> {
     let cfg = dir.join("gateway.toml");
+    let management_url = management_url();
+    let management_port = ports().management();
+    let management_admin_port = ports().management_admin();
+    let gateway_port = ports().gateway();
     let mut token = String::new();
     report.step("management signing key and certificate", || {
         let keys = dir.join("mgmt-keys");
@@ -519,11 +670,11 @@ fn management_flow(
 url = "sqlite://registry.db"
 
 [management]
-listen = "127.0.0.1:8100"
-public_url = "{MANAGEMENT_URL}"
+listen = "127.0.0.1:{management_port}"
+public_url = "{management_url}"
 
 [admin]
-listen = "127.0.0.1:8101"
+listen = "127.0.0.1:{management_admin_port}"
 
 [globalconf]
 signing_key = "mgmt-keys/sign.key"
@@ -542,7 +693,7 @@ cert = "pki/tsa.pem"
 
 # The central gateway role in the same process (docs/gateway.md).
 [gateway]
-listen = "127.0.0.1:8300"
+listen = "127.0.0.1:{gateway_port}"
 log_url = "sqlite://gateway-log.db"
 
 # Minute periods so the demo can reconcile its own traffic at once;
@@ -563,11 +714,11 @@ grace_secs = 2
             .context("starting ndxp-gateway serve")?;
         services.0.push(("management".into(), child));
         wait_ready(
-            &format!("{MANAGEMENT_ADMIN_URL}/readyz"),
+            &format!("{}/readyz", local_url(management_admin_port)),
             Duration::from_secs(20),
         )?;
         Ok(format!(
-            "API {MANAGEMENT_URL}/api/v1, global configuration {MANAGEMENT_URL}/globalconf"
+            "API {management_url}/api/v1, global configuration {management_url}/globalconf"
         ))
     });
     report.step("operator token, members and subsystems", || {
@@ -615,7 +766,7 @@ grace_secs = 2
         }
         let http = reqwest::blocking::Client::new();
         let resp = http
-            .post(format!("{MANAGEMENT_URL}/api/v1/services"))
+            .post(format!("{management_url}/api/v1/services"))
             .bearer_auth(&token)
             .json(&json!({
                 "id": SERVICE,
@@ -659,7 +810,7 @@ address = "https://127.0.0.1:{peer}"
 keys_dir = "."
 
 [management]
-url = "{MANAGEMENT_URL}"
+url = "{management_url}"
 
 [conf]
 anchor = "../../anchor.json"
@@ -904,4 +1055,49 @@ fn check_cert(
         verify_chain(&cert, intermediates, anchors, Utc::now(), purpose, &cache)?;
     }
     Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_ports_are_the_readmes() {
+        let mut ports: Vec<u16> = Ports::default().all().into_iter().map(|(p, _)| p).collect();
+        ports.sort_unstable();
+        assert_eq!(
+            ports,
+            [8100, 8101, 8190, 8201, 8202, 8203, 8204, 8211, 8212, 8213, 8214, 8300, 8400]
+        );
+    }
+
+    #[test]
+    fn port_base_moves_every_port_by_the_same_amount() {
+        let default = Ports::default().all();
+        let moved = Ports::new(9100).unwrap().all();
+        assert_eq!(default.len(), moved.len());
+        for ((d, what_d), (m, what_m)) in default.iter().zip(&moved) {
+            assert_eq!(what_d, what_m);
+            assert_eq!(*m, d + 1000, "{what_d}");
+        }
+        let highest = Ports::new(u16::MAX - PORT_SPAN).unwrap();
+        assert_eq!(highest.backend(), u16::MAX);
+        assert!(Ports::new(u16::MAX - PORT_SPAN + 1).is_err());
+        assert!(Ports::new(80).is_err());
+    }
+
+    #[test]
+    fn the_port_check_names_a_taken_port() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        // The management API is at the base itself.
+        let ports = Ports::new(port).unwrap();
+        let err = check_ports_free(ports).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("port {port} (the management API)")),
+            "{err}"
+        );
+        assert!(err.contains("--port-base"), "{err}");
+        drop(taken);
+    }
 }
