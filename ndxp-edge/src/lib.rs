@@ -40,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 pub mod forward;
+pub mod limit;
 pub mod metrics;
 pub mod problem;
 pub mod serve;

@@ -37,7 +37,6 @@
 //! values (the remote address, the client certificate) into every request's
 //! extensions.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -61,6 +60,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_openssl::SslStream;
 
+use crate::limit::{AddressLimit, AddressPermit, Refusal};
 use crate::settings::EdgeSettings;
 
 /// The error type services and bodies are boxed into.
@@ -310,7 +310,7 @@ pub struct EdgeStats(Arc<Shared>);
 impl EdgeStats {
     /// Connections open now.
     pub fn open_connections(&self) -> usize {
-        self.0.lock().total
+        self.0.limit.held()
     }
 
     /// Connections closed at once because `[edge] max_connections` or
@@ -326,21 +326,12 @@ impl EdgeStats {
     }
 }
 
-#[derive(Debug, Default)]
-struct Counts {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-/// The listener's counters. The per-address count is hand-written: tower's
-/// concurrency limits count requests of one service, and no crate we use
-/// counts open connections by remote address.
+/// The listener's counters.
 #[derive(Debug)]
 struct Shared {
     name: &'static str,
-    max_total: usize,
-    max_per_ip: usize,
-    counts: Mutex<Counts>,
+    /// Open connections, in all and per remote address.
+    limit: AddressLimit,
     refused: AtomicU64,
     failed_accepts: AtomicU64,
     /// Seconds since `started` of the last refusal logged (refusals are
@@ -349,34 +340,9 @@ struct Shared {
     started: Instant,
 }
 
-/// Why a connection was refused.
-#[derive(Debug, Clone, Copy)]
-enum Refusal {
-    Total,
-    PerIp,
-}
-
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
-        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
-        let ip = ip.to_canonical();
-        let mut c = self.lock();
-        if c.total >= self.max_total {
-            return Err(Refusal::Total);
-        }
-        let n = c.per_ip.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
-            return Err(Refusal::PerIp);
-        }
-        *n += 1;
-        c.total += 1;
-        Ok(Slot {
-            shared: self.clone(),
-            ip,
-        })
+    fn admit(&self, ip: IpAddr) -> Result<Slot, Refusal> {
+        self.limit.try_acquire(ip.to_canonical())
     }
 
     fn refused(&self, remote: SocketAddr, why: Refusal) {
@@ -396,14 +362,14 @@ impl Shared {
                 listener = self.name,
                 %remote,
                 refused_so_far = total,
-                limit = self.max_total,
+                limit = self.limit.max_total(),
                 "A connection was closed at once because the listener already has [edge] max_connections connections open. If these are legitimate clients, raise max_connections (and the process's open-file limit); otherwise look for a client that opens connections without closing them."
             ),
-            Refusal::PerIp => tracing::warn!(
+            Refusal::PerAddress => tracing::warn!(
                 listener = self.name,
                 %remote,
                 refused_so_far = total,
-                limit = self.max_per_ip,
+                limit = self.limit.max_per_address(),
                 "A connection was closed at once because this remote address already has [edge] max_connections_per_ip connections open. If it is a proxy or NAT gateway serving many clients, raise max_connections_per_ip; otherwise check that client."
             ),
         }
@@ -411,23 +377,7 @@ impl Shared {
 }
 
 /// One admitted connection; gives its place back when dropped.
-struct Slot {
-    shared: Arc<Shared>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut c = self.shared.lock();
-        c.total = c.total.saturating_sub(1);
-        if let Some(n) = c.per_ip.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                c.per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
+type Slot = AddressPermit;
 
 /// What one connection is doing, for the idle and first-request timers.
 struct Activity {
@@ -578,9 +528,7 @@ impl Edge {
             settings: settings.clone(),
             shared: Arc::new(Shared {
                 name,
-                max_total: settings.max_connections,
-                max_per_ip: settings.max_connections_per_ip,
-                counts: Mutex::new(Counts::default()),
+                limit: AddressLimit::new(settings.max_connections, settings.max_connections_per_ip),
                 refused: AtomicU64::new(0),
                 failed_accepts: AtomicU64::new(0),
                 last_refusal_log: AtomicU64::new(0),
