@@ -518,8 +518,15 @@ impl OcspResponder {
 }
 
 /// Parses exactly one `OCSPRequest` (no trailing bytes).
+/// Parses a request, which RFC 6960 §4.1 says is DER: input OpenSSL accepts
+/// but would encode differently (BER lengths, odd algorithm parameters) is
+/// malformed, so that nothing it cannot copy into an answer gets that far.
 fn parse_request(der: &[u8]) -> Result<OcspRequest, OcspError> {
-    ffi::ocsp_request_from_der(der).ok_or(OcspError::MalformedRequest)
+    let request = ffi::ocsp_request_from_der(der).ok_or(OcspError::MalformedRequest)?;
+    match request.to_der() {
+        Ok(again) if again == der => Ok(request),
+        _ => Err(OcspError::MalformedRequest),
+    }
 }
 
 /// Whether a CertID names our issuer (RFC 6960 §4.1.1: hashes of the issuer's

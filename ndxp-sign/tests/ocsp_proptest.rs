@@ -123,3 +123,18 @@ proptest! {
         prop_assert!(req.verify_response(&input, std::slice::from_ref(&f.ca.cert), Utc::now()).is_err());
     }
 }
+
+/// A case proptest found: the CertID's hash AlgorithmIdentifier carries an
+/// empty constructed element (`20 00`) where NULL parameters belong.
+#[test]
+fn odd_algorithm_parameters_are_malformed_not_internal() {
+    let f = fixture();
+    let mut input = f.request.clone();
+    let null = [0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00];
+    let at = input
+        .windows(null.len())
+        .position(|w| w == null)
+        .expect("the SHA-1 CertID");
+    input[at + 5] = 0x20;
+    check_reply(&input);
+}
