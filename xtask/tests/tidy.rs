@@ -22,18 +22,76 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Library sources: every `ndxp-*/src` file except binaries' `main.rs`.
-fn library_sources() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(root()).expect("workspace root").flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if name.starts_with("ndxp-") {
-            rust_files(&e.path().join("src"), &mut files);
+/// The workspace's member crates (`ndxp-*` directories).
+fn member_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root())
+        .expect("workspace root")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ndxp-"))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// The files of a crate's binary: `src/main.rs`, the modules it declares
+/// with `mod name;` (`src/name.rs` and everything under `src/name/`), and
+/// `src/bin/`.
+fn binary_sources(krate: &Path) -> Vec<PathBuf> {
+    let src = krate.join("src");
+    let main = src.join("main.rs");
+    if !main.exists() {
+        return Vec::new();
+    }
+    let mut files = vec![main.clone()];
+    rust_files(&src.join("bin"), &mut files);
+    for (_, line) in code_lines(&main) {
+        let line = line.trim();
+        let line = line.strip_prefix("pub ").unwrap_or(line);
+        if let Some(name) = line.strip_prefix("mod ").and_then(|l| l.strip_suffix(';')) {
+            let file = src.join(format!("{name}.rs"));
+            if file.exists() {
+                files.push(file);
+            }
+            rust_files(&src.join(name), &mut files);
         }
     }
-    files.retain(|p| p.file_name().is_some_and(|n| n != "main.rs"));
+    files
+}
+
+/// Library sources: every `ndxp-*/src` file that is not part of a binary.
+fn library_sources() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut binaries = Vec::new();
+    for dir in member_dirs() {
+        rust_files(&dir.join("src"), &mut files);
+        binaries.extend(binary_sources(&dir));
+    }
+    files.retain(|p| !binaries.contains(p));
     files.sort();
     files
+}
+
+/// The direct dependencies a crate's manifest names (all dependency tables).
+fn manifest_dependencies(krate: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(krate.join("Cargo.toml")).unwrap_or_default();
+    let mut deps = Vec::new();
+    let mut in_deps = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_deps = line.ends_with("dependencies]");
+            continue;
+        }
+        if in_deps {
+            if let Some(name) = line.split(['=', '.', ' ']).next().filter(|n| !n.is_empty()) {
+                if !name.starts_with('#') {
+                    deps.push(name.to_string());
+                }
+            }
+        }
+    }
+    deps
 }
 
 /// Code lines (comments and doc comments skipped).
@@ -94,4 +152,34 @@ fn unsafe_code_lives_only_in_the_ffi_module() {
         "`unsafe` outside ndxp-sign/src/ffi.rs:\n{}",
         found.join("\n")
     );
+}
+
+/// ARCHITECTURE.md: the OpenSSL bindings are a direct dependency of
+/// `ndxp-sign` only (the others use its `ndxp_sign::openssl` re-export, so
+/// the workspace has one version), and TLS stream crates are used only where
+/// connections are made or accepted.
+#[test]
+fn openssl_is_reached_through_ndxp_sign() {
+    let tls_streams = ["tokio-openssl", "native-tls", "hyper-tls"];
+    let may_use_tls_streams = ["ndxp-sign", "ndxp-edge", "ndxp-node", "ndxp-test-support"];
+    let mut found = Vec::new();
+    let dirs = member_dirs();
+    assert!(dirs.len() >= 7, "the scan found too few crates: {dirs:?}");
+    for dir in dirs {
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        for dep in manifest_dependencies(&dir) {
+            let bindings = dep == "openssl" || dep == "openssl-sys";
+            if (bindings && name != "ndxp-sign")
+                || (tls_streams.contains(&dep.as_str())
+                    && !may_use_tls_streams.contains(&name.as_str()))
+            {
+                found.push(format!("{name} depends on {dep}"));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
 }
