@@ -1,0 +1,51 @@
+//! The binary's commands: each module holds one command group's clap
+//! definitions and the handlers that call the library and print.
+
+pub mod conf;
+pub mod keys;
+pub mod local;
+pub mod log;
+pub mod serve;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use ndxp_node::config::{self, NodeConfig};
+
+/// Exit status for a bad command line or configuration (EX_USAGE).
+pub const EXIT_USAGE: i32 = 64;
+
+/// `--config FILE`, the argument of every command that reads the node's
+/// configuration.
+#[derive(clap::Args)]
+pub struct ConfigArg {
+    /// The node's configuration file.
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+impl ConfigArg {
+    /// The configuration file, loaded and checked.
+    pub fn load(&self) -> Result<NodeConfig> {
+        load(&self.config)
+    }
+}
+
+/// Loads a configuration file, warning when others can read it (it holds
+/// no secret itself: keys and the admin token live in files that are
+/// refused when open, but a PostgreSQL URL may carry a password).
+pub fn load(path: &Path) -> Result<NodeConfig> {
+    let config = config::load(path)?;
+    if let Err(e) = ndxp_sign::files::check_mode(path, ndxp_sign::files::Readers::OwnerAndGroup) {
+        tracing::warn!("the configuration file is readable by every user of this host: {e}");
+    }
+    Ok(config)
+}
+
+/// A single-threaded runtime for the commands that make a few requests.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
