@@ -168,4 +168,3 @@ fn span(secs: i64) -> String {
     out.push_str(&format!("{s}s"));
     out
 }
-
