@@ -47,7 +47,7 @@ use ndxp_registry::store::StoreError;
 use ndxp_sign::openssl::pkey::{PKey, Public};
 use ndxp_sign::openssl::ssl::SslAcceptor;
 use ndxp_sign::openssl::x509::X509;
-use ndxp_sign::profile::{ProfilePolicy, ReplayCache, Signer};
+use ndxp_sign::profile::{ProfilePolicy, ReplayCache, Signer, SignerRole};
 use ndxp_sign::tls::ClientCertificates;
 
 use crate::config::GatewayConfig;
@@ -191,7 +191,10 @@ impl Gateway {
         let issuer_name = config.gateway_issuer();
         let issuer = TokenIssuer::new(key.clone(), issuer_name.clone(), gw.token_lifetime_secs);
         let verifier = TokenVerifier::new(public, issuer_name);
-        let signer = Signer::new(key, leaf, certs).map_err(|e| file_err(&g.signing_cert, e))?;
+        // The gateway signs for clients of other members (DigiSign adapter).
+        let signer = Signer::new(key, leaf, certs)
+            .map_err(|e| file_err(&g.signing_cert, e))?
+            .with_role(SignerRole::Intermediary);
         let mut anchors = Vec::new();
         for ca in &g.cas {
             anchors.extend(read_certs(&ca.cert)?);

@@ -442,7 +442,7 @@ async fn forward(
         };
         let (mut head, ()) = built.into_parts();
         head.headers = headers;
-        match profile::sign_request_as_intermediary(&mut head, &digest, &gw.signer, now) {
+        match profile::sign_request(&mut head, &digest, &gw.signer, now) {
             Ok(info) => {
                 call.request_hash = hash_header(&info.base);
                 call.request_meta = SignedMeta {
