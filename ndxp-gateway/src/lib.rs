@@ -5,14 +5,15 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`config`] | the one TOML configuration file (`docs/config.md`) |
-//! | [`server`] | `run(config, shutdown)`: the management role with its admin port |
-//! | [`management`] | the management REST API (`/api/v1`, `/openapi.json`), bearer-token auth, problem+json errors |
-//! | [`publisher`] | builds, signs, stores and serves the global configuration (`/globalconf`) |
-//! | [`admin`] | the operator commands (`members`, `subsystems`, `nodes`, `requests`, `tokens`, `conf anchor`) |
+//! The crate is laid out by role; each role's module holds its service
+//! layer, which the REST API handlers and the binary's commands both call.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`config`] | the one TOML configuration file (`docs/config.md`), shared by every role |
+//! | [`management`] | the management role: [`management::server::run`] (`serve`, with its admin port), the REST API (`/api/v1`, `/openapi.json`), the global configuration [`management::publisher`], [`management::metrics`], and the registry administration service [`management::registry`] (`members`, `subsystems`, `nodes`, `requests`, `tokens`, `conf anchor`) |
 //! | [`monitoring`] | connection states from node status reports, and reconciliation of every provider–consumer pair (`docs/monitoring.md`) |
-//! | [`metrics`] | Prometheus metrics of the API |
-//! | [`gateway`] | the central gateway role: OAuth2 token endpoint, service calls, DigiSign adapter, lifecycle commands |
+//! | [`gateway`] | the central gateway role: OAuth2 token endpoint, service calls, client certificates, DigiSign adapter, its message log, and the catalogue, subscription and credential service |
 //! | [`pki`] | the trust services: OCSP responder (RFC 6960) and timestamp authority (RFC 3161) over HTTP |
 //!
 //! Serving the PKI in-process, as the tests do:
@@ -30,13 +31,8 @@
 
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod config;
 pub mod gateway;
 pub mod management;
-pub mod metrics;
 pub mod monitoring;
 pub mod pki;
-pub mod publisher;
-pub mod revocation;
-pub mod server;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ndxp_core::{MemberId, NodeName, SubsystemId};
-use ndxp_gateway::admin::{self, Admin, AdminError};
 use ndxp_gateway::config::{ConfigError, GatewayConfig};
 use ndxp_gateway::gateway::cli::{CliError, GatewayCommand};
+use ndxp_gateway::management::registry::{self as admin, Admin, AdminError};
 use ndxp_registry::model::{Actor, CredentialKind, RegistrationState};
 use ndxp_sign::ca::{InitOptions, Pki};
 use ndxp_sign::cert::Profile;
@@ -788,7 +788,7 @@ fn serve(cfg: ConfigArg) -> Result<()> {
             storage = %ndxp_core::dburl::redact(&config.storage.url),
             "starting the management role"
         );
-        ndxp_gateway::server::run(config, shutdown_signal()).await?;
+        ndxp_gateway::management::server::run(config, shutdown_signal()).await?;
         tracing::info!("stopped");
         anyhow::Ok(())
     })

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use ndxp_core::{MemberId, NodeName};
-use ndxp_gateway::admin::token_sha256;
+use ndxp_gateway::management::registry::token_sha256;
 use ndxp_registry::globalconf::ConfAnchor;
 use ndxp_registry::model::{Actor, NewRegistration, RegistrationRequest};
 use ndxp_registry::registration::{sign_registration, RegistrationPayload};

@@ -1250,7 +1250,7 @@ async fn admin_port_health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn publisher_versions_are_unique_and_renewed_before_expiry() {
-    use ndxp_gateway::publisher::Publisher;
+    use ndxp_gateway::management::publisher::Publisher;
     for b in backends() {
         let env = Env::start(b).await;
         let first = env.globalconf().await;

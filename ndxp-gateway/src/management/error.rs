@@ -28,7 +28,7 @@ use ndxp_edge::problem::ProblemResponse;
 use ndxp_registry::registration::RegistrationError;
 use ndxp_registry::store::StoreError;
 
-use crate::publisher::PublishError;
+use crate::management::publisher::PublishError;
 
 /// Why a management request failed.
 #[derive(Debug, thiserror::Error)]

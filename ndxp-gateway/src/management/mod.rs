@@ -1,7 +1,10 @@
-//! The management REST API (JSON) of `ndxp-gateway serve`: every registry
-//! object and workflow under `/api/v1`, the signed global configuration
-//! at `/globalconf` and this API's OpenAPI 3.1 document at
-//! `/openapi.json`.
+//! The management role: its runner ([`server`], `ndxp-gateway serve`),
+//! the global configuration [`publisher`], the API's [`metrics`], the
+//! registry administration service ([`admin`]) the operator commands call,
+//! the revocation check of upload signers ([`revocation`]), and here the
+//! management REST API (JSON): every registry object and workflow under
+//! `/api/v1`, the signed global configuration at `/globalconf` and this
+//! API's OpenAPI 3.1 document at `/openapi.json`.
 //!
 //! Routes and their OpenAPI description are declared in one place: each
 //! handler carries a `#[utoipa::path]` annotation and [`api`] registers
@@ -76,15 +79,20 @@ use utoipa::Modify as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::metrics::Metrics;
-use crate::publisher::Publisher;
+use self::metrics::Metrics;
+use self::publisher::Publisher;
 
 pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod metrics;
 pub mod problems;
+pub mod publisher;
+pub mod registry;
+pub mod revocation;
 pub mod schema;
+pub mod server;
 
 use error::ApiError;
 use handlers::{
@@ -107,7 +115,7 @@ pub struct AppState {
     /// `[monitoring]` and the gateway's log.
     pub(crate) monitoring: Arc<crate::monitoring::MonitoringState>,
     /// Revocation of the signers of registration requests and uploads.
-    pub(crate) revocation: Arc<crate::revocation::SignerRevocation>,
+    pub(crate) revocation: Arc<revocation::SignerRevocation>,
 }
 
 impl AppState {
@@ -255,7 +263,7 @@ pub fn router(
     let (routes, mut doc) = api().split_for_parts();
     problems::ProblemResponses.modify(&mut doc);
     let openapi_json = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_string());
-    let revocation = crate::revocation::SignerRevocation::new(
+    let revocation = revocation::SignerRevocation::new(
         publisher.trusted_ca_certs().to_vec(),
         publisher.ocsp_urls(),
         reqwest::Client::builder()
@@ -276,9 +284,6 @@ pub fn router(
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            metrics,
-            crate::metrics::track,
-        ))
+        .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .with_state(state)
 }

@@ -3,7 +3,7 @@
 //! Nodes call out only: every upload is a compact JWS (`application/jose`)
 //! signed by the member's signing key and checked by
 //! [`ndxp_audit::monitor::verify_envelope`], then here: the signer is not
-//! revoked ([`crate::revocation`]), the member belongs
+//! revoked ([`crate::management::revocation`]), the member belongs
 //! to the instance, the node is registered for that member, the content
 //! concerns only the member's own subsystems, and the `jti` is new (the
 //! store refuses a replay in the same transaction as the write). A refused

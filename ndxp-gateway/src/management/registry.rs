@@ -15,15 +15,15 @@
 //! token itself is returned once and never stored.
 //!
 //! ```no_run
-//! # async fn demo(config: &ndxp_gateway::config::GatewayConfig) -> Result<(), ndxp_gateway::admin::AdminError> {
-//! use ndxp_gateway::admin::Admin;
+//! # async fn demo(config: &ndxp_gateway::config::GatewayConfig) -> Result<(), ndxp_gateway::management::registry::AdminError> {
+//! use ndxp_gateway::management::registry::Admin;
 //! use ndxp_registry::model::Actor;
 //! let admin = Admin::open(config, Actor::cli("root")).await?;
 //! let member = "VN/GOV/000.00.00.H29".parse().map_err(|e| {
-//!     ndxp_gateway::admin::AdminError::Invalid(format!("{e}"))
+//!     ndxp_gateway::management::registry::AdminError::Invalid(format!("{e}"))
 //! })?;
 //! admin.add_member(&member, "Bộ Công an").await?;
-//! print!("{}", ndxp_gateway::admin::members_table(&admin.list_members().await?));
+//! print!("{}", ndxp_gateway::management::registry::members_table(&admin.list_members().await?));
 //! # Ok(()) }
 //! ```
 

@@ -32,7 +32,7 @@ use ndxp_sign::openssl::pkey::{PKey, Private};
 use ndxp_sign::openssl::x509::X509;
 
 use crate::config::GatewayConfig;
-use crate::metrics::Metrics;
+use crate::management::metrics::Metrics;
 
 /// How many times [`Publisher::ensure_current`] retries when other
 /// processes keep storing the version it built.

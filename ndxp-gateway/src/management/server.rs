@@ -10,7 +10,7 @@
 //! - `GET /readyz`: 200 when the registry answers and a current global
 //!   configuration can be served; otherwise 503 with
 //!   `{"ready":false,"reason":"..."}`.
-//! - `GET /metrics`: Prometheus text (see [`crate::metrics`]).
+//! - `GET /metrics`: Prometheus text (see [`crate::management::metrics`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,8 +31,8 @@ use tokio::sync::watch;
 use crate::config::GatewayConfig;
 use crate::gateway::{Gateway, GatewayError};
 use crate::management;
-use crate::metrics::Metrics;
-use crate::publisher::{PublishError, Publisher};
+use crate::management::metrics::Metrics;
+use crate::management::publisher::{PublishError, Publisher};
 
 /// How often the background task checks whether a new global
 /// configuration must be published.
