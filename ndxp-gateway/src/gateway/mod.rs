@@ -21,7 +21,7 @@
 //! | [`certauth`] | client certificates as credentials: chain, expiry and OCSP checks with their cache |
 //! | [`limits`] | per-subscription token buckets and daily quotas |
 //! | [`routing`] | the in-memory table built from the registry |
-//! | [`cli`] | the `ndxp-gateway gateway ...` operator commands, as a library |
+//! | [`service`] | the catalogue, subscription and credential operations the management API and the `ndxp-gateway gateway ...` commands both call |
 //!
 //! **Freshness.** The request path never queries the registry. The table
 //! is rebuilt when the registry version changes: a background task checks
@@ -54,11 +54,11 @@ use crate::config::GatewayConfig;
 
 pub(crate) mod backoff;
 pub mod certauth;
-pub mod cli;
 pub mod limits;
 mod oauth;
 mod proxy;
 pub mod routing;
+pub mod service;
 pub mod token;
 
 use certauth::ClientCert;

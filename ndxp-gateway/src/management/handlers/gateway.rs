@@ -23,8 +23,8 @@ use ndxp_registry::store::gateway::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::gateway::cli::{
-    create_credentials, register_certificate, rotate_credentials, CliError, IssuedCredentials,
+use crate::gateway::service::{
+    create_credentials, register_certificate, rotate_credentials, IssuedCredentials, ServiceError,
 };
 use crate::management::auth::Caller;
 use crate::management::error::ApiError;
@@ -62,11 +62,11 @@ impl FromRequestParts<AppState> for GatewayRegistry {
 #[derive(Clone)]
 pub struct ClientCaAnchors(pub Arc<Vec<ndxp_sign::openssl::x509::X509>>);
 
-fn cli_err(e: CliError) -> ApiError {
+fn service_err(e: ServiceError) -> ApiError {
     match e {
-        CliError::Store(s) => ApiError::from(s),
-        CliError::Invalid(m) => ApiError::BadRequest(m),
-        CliError::NotOwner(m) => ApiError::Forbidden(m),
+        ServiceError::Store(s) => ApiError::from(s),
+        ServiceError::Invalid(m) => ApiError::BadRequest(m),
+        ServiceError::NotOwner(m) => ApiError::Forbidden(m),
         other => ApiError::Internal(other.to_string()),
     }
 }
@@ -460,7 +460,7 @@ pub async fn create_gateway_credentials(
             &caller.actor(),
         )
         .await
-        .map_err(cli_err)?;
+        .map_err(service_err)?;
         return Ok((
             StatusCode::CREATED,
             Json(CredentialsView {
@@ -480,7 +480,7 @@ pub async fn create_gateway_credentials(
         &caller.actor(),
     )
     .await
-    .map_err(cli_err)?;
+    .map_err(service_err)?;
     Ok((StatusCode::CREATED, Json(issued.into())))
 }
 
@@ -529,7 +529,7 @@ pub async fn rotate_gateway_credentials(
     owned_app(reg.as_ref(), &caller, &p.client_id).await?;
     let issued = rotate_credentials(reg.as_ref(), &p.client_id, &caller.actor())
         .await
-        .map_err(cli_err)?;
+        .map_err(service_err)?;
     Ok(Json(issued.into()))
 }
 

@@ -1,95 +1,43 @@
-//! The `ndxp-gateway gateway ...` operator commands, as a library: the
-//! binary parses the arguments with these `clap` types, calls [`run`] and
-//! prints the [`CliOutput`]. Every command works directly on the registry
-//! named by `[storage] url`, as the operator (actor `cli:$USER`); a running
-//! gateway picks the change up within `[gateway] registry_poll_ms`.
-//!
-//! The same credential helpers serve the management API
-//! ([`create_credentials`], [`rotate_credentials`],
-//! [`register_certificate`]).
+//! `ndxp-gateway gateway ...`: the central gateway's services,
+//! subscriptions and credentials. Every command works directly on the
+//! registry named by `[storage] url`, as the operator (actor `cli:$USER`);
+//! a running gateway picks the change up within `[gateway]
+//! registry_poll_ms`. The logic shared with the management API is
+//! [`ndxp_gateway::gateway::service`].
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use ndxp_core::{ServiceId, SubsystemId};
-use ndxp_registry::model::{Actor, ServiceUpdate, Subscription, SubscriptionState};
-use ndxp_registry::store::gateway::{
-    BackendTls, ClientCertificate, GatewayApp, GatewayService, GatewayServiceState,
-    GatewaySettings, GatewaySettingsUpdate, GatewayStore, SubscriptionLimits,
+use ndxp_gateway::config::GatewayConfig;
+use ndxp_gateway::gateway::service::{
+    self, check_instance, create_credentials, register_certificate, rotate_credentials, time_text,
+    IssuedCredentials, ServiceError,
 };
-use ndxp_registry::store::{RegistryStore, SqlStore, StoreError, StoreOptions, SubscriptionFilter};
+use ndxp_registry::model::{Actor, Subscription, SubscriptionState};
+use ndxp_registry::store::gateway::{
+    BackendTls, GatewayApp, GatewayService, GatewayServiceState, GatewaySettings,
+    GatewaySettingsUpdate, GatewayStore, SubscriptionLimits,
+};
+use ndxp_registry::store::{RegistryStore, SqlStore, StoreOptions, SubscriptionFilter};
 use uuid::Uuid;
 
-use super::token::{self, TokenError};
-use crate::config::GatewayConfig;
-
-/// Why a gateway command failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CliError {
-    /// An argument is wrong; the message says how to fix it.
-    #[error("{0}")]
-    Invalid(String),
-    /// The registry refused the change or could not be reached.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Credentials could not be generated.
-    #[error(transparent)]
-    Token(#[from] TokenError),
-    /// The certificate belongs to another member than the client's: a
-    /// member registers only its own certificates.
-    #[error("{0}")]
-    NotOwner(String),
-    /// A file named on the command line could not be read.
-    #[error("cannot read {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl CliError {
-    /// Whether the error is the operator's input (exit status 64).
-    pub fn is_usage(&self) -> bool {
-        matches!(self, Self::Invalid(_) | Self::NotOwner(_))
-    }
-}
+use super::{cli_actor, load_config, runtime, ConfigArg, JsonArg};
 
 /// What a command prints: `stdout` for results (a secret, a table, JSON),
 /// `note` for the human remark that goes to standard error.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CliOutput {
-    /// Standard output.
-    pub stdout: String,
-    /// Standard error, if anything.
-    pub note: Option<String>,
-}
-
-/// `--config FILE`.
-#[derive(Debug, Clone, Args)]
-pub struct ConfigFile {
-    /// The gateway configuration file (see docs/config.md).
-    #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
-}
-
-/// `--json`.
-#[derive(Debug, Clone, Copy, Args)]
-pub struct Json {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+struct Output {
+    stdout: String,
+    note: Option<String>,
 }
 
 /// `ndxp-gateway gateway ...`
 #[derive(Debug, Clone, Subcommand)]
-pub enum GatewayCommand {
+pub(crate) enum GatewayCommand {
     /// Services offered through the central gateway.
     #[command(subcommand)]
     Services(ServicesCommand),
@@ -103,7 +51,7 @@ pub enum GatewayCommand {
 
 impl GatewayCommand {
     /// The configuration file the command names.
-    pub fn config(&self) -> &std::path::Path {
+    fn config(&self) -> &ConfigArg {
         let c = match self {
             Self::Services(c) => match c {
                 ServicesCommand::Register { cfg, .. }
@@ -129,40 +77,40 @@ impl GatewayCommand {
                 | CredentialsCommand::Revoke { cfg, .. } => cfg,
             },
         };
-        &c.config
+        c
     }
 }
 
 /// Settings shared by `register` and `update`.
 #[derive(Debug, Clone, Default, Args)]
-pub struct SettingsArgs {
+pub(crate) struct SettingsArgs {
     /// Backend timeout in milliseconds (default 30000 on register).
     #[arg(long)]
-    pub timeout_ms: Option<u64>,
+    pub(crate) timeout_ms: Option<u64>,
     /// Default rate per subscription, requests per second (0 = unlimited).
     #[arg(long)]
-    pub rate: Option<u64>,
+    pub(crate) rate: Option<u64>,
     /// Default burst per subscription.
     #[arg(long)]
-    pub burst: Option<u64>,
+    pub(crate) burst: Option<u64>,
     /// Default quota per subscription, requests per UTC day (0 = unlimited).
     #[arg(long)]
-    pub quota: Option<u64>,
+    pub(crate) quota: Option<u64>,
     /// DigiSign adapter: sign forwarded requests (true/false).
     #[arg(long)]
-    pub sign_requests: Option<bool>,
+    pub(crate) sign_requests: Option<bool>,
     /// DigiSign adapter: require signed responses (true/false).
     #[arg(long)]
-    pub verify_responses: Option<bool>,
+    pub(crate) verify_responses: Option<bool>,
     /// CA certificate (PEM) trusted for an https:// backend.
     #[arg(long, value_name = "FILE")]
-    pub backend_ca: Option<String>,
+    pub(crate) backend_ca: Option<String>,
     /// Client certificate (PEM) presented to the backend.
     #[arg(long, value_name = "FILE", requires = "backend_client_key")]
-    pub backend_client_cert: Option<String>,
+    pub(crate) backend_client_cert: Option<String>,
     /// Its private key (PKCS#8 PEM).
     #[arg(long, value_name = "FILE", requires = "backend_client_cert")]
-    pub backend_client_key: Option<String>,
+    pub(crate) backend_client_key: Option<String>,
 }
 
 impl SettingsArgs {
@@ -191,13 +139,12 @@ impl SettingsArgs {
 
 /// `gateway services ...`
 #[derive(Debug, Clone, Subcommand)]
-pub enum ServicesCommand {
+pub(crate) enum ServicesCommand {
     /// Register a service version on the gateway (adds it to the catalogue
     /// when it is not there yet). It answers once published.
     Register {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// Service id, e.g. VN/GOV/000.00.00.H29/CSDLDC/citizen/v1.
         #[arg(long)]
         id: ServiceId,
@@ -211,26 +158,22 @@ pub enum ServicesCommand {
         #[arg(long, value_name = "FILE")]
         openapi: Option<PathBuf>,
         #[command(flatten)]
-        #[allow(missing_docs)]
         settings: SettingsArgs,
     },
     /// List gateway services.
     List {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// Only the services of this provider subsystem.
         #[arg(long)]
         provider: Option<SubsystemId>,
         #[command(flatten)]
-        #[allow(missing_docs)]
-        out: Json,
+        out: JsonArg,
     },
     /// Publish a registered (or withdrawn) service: consumers may call it.
     Publish {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// Service id.
         #[arg(long)]
         id: ServiceId,
@@ -238,8 +181,7 @@ pub enum ServicesCommand {
     /// Withdraw (cancel) a service: every call is refused from now on.
     Withdraw {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// Service id.
         #[arg(long)]
         id: ServiceId,
@@ -247,8 +189,7 @@ pub enum ServicesCommand {
     /// Change a service's backend, limits, signing or TLS files.
     Update {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// Service id.
         #[arg(long)]
         id: ServiceId,
@@ -256,15 +197,13 @@ pub enum ServicesCommand {
         #[arg(long)]
         backend: Option<String>,
         #[command(flatten)]
-        #[allow(missing_docs)]
         settings: SettingsArgs,
     },
     /// Deprecate a version: calls get Deprecation and Sunset headers, and
     /// are refused from the sunset on.
     Deprecate {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// Service id.
         #[arg(long)]
         id: ServiceId,
@@ -279,7 +218,7 @@ pub enum ServicesCommand {
 
 /// Subscription states for `list --state`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum StateArg {
+pub(crate) enum StateArg {
     /// Waiting for a decision.
     Requested,
     /// Callable.
@@ -303,12 +242,11 @@ impl From<StateArg> for SubscriptionState {
 
 /// `gateway subscriptions ...`
 #[derive(Debug, Clone, Subcommand)]
-pub enum SubscriptionsCommand {
+pub(crate) enum SubscriptionsCommand {
     /// Request a subscription for a client subsystem.
     Request {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// The service.
         #[arg(long)]
         service: ServiceId,
@@ -322,8 +260,7 @@ pub enum SubscriptionsCommand {
     /// List subscriptions.
     List {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// Only this service.
         #[arg(long)]
         service: Option<ServiceId>,
@@ -334,14 +271,12 @@ pub enum SubscriptionsCommand {
         #[arg(long, value_enum)]
         state: Option<StateArg>,
         #[command(flatten)]
-        #[allow(missing_docs)]
-        out: Json,
+        out: JsonArg,
     },
     /// Approve a requested subscription.
     Approve {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// Subscription id.
         #[arg(long)]
         id: Uuid,
@@ -352,8 +287,7 @@ pub enum SubscriptionsCommand {
     /// Reject a requested subscription.
     Reject {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// Subscription id.
         #[arg(long)]
         id: Uuid,
@@ -364,8 +298,7 @@ pub enum SubscriptionsCommand {
     /// Cancel a subscription: the next call is refused.
     Cancel {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// Subscription id.
         #[arg(long)]
         id: Uuid,
@@ -377,8 +310,7 @@ pub enum SubscriptionsCommand {
     /// defaults).
     Limits {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// Subscription id.
         #[arg(long)]
         id: Uuid,
@@ -396,15 +328,14 @@ pub enum SubscriptionsCommand {
 
 /// `gateway credentials ...`
 #[derive(Debug, Clone, Subcommand)]
-pub enum CredentialsCommand {
+pub(crate) enum CredentialsCommand {
     /// Create client credentials for a consumer subsystem; prints the
     /// client id and secret (shown only this once). With --cert, registers
     /// that client certificate instead: calls over HTTPS presenting it act
     /// as the subsystem, and there is no secret.
     Create {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// The consumer subsystem.
         #[arg(long)]
         client: SubsystemId,
@@ -420,21 +351,18 @@ pub enum CredentialsCommand {
     /// List credentials (never their secrets).
     List {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// Only this consumer subsystem.
         #[arg(long)]
         client: Option<SubsystemId>,
         #[command(flatten)]
-        #[allow(missing_docs)]
-        out: Json,
+        out: JsonArg,
     },
     /// Rotate the secret: prints the new one; tokens issued before stop
     /// working at once.
     Rotate {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// The client id.
         #[arg(long)]
         client_id: String,
@@ -442,8 +370,7 @@ pub enum CredentialsCommand {
     /// Replace the allowed source address ranges (none: any address).
     Ranges {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// The client id.
         #[arg(long)]
         client_id: String,
@@ -454,255 +381,52 @@ pub enum CredentialsCommand {
     /// Revoke the credentials: tokens stop working at once.
     Revoke {
         #[command(flatten)]
-        #[allow(missing_docs)]
-        cfg: ConfigFile,
+        cfg: ConfigArg,
         /// The client id.
         #[arg(long)]
         client_id: String,
     },
 }
 
-/// New credentials: the stored application and the secret to show once.
-#[derive(Debug, Clone)]
-pub struct IssuedCredentials {
-    /// The stored application.
-    pub app: GatewayApp,
-    /// The client secret, never stored.
-    pub client_secret: String,
-}
-
-async fn hashed(secret: &str) -> Result<String, TokenError> {
-    let s = secret.to_string();
-    tokio::task::spawn_blocking(move || token::hash_secret(&s))
-        .await
-        .unwrap_or(Err(TokenError::Invalid("the hashing task failed")))
-}
-
-/// Creates credentials for `client`: a fresh client id and secret, the
-/// secret stored only as a salted hash.
-///
-/// # Errors
-/// Store errors (e.g. no such subsystem) and random-generator failures.
-pub async fn create_credentials(
-    store: &dyn GatewayStore,
-    client: &SubsystemId,
-    allowed: &[IpNet],
-    actor: &Actor,
-) -> Result<IssuedCredentials, CliError> {
-    let client_id = token::generate_client_id()?;
-    let secret = token::generate_secret()?;
-    let hash = hashed(&secret).await?;
-    let app = store
-        .create_gateway_app(&client_id, client, &hash, allowed, actor)
-        .await?;
-    Ok(IssuedCredentials {
-        app,
-        client_secret: secret,
-    })
-}
-
-/// Largest client certificate file accepted, in bytes.
-pub const MAX_CERT_PEM_BYTES: usize = 64 * 1024;
-
-/// Registers the client certificate in `pem` (its CA certificates may
-/// follow it) as credentials of `client`. The certificate must be valid
-/// now, fit for TLS client authentication, when `anchors` are given (the
-/// gateway's client CAs) chain to one of them, and name an NDXP identity
-/// of `client`'s own member (a node authentication certificate of one of
-/// its nodes, or its signing certificate: see `ndxp_sign::cert`), so that
-/// no member registers, or blocks by registering first, another member's
-/// certificate; revocation is checked when it is used.
-///
-/// # Errors
-/// [`CliError::Invalid`] for a certificate that cannot be used;
-/// [`CliError::NotOwner`] for another member's certificate; store errors
-/// (no such subsystem, certificate already registered).
-pub async fn register_certificate(
-    store: &dyn GatewayStore,
-    client: &SubsystemId,
-    pem: &[u8],
-    allowed: &[IpNet],
-    anchors: Option<&[ndxp_sign::openssl::x509::X509]>,
-    actor: &Actor,
-) -> Result<GatewayApp, CliError> {
-    use ndxp_sign::cert;
-    use ndxp_sign::chain::{verify_chain, NoRevocationCheck, Purpose};
-    if pem.len() > MAX_CERT_PEM_BYTES {
-        return Err(CliError::Invalid(format!(
-            "the certificate is larger than {MAX_CERT_PEM_BYTES} bytes"
-        )));
+/// Runs one `gateway` command against the registry of its configuration
+/// and prints what it answers.
+pub(crate) fn run(command: GatewayCommand) -> Result<()> {
+    let config = load_config(command.config())?;
+    let out = runtime()?.block_on(async {
+        let store = SqlStore::open(&config.storage.url, &StoreOptions::default()).await?;
+        let out = execute(&config, &store, &cli_actor(), command).await;
+        store.close().await;
+        out
+    })?;
+    print!("{}", out.stdout);
+    if let Some(note) = out.note {
+        eprintln!("{note}");
     }
-    let bad =
-        |why: String| CliError::Invalid(format!("the client certificate cannot be used: {why}"));
-    let chain = cert::read_pem_chain(pem).map_err(|e| bad(e.to_string()))?;
-    let Some((leaf, rest)) = chain.split_first() else {
-        return Err(bad("no -----BEGIN CERTIFICATE----- block found".into()));
-    };
-    let now = Utc::now();
-    let not_after = cert::asn1_to_utc(leaf.not_after()).map_err(|e| bad(e.to_string()))?;
-    match anchors {
-        Some(anchors) => {
-            verify_chain(
-                leaf,
-                rest,
-                anchors,
-                now,
-                Purpose::ClientAuth,
-                &NoRevocationCheck,
-            )
-            .map_err(|e| bad(e.to_string()))?;
-        }
-        None => {
-            if not_after <= now {
-                return Err(bad(format!("it expired at {}", time_text(Some(not_after)))));
-            }
-        }
-    }
-    let owner = cert::identity_of(leaf).map_err(|e| bad(e.to_string()))?;
-    if owner.member() != client.member() {
-        return Err(CliError::NotOwner(format!(
-            "the certificate belongs to {} ({}), not to {}, the member of {client}: a member \
-             may register only its own certificates as gateway credentials",
-            owner.member(),
-            owner.uri(),
-            client.member()
-        )));
-    }
-    let certificate = ClientCertificate {
-        sha256: cert::try_fingerprint_sha256(leaf).map_err(|e| bad(e.to_string()))?,
-        subject: cert::subject_text(leaf.subject_name()),
-        not_after,
-    };
-    let client_id = token::generate_client_id()?;
-    Ok(store
-        .create_gateway_cert_app(&client_id, client, &certificate, allowed, actor)
-        .await?)
+    Ok(())
 }
 
-/// Rotates the secret of `client_id`.
-///
-/// # Errors
-/// Store errors (no such or revoked credentials).
-pub async fn rotate_credentials(
-    store: &dyn GatewayStore,
-    client_id: &str,
-    actor: &Actor,
-) -> Result<IssuedCredentials, CliError> {
-    let secret = token::generate_secret()?;
-    let hash = hashed(&secret).await?;
-    let app = store.rotate_gateway_secret(client_id, &hash, actor).await?;
-    Ok(IssuedCredentials {
-        app,
-        client_secret: secret,
-    })
-}
-
-fn time_text(t: Option<DateTime<Utc>>) -> String {
-    t.map_or_else(
-        || "-".into(),
-        |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
-    )
-}
-
-/// The services as a table.
-pub fn services_table(items: &[GatewayService]) -> String {
-    let mut s = String::from("SERVICE\tSTATE\tBACKEND\tRATE/S\tQUOTA/DAY\tSIGN\n");
-    for g in items {
-        let _ = writeln!(
-            s,
-            "{}\t{}\t{}\t{}\t{}\t{}",
-            g.service,
-            g.state,
-            g.settings.backend_url,
-            g.settings.rate_per_sec,
-            g.settings.quota_per_day,
-            if g.settings.sign_requests {
-                "yes"
-            } else {
-                "no"
-            }
-        );
-    }
-    s
-}
-
-/// The subscriptions as a table.
-pub fn subscriptions_table(items: &[Subscription]) -> String {
-    let mut s = String::from("ID\tSERVICE\tCLIENT\tSTATE\n");
-    for x in items {
-        let _ = writeln!(s, "{}\t{}\t{}\t{}", x.id, x.service, x.client, x.state);
-    }
-    s
-}
-
-/// The credentials as a table.
-pub fn apps_table(items: &[GatewayApp]) -> String {
-    let mut s = String::from("CLIENT_ID\tCLIENT\tKIND\tGENERATION\tRANGES\tREVOKED\n");
-    for a in items {
-        let ranges = if a.allowed_cidrs.is_empty() {
-            "any".to_string()
-        } else {
-            a.allowed_cidrs
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let kind = a.certificate.as_ref().map_or_else(
-            || "secret".to_string(),
-            |c| {
-                format!(
-                    "certificate {} (expires {})",
-                    c.sha256,
-                    time_text(Some(c.not_after))
-                )
-            },
-        );
-        let _ = writeln!(
-            s,
-            "{}\t{}\t{}\t{}\t{}\t{}",
-            a.client_id,
-            a.client,
-            kind,
-            a.generation,
-            ranges,
-            time_text(a.revoked_at)
-        );
-    }
-    s
-}
-
-fn json_out<T: serde::Serialize>(v: &T) -> Result<CliOutput, CliError> {
-    let mut stdout =
-        serde_json::to_string_pretty(v).map_err(|e| CliError::Invalid(e.to_string()))?;
-    stdout.push('\n');
-    Ok(CliOutput { stdout, note: None })
-}
-
-fn line(s: String) -> CliOutput {
-    CliOutput {
+fn line(s: String) -> Output {
+    Output {
         stdout: s + "\n",
         note: None,
     }
 }
 
-fn list<T: serde::Serialize>(
+fn listed<T: serde::Serialize>(
     items: &[T],
     json: bool,
     table: fn(&[T]) -> String,
-) -> Result<CliOutput, CliError> {
-    if json {
-        json_out(&items)
+) -> Result<Output> {
+    let stdout = if json {
+        serde_json::to_string_pretty(&items)? + "\n"
     } else {
-        Ok(CliOutput {
-            stdout: table(items),
-            note: None,
-        })
-    }
+        table(items)
+    };
+    Ok(Output { stdout, note: None })
 }
 
-fn credentials_out(c: &IssuedCredentials, what: &str) -> CliOutput {
-    CliOutput {
+fn credentials_out(c: &IssuedCredentials, what: &str) -> Output {
+    Output {
         stdout: format!(
             "client_id={}\nclient_secret={}\n",
             c.app.client_id, c.client_secret
@@ -714,42 +438,12 @@ fn credentials_out(c: &IssuedCredentials, what: &str) -> CliOutput {
     }
 }
 
-fn check_instance(
-    config: &GatewayConfig,
-    what: &str,
-    id: &ndxp_core::MemberId,
-) -> Result<(), CliError> {
-    if id.instance() == &config.instance {
-        Ok(())
-    } else {
-        Err(CliError::Invalid(format!(
-            "{what} of {id} is not in instance {}, the `instance` of the configuration file",
-            config.instance
-        )))
-    }
-}
-
-/// Runs one command against the registry of `config`.
-///
-/// # Errors
-/// See [`CliError`].
-pub async fn run(
-    config: &GatewayConfig,
-    actor: &Actor,
-    command: GatewayCommand,
-) -> Result<CliOutput, CliError> {
-    let store = SqlStore::open(&config.storage.url, &StoreOptions::default()).await?;
-    let out = execute(config, &store, actor, command).await;
-    store.close().await;
-    out
-}
-
 async fn execute(
     config: &GatewayConfig,
     store: &SqlStore,
     actor: &Actor,
     command: GatewayCommand,
-) -> Result<CliOutput, CliError> {
+) -> Result<Output> {
     match command {
         GatewayCommand::Services(c) => services(config, store, actor, c).await,
         GatewayCommand::Subscriptions(c) => subscriptions(config, store, actor, c).await,
@@ -762,7 +456,7 @@ async fn services(
     store: &SqlStore,
     actor: &Actor,
     c: ServicesCommand,
-) -> Result<CliOutput, CliError> {
+) -> Result<Output> {
     match c {
         ServicesCommand::Register {
             id,
@@ -772,10 +466,11 @@ async fn services(
             settings,
             ..
         } => {
-            check_instance(config, "service", id.member())?;
+            check_instance(&config.instance, "service", id.member())?;
             let openapi = openapi
                 .map(|p| {
-                    std::fs::read_to_string(&p).map_err(|source| CliError::Read { path: p, source })
+                    std::fs::read_to_string(&p)
+                        .with_context(|| format!("cannot read {}", p.display()))
                 })
                 .transpose()?;
             let s = settings.update(None).apply(&GatewaySettings::new(backend));
@@ -795,7 +490,7 @@ async fn services(
         }
         ServicesCommand::List { provider, out, .. } => {
             let v = store.list_gateway_services(provider.as_ref()).await?;
-            list(&v, out.json, services_table)
+            listed(&v, out.json, services_table)
         }
         ServicesCommand::Publish { id, .. } => {
             let g = store
@@ -832,17 +527,7 @@ async fn services(
         }
         ServicesCommand::Deprecate { id, at, sunset, .. } => {
             let at = at.unwrap_or_else(Utc::now);
-            if sunset < at {
-                return Err(CliError::Invalid(
-                    "--sunset must not be before the deprecation time".into(),
-                ));
-            }
-            let update = ServiceUpdate {
-                deprecated_at: Some(Some(at)),
-                sunset_at: Some(Some(sunset)),
-                ..ServiceUpdate::default()
-            };
-            let s = store.update_service(&id, &update, actor).await?;
+            let s = service::deprecate_service(store, &id, at, sunset, actor).await?;
             Ok(line(format!(
                 "{} is deprecated since {} and retired at {}",
                 s.id,
@@ -858,12 +543,12 @@ async fn subscriptions(
     store: &SqlStore,
     actor: &Actor,
     c: SubscriptionsCommand,
-) -> Result<CliOutput, CliError> {
+) -> Result<Output> {
     let transition = async |id: Uuid, to: SubscriptionState, note: Option<String>| {
         let s = store
             .transition_subscription(id, to, note.as_deref(), actor)
             .await?;
-        Ok::<_, CliError>(line(format!(
+        Ok::<_, anyhow::Error>(line(format!(
             "subscription {} of {} to {} is {}",
             s.id, s.client, s.service, s.state
         )))
@@ -875,7 +560,7 @@ async fn subscriptions(
             note,
             ..
         } => {
-            check_instance(config, "client", client.member())?;
+            check_instance(&config.instance, "client", client.member())?;
             let s = store
                 .request_subscription(&service, &client, note.as_deref(), actor)
                 .await?;
@@ -898,7 +583,7 @@ async fn subscriptions(
                 state: state.map(Into::into),
             };
             let v = store.list_subscriptions(&filter).await?;
-            list(&v, out.json, subscriptions_table)
+            listed(&v, out.json, subscriptions_table)
         }
         SubscriptionsCommand::Approve { id, note, .. } => {
             transition(id, SubscriptionState::Approved, note).await
@@ -939,7 +624,7 @@ async fn credentials(
     store: &SqlStore,
     actor: &Actor,
     c: CredentialsCommand,
-) -> Result<CliOutput, CliError> {
+) -> Result<Output> {
     match c {
         CredentialsCommand::Create {
             client,
@@ -947,7 +632,7 @@ async fn credentials(
             cert: None,
             ..
         } => {
-            check_instance(config, "client", client.member())?;
+            check_instance(&config.instance, "client", client.member())?;
             let issued = create_credentials(store, &client, &allow, actor).await?;
             Ok(credentials_out(&issued, "created"))
         }
@@ -957,13 +642,16 @@ async fn credentials(
             cert: Some(path),
             ..
         } => {
-            check_instance(config, "client", client.member())?;
-            let pem = std::fs::read(&path).map_err(|source| CliError::Read { path, source })?;
-            let anchors = config.client_cert_anchors().map_err(CliError::Invalid)?;
+            check_instance(&config.instance, "client", client.member())?;
+            let pem =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let anchors = config
+                .client_cert_anchors()
+                .map_err(ServiceError::Invalid)?;
             let app =
                 register_certificate(store, &client, &pem, &allow, Some(&anchors), actor).await?;
             let c = app.certificate.as_ref();
-            Ok(CliOutput {
+            Ok(Output {
                 stdout: format!(
                     "client_id={}\ncertificate_sha256={}\n",
                     app.client_id,
@@ -980,7 +668,7 @@ async fn credentials(
         }
         CredentialsCommand::List { client, out, .. } => {
             let v = store.list_gateway_apps(client.as_ref()).await?;
-            list(&v, out.json, apps_table)
+            listed(&v, out.json, apps_table)
         }
         CredentialsCommand::Rotate { client_id, .. } => {
             let issued = rotate_credentials(store, &client_id, actor).await?;
@@ -1014,4 +702,72 @@ async fn credentials(
             )))
         }
     }
+}
+
+/// The services as a table.
+fn services_table(items: &[GatewayService]) -> String {
+    let mut s = String::from("SERVICE\tSTATE\tBACKEND\tRATE/S\tQUOTA/DAY\tSIGN\n");
+    for g in items {
+        let _ = writeln!(
+            s,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            g.service,
+            g.state,
+            g.settings.backend_url,
+            g.settings.rate_per_sec,
+            g.settings.quota_per_day,
+            if g.settings.sign_requests {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
+    s
+}
+
+/// The subscriptions as a table.
+fn subscriptions_table(items: &[Subscription]) -> String {
+    let mut s = String::from("ID\tSERVICE\tCLIENT\tSTATE\n");
+    for x in items {
+        let _ = writeln!(s, "{}\t{}\t{}\t{}", x.id, x.service, x.client, x.state);
+    }
+    s
+}
+
+/// The credentials as a table.
+fn apps_table(items: &[GatewayApp]) -> String {
+    let mut s = String::from("CLIENT_ID\tCLIENT\tKIND\tGENERATION\tRANGES\tREVOKED\n");
+    for a in items {
+        let ranges = if a.allowed_cidrs.is_empty() {
+            "any".to_string()
+        } else {
+            a.allowed_cidrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let kind = a.certificate.as_ref().map_or_else(
+            || "secret".to_string(),
+            |c| {
+                format!(
+                    "certificate {} (expires {})",
+                    c.sha256,
+                    time_text(Some(c.not_after))
+                )
+            },
+        );
+        let _ = writeln!(
+            s,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            a.client_id,
+            a.client,
+            kind,
+            a.generation,
+            ranges,
+            time_text(a.revoked_at)
+        );
+    }
+    s
 }

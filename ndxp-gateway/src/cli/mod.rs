@@ -1,0 +1,150 @@
+//! The binary's commands: argument types (`clap`) and what each command
+//! prints. The work is done by the library's role modules.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ndxp_gateway::config::GatewayConfig;
+use ndxp_gateway::management::registry::{Admin, AdminError};
+use ndxp_registry::model::Actor;
+
+pub(crate) mod gateway;
+pub(crate) mod monitoring;
+pub(crate) mod pki;
+pub(crate) mod registry;
+
+// `--config FILE` (no doc comment: clap would take it as help text).
+#[derive(Args)]
+pub(crate) struct ConfigArg {
+    /// The gateway configuration file (see docs/config.md).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: PathBuf,
+}
+
+// `--json`.
+#[derive(Args)]
+pub(crate) struct JsonArg {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// A bad argument (exit status 64) that no library check caught.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(String);
+
+/// An argument error (exit status 64) with `msg` as the message.
+pub(crate) fn usage(msg: &str) -> anyhow::Error {
+    UsageError(msg.to_string()).into()
+}
+
+/// The person at the keyboard, for the audit trail.
+pub(crate) fn cli_actor() -> Actor {
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "operator".to_string());
+    Actor::cli(&user)
+}
+
+/// Loads the configuration file, warning when others can read it (it
+/// holds no secret itself: keys, passphrases and tokens live in files that
+/// are refused when open, but a PostgreSQL URL may carry a password).
+pub(crate) fn load_config(cfg: &ConfigArg) -> Result<GatewayConfig> {
+    let path = &cfg.config;
+    let config = GatewayConfig::load(path)?;
+    if let Err(e) = ndxp_sign::files::check_mode(path, ndxp_sign::files::Readers::OwnerAndGroup) {
+        tracing::warn!("the configuration file is readable by every user of this host: {e}");
+    }
+    Ok(config)
+}
+
+/// Loads the configuration, opens its registry and runs `f` on it.
+pub(crate) fn with_admin<T>(
+    cfg: &ConfigArg,
+    f: impl AsyncFnOnce(&Admin) -> Result<T, AdminError>,
+) -> Result<T> {
+    let config = load_config(cfg)?;
+    runtime()?.block_on(async {
+        let admin = Admin::open(&config, cli_actor()).await?;
+        Ok(f(&admin).await?)
+    })
+}
+
+/// A runtime on this thread for one command.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Prints `items` as pretty JSON, or as `table` renders them.
+pub(crate) fn print_list<T: serde::Serialize>(
+    items: &[T],
+    json: bool,
+    table: fn(&[T]) -> String,
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(items)?);
+    } else {
+        print!("{}", table(items));
+    }
+    Ok(())
+}
+
+/// `ndxp-gateway serve`: runs until Ctrl-C or SIGTERM.
+pub(crate) fn serve(cfg: ConfigArg) -> Result<()> {
+    let config = load_config(&cfg)?;
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async move {
+        tracing::info!(
+            management = %config.management.listen,
+            admin = %config.admin.listen,
+            storage = %ndxp_core::dburl::redact(&config.storage.url),
+            "starting the management role"
+        );
+        ndxp_gateway::management::server::run(config, shutdown_signal()).await?;
+        tracing::info!("stopped");
+        anyhow::Ok(())
+    })
+}
+
+/// `ndxp-gateway backup`.
+pub(crate) fn backup(cfg: &ConfigArg, out: &Path) -> Result<()> {
+    let config = load_config(cfg)?;
+    let items = config.backup_items(&cfg.config);
+    let tool = concat!("ndxp-gateway ", env!("CARGO_PKG_VERSION"));
+    let manifest = runtime()?.block_on(ndxp_audit::backup::run(&items, out, tool))?;
+    print!("{}", manifest.summary(out));
+    Ok(())
+}
+
+/// The bytes of `path`.
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
