@@ -44,95 +44,53 @@ pub struct GatewayConfig {
 
 /// `[monitoring]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct MonitoringConfig {
     /// How often nodes are expected to report their status, in seconds.
-    #[serde(default = "default_status_interval")]
     pub status_interval_secs: u64,
     /// A node whose last report is older than this many intervals is
     /// `stale`.
-    #[serde(default = "default_stale_intervals")]
     pub stale_after_intervals: u32,
     /// A node whose last report is older than this many intervals (or that
     /// never reported) is `down`.
-    #[serde(default = "default_down_intervals")]
     pub down_after_intervals: u32,
     /// A certificate expiring within this many days makes its node
     /// `degraded`.
-    #[serde(default = "default_cert_warning_days")]
     pub cert_warning_days: u32,
     /// Message log lag above this makes the node `degraded`, in seconds.
-    #[serde(default = "default_max_log_lag")]
     pub max_log_lag_secs: f64,
     /// Timestamp lag above this makes the node `degraded`, in seconds.
-    #[serde(default = "default_max_timestamp_lag")]
     pub max_timestamp_lag_secs: f64,
     /// A backend slower than this makes its service `degraded`, in ms.
-    #[serde(default = "default_max_backend_latency")]
     pub max_backend_latency_ms: u64,
     /// A global configuration older than this makes the node `degraded`,
     /// in seconds.
-    #[serde(default = "default_max_conf_age")]
     pub max_globalconf_age_secs: u64,
     /// Reconciliation period: `day` or `hour` (whole UTC days or hours);
     /// `minute` for demonstrations and tests.
-    #[serde(default = "default_period")]
     pub period: ndxp_audit::reconcile::PeriodLength,
     /// Seconds after a period ends before its summaries are accepted and
     /// nodes upload them (late records settle).
-    #[serde(default = "default_grace")]
     pub grace_secs: u64,
     /// The central gateway's own message log (database URL), which takes
     /// part in reconciliation as the consumer-facing side of the calls it
     /// relayed. Absent: the gateway side is left out.
-    #[serde(default)]
     pub gateway_log_url: Option<String>,
-}
-
-fn default_status_interval() -> u64 {
-    60
-}
-fn default_stale_intervals() -> u32 {
-    3
-}
-fn default_down_intervals() -> u32 {
-    10
-}
-fn default_cert_warning_days() -> u32 {
-    30
-}
-fn default_max_log_lag() -> f64 {
-    5.0
-}
-fn default_max_timestamp_lag() -> f64 {
-    600.0
-}
-fn default_max_backend_latency() -> u64 {
-    2000
-}
-fn default_max_conf_age() -> u64 {
-    86_400
-}
-fn default_period() -> ndxp_audit::reconcile::PeriodLength {
-    ndxp_audit::reconcile::PeriodLength::Day
-}
-fn default_grace() -> u64 {
-    300
 }
 
 impl Default for MonitoringConfig {
     fn default() -> Self {
         Self {
-            status_interval_secs: default_status_interval(),
-            stale_after_intervals: default_stale_intervals(),
-            down_after_intervals: default_down_intervals(),
-            cert_warning_days: default_cert_warning_days(),
-            max_log_lag_secs: default_max_log_lag(),
-            max_timestamp_lag_secs: default_max_timestamp_lag(),
-            max_backend_latency_ms: default_max_backend_latency(),
-            max_globalconf_age_secs: default_max_conf_age(),
-            period: default_period(),
-            grace_secs: default_grace(),
+            status_interval_secs: 60,
+            stale_after_intervals: 3,
+            down_after_intervals: 10,
+            cert_warning_days: 30,
+            max_log_lag_secs: 5.0,
+            max_timestamp_lag_secs: 600.0,
+            max_backend_latency_ms: 2000,
+            max_globalconf_age_secs: 86_400,
+            period: ndxp_audit::reconcile::PeriodLength::Day,
+            grace_secs: 300,
             gateway_log_url: None,
         }
     }
@@ -142,70 +100,55 @@ impl Default for MonitoringConfig {
 /// `serve` runs it beside (or, with `[management] enabled = false`,
 /// instead of) the management role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct GatewayRoleConfig {
     /// Address consumers call: `{listen}/{service id}/{path}` and
     /// `/oauth2/token`. Loopback only with plain HTTP; any address with
     /// `tls_cert` and `tls_key` (HTTPS).
-    #[serde(default = "default_gateway_listen")]
     pub listen: SocketAddr,
     /// The gateway's HTTPS certificate (PEM; intermediates may follow it).
     /// Set with `tls_key` to serve HTTPS (TLS 1.2 or 1.3) instead of plain
     /// HTTP; consumers may then also present a client certificate.
-    #[serde(default)]
     pub tls_cert: Option<PathBuf>,
     /// The private key of `tls_cert` (PEM, unencrypted).
-    #[serde(default)]
     pub tls_key: Option<PathBuf>,
     /// CA certificates (PEM) that client certificates must chain to; default
     /// the platform's CAs (`[[globalconf.cas]]`). Their OCSP answers are
     /// fetched from the responder a certificate names, or the
     /// `ocsp_urls` of `[[globalconf.cas]]`.
-    #[serde(default)]
     pub client_ca: Option<PathBuf>,
     /// Largest request or response body, in bytes; larger ones get 413.
-    #[serde(default = "default_gateway_max_body")]
     pub max_body_bytes: usize,
     /// Lifetime of issued access tokens, in seconds.
-    #[serde(default = "default_token_lifetime")]
     pub token_lifetime_secs: u64,
     /// The `iss` (and `aud`) of issued tokens; default
     /// `urn:ndxp:gateway:{instance}`.
-    #[serde(default)]
     pub issuer: Option<String>,
     /// The message log database: `sqlite://PATH` (relative to the
     /// configuration file) or `postgres://...`.
-    #[serde(default = "default_gateway_log_url")]
     pub log_url: String,
     /// Keep request and response bodies in the message log.
-    #[serde(default)]
     pub log_bodies: bool,
     /// How often the gateway checks the registry version for changes made
     /// by other processes (command lines, other management processes), in
     /// milliseconds. Changes through this process's management API apply
     /// before its response.
-    #[serde(default = "default_registry_poll_ms")]
     pub registry_poll_ms: u64,
     /// Most idle keep-alive connections kept per backend host.
-    #[serde(default = "default_pool_idle")]
     pub pool_max_idle_per_host: usize,
     /// Costly client secret checks (PBKDF2 hashes stored by earlier
     /// versions) the token endpoint admits at once, running or waiting;
     /// past it such a token request is refused at once with `429` and
     /// `Retry-After`.
-    #[serde(default = "default_token_check_queue")]
     pub token_check_queue: usize,
     /// Failed token requests of one client id from one address before
     /// that client id is refused at that address for a growing time (an
     /// address is refused for every client id after four times as many).
-    #[serde(default = "default_token_failures_before_backoff")]
     pub token_failures_before_backoff: u32,
     /// Longest backoff after failed token requests, in seconds.
-    #[serde(default = "default_token_backoff_max_secs")]
     pub token_backoff_max_secs: u64,
     /// Headers a service lets through besides the edge's allowlists
     /// (`[[gateway.forward_headers]]`, one table per service).
-    #[serde(default)]
     pub forward_headers: Vec<ForwardHeadersConfig>,
 }
 
@@ -223,59 +166,23 @@ pub struct ForwardHeadersConfig {
     pub response: Vec<String>,
 }
 
-fn default_token_check_queue() -> usize {
-    16
-}
-
-fn default_token_failures_before_backoff() -> u32 {
-    5
-}
-
-fn default_token_backoff_max_secs() -> u64 {
-    60
-}
-
-fn default_gateway_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8300))
-}
-
-fn default_gateway_max_body() -> usize {
-    10 * 1024 * 1024
-}
-
-fn default_token_lifetime() -> u64 {
-    300
-}
-
-fn default_gateway_log_url() -> String {
-    "sqlite://gateway-log.db".to_string()
-}
-
-fn default_registry_poll_ms() -> u64 {
-    1000
-}
-
-fn default_pool_idle() -> usize {
-    256
-}
-
 impl Default for GatewayRoleConfig {
     fn default() -> Self {
         Self {
-            listen: default_gateway_listen(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8300)),
             tls_cert: None,
             tls_key: None,
             client_ca: None,
-            max_body_bytes: default_gateway_max_body(),
-            token_lifetime_secs: default_token_lifetime(),
+            max_body_bytes: 10 * 1024 * 1024,
+            token_lifetime_secs: 300,
             issuer: None,
-            log_url: default_gateway_log_url(),
+            log_url: "sqlite://gateway-log.db".to_string(),
             log_bodies: false,
-            registry_poll_ms: default_registry_poll_ms(),
-            pool_max_idle_per_host: default_pool_idle(),
-            token_check_queue: default_token_check_queue(),
-            token_failures_before_backoff: default_token_failures_before_backoff(),
-            token_backoff_max_secs: default_token_backoff_max_secs(),
+            registry_poll_ms: 1000,
+            pool_max_idle_per_host: 256,
+            token_check_queue: 16,
+            token_failures_before_backoff: 5,
+            token_backoff_max_secs: 60,
             forward_headers: Vec::new(),
         }
     }
@@ -283,70 +190,45 @@ impl Default for GatewayRoleConfig {
 
 /// `[storage]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// Database URL: `sqlite://PATH` (embedded default; the file is created
     /// if missing, PATH relative to the configuration file) or
     /// `postgres://user@host:port/db` (several gateway processes may share
     /// it).
-    #[serde(default = "default_storage_url")]
     pub url: String,
-}
-
-fn default_storage_url() -> String {
-    "sqlite://registry.db".to_string()
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
-            url: default_storage_url(),
+            url: "sqlite://registry.db".to_string(),
         }
     }
 }
 
 /// `[management]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ManagementConfig {
     /// Address of the management API, IPv4 or IPv6 (`[::1]:8100`).
-    #[serde(default = "default_management_listen")]
     pub listen: SocketAddr,
     /// The base URL nodes use to reach this API; written into anchor files
     /// (the global configuration is at `{public_url}/globalconf`).
-    #[serde(default = "default_public_url")]
     pub public_url: String,
     /// Largest request body accepted, in bytes; larger ones get 413.
-    #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
     /// Run the management role. `false` runs only the other roles (e.g.
     /// a gateway-only process sharing a PostgreSQL registry).
-    #[serde(default = "default_true")]
     pub enabled: bool,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_management_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8100))
-}
-
-fn default_public_url() -> String {
-    "http://127.0.0.1:8100".to_string()
-}
-
-fn default_max_body() -> usize {
-    1024 * 1024
 }
 
 impl Default for ManagementConfig {
     fn default() -> Self {
         Self {
-            listen: default_management_listen(),
-            public_url: default_public_url(),
-            max_body_bytes: default_max_body(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8100)),
+            public_url: "http://127.0.0.1:8100".to_string(),
+            max_body_bytes: 1024 * 1024,
             enabled: true,
         }
     }
@@ -354,21 +236,16 @@ impl Default for ManagementConfig {
 
 /// `[admin]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address of `/healthz`, `/readyz` and `/metrics` (Prometheus text).
-    #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
-}
-
-fn default_admin_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8101))
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
-            listen: default_admin_listen(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8101)),
         }
     }
 }
