@@ -36,7 +36,7 @@ struct Output {
 }
 
 /// `ndxp-gateway gateway ...`
-#[derive(Debug, Clone, Subcommand)]
+#[derive(Subcommand)]
 pub(crate) enum GatewayCommand {
     /// Services offered through the central gateway.
     #[command(subcommand)]
@@ -82,7 +82,7 @@ impl GatewayCommand {
 }
 
 /// Settings shared by `register` and `update`.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Args)]
 pub(crate) struct SettingsArgs {
     /// Backend timeout in milliseconds (default 30000 on register).
     #[arg(long)]
@@ -138,7 +138,7 @@ impl SettingsArgs {
 }
 
 /// `gateway services ...`
-#[derive(Debug, Clone, Subcommand)]
+#[derive(Subcommand)]
 pub(crate) enum ServicesCommand {
     /// Register a service version on the gateway (adds it to the catalogue
     /// when it is not there yet). It answers once published.
@@ -217,7 +217,7 @@ pub(crate) enum ServicesCommand {
 }
 
 /// Subscription states for `list --state`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum StateArg {
     /// Waiting for a decision.
     Requested,
@@ -241,7 +241,7 @@ impl From<StateArg> for SubscriptionState {
 }
 
 /// `gateway subscriptions ...`
-#[derive(Debug, Clone, Subcommand)]
+#[derive(Subcommand)]
 pub(crate) enum SubscriptionsCommand {
     /// Request a subscription for a client subsystem.
     Request {
@@ -327,7 +327,7 @@ pub(crate) enum SubscriptionsCommand {
 }
 
 /// `gateway credentials ...`
-#[derive(Debug, Clone, Subcommand)]
+#[derive(Subcommand)]
 pub(crate) enum CredentialsCommand {
     /// Create client credentials for a consumer subsystem; prints the
     /// client id and secret (shown only this once). With --cert, registers

@@ -3,7 +3,7 @@
 //! ([`ndxp_gateway::pki`]).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
