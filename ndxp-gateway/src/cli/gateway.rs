@@ -52,32 +52,34 @@ pub(crate) enum GatewayCommand {
 impl GatewayCommand {
     /// The configuration file the command names.
     fn config(&self) -> &ConfigArg {
-        let c = match self {
-            Self::Services(c) => match c {
-                ServicesCommand::Register { cfg, .. }
-                | ServicesCommand::List { cfg, .. }
-                | ServicesCommand::Publish { cfg, .. }
-                | ServicesCommand::Withdraw { cfg, .. }
-                | ServicesCommand::Update { cfg, .. }
-                | ServicesCommand::Deprecate { cfg, .. } => cfg,
-            },
-            Self::Subscriptions(c) => match c {
-                SubscriptionsCommand::Request { cfg, .. }
-                | SubscriptionsCommand::List { cfg, .. }
-                | SubscriptionsCommand::Approve { cfg, .. }
-                | SubscriptionsCommand::Reject { cfg, .. }
-                | SubscriptionsCommand::Cancel { cfg, .. }
-                | SubscriptionsCommand::Limits { cfg, .. } => cfg,
-            },
-            Self::Credentials(c) => match c {
-                CredentialsCommand::Create { cfg, .. }
-                | CredentialsCommand::List { cfg, .. }
-                | CredentialsCommand::Rotate { cfg, .. }
-                | CredentialsCommand::Ranges { cfg, .. }
-                | CredentialsCommand::Revoke { cfg, .. } => cfg,
-            },
-        };
-        c
+        use CredentialsCommand as C;
+        use ServicesCommand as S;
+        use SubscriptionsCommand as B;
+        match self {
+            Self::Services(
+                S::Register { cfg, .. }
+                | S::List { cfg, .. }
+                | S::Publish { cfg, .. }
+                | S::Withdraw { cfg, .. }
+                | S::Update { cfg, .. }
+                | S::Deprecate { cfg, .. },
+            )
+            | Self::Subscriptions(
+                B::Request { cfg, .. }
+                | B::List { cfg, .. }
+                | B::Approve { cfg, .. }
+                | B::Reject { cfg, .. }
+                | B::Cancel { cfg, .. }
+                | B::Limits { cfg, .. },
+            )
+            | Self::Credentials(
+                C::Create { cfg, .. }
+                | C::List { cfg, .. }
+                | C::Rotate { cfg, .. }
+                | C::Ranges { cfg, .. }
+                | C::Revoke { cfg, .. },
+            ) => cfg,
+        }
     }
 }
 
