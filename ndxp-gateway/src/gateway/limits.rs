@@ -127,15 +127,19 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// A fresh limiter, a subscription id and its limit.
+    fn limited(rate_per_sec: u64, burst: u64, quota_per_day: u64) -> (Limiter, Uuid, Limit) {
+        let limit = Limit {
+            rate_per_sec,
+            burst,
+            quota_per_day,
+        };
+        (Limiter::new(), Uuid::now_v7(), limit)
+    }
+
     #[test]
     fn the_bucket_allows_a_burst_then_the_rate() {
-        let l = Limiter::new();
-        let id = Uuid::now_v7();
-        let limit = Limit {
-            rate_per_sec: 2,
-            burst: 3,
-            quota_per_day: 0,
-        };
+        let (l, id, limit) = limited(2, 3, 0);
         let t = 1_000_000.0;
         for _ in 0..3 {
             l.check(id, limit, t).unwrap();
@@ -149,13 +153,7 @@ mod tests {
 
     #[test]
     fn the_quota_resets_at_utc_midnight() {
-        let l = Limiter::new();
-        let id = Uuid::now_v7();
-        let limit = Limit {
-            rate_per_sec: 0,
-            burst: 0,
-            quota_per_day: 2,
-        };
+        let (l, id, limit) = limited(0, 0, 2);
         let midnight = 20_000.0 * 86_400.0;
         let t = midnight - 100.0;
         l.check(id, limit, t).unwrap();
@@ -169,12 +167,7 @@ mod tests {
 
     #[test]
     fn unlimited_subscriptions_are_not_tracked() {
-        let l = Limiter::new();
-        let limit = Limit {
-            rate_per_sec: 0,
-            burst: 0,
-            quota_per_day: 0,
-        };
+        let (l, _, limit) = limited(0, 0, 0);
         for _ in 0..1000 {
             l.check(Uuid::now_v7(), limit, 1.0).unwrap();
         }

@@ -187,6 +187,11 @@ impl Admin {
         Ok(())
     }
 
+    /// Refuses a `--member` filter of another instance.
+    fn check_filter(&self, member: Option<&MemberId>) -> Result<()> {
+        member.map_or(Ok(()), |m| self.check_member("member", m, m))
+    }
+
     // ---------------------------------------------------------- members
 
     /// Adds a member of the configured instance.
@@ -219,9 +224,7 @@ impl Admin {
 
     /// Subsystems of one member or all, sorted by id.
     pub async fn list_subsystems(&self, member: Option<&MemberId>) -> Result<Vec<Subsystem>> {
-        if let Some(m) = member {
-            self.check_member("member", m, m)?;
-        }
+        self.check_filter(member)?;
         Ok(self.store.list_subsystems(member).await?)
     }
 
@@ -235,9 +238,7 @@ impl Admin {
 
     /// Nodes of one member or all, sorted by member and name.
     pub async fn list_nodes(&self, member: Option<&MemberId>) -> Result<Vec<Node>> {
-        if let Some(m) = member {
-            self.check_member("member", m, m)?;
-        }
+        self.check_filter(member)?;
         Ok(self.store.list_nodes(member).await?)
     }
 

@@ -20,16 +20,9 @@ use ndxp_sign::openssl::x509::X509;
 
 /// Checks that signers of uploads are not revoked; see the module
 /// documentation.
+#[derive(Debug)]
 pub struct SignerRevocation {
     hub: OcspHub,
-}
-
-impl std::fmt::Debug for SignerRevocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignerRevocation")
-            .field("hub", &self.hub)
-            .finish()
-    }
 }
 
 impl SignerRevocation {

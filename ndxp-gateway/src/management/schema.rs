@@ -63,24 +63,6 @@ pub struct NodeCertificateSchema {
     added_at: DateTime<Utc>,
 }
 
-/// A service version of a provider subsystem.
-#[derive(ToSchema)]
-#[schema(as = Service)]
-pub struct ServiceSchema {
-    /// `instance/class/code/subsystem/service/version`.
-    id: String,
-    /// What it does.
-    description: String,
-    /// The OpenAPI document, when one is registered.
-    openapi: Option<serde_json::Value>,
-    /// When it is (or will be) deprecated.
-    deprecated_at: Option<DateTime<Utc>>,
-    /// When it stops answering.
-    sunset_at: Option<DateTime<Utc>>,
-    /// When it was added.
-    created_at: DateTime<Utc>,
-}
-
 /// A group of subsystems.
 #[derive(ToSchema)]
 #[schema(as = Group)]

@@ -77,24 +77,14 @@ mod tests {
 
     #[test]
     fn periods_parse_as_days_and_hours() {
-        let d = parse_period("2026-11-28").unwrap();
-        assert_eq!(
-            d.start(),
-            Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap()
-        );
-        assert_eq!(
-            d.end(),
-            Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap()
-        );
-        let h = parse_period("2026-11-28T10").unwrap();
-        assert_eq!(
-            h.start(),
-            Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap()
-        );
-        assert_eq!(
-            h.end(),
-            Utc.with_ymd_and_hms(2026, 11, 28, 11, 0, 0).unwrap()
-        );
+        let at = |d, h| Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap();
+        for (arg, start, end) in [
+            ("2026-11-28", at(28, 0), at(29, 0)),
+            ("2026-11-28T10", at(28, 10), at(28, 11)),
+        ] {
+            let p = parse_period(arg).unwrap();
+            assert_eq!((p.start(), p.end()), (start, end), "{arg}");
+        }
         for bad in [
             "",
             "2026-11",

@@ -16,18 +16,27 @@ use crate::management::error::ApiError;
 use crate::management::extract::{
     ApiJson, ApiPath, ApiQuery, ServiceGroupGranteePath, ServicePath, ServiceSubsystemGranteePath,
 };
-use crate::management::schema::{AccessRightSchema, ProblemSchema, ServiceSchema};
+use crate::management::schema::{AccessRightSchema, ProblemSchema};
 use crate::management::AppState;
 
-/// A service as the API shows it: the stored OpenAPI text is parsed back
-/// into JSON.
-#[derive(Debug, Serialize)]
+// A service as the API shows it: the stored OpenAPI text is parsed back
+// into JSON. The doc comment below is its schema's description.
+/// A service version of a provider subsystem.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Service)]
 pub struct ServiceView {
+    /// `instance/class/code/subsystem/service/version`.
+    #[schema(value_type = String)]
     id: ServiceId,
+    /// What it does.
     description: String,
+    /// The OpenAPI document, when one is registered.
     openapi: Option<serde_json::Value>,
+    /// When it is (or will be) deprecated.
     deprecated_at: Option<DateTime<Utc>>,
+    /// When it stops answering.
     sunset_at: Option<DateTime<Utc>>,
+    /// When it was added.
     created_at: DateTime<Utc>,
 }
 
@@ -141,7 +150,7 @@ fn openapi_text(v: &serde_json::Value) -> Result<String, ApiError> {
 /// is published in the global configuration).
 #[utoipa::path(get, path = "/api/v1/services", tag = "services", security(("bearer" = [])),
     params(ServiceQuery),
-    responses((status = 200, description = "Services, sorted by id", body = Vec<ServiceSchema>),
+    responses((status = 200, description = "Services, sorted by id", body = Vec<ServiceView>),
                (status = 400, description = "Bad query", body = ProblemSchema)))]
 pub async fn list_services(
     State(st): State<AppState>,
@@ -155,7 +164,7 @@ pub async fn list_services(
 /// Adds a service (an operator, or the member of the provider subsystem).
 #[utoipa::path(post, path = "/api/v1/services", tag = "services", security(("bearer" = [])),
     request_body = NewService,
-    responses((status = 201, description = "Added", body = ServiceSchema),
+    responses((status = 201, description = "Added", body = ServiceView),
                (status = 400, description = "Malformed body, or no such provider subsystem", body = ProblemSchema),
                (status = 403, description = "Another member's subsystem", body = ProblemSchema),
                (status = 409, description = "The service exists", body = ProblemSchema)))]
@@ -182,7 +191,7 @@ pub async fn add_service(
 #[utoipa::path(get,
     path = "/api/v1/services/{instance}/{class}/{code}/{subsystem}/{service}/{version}",
     tag = "services", security(("bearer" = [])), params(ServicePath),
-    responses((status = 200, description = "The service", body = ServiceSchema),
+    responses((status = 200, description = "The service", body = ServiceView),
                (status = 404, description = "No such service", body = ProblemSchema)))]
 pub async fn get_service(
     State(st): State<AppState>,
@@ -196,7 +205,7 @@ pub async fn get_service(
 #[utoipa::path(patch,
     path = "/api/v1/services/{instance}/{class}/{code}/{subsystem}/{service}/{version}",
     tag = "services", security(("bearer" = [])), params(ServicePath), request_body = ServicePatch,
-    responses((status = 200, description = "The service as changed", body = ServiceSchema),
+    responses((status = 200, description = "The service as changed", body = ServiceView),
                (status = 400, description = "Malformed body; sunset before deprecation", body = ProblemSchema),
                (status = 403, description = "Another member's service", body = ProblemSchema),
                (status = 404, description = "No such service", body = ProblemSchema)))]
