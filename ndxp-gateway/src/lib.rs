@@ -11,7 +11,8 @@
 //! | module | what |
 //! |---|---|
 //! | [`config`] | the one TOML configuration file (`docs/config.md`), shared by every role |
-//! | [`management`] | the management role: [`management::server::run`] (`serve`, with its admin port), the REST API (`/api/v1`, `/openapi.json`), the global configuration [`management::publisher`], [`management::metrics`], and the registry administration service [`management::registry`] (`members`, `subsystems`, `nodes`, `requests`, `tokens`, `conf anchor`) |
+//! | [`server`] | `run(config, shutdown)`: `ndxp-gateway serve`, every role of the configuration in one process, with the admin port (`/healthz`, `/readyz`, `/metrics`) |
+//! | [`management`] | the management role: the REST API (`/api/v1`, `/openapi.json`), the global configuration [`management::publisher`], [`management::metrics`], and the registry administration service [`management::registry`] (`members`, `subsystems`, `nodes`, `requests`, `tokens`, `conf anchor`) |
 //! | [`monitoring`] | connection states from node status reports, and reconciliation of every provider–consumer pair (`docs/monitoring.md`) |
 //! | [`gateway`] | the central gateway role: OAuth2 token endpoint, service calls, client certificates, DigiSign adapter, its message log, and the catalogue, subscription and credential service |
 //! | [`pki`] | the trust services: OCSP responder (RFC 6960) and timestamp authority (RFC 3161) over HTTP |
@@ -36,3 +37,4 @@ pub mod gateway;
 pub mod management;
 pub mod monitoring;
 pub mod pki;
+pub mod server;

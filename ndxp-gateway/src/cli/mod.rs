@@ -106,7 +106,7 @@ pub(crate) fn serve(cfg: ConfigArg) -> Result<()> {
             storage = %ndxp_core::dburl::redact(&config.storage.url),
             "starting the management role"
         );
-        ndxp_gateway::management::server::run(config, shutdown_signal()).await?;
+        ndxp_gateway::server::run(config, shutdown_signal()).await?;
         tracing::info!("stopped");
         anyhow::Ok(())
     })

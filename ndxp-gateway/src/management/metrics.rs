@@ -1,6 +1,6 @@
 //! Prometheus metrics of the management role, served as text at
 //! `/metrics` on the admin port. The registry is created in
-//! [`crate::management::server::run`] and passed down; there is no global state.
+//! [`crate::server::run`] and passed down; there is no global state.
 //!
 //! | metric | type | labels |
 //! |---|---|---|

@@ -1,4 +1,4 @@
-//! The management role: its runner ([`server`], `ndxp-gateway serve`),
+//! The management role (run by [`crate::server`], `ndxp-gateway serve`):
 //! the global configuration [`publisher`], the API's [`metrics`], the
 //! registry administration service ([`admin`]) the operator commands call,
 //! the revocation check of upload signers ([`revocation`]), and here the
@@ -92,7 +92,6 @@ pub mod publisher;
 pub mod registry;
 pub mod revocation;
 pub mod schema;
-pub mod server;
 
 use error::ApiError;
 use handlers::{

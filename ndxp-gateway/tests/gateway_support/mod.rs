@@ -52,8 +52,7 @@ pub struct Env {
     pub http: reqwest::Client,
     pub log_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task:
-        Option<tokio::task::JoinHandle<Result<(), ndxp_gateway::management::server::ServerError>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), ndxp_gateway::server::ServerError>>>,
     db: Option<TestDatabase>,
 }
 
@@ -176,10 +175,10 @@ cert = "ca.pem"
             al.local_addr().unwrap(),
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(ndxp_gateway::management::server::run_roles(
+        let task = tokio::spawn(ndxp_gateway::server::run_roles(
             config.clone(),
             store.clone(),
-            ndxp_gateway::management::server::Listeners {
+            ndxp_gateway::server::Listeners {
                 management: Some(ml),
                 admin: al,
                 gateway: Some(gl),

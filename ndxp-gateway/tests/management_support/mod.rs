@@ -42,8 +42,7 @@ pub struct Env {
     pub operator: String,
     pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task:
-        Option<tokio::task::JoinHandle<Result<(), ndxp_gateway::management::server::ServerError>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), ndxp_gateway::server::ServerError>>>,
     pub sql: Arc<SqlStore>,
     db: Option<TestDatabase>,
 }
@@ -54,7 +53,7 @@ pub struct Server {
     pub admin: SocketAddr,
     /// Fire (or drop) to stop it.
     pub stop: tokio::sync::oneshot::Sender<()>,
-    pub task: tokio::task::JoinHandle<Result<(), ndxp_gateway::management::server::ServerError>>,
+    pub task: tokio::task::JoinHandle<Result<(), ndxp_gateway::server::ServerError>>,
 }
 
 /// The shutdown signal handed to a role runner.
@@ -65,7 +64,7 @@ impl Server {
     pub async fn spawn(config: &GatewayConfig, store: Arc<dyn RegistryStore>) -> Server {
         let config = config.clone();
         Self::spawn_with(move |ml, al, stop| {
-            ndxp_gateway::management::server::run_with_listeners(config, store, ml, al, stop)
+            ndxp_gateway::server::run_with_listeners(config, store, ml, al, stop)
         })
         .await
     }
@@ -75,12 +74,12 @@ impl Server {
     pub async fn spawn_roles(config: &GatewayConfig, store: Arc<SqlStore>) -> Server {
         let config = config.clone();
         Self::spawn_with(move |ml, al, stop| {
-            let listeners = ndxp_gateway::management::server::Listeners {
+            let listeners = ndxp_gateway::server::Listeners {
                 management: Some(ml),
                 admin: al,
                 gateway: None,
             };
-            ndxp_gateway::management::server::run_roles(config, store, listeners, stop)
+            ndxp_gateway::server::run_roles(config, store, listeners, stop)
         })
         .await
     }
@@ -88,7 +87,7 @@ impl Server {
     async fn spawn_with<F, Fut>(run: F) -> Server
     where
         F: FnOnce(tokio::net::TcpListener, tokio::net::TcpListener, Shutdown) -> Fut,
-        Fut: std::future::Future<Output = Result<(), ndxp_gateway::management::server::ServerError>>
+        Fut: std::future::Future<Output = Result<(), ndxp_gateway::server::ServerError>>
             + Send
             + 'static,
     {

@@ -4,9 +4,9 @@
 //! reject, cancel) are the `/api/v1/subscriptions` routes.
 //!
 //! These routes need the gateway part of the registry, which `ndxp-gateway
-//! serve` ([`crate::management::server::run`], [`crate::management::server::run_roles`]) provides;
+//! serve` ([`crate::server::run`], [`crate::server::run_roles`]) provides;
 //! a router embedded with only a [`ndxp_registry::store::RegistryStore`]
-//! ([`crate::management::server::run_with_listeners`]) answers them with 500.
+//! ([`crate::server::run_with_listeners`]) answers them with 500.
 
 use std::sync::Arc;
 
