@@ -66,7 +66,7 @@ impl Default for StoreOptions {
 }
 
 impl SqlStore {
-    /// Opens the database at `url` (see [`super::open`]) and applies
+    /// Opens the database at `url` (see [`crate::store::open`]) and applies
     /// pending migrations.
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
         let parsed = dburl::parse(url).map_err(|e| StoreError::UnsupportedUrl(e.0))?;
