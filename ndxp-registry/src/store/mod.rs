@@ -40,7 +40,7 @@ pub mod monitoring;
 mod sql;
 
 pub use monitoring::MonitoringStore;
-pub use sql::gateway;
+pub mod gateway;
 pub use sql::{SqlStore, StoreOptions};
 
 /// Why a store operation failed.
