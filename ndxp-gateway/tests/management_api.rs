@@ -7,11 +7,9 @@
 
 mod management_support;
 
-use management_support::{backends, Env, MAX_BODY};
+use management_support::{backends, Env, G22, H29, MAX_BODY};
 use serde_json::{json, Value};
 
-const H29: &str = "VN/GOV/000.00.00.H29";
-const G22: &str = "VN/GOV/000.00.00.G22";
 const H29_PATH: &str = "/api/v1/members/VN/GOV/000.00.00.H29";
 const SVC: &str = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1";
 const SVC_PATH: &str = "/api/v1/services/VN/GOV/000.00.00.H29/CSDLDC/citizen/v1";
@@ -28,14 +26,8 @@ type Case = (
 
 /// Audit entries after `after` written by people (not the publisher).
 async fn audit_since(env: &Env, after: i64) -> Vec<Value> {
-    let (s, v) = env
-        .op(
-            "GET",
-            &format!("/api/v1/audit?after={after}&limit=1000"),
-            None,
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    let path = format!("/api/v1/audit?after={after}&limit=1000");
+    let v = env.op_expect(200, "GET", &path, None).await;
     v["entries"]
         .as_array()
         .unwrap()
@@ -48,13 +40,8 @@ async fn audit_since(env: &Env, after: i64) -> Vec<Value> {
 async fn last_audit_id(env: &Env) -> i64 {
     let mut after = 0;
     loop {
-        let (_, v) = env
-            .op(
-                "GET",
-                &format!("/api/v1/audit?after={after}&limit=1000"),
-                None,
-            )
-            .await;
+        let path = format!("/api/v1/audit?after={after}&limit=1000");
+        let (_, v) = env.op("GET", &path, None).await;
         match v["next_after"].as_i64() {
             Some(n) => after = n,
             None => {
@@ -73,34 +60,10 @@ async fn last_audit_id(env: &Env) -> i64 {
 async fn seed(env: &Env) -> (String, String) {
     let h29 = env.add_member_with_token(H29, "Bộ Công an").await;
     let g22 = env.add_member_with_token(G22, "Bộ Tư pháp").await;
-    let (s, v) = env
-        .call(
-            "POST",
-            &format!("{H29_PATH}/subsystems"),
-            Some(&h29),
-            Some(json!({"code": "CSDLDC"})),
-        )
+    env.add_subsystem(&h29, H29, "CSDLDC").await;
+    env.add_subsystem(&g22, G22, "QLHT").await;
+    env.add_service(&h29, SVC, "Citizen records", "citizen")
         .await;
-    assert_eq!(s, 201, "{v}");
-    let (s, _) = env
-        .call(
-            "POST",
-            "/api/v1/members/VN/GOV/000.00.00.G22/subsystems",
-            Some(&g22),
-            Some(json!({"code": "QLHT"})),
-        )
-        .await;
-    assert_eq!(s, 201);
-    let (s, v) = env
-        .call(
-            "POST",
-            "/api/v1/services",
-            Some(&h29),
-            Some(json!({"id": SVC, "description": "Citizen records",
-                        "openapi": {"openapi": "3.1.0", "info": {"title": "citizen", "version": "1"}, "paths": {}}})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
     (h29, g22)
 }
 
@@ -691,15 +654,7 @@ async fn registration_approval_reaches_the_global_configuration() {
         assert_eq!(v["state"], "pending");
         let id = v["id"].as_str().unwrap().to_string();
         // The same request again is a duplicate.
-        let (s, _, v) = env
-            .raw(
-                "POST",
-                "/api/v1/registrations",
-                None,
-                Some("application/jose"),
-                jws.into_bytes(),
-            )
-            .await;
+        let (s, v) = env.submit_registration(jws).await;
         assert_eq!((s, v["code"].as_str()), (409, Some("ndxp.bad_request")));
         // Signed by another member's key: refused.
         let g22_keys = env.member_keys(G22);
@@ -709,15 +664,7 @@ async fn registration_approval_reaches_the_global_configuration() {
             k.sign_chain = g22_keys.sign_chain;
             env.registration(&k, "node-x", "https://127.0.0.1:8203")
         };
-        let (s, _, v) = env
-            .raw(
-                "POST",
-                "/api/v1/registrations",
-                None,
-                Some("application/jose"),
-                forged.into_bytes(),
-            )
-            .await;
+        let (s, v) = env.submit_registration(forged).await;
         assert_eq!(
             (s, v["code"].as_str()),
             (400, Some("ndxp.signature_invalid")),
@@ -748,10 +695,7 @@ async fn registration_approval_reaches_the_global_configuration() {
             .await;
         assert_eq!((s, v.as_array().unwrap().len()), (200, 1));
 
-        let (s, v) = env
-            .op("POST", &format!("/api/v1/registrations/{id}/approve"), None)
-            .await;
-        assert_eq!(s, 200, "{v}");
+        let v = env.approve_registration(&id).await;
         assert_eq!(v["name"], "node-h29");
         let conf1 = env.globalconf().await;
         assert!(conf1.version > conf0.version);
@@ -770,15 +714,7 @@ async fn registration_approval_reaches_the_global_configuration() {
 
         // A rejected request never becomes a node.
         let jws = env.registration(&keys, "node-h29b", "https://127.0.0.1:8204");
-        let (_, _, v) = env
-            .raw(
-                "POST",
-                "/api/v1/registrations",
-                None,
-                Some("application/jose"),
-                jws.into_bytes(),
-            )
-            .await;
+        let (_, v) = env.submit_registration(jws).await;
         let id2 = v["id"].as_str().unwrap().to_string();
         let (s, v) = env
             .op(
@@ -1195,15 +1131,7 @@ async fn admin_port_health_readiness_and_metrics() {
     assert_eq!(s, 404);
     let (s, _) = env.op("GET", "/api/v1/members", None).await;
     assert_eq!(s, 200);
-    let text = env
-        .http
-        .get(env.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = env.text(env.admin_url("/metrics")).await;
     assert!(text.contains(
         r#"ndxp_management_requests_total{method="GET",route="/api/v1/members/{instance}/{class}/{code}",status="404"} 1"#
     ), "{text}");

@@ -178,78 +178,43 @@ async fn seed(env: &Env) -> (String, Ids) {
     let owner = env.add_member_with_token(OWNER, "Owner").await;
     let outsider = env.add_member_with_token(OUTSIDER, "Outsider").await;
     let client = env.add_member_with_token(CLIENT, "Client").await;
-    for (token, member, code) in [(&owner, OWNER, "SUB"), (&client, CLIENT, "CLI")] {
-        let (s, v) = env
-            .call(
-                "POST",
-                &format!("/api/v1/members/{member}/subsystems"),
-                Some(token),
-                Some(json!({"code": code})),
-            )
-            .await;
-        assert_eq!(s, 201, "{v}");
-    }
-    let (s, v) = env
-        .call(
-            "POST",
-            "/api/v1/services",
-            Some(&owner),
-            Some(json!({"id": SERVICE, "description": "Fuzzed",
-                        "openapi": {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {}}})),
-        )
+    env.add_subsystem(&owner, OWNER, "SUB").await;
+    env.add_subsystem(&client, CLIENT, "CLI").await;
+    env.add_service(&owner, SERVICE, "Fuzzed", "t").await;
+    let group = json!({"code": "grp", "description": "g"});
+    env.op_expect(201, "POST", "/api/v1/groups", Some(group))
         .await;
-    assert_eq!(s, 201, "{v}");
-    let (s, v) = env
-        .op(
-            "POST",
-            "/api/v1/groups",
-            Some(json!({"code": "grp", "description": "g"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
     // The owner's node, registered and approved.
     let keys = env.member_keys(OWNER);
     let jws = env.registration(&keys, "node-1", "https://127.0.0.1:8202");
-    let (s, _, v) = env
-        .raw(
-            "POST",
-            "/api/v1/registrations",
-            None,
-            Some("application/jose"),
-            jws.into_bytes(),
-        )
-        .await;
+    let (s, v) = env.submit_registration(jws).await;
     assert_eq!(s, 201, "{v}");
     let registration = v["id"].as_str().unwrap().to_string();
-    let (s, v) = env
-        .op(
-            "POST",
-            &format!("/api/v1/registrations/{registration}/approve"),
-            None,
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    env.approve_registration(&registration).await;
     // The client's subscription to the owner's service.
-    let (s, v) = env
-        .call(
+    let cli = format!("{CLIENT}/CLI");
+    let body = json!({"service": SERVICE, "client": cli});
+    let v = env
+        .expect(
+            201,
             "POST",
             "/api/v1/subscriptions",
             Some(&client),
-            Some(json!({"service": SERVICE, "client": format!("{CLIENT}/CLI")})),
+            Some(body),
         )
         .await;
-    assert_eq!(s, 201, "{v}");
     let subscription = v["id"].as_str().unwrap().to_string();
     // The client's gateway credentials.
-    let (s, v) = env
-        .call(
+    let body = Some(json!({ "client": cli }));
+    let v = env
+        .expect(
+            201,
             "POST",
             "/api/v1/gateway/credentials",
             Some(&client),
-            Some(json!({"client": format!("{CLIENT}/CLI")})),
+            body,
         )
         .await;
-    assert_eq!(s, 201, "{v}");
     let gateway_credential = v["client_id"].as_str().unwrap().to_string();
     (
         outsider,
@@ -264,15 +229,7 @@ async fn seed(env: &Env) -> (String, Ids) {
 #[tokio::test]
 async fn every_answer_to_bad_requests_is_declared_and_a_problem() {
     let env = Env::start_as_served(Backend::Sqlite).await;
-    let doc: Value = env
-        .http
-        .get(env.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = serde_json::from_str(&env.text(env.url("/openapi.json")).await).unwrap();
     let ops = operations(&doc);
     assert!(ops.len() >= 40, "{}", ops.len());
     let (outsider, ids) = seed(&env).await;

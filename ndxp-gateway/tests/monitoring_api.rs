@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
-use management_support::{backends, Backend, Env, MemberKeys};
+use management_support::{assert_problem, backends, curl, Backend, Env, MemberKeys};
 use ndxp_audit::log::{Exchange, LogOptions, MessageLog, Role, SignedMeta, SqlMessageLog};
 use ndxp_audit::monitor::{
     sign_envelope, Envelope, NodeStatus, ServiceStatus, STATUS_TYP, SUMMARY_TYP,
@@ -96,22 +96,8 @@ fn ok_status(expires: DateTime<Utc>, services: Vec<ServiceStatus>) -> NodeStatus
 }
 
 async fn register_node(env: &Env, keys: &MemberKeys, node: &str) {
-    let jws = env.registration(keys, node, "https://127.0.0.1:8443");
-    let (s, _, v) = env
-        .raw(
-            "POST",
-            "/api/v1/registrations",
-            None,
-            Some("application/jose"),
-            jws.into_bytes(),
-        )
+    env.register_node(keys, node, "https://127.0.0.1:8443")
         .await;
-    assert_eq!(s, 201, "{v}");
-    let id = v["id"].as_str().unwrap().to_string();
-    let (s, v) = env
-        .op("POST", &format!("/api/v1/registrations/{id}/approve"), None)
-        .await;
-    assert_eq!(s, 200, "{v}");
 }
 
 /// Runs the `ndxp-gateway` binary; returns (success, stdout, stderr).
@@ -125,22 +111,6 @@ fn cli(args: &[&str]) -> (bool, String, String) {
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
     )
-}
-
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("the curl command line is installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap(), body.to_string())
 }
 
 /// The differing transactions of the pair (provider, consumer) in a JSON
@@ -298,14 +268,8 @@ async fn planted(backend: Backend) {
 
     // Before the drill-down answers, the differing pairs are pending.
     let period_arg = day.start().format("%Y-%m-%d").to_string();
-    let (s, v) = env
-        .op(
-            "GET",
-            &format!("/api/v1/reconciliation/report?period={period_arg}"),
-            None,
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    let report = format!("/api/v1/reconciliation/report?period={period_arg}");
+    let v = env.op_expect(200, "GET", &report, None).await;
     assert_eq!(items(&v, CONSUMER).0, "pending", "{v}");
     assert_eq!(items(&v, "VN/GOV/000.00.00.B01").0, "pending", "{v}");
 
@@ -314,14 +278,8 @@ async fn planted(backend: Backend) {
     assert!(creporter.answer_drilldowns_once().await.unwrap() >= 1);
     assert_eq!(preporter.answer_drilldowns_once().await.unwrap(), 0);
 
-    let (s, v) = env
-        .op(
-            "GET",
-            &format!("/api/v1/reconciliation/report?period={period_arg}"),
-            None,
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    let report = format!("/api/v1/reconciliation/report?period={period_arg}");
+    let v = env.op_expect(200, "GET", &report, None).await;
     let (state, got) = items(&v, CONSUMER);
     assert_eq!(state, "differences", "{v}");
     let want: BTreeMap<String, String> = [
@@ -347,31 +305,17 @@ async fn planted(backend: Backend) {
 
     // Two sides in agreement reconcile clean.
     let clean_arg = clean_day.start().format("%Y-%m-%d").to_string();
-    let (s, v) = env
-        .op(
-            "GET",
-            &format!("/api/v1/reconciliation/report?period={clean_arg}"),
-            None,
-        )
-        .await;
-    assert_eq!(s, 200);
+    let report = format!("/api/v1/reconciliation/report?period={clean_arg}");
+    let v = env.op_expect(200, "GET", &report, None).await;
     let pairs = v["pairs"].as_array().unwrap();
     assert_eq!(pairs.len(), 1, "{v}");
     assert_eq!(pairs[0]["state"], "clean", "{v}");
     assert_eq!(pairs[0]["report"]["items"].as_array().unwrap().len(), 0);
 
     // The same report as CSV with the stock curl: exactly the planted ids.
-    let (code, csv) = tokio::task::spawn_blocking({
-        let (u, t) = (
-            env.url(&format!(
-                "/api/v1/reconciliation/report?period={period_arg}&format=csv"
-            )),
-            format!("Authorization: Bearer {}", env.operator),
-        );
-        move || curl(&["-H", &t, &u])
-    })
-    .await
-    .unwrap();
+    let csv_report = format!("/api/v1/reconciliation/report?period={period_arg}&format=csv");
+    let auth = format!("Authorization: Bearer {}", env.operator);
+    let (code, csv) = curl(&["-H", &auth, &env.url(&csv_report)]).await;
     assert_eq!(code, 200, "{csv}");
     let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
     assert!(lines[0].starts_with("period_start,period_end,provider_member"));
@@ -1072,15 +1016,7 @@ async fn a_revoked_signer_cannot_register_or_upload() {
         ("/api/v1/reconciliation/summaries", summary(&keys)),
     ] {
         let (s, _, v) = post(path, jws).await;
-        assert_eq!(
-            (s, v["code"].as_str()),
-            (400, Some("ndxp.signature_invalid")),
-            "{path}: {v}"
-        );
-        assert!(
-            v["detail"].as_str().unwrap().contains("revoked"),
-            "{path}: {v}"
-        );
+        assert_problem(path, (s, &v), (400, "ndxp.signature_invalid"), "revoked");
     }
     assert_eq!(
         env.store.list_registrations(None).await.unwrap().len(),

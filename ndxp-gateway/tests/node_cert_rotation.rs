@@ -11,13 +11,11 @@
 
 mod management_support;
 
-use management_support::{backends, Env};
+use management_support::{assert_problem, backends, Env, G22, H29};
 use ndxp_core::{MemberId, NodeName};
 use ndxp_test_support::pki::{init_pki, node_auth_cert, pem};
 use serde_json::{json, Value};
 
-const H29: &str = "VN/GOV/000.00.00.H29";
-const G22: &str = "VN/GOV/000.00.00.G22";
 const NODE: &str = "node-h29";
 const NODE_PATH: &str = "/api/v1/nodes/VN/GOV/000.00.00.H29/node-h29";
 const ADDRESS: &str = "https://127.0.0.1:8202";
@@ -30,29 +28,18 @@ fn fingerprints(env_conf: &ndxp_registry::globalconf::ConfDocument) -> Vec<Strin
         .clone()
 }
 
-async fn submit_signed(env: &Env, jws: String) -> (u16, Value) {
-    let (s, _, v) = env
-        .raw(
-            "POST",
-            "/api/v1/registrations",
-            None,
-            Some("application/jose"),
-            jws.into_bytes(),
-        )
-        .await;
-    (s, v)
+/// The member (by `token`) adds authentication certificate `pem` to its
+/// node.
+async fn add_certificate(env: &Env, token: &str, pem: &str) -> (u16, Value) {
+    let path = format!("{NODE_PATH}/certificates");
+    let body = json!({ "auth_cert_pem": pem });
+    env.call("POST", &path, Some(token), Some(body)).await
 }
 
-async fn approve(env: &Env, id: &Value) -> Value {
-    let (s, v) = env
-        .op(
-            "POST",
-            &format!("/api/v1/registrations/{}/approve", id.as_str().unwrap()),
-            None,
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    v
+/// The member (by `token`) removes the certificate with fingerprint `fp`.
+async fn remove_certificate(env: &Env, token: &str, fp: &str) -> (u16, Value) {
+    let path = format!("{NODE_PATH}/certificates/{fp}");
+    env.call("DELETE", &path, Some(token), None).await
 }
 
 /// An authentication certificate from the platform's CA, followed by the
@@ -76,41 +63,22 @@ async fn node_certificate_rotation_without_removing_the_node() {
 
         // Registered with certificate A.
         let keys = env.member_keys(H29);
-        let (s, v) = submit_signed(&env, env.registration(&keys, NODE, ADDRESS)).await;
+        let (s, v) = env
+            .submit_registration(env.registration(&keys, NODE, ADDRESS))
+            .await;
         assert_eq!((s, v["kind"].as_str()), (201, Some("node")), "{v}");
-        let node = approve(&env, &v["id"]).await;
+        let node = env.approve_registration(v["id"].as_str().unwrap()).await;
         let fp_a = node["auth_cert_sha256"].as_str().unwrap().to_string();
         assert_eq!(fingerprints(&env.globalconf().await), [fp_a.as_str()]);
 
         // Another member may not add a certificate to H29's node.
         let pem_b = auth_pem(&env, H29, NODE);
-        let (s, v) = env
-            .call(
-                "POST",
-                &format!("{NODE_PATH}/certificates"),
-                Some(&g22),
-                Some(json!({"auth_cert_pem": pem_b})),
-            )
-            .await;
+        let (s, v) = add_certificate(&env, &g22, &pem_b).await;
         assert_eq!(s, 403, "{v}");
         // A certificate of another member's node is not H29's to add: 403.
-        let (s, v) = env
-            .call(
-                "POST",
-                &format!("{NODE_PATH}/certificates"),
-                Some(&h29),
-                Some(json!({"auth_cert_pem": auth_pem(&env, G22, NODE)})),
-            )
-            .await;
-        assert_eq!(
-            (s, v["code"].as_str()),
-            (403, Some("ndxp.access_denied")),
-            "{v}"
-        );
-        assert!(
-            v["detail"].as_str().unwrap().contains("only its own nodes"),
-            "{v}"
-        );
+        let (s, v) = add_certificate(&env, &h29, &auth_pem(&env, G22, NODE)).await;
+        let want = (403, "ndxp.access_denied");
+        assert_problem("another member's node", (s, &v), want, "only its own nodes");
         // A certificate issued to another node, or by an untrusted CA, is refused.
         for (what, bad) in [
             ("another node", auth_pem(&env, H29, "node-other")),
@@ -124,14 +92,7 @@ async fn node_certificate_rotation_without_removing_the_node() {
                 ))
             }),
         ] {
-            let (s, v) = env
-                .call(
-                    "POST",
-                    &format!("{NODE_PATH}/certificates"),
-                    Some(&h29),
-                    Some(json!({"auth_cert_pem": bad})),
-                )
-                .await;
+            let (s, v) = add_certificate(&env, &h29, &bad).await;
             assert_eq!(s, 400, "{what}: {v}");
             assert!(
                 v["detail"]
@@ -153,14 +114,7 @@ async fn node_certificate_rotation_without_removing_the_node() {
         assert_eq!(s, 404);
 
         // The member adds certificate B; pending until the operator approves.
-        let (s, req) = env
-            .call(
-                "POST",
-                &format!("{NODE_PATH}/certificates"),
-                Some(&h29),
-                Some(json!({"auth_cert_pem": pem_b})),
-            )
-            .await;
+        let (s, req) = add_certificate(&env, &h29, &pem_b).await;
         assert_eq!(s, 201, "{req}");
         assert_eq!(req["kind"], "add_certificate");
         assert_eq!(req["state"], "pending");
@@ -179,7 +133,7 @@ async fn node_certificate_rotation_without_removing_the_node() {
             )
             .await;
         assert_eq!(s, 403, "only an operator approves");
-        let node = approve(&env, &req["id"]).await;
+        let node = env.approve_registration(req["id"].as_str().unwrap()).await;
         assert_eq!(node["auth_certs"].as_array().unwrap().len(), 2);
         assert_eq!(node["auth_cert_sha256"], fp_b);
         let conf = env.globalconf().await;
@@ -190,24 +144,10 @@ async fn node_certificate_rotation_without_removing_the_node() {
         }
 
         // Another member may not remove it either.
-        let (s, _) = env
-            .call(
-                "DELETE",
-                &format!("{NODE_PATH}/certificates/{fp_a}"),
-                Some(&g22),
-                None,
-            )
-            .await;
+        let (s, _) = remove_certificate(&env, &g22, &fp_a).await;
         assert_eq!(s, 403);
         // The member removes A: the next configuration lists only B.
-        let (s, v) = env
-            .call(
-                "DELETE",
-                &format!("{NODE_PATH}/certificates/{fp_a}"),
-                Some(&h29),
-                None,
-            )
-            .await;
+        let (s, v) = remove_certificate(&env, &h29, &fp_a).await;
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["auth_certs"].as_array().unwrap().len(), 1);
         let conf = env.globalconf().await;
@@ -229,34 +169,31 @@ async fn node_certificate_rotation_without_removing_the_node() {
 
         // The node's own way (`ndxp-node register` with the new keys): a
         // signed request for the existing name adds certificate C.
-        let (s, v) = submit_signed(&env, env.registration(&keys, NODE, ADDRESS)).await;
+        let (s, v) = env
+            .submit_registration(env.registration(&keys, NODE, ADDRESS))
+            .await;
         assert_eq!(
             (s, v["kind"].as_str()),
             (201, Some("add_certificate")),
             "{v}"
         );
         let fp_c = v["auth_cert_sha256"].as_str().unwrap().to_string();
-        approve(&env, &v["id"]).await;
+        env.approve_registration(v["id"].as_str().unwrap()).await;
         assert_eq!(fingerprints(&env.globalconf().await), [fp_b.clone(), fp_c]);
         // Signed with a different address: refused (the node keeps its own).
-        let (s, v) = submit_signed(
-            &env,
-            env.registration(&keys, NODE, "https://127.0.0.1:9999"),
-        )
-        .await;
+        let moved = env.registration(&keys, NODE, "https://127.0.0.1:9999");
+        let (s, v) = env.submit_registration(moved).await;
         assert_eq!(s, 400, "{v}");
 
         // The audit trail names both steps.
         let (_, audit) = env
             .op("GET", "/api/v1/audit?after=0&limit=1000", None)
             .await;
-        let actions: Vec<&str> = audit["entries"]
-            .as_array()
-            .unwrap()
+        let entries = audit["entries"].as_array().unwrap();
+        let removed = entries
             .iter()
-            .map(|e| e["action"].as_str().unwrap())
-            .collect();
-        assert!(actions.contains(&"node.remove_certificate"), "{actions:?}");
+            .any(|e| e["action"] == "node.remove_certificate");
+        assert!(removed, "{audit}");
         env.stop().await;
     }
 }

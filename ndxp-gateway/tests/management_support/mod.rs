@@ -10,11 +10,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use ndxp_core::{MemberId, NodeName};
 use ndxp_gateway::config::GatewayConfig;
-use ndxp_gateway::management::auth::{generate_token, hash_token};
 use ndxp_registry::globalconf::{self, ConfAnchor, ConfDocument};
-use ndxp_registry::model::{Actor, CredentialKind};
 use ndxp_registry::registration::{sign_registration, RegistrationPayload};
-use ndxp_registry::store::{RegistryStore, SqlStore, StoreOptions};
+use ndxp_registry::store::{RegistryStore, SqlStore};
 use ndxp_sign::ca::Pki;
 use ndxp_sign::openssl::pkey::{PKey, Private};
 use ndxp_sign::openssl::x509::X509;
@@ -23,6 +21,8 @@ use ndxp_test_support::pki::{member_signer, node_auth_cert, pem};
 use serde_json::Value;
 use tempfile::TempDir;
 
+#[path = "../common/harness.rs"]
+mod harness;
 #[path = "../common/ocsp.rs"]
 mod ocsp;
 
@@ -31,6 +31,10 @@ pub use ndxp_test_support::db::{backends, Backend};
 
 pub const MGMT_MEMBER: &str = "VN/GOV/000.00.00.A01";
 pub const MAX_BODY: usize = 32 * 1024;
+/// The provider member most tests seed.
+pub const H29: &str = "VN/GOV/000.00.00.H29";
+/// The client member most tests seed.
+pub const G22: &str = "VN/GOV/000.00.00.G22";
 
 pub struct Env {
     pub dir: TempDir,
@@ -42,7 +46,7 @@ pub struct Env {
     pub operator: String,
     pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), ndxp_gateway::server::ServerError>>>,
+    task: Option<harness::RolesTask>,
     pub sql: Arc<SqlStore>,
     db: Option<TestDatabase>,
 }
@@ -111,6 +115,44 @@ impl Server {
     }
 }
 
+/// The `Content-Type` of an answer, when it has one.
+fn content_type_of(r: &reqwest::Response) -> Option<String> {
+    let ct = r.headers().get("content-type")?;
+    Some(ct.to_str().unwrap().to_string())
+}
+
+/// Asserts that an answer `(s, v)` is the problem `(status, code)` and
+/// that its detail contains `detail` (`what` names the case).
+pub fn assert_problem(what: &str, (s, v): (u16, &Value), want: (u16, &str), detail: &str) {
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (want.0, Some(want.1)),
+        "{what}: {v}"
+    );
+    let text = v["detail"].as_str().unwrap();
+    assert!(text.contains(detail), "{what}: {v}");
+}
+
+/// Runs the stock `curl` command line with `args` (on a blocking thread);
+/// returns (status, body).
+pub async fn curl(args: &[&str]) -> (u16, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-sS", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .expect("the curl command line is installed")
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "curl failed: {err}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}
+
 /// A member's keys: signing key + chain, and a node's auth certificate.
 pub struct MemberKeys {
     pub id: MemberId,
@@ -141,24 +183,12 @@ impl Env {
         // the signers of registration requests and uploads are revoked.
         let (pki, ocsp_url) = ocsp::pki_with_ocsp(&dir.path().join("pki")).await;
         // The management signing key and certificate.
-        let mgmt = member_signer(&pki, &MGMT_MEMBER.parse().unwrap());
-        ndxp_sign::key::write_private_key_file(
-            &dir.path().join("sign.key"),
-            &mgmt.key,
-            None,
-            false,
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("sign.pem"),
-            ndxp_sign::cert::write_pem_chain(&mgmt.chain).unwrap(),
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("ca.pem"), pki.root_cert().to_pem().unwrap()).unwrap();
+        harness::write_signing_files(dir.path(), &pki, MGMT_MEMBER);
         std::fs::write(dir.path().join("tsa.pem"), pki.tsa_cert().to_pem().unwrap()).unwrap();
 
         let db = TestDatabase::create(backend, dir.path()).await;
         let url = db.url.clone();
+        let globalconf = harness::GLOBALCONF;
         let toml = format!(
             r#"
 instance = "VN"
@@ -170,13 +200,7 @@ public_url = "http://127.0.0.1:8100/"
 max_body_bytes = {MAX_BODY}
 [admin]
 listen = "127.0.0.1:0"
-[globalconf]
-signing_key = "sign.key"
-signing_cert = "sign.pem"
-validity_secs = 3600
-[[globalconf.cas]]
-name = "NDXP Root CA"
-cert = "ca.pem"
+{globalconf}
 ocsp_urls = ["{ocsp_url}"]
 [[globalconf.tsas]]
 name = "NDXP TSA"
@@ -187,28 +211,8 @@ cert = "tsa.pem"
         );
         let mut config = GatewayConfig::from_toml(&toml, dir.path()).unwrap();
         config.storage.url = url.clone();
-        let sql = Arc::new(
-            SqlStore::open(
-                &url,
-                &StoreOptions {
-                    max_connections: 4,
-                    ..StoreOptions::default()
-                },
-            )
-            .await
-            .unwrap(),
-        );
+        let (sql, operator) = harness::registry_with_operator(&url).await;
         let store: Arc<dyn RegistryStore> = sql.clone();
-        let operator = generate_token().unwrap();
-        store
-            .create_credential(
-                &CredentialKind::Operator,
-                "admin",
-                &hash_token(&operator),
-                &Actor::cli("test"),
-            )
-            .await
-            .unwrap();
 
         let Server {
             mgmt,
@@ -253,16 +257,8 @@ cert = "tsa.pem"
     }
 
     pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.unwrap().unwrap();
-        }
-        self.sql.close().await;
-        if let Some(db) = self.db.take() {
-            db.drop_now().await;
-        }
+        let (stop, task, db) = (self.stop.take(), self.task.take(), self.db.take());
+        harness::shut_down(stop, task, &self.sql, db).await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -290,10 +286,7 @@ cert = "tsa.pem"
         }
         let r = rb.send().await.unwrap();
         let status = r.status().as_u16();
-        let ct = r
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string());
+        let ct = content_type_of(&r);
         let text = r.text().await.unwrap();
         let v = if text.is_empty() {
             Value::Null
@@ -314,6 +307,91 @@ cert = "tsa.pem"
     pub async fn op(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let token = self.operator.clone();
         self.call(method, path, Some(&token), body).await
+    }
+
+    /// [`Env::call`] that asserts the answer's status (the answer is in
+    /// the message); returns the body.
+    pub async fn expect(
+        &self,
+        status: u16,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Value {
+        let (s, v) = self.call(method, path, token, body).await;
+        assert_eq!(s, status, "{method} {path}: {v}");
+        v
+    }
+
+    /// [`Env::expect`] with the operator's token.
+    pub async fn op_expect(
+        &self,
+        status: u16,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let token = self.operator.clone();
+        self.expect(status, method, path, Some(&token), body).await
+    }
+
+    /// Submits a signed registration request (`application/jose`, no
+    /// token) as `ndxp-node register` does; returns status and answer.
+    pub async fn submit_registration(&self, jws: String) -> (u16, Value) {
+        let jose = Some("application/jose");
+        let (s, _, v) = self
+            .raw(
+                "POST",
+                "/api/v1/registrations",
+                None,
+                jose,
+                jws.into_bytes(),
+            )
+            .await;
+        (s, v)
+    }
+
+    /// Approves registration request `id` as the operator (asserting 200);
+    /// returns the node.
+    pub async fn approve_registration(&self, id: &str) -> Value {
+        let path = format!("/api/v1/registrations/{id}/approve");
+        self.op_expect(200, "POST", &path, None).await
+    }
+
+    /// Registers the member's node `node` at `address` with a signed
+    /// request and approves it (asserting 201 and 200); returns the node.
+    pub async fn register_node(&self, keys: &MemberKeys, node: &str, address: &str) -> Value {
+        let (s, v) = self
+            .submit_registration(self.registration(keys, node, address))
+            .await;
+        assert_eq!(s, 201, "{v}");
+        self.approve_registration(v["id"].as_str().unwrap()).await
+    }
+
+    /// Adds subsystem `code` to `member` with the member's `token`
+    /// (asserting 201).
+    pub async fn add_subsystem(&self, token: &str, member: &str, code: &str) {
+        let path = format!("/api/v1/members/{member}/subsystems");
+        let body = serde_json::json!({ "code": code });
+        self.expect(201, "POST", &path, Some(token), Some(body))
+            .await;
+    }
+
+    /// Adds service `id` (an empty OpenAPI document titled `title`) with
+    /// its owner's `token` (asserting 201).
+    pub async fn add_service(&self, token: &str, id: &str, description: &str, title: &str) {
+        let openapi = serde_json::json!({"openapi": "3.1.0", "info": {"title": title, "version": "1"}, "paths": {}});
+        let body = serde_json::json!({"id": id, "description": description, "openapi": openapi});
+        self.expect(201, "POST", "/api/v1/services", Some(token), Some(body))
+            .await;
+    }
+
+    /// Fetches `url` (e.g. the admin port's `/metrics`) and returns the
+    /// body as text.
+    pub async fn text(&self, url: String) -> String {
+        let r = self.http.get(url).send().await.unwrap();
+        r.text().await.unwrap()
     }
 
     /// Sends raw bytes with a content type.
@@ -337,11 +415,7 @@ cert = "tsa.pem"
         }
         let r = rb.send().await.unwrap();
         let status = r.status().as_u16();
-        let ct = r
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
+        let ct = content_type_of(&r).unwrap_or_default();
         let text = r.text().await.unwrap();
         let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, ct, v)
