@@ -21,6 +21,9 @@ use ndxp_registry::store::{RegistryStore, SqlStore, StoreOptions};
 use ndxp_test_support::pki::{init_pki, member_signer};
 use serde_json::Value;
 
+#[path = "common/operator_config.rs"]
+mod operator_config;
+
 const MGMT: &str = "VN/GOV/MGMT";
 
 /// The files an operator keeps separately (not in the backup).
@@ -32,7 +35,8 @@ const KEPT: &[&str] = &[
 ];
 
 fn config_text() -> String {
-    r#"instance = "VN"
+    format!(
+        r#"instance = "VN"
 
 [storage]
 url = "sqlite://data/registry.db"
@@ -43,16 +47,14 @@ listen = "127.0.0.1:0"
 [admin]
 listen = "127.0.0.1:0"
 
-[globalconf]
-signing_key = "mgmt-keys/sign.key"
-signing_cert = "mgmt-keys/sign.pem"
-signing_chain = "pki/chain.pem"
+{globalconf}
 
 [[globalconf.cas]]
 name = "NDXP Root CA"
 cert = "pki/ca.pem"
-"#
-    .to_string()
+"#,
+        globalconf = operator_config::GLOBALCONF_TABLE
+    )
 }
 
 fn gw(args: &[&str], config: &Path) -> Output {

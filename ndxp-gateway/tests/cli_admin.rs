@@ -20,6 +20,9 @@ use ndxp_test_support::pki::{init_pki, member_signer, node_auth_cert, pem};
 use serde_json::Value;
 use tempfile::TempDir;
 
+#[path = "common/operator_config.rs"]
+mod operator_config;
+
 const H29: &str = "VN/GOV/000.00.00.H29";
 const MGMT: &str = "VN/GOV/MGMT";
 const PUBLIC_URL: &str = "http://127.0.0.1:18100";
@@ -137,6 +140,7 @@ impl Env {
 }
 
 fn config_text(url: &str) -> String {
+    let globalconf = operator_config::GLOBALCONF_TABLE;
     format!(
         r#"instance = "VN"
 
@@ -146,10 +150,7 @@ url = "{url}"
 [management]
 public_url = "{PUBLIC_URL}/"
 
-[globalconf]
-signing_key = "mgmt-keys/sign.key"
-signing_cert = "mgmt-keys/sign.pem"
-signing_chain = "pki/chain.pem"
+{globalconf}
 
 [[globalconf.cas]]
 name = "NDXP Root CA"

@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_support::Env;
-use ndxp_test_support::slow::{
-    tls_connect, trickle, trickle_tcp, ENDLESS_HEADER, ENDLESS_TLS_RECORD,
-};
+use ndxp_test_support::slow::{trickle_tcp, trickle_tls, ENDLESS_HEADER, ENDLESS_TLS_RECORD};
 
 const EDGE: &str = "header_timeout_secs = 2\ntls_handshake_timeout_secs = 2";
 
@@ -55,30 +53,14 @@ async fn the_management_api_its_admin_port_and_the_plain_gateway_cut_off_slow_he
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_https_gateway_cuts_off_slow_headers_and_slow_handshakes() {
     let env = Env::start_with_edge(true, EDGE).await;
-    let inside_tls = async {
-        let stream = tls_connect(env.gateway, None).await;
-        trickle(
-            stream,
-            ENDLESS_HEADER,
-            Duration::from_secs(1),
-            Duration::from_secs(60),
-        )
-        .await
-    };
-    let (inside, handshake) =
-        tokio::join!(inside_tls, trickle_tcp(env.gateway, ENDLESS_TLS_RECORD));
+    let (inside, handshake) = tokio::join!(
+        trickle_tls(env.gateway, ENDLESS_HEADER),
+        trickle_tcp(env.gateway, ENDLESS_TLS_RECORD)
+    );
     assert_cut("HTTPS gateway (headers)", inside);
     assert_cut("HTTPS gateway (TLS handshake)", handshake);
     // The handshake that timed out is counted.
-    let metrics = env
-        .http
-        .get(format!("http://{}/metrics", env.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.admin_text("/metrics").await;
     let failed: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("ndxp_gateway_handshakes_failed_total{listener=\"gateway\"} "))

@@ -101,13 +101,24 @@ fn short_lived(env: &Env, secs: i64) -> (String, String) {
     )
 }
 
+/// `credentials create` for the consumer's subsystem with the
+/// certificate in `file`.
+fn create_with_cert(file: &std::path::Path) -> [&str; 6] {
+    let file = file.to_str().unwrap();
+    [
+        "credentials",
+        "create",
+        "--client",
+        CONSUMER_SUB,
+        "--cert",
+        file,
+    ]
+}
+
 #[tokio::test]
 async fn a_registered_certificate_calls_and_revoked_rotated_or_unknown_ones_are_refused() {
     let env = Env::start_tls().await;
-    let (provider, consumer) = env.parties().await;
-    let url = backend(plain("a")).await;
-    env.offer(&provider, SERVICE_V1, &url, json!({})).await;
-    env.subscribe(&consumer, &provider, SERVICE_V1).await;
+    let Offered { consumer, .. } = env.offered(json!({})).await;
 
     // Register certificate A: the answer shows it, and no secret.
     let (a_cert, a_key) = tls_identity(&env.pki, CONSUMER, "qlht-a");
@@ -145,14 +156,7 @@ async fn a_registered_certificate_calls_and_revoked_rotated_or_unknown_ones_are_
     let (c_cert, c_key) = tls_identity(&env.pki, CONSUMER, "qlht-c");
     let c_file = env.dir.path().join("c.pem");
     std::fs::write(&c_file, &c_cert).unwrap();
-    let out = env.cli_ok(&[
-        "credentials",
-        "create",
-        "--client",
-        CONSUMER_SUB,
-        "--cert",
-        c_file.to_str().unwrap(),
-    ]);
+    let out = env.cli_ok(&create_with_cert(&c_file));
     assert!(out.contains("certificate_sha256="), "{out}");
     env.ok(
         "POST",
@@ -190,10 +194,7 @@ async fn a_registered_certificate_calls_and_revoked_rotated_or_unknown_ones_are_
 #[tokio::test]
 async fn expired_or_foreign_certificates_are_refused() {
     let env = Env::start_tls().await;
-    let (provider, consumer) = env.parties().await;
-    let url = backend(plain("a")).await;
-    env.offer(&provider, SERVICE_V1, &url, json!({})).await;
-    env.subscribe(&consumer, &provider, SERVICE_V1).await;
+    let Offered { consumer, .. } = env.offered(json!({})).await;
 
     // Not PEM, and a certificate of another CA: refused at registration.
     let (s, v) = register(&env, &consumer, "not a certificate").await;
@@ -249,14 +250,7 @@ async fn a_member_cannot_register_or_revoke_another_members_certificate() {
     // The operator's command line refuses it too (exit 64), naming the owner.
     let file = env.dir.path().join("h29.pem");
     std::fs::write(&file, &h29_cert).unwrap();
-    let out = env.cli(&[
-        "credentials",
-        "create",
-        "--client",
-        CONSUMER_SUB,
-        "--cert",
-        file.to_str().unwrap(),
-    ]);
+    let out = env.cli(&create_with_cert(&file));
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("only its own certificates"), "{err}");
@@ -295,15 +289,8 @@ async fn a_member_cannot_register_or_revoke_another_members_certificate() {
             "{path}: {v}"
         );
     }
-    let (s, v) = env
-        .api(
-            "GET",
-            &format!("/api/v1/gateway/credentials/{h29_id}"),
-            &provider,
-            None,
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    let path = format!("/api/v1/gateway/credentials/{h29_id}");
+    let v = env.ok("GET", &path, &provider, None, 200).await;
     assert_eq!(v["revoked_at"], Value::Null, "{v}");
     env.stop().await;
 }

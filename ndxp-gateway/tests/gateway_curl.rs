@@ -49,16 +49,7 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn curl_gets_a_token_calls_is_rate_limited_and_refused_after_cancel() {
     let env = Env::start().await;
-    let (provider, consumer) = env.parties().await;
-    let url = backend(plain("a")).await;
-    env.offer(
-        &provider,
-        SERVICE_V1,
-        &url,
-        json!({"rate_per_sec": 1, "burst": 1}),
-    )
-    .await;
-    let sub = env.subscribe(&consumer, &provider, SERVICE_V1).await;
+    let Offered { consumer, sub, .. } = env.offered(json!({"rate_per_sec": 1, "burst": 1})).await;
     let (id, secret) = env.credentials(&consumer).await;
 
     let token_url = env.gateway_url("/oauth2/token");
@@ -114,14 +105,7 @@ async fn curl_gets_a_token_calls_is_rate_limited_and_refused_after_cancel() {
         "invalid_client"
     );
 
-    env.ok(
-        "POST",
-        &format!("/api/v1/subscriptions/{sub}/cancel"),
-        &consumer,
-        None,
-        200,
-    )
-    .await;
+    env.cancel(&consumer, &sub).await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // past the rate limit
     let (status, _, body) = curl_i(&["-H", &auth, &call_url]).await;
     assert_eq!(status, 403, "{body}");
@@ -135,10 +119,7 @@ async fn curl_gets_a_token_calls_is_rate_limited_and_refused_after_cancel() {
 #[tokio::test]
 async fn curl_calls_over_https_with_a_registered_client_certificate() {
     let env = Env::start_tls().await;
-    let (provider, consumer) = env.parties().await;
-    let url = backend(plain("a")).await;
-    env.offer(&provider, SERVICE_V1, &url, json!({})).await;
-    env.subscribe(&consumer, &provider, SERVICE_V1).await;
+    let Offered { consumer, .. } = env.offered(json!({})).await;
     let (cert, key) = tls_identity(&env.pki, CONSUMER, "qlht");
     env.ok(
         "POST",

@@ -74,14 +74,8 @@ async fn a_provider_registers_a_service_and_the_operator_publishes_it() {
         )
         .await;
     assert_eq!(s, 403);
-    let (s, _) = env
-        .api(
-            "POST",
-            &format!("/api/v1/gateway/services/{SERVICE_V1}/publish"),
-            &provider,
-            None,
-        )
-        .await;
+    let publish = format!("/api/v1/gateway/services/{SERVICE_V1}/publish");
+    let (s, _) = env.api("POST", &publish, &provider, None).await;
     assert_eq!(s, 403, "only an operator publishes");
 
     env.subscribe(&consumer, &provider, SERVICE_V1).await;
@@ -91,15 +85,7 @@ async fn a_provider_registers_a_service_and_the_operator_publishes_it() {
     assert_eq!(s, 404, "registered but not published: {p}");
     assert_eq!(p["code"], "ndxp.service_unknown");
 
-    let op = env.operator.clone();
-    env.ok(
-        "POST",
-        &format!("/api/v1/gateway/services/{SERVICE_V1}/publish"),
-        &op,
-        None,
-        200,
-    )
-    .await;
+    env.publish(SERVICE_V1).await;
     let (s, body) = env.call_json(&token, SERVICE_V1, "/persons/001").await;
     assert_eq!(s, 200, "published: the very next call goes through: {body}");
     assert_eq!(body["path"], "/persons/001");
@@ -154,16 +140,7 @@ async fn a_consumer_subscribes_is_approved_gets_credentials_and_calls() {
 
     let token = env.token(&id, &secret).await;
     // Requested, not yet approved: refused.
-    let v = env
-        .ok(
-            "POST",
-            "/api/v1/subscriptions",
-            &consumer,
-            Some(json!({"service": SERVICE_V1, "client": CONSUMER_SUB})),
-            201,
-        )
-        .await;
-    let sub = v["id"].as_str().unwrap().to_string();
+    let sub = env.request(&consumer, SERVICE_V1).await;
     let r = env.call(&token, SERVICE_V1, "/persons/001").await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
@@ -246,25 +223,8 @@ async fn a_consumer_subscribes_is_approved_gets_credentials_and_calls() {
         )
         .await;
     assert_eq!(v["state"], "registered");
-    let op = env.operator.clone();
-    env.ok(
-        "POST",
-        &format!("/api/v1/gateway/services/{SERVICE_V2}/publish"),
-        &op,
-        None,
-        200,
-    )
-    .await;
-    let v = env
-        .ok(
-            "POST",
-            "/api/v1/subscriptions",
-            &consumer,
-            Some(json!({"service": SERVICE_V2, "client": CONSUMER_SUB})),
-            201,
-        )
-        .await;
-    let sub2 = v["id"].as_str().unwrap();
+    env.publish(SERVICE_V2).await;
+    let sub2 = env.request(&consumer, SERVICE_V2).await;
     env.ok(
         "POST",
         &format!("/api/v1/subscriptions/{sub2}/reject"),
@@ -281,18 +241,14 @@ async fn a_consumer_subscribes_is_approved_gets_credentials_and_calls() {
 #[tokio::test]
 async fn calls_are_held_to_rate_limits_quotas_and_address_ranges() {
     let env = Env::start().await;
-    let (provider, consumer) = env.parties().await;
-    let url = backend(plain("a")).await;
-    env.offer(
-        &provider,
-        SERVICE_V1,
-        &url,
-        json!({"rate_per_sec": 1, "burst": 2}),
-    )
-    .await;
-    let sub = env.subscribe(&consumer, &provider, SERVICE_V1).await;
-    let (id, secret) = env.credentials(&consumer).await;
-    let token = env.token(&id, &secret).await;
+    let Calling {
+        provider,
+        consumer,
+        sub,
+        id,
+        token,
+        ..
+    } = env.calling(json!({"rate_per_sec": 1, "burst": 2})).await;
     assert_eq!(env.call(&token, SERVICE_V1, "/p").await.status(), 200);
     assert_eq!(env.call(&token, SERVICE_V1, "/p").await.status(), 200);
     let r = env.call(&token, SERVICE_V1, "/p").await;
@@ -468,15 +424,7 @@ async fn the_digisign_adapter_signs_requests_and_verifies_responses() {
     // The operator moves the service to `url`; the next call is refused
     // with 502; its problem document.
     let refused_from = async |url: &str| {
-        let op = env.operator.clone();
-        env.ok(
-            "PATCH",
-            &format!("/api/v1/gateway/services/{SERVICE_V1}"),
-            &op,
-            Some(json!({"backend_url": url})),
-            200,
-        )
-        .await;
+        env.move_backend(SERVICE_V1, &url).await;
         let (s, p) = env.call_json(&token, SERVICE_V1, "/persons/001").await;
         assert_eq!(
             (s, p["code"].as_str()),
@@ -610,15 +558,7 @@ async fn connection_details_change_without_a_restart() {
         env.call(&token, SERVICE_V1, "/p").await.headers()["x-backend"],
         "a"
     );
-    let op = env.operator.clone();
-    env.ok(
-        "PATCH",
-        &format!("/api/v1/gateway/services/{SERVICE_V1}"),
-        &op,
-        Some(json!({"backend_url": b})),
-        200,
-    )
-    .await;
+    env.move_backend(SERVICE_V1, &b).await;
     let r = env.call(&token, SERVICE_V1, "/p").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-backend"], "b");
@@ -640,21 +580,15 @@ async fn connection_details_change_without_a_restart() {
 #[tokio::test]
 async fn cancelling_a_subscription_or_a_service_refuses_the_next_call() {
     let env = Env::start().await;
-    let (provider, consumer) = env.parties().await;
-    let url = backend(plain("a")).await;
-    env.offer(&provider, SERVICE_V1, &url, json!({})).await;
-    let sub = env.subscribe(&consumer, &provider, SERVICE_V1).await;
-    let (id, secret) = env.credentials(&consumer).await;
-    let token = env.token(&id, &secret).await;
+    let Calling {
+        provider,
+        consumer,
+        sub,
+        token,
+        ..
+    } = env.calling(json!({})).await;
     assert_eq!(env.call(&token, SERVICE_V1, "/p").await.status(), 200);
-    env.ok(
-        "POST",
-        &format!("/api/v1/subscriptions/{sub}/cancel"),
-        &consumer,
-        None,
-        200,
-    )
-    .await;
+    env.cancel(&consumer, &sub).await;
     let (s, p) = env.call_json(&token, SERVICE_V1, "/p").await;
     assert_eq!((s, p["code"].as_str()), (403, Some("ndxp.access_denied")));
 
@@ -678,13 +612,7 @@ async fn cancelling_a_subscription_or_a_service_refuses_the_next_call() {
 #[tokio::test]
 async fn forwarding_enforces_sizes_and_timeouts_and_reports_dead_backends() {
     let env = Env::start().await;
-    let (provider, consumer) = env.parties().await;
-    let url = backend(plain("a")).await;
-    env.offer(&provider, SERVICE_V1, &url, json!({"timeout_ms": 300}))
-        .await;
-    env.subscribe(&consumer, &provider, SERVICE_V1).await;
-    let (id, secret) = env.credentials(&consumer).await;
-    let token = env.token(&id, &secret).await;
+    let Calling { token, .. } = env.calling(json!({"timeout_ms": 300})).await;
 
     // A body within the limit is forwarded whole; one over it is refused.
     let r = env
@@ -725,15 +653,7 @@ async fn forwarding_enforces_sizes_and_timeouts_and_reports_dead_backends() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    let op = env.operator.clone();
-    env.ok(
-        "PATCH",
-        &format!("/api/v1/gateway/services/{SERVICE_V1}"),
-        &op,
-        Some(json!({"backend_url": dead})),
-        200,
-    )
-    .await;
+    env.move_backend(SERVICE_V1, &dead).await;
     let (s, p) = env.call_json(&token, SERVICE_V1, "/p").await;
     assert_eq!(
         (s, p["code"].as_str()),
@@ -1014,22 +934,14 @@ async fn the_core_flow_runs_on_postgresql_too() {
         return;
     }
     let env = Env::start_on(ndxp_test_support::db::Backend::Postgres).await;
-    let (provider, consumer) = env.parties().await;
-    let url = backend(plain("a")).await;
-    env.offer(&provider, SERVICE_V1, &url, json!({"rate_per_sec": 100}))
-        .await;
-    let sub = env.subscribe(&consumer, &provider, SERVICE_V1).await;
-    let (id, secret) = env.credentials(&consumer).await;
-    let token = env.token(&id, &secret).await;
+    let Calling {
+        consumer,
+        sub,
+        token,
+        ..
+    } = env.calling(json!({"rate_per_sec": 100})).await;
     assert_eq!(env.call(&token, SERVICE_V1, "/p").await.status(), 200);
-    env.ok(
-        "POST",
-        &format!("/api/v1/subscriptions/{sub}/cancel"),
-        &consumer,
-        None,
-        200,
-    )
-    .await;
+    env.cancel(&consumer, &sub).await;
     assert_eq!(env.call(&token, SERVICE_V1, "/p").await.status(), 403);
     env.stop().await;
 }

@@ -8,6 +8,8 @@ mod gateway_support;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use ndxp_test_support::tool::succeeds;
+
 use gateway_support::*;
 
 fn free_port() -> u16 {
@@ -86,18 +88,9 @@ async fn a_gateway_only_process_serves_what_the_command_line_sets_up() {
     assert!(up, "the gateway-only process became ready");
 
     let gw = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_ndxp-gateway"))
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .env("USER", "tester")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ndxp-gateway"));
+        command.args(args).arg("--config").arg(&config);
+        let out = succeeds(command.env("USER", "tester"), &format!("{args:?}"));
         String::from_utf8(out.stdout).unwrap()
     };
     gw(&["members", "add", "--id", PROVIDER, "--name", "provider"]);

@@ -8,19 +8,11 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use ndxp_node::keys::{init_keys, KeysOptions};
-use ndxp_test_support::tool::run_tool as tool;
+use ndxp_test_support::tool::{run_tool as tool, succeeds};
 
 fn gateway(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_ndxp-gateway"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ndxp-gateway {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ndxp-gateway"));
+    succeeds(command.args(args), &format!("ndxp-gateway {args:?}"))
 }
 
 fn s(p: &Path) -> &str {

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use ndxp_audit::archive::{export_range, ExportRequest, Range};
 use ndxp_audit::log::{LogOptions, MessageLog, SqlMessageLog};
+use ndxp_test_support::edge::header_text;
 use serde_json::Value;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/scale-out.sh");
@@ -166,11 +167,7 @@ fn load(
                     let outcome = match req.send().await {
                         Ok(r) => {
                             let status = r.status();
-                            let id = r
-                                .headers()
-                                .get("ndxp-id")
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned);
+                            let id = header_text(r.headers(), "ndxp-id");
                             // Only a complete answer counts as answered.
                             match (r.bytes().await, id) {
                                 (Ok(_), Some(id)) if status == 200 => Ok(id),

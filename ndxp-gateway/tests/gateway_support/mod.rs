@@ -15,16 +15,15 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ndxp_gateway::config::GatewayConfig;
-use ndxp_gateway::management::auth::{generate_token, hash_token};
-use ndxp_registry::model::{Actor, CredentialKind};
-use ndxp_registry::store::{RegistryStore, SqlStore, StoreOptions};
+use ndxp_registry::store::SqlStore;
 use ndxp_sign::ca::Pki;
 use ndxp_sign::profile;
 use ndxp_test_support::db::{Backend, TestDatabase};
-use ndxp_test_support::pki::member_signer;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+#[path = "../common/harness.rs"]
+mod harness;
 #[path = "../common/ocsp.rs"]
 mod ocsp;
 
@@ -36,6 +35,35 @@ pub const CONSUMER_SUB: &str = "VN/GOV/000.00.00.G22/QLHT";
 pub const SERVICE_V1: &str = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1";
 pub const SERVICE_V2: &str = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v2";
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// What [`Env::offered`] set up.
+pub struct Offered {
+    /// The provider's member token.
+    pub provider: String,
+    /// The consumer's member token.
+    pub consumer: String,
+    /// The backend's URL.
+    pub url: String,
+    /// The subscription id.
+    pub sub: String,
+}
+
+/// What [`Env::calling`] set up.
+pub struct Calling {
+    /// The provider's member token.
+    pub provider: String,
+    /// The consumer's member token.
+    pub consumer: String,
+    /// The backend's URL.
+    pub url: String,
+    /// The subscription id.
+    pub sub: String,
+    /// The consumer's client id and secret.
+    pub id: String,
+    pub secret: String,
+    /// An access token for `id`.
+    pub token: String,
+}
 
 pub struct Env {
     /// `https` when the gateway serves HTTPS ([`Env::start_tls`]).
@@ -52,7 +80,7 @@ pub struct Env {
     pub http: reqwest::Client,
     pub log_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), ndxp_gateway::server::ServerError>>>,
+    task: Option<harness::RolesTask>,
     db: Option<TestDatabase>,
 }
 
@@ -93,22 +121,10 @@ impl Env {
         } else {
             ""
         };
-        let platform = member_signer(&pki, &PLATFORM.parse().unwrap());
-        ndxp_sign::key::write_private_key_file(
-            &dir.path().join("sign.key"),
-            &platform.key,
-            None,
-            false,
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("sign.pem"),
-            ndxp_sign::cert::write_pem_chain(&platform.chain).unwrap(),
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("ca.pem"), pki.root_cert().to_pem().unwrap()).unwrap();
+        harness::write_signing_files(dir.path(), &pki, PLATFORM);
         let db = TestDatabase::create(backend, dir.path()).await;
         let url = db.url.clone();
+        let globalconf = harness::GLOBALCONF;
         let log_url = format!("sqlite://{}", dir.path().join("gateway-log.db").display());
         let text = format!(
             r#"
@@ -132,13 +148,7 @@ response = ["x-backend", "x-backend-only"]
 [[gateway.forward_headers]]
 service = "{SERVICE_V2}"
 response = ["x-backend"]
-[globalconf]
-signing_key = "sign.key"
-signing_cert = "sign.pem"
-validity_secs = 3600
-[[globalconf.cas]]
-name = "NDXP Root CA"
-cert = "ca.pem"
+{globalconf}
 [edge]
 {edge}
 "#
@@ -146,27 +156,7 @@ cert = "ca.pem"
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, &text).unwrap();
         let config = GatewayConfig::load(&config_path).unwrap();
-        let store = Arc::new(
-            SqlStore::open(
-                &url,
-                &StoreOptions {
-                    max_connections: 4,
-                    ..StoreOptions::default()
-                },
-            )
-            .await
-            .unwrap(),
-        );
-        let operator = generate_token().unwrap();
-        store
-            .create_credential(
-                &CredentialKind::Operator,
-                "admin",
-                &hash_token(&operator),
-                &Actor::cli("test"),
-            )
-            .await
-            .unwrap();
+        let (store, operator) = harness::registry_with_operator(&url).await;
         let bind = || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() };
         let (ml, gl, al) = (bind().await, bind().await, bind().await);
         let (mgmt, gateway, admin) = (
@@ -236,16 +226,8 @@ cert = "ca.pem"
     }
 
     pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.unwrap().unwrap();
-        }
-        self.store.close().await;
-        if let Some(db) = self.db.take() {
-            db.drop_now().await;
-        }
+        let (stop, task, db) = (self.stop.take(), self.task.take(), self.db.take());
+        harness::shut_down(stop, task, &self.store, db).await;
     }
 
     /// A management API call; returns status and JSON.
@@ -294,34 +276,23 @@ cert = "ca.pem"
         v
     }
 
+    /// [`Env::ok`] with the operator's token.
+    pub async fn op_ok(&self, method: &str, path: &str, body: Option<Value>, want: u16) -> Value {
+        let op = self.operator.clone();
+        self.ok(method, path, &op, body, want).await
+    }
+
     /// Adds a member with one subsystem and a member token; returns it.
     pub async fn member(&self, member: &str, subsystem: &str) -> String {
-        let op = self.operator.clone();
-        self.ok(
-            "POST",
-            "/api/v1/members",
-            &op,
-            Some(json!({"id": member, "name": member})),
-            201,
-        )
-        .await;
+        let body = json!({"id": member, "name": member});
+        self.op_ok("POST", "/api/v1/members", Some(body), 201).await;
         let code = subsystem.rsplit('/').next().unwrap();
-        self.ok(
-            "POST",
-            &format!("/api/v1/members/{member}/subsystems"),
-            &op,
-            Some(json!({"code": code})),
-            201,
-        )
-        .await;
+        let path = format!("/api/v1/members/{member}/subsystems");
+        self.op_ok("POST", &path, Some(json!({ "code": code })), 201)
+            .await;
+        let body = json!({"kind": {"member": member}, "name": format!("{member} token")});
         let v = self
-            .ok(
-                "POST",
-                "/api/v1/credentials",
-                &op,
-                Some(json!({"kind": {"member": member}, "name": format!("{member} token")})),
-                201,
-            )
+            .op_ok("POST", "/api/v1/credentials", Some(body), 201)
             .await;
         v["token"].as_str().unwrap().to_string()
     }
@@ -349,49 +320,56 @@ cert = "ca.pem"
         }
         self.ok("POST", "/api/v1/gateway/services", token, Some(body), 201)
             .await;
-        let op = self.operator.clone();
-        self.ok(
-            "POST",
-            &format!("/api/v1/gateway/services/{service}/publish"),
-            &op,
-            None,
-            200,
-        )
-        .await;
+        self.publish(service).await;
+    }
+
+    /// The operator publishes `service` (asserting 200).
+    pub async fn publish(&self, service: &str) {
+        let path = format!("/api/v1/gateway/services/{service}/publish");
+        self.op_ok("POST", &path, None, 200).await;
+    }
+
+    /// The operator points `service` at `backend_url` (asserting 200).
+    pub async fn move_backend(&self, service: &str, backend_url: &str) {
+        let path = format!("/api/v1/gateway/services/{service}");
+        let body = json!({ "backend_url": backend_url });
+        self.op_ok("PATCH", &path, Some(body), 200).await;
+    }
+
+    /// The consumer requests `service` for its subsystem (asserting 201);
+    /// returns the subscription id.
+    pub async fn request(&self, consumer: &str, service: &str) -> String {
+        let body = json!({"service": service, "client": CONSUMER_SUB});
+        let v = self
+            .ok("POST", "/api/v1/subscriptions", consumer, Some(body), 201)
+            .await;
+        v["id"].as_str().unwrap().to_string()
     }
 
     /// The consumer requests `service`, the provider approves; returns the
     /// subscription id.
     pub async fn subscribe(&self, consumer: &str, provider: &str, service: &str) -> String {
-        let v = self
-            .ok(
-                "POST",
-                "/api/v1/subscriptions",
-                consumer,
-                Some(json!({"service": service, "client": CONSUMER_SUB})),
-                201,
-            )
-            .await;
-        let id = v["id"].as_str().unwrap().to_string();
-        self.ok(
-            "POST",
-            &format!("/api/v1/subscriptions/{id}/approve"),
-            provider,
-            None,
-            200,
-        )
-        .await;
+        let id = self.request(consumer, service).await;
+        let path = format!("/api/v1/subscriptions/{id}/approve");
+        self.ok("POST", &path, provider, None, 200).await;
         id
+    }
+
+    /// The consumer cancels subscription `sub` (asserting 200).
+    pub async fn cancel(&self, consumer: &str, sub: &str) {
+        let path = format!("/api/v1/subscriptions/{sub}/cancel");
+        self.ok("POST", &path, consumer, None, 200).await;
     }
 
     /// The consumer creates credentials; returns (client_id, secret).
     pub async fn credentials(&self, consumer: &str) -> (String, String) {
+        let body = json!({ "client": CONSUMER_SUB });
         let v = self
             .ok(
                 "POST",
                 "/api/v1/gateway/credentials",
                 consumer,
-                Some(json!({"client": CONSUMER_SUB})),
+                Some(body),
                 201,
             )
             .await;
@@ -399,6 +377,53 @@ cert = "ca.pem"
             v["client_id"].as_str().unwrap().to_string(),
             v["client_secret"].as_str().unwrap().to_string(),
         )
+    }
+
+    /// The parties, [`SERVICE_V1`] offered with `extra` settings on a
+    /// backend that answers `a`, and the consumer subscribed to it.
+    pub async fn offered(&self, extra: Value) -> Offered {
+        let (provider, consumer) = self.parties().await;
+        let url = backend(plain("a")).await;
+        self.offer(&provider, SERVICE_V1, &url, extra).await;
+        let sub = self.subscribe(&consumer, &provider, SERVICE_V1).await;
+        Offered {
+            provider,
+            consumer,
+            url,
+            sub,
+        }
+    }
+
+    /// [`Env::offered`], then the consumer's credentials and an access
+    /// token: the usual start of a call test. the parties, [`SERVICE_V1`] offered
+    /// with `extra` settings on a backend that answers `a`, the consumer
+    /// subscribed, its credentials and an access token.
+    pub async fn calling(&self, extra: Value) -> Calling {
+        let Offered {
+            provider,
+            consumer,
+            url,
+            sub,
+        } = self.offered(extra).await;
+        let (id, secret) = self.credentials(&consumer).await;
+        let token = self.token(&id, &secret).await;
+        Calling {
+            provider,
+            consumer,
+            url,
+            sub,
+            id,
+            secret,
+            token,
+        }
+    }
+
+    /// `GET path` on the admin port (e.g. `/metrics`) with the harness's
+    /// client; the body as text.
+    pub async fn admin_text(&self, path: &str) -> String {
+        let url = format!("http://{}{path}", self.admin);
+        let r = self.http.get(url).send().await.unwrap();
+        r.text().await.unwrap()
     }
 
     pub fn gateway_url(&self, path: &str) -> String {
