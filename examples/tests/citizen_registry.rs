@@ -24,16 +24,34 @@ async fn start() -> (
     (base, tx, task)
 }
 
+/// `GET base + path` with `http`.
+async fn get(http: &reqwest::Client, base: &str, path: &str) -> reqwest::Response {
+    http.get(format!("{base}{path}")).send().await.unwrap()
+}
+
+/// `GET base + path` with `http`: the JSON body.
+async fn get_json(http: &reqwest::Client, base: &str, path: &str) -> Value {
+    get(http, base, path).await.json().await.unwrap()
+}
+
+/// A free port on 127.0.0.1 for the binary to listen on.
+fn free_listen_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
+}
+
+/// A blocking client that gives up after two seconds.
+fn blocking_client() -> reqwest::blocking::Client {
+    let b = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2));
+    b.build().unwrap()
+}
+
 #[tokio::test]
 async fn answers_persons_openapi_and_health() {
     let (base, stop, task) = start().await;
     let http = reqwest::Client::new();
 
-    let r = http
-        .get(format!("{base}/persons/001099012345"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&http, &base, "/persons/001099012345").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
     let body = r.bytes().await.unwrap();
@@ -44,43 +62,21 @@ async fn answers_persons_openapi_and_health() {
     assert_eq!(person["permanent_residence"]["province"], "Hà Nội");
 
     for id in PERSON_IDS {
-        let p: Value = http
-            .get(format!("{base}/persons/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let p = get_json(&http, &base, &format!("/persons/{id}")).await;
         assert_eq!(p["id"], id);
     }
 
-    let r = http
-        .get(format!("{base}/persons/009999999999"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&http, &base, "/persons/009999999999").await;
     assert_eq!(r.status(), 404);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"], "person_not_found");
     assert!(e["detail"].as_str().unwrap().contains("009999999999"));
     // A malformed id is not echoed back.
-    let r = http
-        .get(format!("{base}/persons/%3Cscript%3E"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&http, &base, "/persons/%3Cscript%3E").await;
     assert_eq!(r.status(), 404);
     assert!(!r.text().await.unwrap().contains("script"));
 
-    let doc: Value = http
-        .get(format!("{base}/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = get_json(&http, &base, "/openapi.json").await;
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/persons/{id}"]["get"]["responses"]["200"].is_object());
 
@@ -167,28 +163,17 @@ fn wait_for_person(http: &reqwest::blocking::Client, listen: &str) -> Value {
 #[cfg(unix)]
 #[test]
 fn the_binary_with_a_runtime_per_thread_serves_and_stops_on_sigterm() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_listen_address();
     let mut child = Command::new(env!("CARGO_BIN_EXE_citizen-registry"))
         .args(["--listen", &listen, "--threads", "2", "--reuseport"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let http = blocking_client();
     assert_eq!(wait_for_person(&http, &listen)["id"], "001099012345");
     // Fresh connections land on both threads' listeners; all are answered.
     for _ in 0..20 {
-        let fresh = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
+        let fresh = blocking_client();
         let r = fresh
             .get(format!("http://{listen}/healthz"))
             .send()
@@ -216,12 +201,7 @@ fn the_binary_with_a_runtime_per_thread_serves_and_stops_on_sigterm() {
 
 #[test]
 fn the_binary_serves_on_the_given_address() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_listen_address();
     let _child = Kill(
         Command::new(env!("CARGO_BIN_EXE_citizen-registry"))
             .args(["--listen", &listen, "--threads", "1"])
@@ -229,10 +209,7 @@ fn the_binary_serves_on_the_given_address() {
             .spawn()
             .unwrap(),
     );
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let http = blocking_client();
     let person = wait_for_person(&http, &listen);
     assert_eq!(person["id"], "001099012345");
 

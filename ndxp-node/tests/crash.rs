@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ndxp_audit::log::{LogOptions, MessageLog, SqlMessageLog};
+use ndxp_test_support::edge::header_text;
+use ndxp_test_support::tool::succeeds;
 use support::net::{Network, NodeSetup, Options, CITIZEN, CLIENT};
 
 fn spawn_node(node: &NodeSetup) -> Child {
@@ -27,22 +28,11 @@ fn spawn_node(node: &NodeSetup) -> Child {
 
 /// Every transaction id in a node's message log.
 async fn logged(node: &NodeSetup) -> HashSet<String> {
-    let log = SqlMessageLog::open(
-        &format!("sqlite://{}", node.log_path.display()),
-        "crash-test-reader",
-        &LogOptions::default(),
-    )
-    .await
-    .unwrap();
-    let mut out = HashSet::new();
-    for w in log.writers().await.unwrap() {
-        let head = log.head(&w).await.unwrap();
-        for r in log.read(&w, 1, head.seq).await.unwrap() {
-            out.insert(r.exchange.transaction_id.to_string());
-        }
-    }
-    log.close().await;
-    out
+    let records = node.log_records("crash-test-reader").await;
+    records
+        .iter()
+        .map(|r| r.exchange.transaction_id.to_string())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,11 +58,7 @@ async fn every_answered_exchange_survives_a_sigkill_of_the_consumer_node() {
             while Instant::now() < deadline {
                 if let Ok(r) = http.get(&url).header("NDXP-Client", CLIENT).send().await {
                     let status = r.status();
-                    let id = r
-                        .headers()
-                        .get("ndxp-id")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
+                    let id = header_text(r.headers(), "ndxp-id");
                     // Only a complete answer counts as acknowledged.
                     if r.bytes().await.is_ok() && status == 200 {
                         if let Some(id) = id {
@@ -122,18 +108,13 @@ async fn every_answered_exchange_survives_a_sigkill_of_the_consumer_node() {
     let archive = net.tmp.path().join("consumer.ndxplog");
     let from = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
     let to = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let out = Command::new(env!("CARGO_BIN_EXE_ndxp-node"))
-        .args(["log", "archive", "--config"])
-        .arg(&net.consumer.config_path)
+    let mut archive_cmd = Command::new(env!("CARGO_BIN_EXE_ndxp-node"));
+    archive_cmd.args(["log", "archive", "--config"]);
+    archive_cmd.arg(&net.consumer.config_path);
+    archive_cmd
         .args(["--from", &from, "--to", &to, "--out"])
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "log archive failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&archive);
+    succeeds(&mut archive_cmd, "log archive");
     let ca = net.tmp.path().join("ca.pem");
     std::fs::write(
         &ca,

@@ -10,9 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use ndxp_test_support::slow::{
-    tls_connect, trickle, trickle_tcp, ENDLESS_HEADER, ENDLESS_TLS_RECORD,
-};
+use ndxp_test_support::slow::{trickle_tcp, trickle_tls, ENDLESS_HEADER, ENDLESS_TLS_RECORD};
 use support::net::{http, Network, Options, CITIZEN, CLIENT};
 
 fn assert_cut(what: &str, open: Option<Duration>) {
@@ -31,19 +29,9 @@ async fn every_port_cuts_off_a_client_that_trickles_at_the_configured_timeout() 
     .await;
     let node = &net.consumer;
     let addr = |port: u16| format!("127.0.0.1:{port}").parse().unwrap();
-    let https_headers = async {
-        let stream = tls_connect(addr(node.client_tls_port), None).await;
-        trickle(
-            stream,
-            ENDLESS_HEADER,
-            Duration::from_secs(1),
-            Duration::from_secs(60),
-        )
-        .await
-    };
     let (client, https, https_handshake, peer, admin) = tokio::join!(
         trickle_tcp(addr(node.client_port), ENDLESS_HEADER),
-        https_headers,
+        trickle_tls(addr(node.client_tls_port), ENDLESS_HEADER),
         trickle_tcp(addr(node.client_tls_port), ENDLESS_TLS_RECORD),
         trickle_tcp(net.provider.peer_addr(), ENDLESS_TLS_RECORD),
         trickle_tcp(addr(node.admin_port), ENDLESS_HEADER),

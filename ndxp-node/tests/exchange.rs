@@ -18,7 +18,7 @@ use chrono::Utc;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use ndxp_audit::log::{LogOptions, LogRecord, MessageLog, Role, SignedMeta, SqlMessageLog};
+use ndxp_audit::log::{LogRecord, Role, SignedMeta};
 use ndxp_core::TransactionId;
 use ndxp_sign::profile;
 use ndxp_sign::revocation::RevocationReason;
@@ -32,20 +32,7 @@ use support::net::{
 /// The records of every writer in a node's message log (the SQLite file
 /// the node writes, opened as a reader would).
 async fn log_records(node: &NodeSetup) -> Vec<LogRecord> {
-    let log = SqlMessageLog::open(
-        &format!("sqlite://{}", node.log_path.display()),
-        "e2e-test-reader",
-        &LogOptions::default(),
-    )
-    .await
-    .unwrap();
-    let mut out = Vec::new();
-    for w in log.writers().await.unwrap() {
-        let head = log.head(&w).await.unwrap();
-        out.extend(log.read(&w, 1, head.seq).await.unwrap());
-    }
-    log.close().await;
-    out
+    node.log_records("e2e-test-reader").await
 }
 
 /// Re-verifies a logged signature offline; returns the signing member.

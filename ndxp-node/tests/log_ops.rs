@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ndxp_audit::log::{LogOptions, MessageLog, SqlMessageLog};
+use ndxp_audit::log::MessageLog;
 use ndxp_audit::timestamp;
 use support::net::{
     get, http, Answer, Network, NodeSetup, Options, CITIZEN, CLIENT, CONSUMER, SECRET,
@@ -81,13 +81,7 @@ where
 /// Whether every record of the node's log is covered by a time-stamp
 /// token, read from the log database the node writes.
 async fn all_stamped(node: &NodeSetup) -> bool {
-    let log = SqlMessageLog::open(
-        &format!("sqlite://{}", node.log_path.display()),
-        "log-ops-test-reader",
-        &LogOptions::default(),
-    )
-    .await
-    .unwrap();
+    let log = node.open_log("log-ops-test-reader").await;
     let mut all = true;
     let writers = log.writers().await.unwrap();
     assert!(!writers.is_empty(), "the log of {} is empty", node.name);

@@ -207,6 +207,15 @@ impl RawAnswer {
     }
 }
 
+/// The value of header `name` in `headers` as text, when it is there
+/// and visible ASCII.
+pub fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// Sends `GET path` with `headers` to `addr` over a fresh HTTP/1.1
 /// connection, the target exactly as written (hyper's client does not
 /// normalise it, unlike a URL library).

@@ -62,6 +62,19 @@ pub async fn trickle_tcp(addr: SocketAddr, prefix: &[u8]) -> Option<Duration> {
     trickle(tcp, prefix, Duration::from_secs(1), Duration::from_secs(60)).await
 }
 
+/// Connects to `addr` over TLS ([`tls_connect`], no client certificate)
+/// and trickles `prefix` inside the connection as [`trickle_tcp`] does.
+pub async fn trickle_tls(addr: SocketAddr, prefix: &[u8]) -> Option<Duration> {
+    let stream = tls_connect(addr, None).await;
+    trickle(
+        stream,
+        prefix,
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+    )
+    .await
+}
+
 /// A TLS connection to `addr` that accepts any server certificate,
 /// presenting the client certificate and key (PEM) when given.
 pub async fn tls_connect(addr: SocketAddr, identity: Option<(&str, &str)>) -> SslStream<TcpStream> {

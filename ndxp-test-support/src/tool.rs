@@ -1,7 +1,7 @@
 //! Running the stock tools (`openssl`, `curl`, `python3`, ...) that the
 //! interoperability tests check our output with.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// Runs `program` with `args`; returns whether it succeeded and its stdout
 /// followed by its stderr. Panics with a clear message when the tool is not
@@ -17,4 +17,16 @@ pub fn run_tool(program: &str, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// Runs `command` (one of ours, or a stock tool) and returns its output,
+/// asserting that it succeeded; the panic names `what` and quotes the
+/// command's stderr.
+pub fn succeeds(command: &mut Command, what: &str) -> Output {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what} failed: {stderr}");
+    out
 }

@@ -35,6 +35,55 @@ pub const NODE: &str = "node-g22";
 pub const ADDRESS: &str = "https://node.g22.example.vn:8443";
 pub const MANAGEMENT: &str = "VN/GOV/MGMT";
 
+/// The CA issues the certificates of the requests `keys init` left in
+/// `keys_dir` (`auth.csr`, `sign.csr`) and writes them, with the CA chain,
+/// beside them; returns the authentication certificate.
+pub fn issue_node_certs(pki: &Pki, keys_dir: &Path) -> X509 {
+    let issue = |name: &str, profile| {
+        let pem = std::fs::read(keys_dir.join(format!("{name}.csr"))).unwrap();
+        let cert = pki
+            .issue(&csr::parse_csr(&pem).unwrap(), profile, 30)
+            .unwrap();
+        std::fs::write(
+            keys_dir.join(format!("{name}.pem")),
+            write_pem_chain(std::slice::from_ref(&cert)).unwrap(),
+        )
+        .unwrap();
+        cert
+    };
+    let auth = issue("auth", Profile::Auth);
+    issue("sign", Profile::Sign);
+    let chain = write_pem_chain(pki.chain()).unwrap();
+    std::fs::write(keys_dir.join("chain.pem"), chain).unwrap();
+    auth
+}
+
+/// A member's entry in a global configuration.
+pub fn conf_member(id: &str, name: &str, subsystems: &[&str]) -> ConfMember {
+    ConfMember {
+        id: id.parse().unwrap(),
+        name: name.into(),
+        subsystems: subsystems.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// The root CA's entry in a global configuration, with one OCSP URL.
+pub fn conf_root_ca(pki: &Pki, ocsp_url: &str) -> ConfCa {
+    let root = write_pem_chain(std::slice::from_ref(pki.root_cert())).unwrap();
+    ConfCa {
+        name: "NDXP Root CA".into(),
+        cert_pem: String::from_utf8(root).unwrap(),
+        ocsp_urls: vec![ocsp_url.into()],
+    }
+}
+
+/// A global configuration of `version` with `content`, generated at `at`
+/// and valid for a day.
+pub fn conf_document(content: ConfContent, version: u64, at: DateTime<Utc>) -> ConfDocument {
+    let instance = "VN".parse().unwrap();
+    ConfDocument::new(content, instance, version, at, TimeDelta::days(1)).unwrap()
+}
+
 /// A platform CA with a management signer, and a node prepared by
 /// `keys init` whose certificates the CA issued.
 pub struct Fixture {
@@ -70,25 +119,7 @@ impl Fixture {
         if let Some(p) = pass {
             std::fs::write(tmp.path().join("node").join("pass.txt"), format!("{p}\n")).unwrap();
         }
-        let issue = |name: &str, profile| {
-            let pem = std::fs::read(keys_dir.join(format!("{name}.csr"))).unwrap();
-            let cert = pki
-                .issue(&csr::parse_csr(&pem).unwrap(), profile, 30)
-                .unwrap();
-            std::fs::write(
-                keys_dir.join(format!("{name}.pem")),
-                write_pem_chain(std::slice::from_ref(&cert)).unwrap(),
-            )
-            .unwrap();
-            cert
-        };
-        let auth_cert = issue("auth", Profile::Auth);
-        issue("sign", Profile::Sign);
-        std::fs::write(
-            keys_dir.join("chain.pem"),
-            write_pem_chain(pki.chain()).unwrap(),
-        )
-        .unwrap();
+        let auth_cert = issue_node_certs(&pki, &keys_dir);
         Fixture {
             tmp,
             pki,
@@ -154,25 +185,10 @@ dir = "state/conf"
         let member: MemberId = MEMBER.parse().unwrap();
         let mut content = ConfContent {
             members: vec![
-                ConfMember {
-                    id: MANAGEMENT.parse().unwrap(),
-                    name: "Management".into(),
-                    subsystems: vec![],
-                },
-                ConfMember {
-                    id: member.clone(),
-                    name: "Bộ Tư pháp".into(),
-                    subsystems: vec![],
-                },
+                conf_member(MANAGEMENT, "Management", &[]),
+                conf_member(MEMBER, "Bộ Tư pháp", &[]),
             ],
-            cas: vec![ConfCa {
-                name: "NDXP Root CA".into(),
-                cert_pem: String::from_utf8(
-                    write_pem_chain(std::slice::from_ref(self.pki.root_cert())).unwrap(),
-                )
-                .unwrap(),
-                ocsp_urls: vec!["http://ocsp.example/".into()],
-            }],
+            cas: vec![conf_root_ca(&self.pki, "http://ocsp.example/")],
             ..ConfContent::default()
         };
         if with_node {
@@ -183,14 +199,7 @@ dir = "state/conf"
                 auth_cert_sha256: vec![self.auth_fingerprint()],
             });
         }
-        ConfDocument::new(
-            content,
-            "VN".parse().unwrap(),
-            version,
-            at,
-            TimeDelta::days(1),
-        )
-        .unwrap()
+        conf_document(content, version, at)
     }
 
     pub fn sign(&self, doc: &ConfDocument) -> String {

@@ -19,17 +19,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{self, post};
 use axum::Router;
 use chrono::{DateTime, TimeDelta, Utc};
+use ndxp_audit::log::{LogOptions, LogRecord, MessageLog, SqlMessageLog};
 use ndxp_core::{MemberId, NodeName, ServiceId, SubsystemId};
 use ndxp_node::config::NodeConfig;
 use ndxp_node::keys::{init_keys, KeysOptions};
 use ndxp_node::local::{LocalFile, ServiceEntry};
 use ndxp_registry::globalconf::{
-    self, ConfAnchor, ConfCa, ConfContent, ConfDocument, ConfGrantee, ConfMember, ConfNode,
-    ConfService, ConfTsa,
+    self, ConfAnchor, ConfContent, ConfDocument, ConfGrantee, ConfNode, ConfService, ConfTsa,
 };
 use ndxp_sign::ca::Pki;
-use ndxp_sign::cert::{read_pem_chain, write_pem_chain, Profile};
-use ndxp_sign::csr;
+use ndxp_sign::cert::{read_pem_chain, write_pem_chain};
 use ndxp_sign::ocsp::OcspResponder;
 use ndxp_sign::openssl::pkey::{PKey, Private};
 use ndxp_sign::openssl::x509::X509;
@@ -252,6 +251,28 @@ pub struct NodeSetup {
 }
 
 impl NodeSetup {
+    /// The node's message log (the SQLite file it writes), opened as the
+    /// writer `reader` would open it to read.
+    pub async fn open_log(&self, reader: &str) -> SqlMessageLog {
+        let url = format!("sqlite://{}", self.log_path.display());
+        SqlMessageLog::open(&url, reader, &LogOptions::default())
+            .await
+            .unwrap()
+    }
+
+    /// The records of every writer in the node's message log, read by
+    /// `reader`.
+    pub async fn log_records(&self, reader: &str) -> Vec<LogRecord> {
+        let log = self.open_log(reader).await;
+        let mut out = Vec::new();
+        for w in log.writers().await.unwrap() {
+            let last = log.head(&w).await.unwrap().seq;
+            out.extend(log.read(&w, 1, last).await.unwrap());
+        }
+        log.close().await;
+        out
+    }
+
     /// `https://127.0.0.1:{peer port}`: its address in the global
     /// configuration.
     pub fn address(&self) -> String {
@@ -332,26 +353,7 @@ fn node_keys(pki: &Pki, keys_dir: &Path, member: &MemberId, node: &NodeName) -> 
         node.clone(),
     ))
     .unwrap();
-    let issue = |name: &str, profile| {
-        let pem = std::fs::read(keys_dir.join(format!("{name}.csr"))).unwrap();
-        let cert = pki
-            .issue(&csr::parse_csr(&pem).unwrap(), profile, 30)
-            .unwrap();
-        std::fs::write(
-            keys_dir.join(format!("{name}.pem")),
-            write_pem_chain(std::slice::from_ref(&cert)).unwrap(),
-        )
-        .unwrap();
-        cert
-    };
-    let auth = issue("auth", Profile::Auth);
-    issue("sign", Profile::Sign);
-    std::fs::write(
-        keys_dir.join("chain.pem"),
-        write_pem_chain(pki.chain()).unwrap(),
-    )
-    .unwrap();
-    auth
+    super::issue_node_certs(pki, keys_dir)
 }
 
 /// What a network looks like.
@@ -660,31 +662,12 @@ file = "local.json"
         };
         let content = ConfContent {
             members: vec![
-                ConfMember {
-                    id: MANAGEMENT.parse().unwrap(),
-                    name: "Management".into(),
-                    subsystems: vec![],
-                },
-                ConfMember {
-                    id: PROVIDER.parse().unwrap(),
-                    name: "Bộ Công an".into(),
-                    subsystems: vec!["CSDLDC".into()],
-                },
-                ConfMember {
-                    id: CONSUMER.parse().unwrap(),
-                    name: "Bộ Tư pháp".into(),
-                    subsystems: vec!["QLHT".into(), "KHAC".into()],
-                },
+                super::conf_member(MANAGEMENT, "Management", &[]),
+                super::conf_member(PROVIDER, "Bộ Công an", &["CSDLDC"]),
+                super::conf_member(CONSUMER, "Bộ Tư pháp", &["QLHT", "KHAC"]),
             ],
             nodes: vec![node(&self.provider), node(&self.consumer)],
-            cas: vec![ConfCa {
-                name: "NDXP Root CA".into(),
-                cert_pem: String::from_utf8(
-                    write_pem_chain(std::slice::from_ref(self.pki.root_cert())).unwrap(),
-                )
-                .unwrap(),
-                ocsp_urls: vec![self.ocsp_url.clone()],
-            }],
+            cas: vec![super::conf_root_ca(&self.pki, &self.ocsp_url)],
             tsas: self
                 .tsa
                 .iter()
@@ -706,14 +689,7 @@ file = "local.json"
             ],
             ..ConfContent::default()
         };
-        ConfDocument::new(
-            content,
-            "VN".parse().unwrap(),
-            version,
-            at,
-            TimeDelta::days(1),
-        )
-        .unwrap()
+        super::conf_document(content, version, at)
     }
 
     /// Starts the provider's (`true`) or the consumer's node.
