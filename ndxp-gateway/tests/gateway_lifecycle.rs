@@ -424,7 +424,7 @@ async fn the_digisign_adapter_signs_requests_and_verifies_responses() {
     // The operator moves the service to `url`; the next call is refused
     // with 502; its problem document.
     let refused_from = async |url: &str| {
-        env.move_backend(SERVICE_V1, &url).await;
+        env.move_backend(SERVICE_V1, url).await;
         let (s, p) = env.call_json(&token, SERVICE_V1, "/persons/001").await;
         assert_eq!(
             (s, p["code"].as_str()),
