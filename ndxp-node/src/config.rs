@@ -43,6 +43,14 @@ use serde::Deserialize;
 /// Largest configuration file read, in bytes.
 pub const MAX_CONFIG_LEN: u64 = 1024 * 1024;
 
+/// The serde default of a number key in a table that also has required
+/// keys, so that the table cannot take `#[serde(default)]` as a whole:
+/// `N`. A table whose keys are all optional is `#[serde(default)]` and
+/// takes every default from its `Default` impl.
+pub(crate) const fn number<const N: u64>() -> u64 {
+    N
+}
+
 /// The whole configuration of a node process.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,24 +89,19 @@ pub struct NodeConfig {
 
 /// `[report]`: what the node sends to management (`docs/monitoring.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ReportSection {
     /// Send status reports, summaries and drill-down answers.
-    #[serde(default = "default_true")]
     pub enabled: bool,
     /// Seconds between two rounds (status, closed periods, drill-downs).
-    #[serde(default = "default_report_interval")]
     pub interval_secs: u64,
     /// The reconciliation period: `day`, `hour` or `minute`; must match
     /// management's `[monitoring] period`.
-    #[serde(default = "default_report_period")]
     pub period: ndxp_audit::reconcile::PeriodLength,
     /// Seconds after a period ends before its summary is sent; at least
     /// management's `[monitoring] grace_secs`.
-    #[serde(default = "default_report_grace")]
     pub grace_secs: u64,
     /// The file that remembers which periods were sent.
-    #[serde(default = "default_report_state")]
     pub state_file: PathBuf,
 }
 
@@ -106,58 +109,33 @@ impl Default for ReportSection {
     fn default() -> Self {
         Self {
             enabled: true,
-            interval_secs: default_report_interval(),
-            period: default_report_period(),
-            grace_secs: default_report_grace(),
-            state_file: default_report_state(),
+            interval_secs: 60,
+            period: ndxp_audit::reconcile::PeriodLength::Day,
+            grace_secs: 600,
+            state_file: PathBuf::from("report-state.json"),
         }
     }
 }
 
-fn default_true() -> bool {
-    true
-}
-
-fn default_report_interval() -> u64 {
-    60
-}
-
-fn default_report_period() -> ndxp_audit::reconcile::PeriodLength {
-    ndxp_audit::reconcile::PeriodLength::Day
-}
-
-fn default_report_grace() -> u64 {
-    600
-}
-
-fn default_report_state() -> PathBuf {
-    PathBuf::from("report-state.json")
-}
-
 /// `[client]`: the port the member's information systems call (docs/design.md §4).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ClientSection {
     /// Address to listen on. Plain HTTP is allowed only on loopback
     /// addresses; elsewhere set `tls_cert` and `tls_key`. With
     /// `tls_listen` set, this port stays plain HTTP.
-    #[serde(default = "default_client_listen")]
     pub listen: SocketAddr,
     /// A second, HTTPS client port beside the plain-HTTP `listen` (needs
     /// `tls_cert` and `tls_key`). Without it, `tls_cert` turns `listen`
     /// itself into HTTPS.
-    #[serde(default)]
     pub tls_listen: Option<SocketAddr>,
     /// Host names the client port answers to (`Host` / `:authority`),
     /// besides `localhost`, loopback addresses and the addresses it
     /// listens on; other names are refused with 421.
-    #[serde(default)]
     pub hosts: Vec<String>,
     /// PEM certificate (then chain) of the client port, for HTTPS.
-    #[serde(default)]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of the client port, for HTTPS.
-    #[serde(default)]
     pub tls_key: Option<PathBuf>,
     /// PEM file of CA certificates that issue the information systems'
     /// client certificates. When set, every HTTPS connection must present
@@ -165,14 +143,13 @@ pub struct ClientSection {
     /// handshake), on top of the subsystems' connection types; without it
     /// a certificate is asked for but optional, and `https-cert`
     /// subsystems pin theirs.
-    #[serde(default)]
     pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for ClientSection {
     fn default() -> Self {
         Self {
-            listen: default_client_listen(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8201)),
             tls_listen: None,
             hosts: Vec::new(),
             tls_cert: None,
@@ -185,198 +162,127 @@ impl Default for ClientSection {
 /// `[peer]`: the node-to-node port (mutual TLS 1.3 with the node's
 /// authentication certificate).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct PeerSection {
     /// Address to listen on; `[::]:8202` takes IPv6 and IPv4.
-    #[serde(default = "default_peer_listen")]
     pub listen: SocketAddr,
 }
 
 impl Default for PeerSection {
     fn default() -> Self {
         Self {
-            listen: default_peer_listen(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 8202)),
         }
     }
 }
 
 /// `[admin]`: health, readiness, metrics and the local admin API.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
     /// Address to listen on; loopback only (the admin port has no TLS).
-    #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
     /// File holding the bearer token of the local admin API (mode 0600).
     /// `serve` creates it with a fresh random token when it is missing.
-    #[serde(default = "default_admin_token_file")]
     pub token_file: PathBuf,
 }
 
 impl Default for AdminSection {
     fn default() -> Self {
         Self {
-            listen: default_admin_listen(),
-            token_file: default_admin_token_file(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8203)),
+            token_file: PathBuf::from("admin.token"),
         }
     }
 }
 
 /// `[exchange]`: limits and time-outs of the exchange.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ExchangeSection {
     /// Largest request or response body, in bytes (default 10 MiB).
-    #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
     /// How long the consumer's node waits for the provider's node to
     /// answer, in seconds (the provider's backend time-out is per service).
-    #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
     /// Time limit for a TCP connection plus TLS handshake to a peer node.
-    #[serde(default = "default_connect_timeout_secs")]
     pub connect_timeout_secs: u64,
     /// Acceptance window of signed messages (`created` within ± this many
     /// seconds; replays refused within it).
-    #[serde(default = "default_window_secs")]
     pub window_secs: u64,
     /// Seconds between two refreshes of the OCSP answers held.
-    #[serde(default = "default_ocsp_refresh_secs")]
     pub ocsp_refresh_secs: u64,
     /// HTTP/2 connections kept to each peer node address; requests take
     /// them in turn. More than one spreads this node's calls over the
     /// processes behind a load balancer that balances connections.
-    #[serde(default = "default_peer_connections")]
     pub peer_connections: u64,
     /// Most live entries one signer member may hold in the replay cache
     /// (of its 4 000 000); beyond it that member's new messages are
     /// refused with `ndxp.rate_limited` while other members keep being
     /// accepted.
-    #[serde(default = "default_replay_entries_per_member")]
     pub replay_entries_per_member: u64,
 }
 
 impl Default for ExchangeSection {
     fn default() -> Self {
         Self {
-            max_body_bytes: default_max_body(),
-            timeout_secs: default_timeout_secs(),
-            connect_timeout_secs: default_connect_timeout_secs(),
-            window_secs: default_window_secs(),
-            ocsp_refresh_secs: default_ocsp_refresh_secs(),
-            peer_connections: default_peer_connections(),
-            replay_entries_per_member: default_replay_entries_per_member(),
+            max_body_bytes: 10 * 1024 * 1024,
+            timeout_secs: 30,
+            connect_timeout_secs: 5,
+            window_secs: 300,
+            ocsp_refresh_secs: 300,
+            peer_connections: 1,
+            replay_entries_per_member: 1_000_000,
         }
     }
 }
 
 /// `[log]`: the message log.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogSection {
     /// Database URL: `sqlite://PATH` (default `sqlite://log.db` beside the
     /// configuration file) or `postgres://...`.
-    #[serde(default = "default_log_url")]
     pub url: String,
     /// Keep request and response bodies in the log (default: metadata,
     /// signatures and digests only).
-    #[serde(default)]
     pub keep_bodies: bool,
     /// Seconds between two batch timestamping runs.
-    #[serde(default = "default_timestamp_interval_secs")]
     pub timestamp_interval_secs: u64,
     /// The oldest a record may be without a time-stamp token, in seconds,
     /// before the node refuses new exchanges.
-    #[serde(default = "default_timestamp_max_lag_secs")]
     pub timestamp_max_lag_secs: u64,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
         Self {
-            url: default_log_url(),
+            // A relative `sqlite://` path is taken relative to the
+            // configuration file's directory, like every other path.
+            url: "sqlite://log.db".to_owned(),
             keep_bodies: false,
-            timestamp_interval_secs: default_timestamp_interval_secs(),
-            timestamp_max_lag_secs: default_timestamp_max_lag_secs(),
+            timestamp_interval_secs: 10,
+            timestamp_max_lag_secs: 600,
         }
     }
 }
 
 /// `[local]`: where the local configuration lives.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct LocalSection {
     /// The local configuration file (JSON), edited by `ndxp-node
     /// subsystems|services|access` and the admin API; a running node
     /// picks changes up within a second.
-    #[serde(default = "default_local_file")]
     pub file: PathBuf,
 }
 
 impl Default for LocalSection {
     fn default() -> Self {
         Self {
-            file: default_local_file(),
+            file: PathBuf::from("local.json"),
         }
     }
-}
-
-fn default_client_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8201))
-}
-
-fn default_peer_listen() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 8202))
-}
-
-fn default_admin_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8203))
-}
-
-fn default_admin_token_file() -> PathBuf {
-    PathBuf::from("admin.token")
-}
-
-fn default_max_body() -> u64 {
-    10 * 1024 * 1024
-}
-
-fn default_connect_timeout_secs() -> u64 {
-    5
-}
-
-fn default_window_secs() -> u64 {
-    300
-}
-
-fn default_ocsp_refresh_secs() -> u64 {
-    300
-}
-
-fn default_peer_connections() -> u64 {
-    1
-}
-
-fn default_replay_entries_per_member() -> u64 {
-    1_000_000
-}
-
-/// A relative `sqlite://` path is taken relative to the configuration
-/// file's directory, like every other path.
-fn default_log_url() -> String {
-    "sqlite://log.db".to_owned()
-}
-
-fn default_local_file() -> PathBuf {
-    PathBuf::from("local.json")
-}
-
-fn default_timestamp_interval_secs() -> u64 {
-    10
-}
-
-fn default_timestamp_max_lag_secs() -> u64 {
-    600
 }
 
 /// The log URL with a relative SQLite path taken from `base`; an empty URL
@@ -431,7 +337,7 @@ pub struct ManagementSection {
     #[serde(default)]
     pub tls_ca_file: Option<PathBuf>,
     /// Time limit of one request to the management API, in seconds.
-    #[serde(default = "default_timeout_secs")]
+    #[serde(default = "number::<30>")]
     pub timeout_secs: u64,
 }
 
@@ -447,19 +353,11 @@ pub struct ConfSection {
     /// (`globalconf.jws`); created when the first document is written.
     pub dir: PathBuf,
     /// Seconds between two fetches while the node runs.
-    #[serde(default = "default_refresh_secs")]
+    #[serde(default = "number::<60>")]
     pub refresh_secs: u64,
     /// Time limit of one fetch, in seconds.
-    #[serde(default = "default_timeout_secs")]
+    #[serde(default = "number::<30>")]
     pub fetch_timeout_secs: u64,
-}
-
-fn default_refresh_secs() -> u64 {
-    60
-}
-
-fn default_timeout_secs() -> u64 {
-    30
 }
 
 /// Why the configuration could not be used. The binary exits with status

@@ -59,7 +59,7 @@ pub struct ServiceEntry {
     /// rest and query are appended.
     pub backend: String,
     /// Seconds to wait for the backend's answer.
-    #[serde(default = "default_service_timeout")]
+    #[serde(default = "crate::config::number::<DEFAULT_SERVICE_TIMEOUT_SECS>")]
     pub timeout_secs: u64,
     /// The service's OpenAPI document, served by the `openapi` metadata
     /// service.
@@ -73,10 +73,6 @@ pub struct ServiceEntry {
     /// (`request`: from the client to the backend, `response`: back).
     #[serde(default, skip_serializing_if = "ExtraHeaders::is_empty")]
     pub forward_headers: ExtraHeaders,
-}
-
-fn default_service_timeout() -> u64 {
-    DEFAULT_SERVICE_TIMEOUT_SECS
 }
 
 impl ServiceEntry {
