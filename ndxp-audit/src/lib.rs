@@ -21,6 +21,39 @@
 //! # Ok::<(), ndxp_audit::archive::ArchiveError>(())
 //! ```
 //!
+//! # Features
+//!
+//! | feature | default | brings |
+//! |---|---|---|
+//! | `store` | on | the message log on SQLite or PostgreSQL (`log::sql`, with `sqlx`, `rusqlite` and `tokio`), the background [`timestamp::Timestamper`] and its stored tokens, [`archive::export_range`], [`query`], the reconciliation scan of a log database ([`reconcile::summarize_log`], [`reconcile::bucket_ids_from_log`]) and [`backup`] |
+//! | `tsa-client` | on | [`timestamp::HttpTsa`], the timestamper's RFC 3161 client over HTTP(S) (`reqwest`) |
+//!
+//! With `default-features = false` the crate still verifies and inspects
+//! archives ([`archive`]), encodes and checks records and chains ([`log`]:
+//! the record types, the canonical encoding, [`log::MessageLog`]), and
+//! holds the reconciliation model ([`reconcile`]: summaries, comparison,
+//! drill-down, reports) and the signed monitoring uploads ([`monitor`]),
+//! without a database driver or an HTTP client:
+//!
+//! ```toml
+//! ndxp-audit = { version = "0.1", default-features = false }
+//! ```
+//!
+//! `cargo run -p ndxp-audit --example verify_archive --no-default-features`
+//! is such an integrator's program.
+//!
+//! # Other crates' types in this API
+//!
+//! Certificates and keys are `openssl` types as `ndxp-sign` re-exports them
+//! (`ndxp_sign::openssl`, e.g. [`archive::VerifyOptions::anchors`]). With
+//! `store`, `sqlx`'s `AnyPool` (the database a log, a timestamper, an
+//! export or a reconciliation scan works on) and `sqlx::Error` and
+//! `sqlx::migrate::MigrateError` (the sources of the `Database` and
+//! `Migration` error variants) are part of the API, so a `sqlx` upgrade is
+//! a breaking change of this crate. No `reqwest` type is: the HTTP
+//! client's error reaches you only as the boxed source of
+//! [`timestamp::TimestampError::Client`].
+//!
 //! **Architecture invariant:** the message log is never updated in place;
 //! the only removal is `purge_before`, which first records a checkpoint of
 //! the chain so that what remains still verifies.
@@ -28,9 +61,11 @@
 #![forbid(unsafe_code)]
 
 pub mod archive;
+#[cfg(feature = "store")]
 pub mod backup;
 pub mod log;
 pub mod monitor;
+#[cfg(feature = "store")]
 pub mod query;
 pub mod reconcile;
 pub mod timestamp;

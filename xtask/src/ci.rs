@@ -1,6 +1,6 @@
 //! `cargo xtask ci`: the whole check, in the order a reviewer would run it.
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 use crate::util::{cargo, run_step};
 
@@ -25,6 +25,21 @@ pub(crate) fn run() -> Result<()> {
             .args(["doc", "--workspace", "--no-deps", "--locked"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
+    // Integrators take ndxp-audit alone to verify archives: without its
+    // default features it builds with its example and pulls in no
+    // database driver and no HTTP client.
+    run_step(
+        "minimal features",
+        cargo().args([
+            "check",
+            "-p",
+            "ndxp-audit",
+            "--no-default-features",
+            "--examples",
+            "--locked",
+        ]),
+    )?;
+    refuse_dependencies("ndxp-audit", &["sqlx", "rusqlite", "reqwest", "hyper"])?;
     if has_nextest() {
         run_step(
             "tests",
@@ -55,4 +70,39 @@ fn has_nextest() -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+/// Fails if `package`, built without its default features, depends (as a
+/// normal dependency, directly or not) on any of `refused`.
+fn refuse_dependencies(package: &str, refused: &[&str]) -> Result<()> {
+    let name = format!("{package} dependencies without default features");
+    let mut cmd = cargo();
+    cmd.args([
+        "tree",
+        "-p",
+        package,
+        "--no-default-features",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+        "--locked",
+    ]);
+    eprintln!("==> {name}: {cmd:?}");
+    let out = cmd.output().with_context(|| format!("starting {name}"))?;
+    if !out.status.success() {
+        bail!("{name} failed ({})", out.status);
+    }
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let found: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|crate_name| refused.contains(crate_name))
+        .collect();
+    if !found.is_empty() {
+        bail!("{package} without default features depends on {found:?}; put them behind a feature");
+    }
+    Ok(())
 }

@@ -20,8 +20,10 @@ use super::{Bodies, ChainHash, Exchange, SignedMeta};
 /// A certificate as the store keeps it: SHA-256 (lowercase hex) and DER.
 pub(crate) type CertRow = (String, Vec<u8>);
 
-/// The exchange part of a record, encoded both ways.
+/// The exchange part of a record, encoded both ways (the stored form is
+/// read only by the SQL log of the `store` feature).
 #[derive(Debug)]
+#[cfg_attr(not(feature = "store"), allow(dead_code))]
 pub(crate) struct EncodedExchange {
     /// The exchange as in the canonical encoding (certificates in base64).
     pub(crate) canonical: Vec<u8>,

@@ -73,9 +73,12 @@ use ndxp_core::{ServiceId, SubsystemId, TransactionId};
 use serde::{Deserialize, Serialize};
 
 mod canonical;
+#[cfg(feature = "store")]
 pub mod sql;
+#[cfg(feature = "store")]
 mod sqlite_writer;
 
+#[cfg(feature = "store")]
 pub use sql::{LogOptions, SqlMessageLog};
 
 /// A 32-byte SHA-256 value of the chain, written as 64 lowercase hex digits.
@@ -394,9 +397,11 @@ pub enum LogError {
     #[error("the message log database file cannot be used: {0}")]
     DatabaseFile(#[source] ndxp_sign::files::FileModeError),
     /// The schema could not be created or upgraded.
+    #[cfg(feature = "store")]
     #[error("cannot apply the message log schema migrations")]
     Migration(#[source] sqlx::migrate::MigrateError),
     /// A query failed.
+    #[cfg(feature = "store")]
     #[error("message log database error")]
     Database(#[source] sqlx::Error),
     /// A batch of appends could not be committed; none of its records was
