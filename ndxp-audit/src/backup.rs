@@ -35,11 +35,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ndxp_core::dburl::{self, redact, Backend, UnsupportedUrl};
+use ndxp_db::{connect_sqlite_file, redact, Backend, SqliteAccess, UnsupportedUrl};
 use ndxp_sign::openssl::sha::Sha256;
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions as _, Connection as _};
+use sqlx::Connection as _;
 
 /// The manifest's file name inside a backup directory. It is written
 /// last: a directory without it is an incomplete backup.
@@ -356,7 +355,7 @@ pub fn check(dir: &Path) -> Result<Manifest> {
 fn describe(item: &Item) -> Result<String> {
     Ok(match &item.source {
         Source::Database(url) => {
-            let parsed = dburl::parse(url).map_err(|source| BackupError::Url {
+            let parsed = ndxp_db::parse(url).map_err(|source| BackupError::Url {
                 key: item.key.clone(),
                 source,
             })?;
@@ -461,13 +460,10 @@ async fn snapshot_sqlite(src: &Path, dest: &Path) -> Result<()> {
         path: src.to_path_buf(),
         source,
     };
-    let mut conn = SqliteConnectOptions::new()
-        .filename(src)
-        .create_if_missing(false)
-        .busy_timeout(BUSY_TIMEOUT)
-        .connect()
-        .await
-        .map_err(snap_err)?;
+    let access = SqliteAccess::ReadWrite {
+        busy_timeout: BUSY_TIMEOUT,
+    };
+    let mut conn = connect_sqlite_file(src, access).await.map_err(snap_err)?;
     let target = partial.to_string_lossy().into_owned();
     let result = sqlx::query("VACUUM INTO ?")
         .bind(target)
@@ -476,11 +472,7 @@ async fn snapshot_sqlite(src: &Path, dest: &Path) -> Result<()> {
     let _ = conn.close().await;
     result.map_err(snap_err)?;
 
-    let mut check = SqliteConnectOptions::new()
-        .filename(&partial)
-        .create_if_missing(false)
-        .read_only(true)
-        .connect()
+    let mut check = connect_sqlite_file(&partial, SqliteAccess::ReadOnly)
         .await
         .map_err(snap_err)?;
     let verdict: std::result::Result<String, sqlx::Error> =

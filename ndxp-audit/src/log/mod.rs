@@ -395,7 +395,7 @@ pub enum LogError {
     /// The SQLite database file could not be created private, or group or
     /// others can read it.
     #[error("the message log database file cannot be used: {0}")]
-    DatabaseFile(#[source] ndxp_sign::files::FileModeError),
+    DatabaseFile(#[source] ndxp_db::FileModeError),
     /// The schema could not be created or upgraded.
     #[cfg(feature = "store")]
     #[error("cannot apply the message log schema migrations")]

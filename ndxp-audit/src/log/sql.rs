@@ -21,16 +21,15 @@
 //! would fork the chain fail (its callers get [`LogError::Commit`]); the
 //! loser then continues from the stored head, so the chain stays linear.
 
-use ndxp_core::dburl::{self, redact, Backend};
+use ndxp_db::{redact, Backend};
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor as _, Row as _, SqlSafeStr};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row as _};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -39,39 +38,53 @@ use super::sqlite_writer::SqliteWriter;
 use super::{ChainHash, ChainHead, Exchange, LogError, LogRecord, MessageLog, Result};
 use base64::Engine as _;
 
-/// The versioned schema migrations, oldest first. Never edit one that has
-/// shipped: add a new file.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "message log",
-        include_str!("../../migrations/0001_message_log.sql"),
-    ),
-    (
-        2,
-        "checkpoints",
-        include_str!("../../migrations/0002_checkpoints.sql"),
-    ),
-    (
-        3,
-        "timestamps",
-        include_str!("../../migrations/0003_timestamps.sql"),
-    ),
-    (
-        4,
-        "operational columns",
-        include_str!("../../migrations/0004_operational.sql"),
-    ),
-    (
-        5,
-        "certificates",
-        include_str!("../../migrations/0005_certificates.sql"),
-    ),
-];
+/// The versioned schema migrations, oldest first (see
+/// [`ndxp_db::Migrations`]), recorded in a table of their own so that the
+/// log can share a database with other NDXP schemas.
+const MIGRATIONS: ndxp_db::Migrations = ndxp_db::Migrations {
+    table: "_ndxp_audit_migrations",
+    list: &[
+        (
+            1,
+            "message log",
+            include_str!("../../migrations/0001_message_log.sql"),
+        ),
+        (
+            2,
+            "checkpoints",
+            include_str!("../../migrations/0002_checkpoints.sql"),
+        ),
+        (
+            3,
+            "timestamps",
+            include_str!("../../migrations/0003_timestamps.sql"),
+        ),
+        (
+            4,
+            "operational columns",
+            include_str!("../../migrations/0004_operational.sql"),
+        ),
+        (
+            5,
+            "certificates",
+            include_str!("../../migrations/0005_certificates.sql"),
+        ),
+    ],
+};
 
-/// The table recording applied migrations (its own, so the log can share a
-/// database with other NDXP schemas).
-const MIGRATIONS_TABLE: &str = "_ndxp_audit_migrations";
+/// What every SQLite connection of the log runs first, the pool's and the
+/// [`SqliteWriter`]'s alike.
+pub(crate) const SQLITE_SETUP: &[&str] = &[
+    // Records are several KiB: larger pages keep most of a record on one
+    // page. Takes effect only when the file is created (a no-op on an
+    // existing database).
+    "PRAGMA page_size = 16384",
+    // Every commit reaches the disk before append() returns.
+    "PRAGMA synchronous = FULL",
+    // Checkpoints run on the writer thread between batches (see
+    // `sqlite_writer`), off the commit path.
+    "PRAGMA wal_autocheckpoint = 0",
+];
 
 /// Settings of a [`SqlMessageLog`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,70 +164,43 @@ impl SqlMessageLog {
         if writer.is_empty() || writer.chars().count() > 200 {
             return Err(LogError::InvalidWriter(writer.to_string()));
         }
-        let parsed = dburl::parse(url).map_err(|e| LogError::UnsupportedUrl(e.0))?;
-        if let Some(file) = parsed.sqlite_file() {
-            ndxp_sign::files::prepare_database_file(
-                std::path::Path::new(file),
-                parsed.creates_file(),
-            )
-            .map_err(LogError::DatabaseFile)?;
-        }
-        let (backend, connect_url) = (parsed.backend, parsed.connect_url);
-        sqlx::any::install_default_drivers();
-        let open_err = |source: sqlx::Error| LogError::Open {
-            target: redact(url),
-            source: Box::new(source),
+        let options_db = ndxp_db::PoolOptions {
+            max_connections: options.max_connections,
+            acquire_timeout: options.acquire_timeout,
+            sqlite_setup: SQLITE_SETUP,
+            wal: true,
         };
-        let memory = parsed.in_memory;
-        let mut pool_options = AnyPoolOptions::new()
-            .max_connections(if memory {
-                1
-            } else {
-                options.max_connections.max(1)
-            })
-            .acquire_timeout(options.acquire_timeout);
-        if memory {
-            pool_options = pool_options.idle_timeout(None).max_lifetime(None);
-        }
-        if backend == Backend::Sqlite {
-            // Every commit reaches the disk before append() returns.
-            pool_options = pool_options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    // Records are several KiB: larger pages keep most of a
-                    // record on one page. Takes effect only when the file
-                    // is created (a no-op on an existing database).
-                    conn.execute("PRAGMA page_size = 16384").await?;
-                    conn.execute("PRAGMA synchronous = FULL").await?;
-                    // Checkpoints run on the writer thread between
-                    // batches (see `sqlite_writer`), off the commit path.
-                    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = pool_options.connect(&connect_url).await.map_err(open_err)?;
-        if backend == Backend::Sqlite {
-            // Persistent in the file; also proves the file is a database.
-            let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
-                .fetch_one(&pool)
-                .await
-                .map_err(open_err)?;
-            if !mode.eq_ignore_ascii_case("wal") && !memory {
-                tracing::warn!(%mode, "SQLite did not switch to WAL journal mode");
-            }
-        }
-        migrate(&pool, backend).await?;
+        let db = ndxp_db::open(url, &options_db).await.map_err(|e| match e {
+            ndxp_db::OpenError::Url(e) => LogError::UnsupportedUrl(e.0),
+            ndxp_db::OpenError::File(e) => LogError::DatabaseFile(e),
+            ndxp_db::OpenError::Connect { target, source } => LogError::Open {
+                target,
+                source: Box::new(source),
+            },
+            e => LogError::Open {
+                target: redact(url),
+                source: Box::new(e),
+            },
+        })?;
+        let backend = db.backend();
+        let sqlite_file = db.url().sqlite_file().map(str::to_owned);
+        let pool = db.into_pool();
+        MIGRATIONS
+            .run(&pool, backend)
+            .await
+            .map_err(LogError::Migration)?;
         let head = read_head(&pool, writer).await?;
-        let sink = if backend == Backend::Sqlite && !memory {
-            let path = sqlite_path(&connect_url);
-            let writer =
-                SqliteWriter::open(path, options.acquire_timeout).map_err(|e| LogError::Open {
-                    target: redact(url),
-                    source: Box::new(e),
+        let sink = match sqlite_file {
+            Some(path) => {
+                let writer = SqliteWriter::open(&path, options.acquire_timeout).map_err(|e| {
+                    LogError::Open {
+                        target: redact(url),
+                        source: Box::new(e),
+                    }
                 })?;
-            Sink::Sqlite(writer)
-        } else {
-            Sink::Pool(pool.clone())
+                Sink::Sqlite(writer)
+            }
+            None => Sink::Pool(pool.clone()),
         };
         let (queue, rx) = mpsc::channel(options.queue.max(1));
         let commits = Arc::new(AtomicU64::new(0));
@@ -307,15 +293,6 @@ enum Sink {
     Pool(AnyPool),
 }
 
-/// The file path of a SQLite connect URL (`sqlite://PATH?mode=rwc`).
-fn sqlite_path(connect_url: &str) -> &str {
-    let rest = connect_url
-        .strip_prefix("sqlite://")
-        .or_else(|| connect_url.strip_prefix("sqlite:"))
-        .unwrap_or(connect_url);
-    rest.split('?').next().unwrap_or(rest)
-}
-
 /// The columns of one `message_log` row.
 pub(crate) struct Row {
     pub(crate) writer: String,
@@ -348,38 +325,6 @@ impl Row {
             problem_code: e.problem_code.clone(),
         })
     }
-}
-
-async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
-    let migrations = MIGRATIONS
-        .iter()
-        .map(|(version, description, sql)| {
-            Migration::new(
-                *version,
-                (*description).into(),
-                MigrationType::Simple,
-                sqlx::AssertSqlSafe(*sql).into_sql_str(),
-                false,
-            )
-        })
-        .collect();
-    let mut migrator = Migrator::with_migrations(migrations);
-    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-    // SQLite has no migration lock: when two processes migrate a fresh file
-    // at once, the loser's transaction fails; running again finds the work
-    // done.
-    let attempts = match backend {
-        Backend::Sqlite => 3,
-        Backend::Postgres => 1,
-    };
-    let mut result = Ok(());
-    for _ in 0..attempts {
-        result = migrator.run(pool).await;
-        if result.is_ok() {
-            break;
-        }
-    }
-    result.map_err(LogError::Migration)
 }
 
 fn seq_i64(seq: u64) -> Result<i64> {

@@ -25,7 +25,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use super::sql::Row;
+use super::sql::{Row, SQLITE_SETUP};
 
 /// How often, at most, a passive checkpoint runs.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
@@ -143,16 +143,18 @@ impl From<rusqlite::Error> for WriteError {
     }
 }
 
-/// A connection with the log's settings: waits for locks up to
-/// `busy_timeout`, `synchronous = FULL`, no automatic checkpoints.
+/// A connection with the log's settings ([`SQLITE_SETUP`], as the pool's:
+/// `synchronous = FULL`, no automatic checkpoints), waiting for locks up
+/// to `busy_timeout`.
 fn connect(path: &str, busy_timeout: Duration) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(busy_timeout)?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    for statement in SQLITE_SETUP {
+        conn.execute_batch(statement)?;
+    }
     Ok(conn)
 }
 

@@ -99,23 +99,18 @@ async fn pending(
     .map_err(db)?;
     let mut out = Vec::new();
     for writer in writers {
-        let head: Option<i64> =
-            sqlx::query("SELECT MAX(seq) AS v FROM message_log WHERE writer = $1")
-                .bind(writer.clone())
-                .fetch_one(pool)
-                .await
-                .map_err(db)?
-                .try_get("v")
-                .map_err(db)?;
-        let stamped: Option<i64> =
-            sqlx::query("SELECT MAX(last_seq) AS v FROM message_log_timestamps WHERE writer = $1")
-                .bind(writer.clone())
-                .fetch_one(pool)
-                .await
-                .map_err(db)?
-                .try_get("v")
-                .map_err(db)?;
-        let (head, stamped) = (to_u64(head.unwrap_or(0))?, to_u64(stamped.unwrap_or(0))?);
+        let head = max_seq(
+            pool,
+            "SELECT MAX(seq) AS v FROM message_log WHERE writer = $1",
+            &writer,
+        )
+        .await?;
+        let stamped = max_seq(
+            pool,
+            "SELECT MAX(last_seq) AS v FROM message_log_timestamps WHERE writer = $1",
+            &writer,
+        )
+        .await?;
         if head > stamped {
             out.push(Pending {
                 writer,
@@ -125,6 +120,19 @@ async fn pending(
         }
     }
     Ok(out)
+}
+
+/// The `v` of `query` (`SELECT MAX(...) AS v ... WHERE writer = $1`) for
+/// `writer`; 0 when the writer has no rows.
+async fn max_seq(pool: &AnyPool, query: &'static str, writer: &str) -> Result<u64, TimestampError> {
+    let v: Option<i64> = sqlx::query(query)
+        .bind(writer.to_string())
+        .fetch_one(pool)
+        .await
+        .map_err(db)?
+        .try_get("v")
+        .map_err(db)?;
+    to_u64(v.unwrap_or(0))
 }
 
 async fn oldest_received(

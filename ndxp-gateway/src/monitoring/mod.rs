@@ -141,20 +141,20 @@ impl MonitoringState {
 /// # Errors
 /// [`MonitorError::OpenGatewayLog`].
 pub async fn open_gateway_log(url: &str) -> Result<sqlx::AnyPool, MonitorError> {
-    let parsed = ndxp_core::dburl::parse(url).map_err(|e| MonitorError::OpenGatewayLog(e.0))?;
-    if let Some(file) = parsed.sqlite_file() {
-        ndxp_sign::files::prepare_database_file(std::path::Path::new(file), parsed.creates_file())
-            .map_err(|e| MonitorError::OpenGatewayLog(e.to_string()))?;
-    }
-    sqlx::any::install_default_drivers();
-    sqlx::any::AnyPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(std::time::Duration::from_secs(10))
-        .connect(&parsed.connect_url)
-        .await
-        .map_err(|e| {
-            MonitorError::OpenGatewayLog(format!("{}: {e}", ndxp_core::dburl::redact(url)))
+    // Read only: the gateway's own log sets the file up (WAL, migrations).
+    let options = ndxp_db::PoolOptions {
+        max_connections: 2,
+        wal: false,
+        ..ndxp_db::PoolOptions::default()
+    };
+    let db = ndxp_db::open(url, &options).await.map_err(|e| {
+        MonitorError::OpenGatewayLog(match e {
+            ndxp_db::OpenError::Url(e) => e.0,
+            ndxp_db::OpenError::Connect { target, source } => format!("{target}: {source}"),
+            e => e.to_string(),
         })
+    })?;
+    Ok(db.into_pool())
 }
 
 /// A time as RFC 3339 in whole seconds, `Z` for UTC.
