@@ -4,13 +4,15 @@
 //! registry version and audit trail untouched.
 #![allow(clippy::unwrap_used)]
 
+mod store_support;
+
 use chrono::{Duration, TimeZone, Utc};
 use ndxp_core::{MemberId, NodeName};
 use ndxp_registry::store::monitoring::{NewDrilldown, NewSummary, SummaryStored};
 use ndxp_registry::store::{MonitoringStore, RegistryStore, SqlStore, StoreError, StoreOptions};
-use ndxp_test_support::db::{backends, TestDatabase};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::SqlSafeStr;
+use store_support::with_each_backend;
 
 fn m(s: &str) -> MemberId {
     s.parse().unwrap()
@@ -21,12 +23,7 @@ fn n(s: &str) -> NodeName {
 
 #[tokio::test]
 async fn monitoring_records_on_every_backend() {
-    for backend in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = TestDatabase::create(backend, dir.path()).await;
-        let store = SqlStore::open(&db.url, &StoreOptions::default())
-            .await
-            .unwrap();
+    with_each_backend(|store| async move {
         let version = store.registry_version().await.unwrap();
         let (a, b) = (m("VN/GOV/000.00.00.H29"), m("VN/GOV/000.00.00.G22"));
         let now = Utc::now();
@@ -180,9 +177,9 @@ async fn monitoring_records_on_every_backend() {
         // Operational records: the registry version and audit trail did not move.
         assert_eq!(store.registry_version().await.unwrap(), version);
         assert!(store.list_audit(0, 100).await.unwrap().is_empty());
-        store.close().await;
-        db.drop_now().await;
-    }
+        store
+    })
+    .await;
 }
 
 /// Migrations developed on parallel branches may land out of order: a

@@ -4,34 +4,19 @@
 //! changes nothing, and the snapshot the gateway loads is consistent.
 #![allow(clippy::unwrap_used)]
 
+mod store_support;
+
 use ndxp_core::{MemberId, ServiceId, SubsystemId};
 use ndxp_registry::model::{Actor, SubscriptionState};
 use ndxp_registry::store::gateway::{
     ClientCertificate, GatewayServiceState, GatewaySettings, GatewaySettingsUpdate, GatewayStore,
     SubscriptionLimits,
 };
-use ndxp_registry::store::{RegistryStore, SqlStore, StoreError, StoreOptions};
-use ndxp_test_support::db::{backends, TestDatabase};
+use ndxp_registry::store::{RegistryStore, SqlStore, StoreError};
+use store_support::with_each_backend;
 
 fn actor() -> Actor {
     Actor::cli("test")
-}
-
-async fn with_each_backend<F, Fut>(f: F)
-where
-    F: Fn(SqlStore) -> Fut,
-    Fut: std::future::Future<Output = SqlStore>,
-{
-    for backend in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = TestDatabase::create(backend, dir.path()).await;
-        let store = SqlStore::open(&db.url, &StoreOptions::default())
-            .await
-            .unwrap();
-        let store = f(store).await;
-        store.close().await;
-        db.drop_now().await;
-    }
 }
 
 async fn seed(store: &SqlStore) -> (ServiceId, SubsystemId) {

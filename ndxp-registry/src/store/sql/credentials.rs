@@ -3,22 +3,13 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use super::rows::{credential_row, CRED_COLS};
+use super::rows::{credential_row, load_credential, CRED_COLS};
 use super::{
-    all_as, check_text, constraint, db, exists, is_sha256_hex, optional_as, row_by_key, ts,
-    SqlStore, SQL_MEMBER_EXISTS,
+    check_text, constraint, db, exists, fetch_rows, is_sha256_hex, optional_as, ts, SqlStore,
+    SQL_MEMBER_EXISTS,
 };
 use crate::model::{Actor, Credential, CredentialKind};
 use crate::store::{Result, StoreError};
-
-pub(super) async fn load_credential(
-    conn: &mut sqlx::AnyConnection,
-    id: Uuid,
-) -> Result<Credential> {
-    let sql = format!("SELECT {CRED_COLS} FROM credentials WHERE id = $1");
-    let row = row_by_key(conn, sqlx::AssertSqlSafe(sql), id, "credential").await?;
-    credential_row(&row)
-}
 
 impl SqlStore {
     pub(super) async fn create_credential(
@@ -95,12 +86,8 @@ impl SqlStore {
 
     pub(super) async fn list_credentials(&self) -> Result<Vec<Credential>> {
         let sql = format!("SELECT {CRED_COLS} FROM credentials ORDER BY created_at, id");
-        all_as(
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_all(&self.pool)
-                .await,
-            credential_row,
-        )
+        let rows = fetch_rows(&self.pool, sqlx::AssertSqlSafe(sql)).await?;
+        rows.iter().map(credential_row).collect()
     }
 
     pub(super) async fn revoke_credential(&self, id: Uuid, actor: &Actor) -> Result<Credential> {

@@ -4,12 +4,13 @@ use std::collections::HashMap;
 
 use serde_json::json;
 
+use super::groups::all_groups;
 use super::nodes::node_cert_rows;
 use super::rows::{
-    assemble_groups, conf_row, member_row, nodes_with_certs, right_row, service_row, subsystem_row,
-    NODE_COLS, SERVICE_COLS,
+    conf_row, member_row, nodes_with_certs, right_row, service_row, subsystem_row, NODE_COLS,
+    SERVICE_COLS,
 };
-use super::{check_text, col, constraint, corrupt, db, optional_as, ts, SqlStore};
+use super::{check_text, col, constraint, corrupt, db, fetch_rows, optional_as, ts, SqlStore};
 use crate::model::{Actor, MemberEntry, RegistrySnapshot, StoredConf, Subsystem};
 use crate::store::Result;
 
@@ -22,45 +23,19 @@ impl SqlStore {
             .map_err(db)?
             .ok_or_else(|| corrupt("registry_state", "the state row is missing"))?;
         let registry_version: i64 = col(&version_row, "version")?;
-        let members = sqlx::query("SELECT id, name, created_at FROM members ORDER BY id")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-        let subsystems =
-            sqlx::query("SELECT id, member_id, created_at FROM subsystems ORDER BY id")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db)?;
-        let nodes = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {NODE_COLS} FROM nodes ORDER BY member_id, name"
-        )))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
+        let members = "SELECT id, name, created_at FROM members ORDER BY id";
+        let members = fetch_rows(&mut *tx, members).await?;
+        let subsystems = "SELECT id, member_id, created_at FROM subsystems ORDER BY id";
+        let subsystems = fetch_rows(&mut *tx, subsystems).await?;
+        let nodes = format!("SELECT {NODE_COLS} FROM nodes ORDER BY member_id, name");
+        let nodes = fetch_rows(&mut *tx, sqlx::AssertSqlSafe(nodes)).await?;
         let node_certs = node_cert_rows(&mut *tx, None, None).await?;
-        let services = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SERVICE_COLS} FROM services ORDER BY id"
-        )))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        let groups = sqlx::query("SELECT code, description FROM subsystem_groups ORDER BY code")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-        let group_members = sqlx::query(
-            "SELECT group_code, subsystem_id FROM group_members ORDER BY group_code, subsystem_id",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        let rights = sqlx::query(
-            "SELECT service_id, grantee_subsystem, grantee_group, granted_at FROM access_rights \
-             ORDER BY service_id, grantee",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
+        let services = format!("SELECT {SERVICE_COLS} FROM services ORDER BY id");
+        let services = fetch_rows(&mut *tx, sqlx::AssertSqlSafe(services)).await?;
+        let groups = all_groups(&mut tx).await?;
+        let rights = "SELECT service_id, grantee_subsystem, grantee_group, granted_at \
+                      FROM access_rights ORDER BY service_id, grantee";
+        let rights = fetch_rows(&mut *tx, rights).await?;
         tx.commit().await.map_err(db)?;
 
         let mut subs_by_member: HashMap<String, Vec<Subsystem>> = HashMap::new();
@@ -86,7 +61,7 @@ impl SqlStore {
             members,
             nodes: nodes_with_certs(&nodes, &node_certs)?,
             services: services.iter().map(service_row).collect::<Result<_>>()?,
-            groups: assemble_groups(&groups, &group_members)?,
+            groups,
             access_rights: rights.iter().map(right_row).collect::<Result<_>>()?,
         })
     }

@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::rows::{assemble_groups, right_row};
 use super::{
-    all_as, check_group_code, constraint, corrupt, db, deleted, exists, must_exist, row_by_key, ts,
-    SqlStore, SQL_GROUP_EXISTS, SQL_SERVICE_EXISTS, SQL_SUBSYSTEM_EXISTS,
+    all_as, check_group_code, constraint, corrupt, db, deleted, exists, fetch_rows, must_exist,
+    row_by_key, ts, SqlStore, SQL_GROUP_EXISTS, SQL_SERVICE_EXISTS, SQL_SUBSYSTEM_EXISTS,
 };
 use crate::model::{AccessRight, Actor, Grantee, Group};
 use crate::store::{Result, StoreError};
@@ -37,6 +37,21 @@ pub(super) fn grantee_columns(grantee: &Grantee) -> (Option<String>, Option<Stri
         Grantee::Subsystem(s) => (Some(s.to_string()), None),
         Grantee::Group(g) => (None, Some(g.clone())),
     }
+}
+
+/// Every group with its members, ordered by code.
+pub(super) async fn all_groups(conn: &mut sqlx::AnyConnection) -> Result<Vec<Group>> {
+    let groups = fetch_rows(
+        &mut *conn,
+        "SELECT code, description FROM subsystem_groups ORDER BY code",
+    )
+    .await?;
+    let members = fetch_rows(
+        &mut *conn,
+        "SELECT group_code, subsystem_id FROM group_members ORDER BY group_code, subsystem_id",
+    )
+    .await?;
+    assemble_groups(&groups, &members)
 }
 
 impl SqlStore {
@@ -78,18 +93,9 @@ impl SqlStore {
 
     pub(super) async fn list_groups(&self) -> Result<Vec<Group>> {
         let mut tx = self.read_tx().await?;
-        let groups = sqlx::query("SELECT code, description FROM subsystem_groups ORDER BY code")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-        let members = sqlx::query(
-            "SELECT group_code, subsystem_id FROM group_members ORDER BY group_code, subsystem_id",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
+        let groups = all_groups(&mut tx).await?;
         tx.commit().await.map_err(db)?;
-        assemble_groups(&groups, &members)
+        Ok(groups)
     }
 
     pub(super) async fn remove_group(&self, code: &str, actor: &Actor) -> Result<()> {

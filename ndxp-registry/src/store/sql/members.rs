@@ -1,15 +1,16 @@
-//! Members: the organisations taking part.
+//! Members (the organisations taking part) and their subsystems (their
+//! information systems).
 
-use ndxp_core::MemberId;
+use ndxp_core::{MemberId, SubsystemId};
 use serde_json::json;
 
-use super::rows::member_row;
+use super::rows::{member_row, subsystem_row};
 use super::{
-    all_as, check_text, constraint, count, db, must_exist, row_by_key, ts, SqlStore,
-    SQL_MEMBER_EXISTS,
+    all_as, check_text, constraint, count, db, exists, fetch_rows, must_exist, one_by_key, ts,
+    SqlStore, SQL_MEMBER_EXISTS, SQL_SUBSYSTEM_EXISTS,
 };
-use crate::model::{Actor, Member};
-use crate::store::Result;
+use crate::model::{Actor, Member, Subsystem};
+use crate::store::{Result, StoreError};
 
 impl SqlStore {
     pub(super) async fn add_member(
@@ -43,23 +44,22 @@ impl SqlStore {
     }
 
     pub(super) async fn get_member(&self, id: &MemberId) -> Result<Member> {
-        let row = row_by_key(
+        one_by_key(
             &self.pool,
             "SELECT id, name, created_at FROM members WHERE id = $1",
             id,
             "member",
+            member_row,
         )
-        .await?;
-        member_row(&row)
+        .await
     }
 
     pub(super) async fn list_members(&self) -> Result<Vec<Member>> {
-        all_as(
-            sqlx::query("SELECT id, name, created_at FROM members ORDER BY id")
-                .fetch_all(&self.pool)
-                .await,
-            member_row,
-        )
+        let rows = fetch_rows(
+            &self.pool,
+            "SELECT id, name, created_at FROM members ORDER BY id",
+        );
+        rows.await?.iter().map(member_row).collect()
     }
 
     pub(super) async fn remove_member(&self, id: &MemberId, actor: &Actor) -> Result<()> {
@@ -117,6 +117,81 @@ impl SqlStore {
                 "subsystems": subsystems, "nodes": nodes, "services": services,
                 "pending_registrations": pending, "credentials_revoked": revoked,
             }),
+        )
+        .await
+    }
+
+    pub(super) async fn add_subsystem(&self, id: &SubsystemId, actor: &Actor) -> Result<Subsystem> {
+        let mut w = self.begin_write(true).await?;
+        let member = id.member().to_string();
+        if !exists(w.conn(), SQL_MEMBER_EXISTS, &member).await? {
+            return Err(StoreError::Invalid(format!(
+                "member {member} does not exist; add it before its subsystem {id}"
+            )));
+        }
+        sqlx::query("INSERT INTO subsystems (id, member_id, created_at) VALUES ($1, $2, $3)")
+            .bind(id.to_string())
+            .bind(member)
+            .bind(ts(w.at))
+            .execute(w.conn())
+            .await
+            .map_err(constraint("subsystem", id))?;
+        let sub = Subsystem {
+            id: id.clone(),
+            created_at: w.at,
+        };
+        w.finish(actor, "subsystem.add", &id.to_string(), json!({}))
+            .await?;
+        Ok(sub)
+    }
+
+    pub(super) async fn get_subsystem(&self, id: &SubsystemId) -> Result<Subsystem> {
+        one_by_key(
+            &self.pool,
+            "SELECT id, created_at FROM subsystems WHERE id = $1",
+            id,
+            "subsystem",
+            subsystem_row,
+        )
+        .await
+    }
+
+    pub(super) async fn list_subsystems(
+        &self,
+        member: Option<&MemberId>,
+    ) -> Result<Vec<Subsystem>> {
+        all_as(
+            sqlx::query(
+                "SELECT id, created_at FROM subsystems WHERE ($1 IS NULL OR member_id = $1) \
+             ORDER BY id",
+            )
+            .bind(member.map(|m| m.to_string()))
+            .fetch_all(&self.pool)
+            .await,
+            subsystem_row,
+        )
+    }
+
+    pub(super) async fn remove_subsystem(&self, id: &SubsystemId, actor: &Actor) -> Result<()> {
+        let mut w = self.begin_write(true).await?;
+        let key = id.to_string();
+        must_exist(w.conn(), SQL_SUBSYSTEM_EXISTS, &key, "subsystem").await?;
+        let services = count(
+            w.conn(),
+            "SELECT COUNT(*) AS n FROM services WHERE subsystem_id = $1",
+            &key,
+        )
+        .await?;
+        sqlx::query("DELETE FROM subsystems WHERE id = $1")
+            .bind(key.clone())
+            .execute(w.conn())
+            .await
+            .map_err(db)?;
+        w.finish(
+            actor,
+            "subsystem.remove",
+            &key,
+            json!({ "services": services }),
         )
         .await
     }

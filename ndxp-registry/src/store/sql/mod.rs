@@ -34,7 +34,6 @@ mod registrations;
 mod rows;
 mod services;
 mod subscriptions;
-mod subsystems;
 
 pub use open::StoreOptions;
 
@@ -306,6 +305,29 @@ where
         .fetch_optional(exec)
         .await;
     found(row, what, key)
+}
+
+/// The one row `sql` (with `$1` = `key`) finds, mapped with `map`;
+/// `NotFound` (as `what`) when there is none.
+async fn one_by_key<'c, E, T>(
+    exec: E,
+    sql: impl SqlSafeStr,
+    key: impl Display,
+    what: &'static str,
+    map: fn(&AnyRow) -> Result<T>,
+) -> Result<T>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    map(&row_by_key(exec, sql, key, what).await?)
+}
+
+/// Every row `sql` (without parameters) finds.
+async fn fetch_rows<'c, E>(exec: E, sql: impl SqlSafeStr) -> Result<Vec<AnyRow>>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    sqlx::query(sql).fetch_all(exec).await.map_err(db)
 }
 
 /// `NotFound` (as `what`) unless `sql` finds `key`.

@@ -4,24 +4,15 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::nodes::{insert_node_cert, load_node};
-use super::rows::{registration_row, NODE_COLS, REG_COLS};
+use super::rows::{load_registration, registration_row, NODE_COLS, REG_COLS};
 use super::{
-    all_as, check_https_url, check_text, constraint, db, exists, is_sha256_hex, row_by_key, ts,
-    SqlStore, SQL_MEMBER_EXISTS,
+    all_as, check_https_url, check_text, constraint, db, exists, is_sha256_hex, ts, SqlStore,
+    SQL_MEMBER_EXISTS,
 };
 use crate::model::{
     Actor, NewRegistration, Node, RegistrationKind, RegistrationRequest, RegistrationState,
 };
 use crate::store::{Result, StoreError};
-
-pub(super) async fn load_registration(
-    conn: &mut sqlx::AnyConnection,
-    id: Uuid,
-) -> Result<RegistrationRequest> {
-    let sql = format!("SELECT {REG_COLS} FROM registration_requests WHERE id = $1");
-    let row = row_by_key(conn, sqlx::AssertSqlSafe(sql), id, "registration request").await?;
-    registration_row(&row)
-}
 
 impl SqlStore {
     pub(super) async fn submit_registration(

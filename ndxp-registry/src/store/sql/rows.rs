@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 
-use ndxp_core::{MemberId, SubsystemId};
+use ndxp_core::{MemberId, ServiceId, SubsystemId};
 use sqlx::any::AnyRow;
+use uuid::Uuid;
 
-use super::{col, corrupt, parsed, parsed_opt, time, time_opt};
+use super::{col, corrupt, one_by_key, parsed, parsed_opt, time, time_opt};
 use crate::model::{
     AccessRight, AuditEntry, Credential, CredentialKind, Grantee, Group, Member, Node,
     NodeCertificate, RegistrationRequest, Service, StoredConf, SubscriptionEvent, Subsystem,
@@ -202,4 +203,42 @@ pub(super) fn assemble_groups(groups: &[AnyRow], members: &[AnyRow]) -> Result<V
             })
         })
         .collect()
+}
+
+pub(super) async fn load_credential(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+) -> Result<Credential> {
+    let sql = format!("SELECT {CRED_COLS} FROM credentials WHERE id = $1");
+    one_by_key(
+        conn,
+        sqlx::AssertSqlSafe(sql),
+        id,
+        "credential",
+        credential_row,
+    )
+    .await
+}
+
+pub(super) async fn load_registration(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+) -> Result<RegistrationRequest> {
+    let sql = format!("SELECT {REG_COLS} FROM registration_requests WHERE id = $1");
+    one_by_key(
+        conn,
+        sqlx::AssertSqlSafe(sql),
+        id,
+        "registration request",
+        registration_row,
+    )
+    .await
+}
+
+pub(super) async fn load_service(
+    conn: &mut sqlx::AnyConnection,
+    id: &ServiceId,
+) -> Result<Service> {
+    let sql = format!("SELECT {SERVICE_COLS} FROM services WHERE id = $1");
+    one_by_key(conn, sqlx::AssertSqlSafe(sql), id, "service", service_row).await
 }

@@ -3,22 +3,13 @@
 use ndxp_core::{ServiceId, SubsystemId};
 use serde_json::json;
 
-use super::rows::{service_row, SERVICE_COLS};
+use super::rows::{load_service, service_row, SERVICE_COLS};
 use super::{
-    all_as, check_openapi, constraint, db, deleted, exists, row_by_key, ts, ts_opt, SqlStore,
+    all_as, check_openapi, constraint, db, deleted, exists, ts, ts_opt, SqlStore,
     SQL_SUBSYSTEM_EXISTS,
 };
 use crate::model::{Actor, Service, ServiceUpdate};
 use crate::store::{Result, StoreError};
-
-pub(super) async fn load_service(
-    conn: &mut sqlx::AnyConnection,
-    id: &ServiceId,
-) -> Result<Service> {
-    let sql = format!("SELECT {SERVICE_COLS} FROM services WHERE id = $1");
-    let row = row_by_key(conn, sqlx::AssertSqlSafe(sql), id, "service").await?;
-    service_row(&row)
-}
 
 impl SqlStore {
     pub(super) async fn add_service(
