@@ -9,12 +9,45 @@
 //! credentials) carry a [`Uuid`].
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use ndxp_core::{MemberId, NodeName, ServiceId, SubsystemId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// Gives a state enum its stored names: `as_str`, [`fmt::Display`] and
+/// [`std::str::FromStr`] (refusing any other text with [`UnknownState`]), from one
+/// `Variant => "name"` table. The names are also the serde names
+/// (`rename_all = "snake_case"` on each enum).
+macro_rules! state_names {
+    ($ty:ident { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $ty {
+            /// The name, as stored and serialised.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = $crate::model::UnknownState;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok(Self::$variant),)*
+                    _ => Err($crate::model::UnknownState(s.to_string())),
+                }
+            }
+        }
+    };
+}
+pub(crate) use state_names;
 
 /// Who performs a write, as recorded in the audit trail: a display string
 /// such as `operator:admin`, `member:VN/GOV/000.00.00.H29` or `cli:root`.
@@ -233,17 +266,14 @@ pub enum SubscriptionState {
     Cancelled,
 }
 
-impl SubscriptionState {
-    /// The lowercase name, as stored and serialised.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Requested => "requested",
-            Self::Approved => "approved",
-            Self::Rejected => "rejected",
-            Self::Cancelled => "cancelled",
-        }
-    }
+state_names!(SubscriptionState {
+    Requested => "requested",
+    Approved => "approved",
+    Rejected => "rejected",
+    Cancelled => "cancelled",
+});
 
+impl SubscriptionState {
     /// Whether a subscription in this state may move to `to`:
     /// requested → approved | rejected | cancelled, approved → cancelled.
     pub fn can_become(self, to: SubscriptionState) -> bool {
@@ -258,29 +288,10 @@ impl SubscriptionState {
     }
 }
 
-impl fmt::Display for SubscriptionState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Text that is not a known state name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown state {0:?}")]
 pub struct UnknownState(pub String);
-
-impl FromStr for SubscriptionState {
-    type Err = UnknownState;
-    fn from_str(s: &str) -> Result<Self, UnknownState> {
-        Ok(match s {
-            "requested" => Self::Requested,
-            "approved" => Self::Approved,
-            "rejected" => Self::Rejected,
-            "cancelled" => Self::Cancelled,
-            _ => return Err(UnknownState(s.to_string())),
-        })
-    }
-}
 
 /// One step in a subscription's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -322,34 +333,11 @@ pub enum RegistrationState {
     Rejected,
 }
 
-impl RegistrationState {
-    /// The lowercase name, as stored and serialised.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Rejected => "rejected",
-        }
-    }
-}
-
-impl fmt::Display for RegistrationState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RegistrationState {
-    type Err = UnknownState;
-    fn from_str(s: &str) -> Result<Self, UnknownState> {
-        Ok(match s {
-            "pending" => Self::Pending,
-            "approved" => Self::Approved,
-            "rejected" => Self::Rejected,
-            _ => return Err(UnknownState(s.to_string())),
-        })
-    }
-}
+state_names!(RegistrationState {
+    Pending => "pending",
+    Approved => "approved",
+    Rejected => "rejected",
+});
 
 /// What a registration request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -364,32 +352,10 @@ pub enum RegistrationKind {
     AddCertificate,
 }
 
-impl RegistrationKind {
-    /// The snake_case name, as stored and serialised.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Node => "node",
-            Self::AddCertificate => "add_certificate",
-        }
-    }
-}
-
-impl fmt::Display for RegistrationKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RegistrationKind {
-    type Err = UnknownState;
-    fn from_str(s: &str) -> Result<Self, UnknownState> {
-        Ok(match s {
-            "node" => Self::Node,
-            "add_certificate" => Self::AddCertificate,
-            _ => return Err(UnknownState(s.to_string())),
-        })
-    }
-}
+state_names!(RegistrationKind {
+    Node => "node",
+    AddCertificate => "add_certificate",
+});
 
 /// What a member submits to register a node; the caller has already
 /// verified the member's signature over `signed_request`.

@@ -13,9 +13,6 @@
 //! operator) → `published` (by an operator; callable) → `withdrawn`
 //! (cancelled; refused) → `published` again if an operator decides so.
 
-use std::fmt;
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
@@ -23,7 +20,7 @@ use ndxp_core::{ServiceId, SubsystemId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::model::{Actor, Service};
+use crate::model::{state_names, Actor, Service};
 use crate::store::{Result, StoreError};
 
 /// Longest backend URL accepted, in bytes.
@@ -46,16 +43,13 @@ pub enum GatewayServiceState {
     Withdrawn,
 }
 
-impl GatewayServiceState {
-    /// The lowercase name, as stored and serialised.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Registered => "registered",
-            Self::Published => "published",
-            Self::Withdrawn => "withdrawn",
-        }
-    }
+state_names!(GatewayServiceState {
+    Registered => "registered",
+    Published => "published",
+    Withdrawn => "withdrawn",
+});
 
+impl GatewayServiceState {
     /// Whether a service may move from this state to `to`: registered →
     /// published | withdrawn, published → withdrawn, withdrawn → published.
     pub fn can_become(self, to: GatewayServiceState) -> bool {
@@ -67,24 +61,6 @@ impl GatewayServiceState {
                 | (Published, Withdrawn)
                 | (Withdrawn, Published)
         )
-    }
-}
-
-impl fmt::Display for GatewayServiceState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for GatewayServiceState {
-    type Err = crate::model::UnknownState;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        Ok(match s {
-            "registered" => Self::Registered,
-            "published" => Self::Published,
-            "withdrawn" => Self::Withdrawn,
-            _ => return Err(crate::model::UnknownState(s.to_string())),
-        })
     }
 }
 
