@@ -141,9 +141,12 @@ pub struct ConfContent {
 ///
 /// Deserialising one checks every document rule (see
 /// [`ConfDocument::validate`]), so a value obtained from JSON is always
-/// valid.
+/// valid. (The associated functions `ConfDocument::serialize` and
+/// `ConfDocument::deserialize`, which serde writes for the `Serialize` and
+/// `Deserialize` impls, do not check: deserialise through the trait, e.g.
+/// with [`ConfDocument::from_json`].)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "DocumentRepr")]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct ConfDocument {
     /// Always [`FORMAT`].
     pub format: String,
@@ -171,42 +174,21 @@ pub struct ConfDocument {
     pub access_rights: Vec<ConfAccessRight>,
 }
 
-/// The wire form, checked into a [`ConfDocument`].
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DocumentRepr {
-    format: String,
-    instance: InstanceId,
-    version: u64,
-    generated_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-    members: Vec<ConfMember>,
-    nodes: Vec<ConfNode>,
-    cas: Vec<ConfCa>,
-    tsas: Vec<ConfTsa>,
-    services: Vec<ConfService>,
-    groups: Vec<ConfGroup>,
-    access_rights: Vec<ConfAccessRight>,
+// Deserialising checks the document: the derives above (`remote = "Self"`)
+// write the field-by-field code as inherent functions, and these impls add
+// the check, the way `try_from` would without a second declaration of the
+// fields.
+impl Serialize for ConfDocument {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ConfDocument::serialize(self, serializer)
+    }
 }
 
-impl TryFrom<DocumentRepr> for ConfDocument {
-    type Error = String;
-    fn try_from(r: DocumentRepr) -> Result<Self, String> {
-        let doc = ConfDocument {
-            format: r.format,
-            instance: r.instance,
-            version: r.version,
-            generated_at: r.generated_at,
-            expires_at: r.expires_at,
-            members: r.members,
-            nodes: r.nodes,
-            cas: r.cas,
-            tsas: r.tsas,
-            services: r.services,
-            groups: r.groups,
-            access_rights: r.access_rights,
-        };
-        doc.check().map(|()| doc)
+impl<'de> Deserialize<'de> for ConfDocument {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let doc = ConfDocument::deserialize(deserializer)?;
+        doc.check().map_err(serde::de::Error::custom)?;
+        Ok(doc)
     }
 }
 
