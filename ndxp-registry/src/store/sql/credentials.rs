@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::rows::{credential_row, load_credential, CRED_COLS};
 use super::{
-    check_text, constraint, db, exists, fetch_rows, is_sha256_hex, optional_as, ts, SqlStore,
+    check_text, exists, fetch_rows, is_sha256_hex, optional_as, ts, Run, SqlStore,
     SQL_MEMBER_EXISTS,
 };
 use crate::model::{Actor, Credential, CredentialKind};
@@ -47,9 +47,8 @@ impl SqlStore {
             .bind(name.to_string())
             .bind(token_sha256.to_string())
             .bind(ts(w.at))
-            .execute(w.conn())
-            .await
-            .map_err(constraint("credential with that token", "(hash withheld)"))?;
+            .insert(w.conn(), "credential with that token", "(hash withheld)")
+            .await?;
         let cred = Credential {
             id,
             kind: kind.clone(),
@@ -103,9 +102,8 @@ impl SqlStore {
         sqlx::query("UPDATE credentials SET revoked_at = $2 WHERE id = $1")
             .bind(id.to_string())
             .bind(ts(w.at))
-            .execute(w.conn())
-            .await
-            .map_err(db)?;
+            .run(w.conn())
+            .await?;
         cred.revoked_at = Some(w.at);
         w.finish(
             actor,

@@ -10,8 +10,8 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::{
-    check_openapi, check_text, col, constraint, corrupt, db, exists, found, is_sha256_hex, parsed,
-    time, time_opt, ts, SqlStore, SQL_SERVICE_EXISTS, SQL_SUBSYSTEM_EXISTS,
+    check_openapi, check_text, col, corrupt, db, exists, found, is_sha256_hex, parsed, time,
+    time_opt, ts, Run, SqlStore, SQL_SERVICE_EXISTS, SQL_SUBSYSTEM_EXISTS,
 };
 use crate::model::{Actor, Service, SubscriptionState};
 use crate::store::gateway::{
@@ -208,9 +208,8 @@ impl GatewayStore for SqlStore {
             .bind(description.to_string())
             .bind(openapi.map(str::to_string))
             .bind(ts(at))
-            .execute(w.conn())
-            .await
-            .map_err(constraint("service", id))?;
+            .insert(w.conn(), "service", id)
+            .await?;
         } else if description.is_some() || openapi.is_some() {
             let mut sets = Vec::new();
             if description.is_some() {
@@ -251,9 +250,8 @@ impl GatewayStore for SqlStore {
             .bind(t.client_cert_file.clone())
             .bind(t.client_key_file.clone())
             .bind(ts(at))
-            .execute(w.conn())
-            .await
-            .map_err(constraint("gateway service", id))?;
+            .insert(w.conn(), "gateway service", id)
+            .await?;
         let out = GatewayService {
             service: id.clone(),
             state: GatewayServiceState::Registered,
@@ -318,9 +316,8 @@ impl GatewayStore for SqlStore {
         .bind(t.client_cert_file.clone())
         .bind(t.client_key_file.clone())
         .bind(ts(w.at))
-        .execute(w.conn())
-        .await
-        .map_err(db)?;
+        .run(w.conn())
+        .await?;
         current.settings = settings;
         current.updated_at = w.at;
         let detail = settings_detail(&current.settings);
@@ -350,9 +347,8 @@ impl GatewayStore for SqlStore {
         .bind(id.to_string())
         .bind(to.as_str().to_string())
         .bind(ts(w.at))
-        .execute(w.conn())
-        .await
-        .map_err(db)?;
+        .run(w.conn())
+        .await?;
         let from = current.state;
         current.state = to;
         current.updated_at = w.at;
@@ -393,9 +389,8 @@ impl GatewayStore for SqlStore {
             .bind(secret_hash.to_string())
             .bind(cidrs_json(&cidrs)?)
             .bind(ts(w.at))
-            .execute(w.conn())
-            .await
-            .map_err(constraint("gateway application", client_id))?;
+            .insert(w.conn(), "gateway application", client_id)
+            .await?;
         let app = GatewayApp {
             client_id: client_id.to_string(),
             client: client.clone(),
@@ -451,9 +446,8 @@ impl GatewayStore for SqlStore {
             .bind(certificate.sha256.clone())
             .bind(certificate.subject.clone())
             .bind(ts(certificate.not_after))
-            .execute(w.conn())
-            .await
-            .map_err(constraint("client certificate", &certificate.sha256))?;
+            .insert(w.conn(), "client certificate", &certificate.sha256)
+            .await?;
         let app = GatewayApp {
             client_id: client_id.to_string(),
             client: client.clone(),
@@ -526,9 +520,8 @@ impl GatewayStore for SqlStore {
         .bind(client_id.to_string())
         .bind(secret_hash.to_string())
         .bind(ts(w.at))
-        .execute(w.conn())
-        .await
-        .map_err(db)?;
+        .run(w.conn())
+        .await?;
         app.secret_hash = secret_hash.to_string();
         app.generation += 1;
         app.rotated_at = w.at;
@@ -554,9 +547,8 @@ impl GatewayStore for SqlStore {
         sqlx::query("UPDATE gateway_apps SET allowed_cidrs = $2 WHERE client_id = $1")
             .bind(client_id.to_string())
             .bind(cidrs_json(&cidrs)?)
-            .execute(w.conn())
-            .await
-            .map_err(db)?;
+            .run(w.conn())
+            .await?;
         app.allowed_cidrs = cidrs;
         w.finish(
             actor,
@@ -581,9 +573,8 @@ impl GatewayStore for SqlStore {
         sqlx::query("UPDATE gateway_apps SET revoked_at = $2 WHERE client_id = $1")
             .bind(client_id.to_string())
             .bind(ts(w.at))
-            .execute(w.conn())
-            .await
-            .map_err(db)?;
+            .run(w.conn())
+            .await?;
         app.revoked_at = Some(w.at);
         w.finish(actor, "gateway.app.revoke", client_id, json!({}))
             .await?;
@@ -609,9 +600,8 @@ impl GatewayStore for SqlStore {
         }
         sqlx::query("DELETE FROM gateway_limits WHERE subscription_id = $1")
             .bind(subscription.to_string())
-            .execute(w.conn())
-            .await
-            .map_err(db)?;
+            .run(w.conn())
+            .await?;
         sqlx::query(
             "INSERT INTO gateway_limits (subscription_id, rate_per_sec, burst, quota_per_day) \
              VALUES ($1, $2, $3, $4)",
@@ -620,9 +610,8 @@ impl GatewayStore for SqlStore {
         .bind(limits.rate_per_sec.map(int))
         .bind(limits.burst.map(int))
         .bind(limits.quota_per_day.map(int))
-        .execute(w.conn())
-        .await
-        .map_err(db)?;
+        .run(w.conn())
+        .await?;
         w.finish(
             actor,
             "gateway.subscription.limits",

@@ -10,7 +10,7 @@ use super::rows::{
     conf_row, member_row, nodes_with_certs, right_row, service_row, subsystem_row, NODE_COLS,
     SERVICE_COLS,
 };
-use super::{check_text, col, constraint, corrupt, db, fetch_rows, optional_as, ts, SqlStore};
+use super::{check_text, col, corrupt, db, fetch_rows, optional_as, ts, Run, SqlStore};
 use crate::model::{Actor, MemberEntry, RegistrySnapshot, StoredConf, Subsystem};
 use crate::store::Result;
 
@@ -78,9 +78,8 @@ impl SqlStore {
         .bind(conf.document.clone())
         .bind(ts(conf.created_at))
         .bind(ts(conf.expires_at))
-        .execute(w.conn())
-        .await
-        .map_err(constraint("global configuration version", conf.version))?;
+        .insert(w.conn(), "global configuration version", conf.version)
+        .await?;
         w.finish(
             actor,
             "conf.publish",

@@ -6,7 +6,7 @@ use serde_json::json;
 use super::rows::{assemble_groups, right_row};
 use super::{
     all_as, check_group_code, constraint, corrupt, db, deleted, exists, fetch_rows, must_exist,
-    row_by_key, ts, SqlStore, SQL_GROUP_EXISTS, SQL_SERVICE_EXISTS, SQL_SUBSYSTEM_EXISTS,
+    row_by_key, ts, Run, SqlStore, SQL_GROUP_EXISTS, SQL_SERVICE_EXISTS, SQL_SUBSYSTEM_EXISTS,
 };
 use crate::model::{AccessRight, Actor, Grantee, Group};
 use crate::store::{Result, StoreError};
@@ -69,9 +69,8 @@ impl SqlStore {
         .bind(code.to_string())
         .bind(description.to_string())
         .bind(ts(w.at))
-        .execute(w.conn())
-        .await
-        .map_err(constraint("group", code))?;
+        .insert(w.conn(), "group", code)
+        .await?;
         w.finish(
             actor,
             "group.add",
@@ -204,9 +203,8 @@ impl SqlStore {
         .bind(sub)
         .bind(group)
         .bind(ts(w.at))
-        .execute(w.conn())
-        .await
-        .map_err(constraint("access right", &key))?;
+        .insert(w.conn(), "access right", &key)
+        .await?;
         let right = AccessRight {
             service: service.clone(),
             grantee: grantee.clone(),

@@ -6,8 +6,8 @@ use serde_json::json;
 
 use super::rows::{member_row, subsystem_row};
 use super::{
-    all_as, check_text, constraint, count, db, exists, fetch_rows, must_exist, one_by_key, ts,
-    SqlStore, SQL_MEMBER_EXISTS, SQL_SUBSYSTEM_EXISTS,
+    all_as, check_text, count, exists, fetch_rows, must_exist, one_by_key, ts, Run, SqlStore,
+    SQL_MEMBER_EXISTS, SQL_SUBSYSTEM_EXISTS,
 };
 use crate::model::{Actor, Member, Subsystem};
 use crate::store::{Result, StoreError};
@@ -30,9 +30,8 @@ impl SqlStore {
             .bind(id.to_string())
             .bind(name.to_string())
             .bind(ts(w.at))
-            .execute(w.conn())
-            .await
-            .map_err(constraint("member", id))?;
+            .insert(w.conn(), "member", id)
+            .await?;
         w.finish(
             actor,
             "member.add",
@@ -89,26 +88,23 @@ impl SqlStore {
             "DELETE FROM registration_requests WHERE member_id = $1 AND state = 'pending'",
         )
         .bind(key.clone())
-        .execute(w.conn())
-        .await
-        .map_err(db)?
+        .run(w.conn())
+        .await?
         .rows_affected();
         let revoked = sqlx::query(
             "UPDATE credentials SET revoked_at = $2 WHERE member_id = $1 AND revoked_at IS NULL",
         )
         .bind(key.clone())
         .bind(ts(w.at))
-        .execute(w.conn())
-        .await
-        .map_err(db)?
+        .run(w.conn())
+        .await?
         .rows_affected();
         // Subsystems, nodes, services, rights, group memberships and
         // subscriptions go by ON DELETE CASCADE.
         sqlx::query("DELETE FROM members WHERE id = $1")
             .bind(key.clone())
-            .execute(w.conn())
-            .await
-            .map_err(db)?;
+            .run(w.conn())
+            .await?;
         w.finish(
             actor,
             "member.remove",
@@ -133,9 +129,8 @@ impl SqlStore {
             .bind(id.to_string())
             .bind(member)
             .bind(ts(w.at))
-            .execute(w.conn())
-            .await
-            .map_err(constraint("subsystem", id))?;
+            .insert(w.conn(), "subsystem", id)
+            .await?;
         let sub = Subsystem {
             id: id.clone(),
             created_at: w.at,
@@ -184,9 +179,8 @@ impl SqlStore {
         .await?;
         sqlx::query("DELETE FROM subsystems WHERE id = $1")
             .bind(key.clone())
-            .execute(w.conn())
-            .await
-            .map_err(db)?;
+            .run(w.conn())
+            .await?;
         w.finish(
             actor,
             "subsystem.remove",

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use ndxp_core::{MemberId, NodeName, ServiceId, SubsystemId};
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyQueryResult, AnyRow};
 use sqlx::error::ErrorKind;
 use sqlx::{Any, AnyPool, Row, SqlSafeStr, Transaction};
 use uuid::Uuid;
@@ -228,6 +228,35 @@ fn constraint(what: &'static str, id: impl Display) -> impl FnOnce(sqlx::Error) 
             "{what} {id} refers to something that does not exist"
         )),
         _ => StoreError::Database(e),
+    }
+}
+
+/// A statement run with the store's error mapping.
+trait Run {
+    /// Executes it on `conn`; a database error is [`StoreError::Database`].
+    async fn run(self, conn: &mut sqlx::AnyConnection) -> Result<AnyQueryResult>;
+    /// Executes an insert on `conn`; a constraint violation is mapped by
+    /// [`constraint`] (`what` `id` already exists, or refers to nothing).
+    async fn insert(
+        self,
+        conn: &mut sqlx::AnyConnection,
+        what: &'static str,
+        id: impl Display,
+    ) -> Result<AnyQueryResult>;
+}
+
+impl Run for sqlx::query::Query<'_, Any, AnyArguments> {
+    async fn run(self, conn: &mut sqlx::AnyConnection) -> Result<AnyQueryResult> {
+        self.execute(conn).await.map_err(db)
+    }
+
+    async fn insert(
+        self,
+        conn: &mut sqlx::AnyConnection,
+        what: &'static str,
+        id: impl Display,
+    ) -> Result<AnyQueryResult> {
+        self.execute(conn).await.map_err(constraint(what, id))
     }
 }
 

@@ -6,7 +6,7 @@ use ndxp_core::{MemberId, NodeName};
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::{all_as, col, constraint, db, found, parsed, time, time_opt, ts, SqlStore};
+use super::{all_as, col, db, found, parsed, time, time_opt, ts, Run, SqlStore};
 use crate::store::monitoring::{
     DrilldownRecord, MonitoringStore, NewDrilldown, NewSummary, StatusRecord, SummaryRecord,
     SummaryStored, JTI_RETENTION,
@@ -80,16 +80,14 @@ async fn use_jti(
 ) -> Result<()> {
     sqlx::query("DELETE FROM monitoring_jti WHERE seen_at < $1")
         .bind(ts(at - JTI_RETENTION))
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+        .run(&mut *conn)
+        .await?;
     sqlx::query("INSERT INTO monitoring_jti (member_id, jti, seen_at) VALUES ($1, $2, $3)")
         .bind(member.to_string())
         .bind(jti.to_string())
         .bind(ts(at))
-        .execute(&mut *conn)
-        .await
-        .map_err(constraint("request id (jti)", jti))?;
+        .insert(&mut *conn, "request id (jti)", jti)
+        .await?;
     Ok(())
 }
 
@@ -117,9 +115,8 @@ impl MonitoringStore for SqlStore {
         .bind(ts(at))
         .bind(status_json.to_string())
         .bind(signed.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .run(&mut tx)
+        .await?;
         sqlx::query(
             "INSERT INTO monitoring_latest (member_id, node, status_id) VALUES ($1, $2, $3) \
              ON CONFLICT (member_id, node) DO UPDATE SET status_id = excluded.status_id",
@@ -127,9 +124,8 @@ impl MonitoringStore for SqlStore {
         .bind(member.to_string())
         .bind(node.to_string())
         .bind(id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .run(&mut tx)
+        .await?;
         tx.commit().await.map_err(db)?;
         Ok(StatusRecord {
             id,
@@ -224,9 +220,8 @@ impl MonitoringStore for SqlStore {
                 .bind(s.summary.clone())
                 .bind(s.signed.clone())
                 .bind(ts(at))
-                .execute(&mut *tx)
-                .await
-                .map_err(constraint("a", target()))?;
+                .insert(&mut tx, "a", target())
+                .await?;
                 SummaryStored::Created
             }
         };
@@ -274,9 +269,8 @@ impl MonitoringStore for SqlStore {
             .bind(ts(r.period_end))
             .bind(r.bucket.clone())
             .bind(ts(at))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .run(&mut tx)
+            .await?;
             n += usize::try_from(done.rows_affected()).unwrap_or(0);
         }
         tx.commit().await.map_err(db)?;
@@ -387,9 +381,8 @@ impl MonitoringStore for SqlStore {
                 .bind(ts(at))
                 .bind(answer_json.to_string())
                 .bind(signed.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+                .run(&mut tx)
+                .await?;
                 rec.answered_at = Some(at);
                 rec.answer = Some(answer_json.to_string());
             }

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::Any;
 
 use super::rows::{nodes_with_certs, NODE_COLS};
-use super::{constraint, corrupt, db, deleted, found, not_found, ts, SqlStore};
+use super::{corrupt, db, deleted, found, not_found, ts, Run, SqlStore};
 use crate::model::{Actor, Node};
 use crate::store::{Result, StoreError};
 
@@ -78,9 +78,8 @@ pub(super) async fn insert_node_cert(
     .bind(pem.to_string())
     .bind(sha256.to_string())
     .bind(ts(at))
-    .execute(&mut *conn)
-    .await
-    .map_err(constraint("node with authentication certificate", sha256))?;
+    .insert(&mut *conn, "node with authentication certificate", sha256)
+    .await?;
     set_newest_cert(conn, member, name, pem, sha256).await
 }
 
@@ -100,9 +99,8 @@ pub(super) async fn set_newest_cert(
     .bind(name.to_string())
     .bind(pem.to_string())
     .bind(sha256.to_string())
-    .execute(&mut *conn)
-    .await
-    .map_err(constraint("node with authentication certificate", sha256))?;
+    .insert(&mut *conn, "node with authentication certificate", sha256)
+    .await?;
     Ok(())
 }
 
@@ -165,9 +163,8 @@ impl SqlStore {
         .bind(member.to_string())
         .bind(name.to_string())
         .bind(auth_cert_sha256.to_string())
-        .execute(w.conn())
-        .await
-        .map_err(db)?;
+        .run(w.conn())
+        .await?;
         if node.auth_cert_sha256 == auth_cert_sha256 {
             let newest = node
                 .auth_certs

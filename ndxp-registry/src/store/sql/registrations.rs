@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::nodes::{insert_node_cert, load_node};
 use super::rows::{load_registration, registration_row, NODE_COLS, REG_COLS};
 use super::{
-    all_as, check_https_url, check_text, constraint, db, exists, is_sha256_hex, ts, SqlStore,
+    all_as, check_https_url, check_text, db, exists, is_sha256_hex, ts, Run, SqlStore,
     SQL_MEMBER_EXISTS,
 };
 use crate::model::{
@@ -112,9 +112,8 @@ impl SqlStore {
             .bind(req.signed_request.clone())
             .bind(ts(w.at))
             .bind(kind.as_str())
-            .execute(w.conn())
-            .await
-            .map_err(constraint("pending registration request for node", &target))?;
+            .insert(w.conn(), "pending registration request for node", &target)
+            .await?;
         let out = RegistrationRequest {
             id,
             member: req.member.clone(),
@@ -193,9 +192,8 @@ impl SqlStore {
                     .bind(req.auth_cert_pem.clone())
                     .bind(req.auth_cert_sha256.clone())
                     .bind(ts(w.at))
-                    .execute(w.conn())
-                    .await
-                    .map_err(constraint("node", &target))?;
+                    .insert(w.conn(), "node", &target)
+                    .await?;
             }
             RegistrationKind::AddCertificate => {
                 let node_exists =
@@ -231,9 +229,8 @@ impl SqlStore {
         .bind(id.to_string())
         .bind(ts(w.at))
         .bind(actor.as_str().to_string())
-        .execute(w.conn())
-        .await
-        .map_err(db)?;
+        .run(w.conn())
+        .await?;
         let node = load_node(w.conn(), &req.member, &req.node).await?;
         w.finish(
             actor,
@@ -271,9 +268,8 @@ impl SqlStore {
         .bind(ts(w.at))
         .bind(actor.as_str().to_string())
         .bind(reason.to_string())
-        .execute(w.conn())
-        .await
-        .map_err(db)?;
+        .run(w.conn())
+        .await?;
         req.state = RegistrationState::Rejected;
         req.decided_at = Some(w.at);
         req.decided_by = Some(actor.as_str().to_string());

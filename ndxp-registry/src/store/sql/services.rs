@@ -5,8 +5,7 @@ use serde_json::json;
 
 use super::rows::{load_service, service_row, SERVICE_COLS};
 use super::{
-    all_as, check_openapi, constraint, db, deleted, exists, ts, ts_opt, SqlStore,
-    SQL_SUBSYSTEM_EXISTS,
+    all_as, check_openapi, db, deleted, exists, ts, ts_opt, Run, SqlStore, SQL_SUBSYSTEM_EXISTS,
 };
 use crate::model::{Actor, Service, ServiceUpdate};
 use crate::store::{Result, StoreError};
@@ -37,9 +36,8 @@ impl SqlStore {
             .bind(description.to_string())
             .bind(openapi.map(str::to_string))
             .bind(ts(w.at))
-            .execute(w.conn())
-            .await
-            .map_err(constraint("service", id))?;
+            .insert(w.conn(), "service", id)
+            .await?;
         let service = Service {
             id: id.clone(),
             description: description.to_string(),
@@ -112,9 +110,8 @@ impl SqlStore {
         .bind(service.openapi.clone())
         .bind(ts_opt(service.deprecated_at))
         .bind(ts_opt(service.sunset_at))
-        .execute(w.conn())
-        .await
-        .map_err(db)?;
+        .run(w.conn())
+        .await?;
         let mut changed = serde_json::Map::new();
         if let Some(d) = &update.description {
             changed.insert("description".into(), json!(d));

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::rows::event_row;
 use super::{
-    col, constraint, corrupt, db, exists, parsed, row_by_key, ts, SqlStore, SQL_SERVICE_EXISTS,
+    col, corrupt, db, exists, parsed, row_by_key, ts, Run, SqlStore, SQL_SERVICE_EXISTS,
     SQL_SUBSYSTEM_EXISTS,
 };
 use crate::model::{Actor, Subscription, SubscriptionEvent, SubscriptionState};
@@ -86,9 +86,8 @@ impl SqlStore {
         .bind(service.to_string())
         .bind(client.to_string())
         .bind(ts(w.at))
-        .execute(w.conn())
-        .await
-        .map_err(constraint("subscription", &key))?;
+        .insert(w.conn(), "subscription", &key)
+        .await?;
         sqlx::query(
             "INSERT INTO subscription_events (subscription_id, seq, state, at, actor, note) \
              VALUES ($1, 0, 'requested', $2, $3, $4)",
@@ -97,9 +96,8 @@ impl SqlStore {
         .bind(ts(w.at))
         .bind(actor.as_str().to_string())
         .bind(note.map(str::to_string))
-        .execute(w.conn())
-        .await
-        .map_err(db)?;
+        .run(w.conn())
+        .await?;
         let sub = Subscription {
             id,
             service: service.clone(),
@@ -201,9 +199,8 @@ impl SqlStore {
         sqlx::query("UPDATE subscriptions SET state = $2 WHERE id = $1")
             .bind(id.to_string())
             .bind(to.as_str().to_string())
-            .execute(w.conn())
-            .await
-            .map_err(db)?;
+            .run(w.conn())
+            .await?;
         let seq = i64::try_from(sub.history.len())
             .map_err(|_| corrupt("subscription_events", "too many events"))?;
         sqlx::query(
@@ -216,9 +213,8 @@ impl SqlStore {
         .bind(ts(w.at))
         .bind(actor.as_str().to_string())
         .bind(note.map(str::to_string))
-        .execute(w.conn())
-        .await
-        .map_err(db)?;
+        .run(w.conn())
+        .await?;
         sub.state = to;
         sub.history.push(SubscriptionEvent {
             state: to,
