@@ -42,6 +42,28 @@ pub(super) async fn load_subscription(
     })
 }
 
+/// Appends `event` to the history of subscription `id`, as its number `seq`.
+async fn append_event(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+    seq: i64,
+    event: &SubscriptionEvent,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO subscription_events (subscription_id, seq, state, at, actor, note) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id.to_string())
+    .bind(seq)
+    .bind(event.state.as_str().to_string())
+    .bind(ts(event.at))
+    .bind(event.actor.clone())
+    .bind(event.note.clone())
+    .run(conn)
+    .await?;
+    Ok(())
+}
+
 impl SqlStore {
     pub(super) async fn request_subscription(
         &self,
@@ -88,27 +110,19 @@ impl SqlStore {
         .bind(ts(w.at))
         .insert(w.conn(), "subscription", &key)
         .await?;
-        sqlx::query(
-            "INSERT INTO subscription_events (subscription_id, seq, state, at, actor, note) \
-             VALUES ($1, 0, 'requested', $2, $3, $4)",
-        )
-        .bind(id.to_string())
-        .bind(ts(w.at))
-        .bind(actor.as_str().to_string())
-        .bind(note.map(str::to_string))
-        .run(w.conn())
-        .await?;
+        let event = SubscriptionEvent {
+            state: SubscriptionState::Requested,
+            at: w.at,
+            actor: actor.as_str().to_string(),
+            note: note.map(str::to_string),
+        };
+        append_event(w.conn(), id, 0, &event).await?;
         let sub = Subscription {
             id,
             service: service.clone(),
             client: client.clone(),
             state: SubscriptionState::Requested,
-            history: vec![SubscriptionEvent {
-                state: SubscriptionState::Requested,
-                at: w.at,
-                actor: actor.as_str().to_string(),
-                note: note.map(str::to_string),
-            }],
+            history: vec![event],
         };
         w.finish(
             actor,
@@ -203,25 +217,15 @@ impl SqlStore {
             .await?;
         let seq = i64::try_from(sub.history.len())
             .map_err(|_| corrupt("subscription_events", "too many events"))?;
-        sqlx::query(
-            "INSERT INTO subscription_events (subscription_id, seq, state, at, actor, note) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id.to_string())
-        .bind(seq)
-        .bind(to.as_str().to_string())
-        .bind(ts(w.at))
-        .bind(actor.as_str().to_string())
-        .bind(note.map(str::to_string))
-        .run(w.conn())
-        .await?;
-        sub.state = to;
-        sub.history.push(SubscriptionEvent {
+        let event = SubscriptionEvent {
             state: to,
             at: w.at,
             actor: actor.as_str().to_string(),
             note: note.map(str::to_string),
-        });
+        };
+        append_event(w.conn(), id, seq, &event).await?;
+        sub.state = to;
+        sub.history.push(event);
         w.finish(
             actor,
             &format!("subscription.{}", to.as_str()),
