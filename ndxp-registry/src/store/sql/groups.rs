@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::rows::{assemble_groups, right_row};
 use super::{
-    all_as, check_group_code, constraint, corrupt, db, deleted, exists, fetch_rows, must_exist,
-    row_by_key, ts, Run, SqlStore, SQL_GROUP_EXISTS, SQL_SERVICE_EXISTS, SQL_SUBSYSTEM_EXISTS,
+    all_as, check_group_code, constraint, corrupt, db, exists, fetch_rows, must_exist, row_by_key,
+    ts, Run, SqlStore, SQL_GROUP_EXISTS, SQL_SERVICE_EXISTS, SQL_SUBSYSTEM_EXISTS,
 };
 use crate::model::{AccessRight, Actor, Grantee, Group};
 use crate::store::{Result, StoreError};
@@ -99,14 +99,10 @@ impl SqlStore {
 
     pub(super) async fn remove_group(&self, code: &str, actor: &Actor) -> Result<()> {
         let mut w = self.begin_write(true).await?;
-        deleted(
-            sqlx::query("DELETE FROM subsystem_groups WHERE code = $1")
-                .bind(code.to_string())
-                .execute(w.conn())
-                .await,
-            "group",
-            code,
-        )?;
+        sqlx::query("DELETE FROM subsystem_groups WHERE code = $1")
+            .bind(code.to_string())
+            .delete(w.conn(), "group", code)
+            .await?;
         w.finish(actor, "group.remove", code, json!({})).await
     }
 
@@ -150,15 +146,11 @@ impl SqlStore {
         actor: &Actor,
     ) -> Result<Group> {
         let mut w = self.begin_write(true).await?;
-        deleted(
-            sqlx::query("DELETE FROM group_members WHERE group_code = $1 AND subsystem_id = $2")
-                .bind(code.to_string())
-                .bind(subsystem.to_string())
-                .execute(w.conn())
-                .await,
-            "group member",
-            format!("{subsystem} in {code}"),
-        )?;
+        sqlx::query("DELETE FROM group_members WHERE group_code = $1 AND subsystem_id = $2")
+            .bind(code.to_string())
+            .bind(subsystem.to_string())
+            .delete(w.conn(), "group member", format!("{subsystem} in {code}"))
+            .await?;
         let group = load_group(w.conn(), code).await?;
         w.finish(
             actor,
@@ -227,15 +219,11 @@ impl SqlStore {
         actor: &Actor,
     ) -> Result<()> {
         let mut w = self.begin_write(true).await?;
-        deleted(
-            sqlx::query("DELETE FROM access_rights WHERE service_id = $1 AND grantee = $2")
-                .bind(service.to_string())
-                .bind(grantee.to_string())
-                .execute(w.conn())
-                .await,
-            "access right",
-            format!("{service} to {grantee}"),
-        )?;
+        sqlx::query("DELETE FROM access_rights WHERE service_id = $1 AND grantee = $2")
+            .bind(service.to_string())
+            .bind(grantee.to_string())
+            .delete(w.conn(), "access right", format!("{service} to {grantee}"))
+            .await?;
         w.finish(
             actor,
             "access.revoke",

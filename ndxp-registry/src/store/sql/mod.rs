@@ -243,6 +243,14 @@ trait Run {
         what: &'static str,
         id: impl Display,
     ) -> Result<AnyQueryResult>;
+    /// Executes a DELETE on `conn`; `NotFound` (`what` `id`) when it
+    /// removed nothing.
+    async fn delete(
+        self,
+        conn: &mut sqlx::AnyConnection,
+        what: &'static str,
+        id: impl Display,
+    ) -> Result<()>;
 }
 
 impl Run for sqlx::query::Query<'_, Any, AnyArguments> {
@@ -257,6 +265,15 @@ impl Run for sqlx::query::Query<'_, Any, AnyArguments> {
         id: impl Display,
     ) -> Result<AnyQueryResult> {
         self.execute(conn).await.map_err(constraint(what, id))
+    }
+
+    async fn delete(
+        self,
+        conn: &mut sqlx::AnyConnection,
+        what: &'static str,
+        id: impl Display,
+    ) -> Result<()> {
+        deleted(self.execute(conn).await, what, id)
     }
 }
 

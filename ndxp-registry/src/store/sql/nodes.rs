@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::Any;
 
 use super::rows::{nodes_with_certs, NODE_COLS};
-use super::{corrupt, db, deleted, found, not_found, ts, Run, SqlStore};
+use super::{corrupt, db, found, not_found, ts, Run, SqlStore};
 use crate::model::{Actor, Node};
 use crate::store::{Result, StoreError};
 
@@ -200,15 +200,11 @@ impl SqlStore {
     ) -> Result<()> {
         let mut w = self.begin_write(true).await?;
         let target = format!("{member}/{name}");
-        deleted(
-            sqlx::query("DELETE FROM nodes WHERE member_id = $1 AND name = $2")
-                .bind(member.to_string())
-                .bind(name.to_string())
-                .execute(w.conn())
-                .await,
-            "node",
-            &target,
-        )?;
+        sqlx::query("DELETE FROM nodes WHERE member_id = $1 AND name = $2")
+            .bind(member.to_string())
+            .bind(name.to_string())
+            .delete(w.conn(), "node", &target)
+            .await?;
         w.finish(actor, "node.remove", &target, json!({})).await
     }
 }

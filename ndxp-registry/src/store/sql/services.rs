@@ -4,9 +4,7 @@ use ndxp_core::{ServiceId, SubsystemId};
 use serde_json::json;
 
 use super::rows::{load_service, service_row, SERVICE_COLS};
-use super::{
-    all_as, check_openapi, db, deleted, exists, ts, ts_opt, Run, SqlStore, SQL_SUBSYSTEM_EXISTS,
-};
+use super::{all_as, check_openapi, db, exists, ts, ts_opt, Run, SqlStore, SQL_SUBSYSTEM_EXISTS};
 use crate::model::{Actor, Service, ServiceUpdate};
 use crate::store::{Result, StoreError};
 
@@ -137,14 +135,10 @@ impl SqlStore {
 
     pub(super) async fn remove_service(&self, id: &ServiceId, actor: &Actor) -> Result<()> {
         let mut w = self.begin_write(true).await?;
-        deleted(
-            sqlx::query("DELETE FROM services WHERE id = $1")
-                .bind(id.to_string())
-                .execute(w.conn())
-                .await,
-            "service",
-            id,
-        )?;
+        sqlx::query("DELETE FROM services WHERE id = $1")
+            .bind(id.to_string())
+            .delete(w.conn(), "service", id)
+            .await?;
         w.finish(actor, "service.remove", &id.to_string(), json!({}))
             .await
     }
