@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use ndxp_gateway::pki::commands;
 use ndxp_sign::ca::{InitOptions, Pki};
 use ndxp_sign::cert::Profile;
 use ndxp_sign::key::KeyAlgorithm;
@@ -122,47 +123,6 @@ fn passphrase(dir: &PkiDir) -> Result<Option<Vec<u8>>> {
         .transpose()
 }
 
-/// What `pki issue` prints: the serial, the subject, the names, the
-/// profile and the validity of the certificate it signed.
-fn issued_text(
-    cert: &ndxp_sign::openssl::x509::X509,
-    profile: Profile,
-    out: &std::path::Path,
-) -> Result<String> {
-    use ndxp_sign::cert;
-    let mut names = Vec::new();
-    for n in cert.subject_alt_names().iter().flatten() {
-        if let Some(u) = n.uri() {
-            names.push(format!("URI:{u}"));
-        } else if let Some(d) = n.dnsname() {
-            names.push(format!("DNS:{d}"));
-        } else if let Some(ip) = n.ipaddress() {
-            let ip = match ip.len() {
-                4 => <[u8; 4]>::try_from(ip).map(std::net::IpAddr::from).ok(),
-                16 => <[u8; 16]>::try_from(ip).map(std::net::IpAddr::from).ok(),
-                _ => None,
-            };
-            names.push(ip.map_or_else(|| "IP:?".into(), |ip| format!("IP:{ip}")));
-        }
-    }
-    let time =
-        |t| cert::asn1_to_utc(t).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    Ok(format!(
-        "issued {profile} certificate serial {} to {}\n  subject:  {}\n  names:    {}\n  \
-         profile:  {}\n  valid:    {} to {}\n",
-        cert::cert_serial_hex(cert)?,
-        out.display(),
-        cert::subject_text(cert.subject_name()),
-        names.join(", "),
-        match profile {
-            Profile::Auth => "auth (TLS server and client authentication of a node)",
-            Profile::Sign => "sign (message signing of a member)",
-        },
-        time(cert.not_before())?,
-        time(cert.not_after())?,
-    ))
-}
-
 fn open(dir: &PkiDir) -> Result<Pki> {
     let pass = passphrase(dir)?;
     Pki::open(&dir.dir, pass.as_deref())
@@ -208,20 +168,7 @@ pub(crate) fn run(command: PkiCommand) -> Result<()> {
             out,
             days,
         } => {
-            let identity = match (profile, node) {
-                (Profile::Auth, Some(node)) => ndxp_sign::cert::Identity::Node(member, node),
-                (Profile::Sign, None) => ndxp_sign::cert::Identity::Member(member),
-                (Profile::Auth, None) => {
-                    return Err(usage(
-                        "--profile auth needs --node: the node the TLS certificate is for",
-                    ))
-                }
-                (Profile::Sign, Some(_)) => {
-                    return Err(usage(
-                        "--profile sign is a member's certificate: drop --node",
-                    ))
-                }
-            };
+            let identity = commands::requested_identity(profile, member, node).map_err(usage)?;
             let expected = ndxp_sign::csr::RequestedCertificate {
                 identity,
                 dns_names: dns,
@@ -235,7 +182,7 @@ pub(crate) fn run(command: PkiCommand) -> Result<()> {
                 .context("issuing the certificate")?;
             let pem = cert.to_pem().context("encoding the certificate")?;
             std::fs::write(&out, pem).with_context(|| format!("writing {}", out.display()))?;
-            print!("{}", issued_text(&cert, profile, &out)?);
+            print!("{}", commands::issued_text(&cert, profile, &out)?);
             Ok(())
         }
         PkiCommand::Revoke { dir, cert, reason } => {

@@ -32,6 +32,7 @@ use ndxp_sign::ca::Pki;
 use ndxp_sign::ocsp::{CertIdKey, OcspResponder};
 use ndxp_sign::tsa::TimestampAuthority;
 
+pub mod commands;
 mod limit;
 mod ocsp_cache;
 

@@ -31,7 +31,7 @@ use crate::management::error::ApiError;
 use crate::management::extract::{
     ApiJson, ApiPath, ApiQuery, OptionalJson, RecordPath, ServicePath,
 };
-use crate::management::schema::ProblemSchema;
+use crate::management::schema::{GatewayServicePatchSchema, ProblemSchema};
 use crate::management::AppState;
 
 /// The gateway part of the registry, put in the request extensions by the
@@ -107,37 +107,6 @@ pub struct NewGatewayService {
     #[serde(default)]
     pub verify_responses: Option<bool>,
     /// TLS files towards the backend (operator only).
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub backend_tls: Option<BackendTls>,
-}
-
-/// Body of `PATCH /api/v1/gateway/services/{...}`: the fields to change.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GatewayServicePatch {
-    /// New backend base URL.
-    #[serde(default)]
-    pub backend_url: Option<String>,
-    /// New timeout, milliseconds.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// New default rate.
-    #[serde(default)]
-    pub rate_per_sec: Option<u64>,
-    /// New default burst.
-    #[serde(default)]
-    pub burst: Option<u64>,
-    /// New default daily quota.
-    #[serde(default)]
-    pub quota_per_day: Option<u64>,
-    /// Sign forwarded requests or not.
-    #[serde(default)]
-    pub sign_requests: Option<bool>,
-    /// Require signed responses or not.
-    #[serde(default)]
-    pub verify_responses: Option<bool>,
-    /// New TLS files towards the backend (operator only).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub backend_tls: Option<BackendTls>,
@@ -244,7 +213,7 @@ pub async fn get_gateway_service(
 #[utoipa::path(patch,
     path = "/api/v1/gateway/services/{instance}/{class}/{code}/{subsystem}/{service}/{version}",
     tag = "gateway", security(("bearer" = [])), params(ServicePath),
-    request_body = GatewayServicePatch,
+    request_body = GatewayServicePatchSchema,
     responses((status = 200, description = "Updated", body = Object),
                (status = 400, description = "Bad value", body = ProblemSchema),
                (status = 403, description = "Another member's service, or a published service's backend_url or backend TLS by a member", body = ProblemSchema),
@@ -253,12 +222,12 @@ pub async fn update_gateway_service(
     GatewayRegistry(reg): GatewayRegistry,
     caller: Caller,
     ApiPath(p): ApiPath<ServicePath>,
-    ApiJson(body): ApiJson<GatewayServicePatch>,
+    ApiJson(update): ApiJson<GatewaySettingsUpdate>,
 ) -> Result<Json<GatewayService>, ApiError> {
     let id = p.id()?;
     may_see_service(&caller, &id)?;
-    tls_needs_operator(&caller, body.backend_tls.as_ref())?;
-    if body.backend_url.is_some() && !caller.is_operator() {
+    tls_needs_operator(&caller, update.backend_tls.as_ref())?;
+    if update.backend_url.is_some() && !caller.is_operator() {
         // Publishing is the operator's review of where the gateway sends
         // traffic; a provider may not move a published service elsewhere.
         let current = reg.get_gateway_service(&id).await?;
@@ -270,16 +239,6 @@ pub async fn update_gateway_service(
             ));
         }
     }
-    let update = GatewaySettingsUpdate {
-        backend_url: body.backend_url,
-        timeout_ms: body.timeout_ms,
-        rate_per_sec: body.rate_per_sec,
-        burst: body.burst,
-        quota_per_day: body.quota_per_day,
-        sign_requests: body.sign_requests,
-        verify_responses: body.verify_responses,
-        backend_tls: body.backend_tls,
-    };
     Ok(Json(
         reg.update_gateway_service(&id, &update, &caller.actor())
             .await?,
