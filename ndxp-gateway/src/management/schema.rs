@@ -234,9 +234,11 @@ pub struct ProblemSchema {
     detail: Option<String>,
 }
 
-// The handler reads `ndxp_registry::store::gateway::GatewaySettingsUpdate`.
+// The handler reads `ndxp_registry::store::gateway::GatewaySettingsUpdate`
+// (deny_unknown_fields too, which the schema states).
 /// Body of `PATCH /api/v1/gateway/services/{...}`: the fields to change.
-#[derive(ToSchema)]
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = GatewayServicePatch)]
 pub struct GatewayServicePatchSchema {
     /// New backend base URL.
