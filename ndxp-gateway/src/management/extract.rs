@@ -139,6 +139,36 @@ where
         .map_err(|e| ApiError::BadRequest(format!("invalid {what} {text:?}: {e}")))
 }
 
+/// A member identifier from its path segments.
+fn member_id(instance: &str, class: &str, code: &str) -> Result<MemberId, ApiError> {
+    seg("instance", instance)?;
+    seg("member class", class)?;
+    seg("member code", code)?;
+    id("member", &format!("{instance}/{class}/{code}"))
+}
+
+/// A subsystem identifier from its path segments.
+fn subsystem_id(
+    instance: &str,
+    class: &str,
+    code: &str,
+    subsystem: &str,
+) -> Result<SubsystemId, ApiError> {
+    seg("subsystem", subsystem)?;
+    let m = member_id(instance, class, code)?;
+    id("subsystem", &format!("{m}/{subsystem}"))
+}
+
+/// A service identifier from its path segments.
+fn service_id(
+    [instance, class, code, subsystem, service, version]: [&str; 6],
+) -> Result<ServiceId, ApiError> {
+    seg("service code", service)?;
+    seg("version", version)?;
+    let s = subsystem_id(instance, class, code, subsystem)?;
+    id("service", &format!("{s}/{service}/{version}"))
+}
+
 /// `{instance}/{class}/{code}`: a member.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -154,13 +184,7 @@ pub struct MemberPath {
 impl MemberPath {
     /// The member identifier.
     pub fn id(&self) -> Result<MemberId, ApiError> {
-        seg("instance", &self.instance)?;
-        seg("member class", &self.class)?;
-        seg("member code", &self.code)?;
-        id(
-            "member",
-            &format!("{}/{}/{}", self.instance, self.class, self.code),
-        )
+        member_id(&self.instance, &self.class, &self.code)
     }
 }
 
@@ -181,14 +205,7 @@ pub struct SubsystemPath {
 impl SubsystemPath {
     /// The subsystem identifier.
     pub fn id(&self) -> Result<SubsystemId, ApiError> {
-        seg("subsystem", &self.subsystem)?;
-        let m = MemberPath {
-            instance: self.instance.clone(),
-            class: self.class.clone(),
-            code: self.code.clone(),
-        }
-        .id()?;
-        id("subsystem", &format!("{m}/{}", self.subsystem))
+        subsystem_id(&self.instance, &self.class, &self.code, &self.subsystem)
     }
 }
 
@@ -209,12 +226,7 @@ pub struct NodePath {
 impl NodePath {
     /// The member and node name.
     pub fn id(&self) -> Result<(MemberId, NodeName), ApiError> {
-        let m = MemberPath {
-            instance: self.instance.clone(),
-            class: self.class.clone(),
-            code: self.code.clone(),
-        }
-        .id()?;
+        let m = member_id(&self.instance, &self.class, &self.code)?;
         Ok((m, id("node name", &self.node)?))
     }
 }
@@ -239,13 +251,8 @@ pub struct NodeCertPath {
 impl NodeCertPath {
     /// The member, node name and fingerprint.
     pub fn id(&self) -> Result<(MemberId, NodeName, String), ApiError> {
-        let (m, n) = NodePath {
-            instance: self.instance.clone(),
-            class: self.class.clone(),
-            code: self.code.clone(),
-            node: self.node.clone(),
-        }
-        .id()?;
+        let m = member_id(&self.instance, &self.class, &self.code)?;
+        let n: NodeName = id("node name", &self.node)?;
         let fp = self.sha256.to_ascii_lowercase();
         if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ApiError::BadRequest(format!(
@@ -278,16 +285,14 @@ pub struct ServicePath {
 impl ServicePath {
     /// The service identifier.
     pub fn id(&self) -> Result<ServiceId, ApiError> {
-        seg("service code", &self.service)?;
-        seg("version", &self.version)?;
-        let s = SubsystemPath {
-            instance: self.instance.clone(),
-            class: self.class.clone(),
-            code: self.code.clone(),
-            subsystem: self.subsystem.clone(),
-        }
-        .id()?;
-        id("service", &format!("{s}/{}/{}", self.service, self.version))
+        service_id([
+            &self.instance,
+            &self.class,
+            &self.code,
+            &self.subsystem,
+            &self.service,
+            &self.version,
+        ])
     }
 }
 
@@ -321,22 +326,20 @@ pub struct ServiceSubsystemGranteePath {
 impl ServiceSubsystemGranteePath {
     /// The service and the grantee subsystem.
     pub fn ids(&self) -> Result<(ServiceId, SubsystemId), ApiError> {
-        let service = ServicePath {
-            instance: self.instance.clone(),
-            class: self.class.clone(),
-            code: self.code.clone(),
-            subsystem: self.subsystem.clone(),
-            service: self.service.clone(),
-            version: self.version.clone(),
-        }
-        .id()?;
-        let grantee = SubsystemPath {
-            instance: self.g_instance.clone(),
-            class: self.g_class.clone(),
-            code: self.g_code.clone(),
-            subsystem: self.g_subsystem.clone(),
-        }
-        .id()?;
+        let service = service_id([
+            &self.instance,
+            &self.class,
+            &self.code,
+            &self.subsystem,
+            &self.service,
+            &self.version,
+        ])?;
+        let grantee = subsystem_id(
+            &self.g_instance,
+            &self.g_class,
+            &self.g_code,
+            &self.g_subsystem,
+        )?;
         Ok((service, grantee))
     }
 }
@@ -364,15 +367,14 @@ pub struct ServiceGroupGranteePath {
 impl ServiceGroupGranteePath {
     /// The service and the group code.
     pub fn ids(&self) -> Result<(ServiceId, String), ApiError> {
-        let service = ServicePath {
-            instance: self.instance.clone(),
-            class: self.class.clone(),
-            code: self.code.clone(),
-            subsystem: self.subsystem.clone(),
-            service: self.service.clone(),
-            version: self.version.clone(),
-        }
-        .id()?;
+        let service = service_id([
+            &self.instance,
+            &self.class,
+            &self.code,
+            &self.subsystem,
+            &self.service,
+            &self.version,
+        ])?;
         seg("group code", &self.group)?;
         Ok((service, self.group.clone()))
     }
@@ -414,13 +416,7 @@ impl GroupMemberPath {
     /// The group code and the subsystem.
     pub fn ids(&self) -> Result<(String, SubsystemId), ApiError> {
         seg("group code", &self.group)?;
-        let s = SubsystemPath {
-            instance: self.instance.clone(),
-            class: self.class.clone(),
-            code: self.code.clone(),
-            subsystem: self.subsystem.clone(),
-        }
-        .id()?;
+        let s = subsystem_id(&self.instance, &self.class, &self.code, &self.subsystem)?;
         Ok((self.group.clone(), s))
     }
 }

@@ -458,11 +458,12 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 // ------------------------------------------------------------- tables
 
-/// A plain text table: a header row and left-aligned columns separated by
-/// two spaces, one line per row. Empty when there are no rows.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+/// A plain text table of `items`, one `row` each: a header row and
+/// left-aligned columns separated by two spaces, one line per row.
+fn table<T>(headers: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) -> String {
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -480,7 +481,7 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     };
     line(&mut headers.iter().copied());
-    for row in rows {
+    for row in &rows {
         line(&mut row.iter().map(String::as_str));
     }
     out
@@ -500,29 +501,26 @@ fn or_dash(s: &Option<String>) -> String {
 
 /// Members as a table: `ID NAME CREATED`.
 pub fn members_table(members: &[Member]) -> String {
-    let rows: Vec<Vec<String>> = members
-        .iter()
-        .map(|m| vec![m.id.to_string(), m.name.clone(), time(&m.created_at)])
-        .collect();
-    table(&["ID", "NAME", "CREATED"], &rows)
+    table(&["ID", "NAME", "CREATED"], members, |m| {
+        vec![m.id.to_string(), m.name.clone(), time(&m.created_at)]
+    })
 }
 
 /// Subsystems as a table: `ID CREATED`.
 pub fn subsystems_table(subsystems: &[Subsystem]) -> String {
-    let rows: Vec<Vec<String>> = subsystems
-        .iter()
-        .map(|s| vec![s.id.to_string(), time(&s.created_at)])
-        .collect();
-    table(&["ID", "CREATED"], &rows)
+    table(&["ID", "CREATED"], subsystems, |s| {
+        vec![s.id.to_string(), time(&s.created_at)]
+    })
 }
 
 /// Nodes as a table: `MEMBER NAME ADDRESS AUTH-CERT-SHA256 CREATED`, with
 /// every authentication certificate's fingerprint (oldest first, comma
 /// separated) while a node holds several.
 pub fn nodes_table(nodes: &[Node]) -> String {
-    let rows: Vec<Vec<String>> = nodes
-        .iter()
-        .map(|n| {
+    table(
+        &["MEMBER", "NAME", "ADDRESS", "AUTH-CERT-SHA256", "CREATED"],
+        nodes,
+        |n| {
             vec![
                 n.member.to_string(),
                 n.name.to_string(),
@@ -530,35 +528,13 @@ pub fn nodes_table(nodes: &[Node]) -> String {
                 n.fingerprints().join(","),
                 time(&n.created_at),
             ]
-        })
-        .collect();
-    table(
-        &["MEMBER", "NAME", "ADDRESS", "AUTH-CERT-SHA256", "CREATED"],
-        &rows,
+        },
     )
 }
 
 /// Registration requests as a table, with the full certificate
 /// fingerprint so the operator can compare it with the member's.
 pub fn requests_table(requests: &[RegistrationRequest]) -> String {
-    let rows: Vec<Vec<String>> = requests
-        .iter()
-        .map(|r| {
-            vec![
-                r.id.to_string(),
-                r.state.to_string(),
-                r.kind.to_string(),
-                r.member.to_string(),
-                r.node.to_string(),
-                r.address.clone(),
-                r.auth_cert_sha256.clone(),
-                time(&r.submitted_at),
-                opt_time(&r.decided_at),
-                or_dash(&r.decided_by),
-                or_dash(&r.reason),
-            ]
-        })
-        .collect();
     table(
         &[
             "ID",
@@ -573,15 +549,31 @@ pub fn requests_table(requests: &[RegistrationRequest]) -> String {
             "BY",
             "REASON",
         ],
-        &rows,
+        requests,
+        |r| {
+            vec![
+                r.id.to_string(),
+                r.state.to_string(),
+                r.kind.to_string(),
+                r.member.to_string(),
+                r.node.to_string(),
+                r.address.clone(),
+                r.auth_cert_sha256.clone(),
+                time(&r.submitted_at),
+                opt_time(&r.decided_at),
+                or_dash(&r.decided_by),
+                or_dash(&r.reason),
+            ]
+        },
     )
 }
 
 /// Tokens as a table: `ID KIND NAME CREATED REVOKED` (never a hash).
 pub fn tokens_table(credentials: &[Credential]) -> String {
-    let rows: Vec<Vec<String>> = credentials
-        .iter()
-        .map(|c| {
+    table(
+        &["ID", "KIND", "NAME", "CREATED", "REVOKED"],
+        credentials,
+        |c| {
             vec![
                 c.id.to_string(),
                 kind_text(&c.kind),
@@ -589,9 +581,8 @@ pub fn tokens_table(credentials: &[Credential]) -> String {
                 time(&c.created_at),
                 opt_time(&c.revoked_at),
             ]
-        })
-        .collect();
-    table(&["ID", "KIND", "NAME", "CREATED", "REVOKED"], &rows)
+        },
+    )
 }
 
 /// `operator` or `member:ID`.
