@@ -623,10 +623,8 @@ mod tests {
     fn tables_align_columns_and_count_characters_not_bytes() {
         let t = table(
             &["ID", "NAME"],
-            &[
-                vec!["a".into(), "Bộ Công an".into()],
-                vec!["bbbb".into(), "x".into()],
-            ],
+            &[["a", "Bộ Công an"], ["bbbb", "x"]],
+            |row| row.map(String::from).to_vec(),
         );
         assert_eq!(t, "ID    NAME\na     Bộ Công an\nbbbb  x\n");
     }
