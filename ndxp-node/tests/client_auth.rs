@@ -10,8 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use ndxp_registry::globalconf::ConfGrantee;
-use support::net::{Answer, Network, Options, CITIZEN, CLIENT};
+use support::net::{grant, Answer, Network, Options, CITIZEN, CLIENT};
 
 /// `https` on the consumer's node.
 const WEB: &str = "VN/GOV/000.00.00.G22/WEB";
@@ -114,10 +113,7 @@ async fn network(a: &IsIdentity, b: &IsIdentity) -> Network {
         .local()
         .edit(|c, _| {
             for s in [WEB, DVC, TTHC] {
-                c.grant(
-                    CITIZEN.parse().unwrap(),
-                    ConfGrantee::Subsystem(s.parse().unwrap()),
-                )?;
+                grant(c, CITIZEN, s)?;
             }
             Ok(())
         })

@@ -47,12 +47,8 @@ async fn encoded_path_tricks_are_refused_on_the_client_port() {
     let client = [("ndxp-client", CLIENT)];
 
     // The control: an ordinary path reaches the backend under its base.
-    let ok = raw_request(
-        client_port(&net),
-        &format!("/r1/{CITIZEN}/persons/1?x=1"),
-        &client,
-    )
-    .await;
+    let path = format!("/r1/{CITIZEN}/persons/1?x=1");
+    let ok = raw_request(client_port(&net), &path, &client).await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
     assert_eq!(backend.exchanges().len(), 1);
     assert_eq!(backend.exchanges()[0].path_and_query, "/base/persons/1?x=1");
@@ -80,12 +76,8 @@ async fn only_allowed_headers_reach_the_backend_and_the_provider_says_who_called
     sent.push(("ndxp-client", CLIENT));
     // citizen/v1 lets X-Tenant in and X-Backend-Only out; slow/v1, on the
     // same backend, has no extra header.
-    let a = raw_request(
-        client_port(&net),
-        &format!("/r1/{CITIZEN}/persons/1"),
-        &sent,
-    )
-    .await;
+    let path = format!("/r1/{CITIZEN}/persons/1");
+    let a = raw_request(client_port(&net), &path, &sent).await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(
         a.headers["x-backend-only"], "1",

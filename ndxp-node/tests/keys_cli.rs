@@ -16,16 +16,16 @@ fn node(args: &[&str]) -> std::process::Output {
 
 /// `keys init` for the demo's consumer member.
 fn keys_init(dir: &str) -> std::process::Output {
-    node(&[
-        "keys",
-        "init",
-        "--dir",
-        dir,
-        "--member",
-        "VN/GOV/000.00.00.G22",
-        "--node",
-        "node-g22",
-    ])
+    keys_init_as(dir, "VN/GOV/000.00.00.G22", "node-g22", &[])
+}
+
+/// `keys init --dir dir --member member --node name`, then `extra`.
+fn keys_init_as(dir: &str, member: &str, name: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "keys", "init", "--dir", dir, "--member", member, "--node", name,
+    ];
+    args.extend_from_slice(extra);
+    node(&args)
 }
 
 #[test]
@@ -80,16 +80,7 @@ fn keys_init_writes_keys_0600_and_csrs_openssl_accepts() {
 fn bad_identifiers_exit_64_with_a_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("k");
-    let out = node(&[
-        "keys",
-        "init",
-        "--dir",
-        d.to_str().unwrap(),
-        "--member",
-        "VN/GOV/../x",
-        "--node",
-        "n1",
-    ]);
+    let out = keys_init_as(d.to_str().unwrap(), "VN/GOV/../x", "n1", &[]);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("member"), "{err}");
@@ -102,18 +93,13 @@ fn passphrase_protected_keys_are_encrypted() {
     let pass = tmp.path().join("pass");
     std::fs::write(&pass, "correct horse battery staple\n").unwrap();
     let dir = tmp.path().join("keys");
-    let out = node(&[
-        "keys",
-        "init",
-        "--dir",
+    let pass_arg = ["--passphrase-file", pass.to_str().unwrap()];
+    let out = keys_init_as(
         dir.to_str().unwrap(),
-        "--member",
         "VN/GOV/000.00.00.G22",
-        "--node",
         "n1",
-        "--passphrase-file",
-        pass.to_str().unwrap(),
-    ]);
+        &pass_arg,
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -17,15 +17,7 @@ use ndxp_test_support::pki;
 use support::Fixture;
 
 fn node(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndxp-node"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    ndxp_test_support::tool::run_binary(env!("CARGO_BIN_EXE_ndxp-node"), args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,21 @@ pub fn run_tool(program: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Runs the program at `path` (one of ours, `env!("CARGO_BIN_EXE_...")`)
+/// with `args`; returns its exit code (-1 when a signal ended it), stdout
+/// and stderr.
+pub fn run_binary(path: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {path}: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs `command` (one of ours, or a stock tool) and returns its output,
 /// asserting that it succeeded; the panic names `what` and quotes the
 /// command's stderr.

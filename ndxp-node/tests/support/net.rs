@@ -23,7 +23,7 @@ use ndxp_audit::log::{LogOptions, LogRecord, MessageLog, SqlMessageLog};
 use ndxp_core::{MemberId, NodeName, ServiceId, SubsystemId};
 use ndxp_node::config::NodeConfig;
 use ndxp_node::keys::{init_keys, KeysOptions};
-use ndxp_node::local::{LocalFile, ServiceEntry};
+use ndxp_node::local::{LocalConfig, LocalError, LocalFile, ServiceEntry};
 use ndxp_registry::globalconf::{
     self, ConfAnchor, ConfContent, ConfDocument, ConfGrantee, ConfNode, ConfService, ConfTsa,
 };
@@ -34,6 +34,7 @@ use ndxp_sign::openssl::pkey::{PKey, Private};
 use ndxp_sign::openssl::x509::X509;
 use ndxp_sign::profile::Signer;
 use ndxp_sign::tls::TlsIdentity;
+use ndxp_test_support::edge::header_text;
 use ndxp_test_support::pki::{init_pki, member_signer};
 use ndxp_test_support::tsa::TestTsa;
 use tokio::sync::oneshot;
@@ -356,6 +357,13 @@ fn node_keys(pki: &Pki, keys_dir: &Path, member: &MemberId, node: &NodeName) -> 
     super::issue_node_certs(pki, keys_dir)
 }
 
+/// Grants `service` of the node's local configuration `c` to the
+/// subsystem `subsystem` (in a [`LocalFile::edit`]).
+pub fn grant(c: &mut LocalConfig, service: &str, subsystem: &str) -> Result<(), LocalError> {
+    let subsystem = ConfGrantee::Subsystem(subsystem.parse().unwrap());
+    c.grant(service.parse().unwrap(), subsystem)
+}
+
 /// What a network looks like.
 #[derive(Clone, Copy, Default)]
 pub struct Options {
@@ -629,10 +637,7 @@ file = "local.json"
                 c.put_service(m, down)?;
                 c.put_service(m, ServiceEntry::new(SECRET.parse().unwrap(), backend))?;
                 for s in [CITIZEN, SLOW, DOWN] {
-                    c.grant(
-                        s.parse().unwrap(),
-                        ConfGrantee::Subsystem(CLIENT.parse().unwrap()),
-                    )?;
+                    grant(c, s, CLIENT)?;
                 }
                 Ok(())
             })
@@ -781,17 +786,8 @@ pub struct Answer {
 impl Answer {
     pub async fn of(r: reqwest::Response) -> Answer {
         let status = r.status().as_u16();
-        let ndxp_id = r
-            .headers()
-            .get("ndxp-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let content_type = r
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let ndxp_id = header_text(r.headers(), "ndxp-id");
+        let content_type = header_text(r.headers(), "content-type").unwrap_or_default();
         let body = r.bytes().await.unwrap().to_vec();
         Answer {
             status,
