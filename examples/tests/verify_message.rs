@@ -3,13 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
-
 use chrono::Utc;
 use ndxp_core::{MemberId, TransactionId};
 use ndxp_examples::message_file::{request_head_text, response_head_text};
 use ndxp_sign::{digest, profile};
 use ndxp_test_support::pki::{init_named_pki, init_pki, member_signer, pem};
+use ndxp_test_support::tool::run_binary;
 
 const BODY: &[u8] = br#"{"id":"001099012345"}"#;
 
@@ -76,28 +75,24 @@ fn fixture() -> Fixture {
 }
 
 fn verify(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_verify-message"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_binary(env!("CARGO_BIN_EXE_verify-message"), args)
+}
+
+impl Fixture {
+    /// `verify-message --head --body --ca` with these files of the
+    /// fixture, then `extra`.
+    fn verify(&self, head: &str, body: &str, ca: &str, extra: &[&str]) -> (i32, String, String) {
+        let (head, body, ca) = (self.path(head), self.path(body), self.path(ca));
+        let mut args = vec!["--head", &head, "--body", &body, "--ca", &ca];
+        args.extend_from_slice(extra);
+        verify(&args)
+    }
 }
 
 #[test]
 fn a_signed_request_verifies() {
     let f = fixture();
-    let (code, out, err) = verify(&[
-        "--head",
-        &f.path("request.head"),
-        "--body",
-        &f.path("request.body"),
-        "--ca",
-        &f.path("ca.pem"),
-    ]);
+    let (code, out, err) = f.verify("request.head", "request.body", "ca.pem", &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.starts_with("VALID: signed by VN/GOV/000.00.00.G22 with ecdsa-p256-sha256"),
@@ -116,46 +111,26 @@ fn a_signed_request_verifies() {
     );
 
     // Checked now, it is still fresh.
-    let (code, _, err) = verify(&[
-        "--head",
-        &f.path("request.head"),
-        "--body",
-        &f.path("request.body"),
-        "--ca",
-        &f.path("ca.pem"),
-        "--at",
-        "now",
-    ]);
+    let (code, _, err) = f.verify("request.head", "request.body", "ca.pem", &["--at", "now"]);
     assert_eq!(code, 0, "{err}");
 }
 
 #[test]
 fn a_signed_response_verifies_with_its_request() {
     let f = fixture();
-    let (code, out, err) = verify(&[
-        "--head",
-        &f.path("response.head"),
-        "--body",
-        &f.path("response.body"),
-        "--request",
-        &f.path("request.head"),
-        "--ca",
-        &f.path("ca.pem"),
-    ]);
+    let (code, out, err) = f.verify(
+        "response.head",
+        "response.body",
+        "ca.pem",
+        &["--request", &f.path("request.head")],
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.starts_with("VALID: signed by VN/GOV/000.00.00.H29"),
         "{out}"
     );
 
-    let (code, _, err) = verify(&[
-        "--head",
-        &f.path("response.head"),
-        "--body",
-        &f.path("response.body"),
-        "--ca",
-        &f.path("ca.pem"),
-    ]);
+    let (code, _, err) = f.verify("response.head", "response.body", "ca.pem", &[]);
     assert_eq!(code, 2);
     assert!(
         err.contains("give the head of its request with --request"),
@@ -166,33 +141,23 @@ fn a_signed_response_verifies_with_its_request() {
 #[test]
 fn tampering_is_detected() {
     let f = fixture();
-    let ca = f.path("ca.pem");
     let head = std::fs::read_to_string(f.path("request.head")).unwrap();
 
     // A changed body.
-    let body = f.write("tampered.body", br#"{"id":"001099012346"}"#);
-    let (code, _, err) = verify(&[
-        "--head",
-        &f.path("request.head"),
-        "--body",
-        &body,
-        "--ca",
-        &ca,
-    ]);
+    f.write("tampered.body", br#"{"id":"001099012346"}"#);
+    let (code, _, err) = f.verify("request.head", "tampered.body", "ca.pem", &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.starts_with("verify-message: INVALID:"), "{err}");
 
     // A changed signed header.
-    let h = f.write(
-        "client.head",
-        head.replace("G22/QLHT", "G22/OTHER").as_bytes(),
-    );
-    let (code, _, err) = verify(&["--head", &h, "--body", &f.path("request.body"), "--ca", &ca]);
+    let client = head.replace("G22/QLHT", "G22/OTHER");
+    f.write("client.head", client.as_bytes());
+    let (code, _, err) = f.verify("client.head", "request.body", "ca.pem", &[]);
     assert_eq!(code, 1, "{err}");
 
     // A changed target.
-    let h = f.write("uri.head", head.replace("/persons", "/people").as_bytes());
-    let (code, _, err) = verify(&["--head", &h, "--body", &f.path("request.body"), "--ca", &ca]);
+    f.write("uri.head", head.replace("/persons", "/people").as_bytes());
+    let (code, _, err) = f.verify("uri.head", "request.body", "ca.pem", &[]);
     assert_eq!(code, 1, "{err}");
 
     // No signature at all.
@@ -201,53 +166,31 @@ fn tampering_is_detected() {
         .filter(|l| !l.starts_with("signature"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let h = f.write("unsigned.head", stripped.as_bytes());
-    let (code, _, err) = verify(&["--head", &h, "--body", &f.path("request.body"), "--ca", &ca]);
+    f.write("unsigned.head", stripped.as_bytes());
+    let (code, _, err) = f.verify("unsigned.head", "request.body", "ca.pem", &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no readable ndxp signature"), "{err}");
 
     // The response against another request.
-    let other = f.write(
-        "other-request.head",
-        head.replace("/persons", "/people").as_bytes(),
+    let people = head.replace("/persons", "/people");
+    let other = f.write("other-request.head", people.as_bytes());
+    let (code, _, err) = f.verify(
+        "response.head",
+        "response.body",
+        "ca.pem",
+        &["--request", &other],
     );
-    let (code, _, err) = verify(&[
-        "--head",
-        &f.path("response.head"),
-        "--body",
-        &f.path("response.body"),
-        "--request",
-        &other,
-        "--ca",
-        &ca,
-    ]);
     assert_eq!(code, 1, "{err}");
 }
 
 #[test]
 fn an_untrusted_signer_or_a_stale_message_is_refused() {
     let f = fixture();
-    let (code, _, err) = verify(&[
-        "--head",
-        &f.path("request.head"),
-        "--body",
-        &f.path("request.body"),
-        "--ca",
-        &f.path("other-ca.pem"),
-    ]);
+    let (code, _, err) = f.verify("request.head", "request.body", "other-ca.pem", &[]);
     assert_eq!(code, 1, "{err}");
     // Checked at a time far after `created`: outside the acceptance window.
     let later = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let (code, _, err) = verify(&[
-        "--head",
-        &f.path("request.head"),
-        "--body",
-        &f.path("request.body"),
-        "--ca",
-        &f.path("ca.pem"),
-        "--at",
-        &later,
-    ]);
+    let (code, _, err) = f.verify("request.head", "request.body", "ca.pem", &["--at", &later]);
     assert_eq!(code, 1, "{err}");
 }
 

@@ -813,15 +813,7 @@ async fn every_lifecycle_step_works_from_the_command_line() {
     assert_eq!(v[0]["state"], "published");
     assert_eq!(v[0]["quota_per_day"], 100);
 
-    let out = env.cli_ok(&[
-        "subscriptions",
-        "request",
-        "--service",
-        SERVICE_V1,
-        "--client",
-        CONSUMER_SUB,
-    ]);
-    let sub = out.split_whitespace().nth(2).unwrap().to_string();
+    let sub = requested_id(&env.cli_ok(&REQUEST_V1));
     env.cli_ok(&["subscriptions", "approve", "--id", &sub]);
     let out = env.cli_ok(&["credentials", "create", "--client", CONSUMER_SUB]);
     let field = |out: &str, k: &str| {

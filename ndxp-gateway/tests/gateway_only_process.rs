@@ -110,16 +110,7 @@ async fn a_gateway_only_process_serves_what_the_command_line_sets_up() {
         "Citizen lookup",
     ]);
     gw(&["gateway", "services", "publish", "--id", SERVICE_V1]);
-    let out = gw(&[
-        "gateway",
-        "subscriptions",
-        "request",
-        "--service",
-        SERVICE_V1,
-        "--client",
-        CONSUMER_SUB,
-    ]);
-    let sub = out.split_whitespace().nth(2).unwrap().to_string();
+    let sub = requested_id(&gw(&[&["gateway"][..], &REQUEST_V1].concat()));
     gw(&["gateway", "subscriptions", "approve", "--id", &sub]);
     let out = gw(&["gateway", "credentials", "create", "--client", CONSUMER_SUB]);
     let field = |k: &str| {

@@ -35,6 +35,21 @@ pub const CONSUMER_SUB: &str = "VN/GOV/000.00.00.G22/QLHT";
 pub const SERVICE_V1: &str = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1";
 pub const SERVICE_V2: &str = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v2";
 pub const MAX_BODY: usize = 64 * 1024;
+/// The operator's `subscriptions request` of [`SERVICE_V1`] for the
+/// consumer's subsystem (arguments of `ndxp-gateway`).
+pub const REQUEST_V1: [&str; 6] = [
+    "subscriptions",
+    "request",
+    "--service",
+    SERVICE_V1,
+    "--client",
+    CONSUMER_SUB,
+];
+
+/// The subscription id in what `subscriptions request` printed.
+pub fn requested_id(out: &str) -> String {
+    out.split_whitespace().nth(2).unwrap().to_string()
+}
 
 /// What [`Env::offered`] set up.
 pub struct Offered {
