@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use ndxp_audit::archive::{self, ArchiveError, Contents, ExportRequest, Range, VerifyOptions};
-use ndxp_audit::log::{ChainHash, LogOptions, LogRecord, MessageLog, SqlMessageLog};
+use ndxp_audit::log::{ChainHash, LogRecord, MessageLog, SqlMessageLog};
 use ndxp_audit::timestamp::{self, HttpTsa, TimestampOptions};
 use ndxp_test_support::db::{backends, TestDatabase};
 use ndxp_test_support::{pki, tool::run_tool};
 use proptest::prelude::*;
-use support::{exchange, fixture, start_tsa, tsa_trust, TestTsa};
+use support::tamper::{apply, join, lines, tamper};
+use support::{exchange, fixture, new_log, open_log, sqlite_url, start_tsa, tsa_trust, TestTsa};
 
 fn extra_certs() -> Vec<Vec<u8>> {
     let f = fixture();
@@ -42,9 +43,7 @@ async fn stamp(log: &SqlMessageLog, tsa: &TestTsa) {
 /// Two chains (a process restarted with a new writer id): node-a/1 has 10
 /// records stamped after 6 and 10, node-a/2 has 3 records, stamped.
 async fn populate(url: &str, tsa: &TestTsa) -> (Vec<LogRecord>, Vec<LogRecord>) {
-    let log = SqlMessageLog::open(url, "node-a/1", &LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_log(url, "node-a/1").await;
     let mut one = Vec::new();
     for i in 0..6 {
         one.push(log.append(exchange(i)).await.unwrap());
@@ -55,9 +54,7 @@ async fn populate(url: &str, tsa: &TestTsa) -> (Vec<LogRecord>, Vec<LogRecord>) 
     }
     stamp(&log, tsa).await;
     log.close().await;
-    let log = SqlMessageLog::open(url, "node-a/2", &LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_log(url, "node-a/2").await;
     let mut two = Vec::new();
     for i in 0..3 {
         two.push(log.append(exchange(100 + i)).await.unwrap());
@@ -76,9 +73,7 @@ async fn time_range_archive_with_tokens_verifies_on_every_backend() {
         let start = Utc::now() - chrono::Duration::seconds(1);
         let (one, two) = populate(&db.url, &tsa).await;
         let end = Utc::now() + chrono::Duration::seconds(1);
-        let log = SqlMessageLog::open(&db.url, "reader", &LogOptions::default())
-            .await
-            .unwrap();
+        let log = open_log(&db.url, "reader").await;
         let calls = RefCell::new(Vec::new());
         let progress = |done: u64, total: u64| calls.borrow_mut().push((done, total));
         let a = archive::export_range(
@@ -150,11 +145,9 @@ async fn time_range_archive_with_tokens_verifies_on_every_backend() {
 async fn tokens_in_an_archive_pass_openssl_ts_verify() {
     let tsa = start_tsa().await;
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("log.db").display());
+    let url = sqlite_url(dir.path());
     populate(&url, &tsa).await;
-    let log = SqlMessageLog::open(&url, "reader", &LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_log(&url, "reader").await;
     let a = archive::export_range(
         &log,
         &ExportRequest {
@@ -216,11 +209,7 @@ async fn tokens_in_an_archive_pass_openssl_ts_verify() {
 async fn archive_purge_and_a_later_archive_verifies_from_the_checkpoint() {
     let tsa = start_tsa().await;
     for backend in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = TestDatabase::create(backend, dir.path()).await;
-        let log = SqlMessageLog::open(&db.url, "node-a/1", &LogOptions::default())
-            .await
-            .unwrap();
+        let (_dir, db, log) = new_log(backend, "node-a/1").await;
         for i in 0..8 {
             log.append(exchange(i)).await.unwrap();
         }
@@ -277,12 +266,10 @@ fn sample() -> &'static Vec<u8> {
         rt.block_on(async {
             let tsa = start_tsa().await;
             let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}", dir.path().join("log.db").display());
+            let url = sqlite_url(dir.path());
             let start = Utc::now() - chrono::Duration::seconds(1);
             populate(&url, &tsa).await;
-            let log = SqlMessageLog::open(&url, "reader", &LogOptions::default())
-                .await
-                .unwrap();
+            let log = open_log(&url, "reader").await;
             let a = archive::export_range(
                 &log,
                 &ExportRequest {
@@ -300,24 +287,6 @@ fn sample() -> &'static Vec<u8> {
             a.into_bytes()
         })
     })
-}
-
-fn lines(bytes: &[u8]) -> Vec<Vec<u8>> {
-    bytes
-        .strip_suffix(b"\n")
-        .unwrap()
-        .split(|b| *b == b'\n')
-        .map(<[u8]>::to_vec)
-        .collect()
-}
-
-fn join(lines: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for l in lines {
-        out.extend_from_slice(l);
-        out.push(b'\n');
-    }
-    out
 }
 
 fn records_of(bytes: &[u8]) -> Vec<LogRecord> {
@@ -443,60 +412,6 @@ fn a_record_of_one_chain_moved_into_another_is_detected() {
         ),
         "{err:?}"
     );
-}
-
-#[derive(Debug, Clone)]
-enum Tamper {
-    Flip { at: usize, mask: u8 },
-    Delete(usize),
-    Swap(usize, usize),
-    Duplicate { from: usize, to: usize },
-    Truncate(usize),
-}
-
-fn tamper() -> impl Strategy<Value = Tamper> {
-    prop_oneof![
-        (any::<usize>(), 1u8..=255).prop_map(|(at, mask)| Tamper::Flip { at, mask }),
-        any::<usize>().prop_map(Tamper::Delete),
-        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Tamper::Swap(a, b)),
-        (any::<usize>(), any::<usize>()).prop_map(|(from, to)| Tamper::Duplicate { from, to }),
-        any::<usize>().prop_map(Tamper::Truncate),
-    ]
-}
-
-fn apply(t: &Tamper, original: &[u8]) -> Option<Vec<u8>> {
-    let l = lines(original);
-    let recs = l.len() - 4;
-    let rec = |i: usize| 1 + i % recs;
-    match *t {
-        Tamper::Flip { at, mask } => {
-            let mut b = original.to_vec();
-            let i = at % b.len();
-            b[i] ^= mask;
-            Some(b)
-        }
-        Tamper::Delete(i) => {
-            let mut l = l;
-            l.remove(i % l.len());
-            Some(join(&l))
-        }
-        Tamper::Swap(a, b) => {
-            let (a, b) = (rec(a), rec(b));
-            if a == b {
-                return None;
-            }
-            let mut l = l;
-            l.swap(a, b);
-            Some(join(&l))
-        }
-        Tamper::Duplicate { from, to } => {
-            let mut l = l;
-            let line = l[rec(from)].clone();
-            l.insert(rec(to), line);
-            Some(join(&l))
-        }
-        Tamper::Truncate(n) => Some(original[..n % original.len()].to_vec()),
-    }
 }
 
 proptest! {

@@ -6,11 +6,12 @@ mod support;
 use std::sync::OnceLock;
 
 use ndxp_audit::archive::{self, ArchiveError, VerifyOptions};
-use ndxp_audit::log::{ChainHash, LogOptions, LogRecord, MessageLog, SqlMessageLog};
-use ndxp_test_support::db::{backends, TestDatabase};
+use ndxp_audit::log::{ChainHash, LogRecord, MessageLog};
+use ndxp_test_support::db::backends;
 use ndxp_test_support::pki;
 use proptest::prelude::*;
-use support::{exchange, fixture};
+use support::tamper::{apply, join, lines, tamper};
+use support::{exchange, fixture, new_log};
 
 fn chain(n: u32) -> Vec<LogRecord> {
     let mut prev = ChainHash::GENESIS;
@@ -37,11 +38,7 @@ fn anchors() -> VerifyOptions {
 #[tokio::test]
 async fn export_round_trip_verifies_on_every_backend() {
     for backend in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = TestDatabase::create(backend, dir.path()).await;
-        let log = SqlMessageLog::open(&db.url, "node-a/1", &LogOptions::default())
-            .await
-            .unwrap();
+        let (dir, db, log) = new_log(backend, "node-a/1").await;
         let mut records = Vec::new();
         for i in 0..5 {
             records.push(log.append(exchange(i)).await.unwrap());
@@ -96,24 +93,6 @@ fn untrusted_signer_is_reported() {
         ),
         "{err:?}"
     );
-}
-
-fn lines(bytes: &[u8]) -> Vec<Vec<u8>> {
-    bytes
-        .strip_suffix(b"\n")
-        .unwrap()
-        .split(|b| *b == b'\n')
-        .map(<[u8]>::to_vec)
-        .collect()
-}
-
-fn join(lines: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for l in lines {
-        out.extend_from_slice(l);
-        out.push(b'\n');
-    }
-    out
 }
 
 fn verify(bytes: &[u8]) -> Result<archive::ArchiveReport, ArchiveError> {
@@ -181,64 +160,6 @@ fn named_tamperings() {
         verify(b"garbage\n"),
         Err(ArchiveError::Malformed { .. })
     ));
-}
-
-#[derive(Debug, Clone)]
-enum Tamper {
-    Flip { at: usize, mask: u8 },
-    Delete(usize),
-    Swap(usize, usize),
-    Duplicate { from: usize, to: usize },
-    Truncate(usize),
-}
-
-fn tamper() -> impl Strategy<Value = Tamper> {
-    prop_oneof![
-        (any::<usize>(), 1u8..=255).prop_map(|(at, mask)| Tamper::Flip { at, mask }),
-        any::<usize>().prop_map(Tamper::Delete),
-        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Tamper::Swap(a, b)),
-        (any::<usize>(), any::<usize>()).prop_map(|(from, to)| Tamper::Duplicate { from, to }),
-        any::<usize>().prop_map(Tamper::Truncate),
-    ]
-}
-
-/// Applies a tampering; `None` when it leaves the archive unchanged (a swap
-/// of a line with itself).
-fn apply(t: &Tamper, original: &[u8]) -> Option<Vec<u8>> {
-    let l = lines(original);
-    // Record lines are 1..=n-4 (header first; timestamps, certificates
-    // and end last).
-    let recs = l.len() - 4;
-    let rec = |i: usize| 1 + i % recs;
-    match *t {
-        Tamper::Flip { at, mask } => {
-            let mut b = original.to_vec();
-            let i = at % b.len();
-            b[i] ^= mask;
-            Some(b)
-        }
-        Tamper::Delete(i) => {
-            let mut l = l;
-            l.remove(i % (recs + 4));
-            Some(join(&l))
-        }
-        Tamper::Swap(a, b) => {
-            let (a, b) = (rec(a), rec(b));
-            if a == b {
-                return None;
-            }
-            let mut l = l;
-            l.swap(a, b);
-            Some(join(&l))
-        }
-        Tamper::Duplicate { from, to } => {
-            let mut l = l;
-            let line = l[rec(from)].clone();
-            l.insert(rec(to), line);
-            Some(join(&l))
-        }
-        Tamper::Truncate(n) => Some(original[..n % original.len()].to_vec()),
-    }
 }
 
 proptest! {

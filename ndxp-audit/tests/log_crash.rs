@@ -3,15 +3,16 @@
 //! leaves a chain that verifies; a second live process with the same writer
 //! id cannot fork the chain.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use chrono::Utc;
-use ndxp_audit::log::{
-    ChainHash, Exchange, LogError, LogOptions, MessageLog, Role, SignedMeta, SqlMessageLog,
-};
+use ndxp_audit::log::{ChainHash, Exchange, LogError, MessageLog, Role, SignedMeta};
 use ndxp_core::TransactionId;
+use support::{open_log, sqlite_log, sqlite_url};
 
 /// Set for the child process this test starts.
 const CHILD_VAR: &str = "NDXP_AUDIT_CRASH_CHILD_DB";
@@ -53,11 +54,7 @@ async fn crash_child() {
     let Ok(url) = std::env::var(CHILD_VAR) else {
         return;
     };
-    let log = Arc::new(
-        SqlMessageLog::open(&url, "crashy", &LogOptions::default())
-            .await
-            .unwrap(),
-    );
+    let log = Arc::new(open_log(&url, "crashy").await);
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..4u32 {
         let log = log.clone();
@@ -76,7 +73,7 @@ async fn crash_child() {
 #[tokio::test]
 async fn sigkill_loses_no_acknowledged_record() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("log.db").display());
+    let url = sqlite_url(dir.path());
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
         .env(CHILD_VAR, &url)
@@ -101,9 +98,7 @@ async fn sigkill_loses_no_acknowledged_record() {
             acked.push(seq.parse::<u64>().unwrap());
         }
     }
-    let log = SqlMessageLog::open(&url, "crashy", &LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_log(&url, "crashy").await;
     let head = log.head("crashy").await.unwrap();
     let max = *acked.iter().max().unwrap();
     assert!(head.seq >= max, "head {} < acknowledged {max}", head.seq);
@@ -122,14 +117,8 @@ async fn sigkill_loses_no_acknowledged_record() {
 
 #[tokio::test]
 async fn two_live_processes_with_one_writer_id_cannot_fork_the_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("log.db").display());
-    let a = SqlMessageLog::open(&url, "same", &LogOptions::default())
-        .await
-        .unwrap();
-    let b = SqlMessageLog::open(&url, "same", &LogOptions::default())
-        .await
-        .unwrap();
+    let (_dir, url, a) = sqlite_log("same").await;
+    let b = open_log(&url, "same").await;
     a.append(exchange(1)).await.unwrap();
     let err = b.append(exchange(2)).await.unwrap_err();
     assert!(matches!(err, LogError::Commit(_)), "{err:?}");

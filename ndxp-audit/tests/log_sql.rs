@@ -2,6 +2,8 @@
 //! The SQL message log on every backend: append, read, chain across batches
 //! and restarts, concurrent group commit, corrupt databases.
 
+mod support;
+
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -11,6 +13,7 @@ use ndxp_audit::log::{
 };
 use ndxp_core::TransactionId;
 use ndxp_test_support::db::{backends, TestDatabase};
+use support::{new_log, open_log, sqlite_log, sqlite_url};
 
 fn exchange(n: u32) -> Exchange {
     let meta = SignedMeta {
@@ -102,13 +105,8 @@ async fn append_read_and_restart_continue_the_chain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_are_all_durable_and_chained() {
     for backend in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = TestDatabase::create(backend, dir.path()).await;
-        let log = Arc::new(
-            SqlMessageLog::open(&db.url, "w", &LogOptions::default())
-                .await
-                .unwrap(),
-        );
+        let (_dir, db, log) = new_log(backend, "w").await;
+        let log = Arc::new(log);
         let mut tasks = tokio::task::JoinSet::new();
         for t in 0..8u32 {
             let log = log.clone();
@@ -133,9 +131,7 @@ async fn concurrent_appends_are_all_durable_and_chained() {
         assert!(log.commits() <= 200);
         log.close().await;
         // Every acknowledged record is in the database, in one intact chain.
-        let log = SqlMessageLog::open(&db.url, "w", &LogOptions::default())
-            .await
-            .unwrap();
+        let log = open_log(&db.url, "w").await;
         let stored = log.read("w", 1, u64::MAX).await.unwrap();
         assert_eq!(stored.len(), 200);
         check_chain(&stored);
@@ -150,13 +146,8 @@ async fn concurrent_appends_are_all_durable_and_chained() {
 #[tokio::test]
 async fn queued_appends_share_one_commit() {
     for backend in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = TestDatabase::create(backend, dir.path()).await;
-        let log = Arc::new(
-            SqlMessageLog::open(&db.url, "w", &LogOptions::default())
-                .await
-                .unwrap(),
-        );
+        let (_dir, db, log) = new_log(backend, "w").await;
+        let log = Arc::new(log);
         // On this single-threaded runtime all 100 appends are queued before
         // the committer runs.
         let mut tasks = tokio::task::JoinSet::new();
@@ -186,7 +177,7 @@ async fn queued_appends_share_one_commit() {
 #[tokio::test]
 async fn max_batch_limits_a_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("log.db").display());
+    let url = sqlite_url(dir.path());
     let opts = LogOptions {
         max_batch: 10,
         ..LogOptions::default()
@@ -234,11 +225,7 @@ async fn a_file_that_is_not_a_database_is_a_clear_error() {
 #[tokio::test]
 async fn a_changed_row_is_reported_as_corrupt() {
     for backend in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = TestDatabase::create(backend, dir.path()).await;
-        let log = SqlMessageLog::open(&db.url, "w", &LogOptions::default())
-            .await
-            .unwrap();
+        let (_dir, db, log) = new_log(backend, "w").await;
         for i in 0..3 {
             log.append(exchange(i)).await.unwrap();
         }
@@ -265,11 +252,7 @@ async fn a_changed_row_is_reported_as_corrupt() {
 
 #[tokio::test]
 async fn sqlite_commits_are_synchronous_in_wal_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("log.db").display());
-    let log = SqlMessageLog::open(&url, "w", &LogOptions::default())
-        .await
-        .unwrap();
+    let (_dir, _url, log) = sqlite_log("w").await;
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(log.pool())
         .await
@@ -299,11 +282,7 @@ async fn unsupported_url_and_bad_writer_are_refused() {
 #[tokio::test]
 async fn purge_keeps_a_checkpoint_and_the_rest_verifies() {
     for backend in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = TestDatabase::create(backend, dir.path()).await;
-        let log = SqlMessageLog::open(&db.url, "w", &LogOptions::default())
-            .await
-            .unwrap();
+        let (_dir, db, log) = new_log(backend, "w").await;
         let mut all = Vec::new();
         for i in 0..10 {
             all.push(log.append(exchange(i)).await.unwrap());
@@ -337,9 +316,7 @@ async fn purge_keeps_a_checkpoint_and_the_rest_verifies() {
         );
         assert!(log.purge_before("w", 1).await.is_err());
         log.close().await;
-        let log = SqlMessageLog::open(&db.url, "w", &LogOptions::default())
-            .await
-            .unwrap();
+        let log = open_log(&db.url, "w").await;
         let next = log.append(exchange(11)).await.unwrap();
         assert_eq!((next.seq, next.prev_hash), (11, all[9].hash));
         log.close().await;
@@ -370,11 +347,7 @@ fn the_write_path_encoding_is_the_canonical_encoding() {
 #[tokio::test]
 async fn certificates_are_stored_once_and_checked_on_read() {
     for backend in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = TestDatabase::create(backend, dir.path()).await;
-        let log = SqlMessageLog::open(&db.url, "w", &LogOptions::default())
-            .await
-            .unwrap();
+        let (_dir, db, log) = new_log(backend, "w").await;
         let mut e = exchange(1);
         e.request.chain_der = vec![vec![0x30, 0x01, 0x07]];
         let first = log.append(e.clone()).await.unwrap();

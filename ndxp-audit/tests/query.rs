@@ -8,19 +8,15 @@ use std::collections::HashSet;
 
 use axum::extract::Query;
 use chrono::{Duration, Utc};
-use ndxp_audit::log::{LogOptions, MessageLog, SqlMessageLog};
+use ndxp_audit::log::MessageLog;
 use ndxp_audit::query::{QueryError, TransactionQuery};
-use ndxp_test_support::db::{backends, TestDatabase};
-use support::exchange;
+use ndxp_test_support::db::backends;
+use support::{exchange, new_log};
 
 #[tokio::test]
 async fn filters_and_paging_on_every_backend() {
     for backend in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = TestDatabase::create(backend, dir.path()).await;
-        let log = SqlMessageLog::open(&db.url, "node-a/1", &LogOptions::default())
-            .await
-            .unwrap();
+        let (_dir, db, log) = new_log(backend, "node-a/1").await;
         let t0 = Utc::now() - Duration::seconds(100);
         let mut ids = Vec::new();
         for i in 0..10u32 {
@@ -157,9 +153,11 @@ fn the_query_parses_from_a_url_query_string() {
 mod cursor_input {
     use std::sync::OnceLock;
 
-    use ndxp_audit::log::{LogOptions, MessageLog, SqlMessageLog};
+    use ndxp_audit::log::{MessageLog, SqlMessageLog};
     use ndxp_audit::query::{QueryError, TransactionQuery};
     use proptest::prelude::*;
+
+    use crate::support::open_log;
 
     struct Env {
         rt: tokio::runtime::Runtime,
@@ -174,9 +172,7 @@ mod cursor_input {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}", dir.path().join("q.db").display());
             let log = rt.block_on(async {
-                let log = SqlMessageLog::open(&url, "w", &LogOptions::default())
-                    .await
-                    .unwrap();
+                let log = open_log(&url, "w").await;
                 for i in 0..3 {
                     log.append(super::support::exchange(i)).await.unwrap();
                 }

@@ -3,15 +3,18 @@
 //! NDXP_TEST_POSTGRES_URL, PostgreSQL; and merging summaries of two logs.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use ndxp_audit::log::{Exchange, LogOptions, MessageLog, Role, SignedMeta, SqlMessageLog};
+use ndxp_audit::log::{Exchange, MessageLog, Role, SignedMeta};
 use ndxp_audit::reconcile::{
     bucket_ids_from_log, summarize, summarize_log, BucketKey, Entry, IdSetDigest, Outcome, Period,
     Side, LOG_TIME_MARGIN,
 };
 use ndxp_core::TransactionId;
-use ndxp_test_support::db::{backends, TestDatabase};
+use ndxp_test_support::db::backends;
 use proptest::prelude::*;
+use support::new_log;
 
 const CLIENT: &str = "VN/GOV/000.00.00.G22/QLHT";
 const SERVICE: &str = "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1";
@@ -58,11 +61,7 @@ fn exchange(id: TransactionId, received_at: DateTime<Utc>, role: Role, status: u
 #[tokio::test]
 async fn summaries_and_bucket_ids_from_the_log_match_the_pure_summary() {
     for backend in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = TestDatabase::create(backend, dir.path()).await;
-        let log = SqlMessageLog::open(&db.url, "node/1", &LogOptions::default())
-            .await
-            .unwrap();
+        let (_dir, db, log) = new_log(backend, "node/1").await;
         let day = Period::day(Utc.with_ymd_and_hms(2026, 11, 27, 5, 0, 0).unwrap());
         let mut entries = Vec::new();
         let mut n = 0;

@@ -7,11 +7,11 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ndxp_audit::log::{LogOptions, MessageLog, SqlMessageLog};
+use ndxp_audit::log::MessageLog;
 use ndxp_audit::timestamp::{self, HttpTsa, TimestampOptions, Timestamper};
 use ndxp_sign::tsa::{self, ImprintAlgorithm};
-use ndxp_test_support::db::{backends, TestDatabase};
-use support::{exchange, start_tsa, tsa_trust};
+use ndxp_test_support::db::backends;
+use support::{exchange, new_log, sqlite_log, start_tsa, tsa_trust};
 
 fn options(interval: Duration, batch: u64) -> TimestampOptions {
     let mut o = TimestampOptions::new(tsa_trust());
@@ -24,11 +24,7 @@ fn options(interval: Duration, batch: u64) -> TimestampOptions {
 async fn tsa_down_lag_grows_then_recovers() {
     let server = start_tsa().await;
     for backend in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = TestDatabase::create(backend, dir.path()).await;
-        let log = SqlMessageLog::open(&db.url, "node-a/1", &LogOptions::default())
-            .await
-            .unwrap();
+        let (_dir, db, log) = new_log(backend, "node-a/1").await;
         let transport = Arc::new(HttpTsa::new(&server.url, Duration::from_secs(5)).unwrap());
         // A long interval: the test drives the runs.
         let ts = Timestamper::spawn(&log, transport, options(Duration::from_secs(3600), 1_000));
@@ -119,11 +115,7 @@ async fn tsa_down_lag_grows_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_batch_is_stamped_without_waiting_for_the_interval() {
     let server = start_tsa().await;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("log.db").display());
-    let log = SqlMessageLog::open(&url, "node-a/1", &LogOptions::default())
-        .await
-        .unwrap();
+    let (_dir, _url, log) = sqlite_log("node-a/1").await;
     let transport = Arc::new(HttpTsa::new(&server.url, Duration::from_secs(5)).unwrap());
     let ts = Timestamper::spawn(&log, transport, options(Duration::from_secs(3600), 10));
     // The first tick runs at once (empty log); let it pass.
@@ -149,11 +141,7 @@ async fn a_full_batch_is_stamped_without_waiting_for_the_interval() {
 
 #[tokio::test]
 async fn an_unreachable_tsa_is_named_in_the_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("log.db").display());
-    let log = SqlMessageLog::open(&url, "w", &LogOptions::default())
-        .await
-        .unwrap();
+    let (_dir, _url, log) = sqlite_log("w").await;
     log.append(exchange(1)).await.unwrap();
     // A port nothing listens on.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

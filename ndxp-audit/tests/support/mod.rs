@@ -3,17 +3,21 @@
 //! that can be switched off ([`TestTsa`] of `ndxp-test-support`).
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::path::Path;
 use std::sync::OnceLock;
 
 use chrono::Utc;
-use ndxp_audit::log::{Exchange, Role, SignedMeta};
+use ndxp_audit::log::{Exchange, LogOptions, Role, SignedMeta, SqlMessageLog};
 use ndxp_core::TransactionId;
 use ndxp_sign::ca::Pki;
 use ndxp_sign::openssl::x509::X509;
 use ndxp_sign::tsa::TsaTrust;
 use ndxp_sign::{digest, profile};
+use ndxp_test_support::db::{Backend, TestDatabase};
 use ndxp_test_support::pki;
 pub use ndxp_test_support::tsa::TestTsa;
+
+pub mod tamper;
 
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -101,4 +105,38 @@ pub fn exchange(n: u32) -> Exchange {
 /// `ndxp-test-support`.
 pub async fn start_tsa() -> TestTsa {
     TestTsa::start(&fixture().pki).await
+}
+
+/// The message log of `writer` at `url`, with the default options.
+pub async fn open_log(url: &str, writer: &str) -> SqlMessageLog {
+    SqlMessageLog::open(url, writer, &LogOptions::default())
+        .await
+        .unwrap()
+}
+
+/// A new database of `backend` in a new temporary directory, and the
+/// message log of `writer` on it. Keep the directory and the database
+/// while the log is in use.
+pub async fn new_log(
+    backend: Backend,
+    writer: &str,
+) -> (tempfile::TempDir, TestDatabase, SqlMessageLog) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDatabase::create(backend, dir.path()).await;
+    let log = open_log(&db.url, writer).await;
+    (dir, db, log)
+}
+
+/// The message log of `writer` in a new SQLite file: its directory (keep
+/// it while the log is in use), its URL and the log.
+pub async fn sqlite_log(writer: &str) -> (tempfile::TempDir, String, SqlMessageLog) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let log = open_log(&url, writer).await;
+    (dir, url, log)
+}
+
+/// The URL of a SQLite message log file, `log.db` in `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("log.db").display())
 }
