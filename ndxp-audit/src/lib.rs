@@ -25,7 +25,7 @@
 //!
 //! | feature | default | brings |
 //! |---|---|---|
-//! | `store` | on | the message log on SQLite or PostgreSQL (`log::sql`, with `sqlx`, `rusqlite` and `tokio`), the background [`timestamp::Timestamper`] and its stored tokens, [`archive::export_range`], [`query`], the reconciliation scan of a log database ([`reconcile::summarize_log`], [`reconcile::bucket_ids_from_log`]) and [`backup`] |
+//! | `store` | on | the message log on SQLite or PostgreSQL (`log::sql`, with `ndxp-db`, `sqlx`, `rusqlite` and `tokio`), the background [`timestamp::Timestamper`] and its stored tokens, [`archive::export_range`], [`query`], the reconciliation scan of a log database ([`reconcile::summarize_log`], [`reconcile::bucket_ids_from_log`]) and [`backup`] |
 //! | `tsa-client` | on | [`timestamp::HttpTsa`], the timestamper's RFC 3161 client over HTTP(S) (`reqwest`) |
 //!
 //! With `default-features = false` the crate still verifies and inspects

@@ -394,6 +394,7 @@ pub enum LogError {
     },
     /// The SQLite database file could not be created private, or group or
     /// others can read it.
+    #[cfg(feature = "store")]
     #[error("the message log database file cannot be used: {0}")]
     DatabaseFile(#[source] ndxp_db::FileModeError),
     /// The schema could not be created or upgraded.
