@@ -84,6 +84,17 @@ impl Env {
         )
     }
 
+    /// A new environment whose client holds the signed document of
+    /// `version` (fetched from the server); that document as served.
+    async fn holding(version: u64) -> (Env, ConfClient, String) {
+        let env = Env::new().await;
+        let client = env.client();
+        let signed = env.f.signed(version);
+        env.serve(signed.clone());
+        client.refresh(env.f.now).await.unwrap();
+        (env, client, signed)
+    }
+
     fn on_disk(&self) -> String {
         std::fs::read_to_string(self.dir.join(LAST_GOOD_FILE)).unwrap()
     }
@@ -164,12 +175,8 @@ async fn refresh_writes_last_good_and_a_new_client_reloads_it() {
 
 #[tokio::test]
 async fn older_version_is_refused_and_the_held_one_kept() {
-    let env = Env::new().await;
-    let client = env.client();
+    let (env, client, v3) = Env::holding(3).await;
     let now = env.f.now;
-    let v3 = env.f.signed(3);
-    env.serve(v3.clone());
-    client.refresh(now).await.unwrap();
     env.serve(env.f.signed(2));
     match client.refresh(now).await {
         Err(ConfError::Older { held, offered }) => assert_eq!((held, offered), (3, 2)),
@@ -190,11 +197,8 @@ async fn older_version_is_refused_and_the_held_one_kept() {
 
 #[tokio::test]
 async fn a_re_signed_version_with_a_later_expiry_renews() {
-    let env = Env::new().await;
-    let client = env.client();
+    let (env, client, _) = Env::holding(5).await;
     let now = env.f.now;
-    env.serve(env.f.signed(5));
-    client.refresh(now).await.unwrap();
     let later = env.f.doc_at(5, now + TimeDelta::hours(1));
     env.serve(env.f.sign(&later));
     let at = now + TimeDelta::hours(2);
@@ -214,12 +218,8 @@ async fn a_re_signed_version_with_a_later_expiry_renews() {
 
 #[tokio::test]
 async fn bad_offers_never_replace_the_held_document() {
-    let env = Env::new().await;
-    let client = env.client();
+    let (env, client, v1) = Env::holding(1).await;
     let now = env.f.now;
-    let v1 = env.f.signed(1);
-    env.serve(v1.clone());
-    client.refresh(now).await.unwrap();
 
     // Tampered signature.
     let v2 = env.f.signed(2);
@@ -274,11 +274,8 @@ async fn unreachable_server_is_a_fetch_error() {
 
 #[tokio::test]
 async fn expired_document_is_held_but_not_valid() {
-    let env = Env::new().await;
-    let client = env.client();
+    let (env, client, _) = Env::holding(1).await;
     let now = env.f.now;
-    env.serve(env.f.signed(1));
-    client.refresh(now).await.unwrap();
     let later = now + TimeDelta::days(2);
     assert!(matches!(
         client.current_valid(later),
@@ -302,10 +299,7 @@ async fn expired_document_is_held_but_not_valid() {
 
 #[tokio::test]
 async fn a_damaged_last_good_file_is_refused() {
-    let env = Env::new().await;
-    let client = env.client();
-    env.serve(env.f.signed(1));
-    client.refresh(env.f.now).await.unwrap();
+    let (env, _client, _) = Env::holding(1).await;
     let path = env.dir.join(LAST_GOOD_FILE);
     let good = env.on_disk();
     let cut = &good[..good.len() / 2];
