@@ -396,34 +396,20 @@ fn anchor_round_trips_and_bad_anchors_are_refused() {
         x[k] = v;
         ConfAnchor::from_json(x.to_string().as_bytes())
     };
-    assert!(matches!(
-        edit("extra", "x".into()),
-        Err(ConfError::AnchorJson(_))
-    ));
-    assert!(matches!(
-        edit("format", "ndxp-anchor/9".into()),
-        Err(ConfError::Anchor { .. })
-    ));
-    assert!(matches!(
-        edit("conf_url", "ftp://x/y".into()),
-        Err(ConfError::Anchor { .. })
-    ));
-    assert!(matches!(
-        edit("trust_anchors_pem", "".into()),
-        Err(ConfError::Anchor { .. })
-    ));
-    assert!(matches!(
-        edit("trust_anchors_pem", "garbage".into()),
-        Err(ConfError::Anchor { .. })
-    ));
-    assert!(matches!(
-        edit("signer_member", "EE/GOV/MGMT".into()),
-        Err(ConfError::Anchor { .. })
-    ));
-    assert!(matches!(
-        edit("instance", "V N".into()),
-        Err(ConfError::AnchorJson(_))
-    ));
+    for (k, v) in [("extra", "x"), ("instance", "V N")] {
+        let r = edit(k, v.into());
+        assert!(matches!(r, Err(ConfError::AnchorJson(_))), "{k} = {v:?}");
+    }
+    for (k, v) in [
+        ("format", "ndxp-anchor/9"),
+        ("conf_url", "ftp://x/y"),
+        ("trust_anchors_pem", ""),
+        ("trust_anchors_pem", "garbage"),
+        ("signer_member", "EE/GOV/MGMT"),
+    ] {
+        let r = edit(k, v.into());
+        assert!(matches!(r, Err(ConfError::Anchor { .. })), "{k} = {v:?}");
+    }
     let mut no_signer = value.clone();
     no_signer.as_object_mut().unwrap().remove("signer_member");
     assert_eq!(
