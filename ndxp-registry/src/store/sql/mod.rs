@@ -1,6 +1,17 @@
 //! The SQL backend: one implementation over [`sqlx::AnyPool`] with SQL that
 //! runs unchanged on SQLite and PostgreSQL (`$n` placeholders, TEXT and
 //! BIGINT columns, times as fixed-width RFC 3339 text).
+//!
+//! This file holds what every write shares (the audited, versioned
+//! [`Write`] and the row and statement helpers) and the [`RegistryStore`]
+//! impl, which forwards to one file per aggregate: `members.rs` (members
+//! and their subsystems), `nodes.rs`, `registrations.rs`, `services.rs`,
+//! `groups.rs` (groups and access rights), `subscriptions.rs`,
+//! `credentials.rs`, `audit.rs` (audit trail and registry version) and
+//! `globalconf.rs` (snapshot and published documents); `rows.rs` maps rows
+//! to the model. `gateway.rs` and `monitoring.rs` implement
+//! [`super::gateway::GatewayStore`] and [`super::MonitoringStore`];
+//! `open.rs` opens the database and migrates it.
 
 use ndxp_core::dburl::Backend;
 use std::fmt::Display;

@@ -44,7 +44,7 @@ pub(super) fn node_row(row: &AnyRow) -> Result<Node> {
     })
 }
 
-/// Node rows with their certificates from [`node_cert_rows`]. A node
+/// Node rows with their certificates from [`node_cert_rows`](super::nodes::node_cert_rows). A node
 /// without any certificate row is corrupt data.
 pub(super) fn nodes_with_certs(rows: &[AnyRow], cert_rows: &[AnyRow]) -> Result<Vec<Node>> {
     let mut certs: HashMap<(String, String), Vec<NodeCertificate>> = HashMap::new();
