@@ -94,7 +94,7 @@ pub enum StoreError {
     /// The SQLite database file could not be created private, or group or
     /// others can read it.
     #[error("the registry database file cannot be used: {0}")]
-    DatabaseFile(#[source] ndxp_sign::files::FileModeError),
+    DatabaseFile(#[source] ndxp_db::FileModeError),
     /// Applying the schema migrations failed.
     #[error("cannot apply the registry schema migrations: {0}")]
     Migration(#[source] sqlx::migrate::MigrateError),
