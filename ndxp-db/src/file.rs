@@ -22,18 +22,11 @@ pub enum FileModeError {
         /// Its permission bits (`mode & 0o7777`).
         mode: u32,
     },
-    /// The file could not be created.
-    #[error("cannot create {}", path.display())]
-    Create {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// The file's mode could not be read.
-    #[error("cannot read the mode of {}", path.display())]
+    /// The file could not be created, or its mode could not be read.
+    #[error("cannot {action} {}", path.display())]
     Io {
+        /// What failed: `create`, `read the mode of`.
+        action: &'static str,
         /// The file.
         path: PathBuf,
         /// The cause.
@@ -49,8 +42,8 @@ pub enum FileModeError {
 ///
 /// # Errors
 /// [`FileModeError::TooOpen`] naming the file and the `chmod`,
-/// [`FileModeError::Create`] when the file cannot be created,
-/// [`FileModeError::Io`] when a mode cannot be read.
+/// [`FileModeError::Io`] when the file cannot be created or a mode cannot
+/// be read.
 pub fn prepare_sqlite_file(path: &Path, create: bool) -> Result<(), FileModeError> {
     if create {
         let created = OpenOptions::new()
@@ -60,7 +53,8 @@ pub fn prepare_sqlite_file(path: &Path, create: bool) -> Result<(), FileModeErro
             .open(path);
         match created {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                return Err(FileModeError::Create {
+                return Err(FileModeError::Io {
+                    action: "create",
                     path: path.to_path_buf(),
                     source: e,
                 })
@@ -75,7 +69,14 @@ pub fn prepare_sqlite_file(path: &Path, create: bool) -> Result<(), FileModeErro
         let mode = match fs::metadata(&file) {
             Ok(meta) => meta.permissions().mode() & 0o7777,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(FileModeError::Io { path: file, source }),
+            Err(source) => {
+                let action = "read the mode of";
+                return Err(FileModeError::Io {
+                    action,
+                    path: file,
+                    source,
+                });
+            }
         };
         if mode & 0o077 != 0 {
             return Err(FileModeError::TooOpen { path: file, mode });
@@ -118,10 +119,12 @@ mod tests {
         assert!(text.contains("mode 0640"), "{text}");
 
         let missing_dir = tmp.path().join("no/such/dir.db");
-        assert!(matches!(
-            prepare_sqlite_file(&missing_dir, true),
-            Err(FileModeError::Create { .. })
-        ));
+        let err = prepare_sqlite_file(&missing_dir, true).expect_err("no directory");
+        assert!(matches!(err, FileModeError::Io { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("cannot create {}", missing_dir.display())
+        );
         Ok(())
     }
 }

@@ -26,6 +26,35 @@ async fn applied(pool: &sqlx::AnyPool, table: &str) -> Vec<i64> {
         .expect("the migrations table")
 }
 
+/// Checks that every migration of [`SCHEMA`] ran exactly once on the
+/// database at `url`.
+async fn assert_migrated_once(url: &str, context: &str) {
+    let db = ndxp_db::open(url, &PoolOptions::default())
+        .await
+        .expect("open the migrated database");
+    assert_eq!(
+        applied(db.pool(), SCHEMA.table).await,
+        vec![1, 2, 3, 5],
+        "{context}"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM a")
+        .fetch_one(db.pool())
+        .await
+        .expect("table a");
+    assert_eq!(rows, 1, "{context}: the data migration ran once");
+    db.pool().close().await;
+}
+
+/// A connection to `path` that never waits for a lock.
+async fn impatient(path: &std::path::Path) -> sqlx::sqlite::SqliteConnection {
+    let access = SqliteAccess::ReadWrite {
+        busy_timeout: Duration::ZERO,
+    };
+    ndxp_db::connect_sqlite_file(path, access)
+        .await
+        .expect("a connection to the test database")
+}
+
 #[tokio::test]
 async fn a_fresh_sqlite_file_is_private_wal_and_set_up() {
     let tmp = tempfile::tempdir().unwrap();
@@ -136,13 +165,8 @@ async fn migrations_apply_once_on_every_backend() {
             .unwrap();
         SCHEMA.run(db.pool(), db.backend()).await.unwrap();
         SCHEMA.run(db.pool(), db.backend()).await.unwrap();
-        assert_eq!(applied(db.pool(), SCHEMA.table).await, vec![1, 2, 3, 5]);
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM a")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-        assert_eq!(rows, 1, "{backend:?}: each migration ran once");
         db.pool().close().await;
+        assert_migrated_once(&test_db.url, &format!("{backend:?}")).await;
         test_db.drop_now().await;
     }
 }
@@ -177,16 +201,7 @@ async fn concurrent_migrations_of_a_fresh_database_all_succeed() {
                     panic!("{backend:?}, round {round}: {e}");
                 }
             }
-            let db = ndxp_db::open(&test_db.url, &PoolOptions::default())
-                .await
-                .unwrap();
-            assert_eq!(applied(db.pool(), SCHEMA.table).await, vec![1, 2, 3, 5]);
-            let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM a")
-                .fetch_one(db.pool())
-                .await
-                .unwrap();
-            assert_eq!(rows, 1);
-            db.pool().close().await;
+            assert_migrated_once(&test_db.url, &format!("{backend:?}, round {round}")).await;
             test_db.drop_now().await;
         }
     }
@@ -206,26 +221,12 @@ async fn busy_errors_are_recognised_and_waited_out() {
         .execute(db.pool())
         .await
         .unwrap();
-    let mut holder = ndxp_db::connect_sqlite_file(
-        &path,
-        SqliteAccess::ReadWrite {
-            busy_timeout: Duration::ZERO,
-        },
-    )
-    .await
-    .unwrap();
+    let mut holder = impatient(&path).await;
     sqlx::query("BEGIN EXCLUSIVE")
         .execute(&mut holder)
         .await
         .unwrap();
-    let mut writer = ndxp_db::connect_sqlite_file(
-        &path,
-        SqliteAccess::ReadWrite {
-            busy_timeout: Duration::ZERO,
-        },
-    )
-    .await
-    .unwrap();
+    let mut writer = impatient(&path).await;
     let err = sqlx::query("INSERT INTO t (v) VALUES (1)")
         .execute(&mut writer)
         .await
@@ -239,7 +240,7 @@ async fn busy_errors_are_recognised_and_waited_out() {
         holder
     });
     // A pool that does not wait for locks itself.
-    let impatient = sqlx::sqlite::SqlitePoolOptions::new()
+    let impatient_pool = sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(
             sqlx::sqlite::SqliteConnectOptions::new()
@@ -252,7 +253,7 @@ async fn busy_errors_are_recognised_and_waited_out() {
     let start = std::time::Instant::now();
     ndxp_db::retry_busy(|| {
         tries += 1;
-        sqlx::query("INSERT INTO t (v) VALUES (1)").execute(&impatient)
+        sqlx::query("INSERT INTO t (v) VALUES (1)").execute(&impatient_pool)
     })
     .await
     .unwrap();

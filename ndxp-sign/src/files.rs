@@ -8,9 +8,9 @@
 //! - [`create_private`] opens a file for writing, created `0600`, and
 //!   narrows an existing one to `0600`;
 //! - [`ensure_private_file`] creates an empty `0600` file if none exists,
-//!   never truncating one that does: used before SQLite opens a database,
-//!   since SQLite creates files with the process umask and gives its `-wal`
-//!   and `-shm` files the database file's mode;
+//!   never truncating one that does, for a file another library then
+//!   writes with the process umask (database files have their own,
+//!   `ndxp_db::prepare_sqlite_file`);
 //! - [`create_private_dir_all`] creates missing directories `0700`;
 //! - [`check_mode`] says whether a file's mode is narrow enough, with an
 //!   error naming the file and the `chmod` that fixes it.
@@ -199,35 +199,6 @@ pub fn ensure_private_file(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Makes a SQLite database file ready to open: created empty with mode
-/// `0600` when missing and `create` is set (SQLite then writes into it
-/// and gives its `-wal` and `-shm` files the same mode), and refused when
-/// it, or its `-wal` or `-shm` file, lets group or others read it (a
-/// message log holds personal data; a registry, credential hashes).
-///
-/// # Errors
-/// [`FileModeError::TooOpen`] naming the file and the `chmod`,
-/// [`FileModeError::Create`] when the file cannot be created.
-pub fn prepare_database_file(path: &Path, create: bool) -> Result<(), FileModeError> {
-    if create {
-        ensure_private_file(path).map_err(|source| FileModeError::Create {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    }
-    let mut companions = [path.as_os_str().to_owned(), path.as_os_str().to_owned()];
-    companions[0].push("-wal");
-    companions[1].push("-shm");
-    for file in std::iter::once(path.to_path_buf()).chain(companions.into_iter().map(PathBuf::from))
-    {
-        match check_mode(&file, Readers::Owner) {
-            Err(FileModeError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
-            other => other?,
-        }
-    }
-    Ok(())
-}
-
 /// Creates `path` and its missing parents with mode `0700`; existing
 /// directories are left as they are.
 ///
@@ -299,31 +270,6 @@ mod tests {
             check_mode(&tmp.path().join("missing"), Readers::Owner),
             Err(FileModeError::Io { .. })
         ));
-        Ok(())
-    }
-
-    #[test]
-    fn database_files_are_created_private_and_refused_when_open() -> io::Result<()> {
-        let tmp = tempfile::tempdir()?;
-        let db = tmp.path().join("log.db");
-        assert!(
-            prepare_database_file(&db, false).is_ok(),
-            "nothing to check"
-        );
-        assert!(!db.exists(), "not created without create");
-        prepare_database_file(&db, true).map_err(io::Error::other)?;
-        assert_eq!(mode(&db), 0o600);
-        let wal = tmp.path().join("log.db-wal");
-        fs::write(&wal, b"")?;
-        fs::set_permissions(&wal, fs::Permissions::from_mode(0o644))?;
-        let e = prepare_database_file(&db, true)
-            .err()
-            .map(|e| e.to_string());
-        let text = e.unwrap_or_default();
-        assert!(
-            text.contains(&format!("chmod 600 {}", wal.display())),
-            "{text}"
-        );
         Ok(())
     }
 }

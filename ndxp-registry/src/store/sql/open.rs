@@ -16,31 +16,31 @@ use crate::store::{Result, StoreError};
 const MIGRATIONS: ndxp_db::Migrations = ndxp_db::Migrations {
     table: ndxp_db::SQLX_MIGRATIONS_TABLE,
     list: &[
-    (
-        1,
-        "registry",
-        include_str!("../../../migrations/0001_registry.sql"),
-    ),
-    (
-        2,
-        "gateway",
-        include_str!("../../../migrations/0002_gateway.sql"),
-    ),
-    (
-        3,
-        "monitoring",
-        include_str!("../../../migrations/0003_monitoring.sql"),
-    ),
-    (
-        4,
-        "gateway certificates",
-        include_str!("../../../migrations/0004_gateway_certificates.sql"),
-    ),
-    (
-        5,
-        "node certificates",
-        include_str!("../../../migrations/0005_node_certificates.sql"),
-    ),
+        (
+            1,
+            "registry",
+            include_str!("../../../migrations/0001_registry.sql"),
+        ),
+        (
+            2,
+            "gateway",
+            include_str!("../../../migrations/0002_gateway.sql"),
+        ),
+        (
+            3,
+            "monitoring",
+            include_str!("../../../migrations/0003_monitoring.sql"),
+        ),
+        (
+            4,
+            "gateway certificates",
+            include_str!("../../../migrations/0004_gateway_certificates.sql"),
+        ),
+        (
+            5,
+            "node certificates",
+            include_str!("../../../migrations/0005_node_certificates.sql"),
+        ),
     ],
 };
 
@@ -71,19 +71,15 @@ impl SqlStore {
             acquire_timeout: options.acquire_timeout,
             ..ndxp_db::PoolOptions::default()
         };
-        let db = ndxp_db::open(url, &db_options)
-            .await
-            .map_err(|e| match e {
-                ndxp_db::OpenError::Url(e) => StoreError::UnsupportedUrl(e.0),
-                ndxp_db::OpenError::File(e) => StoreError::DatabaseFile(e),
-                ndxp_db::OpenError::Connect { target, source } => {
-                    StoreError::Open { target, source }
-                }
-                e => StoreError::Open {
-                    target: redact(url),
-                    source: sqlx::Error::Configuration(Box::new(e)),
-                },
-            })?;
+        let db = ndxp_db::open(url, &db_options).await.map_err(|e| match e {
+            ndxp_db::OpenError::Url(e) => StoreError::UnsupportedUrl(e.0),
+            ndxp_db::OpenError::File(e) => StoreError::DatabaseFile(e),
+            ndxp_db::OpenError::Connect { target, source } => StoreError::Open { target, source },
+            e => StoreError::Open {
+                target: redact(url),
+                source: sqlx::Error::Configuration(Box::new(e)),
+            },
+        })?;
         let backend = db.backend();
         let pool = db.into_pool();
         let store = Self { pool, backend };
