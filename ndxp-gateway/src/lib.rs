@@ -15,7 +15,7 @@
 //! | [`management`] | the management role: the REST API (`/api/v1`, `/openapi.json`), the global configuration [`management::publisher`], [`management::metrics`], and the registry administration service [`management::registry`] (`members`, `subsystems`, `nodes`, `requests`, `tokens`, `conf anchor`) |
 //! | [`monitoring`] | connection states from node status reports, and reconciliation of every provider–consumer pair (`docs/monitoring.md`) |
 //! | [`gateway`] | the central gateway role: OAuth2 token endpoint, service calls, client certificates, DigiSign adapter, its message log, and the catalogue, subscription and credential service |
-//! | [`pki`] | the trust services: OCSP responder (RFC 6960) and timestamp authority (RFC 3161) over HTTP |
+//! | [`pki`] | the trust services: OCSP responder (RFC 6960) and timestamp authority (RFC 3161) over HTTP, and what the `pki` commands decide |
 //!
 //! Serving the PKI in-process, as the tests do:
 //!
