@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Duration, Utc};
 use ndxp_audit::monitor::NodeStatus;
 use ndxp_core::{MemberId, NodeName, ServiceId};
+use ndxp_registry::model::Node;
+use ndxp_registry::store::monitoring::StatusRecord;
 use ndxp_registry::store::RegistryStore;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -193,16 +195,25 @@ pub async fn connection_states(
     now: DateTime<Utc>,
 ) -> Result<Vec<ConnectionState>, MonitorError> {
     let nodes = store.list_nodes(None).await?;
-    let latest: HashMap<(MemberId, NodeName), _> = store
+    let latest: HashMap<(MemberId, NodeName), StatusRecord> = store
         .latest_statuses()
         .await?
         .into_iter()
         .map(|r| ((r.member.clone(), r.node.clone()), r))
         .collect();
-    let interval =
-        Duration::seconds(i64::try_from(cfg.status_interval_secs).unwrap_or(i64::MAX / 4_000_000));
     let mut out = Vec::new();
-    // Registered nodes, then the central gateway when it reported.
+    for node in targets(nodes, &latest) {
+        match latest.get(&(node.member.clone(), node.name.clone())) {
+            None => out.push(never_reported(node)),
+            Some(rec) => out.extend(reported(node, rec, cfg, now)?),
+        }
+    }
+    Ok(out)
+}
+
+/// The registered nodes, then the central gateway when it reported, sorted
+/// by member and name.
+fn targets(nodes: Vec<Node>, latest: &HashMap<(MemberId, NodeName), StatusRecord>) -> Vec<Target> {
     let mut targets: Vec<Target> = nodes
         .into_iter()
         .map(|n| Target {
@@ -223,141 +234,154 @@ pub async fn connection_states(
         }
     }
     targets.sort_by(|a, b| (&a.member, &a.name).cmp(&(&b.member, &b.name)));
-    for node in targets {
-        let Some(rec) = latest.get(&(node.member.clone(), node.name.clone())) else {
-            out.push(ConnectionState {
-                member: node.member,
-                node: node.name,
-                service: None,
-                state: ConnState::Down,
-                reasons: vec!["no status report received yet".into()],
-                last_report_at: None,
-                software_version: None,
-                globalconf_version: None,
-                latency_ms: None,
+    targets
+}
+
+/// The row of a node that never reported: `down`.
+fn never_reported(node: Target) -> ConnectionState {
+    ConnectionState {
+        member: node.member,
+        node: node.name,
+        service: None,
+        state: ConnState::Down,
+        reasons: vec!["no status report received yet".into()],
+        last_report_at: None,
+        software_version: None,
+        globalconf_version: None,
+        latency_ms: None,
+    }
+}
+
+/// The rows of a node from its last report `rec`: the node's (its age,
+/// certificates, lags, global configuration and services), then each
+/// service's, sorted by service.
+fn reported(
+    node: Target,
+    rec: &StatusRecord,
+    cfg: &MonitoringConfig,
+    now: DateTime<Utc>,
+) -> Result<Vec<ConnectionState>, MonitorError> {
+    let interval =
+        Duration::seconds(i64::try_from(cfg.status_interval_secs).unwrap_or(i64::MAX / 4_000_000));
+    let status: NodeStatus = serde_json::from_str(&rec.status)
+        .map_err(|e| MonitorError::Corrupt(format!("status {}: {e}", rec.id)))?;
+    let age = now - rec.received_at;
+    let mut reasons = Vec::new();
+    let mut state = ConnState::Ok;
+    let intervals = |n: u32| interval * i32::try_from(n).unwrap_or(i32::MAX);
+    if age > intervals(cfg.down_after_intervals) {
+        state = ConnState::Down;
+        reasons.push(format!(
+            "no report for {} s ({} intervals of {} s)",
+            age.num_seconds(),
+            cfg.down_after_intervals,
+            cfg.status_interval_secs
+        ));
+    } else if age > intervals(cfg.stale_after_intervals) {
+        state = ConnState::Stale;
+        reasons.push(format!(
+            "no report for {} s ({} intervals of {} s)",
+            age.num_seconds(),
+            cfg.stale_after_intervals,
+            cfg.status_interval_secs
+        ));
+    }
+    let mut node_reasons = Vec::new();
+    push_expiry(
+        &mut node_reasons,
+        "authentication",
+        status.auth_cert_expires_at,
+        now,
+        cfg.cert_warning_days,
+    );
+    push_expiry(
+        &mut node_reasons,
+        "signing",
+        status.sign_cert_expires_at,
+        now,
+        cfg.cert_warning_days,
+    );
+    if let Some(lag) = status.log_lag_secs.filter(|l| *l > cfg.max_log_lag_secs) {
+        node_reasons.push(format!(
+            "message log lag {lag:.1} s is over {} s",
+            cfg.max_log_lag_secs
+        ));
+    }
+    if let Some(lag) = status
+        .timestamp_lag_secs
+        .filter(|l| *l > cfg.max_timestamp_lag_secs)
+    {
+        node_reasons.push(format!(
+            "timestamp lag {lag:.1} s is over {} s",
+            cfg.max_timestamp_lag_secs
+        ));
+    }
+    match (status.globalconf_version, status.globalconf_age_secs) {
+        (None, _) => node_reasons.push("holds no global configuration".into()),
+        (_, Some(a)) if a > cfg.max_globalconf_age_secs => node_reasons.push(format!(
+            "global configuration is {a} s old (over {} s)",
+            cfg.max_globalconf_age_secs
+        )),
+        _ => {}
+    }
+    let mut service_rows = Vec::new();
+    for s in &status.services {
+        let mut r = Vec::new();
+        if !s.backend_reachable {
+            r.push(match &s.detail {
+                Some(d) => format!("backend unreachable: {d}"),
+                None => "backend unreachable".into(),
             });
-            continue;
+        } else if let Some(ms) = s.latency_ms.filter(|ms| *ms > cfg.max_backend_latency_ms) {
+            r.push(format!(
+                "backend answered in {ms} ms (over {} ms)",
+                cfg.max_backend_latency_ms
+            ));
+        }
+        let st = if state >= ConnState::Stale {
+            state
+        } else if r.is_empty() {
+            ConnState::Ok
+        } else {
+            ConnState::Degraded
         };
-        let status: NodeStatus = serde_json::from_str(&rec.status)
-            .map_err(|e| MonitorError::Corrupt(format!("status {}: {e}", rec.id)))?;
-        let age = now - rec.received_at;
-        let mut reasons = Vec::new();
-        let mut state = ConnState::Ok;
-        let intervals = |n: u32| interval * i32::try_from(n).unwrap_or(i32::MAX);
-        if age > intervals(cfg.down_after_intervals) {
-            state = ConnState::Down;
-            reasons.push(format!(
-                "no report for {} s ({} intervals of {} s)",
-                age.num_seconds(),
-                cfg.down_after_intervals,
-                cfg.status_interval_secs
-            ));
-        } else if age > intervals(cfg.stale_after_intervals) {
-            state = ConnState::Stale;
-            reasons.push(format!(
-                "no report for {} s ({} intervals of {} s)",
-                age.num_seconds(),
-                cfg.stale_after_intervals,
-                cfg.status_interval_secs
-            ));
+        if !r.is_empty() {
+            node_reasons.push(format!("service {}: {}", s.service, r.join("; ")));
         }
-        let mut node_reasons = Vec::new();
-        push_expiry(
-            &mut node_reasons,
-            "authentication",
-            status.auth_cert_expires_at,
-            now,
-            cfg.cert_warning_days,
-        );
-        push_expiry(
-            &mut node_reasons,
-            "signing",
-            status.sign_cert_expires_at,
-            now,
-            cfg.cert_warning_days,
-        );
-        if let Some(lag) = status.log_lag_secs.filter(|l| *l > cfg.max_log_lag_secs) {
-            node_reasons.push(format!(
-                "message log lag {lag:.1} s is over {} s",
-                cfg.max_log_lag_secs
-            ));
-        }
-        if let Some(lag) = status
-            .timestamp_lag_secs
-            .filter(|l| *l > cfg.max_timestamp_lag_secs)
-        {
-            node_reasons.push(format!(
-                "timestamp lag {lag:.1} s is over {} s",
-                cfg.max_timestamp_lag_secs
-            ));
-        }
-        match (status.globalconf_version, status.globalconf_age_secs) {
-            (None, _) => node_reasons.push("holds no global configuration".into()),
-            (_, Some(a)) if a > cfg.max_globalconf_age_secs => node_reasons.push(format!(
-                "global configuration is {a} s old (over {} s)",
-                cfg.max_globalconf_age_secs
-            )),
-            _ => {}
-        }
-        let mut service_rows = Vec::new();
-        for s in &status.services {
-            let mut r = Vec::new();
-            if !s.backend_reachable {
-                r.push(match &s.detail {
-                    Some(d) => format!("backend unreachable: {d}"),
-                    None => "backend unreachable".into(),
-                });
-            } else if let Some(ms) = s.latency_ms.filter(|ms| *ms > cfg.max_backend_latency_ms) {
-                r.push(format!(
-                    "backend answered in {ms} ms (over {} ms)",
-                    cfg.max_backend_latency_ms
-                ));
-            }
-            let st = if state >= ConnState::Stale {
-                state
-            } else if r.is_empty() {
-                ConnState::Ok
-            } else {
-                ConnState::Degraded
-            };
-            if !r.is_empty() {
-                node_reasons.push(format!("service {}: {}", s.service, r.join("; ")));
-            }
-            service_rows.push(ConnectionState {
-                member: node.member.clone(),
-                node: node.name.clone(),
-                service: Some(s.service.clone()),
-                state: st,
-                reasons: if st >= ConnState::Stale {
-                    reasons.clone()
-                } else {
-                    r
-                },
-                last_report_at: Some(rec.received_at),
-                software_version: None,
-                globalconf_version: None,
-                latency_ms: s.latency_ms,
-            });
-        }
-        if state == ConnState::Ok && !node_reasons.is_empty() {
-            state = ConnState::Degraded;
-        }
-        reasons.extend(node_reasons);
-        out.push(ConnectionState {
+        service_rows.push(ConnectionState {
             member: node.member.clone(),
             node: node.name.clone(),
-            service: None,
-            state,
-            reasons,
+            service: Some(s.service.clone()),
+            state: st,
+            reasons: if st >= ConnState::Stale {
+                reasons.clone()
+            } else {
+                r
+            },
             last_report_at: Some(rec.received_at),
-            software_version: Some(status.software_version.clone()),
-            globalconf_version: status.globalconf_version,
-            latency_ms: None,
+            software_version: None,
+            globalconf_version: None,
+            latency_ms: s.latency_ms,
         });
-        service_rows.sort_by(|a, b| a.service.cmp(&b.service));
-        out.extend(service_rows);
     }
-    Ok(out)
+    if state == ConnState::Ok && !node_reasons.is_empty() {
+        state = ConnState::Degraded;
+    }
+    reasons.extend(node_reasons);
+    let mut rows = vec![ConnectionState {
+        member: node.member.clone(),
+        node: node.name.clone(),
+        service: None,
+        state,
+        reasons,
+        last_report_at: Some(rec.received_at),
+        software_version: Some(status.software_version.clone()),
+        globalconf_version: status.globalconf_version,
+        latency_ms: None,
+    }];
+    service_rows.sort_by(|a, b| a.service.cmp(&b.service));
+    rows.extend(service_rows);
+    Ok(rows)
 }
 
 /// The status listing as a text table for the command line.
