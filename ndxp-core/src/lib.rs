@@ -16,7 +16,9 @@
 //! ```
 //!
 //! It prints an error with its causes ([`chain::ErrorChain`]) and classifies
-//! database URLs ([`dburl`]) for the storage backends.
+//! database URLs ([`dburl`]) for the storage backends. With the feature
+//! `table` (off by default; the binaries and `cargo xtask` turn it on) it
+//! renders the one text-table style of every command line (`table`).
 //!
 //! **Architecture invariant:** this crate performs no I/O and has no async
 //! code; everything here is a pure value type.
@@ -28,6 +30,8 @@ pub mod dburl;
 pub mod id;
 pub mod path;
 pub mod problem;
+#[cfg(feature = "table")]
+pub mod table;
 pub mod txid;
 
 pub use chain::ErrorChain;

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use ndxp_core::table::Table;
 use serde_json::{json, Value};
 
 use crate::util::{cargo, root, run_step};
@@ -72,20 +73,18 @@ fn httpsig() -> Result<()> {
             }));
         }
     }
-    println!(
-        "{:<20} {:<7} {:>14} {:>16} {:>7}",
-        "algorithm", "op", "ndxp ops/s", "openssl ops/s", "ratio"
-    );
+    let mut table = Table::new(["algorithm", "op", "ndxp ops/s", "openssl ops/s", "ratio"]);
+    table.align_right(&[2, 3, 4]);
     for r in &rows {
-        println!(
-            "{:<20} {:<7} {:>14.0} {:>16.0} {:>6.1}%",
-            r["algorithm"].as_str().unwrap_or(""),
-            r["operation"].as_str().unwrap_or(""),
-            r["ndxp_per_s"].as_f64().unwrap_or(0.0),
-            r["openssl_per_s"].as_f64().unwrap_or(0.0),
-            r["ratio"].as_f64().unwrap_or(0.0) * 100.0
-        );
+        table.row([
+            r["algorithm"].as_str().unwrap_or("").to_string(),
+            r["operation"].as_str().unwrap_or("").to_string(),
+            format!("{:.0}", r["ndxp_per_s"].as_f64().unwrap_or(0.0)),
+            format!("{:.0}", r["openssl_per_s"].as_f64().unwrap_or(0.0)),
+            format!("{:.1}%", r["ratio"].as_f64().unwrap_or(0.0) * 100.0),
+        ]);
     }
+    print!("{table}");
     let doc = json!({
         "name": "httpsig",
         "body_bytes": 1024,
@@ -98,42 +97,54 @@ fn httpsig() -> Result<()> {
     write_result("httpsig", &doc)
 }
 
-/// Reconciliation of two sides of 1,000,000 transactions (or the number
-/// given) with 100 planted differences, drill-down included, measured in a
-/// fresh release process (the `reconcile` bench binary of `ndxp-audit`).
-fn reconcile(args: &[String]) -> Result<()> {
-    let records = match args.first() {
+/// Runs the `name` bench binary of `ndxp-audit` in a fresh release process
+/// with its one argument, a record count (`count`, named `what`, or
+/// `default`); returns its standard output.
+fn audit_bench(name: &str, what: &str, count: Option<&String>, default: u64) -> Result<String> {
+    let records = match count {
         Some(n) => n
             .parse::<u64>()
-            .with_context(|| format!("records per side must be a number, found {n:?}"))?,
-        None => 1_000_000,
+            .with_context(|| format!("{what} must be a number, found {n:?}"))?,
+        None => default,
     };
     let mut cmd = cargo();
-    cmd.args(["bench", "-p", "ndxp-audit", "--bench", "reconcile", "--"])
+    cmd.args(["bench", "-p", "ndxp-audit", "--bench", name, "--"])
         .arg(records.to_string());
-    eprintln!("==> reconcile bench: {cmd:?}");
+    eprintln!("==> {name} bench: {cmd:?}");
     let out = cmd
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("starting cargo bench")?;
     if !out.status.success() {
-        bail!("reconcile bench failed ({})", out.status);
+        bail!("{name} bench failed ({})", out.status);
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Reconciliation of two sides of 1,000,000 transactions (or the number
+/// given) with 100 planted differences, drill-down included, measured in a
+/// fresh release process (the `reconcile` bench binary of `ndxp-audit`).
+fn reconcile(args: &[String]) -> Result<()> {
+    let stdout = audit_bench("reconcile", "records per side", args.first(), 1_000_000)?;
     let result = parse_reconcile_output(&stdout)?;
-    println!(
-        "{:<18} {:>8} {:>6} {:>6} {:>9} {:>13}",
-        "records_per_side", "planted", "found", "exact", "seconds", "peak_rss_mib"
-    );
-    println!(
-        "{:<18} {:>8} {:>6} {:>6} {:>9.3} {:>13.1}",
-        result["records_per_side"].as_u64().unwrap_or(0),
-        result["planted"].as_u64().unwrap_or(0),
-        result["found"].as_u64().unwrap_or(0),
-        result["exact"].as_bool().unwrap_or(false),
-        result["seconds"].as_f64().unwrap_or(f64::NAN),
-        result["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
-    );
+    let mut table = Table::new([
+        "records_per_side",
+        "planted",
+        "found",
+        "exact",
+        "seconds",
+        "peak_rss_mib",
+    ]);
+    table.align_right(&[1, 2, 3, 4, 5]);
+    table.row([
+        result["records_per_side"].as_u64().unwrap_or(0).to_string(),
+        result["planted"].as_u64().unwrap_or(0).to_string(),
+        result["found"].as_u64().unwrap_or(0).to_string(),
+        result["exact"].as_bool().unwrap_or(false).to_string(),
+        format!("{:.3}", result["seconds"].as_f64().unwrap_or(f64::NAN)),
+        format!("{:.1}", result["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)),
+    ]);
+    print!("{table}");
     println!(
         "phases: summarize x2 {:.3} s, compare {:.3} s, drill-down {:.3} s; {} of {} buckets differ, {} ids fetched",
         result["summarize_seconds"].as_f64().unwrap_or(f64::NAN),
@@ -162,24 +173,7 @@ fn reconcile(args: &[String]) -> Result<()> {
 /// PostgreSQL (256 appenders) and one commit per record on SQLite, in one
 /// fresh release process (the `log` bench binary of `ndxp-audit`).
 fn log(args: &[String]) -> Result<()> {
-    let records = match args.first() {
-        Some(n) => n
-            .parse::<u64>()
-            .with_context(|| format!("records per run must be a number, found {n:?}"))?,
-        None => 200_000,
-    };
-    let mut cmd = cargo();
-    cmd.args(["bench", "-p", "ndxp-audit", "--bench", "log", "--"])
-        .arg(records.to_string());
-    eprintln!("==> log bench: {cmd:?}");
-    let out = cmd
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("starting cargo bench")?;
-    if !out.status.success() {
-        bail!("log bench failed ({})", out.status);
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = audit_bench("log", "records per run", args.first(), 200_000)?;
     let result = parse_result_line(
         &stdout,
         &[
@@ -194,30 +188,29 @@ fn log(args: &[String]) -> Result<()> {
         Some(v) => format!("{v:.0}"),
         None => "unreachable".into(),
     };
-    println!("{:<44} {:>14}", "durable appends", "records/s");
-    println!(
-        "{:<44} {:>14}",
-        "sqlite, group commit, 256 appenders",
-        rate("sqlite_rps")
-    );
-    println!(
-        "{:<44} {:>14}",
-        "sqlite, one fsync per record, 1 appender",
-        rate("sqlite_fsync_each_rps")
-    );
-    println!(
-        "{:<44} {:>14}",
-        format!(
-            "sqlite, group commit, {}-byte records",
-            result["small_record_bytes"].as_u64().unwrap_or(0)
-        ),
-        rate("sqlite_small_rps")
-    );
-    println!(
-        "{:<44} {:>14}",
-        "postgres, group commit, 256 appenders",
-        rate("postgres_rps")
-    );
+    let mut table = Table::new(["durable appends", "records/s"]);
+    table.align_right(&[1]);
+    table
+        .row([
+            "sqlite, group commit, 256 appenders".to_string(),
+            rate("sqlite_rps"),
+        ])
+        .row([
+            "sqlite, one fsync per record, 1 appender".to_string(),
+            rate("sqlite_fsync_each_rps"),
+        ])
+        .row([
+            format!(
+                "sqlite, group commit, {}-byte records",
+                result["small_record_bytes"].as_u64().unwrap_or(0)
+            ),
+            rate("sqlite_small_rps"),
+        ])
+        .row([
+            "postgres, group commit, 256 appenders".to_string(),
+            rate("postgres_rps"),
+        ]);
+    print!("{table}");
     println!(
         "record size {} bytes; {} records per group-commit run",
         result["record_bytes"].as_u64().unwrap_or(0),

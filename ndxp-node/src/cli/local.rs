@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use ndxp_core::table::Table;
 use ndxp_core::{ServiceId, SubsystemId};
 use ndxp_node::local::{
     grantee_text, parse_grantee, ConnectionType, IsCertificate, LocalFile, ServiceEntry,
@@ -253,15 +254,16 @@ pub fn services(c: ServicesCommand) -> Result<i32> {
             println!("service {service} removed with its access rights");
         }
         ServicesCommand::List { config } => {
+            let mut table = Table::new(["SERVICE", "BACKEND", "TIMEOUT", "OPENAPI"]);
             for s in local_file(&config)?.read()?.services {
-                println!(
-                    "{}  {}  timeout {}s{}",
-                    s.service,
+                table.row([
+                    s.service.to_string(),
                     s.backend,
-                    s.timeout_secs,
-                    if s.openapi.is_some() { "  openapi" } else { "" }
-                );
+                    format!("{}s", s.timeout_secs),
+                    if s.openapi.is_some() { "yes" } else { "no" }.to_string(),
+                ]);
             }
+            print!("{table}");
         }
     }
     Ok(0)
@@ -281,9 +283,11 @@ pub fn access(c: AccessCommand) -> Result<i32> {
             println!("{} may no longer call {}", r.client, r.service);
         }
         AccessCommand::List { config } => {
+            let mut table = Table::new(["SERVICE", "CLIENT"]);
             for a in local_file(&config)?.read()?.access {
-                println!("{}  {}", a.service, grantee_text(&a.client));
+                table.row([a.service.to_string(), grantee_text(&a.client)]);
             }
+            print!("{table}");
         }
     }
     Ok(0)

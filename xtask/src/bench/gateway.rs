@@ -15,29 +15,14 @@
 //! Figures go to `target/ndxp-bench/gateway.json` (docs/design.md §13 keys).
 
 use anyhow::{Context, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::load_common::{self, CpuProbe, LoadOptions};
-use crate::demo;
-use crate::util::root;
+use super::load_common;
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    let opts = LoadOptions::parse(args)?;
-    if load_common::reexec_in_release(
-        "gateway",
-        args,
-        &["ndxp-node", "ndxp-gateway", "ndxp-examples"],
-    )? {
+    let Some((opts, running)) = load_common::start_platform("gateway", args)? else {
         return Ok(());
-    }
-    let running = demo::start(demo::Options {
-        dir: root().join("target/ndxp-bench/gateway-platform"),
-        once: true,
-        ports: demo::Ports::default(),
-        release: true,
-        bin: Some(load_common::release_dir()),
-        quiet_nodes: true,
-    })?;
+    };
     let d = running.demo.clone();
     let gw = d["gateway_client"].clone();
     let service = gw["service"].as_str().context("no gateway service")?;
@@ -61,11 +46,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         .as_str()
         .with_context(|| format!("no access token: {tok}"))?
         .to_string();
-    let probe = |name: &str| CpuProbe {
-        name: name.to_string(),
-        pid: running.pid(name),
-    };
-    let probes = [probe("management"), probe("citizen-registry")];
+    let probes = load_common::probes(&running, &["management", "citizen-registry"]);
     let direct = load_common::measure(
         &opts.get(format!("{backend}{sample}"), Vec::new()),
         &probes[1..],
@@ -80,24 +61,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         opts.threads,
     )?;
     drop(running);
-    load_common::print_table(&[("gateway", &gateway), ("direct", &direct)]);
-    let share = if direct.result.rps > 0.0 {
-        gateway.result.rps / direct.result.rps * 100.0
-    } else {
-        0.0
-    };
-    println!("gateway path: {share:.1}% of the direct rate");
-    load_common::write_load_json(
+    load_common::report_platform(
         "gateway",
-        Some(&gateway),
+        &gateway,
         &direct,
-        json!({
-            "what": "central gateway (JWT access token verified once per token, subscription and rate-limit check, pooled forwarding, durable message log) -> backend, versus the backend directly; ~1 KiB JSON GET",
-            "path": format!("/{service}{sample}"),
-            "share_of_direct_percent": (share * 10.0).round() / 10.0,
-            "seconds": opts.duration.as_secs_f64(),
-            "warmup_seconds": opts.warmup.as_secs_f64(),
-        }),
-    )?;
-    gateway.ensure_clean("gateway")
+        &opts,
+        "central gateway (JWT access token verified once per token, subscription and rate-limit check, pooled forwarding, durable message log) -> backend, versus the backend directly; ~1 KiB JSON GET",
+        format!("/{service}{sample}"),
+    )
 }

@@ -21,8 +21,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use ndxp_core::table::Table;
 use serde_json::{json, Map, Value};
 
+use crate::demo;
 use crate::loadgen::{self, LoadResult, LoadSpec};
 use crate::util::{cargo, root, run_step};
 
@@ -311,10 +313,18 @@ pub(crate) fn measure(
 
 /// Prints one row per measured path.
 pub(crate) fn print_table(rows: &[(&str, &Measured)]) {
-    println!(
-        "{:<12} {:>6} {:>11} {:>9} {:>9} {:>9} {:>8} {:>8}  cpu (cores, µs/req)",
-        "path", "conns", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "non-2xx"
-    );
+    let mut table = Table::new([
+        "path",
+        "conns",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "non-2xx",
+        "cpu (cores, µs/req)",
+    ]);
+    table.align_right(&[1, 2, 3, 4, 5, 6, 7]);
     for (name, m) in rows {
         let r = &m.result;
         let cpu = m
@@ -328,11 +338,87 @@ pub(crate) fn print_table(rows: &[(&str, &Measured)]) {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        println!(
-            "{:<12} {:>6} {:>11.0} {:>9.3} {:>9.3} {:>9.3} {:>8} {:>8}  {cpu}",
-            name, m.connections, r.rps, r.p50_ms, r.p99_ms, r.max_ms, r.errors, r.non_2xx
-        );
+        table.row([
+            name.to_string(),
+            m.connections.to_string(),
+            format!("{:.0}", r.rps),
+            format!("{:.3}", r.p50_ms),
+            format!("{:.3}", r.p99_ms),
+            format!("{:.3}", r.max_ms),
+            r.errors.to_string(),
+            r.non_2xx.to_string(),
+            cpu,
+        ]);
     }
+    print!("{table}");
+}
+
+/// Starts the demo platform from release binaries for the platform
+/// benchmark `name` (`node`, `gateway`) with the options in `args`; `None`
+/// when this process re-executed itself in release and the benchmark ran
+/// there.
+pub(crate) fn start_platform(
+    name: &str,
+    args: &[String],
+) -> Result<Option<(LoadOptions, demo::Running)>> {
+    let opts = LoadOptions::parse(args)?;
+    if reexec_in_release(name, args, &["ndxp-node", "ndxp-gateway", "ndxp-examples"])? {
+        return Ok(None);
+    }
+    let running = demo::start(demo::Options {
+        dir: root().join(format!("target/ndxp-bench/{name}-platform")),
+        once: true,
+        ports: demo::Ports::default(),
+        release: true,
+        bin: Some(release_dir()),
+        quiet_nodes: true,
+    })?;
+    Ok(Some((opts, running)))
+}
+
+/// The CPU probes of the platform's processes named `names`.
+pub(crate) fn probes(running: &demo::Running, names: &[&str]) -> Vec<CpuProbe> {
+    names
+        .iter()
+        .map(|name| CpuProbe {
+            name: name.to_string(),
+            pid: running.pid(name),
+        })
+        .collect()
+}
+
+/// Prints and writes the result of the platform benchmark `name`: both
+/// runs as a table, the platform path's share of the direct rate, and
+/// `{name}.json` with `what` and `path`; fails when the platform run was
+/// not clean.
+pub(crate) fn report_platform(
+    name: &str,
+    platform: &Measured,
+    direct: &Measured,
+    opts: &LoadOptions,
+    what: &str,
+    path: String,
+) -> Result<()> {
+    print_table(&[(name, platform), ("direct", direct)]);
+    let share = if direct.result.rps > 0.0 {
+        platform.result.rps / direct.result.rps * 100.0
+    } else {
+        0.0
+    };
+    println!("{name} path: {share:.1}% of the direct rate");
+    write_load_json(
+        name,
+        Some(platform),
+        direct,
+        json!({
+            "what": what,
+            "path": path,
+            "share_of_direct_percent": (share * 10.0).round() / 10.0,
+            "seconds": opts.duration.as_secs_f64(),
+            "warmup_seconds": opts.warmup.as_secs_f64(),
+        }),
+    )?;
+    platform.ensure_clean(name)
 }
 
 /// Writes `target/ndxp-bench/{name}.json` with the docs/design.md §13 keys: the

@@ -15,32 +15,16 @@
 //! process used per request, which says where the time goes.
 
 use anyhow::{Context, Result};
-use serde_json::json;
 
-use super::load_common::{self, CpuProbe, LoadOptions};
-use crate::demo;
-use crate::util::root;
+use super::load_common;
 
 /// The calling subsystem of the demo.
 const CLIENT: &str = "VN/GOV/000.00.00.G22/QLHT";
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    let opts = LoadOptions::parse(args)?;
-    if load_common::reexec_in_release(
-        "node",
-        args,
-        &["ndxp-node", "ndxp-gateway", "ndxp-examples"],
-    )? {
+    let Some((opts, running)) = load_common::start_platform("node", args)? else {
         return Ok(());
-    }
-    let running = demo::start(demo::Options {
-        dir: root().join("target/ndxp-bench/node-platform"),
-        once: true,
-        ports: demo::Ports::default(),
-        release: true,
-        bin: Some(load_common::release_dir()),
-        quiet_nodes: true,
-    })?;
+    };
     let d = &running.demo;
     let service = d["services"][0]
         .as_str()
@@ -61,15 +45,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         .and_then(|n| n["client_url"].as_str())
         .context("demo.json names no consumer node")?
         .to_string();
-    let probe = |name: &str| CpuProbe {
-        name: name.to_string(),
-        pid: running.pid(name),
-    };
-    let probes = [
-        probe("node-g22"),
-        probe("node-h29"),
-        probe("citizen-registry"),
-    ];
+    let probes = load_common::probes(&running, &["node-g22", "node-h29", "citizen-registry"]);
     let direct = load_common::measure(
         &opts.get(format!("{backend}{sample}"), Vec::new()),
         &probes[2..],
@@ -84,24 +60,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         opts.threads,
     )?;
     drop(running);
-    load_common::print_table(&[("node", &node), ("direct", &direct)]);
-    let share = if direct.result.rps > 0.0 {
-        node.result.rps / direct.result.rps * 100.0
-    } else {
-        0.0
-    };
-    println!("node path: {share:.1}% of the direct rate");
-    load_common::write_load_json(
+    load_common::report_platform(
         "node",
-        Some(&node),
+        &node,
         &direct,
-        json!({
-            "what": "consumer node -> provider node (mutual TLS 1.3, RFC 9421 signatures both ways, replay and revocation checks, durable message log on both nodes) -> backend, versus the backend directly; ~1 KiB JSON GET",
-            "path": format!("/r1/{service}{sample}"),
-            "share_of_direct_percent": (share * 10.0).round() / 10.0,
-            "seconds": opts.duration.as_secs_f64(),
-            "warmup_seconds": opts.warmup.as_secs_f64(),
-        }),
-    )?;
-    node.ensure_clean("node")
+        &opts,
+        "consumer node -> provider node (mutual TLS 1.3, RFC 9421 signatures both ways, replay and revocation checks, durable message log on both nodes) -> backend, versus the backend directly; ~1 KiB JSON GET",
+        format!("/r1/{service}{sample}"),
+    )
 }
