@@ -67,14 +67,7 @@ fn template() -> Exchange {
         .unwrap()
         .into_parts();
     let rinfo = profile::sign_response(&mut resp, &req, &resp_cd, &provider, now).unwrap();
-    let meta = |i: profile::SignedInfo, cd: String, s: &profile::Signer| SignedMeta {
-        signature_input: i.signature_input,
-        signature: i.signature,
-        content_digest: cd,
-        base: i.base,
-        signer_cert_der: s.certificate().to_der().unwrap(),
-        chain_der: s.chain().iter().map(|c| c.to_der().unwrap()).collect(),
-    };
+    let meta = |i, cd, s| SignedMeta::signed_by(i, cd, s).unwrap();
     Exchange {
         transaction_id: id,
         client: "VN/GOV/000.00.00.G22/QLHT".parse().unwrap(),

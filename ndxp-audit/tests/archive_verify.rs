@@ -194,14 +194,7 @@ fn unsigned(i: u32, role: ndxp_audit::log::Role) -> ndxp_audit::log::Exchange {
     let mut e = exchange(i);
     e.role = role;
     for m in std::iter::once(&mut e.request).chain(e.response.as_mut()) {
-        *m = ndxp_audit::log::SignedMeta {
-            signature_input: String::new(),
-            signature: String::new(),
-            content_digest: String::new(),
-            base: String::new(),
-            signer_cert_der: Vec::new(),
-            chain_der: Vec::new(),
-        };
+        *m = ndxp_audit::log::SignedMeta::default();
     }
     e
 }

@@ -10,7 +10,6 @@ use ndxp_audit::log::{Exchange, Role, SignedMeta};
 use ndxp_audit::timestamp::{TransportError, TsaTransport};
 use ndxp_core::TransactionId;
 use ndxp_sign::ca::Pki;
-use ndxp_sign::openssl::x509::X509;
 use ndxp_sign::tsa::{TimestampAuthority, TsaTrust};
 use ndxp_sign::{digest, profile};
 
@@ -47,21 +46,10 @@ pub fn signed_exchange(signer: &profile::Signer, n: u32) -> Exchange {
         response_bytes: 17,
         user_id: None,
         request_id: None,
-        request: SignedMeta {
-            signature_input: info.signature_input,
-            signature: info.signature,
-            content_digest: cd,
-            base: info.base,
-            signer_cert_der: der(signer.certificate()),
-            chain_der: signer.chain().iter().map(der).collect(),
-        },
+        request: SignedMeta::signed_by(info, cd, signer).expect("certificate DER"),
         response: None,
         body: None,
     }
-}
-
-fn der(cert: &X509) -> Vec<u8> {
-    cert.to_der().expect("certificate DER")
 }
 
 /// The TSA of a test PKI, answering in this process.

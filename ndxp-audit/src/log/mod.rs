@@ -204,8 +204,9 @@ pub enum Role {
 
 /// The signed metadata of one message (request or response), enough to
 /// re-verify its signature offline with
-/// [`ndxp_sign::profile::verify_logged`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// [`ndxp_sign::profile::verify_logged`]. The default, every field empty,
+/// is what the central gateway logs for a message it relayed unsigned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedMeta {
     /// The `Signature-Input` member, e.g. `ndxp=("@method" ...);created=...`.
     pub signature_input: String,
@@ -221,6 +222,35 @@ pub struct SignedMeta {
     /// Intermediate certificates sent with it, DER (base64 in JSON).
     #[serde(with = "b64::vec")]
     pub chain_der: Vec<Vec<u8>>,
+}
+
+impl SignedMeta {
+    /// The metadata of a message `signer` signed with
+    /// [`ndxp_sign::profile::sign_request`] or
+    /// [`ndxp_sign::profile::sign_response`]: the signature fields of
+    /// `info`, the message's `content_digest`, and the signer's certificate
+    /// and intermediates as DER.
+    ///
+    /// # Errors
+    /// A certificate that cannot be encoded as DER.
+    pub fn signed_by(
+        info: ndxp_sign::profile::SignedInfo,
+        content_digest: String,
+        signer: &ndxp_sign::profile::Signer,
+    ) -> Result<Self, ndxp_sign::openssl::error::ErrorStack> {
+        Ok(Self {
+            signature_input: info.signature_input,
+            signature: info.signature,
+            content_digest,
+            base: info.base,
+            signer_cert_der: signer.certificate().to_der()?,
+            chain_der: signer
+                .chain()
+                .iter()
+                .map(|c| c.to_der())
+                .collect::<Result<_, _>>()?,
+        })
+    }
 }
 
 /// Message bodies, kept only when the configuration says so.

@@ -66,19 +66,7 @@ pub fn exchange(n: u32) -> Exchange {
     .into_parts();
     let cd = digest::content_digest(body.as_bytes());
     let info = profile::sign_request(&mut parts, &cd, &f.signer, Utc::now()).unwrap();
-    let meta = SignedMeta {
-        signature_input: info.signature_input,
-        signature: info.signature,
-        content_digest: cd,
-        base: info.base,
-        signer_cert_der: f.signer.certificate().to_der().unwrap(),
-        chain_der: f
-            .signer
-            .chain()
-            .iter()
-            .map(|c| c.to_der().unwrap())
-            .collect(),
-    };
+    let meta = SignedMeta::signed_by(info, cd, &f.signer).unwrap();
     let now = Utc::now();
     Exchange {
         transaction_id: id,
