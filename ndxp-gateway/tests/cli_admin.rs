@@ -160,6 +160,20 @@ ocsp_urls = ["http://127.0.0.1:8190/ocsp"]
     )
 }
 
+/// `nodes remove-cert` of H29's node1 for the certificate `sha256`.
+fn remove_cert(sha256: &str) -> [&str; 8] {
+    [
+        "nodes",
+        "remove-cert",
+        "--member",
+        H29,
+        "--name",
+        "node1",
+        "--sha256",
+        sha256,
+    ]
+}
+
 fn code(out: &Output) -> i32 {
     out.status.code().unwrap()
 }
@@ -533,16 +547,7 @@ async fn requests_and_nodes(env: &Env) {
         fps(&both),
         [r1.auth_cert_sha256.clone(), r3.auth_cert_sha256.clone()]
     );
-    let out = env.ok(&[
-        "nodes",
-        "remove-cert",
-        "--member",
-        H29,
-        "--name",
-        "node1",
-        "--sha256",
-        &r1.auth_cert_sha256,
-    ]);
+    let out = env.ok(&remove_cert(&r1.auth_cert_sha256));
     assert!(out.contains(&r3.auth_cert_sha256), "{out}");
     assert_eq!(
         fps(&env.json(&["nodes", "list"])),
@@ -550,16 +555,7 @@ async fn requests_and_nodes(env: &Env) {
     );
     // The last certificate stays; an unknown one is not found.
     for fp in [r3.auth_cert_sha256.as_str(), r1.auth_cert_sha256.as_str()] {
-        let out = env.gw(&[
-            "nodes",
-            "remove-cert",
-            "--member",
-            H29,
-            "--name",
-            "node1",
-            "--sha256",
-            fp,
-        ]);
+        let out = env.gw(&remove_cert(fp));
         assert_eq!(code(&out), 1, "{}", stderr(&out));
     }
     assert_eq!(

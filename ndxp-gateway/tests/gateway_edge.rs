@@ -35,12 +35,8 @@ async fn encoded_path_tricks_are_refused_before_the_backend() {
     let auth = format!("Bearer {token}");
 
     // The control: an ordinary path reaches the backend under its base.
-    let ok = raw_request(
-        env.gateway,
-        &format!("/{SERVICE_V1}/persons/001?x=1"),
-        &[("authorization", &auth)],
-    )
-    .await;
+    let path = format!("/{SERVICE_V1}/persons/001?x=1");
+    let ok = raw_request(env.gateway, &path, &[("authorization", &auth)]).await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
     assert_eq!(backend.exchanges().len(), 1);
     assert_eq!(
@@ -122,32 +118,18 @@ async fn https_backends_with_their_own_ca_and_client_certificate_work() {
     let (id, secret) = env.credentials(&consumer).await;
     let token = env.token(&id, &secret).await;
     let auth = format!("Bearer {token}");
-    let a = raw_request(
-        env.gateway,
-        &format!("/{SERVICE_V1}/persons/1?q=2"),
-        &[("authorization", &auth)],
-    )
-    .await;
+    let path = format!("/{SERVICE_V1}/persons/1?q=2");
+    let a = raw_request(env.gateway, &path, &[("authorization", &auth)]).await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.json()["path"], "/base/persons/1?q=2");
     assert_eq!(backend.exchanges().len(), 1);
 
     // Without the CA the backend's certificate is not trusted: 502.
-    let op = env.operator.clone();
-    env.ok(
-        "PATCH",
-        &format!("/api/v1/gateway/services/{SERVICE_V1}"),
-        &op,
-        Some(json!({"backend_tls": {}})),
-        200,
-    )
-    .await;
-    let a = raw_request(
-        env.gateway,
-        &format!("/{SERVICE_V1}/persons/1"),
-        &[("authorization", &auth)],
-    )
-    .await;
+    let path = format!("/api/v1/gateway/services/{SERVICE_V1}");
+    env.op_ok("PATCH", &path, Some(json!({"backend_tls": {}})), 200)
+        .await;
+    let path = format!("/{SERVICE_V1}/persons/1");
+    let a = raw_request(env.gateway, &path, &[("authorization", &auth)]).await;
     assert_eq!(a.status, 502, "{:?}", a.body);
     assert_eq!(
         a.problem_code().as_deref(),

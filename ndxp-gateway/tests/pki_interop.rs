@@ -10,6 +10,12 @@ use std::sync::Arc;
 use ndxp_node::keys::{init_keys, KeysOptions};
 use ndxp_test_support::tool::{run_tool as tool, succeeds};
 
+/// A command line's arguments as one would type them (none of them
+/// contains a space).
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 fn gateway(args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ndxp-gateway"));
     succeeds(command.args(args), &format!("ndxp-gateway {args:?}"))
@@ -42,40 +48,18 @@ fn fixture() -> Fixture {
     let files = init_keys(&opts).unwrap();
     let auth_cert = keys.join("auth.pem");
     let sign_cert = keys.join("sign.pem");
-    gateway(&[
-        "pki",
-        "issue",
-        "--dir",
-        s(&pki),
-        "--csr",
-        s(&files.auth_csr),
-        "--profile",
-        "auth",
-        "--member",
-        "VN/GOV/000.00.00.G22",
-        "--node",
-        "node-g22",
-        "--dns",
-        "node-g22.example.vn",
-        "--ip",
-        "127.0.0.1",
-        "--out",
-        s(&auth_cert),
-    ]);
-    gateway(&[
-        "pki",
-        "issue",
-        "--dir",
-        s(&pki),
-        "--csr",
-        s(&files.sign_csr),
-        "--profile",
-        "sign",
-        "--member",
-        "VN/GOV/000.00.00.G22",
-        "--out",
-        s(&sign_cert),
-    ]);
+    // `pki issue` of `csr` to `out` for G22, then `identity`.
+    let issue = |csr: &Path, out: &Path, identity: &str| {
+        let mut args = vec!["pki", "issue", "--dir", s(&pki), "--csr", s(csr)];
+        args.extend(words(identity));
+        args.extend(["--out", s(out)]);
+        gateway(&args);
+    };
+    let auth = "--profile auth --member VN/GOV/000.00.00.G22 --node node-g22";
+    let names = "--dns node-g22.example.vn --ip 127.0.0.1";
+    issue(&files.auth_csr, &auth_cert, &format!("{auth} {names}"));
+    let sign = "--profile sign --member VN/GOV/000.00.00.G22";
+    issue(&files.sign_csr, &sign_cert, sign);
     Fixture {
         _tmp: tmp,
         pki,
@@ -118,7 +102,8 @@ fn pki_issue_signs_only_the_identity_and_names_given_on_the_command_line() {
     let f = fixture();
     let keys = f.auth_cert.parent().unwrap();
     let out = keys.join("other.pem");
-    let issue = |extra: &[&str]| {
+    let issue = |line: &str| {
+        let extra = words(line);
         let csr = if extra.contains(&"auth") {
             "auth.csr"
         } else {
@@ -127,7 +112,7 @@ fn pki_issue_signs_only_the_identity_and_names_given_on_the_command_line() {
         let mut args = vec!["pki", "issue", "--dir", s(&f.pki), "--out", s(&out)];
         let csr = keys.join(csr);
         args.extend(["--csr", s(&csr)]);
-        args.extend(extra);
+        args.extend(&extra);
         Command::new(env!("CARGO_BIN_EXE_ndxp-gateway"))
             .args(&args)
             .output()
@@ -143,99 +128,45 @@ fn pki_issue_signs_only_the_identity_and_names_given_on_the_command_line() {
         assert!(err.contains(needle), "{err:?} does not say {needle:?}");
         assert!(!out.exists(), "a refused issue wrote {}", out.display());
     };
+    let auth = "--profile auth --member VN/GOV/000.00.00.G22";
+    let names = "--dns node-g22.example.vn --ip 127.0.0.1";
     // G22's signing CSR presented as H29's: the CSR names another member.
     refused(
-        &issue(&["--profile", "sign", "--member", "VN/GOV/000.00.00.H29"]),
+        &issue("--profile sign --member VN/GOV/000.00.00.H29"),
         "is for urn:ndxp:member:VN/GOV/000.00.00.G22, not for urn:ndxp:member:VN/GOV/000.00.00.H29",
     );
     // Another node of the right member.
     refused(
-        &issue(&[
-            "--profile",
-            "auth",
-            "--member",
-            "VN/GOV/000.00.00.G22",
-            "--node",
-            "node-x",
-            "--dns",
-            "node-g22.example.vn",
-            "--ip",
-            "127.0.0.1",
-        ]),
+        &issue(&format!("{auth} --node node-x {names}")),
         "not for urn:ndxp:node:VN/GOV/000.00.00.G22/node-x",
     );
     // The CSR asks for a DNS name and an address: both must be explicit.
     refused(
-        &issue(&[
-            "--profile",
-            "auth",
-            "--member",
-            "VN/GOV/000.00.00.G22",
-            "--node",
-            "node-g22",
-            "--ip",
-            "127.0.0.1",
-        ]),
+        &issue(&format!("{auth} --node node-g22 --ip 127.0.0.1")),
         "DNS name \"node-g22.example.vn\", which was not allowed explicitly",
     );
     refused(
-        &issue(&[
-            "--profile",
-            "auth",
-            "--member",
-            "VN/GOV/000.00.00.G22",
-            "--node",
-            "node-g22",
-            "--dns",
-            "node-g22.example.vn",
-        ]),
+        &issue(&format!("{auth} --node node-g22 --dns node-g22.example.vn")),
         "IP address 127.0.0.1, which was not allowed explicitly",
     );
     // A node certificate needs its node; a signing certificate has none
     // and no names (argument errors, exit 64).
-    let o = issue(&["--profile", "auth", "--member", "VN/GOV/000.00.00.G22"]);
+    let o = issue(auth);
     assert_eq!(o.status.code(), Some(64));
     refused(&o, "needs --node");
-    let o = issue(&[
-        "--profile",
-        "sign",
-        "--member",
-        "VN/GOV/000.00.00.G22",
-        "--node",
-        "node-g22",
-    ]);
+    let o = issue("--profile sign --member VN/GOV/000.00.00.G22 --node node-g22");
     assert_eq!(o.status.code(), Some(64));
     refused(
-        &issue(&[
-            "--profile",
-            "sign",
-            "--member",
-            "VN/GOV/000.00.00.G22",
-            "--dns",
-            "a.example.vn",
-        ]),
+        &issue("--profile sign --member VN/GOV/000.00.00.G22 --dns a.example.vn"),
         "carries no DNS names",
     );
 
     // Given explicitly, with one more name the CSR did not ask for: the
     // certificate carries exactly the names given, and the printout says
     // what was signed.
-    let o = issue(&[
-        "--profile",
-        "auth",
-        "--member",
-        "VN/GOV/000.00.00.G22",
-        "--node",
-        "node-g22",
-        "--dns",
-        "node-g22.example.vn",
-        "--ip",
-        "127.0.0.1",
-        "--ip",
-        "10.0.0.7",
-        "--days",
-        "30",
-    ]);
+    let o = issue(&format!(
+        "{auth} --node node-g22 {names} --ip 10.0.0.7 --days 30"
+    ));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8(o.stdout).unwrap();
     for needle in [
@@ -605,41 +536,21 @@ fn openssl_ts_verifies_our_timestamps() {
     let mut pem = std::fs::read(f.pki.join("tsa.pem")).unwrap();
     pem.extend(std::fs::read(f.pki.join("chain.pem")).unwrap());
     std::fs::write(&untrusted, pem).unwrap();
-    let (ok, text) = tool(
-        "openssl",
-        &[
-            "ts",
-            "-verify",
-            "-in",
-            s(&r),
-            "-queryfile",
-            s(&q),
-            "-CAfile",
-            s(&f.pki.join("ca.pem")),
-            "-untrusted",
-            s(&untrusted),
-        ],
-    );
+    let ca = f.pki.join("ca.pem");
+    // `openssl ts -verify` of the reply against `what` (the query, or data).
+    let ts_verify = |what: [&str; 2]| {
+        let mut args = vec!["ts", "-verify", "-in", s(&r)];
+        args.extend(what);
+        args.extend(["-CAfile", s(&ca), "-untrusted", s(&untrusted)]);
+        tool("openssl", &args)
+    };
+    let (ok, text) = ts_verify(["-queryfile", s(&q)]);
     assert!(ok && text.contains("Verification: OK"), "{text}");
     let (_, text) = tool("openssl", &["ts", "-reply", "-in", s(&r), "-text"]);
     assert!(text.contains(&format!("Policy OID: {policy}")), "{text}");
     // Against other data it must fail.
     std::fs::write(&data, b"another message").unwrap();
-    let (ok, text) = tool(
-        "openssl",
-        &[
-            "ts",
-            "-verify",
-            "-in",
-            s(&r),
-            "-data",
-            s(&data),
-            "-CAfile",
-            s(&f.pki.join("ca.pem")),
-            "-untrusted",
-            s(&untrusted),
-        ],
-    );
+    let (ok, text) = ts_verify(["-data", s(&data)]);
     assert!(!ok, "verification against other data passed: {text}");
 }
 
@@ -679,39 +590,19 @@ fn chain_validation_uses_ocsp_answers_from_pki_serve() {
     };
 
     let cache = OcspStatusCache::new(IntermediatePolicy::TrustIntermediates);
+    let verify_now = || {
+        let now = chrono::Utc::now();
+        verify_chain(&cert, &chain, &anchors, now, Purpose::Auth, &cache)
+    };
     // Nothing cached: the chain cannot be accepted.
-    assert!(verify_chain(
-        &cert,
-        &chain,
-        &anchors,
-        chrono::Utc::now(),
-        Purpose::Auth,
-        &cache
-    )
-    .is_err());
+    assert!(verify_now().is_err());
     fetch(&cache);
     assert!(!cache.needs_refresh(&cert, chrono::Utc::now()));
-    verify_chain(
-        &cert,
-        &chain,
-        &anchors,
-        chrono::Utc::now(),
-        Purpose::Auth,
-        &cache,
-    )
-    .unwrap();
+    verify_now().unwrap();
 
     revoke_auth_cert(&f);
     fetch(&cache);
-    let err = verify_chain(
-        &cert,
-        &chain,
-        &anchors,
-        chrono::Utc::now(),
-        Purpose::Auth,
-        &cache,
-    )
-    .unwrap_err();
+    let err = verify_now().unwrap_err();
     assert!(matches!(err, ChainError::Revoked { .. }), "{err}");
     assert!(err.to_string().contains("keyCompromise"), "{err}");
 }
