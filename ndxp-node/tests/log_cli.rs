@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
@@ -14,10 +15,20 @@ use ndxp_audit::timestamp::{self, TimestampOptions};
 use ndxp_sign::profile;
 use ndxp_test_support::audit::{signed_exchange as exchange, LocalTsa};
 use ndxp_test_support::pki;
+use ndxp_test_support::tool::assert_says;
 use support::Fixture;
 
 fn node(args: &[&str]) -> (i32, String, String) {
     ndxp_test_support::tool::run_binary(env!("CARGO_BIN_EXE_ndxp-node"), args)
+}
+
+/// `ndxp-node log verify archive`, with `--ca ca` when given.
+fn log_verify(archive: &Path, ca: Option<&Path>) -> (i32, String, String) {
+    let mut args = vec!["log", "verify", archive.to_str().unwrap()];
+    if let Some(ca) = ca {
+        args.extend(["--ca", ca.to_str().unwrap()]);
+    }
+    node(&args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,34 +86,26 @@ async fn archive_then_verify_and_tampering() {
         tsa_pem.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(
-        stdout.contains("7 records in 1 chains, 1 timestamp tokens"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("the newest 2 records are not timestamped yet"),
-        "{stdout}"
+    assert_says(
+        &stdout,
+        &[
+            "7 records in 1 chains, 1 timestamp tokens",
+            "the newest 2 records are not timestamped yet",
+        ],
     );
 
-    let (code, stdout, stderr) = node(&[
-        "log",
-        "verify",
-        out.to_str().unwrap(),
-        "--ca",
-        ca.to_str().unwrap(),
-    ]);
+    let (code, stdout, stderr) = log_verify(&out, Some(&ca));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("valid"), "{stdout}");
-    assert!(
-        stdout.contains("7 signatures and 1 timestamp tokens verified"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("node-g22/1: records 1..=7, timestamped through 5, 2 unstamped"),
-        "{stdout}"
+    assert_says(
+        &stdout,
+        &[
+            "7 signatures and 1 timestamp tokens verified",
+            "node-g22/1: records 1..=7, timestamped through 5, 2 unstamped",
+        ],
     );
     // Without --ca: the archive's own CA, said so.
-    let (code, stdout, _) = node(&["log", "verify", out.to_str().unwrap()]);
+    let (code, stdout, _) = log_verify(&out, None);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("archive's own CA"), "{stdout}");
 
@@ -113,57 +116,32 @@ async fn archive_then_verify_and_tampering() {
     lines[3] = &changed;
     let bad = dir.join("bad.ndxplog");
     std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
-    let (code, stdout, _) = node(&[
-        "log",
-        "verify",
-        bad.to_str().unwrap(),
-        "--ca",
-        ca.to_str().unwrap(),
-    ]);
+    let (code, stdout, _) = log_verify(&bad, Some(&ca));
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("INVALID"), "{stdout}");
-    assert!(
-        stdout.contains("record 3 of writer \"node-g22/1\" was changed"),
-        "{stdout}"
-    );
+    assert_says(&stdout, &["record 3 of writer \"node-g22/1\" was changed"]);
     // A deleted record.
     let mut lines: Vec<&str> = text.lines().collect();
     lines.remove(2);
     std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
-    let (code, stdout, _) = node(&["log", "verify", bad.to_str().unwrap()]);
+    let (code, stdout, _) = log_verify(&bad, None);
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("were deleted after record 1"), "{stdout}");
     // Another CA: bad signature.
     let other = pki::init_named_pki(&dir.join("other"), "Other", "http://127.0.0.1:1/");
     let other_pem = dir.join("other.pem");
     std::fs::write(&other_pem, pki::pem(other.root_cert())).unwrap();
-    let (code, stdout, _) = node(&[
-        "log",
-        "verify",
-        out.to_str().unwrap(),
-        "--ca",
-        other_pem.to_str().unwrap(),
-    ]);
+    let (code, stdout, _) = log_verify(&out, Some(&other_pem));
     assert_eq!(code, 1, "{stdout}");
-    assert!(
-        stdout.contains("record 1 of writer \"node-g22/1\": bad signature"),
-        "{stdout}"
+    assert_says(
+        &stdout,
+        &["record 1 of writer \"node-g22/1\": bad signature"],
     );
 
     // Bad arguments: 64.
     let missing = dir.join("missing.ndxplog");
-    assert_eq!(node(&["log", "verify", missing.to_str().unwrap()]).0, 64);
-    assert_eq!(
-        node(&[
-            "log",
-            "verify",
-            out.to_str().unwrap(),
-            "--ca",
-            missing.to_str().unwrap()
-        ])
-        .0,
-        64
-    );
+    assert_eq!(log_verify(&missing, None).0, 64);
+    assert_eq!(log_verify(&out, Some(&missing)).0, 64);
     assert_eq!(node(&["log", "verify"]).0, 64);
     let (code, _, stderr) = node(&[
         "log",
@@ -214,10 +192,7 @@ fn a_corrupt_or_missing_log_database_is_named() {
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     let (code, _, stderr) = node(&a);
     assert_eq!(code, 1, "{stderr}");
-    assert!(
-        stderr.contains("cannot open the message log database"),
-        "{stderr}"
-    );
+    assert_says(&stderr, &["cannot open the message log database"]);
     assert!(stderr.contains("garbage.db"), "{stderr}");
     assert!(!out.exists());
     // A log file that does not exist is not created.
@@ -376,13 +351,7 @@ async fn backup_under_writes_restores_a_log_that_verifies() {
         archive.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    let (code, stdout, _) = node(&[
-        "log",
-        "verify",
-        archive.to_str().unwrap(),
-        "--ca",
-        ca.to_str().unwrap(),
-    ]);
+    let (code, stdout, _) = log_verify(&archive, Some(&ca));
     assert_eq!(code, 0, "{stdout}");
     let n = head.seq + 1;
     assert!(

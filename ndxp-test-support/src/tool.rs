@@ -45,3 +45,11 @@ pub fn succeeds(command: &mut Command, what: &str) -> Output {
     assert!(out.status.success(), "{what} failed: {stderr}");
     out
 }
+
+/// Asserts that `text` (a command's output) contains each of `needles`;
+/// the panic quotes the whole text.
+pub fn assert_says(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "no {needle:?} in: {text}");
+    }
+}
