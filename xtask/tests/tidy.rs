@@ -183,3 +183,35 @@ fn openssl_is_reached_through_ndxp_sign() {
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+/// ARCHITECTURE.md: databases are opened through `ndxp-db`, so that every
+/// store gets the same file modes, journal, busy and migration retries; no
+/// other library builds an sqlx pool or connection itself.
+/// `ndxp-test-support` creates and drops the tests' PostgreSQL schemas with
+/// a connection of its own.
+#[test]
+fn databases_are_opened_through_ndxp_db() {
+    let openers = [
+        "PoolOptions::new",
+        "ConnectOptions::new",
+        "Connection::connect",
+        "install_default_drivers",
+    ];
+    let may_open = [root().join("ndxp-db"), root().join("ndxp-test-support")];
+    let mut found = Vec::new();
+    for f in library_sources() {
+        if may_open.iter().any(|d| f.starts_with(d)) {
+            continue;
+        }
+        for (n, line) in code_lines(&f) {
+            if openers.iter().any(|o| line.contains(o)) {
+                found.push(format!("{}:{n}: {}", f.display(), line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a database opened outside ndxp-db:\n{}",
+        found.join("\n")
+    );
+}
