@@ -23,6 +23,42 @@
 //! [`openssl`]), so the modules compose: a key from [`key`] signs a CSR in
 //! [`csr`], a certificate from [`ca`] verifies an [`httpsig`] signature.
 //!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tokio` | on | the async parts, on tokio: TLS handshakes on tokio streams ([`tls::accept`], [`tls::connect`], [`tls::accept_https`], returning `tokio_openssl::SslStream`) and the OCSP hub (`ocsp_hub`) that fetches and caches answers for the node and the gateway |
+//!
+//! With `default-features = false` the crate has no async runtime and no
+//! tokio in its dependency tree, and still does everything else: keys,
+//! CSRs, the CA, chain validation, OCSP and RFC 3161 (responder, client
+//! requests and verification), RFC 9421 signing and verification, the NDXP
+//! profile, JWS, and the synchronous TLS configuration
+//! ([`tls::server_acceptor`], [`tls::client_connector`],
+//! [`tls::verify_peer`]). `examples/verify_offline.rs` is built that way:
+//!
+//! ```text
+//! cargo build -p ndxp-sign --no-default-features --examples
+//! ```
+//!
+//! # Third-party types in the public API
+//!
+//! These crates' types appear in public signatures, so their major
+//! versions are part of this crate's API:
+//!
+//! - **`openssl`** (re-exported as [`openssl`], so that dependents use the
+//!   same version): keys (`PKey`), certificates and requests (`X509`,
+//!   `X509Req`), `SslAcceptor`/`SslConnector`/`SslRef` in [`tls`], and
+//!   `ErrorStack` as an error source.
+//! - **`http`**: request and response heads (`request::Parts`,
+//!   `response::Parts`, `HeaderMap`, `Method`, `Uri`, `StatusCode`) in
+//!   [`httpsig`] and [`profile`].
+//! - **`chrono`**: `DateTime<Utc>` for validation and signing times.
+//! - **`sfv`**: `sfv::Error`, the source of
+//!   [`httpsig::SignatureError::MalformedField`].
+//! - with `tokio`: `tokio::io::{AsyncRead, AsyncWrite}` and
+//!   `tokio_openssl::SslStream` in [`tls::accept`] and [`tls::connect`].
+//!
 //! ```
 //! use ndxp_sign::{digest, key::KeyAlgorithm};
 //! use ndxp_sign::httpsig::{self, Component, SignatureParams, SigningKey, VerifyPolicy};
@@ -68,6 +104,7 @@ pub mod httpsig;
 pub mod jws;
 pub mod key;
 pub mod ocsp;
+#[cfg(feature = "tokio")]
 pub mod ocsp_hub;
 pub mod profile;
 pub mod revocation;
