@@ -309,21 +309,59 @@ fn configure_ctx<T>(ctx: &mut PkeyCtx<T>, alg: Algorithm) -> Result<(), ErrorSta
     }
 }
 
-/// A private key with its algorithm and `keyid`.
-#[derive(Clone)]
-pub struct SigningKey {
-    key: PKey<Private>,
+/// A key with its algorithm, its `keyid` and the engine that uses it: what
+/// a [`SigningKey`] and a [`VerifyingKey`] hold.
+struct KeyWith<T> {
+    key: PKey<T>,
     alg: Algorithm,
     keyid: String,
-    engine: Engine<Private>,
+    engine: Engine<T>,
 }
 
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
+impl<T> Clone for KeyWith<T> {
+    fn clone(&self) -> Self {
+        Self {
+            key: self.key.clone(),
+            alg: self.alg,
+            keyid: self.keyid.clone(),
+            engine: self.engine.clone(),
+        }
+    }
+}
+
+impl<T: HasPublic> KeyWith<T> {
+    /// `key` with `alg`, or with its default algorithm
+    /// ([`Algorithm::default_for_key`]) when `alg` is `None`.
+    fn new(key: PKey<T>, alg: Option<Algorithm>, keyid: String) -> Result<Self> {
+        let alg = match alg {
+            Some(alg) => alg,
+            None => Algorithm::default_for_key(&key)?,
+        };
+        alg.check_key(&key)?;
+        let engine = Engine::new(&key, alg)?;
+        Ok(Self {
+            key,
+            alg,
+            keyid,
+            engine,
+        })
+    }
+
+    fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
             .field("alg", &self.alg)
             .field("keyid", &self.keyid)
             .finish_non_exhaustive()
+    }
+}
+
+/// A private key with its algorithm and `keyid`.
+#[derive(Clone)]
+pub struct SigningKey(KeyWith<Private>);
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.debug("SigningKey", f)
     }
 }
 
@@ -334,8 +372,7 @@ impl SigningKey {
     /// [`SignatureError::UnsuitableKey`] for unsupported key types, curves
     /// other than P-256, or RSA keys under 2048 bits.
     pub fn new(key: PKey<Private>, keyid: impl Into<String>) -> Result<Self> {
-        let alg = Algorithm::default_for_key(&key)?;
-        Self::with_algorithm(key, alg, keyid)
+        KeyWith::new(key, None, keyid.into()).map(Self)
     }
 
     /// Wrap a key with an explicit algorithm.
@@ -347,33 +384,26 @@ impl SigningKey {
         alg: Algorithm,
         keyid: impl Into<String>,
     ) -> Result<Self> {
-        alg.check_key(&key)?;
-        let engine = Engine::new(&key, alg)?;
-        Ok(Self {
-            key,
-            alg,
-            keyid: keyid.into(),
-            engine,
-        })
+        KeyWith::new(key, Some(alg), keyid.into()).map(Self)
     }
 
     /// The algorithm this key signs with.
     #[must_use]
     pub fn algorithm(&self) -> Algorithm {
-        self.alg
+        self.0.alg
     }
 
     /// The key identifier.
     #[must_use]
     pub fn keyid(&self) -> &str {
-        &self.keyid
+        &self.0.keyid
     }
 
     /// The private key itself, for signing other documents (JWS) with the
     /// same member key.
     #[must_use]
     pub fn private_key(&self) -> &PKeyRef<Private> {
-        &self.key
+        &self.0.key
     }
 
     /// The matching verifying key (same algorithm and keyid).
@@ -381,9 +411,9 @@ impl SigningKey {
     /// # Errors
     /// [`SignatureError::Crypto`] if the public key cannot be extracted.
     pub fn verifying_key(&self) -> Result<VerifyingKey> {
-        let der = self.key.public_key_to_der()?;
+        let der = self.0.key.public_key_to_der()?;
         let public = PKey::public_key_from_der(&der)?;
-        VerifyingKey::with_algorithm(public, self.alg, self.keyid.clone())
+        VerifyingKey::with_algorithm(public, self.0.alg, self.0.keyid.clone())
     }
 
     /// Sign raw bytes (normally a signature base) with this key's algorithm.
@@ -391,12 +421,12 @@ impl SigningKey {
     /// # Errors
     /// [`SignatureError::Crypto`] on OpenSSL failure.
     pub fn sign_bytes(&self, data: &[u8]) -> Result<Vec<u8>> {
-        let digest = Prehash::of(self.alg, data);
+        let digest = Prehash::of(self.0.alg, data);
         Ok(self.sign_digest(digest.as_bytes())?)
     }
 
     fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>, ErrorStack> {
-        match &self.engine {
+        match &self.0.engine {
             Engine::Ecdsa(ec) => {
                 let sig = EcdsaSig::sign(digest, ec)?;
                 let mut out = sig.r().to_vec_padded(32)?;
@@ -407,9 +437,9 @@ impl SigningKey {
                 let mut ctx = match pool.take() {
                     Some(ctx) => ctx,
                     None => {
-                        let mut ctx = PkeyCtx::new(&self.key)?;
+                        let mut ctx = PkeyCtx::new(&self.0.key)?;
                         ctx.sign_init()?;
-                        configure_ctx(&mut ctx, self.alg)?;
+                        configure_ctx(&mut ctx, self.0.alg)?;
                         ctx
                     }
                 };
@@ -424,19 +454,11 @@ impl SigningKey {
 
 /// A public key with its algorithm and `keyid`.
 #[derive(Clone)]
-pub struct VerifyingKey {
-    key: PKey<Public>,
-    alg: Algorithm,
-    keyid: String,
-    engine: Engine<Public>,
-}
+pub struct VerifyingKey(KeyWith<Public>);
 
 impl fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifyingKey")
-            .field("alg", &self.alg)
-            .field("keyid", &self.keyid)
-            .finish_non_exhaustive()
+        self.0.debug("VerifyingKey", f)
     }
 }
 
@@ -446,8 +468,7 @@ impl VerifyingKey {
     /// # Errors
     /// [`SignatureError::UnsuitableKey`] for unsupported keys.
     pub fn new(key: PKey<Public>, keyid: impl Into<String>) -> Result<Self> {
-        let alg = Algorithm::default_for_key(&key)?;
-        Self::with_algorithm(key, alg, keyid)
+        KeyWith::new(key, None, keyid.into()).map(Self)
     }
 
     /// Wrap a public key with an explicit algorithm.
@@ -459,32 +480,25 @@ impl VerifyingKey {
         alg: Algorithm,
         keyid: impl Into<String>,
     ) -> Result<Self> {
-        alg.check_key(&key)?;
-        let engine = Engine::new(&key, alg)?;
-        Ok(Self {
-            key,
-            alg,
-            keyid: keyid.into(),
-            engine,
-        })
+        KeyWith::new(key, Some(alg), keyid.into()).map(Self)
     }
 
     /// The algorithm this key verifies.
     #[must_use]
     pub fn algorithm(&self) -> Algorithm {
-        self.alg
+        self.0.alg
     }
 
     /// The key identifier.
     #[must_use]
     pub fn keyid(&self) -> &str {
-        &self.keyid
+        &self.0.keyid
     }
 
     /// The wrapped OpenSSL key.
     #[must_use]
     pub fn public_key(&self) -> &PKeyRef<Public> {
-        &self.key
+        &self.0.key
     }
 
     /// Verify a signature over raw bytes.
@@ -492,7 +506,7 @@ impl VerifyingKey {
     /// # Errors
     /// [`SignatureError::InvalidSignature`] when it does not verify.
     pub fn verify_bytes(&self, data: &[u8], signature: &[u8]) -> Result<()> {
-        let digest = Prehash::of(self.alg, data);
+        let digest = Prehash::of(self.0.alg, data);
         self.verify_digest(digest.as_bytes(), signature)
     }
 
@@ -506,7 +520,7 @@ impl VerifyingKey {
     }
 
     fn verify_digest_raw(&self, digest: &[u8], signature: &[u8]) -> Result<bool, ErrorStack> {
-        match &self.engine {
+        match &self.0.engine {
             Engine::Ecdsa(ec) => {
                 if signature.len() != 64 {
                     return Ok(false);
@@ -522,9 +536,9 @@ impl VerifyingKey {
                 let mut ctx = match pool.take() {
                     Some(ctx) => ctx,
                     None => {
-                        let mut ctx = PkeyCtx::new(&self.key)?;
+                        let mut ctx = PkeyCtx::new(&self.0.key)?;
                         ctx.verify_init()?;
-                        configure_ctx(&mut ctx, self.alg)?;
+                        configure_ctx(&mut ctx, self.0.alg)?;
                         ctx
                     }
                 };

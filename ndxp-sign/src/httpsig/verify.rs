@@ -158,22 +158,10 @@ pub fn parse_signature_headers(
     // semantics hold: the last member with a key wins.
     let input = joined_field(headers, SIGNATURE_INPUT, max_field_bytes)?
         .ok_or(SignatureError::MissingHeader(SIGNATURE_INPUT))?;
-    let member = Parser::new(&*input)
-        .with_version(Version::Rfc8941)
-        .parse_dictionary_with_visitor(visit::Member::new(label))
-        .map_err(|e| SignatureError::MalformedField {
-            field: SIGNATURE_INPUT.into(),
-            source: e,
-        })?;
+    let member = labelled_member(&input, SIGNATURE_INPUT, label)?;
     let sig = joined_field(headers, SIGNATURE, max_field_bytes)?
         .ok_or(SignatureError::MissingHeader(SIGNATURE))?;
-    let sig = Parser::new(&*sig)
-        .with_version(Version::Rfc8941)
-        .parse_dictionary_with_visitor(visit::Member::new(label))
-        .map_err(|e| SignatureError::MalformedField {
-            field: SIGNATURE.into(),
-            source: e,
-        })?;
+    let sig = labelled_member(&sig, SIGNATURE, label)?;
     let params = match member {
         None => return Err(SignatureError::UnknownLabel(label.to_owned())),
         Some(visit::Entry::InnerList(il)) => {
@@ -203,6 +191,23 @@ pub fn parse_signature_headers(
         _ => return Err(SignatureError::MissingSignatureValue(label.to_owned())),
     };
     Ok((params, sig))
+}
+
+/// The last member labelled `label` of the Dictionary field `field` whose
+/// joined lines are `text`, borrowed from it; the whole field is parsed (and
+/// so validated).
+fn labelled_member<'t>(
+    text: &'t [u8],
+    field: &'static str,
+    label: &str,
+) -> Result<Option<visit::Entry<'t>>> {
+    Parser::new(text)
+        .with_version(Version::Rfc8941)
+        .parse_dictionary_with_visitor(visit::Member::new(label))
+        .map_err(|e| SignatureError::MalformedField {
+            field: field.into(),
+            source: e,
+        })
 }
 
 /// Visitors that keep one dictionary member, borrowed from the input.
