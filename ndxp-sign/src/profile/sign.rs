@@ -49,13 +49,25 @@ pub(super) fn content_digest_value(body_digest: &str) -> Result<HeaderValue> {
         .map_err(malformed_by(CONTENT_DIGEST, "not a valid header value"))
 }
 
-pub(super) fn to_signed_info(
-    out: httpsig::SignatureOutput,
+/// Set `Content-Digest` to `body_digest` and `NDXP-Signer-Cert` to the
+/// signer's certificates on a head about to be signed.
+fn set_signed_fields(headers: &mut HeaderMap, body_digest: &str, signer: &Signer) -> Result<()> {
+    set_header(headers, CONTENT_DIGEST, content_digest_value(body_digest)?);
+    set_header(headers, SIGNER_CERT, signer.cert_header.clone());
+    Ok(())
+}
+
+/// Attach the signature `out` to `headers` and say what was signed.
+fn attach(
+    headers: &mut HeaderMap,
+    out: std::result::Result<httpsig::SignatureOutput, httpsig::SignatureError>,
     ndxp_id: TransactionId,
     created: i64,
     signer: &Signer,
-) -> SignedInfo {
-    SignedInfo {
+) -> Result<SignedInfo> {
+    let out = out.map_err(ProfileError::Signature)?;
+    httpsig::attach_signature(headers, &out).map_err(ProfileError::Signature)?;
+    Ok(SignedInfo {
         ndxp_id,
         created,
         algorithm: signer.algorithm(),
@@ -64,7 +76,7 @@ pub(super) fn to_signed_info(
         signature: out.signature,
         base_sha256: sha256(out.base.as_bytes()),
         base: out.base,
-    }
+    })
 }
 
 /// Sign a node-to-node request head.
@@ -108,12 +120,7 @@ pub fn sign_request(
     }
     let ndxp_id = read_id(&parts.headers)?;
     check_optional_fields(&parts.headers)?;
-    set_header(
-        &mut parts.headers,
-        CONTENT_DIGEST,
-        content_digest_value(body_digest)?,
-    );
-    set_header(&mut parts.headers, SIGNER_CERT, signer.cert_header.clone());
+    set_signed_fields(&mut parts.headers, body_digest, signer)?;
     let created = now.timestamp();
     let params = signer.params(request_components(&parts.headers), created);
     let out = httpsig::create_signature(
@@ -121,10 +128,8 @@ pub fn sign_request(
         LABEL,
         &params,
         &signer.key,
-    )
-    .map_err(ProfileError::Signature)?;
-    httpsig::attach_signature(&mut parts.headers, &out).map_err(ProfileError::Signature)?;
-    Ok(to_signed_info(out, ndxp_id, created, signer))
+    );
+    attach(&mut parts.headers, out, ndxp_id, created, signer)
 }
 
 /// Sign a response head to `request` (the signed request as received).
@@ -160,12 +165,7 @@ pub fn sign_response(
             .map_err(malformed_by(NDXP_ID, "not a valid header value"))?;
         set_header(&mut parts.headers, NDXP_ID, v);
     }
-    set_header(
-        &mut parts.headers,
-        CONTENT_DIGEST,
-        content_digest_value(body_digest)?,
-    );
-    set_header(&mut parts.headers, SIGNER_CERT, signer.cert_header.clone());
+    set_signed_fields(&mut parts.headers, body_digest, signer)?;
     let created = now.timestamp();
     let params = signer.params(response_components(), created);
     let out = httpsig::create_signature(
@@ -173,8 +173,6 @@ pub fn sign_response(
         LABEL,
         &params,
         &signer.key,
-    )
-    .map_err(ProfileError::Signature)?;
-    httpsig::attach_signature(&mut parts.headers, &out).map_err(ProfileError::Signature)?;
-    Ok(to_signed_info(out, ndxp_id, created, signer))
+    );
+    attach(&mut parts.headers, out, ndxp_id, created, signer)
 }

@@ -286,21 +286,7 @@ pub fn verify_request(
     policy: &ProfilePolicy,
     now: DateTime<Utc>,
 ) -> Result<VerifiedMessage> {
-    let client = read_client(&parts.headers)?;
-    let required_components = request_components(&parts.headers);
-    let msg = MessageView::Request(request_view(parts));
-    let mut vm = verify_message(&msg, &parts.headers, required_components, policy, now)?;
-    if client.member() != &vm.signer {
-        return Err(ProfileError::ClientNotOfSigner {
-            client: Box::new(client),
-            signer: Box::new(vm.signer),
-        });
-    }
-    // Only a message that passed every other check reaches the replay
-    // cache, so a forged message cannot block the genuine one.
-    check_replay(&vm, policy, now)?;
-    vm.client = Some(client);
-    Ok(vm)
+    verify_request_from_intermediary(parts, policy, &[], now)
 }
 
 /// [`verify_request`], then the body against the signed `Content-Digest`.
@@ -393,6 +379,8 @@ pub fn verify_request_from_intermediary(
             signer: Box::new(vm.signer),
         });
     }
+    // Only a message that passed every other check reaches the replay
+    // cache, so a forged message cannot block the genuine one.
     check_replay(&vm, policy, now)?;
     vm.client = Some(client);
     Ok(vm)
