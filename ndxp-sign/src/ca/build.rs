@@ -127,24 +127,18 @@ pub(super) fn extensions(
 ) -> Result<Vec<X509Extension>, ErrorStack> {
     let mut v = Vec::new();
     match kind {
-        Kind::Root { pathlen } => {
+        Kind::Root { .. } | Kind::Intermediate => {
+            let pathlen = match kind {
+                Kind::Root { pathlen } => *pathlen,
+                _ => 0,
+            };
             v.push(
                 BasicConstraints::new()
                     .critical()
                     .ca()
-                    .pathlen(*pathlen)
+                    .pathlen(pathlen)
                     .build()?,
             );
-            v.push(
-                KeyUsage::new()
-                    .critical()
-                    .key_cert_sign()
-                    .crl_sign()
-                    .build()?,
-            );
-        }
-        Kind::Intermediate => {
-            v.push(BasicConstraints::new().critical().ca().pathlen(0).build()?);
             v.push(
                 KeyUsage::new()
                     .critical()

@@ -337,26 +337,24 @@ impl fmt::Debug for RevokeTarget<'_> {
     }
 }
 
-impl<'a> From<&'a X509Ref> for RevokeTarget<'a> {
-    fn from(c: &'a X509Ref) -> Self {
-        RevokeTarget::Cert(c)
-    }
+/// `From<&T>` for each listed reference type `T` of a variant (owned types
+/// through their `Deref` to the `Ref` type).
+macro_rules! revoke_target_from {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl<'a> From<&'a $t> for RevokeTarget<'a> {
+            fn from(x: &'a $t) -> Self {
+                RevokeTarget::$variant(x)
+            }
+        }
+    )*};
 }
-impl<'a> From<&'a X509> for RevokeTarget<'a> {
-    fn from(c: &'a X509) -> Self {
-        RevokeTarget::Cert(c)
-    }
-}
-impl<'a> From<&'a BigNumRef> for RevokeTarget<'a> {
-    fn from(s: &'a BigNumRef) -> Self {
-        RevokeTarget::Serial(s)
-    }
-}
-impl<'a> From<&'a BigNum> for RevokeTarget<'a> {
-    fn from(s: &'a BigNum) -> Self {
-        RevokeTarget::Serial(s)
-    }
-}
+
+revoke_target_from!(
+    X509Ref => Cert,
+    X509 => Cert,
+    BigNumRef => Serial,
+    BigNum => Serial,
+);
 
 /// An open PKI directory: see the module docs.
 pub struct Pki {
