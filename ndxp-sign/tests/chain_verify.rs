@@ -75,6 +75,21 @@ impl Fixture {
             &self.pki,
         )
     }
+
+    /// The signing certificate's chain checked now, with `revocation`.
+    fn sign_now_with(
+        &self,
+        revocation: &dyn chain::RevocationChecker,
+    ) -> Result<chain::VerifiedChain, ChainError> {
+        verify_chain(
+            &self.sign,
+            self.pki.chain(),
+            &self.anchors(),
+            Utc::now(),
+            Purpose::Sign,
+            revocation,
+        )
+    }
 }
 
 #[test]
@@ -170,15 +185,7 @@ fn closure_checkers_are_asked_for_every_non_anchor_certificate() {
         ));
         Ok(CertStatus::Good)
     });
-    verify_chain(
-        &f.sign,
-        f.pki.chain(),
-        &f.anchors(),
-        Utc::now(),
-        Purpose::Sign,
-        &checker,
-    )
-    .unwrap();
+    f.sign_now_with(&checker).unwrap();
     let asked = asked.into_inner();
     assert_eq!(asked.len(), 2);
     assert!(asked[0].0.contains("000.00.00.H29") && asked[0].1 == "CN=NDXP Issuing CA");
@@ -188,15 +195,7 @@ fn closure_checkers_are_asked_for_every_non_anchor_certificate() {
     );
 
     let unknown = chain::from_fn(|_: &X509Ref, _: &X509Ref| Ok(CertStatus::Unknown));
-    let err = verify_chain(
-        &f.sign,
-        f.pki.chain(),
-        &f.anchors(),
-        Utc::now(),
-        Purpose::Sign,
-        &unknown,
-    )
-    .unwrap_err();
+    let err = f.sign_now_with(&unknown).unwrap_err();
     assert!(
         matches!(err, ChainError::RevocationUnknown { .. }),
         "{err:?}"
@@ -205,15 +204,7 @@ fn closure_checkers_are_asked_for_every_non_anchor_certificate() {
     let failing = chain::from_fn(|_: &X509Ref, _: &X509Ref| -> Result<CertStatus, BoxError> {
         Err("no cached OCSP response".into())
     });
-    let err = verify_chain(
-        &f.sign,
-        f.pki.chain(),
-        &f.anchors(),
-        Utc::now(),
-        Purpose::Sign,
-        &failing,
-    )
-    .unwrap_err();
+    let err = f.sign_now_with(&failing).unwrap_err();
     assert!(
         matches!(err, ChainError::RevocationCheckFailed { .. }),
         "{err:?}"
@@ -225,15 +216,7 @@ fn closure_checkers_are_asked_for_every_non_anchor_certificate() {
             reason: RevocationReason::CaCompromise,
         })
     });
-    let err = verify_chain(
-        &f.sign,
-        f.pki.chain(),
-        &f.anchors(),
-        Utc::now(),
-        Purpose::Sign,
-        &revoked,
-    )
-    .unwrap_err();
+    let err = f.sign_now_with(&revoked).unwrap_err();
     assert!(matches!(
         err,
         ChainError::Revoked {

@@ -106,13 +106,20 @@ fn add_sig(headers: &mut http::HeaderMap, label: &str, params: &SignatureParams,
     headers.append("signature", format!("{label}=:{b64}:").parse().unwrap());
 }
 
-fn resolver_for(
-    keyid: &'static str,
-    key: PKey<Public>,
-    alg: Algorithm,
-) -> impl Fn(&str) -> Option<VerifyingKey> {
-    let vk = VerifyingKey::with_algorithm(key, alg, keyid).unwrap();
+/// A resolver for the RFC's test key `keyid` used with `alg`.
+fn resolver_for(keyid: &'static str, alg: Algorithm) -> impl Fn(&str) -> Option<VerifyingKey> {
+    let vk = VerifyingKey::with_algorithm(public(keyid), alg, keyid).unwrap();
     move |k: &str| (k == keyid).then(|| vk.clone())
+}
+
+/// [`verify`] under [`lenient_policy`].
+fn verify_lenient(
+    msg: &MessageView<'_>,
+    label: &str,
+    now: i64,
+    resolver: &dyn KeyResolver,
+) -> Result<VerifiedSignature, SignatureError> {
+    verify(msg, label, &lenient_policy(), now, resolver)
 }
 
 fn lenient_policy() -> VerifyPolicy {
@@ -224,11 +231,7 @@ fn b2_4_response_base_matches_rfc() {
 
 #[test]
 fn rfc_rsa_pss_signatures_verify() {
-    let resolver = resolver_for(
-        "test-key-rsa-pss",
-        public("test-key-rsa-pss"),
-        Algorithm::RsaPssSha512,
-    );
+    let resolver = resolver_for("test-key-rsa-pss", Algorithm::RsaPssSha512);
     for (label, params, file) in [
         ("sig-b21", b21_params(), "b2_1.sig"),
         ("sig-b22", b22_params(), "b2_2.sig"),
@@ -236,14 +239,8 @@ fn rfc_rsa_pss_signatures_verify() {
     ] {
         let mut req = test_request();
         add_sig(&mut req.headers, label, &params, file);
-        let v = verify(
-            &MessageView::request(&req),
-            label,
-            &lenient_policy(),
-            CREATED + 1,
-            &resolver,
-        )
-        .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let v = verify_lenient(&MessageView::request(&req), label, CREATED + 1, &resolver)
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
         assert_eq!(v.keyid, "test-key-rsa-pss");
         assert_eq!(v.algorithm, Algorithm::RsaPssSha512);
         assert_eq!(v.signature, sig_bytes(file));
@@ -256,17 +253,12 @@ fn rfc_rsa_pss_signatures_verify() {
 
 #[test]
 fn rfc_ecdsa_response_signature_verifies() {
-    let resolver = resolver_for(
-        "test-key-ecc-p256",
-        public("test-key-ecc-p256"),
-        Algorithm::EcdsaP256Sha256,
-    );
+    let resolver = resolver_for("test-key-ecc-p256", Algorithm::EcdsaP256Sha256);
     let mut resp = test_response();
     add_sig(&mut resp.headers, "sig-b24", &b24_params(), "b2_4.sig");
-    let v = verify(
+    let v = verify_lenient(
         &MessageView::response(&resp, None),
         "sig-b24",
-        &lenient_policy(),
         CREATED,
         &resolver,
     )
@@ -285,10 +277,9 @@ fn rfc_ecdsa_response_signature_verifies() {
     );
     resp.headers
         .append("signature", format!("sig-b24=:{b64}:").parse().unwrap());
-    let err = verify(
+    let err = verify_lenient(
         &MessageView::response(&resp, None),
         "sig-b24",
-        &lenient_policy(),
         CREATED,
         &resolver,
     )
@@ -317,21 +308,16 @@ fn rfc_section_2_4_request_response() {
         vector("s2_4_reqres.base")
     );
 
-    let resolver = resolver_for(
-        "test-key-ecc-p256",
-        public("test-key-ecc-p256"),
-        Algorithm::EcdsaP256Sha256,
-    );
+    let resolver = resolver_for("test-key-ecc-p256", Algorithm::EcdsaP256Sha256);
     let mut signed = response_503();
     add_sig(&mut signed.headers, "reqres", &reqres, "s2_4_reqres.sig");
     let msg = MessageView::response(&signed, Some(RequestView::from_parts(&req)));
-    verify(&msg, "reqres", &lenient_policy(), 1_618_884_479, &resolver).unwrap();
+    verify_lenient(&msg, "reqres", 1_618_884_479, &resolver).unwrap();
 
     // Without the request, `;req` components cannot be resolved.
-    let err = verify(
+    let err = verify_lenient(
         &MessageView::response(&signed, None),
         "reqres",
-        &lenient_policy(),
         1_618_884_479,
         &resolver,
     )
@@ -356,19 +342,8 @@ fn rfc_section_2_4_signed_request_and_full_response() {
     .with_keyid("test-key-rsa-pss");
     let mut req = test_request();
     add_sig(&mut req.headers, "sig1", &sig1, "s2_4_request_sig1.sig");
-    let pss = resolver_for(
-        "test-key-rsa-pss",
-        public("test-key-rsa-pss"),
-        Algorithm::RsaPssSha512,
-    );
-    verify(
-        &MessageView::request(&req),
-        "sig1",
-        &lenient_policy(),
-        1_618_884_475,
-        &pss,
-    )
-    .unwrap();
+    let pss = resolver_for("test-key-rsa-pss", Algorithm::RsaPssSha512);
+    verify_lenient(&MessageView::request(&req), "sig1", 1_618_884_475, &pss).unwrap();
 
     let full = SignatureParams::new(vec![
         Component::status(),
@@ -392,13 +367,9 @@ fn rfc_section_2_4_signed_request_and_full_response() {
     );
     let mut signed = response_503();
     add_sig(&mut signed.headers, "reqres", &full, "s2_4_reqres_full.sig");
-    let ecc = resolver_for(
-        "test-key-ecc-p256",
-        public("test-key-ecc-p256"),
-        Algorithm::EcdsaP256Sha256,
-    );
+    let ecc = resolver_for("test-key-ecc-p256", Algorithm::EcdsaP256Sha256);
     let msg = MessageView::response(&signed, Some(RequestView::from_parts(&req)));
-    verify(&msg, "reqres", &lenient_policy(), 1_618_884_479, &ecc).unwrap();
+    verify_lenient(&msg, "reqres", 1_618_884_479, &ecc).unwrap();
 }
 
 /// RFC 9421 §4.3: a client signature and a proxy's `rsa-v1_5-sha256`
@@ -437,15 +408,10 @@ fn rfc_section_4_3_multiple_signatures() {
         &client,
         "s4_3_client_sig1.sig",
     );
-    let ecc = resolver_for(
-        "test-key-ecc-p256",
-        public("test-key-ecc-p256"),
-        Algorithm::EcdsaP256Sha256,
-    );
-    verify(
+    let ecc = resolver_for("test-key-ecc-p256", Algorithm::EcdsaP256Sha256);
+    verify_lenient(
         &MessageView::request(&original),
         "sig1",
-        &lenient_policy(),
         1_618_884_475,
         &ecc,
     )
@@ -481,41 +447,24 @@ fn rfc_section_4_3_multiple_signatures() {
         2,
         "appended next to sig1"
     );
-    let rsa = resolver_for(
-        "test-key-rsa",
-        public("test-key-rsa"),
-        Algorithm::RsaV15Sha256,
-    );
-    let v = verify(
+    let rsa = resolver_for("test-key-rsa", Algorithm::RsaV15Sha256);
+    let v = verify_lenient(
         &MessageView::request(&fwd),
         "proxy_sig",
-        &lenient_policy(),
         1_618_884_480,
         &rsa,
     )
     .unwrap();
     assert_eq!(v.expires, Some(1_618_884_540));
     // The client signature no longer verifies: the proxy changed @authority.
-    let err = verify(
-        &MessageView::request(&fwd),
-        "sig1",
-        &lenient_policy(),
-        1_618_884_475,
-        &ecc,
-    )
-    .unwrap_err();
+    let err = verify_lenient(&MessageView::request(&fwd), "sig1", 1_618_884_475, &ecc).unwrap_err();
     assert!(matches!(err, SignatureError::InvalidSignature), "{err}");
     // A verifier configured for rsa-pss-sha512 on this key rejects the
     // declared rsa-v1_5-sha256.
-    let pss = resolver_for(
-        "test-key-rsa",
-        public("test-key-rsa"),
-        Algorithm::RsaPssSha512,
-    );
-    let err = verify(
+    let pss = resolver_for("test-key-rsa", Algorithm::RsaPssSha512);
+    let err = verify_lenient(
         &MessageView::request(&fwd),
         "proxy_sig",
-        &lenient_policy(),
         1_618_884_480,
         &pss,
     )
@@ -554,19 +503,8 @@ fn rfc_b3_tls_terminating_proxy() {
         vector("b3_ttrp.base")
     );
     add_sig(&mut req.headers, "ttrp", &params, "b3_ttrp.sig");
-    let ecc = resolver_for(
-        "test-key-ecc-p256",
-        public("test-key-ecc-p256"),
-        Algorithm::EcdsaP256Sha256,
-    );
-    verify(
-        &MessageView::request(&req),
-        "ttrp",
-        &lenient_policy(),
-        CREATED,
-        &ecc,
-    )
-    .unwrap();
+    let ecc = resolver_for("test-key-ecc-p256", Algorithm::EcdsaP256Sha256);
+    verify_lenient(&MessageView::request(&req), "ttrp", CREATED, &ecc).unwrap();
 }
 
 #[test]
@@ -582,14 +520,7 @@ fn round_trip_with_rfc_keys() {
         assert_eq!(out.base, vector(base));
         let vk = key.verifying_key().unwrap();
         let resolver = |k: &str| (k == keyname).then(|| vk.clone());
-        verify(
-            &MessageView::request(&req),
-            label,
-            &lenient_policy(),
-            CREATED,
-            &resolver,
-        )
-        .unwrap();
+        verify_lenient(&MessageView::request(&req), label, CREATED, &resolver).unwrap();
     }
     let key = SigningKey::new(private("test-key-ecc-p256"), "test-key-ecc-p256").unwrap();
     assert_eq!(key.algorithm(), Algorithm::EcdsaP256Sha256);
@@ -606,15 +537,10 @@ fn round_trip_with_rfc_keys() {
     assert_eq!(out.base, vector("b2_4.base"));
     assert_eq!(out.signature_bytes.len(), 64);
     // Our signature verifies with the RFC's published public key.
-    let resolver = resolver_for(
-        "test-key-ecc-p256",
-        public("test-key-ecc-p256"),
-        Algorithm::EcdsaP256Sha256,
-    );
-    verify(
+    let resolver = resolver_for("test-key-ecc-p256", Algorithm::EcdsaP256Sha256);
+    verify_lenient(
         &MessageView::response(&resp, None),
         "sig-b24",
-        &lenient_policy(),
         CREATED,
         &resolver,
     )

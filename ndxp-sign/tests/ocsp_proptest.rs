@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use chrono::Utc;
 use ndxp_sign::ocsp::{decode_get_request, OcspClientRequest, OcspResponder, ResponseStatus};
 use ndxp_sign::revocation::CertStatus;
-use ocsp_tsa_support::{issue, root, Identity, Kind};
+use ocsp_tsa_support::{issue, mutated, root, Identity, Kind};
 use openssl::ocsp::{OcspResponse, OcspResponseStatus};
 use proptest::prelude::*;
 
@@ -41,26 +41,6 @@ fn fixture() -> &'static Fixture {
             request,
             response,
         }
-    })
-}
-
-/// A valid DER input with some bytes overwritten, inserted or removed.
-fn mutated(base: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
-    let len = base.len();
-    prop::collection::vec((0..len, any::<u8>(), 0u8..3), 1..6).prop_map(move |edits| {
-        let mut v = base.to_vec();
-        for (pos, byte, kind) in edits {
-            let pos = pos.min(v.len().saturating_sub(1));
-            match kind {
-                0 if !v.is_empty() => v[pos] = byte,
-                1 => v.insert(pos, byte),
-                _ if !v.is_empty() => {
-                    v.remove(pos);
-                }
-                _ => {}
-            }
-        }
-        v
     })
 }
 

@@ -10,7 +10,7 @@ use ndxp_sign::ocsp::{
     decode_get_request, OcspClientRequest, OcspError, OcspResponder, ResponseStatus,
 };
 use ndxp_sign::revocation::{CertStatus, RevocationReason};
-use ocsp_tsa_support::{issue, root, Identity, Kind};
+use ocsp_tsa_support::{issue, issue_from_yesterday, root, Identity, Kind};
 use openssl::bn::BigNumRef;
 use openssl::hash::MessageDigest;
 use openssl::ocsp::{OcspResponse, OcspResponseStatus};
@@ -148,14 +148,7 @@ fn certificate_of_another_issuer_is_unknown_even_if_serial_is_good() {
     let p = pki();
     let other_ca = root("Other Root");
     // Same serial (100) as the good certificate, but another issuer.
-    let foreign = issue(
-        "foreign.example",
-        Kind::EndEntity,
-        100,
-        Some(&other_ca),
-        -1,
-        365,
-    );
+    let foreign = issue_from_yesterday("foreign.example", Kind::EndEntity, 100, &other_ca, 365);
     let req = OcspClientRequest::new(&foreign.cert, &other_ca.cert).unwrap();
     let reply = responder(&p).respond(req.der(), &|_| CertStatus::Good, Utc::now());
     assert_eq!(reply.status, ResponseStatus::Successful);
@@ -276,14 +269,7 @@ fn tampered_response_is_rejected() {
 #[test]
 fn delegated_responder_is_accepted_only_with_ocsp_signing_eku() {
     let p = pki();
-    let delegate = issue(
-        "ocsp.example",
-        Kind::OcspResponder,
-        200,
-        Some(&p.ca),
-        -1,
-        30,
-    );
+    let delegate = issue_from_yesterday("ocsp.example", Kind::OcspResponder, 200, &p.ca, 30);
     let r = OcspResponder::new(&p.ca.cert, &delegate.cert, &delegate.key).unwrap();
     let req = OcspClientRequest::new(&p.revoked.cert, &p.ca.cert).unwrap();
     let now = Utc::now();
@@ -324,14 +310,7 @@ fn stale_and_future_responses_are_rejected() {
 #[test]
 fn signer_chain_is_checked_at_the_given_time() {
     let p = pki();
-    let short = issue(
-        "short.example",
-        Kind::OcspResponder,
-        201,
-        Some(&p.ca),
-        -1,
-        2,
-    );
+    let short = issue_from_yesterday("short.example", Kind::OcspResponder, 201, &p.ca, 2);
     let r = OcspResponder::new(&p.ca.cert, &short.cert, &short.key)
         .unwrap()
         .with_validity(Duration::days(30));

@@ -158,45 +158,34 @@ ess_cert_id_chain = no
 ess_cert_id_alg = sha256
 ";
 
+/// Write the `openssl ts` configuration ([`TSA_CONFIG`]) and its serial
+/// file into `dir`.
+fn write_tsa_config(dir: &Path) {
+    std::fs::write(dir.join("ts.cnf"), TSA_CONFIG).unwrap();
+    std::fs::write(dir.join("tsaserial"), "01\n").unwrap();
+}
+
+/// `openssl ts -reply` to `q.tsq` in `dir` with the written configuration,
+/// plus `args`.
+fn openssl_ts_reply(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["ts", "-reply", "-config", "ts.cnf", "-queryfile", "q.tsq"];
+    all.extend_from_slice(args);
+    openssl(&all, dir)
+}
+
 #[test]
 fn openssl_tsa_token_is_accepted_by_our_client_and_tampering_is_not() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (ca, _tsa) = setup(dir);
-    std::fs::write(dir.join("ts.cnf"), TSA_CONFIG).unwrap();
-    std::fs::write(dir.join("tsaserial"), "01\n").unwrap();
+    write_tsa_config(dir);
     let data = std::fs::read(dir.join("data.bin")).unwrap();
     let req = TimestampRequest::for_data(ImprintAlgorithm::Sha256, &data).unwrap();
     std::fs::write(dir.join("q.tsq"), req.der()).unwrap();
 
-    let out = openssl(
-        &[
-            "ts",
-            "-reply",
-            "-config",
-            "ts.cnf",
-            "-queryfile",
-            "q.tsq",
-            "-out",
-            "r.tsr",
-        ],
-        dir,
-    );
+    let out = openssl_ts_reply(dir, &["-out", "r.tsr"]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = openssl(
-        &[
-            "ts",
-            "-reply",
-            "-config",
-            "ts.cnf",
-            "-queryfile",
-            "q.tsq",
-            "-token_out",
-            "-out",
-            "t.der",
-        ],
-        dir,
-    );
+    let out = openssl_ts_reply(dir, &["-token_out", "-out", "t.der"]);
     assert!(out.status.success(), "{}", text(&out));
     let resp = std::fs::read(dir.join("r.tsr")).unwrap();
     let token_der = std::fs::read(dir.join("t.der")).unwrap();
@@ -249,23 +238,10 @@ fn openssl_tsa_with_non_critical_eku_is_refused_by_our_client() {
     write_pem(&dir.join("ca.pem"), &ca.cert);
     write_pem(&dir.join("tsa.pem"), &weak.cert);
     write_key(&dir.join("tsa.key"), &weak.key);
-    std::fs::write(dir.join("ts.cnf"), TSA_CONFIG).unwrap();
-    std::fs::write(dir.join("tsaserial"), "01\n").unwrap();
+    write_tsa_config(dir);
     let req = TimestampRequest::for_data(ImprintAlgorithm::Sha256, b"w").unwrap();
     std::fs::write(dir.join("q.tsq"), req.der()).unwrap();
-    let out = openssl(
-        &[
-            "ts",
-            "-reply",
-            "-config",
-            "ts.cnf",
-            "-queryfile",
-            "q.tsq",
-            "-out",
-            "r.tsr",
-        ],
-        dir,
-    );
+    let out = openssl_ts_reply(dir, &["-out", "r.tsr"]);
     // OpenSSL refuses to sign with such a certificate; if a future version
     // signs anyway, our client must still refuse the token.
     if let Ok(resp) = std::fs::read(dir.join("r.tsr")) {

@@ -12,7 +12,7 @@ use ndxp_sign::tsa::{
     response_status, verify_response, verify_token_for_data, ImprintAlgorithm, PkiStatus,
     TimestampAuthority, TimestampQuery, TimestampRequest, TsaTrust,
 };
-use ocsp_tsa_support::{issue, root, Identity, Kind};
+use ocsp_tsa_support::{issue, mutated, root, Identity, Kind};
 use proptest::prelude::*;
 
 struct Fixture {
@@ -43,25 +43,6 @@ fn fixture() -> &'static Fixture {
             response,
             token,
         }
-    })
-}
-
-fn mutated(base: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
-    let len = base.len();
-    prop::collection::vec((0..len, any::<u8>(), 0u8..3), 1..6).prop_map(move |edits| {
-        let mut v = base.to_vec();
-        for (pos, byte, kind) in edits {
-            let pos = pos.min(v.len().saturating_sub(1));
-            match kind {
-                0 if !v.is_empty() => v[pos] = byte,
-                1 => v.insert(pos, byte),
-                _ if !v.is_empty() => {
-                    v.remove(pos);
-                }
-                _ => {}
-            }
-        }
-        v
     })
 }
 

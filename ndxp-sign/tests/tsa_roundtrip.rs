@@ -12,7 +12,7 @@ use ndxp_sign::tsa::{
     PkiFailureInfo, PkiStatus, TimestampAuthority, TimestampQuery, TimestampRequest, TsaError,
     TsaTrust, DEFAULT_POLICY_OID,
 };
-use ocsp_tsa_support::{issue, root, Identity, Kind};
+use ocsp_tsa_support::{issue, issue_from_yesterday, root, Identity, Kind};
 
 struct Pki {
     ca: Identity,
@@ -253,14 +253,7 @@ fn query_parser_reads_fields() {
 #[test]
 fn tsa_certificate_requirements() {
     let p = pki();
-    let weak = issue(
-        "weak TSA",
-        Kind::TsaNonCriticalEku,
-        301,
-        Some(&p.ca),
-        -1,
-        365,
-    );
+    let weak = issue_from_yesterday("weak TSA", Kind::TsaNonCriticalEku, 301, &p.ca, 365);
     assert!(matches!(
         TimestampAuthority::new(&weak.cert, &weak.key),
         Err(TsaError::NotATsaCertificate)

@@ -40,6 +40,17 @@ pub enum Kind {
 
 /// Issues a certificate. `issuer = None` makes it self-signed. Validity is
 /// `[now + not_before_days, now + not_after_days]`.
+/// [`issue`] by `issuer`, valid from a day ago for `days` days.
+pub fn issue_from_yesterday(
+    cn: &str,
+    kind: Kind,
+    serial: u32,
+    issuer: &Identity,
+    days: i64,
+) -> Identity {
+    issue(cn, kind, serial, Some(issuer), -1, days)
+}
+
 pub fn issue(
     cn: &str,
     kind: Kind,
@@ -85,34 +96,7 @@ pub fn issue(
             )
             .unwrap();
         }
-        Kind::EndEntity => {
-            b.append_extension(
-                KeyUsage::new()
-                    .critical()
-                    .digital_signature()
-                    .build()
-                    .unwrap(),
-            )
-            .unwrap();
-        }
-        Kind::OcspResponder => {
-            b.append_extension(
-                KeyUsage::new()
-                    .critical()
-                    .digital_signature()
-                    .build()
-                    .unwrap(),
-            )
-            .unwrap();
-            b.append_extension(
-                ExtendedKeyUsage::new()
-                    .other("OCSPSigning")
-                    .build()
-                    .unwrap(),
-            )
-            .unwrap();
-        }
-        Kind::Tsa | Kind::TsaNonCriticalEku => {
+        Kind::EndEntity | Kind::OcspResponder | Kind::Tsa | Kind::TsaNonCriticalEku => {
             b.append_extension(
                 KeyUsage::new()
                     .critical()
@@ -122,11 +106,21 @@ pub fn issue(
             )
             .unwrap();
             let mut eku = ExtendedKeyUsage::new();
-            if matches!(kind, Kind::Tsa) {
-                eku.critical();
+            match kind {
+                Kind::OcspResponder => {
+                    eku.other("OCSPSigning");
+                }
+                Kind::Tsa => {
+                    eku.critical().time_stamping();
+                }
+                Kind::TsaNonCriticalEku => {
+                    eku.time_stamping();
+                }
+                _ => {}
             }
-            b.append_extension(eku.time_stamping().build().unwrap())
-                .unwrap();
+            if !matches!(kind, Kind::EndEntity) {
+                b.append_extension(eku.build().unwrap()).unwrap();
+            }
         }
     }
     let ctx = b.x509v3_context(issuer.map(|i| i.cert.as_ref()), None);
@@ -174,4 +168,26 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A valid DER input with some bytes overwritten, inserted or removed: a
+/// proptest strategy for the parsers of the OCSP and TSA peers.
+pub fn mutated(base: &'static [u8]) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let len = base.len();
+    prop::collection::vec((0..len, any::<u8>(), 0u8..3), 1..6).prop_map(move |edits| {
+        let mut v = base.to_vec();
+        for (pos, byte, kind) in edits {
+            let pos = pos.min(v.len().saturating_sub(1));
+            match kind {
+                0 if !v.is_empty() => v[pos] = byte,
+                1 => v.insert(pos, byte),
+                _ if !v.is_empty() => {
+                    v.remove(pos);
+                }
+                _ => {}
+            }
+        }
+        v
+    })
 }
