@@ -119,6 +119,16 @@ pub(super) fn build_cert<T: HasPublic>(
     Ok(b.build())
 }
 
+/// keyUsage of certificates that sign documents or timestamps (critical
+/// digitalSignature, nonRepudiation).
+fn signing_key_usage() -> Result<X509Extension, ErrorStack> {
+    KeyUsage::new()
+        .critical()
+        .digital_signature()
+        .non_repudiation()
+        .build()
+}
+
 pub(super) fn extensions(
     ctx: &X509v3Context<'_>,
     kind: &Kind<'_>,
@@ -149,13 +159,7 @@ pub(super) fn extensions(
         }
         Kind::Tsa => {
             v.push(BasicConstraints::new().critical().build()?);
-            v.push(
-                KeyUsage::new()
-                    .critical()
-                    .digital_signature()
-                    .non_repudiation()
-                    .build()?,
-            );
+            v.push(signing_key_usage()?);
             v.push(ExtendedKeyUsage::new().critical().time_stamping().build()?);
         }
         Kind::Leaf { profile, rsa, san } => {
@@ -178,13 +182,7 @@ pub(super) fn extensions(
                     );
                 }
                 Profile::Sign => {
-                    v.push(
-                        KeyUsage::new()
-                            .critical()
-                            .digital_signature()
-                            .non_repudiation()
-                            .build()?,
-                    );
+                    v.push(signing_key_usage()?);
                     // id-kp-documentSigning (RFC 9336): an explicit EKU
                     // keeps a signing certificate from passing as a TLS
                     // certificate in any standard verifier.

@@ -118,10 +118,14 @@ pub(super) fn decide(
     accept
 }
 
+/// What the node-to-node acceptor and connector share: TLS 1.3 only,
+/// `identity`, the policy's anchors, no session resumption, and the verify
+/// callback running `policy` with `mode`.
 pub(super) fn configure(
     ctx: &mut SslContextBuilder,
     identity: &TlsIdentity,
-    policy: &PeerPolicy,
+    policy: PeerPolicy,
+    mode: SslVerifyMode,
 ) -> Result<(), TlsError> {
     if policy.anchors.is_empty() {
         return Err(TlsError::NoTrustAnchors);
@@ -153,6 +157,7 @@ pub(super) fn configure(
     ctx.set_session_cache_mode(SslSessionCacheMode::OFF);
     ctx.set_num_tickets(0)
         .map_err(config("turning session tickets off"))?;
+    ctx.set_verify_callback(mode, verify_callback(policy));
     Ok(())
 }
 
@@ -165,14 +170,15 @@ pub fn server_acceptor(
 ) -> Result<SslAcceptor, TlsError> {
     let mut b = SslAcceptor::mozilla_modern_v5(SslMethod::tls_server())
         .map_err(config("creating a TLS server context"))?;
-    configure(&mut b, identity, &policy)?;
+    configure(
+        &mut b,
+        identity,
+        policy,
+        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+    )?;
     b.set_alpn_select_callback(|_, client| {
         select_next_proto(ALPN_PROTOCOLS, client).ok_or(AlpnError::NOACK)
     });
-    b.set_verify_callback(
-        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
-        verify_callback(policy),
-    );
     Ok(b.build())
 }
 
@@ -186,10 +192,9 @@ pub fn client_connector(
 ) -> Result<SslConnector, TlsError> {
     let mut b = SslConnector::builder(SslMethod::tls_client())
         .map_err(config("creating a TLS client context"))?;
-    configure(&mut b, identity, &policy)?;
+    configure(&mut b, identity, policy, SslVerifyMode::PEER)?;
     b.set_alpn_protos(ALPN_PROTOCOLS)
         .map_err(config("setting ALPN protocols"))?;
-    b.set_verify_callback(SslVerifyMode::PEER, verify_callback(policy));
     Ok(b.build())
 }
 
