@@ -4,12 +4,12 @@ use std::collections::HashMap;
 
 use serde_json::json;
 
-use super::groups::all_groups;
 use super::nodes::node_cert_rows;
 use super::rows::{
     conf_row, member_row, nodes_with_certs, right_row, service_row, subsystem_row, NODE_COLS,
     SERVICE_COLS,
 };
+use super::services::all_groups;
 use super::{check_text, col, corrupt, db, fetch_rows, optional_as, ts, Run, SqlStore};
 use crate::model::{Actor, MemberEntry, RegistrySnapshot, StoredConf, Subsystem};
 use crate::store::Result;

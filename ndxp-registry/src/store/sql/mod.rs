@@ -5,8 +5,8 @@
 //! This file holds what every write shares (the audited, versioned
 //! [`Write`] and the row and statement helpers) and the [`RegistryStore`]
 //! impl, which forwards to one file per aggregate: `members.rs` (members
-//! and their subsystems), `nodes.rs`, `registrations.rs`, `services.rs`,
-//! `groups.rs` (groups and access rights), `subscriptions.rs`,
+//! and their subsystems), `nodes.rs`, `registrations.rs`, `services.rs`
+//! (services, access rights and groups), `subscriptions.rs`,
 //! `credentials.rs`, `audit.rs` (audit trail and registry version) and
 //! `globalconf.rs` (snapshot and published documents); `rows.rs` maps rows
 //! to the model. `gateway.rs` and `monitoring.rs` implement
@@ -36,7 +36,6 @@ mod audit;
 mod credentials;
 mod gateway;
 mod globalconf;
-mod groups;
 mod members;
 mod monitoring;
 mod nodes;
