@@ -33,7 +33,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::NodeState;
-use crate::local::{parse_grantee, ConnectionType, IsCertificate, LocalError, ServiceEntry};
+use crate::local::{
+    parse_grantee, ConnectionType, IsCertificate, LocalConfig, LocalError, ServiceEntry,
+};
 
 /// A fresh admin token: `ndxpn_` and 32 random bytes in base64url.
 pub(crate) fn generate_token() -> Result<String, ndxp_sign::openssl::error::ErrorStack> {
@@ -129,32 +131,61 @@ async fn metrics(State(state): St) -> Response {
         .into_response()
 }
 
-async fn get_local(State(state): St, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return *r;
+/// An admin API handler's answer, or the problem that stopped it.
+type Answer = Result<Response, Box<Response>>;
+
+/// Answers an admin API request: the token check, then `handle`.
+fn admin(state: &NodeState, headers: &HeaderMap, handle: impl FnOnce() -> Answer) -> Response {
+    match authorized(state, headers).and_then(|()| handle()) {
+        Ok(r) => r,
+        Err(r) => *r,
     }
-    Json(state.local.get().as_ref().clone()).into_response()
+}
+
+/// A JSON request body.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(problem(ErrorCode::BadRequest, format!("the body: {e}"))))
+}
+
+/// After a change of the local configuration: the new configuration, or
+/// the problem of the refusal.
+fn changed(r: Result<Arc<LocalConfig>, LocalError>) -> Answer {
+    r.map(|c| Json(c.as_ref().clone()).into_response())
+        .map_err(|e| Box::new(local_error(e)))
+}
+
+/// After a removal from the local configuration: `204 No Content`, or the
+/// problem of the refusal.
+fn removed(r: Result<Arc<LocalConfig>, LocalError>) -> Answer {
+    r.map(|_| StatusCode::NO_CONTENT.into_response())
+        .map_err(|e| Box::new(local_error(e)))
+}
+
+async fn get_local(State(state): St, headers: HeaderMap) -> Response {
+    admin(&state, &headers, || {
+        Ok(Json(state.local.get().as_ref().clone()).into_response())
+    })
 }
 
 async fn status(State(state): St, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return *r;
-    }
-    let now = Utc::now();
-    let conf = state.conf.status(now);
-    let this = state
-        .conf
-        .current()
-        .map(|d| crate::conf::this_node(&state.config, &d));
-    Json(serde_json::json!({
-        "member": state.config.node.member.to_string(),
-        "node": state.config.node.name.to_string(),
-        "conf": conf,
-        "this_node": this,
-        "ocsp_watched": state.ocsp.watched(),
-        "log_writer": state.log.writer(),
-    }))
-    .into_response()
+    admin(&state, &headers, || {
+        let now = Utc::now();
+        let conf = state.conf.status(now);
+        let this = state
+            .conf
+            .current()
+            .map(|d| crate::conf::this_node(&state.config, &d));
+        Ok(Json(serde_json::json!({
+            "member": state.config.node.member.to_string(),
+            "node": state.config.node.name.to_string(),
+            "conf": conf,
+            "this_node": this,
+            "ocsp_watched": state.ocsp.watched(),
+            "log_writer": state.log.writer(),
+        }))
+        .into_response())
+    })
 }
 
 fn parse<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, Box<Response>>
@@ -179,36 +210,27 @@ async fn put_subsystem(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return *r;
-    }
-    let id: SubsystemId = match parse(&id, "subsystem") {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
-    let b: SubsystemBody = if body.iter().all(u8::is_ascii_whitespace) {
-        SubsystemBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => return problem(ErrorCode::BadRequest, format!("the body: {e}")),
-        }
-    };
-    let connection: Option<ConnectionType> = match b.connection.as_deref().map(str::parse) {
-        None => None,
-        Some(Ok(c)) => Some(c),
-        Some(Err(e)) => return problem(ErrorCode::BadRequest, e),
-    };
-    match state.local.edit(|c, m| {
-        c.add_subsystem(m, id.clone())?;
-        match connection {
-            Some(kind) => c.set_connection(&id, kind),
-            None => Ok(()),
-        }
-    }) {
-        Ok(c) => Json(c.as_ref().clone()).into_response(),
-        Err(e) => local_error(e),
-    }
+    admin(&state, &headers, || {
+        let id: SubsystemId = parse(&id, "subsystem")?;
+        let b: SubsystemBody = if body.iter().all(u8::is_ascii_whitespace) {
+            SubsystemBody::default()
+        } else {
+            json_body(&body)?
+        };
+        let connection: Option<ConnectionType> = b
+            .connection
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| Box::new(problem(ErrorCode::BadRequest, e)))?;
+        changed(state.local.edit(|c, m| {
+            c.add_subsystem(m, id.clone())?;
+            match connection {
+                Some(kind) => c.set_connection(&id, kind),
+                None => Ok(()),
+            }
+        }))
+    })
 }
 
 async fn delete_subsystem(
@@ -216,17 +238,10 @@ async fn delete_subsystem(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return *r;
-    }
-    let id: SubsystemId = match parse(&id, "subsystem") {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
-    match state.local.edit(|c, _| c.remove_subsystem(&id)) {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => local_error(e),
-    }
+    admin(&state, &headers, || {
+        let id: SubsystemId = parse(&id, "subsystem")?;
+        removed(state.local.edit(|c, _| c.remove_subsystem(&id)))
+    })
 }
 
 /// Body of `PUT /api/v1/local/services/{id}`.
@@ -250,42 +265,25 @@ async fn put_service(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return *r;
-    }
-    let id: ServiceId = match parse(&id, "service") {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
-    let b: ServiceBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return problem(ErrorCode::BadRequest, format!("the body: {e}")),
-    };
-    let mut entry = ServiceEntry::new(id, b.backend);
-    if let Some(t) = b.timeout_secs {
-        entry.timeout_secs = t;
-    }
-    entry.openapi = b.openapi;
-    entry.keep_bodies = b.keep_bodies;
-    entry.forward_headers = b.forward_headers;
-    match state.local.edit(|c, m| c.put_service(m, entry)) {
-        Ok(c) => Json(c.as_ref().clone()).into_response(),
-        Err(e) => local_error(e),
-    }
+    admin(&state, &headers, || {
+        let id: ServiceId = parse(&id, "service")?;
+        let b: ServiceBody = json_body(&body)?;
+        let mut entry = ServiceEntry::new(id, b.backend);
+        if let Some(t) = b.timeout_secs {
+            entry.timeout_secs = t;
+        }
+        entry.openapi = b.openapi;
+        entry.keep_bodies = b.keep_bodies;
+        entry.forward_headers = b.forward_headers;
+        changed(state.local.edit(|c, m| c.put_service(m, entry)))
+    })
 }
 
 async fn delete_service(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return *r;
-    }
-    let id: ServiceId = match parse(&id, "service") {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
-    match state.local.edit(|c, _| c.remove_service(&id)) {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => local_error(e),
-    }
+    admin(&state, &headers, || {
+        let id: ServiceId = parse(&id, "service")?;
+        removed(state.local.edit(|c, _| c.remove_service(&id)))
+    })
 }
 
 /// Body of `POST /api/v1/local/certs`.
@@ -305,43 +303,20 @@ struct CertRemoval {
 }
 
 async fn add_cert(State(state): St, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return *r;
-    }
-    let b: CertBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return problem(ErrorCode::BadRequest, format!("the body: {e}")),
-    };
-    let id: SubsystemId = match parse(&b.subsystem, "subsystem") {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
-    let cert = match IsCertificate::from_pem(&b.cert) {
-        Ok(c) => c,
-        Err(e) => return local_error(e),
-    };
-    match state.local.edit(|c, _| c.add_is_cert(&id, cert).map(drop)) {
-        Ok(c) => Json(c.as_ref().clone()).into_response(),
-        Err(e) => local_error(e),
-    }
+    admin(&state, &headers, || {
+        let b: CertBody = json_body(&body)?;
+        let id: SubsystemId = parse(&b.subsystem, "subsystem")?;
+        let cert = IsCertificate::from_pem(&b.cert).map_err(|e| Box::new(local_error(e)))?;
+        changed(state.local.edit(|c, _| c.add_is_cert(&id, cert).map(drop)))
+    })
 }
 
 async fn remove_cert(State(state): St, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return *r;
-    }
-    let b: CertRemoval = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return problem(ErrorCode::BadRequest, format!("the body: {e}")),
-    };
-    let id: SubsystemId = match parse(&b.subsystem, "subsystem") {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
-    match state.local.edit(|c, _| c.remove_is_cert(&id, &b.sha256)) {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => local_error(e),
-    }
+    admin(&state, &headers, || {
+        let b: CertRemoval = json_body(&body)?;
+        let id: SubsystemId = parse(&b.subsystem, "subsystem")?;
+        removed(state.local.edit(|c, _| c.remove_is_cert(&id, &b.sha256)))
+    })
 }
 
 /// Body of `POST` / `DELETE /api/v1/local/access`.
@@ -355,8 +330,7 @@ struct AccessBody {
 fn access_args(
     body: &[u8],
 ) -> Result<(ServiceId, ndxp_registry::globalconf::ConfGrantee), Box<Response>> {
-    let b: AccessBody = serde_json::from_slice(body)
-        .map_err(|e| Box::new(problem(ErrorCode::BadRequest, format!("the body: {e}"))))?;
+    let b: AccessBody = json_body(body)?;
     let service = parse(&b.service, "service")?;
     let client =
         parse_grantee(&b.client).map_err(|e| Box::new(problem(ErrorCode::BadRequest, e)))?;
@@ -364,31 +338,17 @@ fn access_args(
 }
 
 async fn grant(State(state): St, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return *r;
-    }
-    let (service, client) = match access_args(&body) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    match state.local.edit(|c, _| c.grant(service, client)) {
-        Ok(c) => Json(c.as_ref().clone()).into_response(),
-        Err(e) => local_error(e),
-    }
+    admin(&state, &headers, || {
+        let (service, client) = access_args(&body)?;
+        changed(state.local.edit(|c, _| c.grant(service, client)))
+    })
 }
 
 async fn revoke(State(state): St, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return *r;
-    }
-    let (service, client) = match access_args(&body) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    match state.local.edit(|c, _| c.revoke(&service, &client)) {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => local_error(e),
-    }
+    admin(&state, &headers, || {
+        let (service, client) = access_args(&body)?;
+        removed(state.local.edit(|c, _| c.revoke(&service, &client)))
+    })
 }
 
 async fn transactions(State(state): St, headers: HeaderMap, uri: axum::http::Uri) -> Response {
