@@ -252,14 +252,7 @@ fn parse_reconcile_output(stdout: &str) -> Result<Value> {
         "seconds",
         "peak_rss_mib",
     ];
-    stdout
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .find(|v| KEYS.iter().all(|k| v.get(k).is_some()))
-        .with_context(|| {
-            format!("the reconcile bench printed no result line; its output was:\n{stdout}")
-        })
+    parse_result_line(stdout, &KEYS, "reconcile")
 }
 
 /// `openssl speed -seconds 3 ecdsap256 rsa2048`: ((ecdsa sign/s, verify/s),

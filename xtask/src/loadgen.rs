@@ -385,9 +385,13 @@ mod tests {
 
     use super::*;
 
-    /// A local server: `/ok` answers 200 with 1 KiB, `/slow` after 20 ms,
-    /// `/half` 500 for every other request, `/echo` the request body.
-    async fn server(seen: Arc<AtomicU64>) -> SocketAddr {
+    /// Listens on a free loopback port and hands every accepted connection
+    /// to `on_connection`, in a task of its own.
+    async fn listen<F, Fut>(on_connection: F) -> SocketAddr
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -395,66 +399,62 @@ mod tests {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let n = seen.fetch_add(1, Ordering::Relaxed);
-                        async move {
-                            let path = req.uri().path().to_string();
-                            assert_eq!(req.headers()["x-test"], "yes");
-                            let body = req.into_body().collect().await?.to_bytes();
-                            let mut resp = Response::new(Full::new(Bytes::from(vec![b'x'; 1024])));
-                            match path.as_str() {
-                                "/slow" => tokio::time::sleep(Duration::from_millis(20)).await,
-                                "/half" if n & 1 == 0 => {
-                                    *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR
-                                }
-                                "/echo" => *resp.body_mut() = Full::new(body),
-                                _ => {}
-                            }
-                            Ok::<_, hyper::Error>(resp)
-                        }
-                    });
-                    let _ = server::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
+                tokio::spawn(on_connection(stream));
             }
         });
         addr
+    }
+
+    /// A local server: `/ok` answers 200 with 1 KiB, `/slow` after 20 ms,
+    /// `/half` 500 for every other request, `/echo` the request body.
+    async fn server(seen: Arc<AtomicU64>) -> SocketAddr {
+        listen(move |stream| {
+            let seen = seen.clone();
+            async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let n = seen.fetch_add(1, Ordering::Relaxed);
+                    async move {
+                        let path = req.uri().path().to_string();
+                        assert_eq!(req.headers()["x-test"], "yes");
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let mut resp = Response::new(Full::new(Bytes::from(vec![b'x'; 1024])));
+                        match path.as_str() {
+                            "/slow" => tokio::time::sleep(Duration::from_millis(20)).await,
+                            "/half" if n & 1 == 0 => {
+                                *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR
+                            }
+                            "/echo" => *resp.body_mut() = Full::new(body),
+                            _ => {}
+                        }
+                        Ok::<_, hyper::Error>(resp)
+                    }
+                });
+                let _ = server::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            }
+        })
+        .await
     }
 
     /// A server that answers one request per connection, with
     /// `Connection: close`.
     async fn one_shot_server() -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let svc = service_fn(|_req: Request<Incoming>| async {
-                        Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                    });
-                    let _ = server::Builder::new()
-                        .keep_alive(false)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        addr
+        listen(|stream| async move {
+            let svc = service_fn(|_req: Request<Incoming>| async {
+                Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            });
+            let _ = server::Builder::new()
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        })
+        .await
     }
 
     /// A server that accepts and then drops every connection at once.
     async fn rude_server() -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                drop(stream);
-            }
-        });
-        addr
+        listen(|stream| async move { drop(stream) }).await
     }
 
     fn spec(addr: SocketAddr, path: &str, connections: usize) -> LoadSpec {

@@ -17,7 +17,7 @@
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::load_common;
+use super::load_common::{self, PlatformRun};
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let Some((opts, running)) = load_common::start_platform("gateway", args)? else {
@@ -46,27 +46,20 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         .as_str()
         .with_context(|| format!("no access token: {tok}"))?
         .to_string();
-    let probes = load_common::probes(&running, &["management", "citizen-registry"]);
-    let direct = load_common::measure(
-        &opts.get(format!("{backend}{sample}"), Vec::new()),
-        &probes[1..],
-        opts.threads,
-    )?;
-    let gateway = load_common::measure(
-        &opts.get(
-            format!("{gateway_url}/{service}{sample}"),
-            vec![("Authorization".into(), format!("Bearer {token}"))],
-        ),
-        &probes,
-        opts.threads,
-    )?;
-    drop(running);
-    load_common::report_platform(
-        "gateway",
-        &gateway,
-        &direct,
+    let platform = opts.get(
+        format!("{gateway_url}/{service}{sample}"),
+        vec![("Authorization".into(), format!("Bearer {token}"))],
+    );
+    load_common::measure_platform(
+        running,
         &opts,
-        "central gateway (JWT access token verified once per token, subscription and rate-limit check, pooled forwarding, durable message log) -> backend, versus the backend directly; ~1 KiB JSON GET",
-        format!("/{service}{sample}"),
+        PlatformRun {
+            name: "gateway",
+            processes: &["management"],
+            direct_url: format!("{backend}{sample}"),
+            platform,
+            what: "central gateway (JWT access token verified once per token, subscription and rate-limit check, pooled forwarding, durable message log) -> backend, versus the backend directly; ~1 KiB JSON GET",
+            path: format!("/{service}{sample}"),
+        },
     )
 }

@@ -376,30 +376,47 @@ pub(crate) fn start_platform(
     Ok(Some((opts, running)))
 }
 
-/// The CPU probes of the platform's processes named `names`.
-pub(crate) fn probes(running: &demo::Running, names: &[&str]) -> Vec<CpuProbe> {
-    names
+/// What a platform benchmark measures besides the backend directly.
+pub(crate) struct PlatformRun<'a> {
+    /// The benchmark (`node`, `gateway`), which names its row and file.
+    pub(crate) name: &'a str,
+    /// The platform's processes whose CPU is probed (the sample backend,
+    /// `citizen-registry`, is probed as well).
+    pub(crate) processes: &'a [&'a str],
+    /// The sample record straight from the backend.
+    pub(crate) direct_url: String,
+    /// The same record through the platform.
+    pub(crate) platform: LoadSpec,
+    /// The `what` of the result file.
+    pub(crate) what: &'a str,
+    /// The `path` of the result file.
+    pub(crate) path: String,
+}
+
+/// Measures the direct path, then the platform path, stops the platform,
+/// prints both runs as a table with the platform path's share of the
+/// direct rate, and writes `{name}.json`; fails when the platform run was
+/// not clean.
+pub(crate) fn measure_platform(
+    running: demo::Running,
+    opts: &LoadOptions,
+    run: PlatformRun<'_>,
+) -> Result<()> {
+    let probes: Vec<CpuProbe> = run
+        .processes
         .iter()
+        .chain(&["citizen-registry"])
         .map(|name| CpuProbe {
             name: name.to_string(),
             pid: running.pid(name),
         })
-        .collect()
-}
-
-/// Prints and writes the result of the platform benchmark `name`: both
-/// runs as a table, the platform path's share of the direct rate, and
-/// `{name}.json` with `what` and `path`; fails when the platform run was
-/// not clean.
-pub(crate) fn report_platform(
-    name: &str,
-    platform: &Measured,
-    direct: &Measured,
-    opts: &LoadOptions,
-    what: &str,
-    path: String,
-) -> Result<()> {
-    print_table(&[(name, platform), ("direct", direct)]);
+        .collect();
+    let backend = &probes[probes.len() - 1..];
+    let direct = measure(&opts.get(run.direct_url, Vec::new()), backend, opts.threads)?;
+    let platform = measure(&run.platform, &probes, opts.threads)?;
+    drop(running);
+    let name = run.name;
+    print_table(&[(name, &platform), ("direct", &direct)]);
     let share = if direct.result.rps > 0.0 {
         platform.result.rps / direct.result.rps * 100.0
     } else {
@@ -408,11 +425,11 @@ pub(crate) fn report_platform(
     println!("{name} path: {share:.1}% of the direct rate");
     write_load_json(
         name,
-        Some(platform),
-        direct,
+        Some(&platform),
+        &direct,
         json!({
-            "what": what,
-            "path": path,
+            "what": run.what,
+            "path": run.path,
             "share_of_direct_percent": (share * 10.0).round() / 10.0,
             "seconds": opts.duration.as_secs_f64(),
             "warmup_seconds": opts.warmup.as_secs_f64(),

@@ -16,7 +16,7 @@
 
 use anyhow::{Context, Result};
 
-use super::load_common;
+use super::load_common::{self, PlatformRun};
 
 /// The calling subsystem of the demo.
 const CLIENT: &str = "VN/GOV/000.00.00.G22/QLHT";
@@ -45,27 +45,20 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         .and_then(|n| n["client_url"].as_str())
         .context("demo.json names no consumer node")?
         .to_string();
-    let probes = load_common::probes(&running, &["node-g22", "node-h29", "citizen-registry"]);
-    let direct = load_common::measure(
-        &opts.get(format!("{backend}{sample}"), Vec::new()),
-        &probes[2..],
-        opts.threads,
-    )?;
-    let node = load_common::measure(
-        &opts.get(
-            format!("{consumer}/r1/{service}{sample}"),
-            vec![("NDXP-Client".into(), CLIENT.into())],
-        ),
-        &probes,
-        opts.threads,
-    )?;
-    drop(running);
-    load_common::report_platform(
-        "node",
-        &node,
-        &direct,
+    let platform = opts.get(
+        format!("{consumer}/r1/{service}{sample}"),
+        vec![("NDXP-Client".into(), CLIENT.into())],
+    );
+    load_common::measure_platform(
+        running,
         &opts,
-        "consumer node -> provider node (mutual TLS 1.3, RFC 9421 signatures both ways, replay and revocation checks, durable message log on both nodes) -> backend, versus the backend directly; ~1 KiB JSON GET",
-        format!("/r1/{service}{sample}"),
+        PlatformRun {
+            name: "node",
+            processes: &["node-g22", "node-h29"],
+            direct_url: format!("{backend}{sample}"),
+            platform,
+            what: "consumer node -> provider node (mutual TLS 1.3, RFC 9421 signatures both ways, replay and revocation checks, durable message log on both nodes) -> backend, versus the backend directly; ~1 KiB JSON GET",
+            path: format!("/r1/{service}{sample}"),
+        },
     )
 }

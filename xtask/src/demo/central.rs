@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 
+use super::tools::{header_text, sample_answer};
 use super::{management_url, Report, CLIENT, SAMPLE_PATH, SERVICE};
 
 /// The gateway role's address (README ports table).
@@ -123,17 +124,11 @@ pub(crate) fn flow(report: &mut Report, operator_token: &str, backend_url: &str)
                 .get(format!("{}/{SERVICE}{SAMPLE_PATH}", gateway_url()))
                 .bearer_auth(access)
                 .send()?;
-            let status = resp.status();
-            let id = resp
-                .headers()
-                .get("ndxp-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let body = resp.text()?;
-            ensure!(status.is_success(), "HTTP {status}: {body}");
-            ensure!(body.contains("001099012345"), "unexpected body {body}");
-            Ok(format!("HTTP {status}, NDXP-Id {id}"))
+            let (status, headers) = sample_answer(resp, "")?;
+            Ok(format!(
+                "HTTP {status}, NDXP-Id {}",
+                header_text(&headers, "ndxp-id")
+            ))
         },
     );
     out

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use chrono::Timelike;
 
+use super::tools::{header_text, sample_answer};
 use super::{
     exec, local_url, p, ports, wait_ready, Report, Services, CERT_CLIENT, CLIENT, CONSUMER,
     PROVIDER, SAMPLE_PATH, SERVICE,
@@ -246,22 +247,9 @@ pub(crate) fn flow(
         || {
             let url = format!("{consumer_url}/r1/{SERVICE}{SAMPLE_PATH}");
             let resp = http.get(&url).header("NDXP-Client", CLIENT).send()?;
-            let status = resp.status();
-            let id = resp
-                .headers()
-                .get("ndxp-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let hash = resp
-                .headers()
-                .get("ndxp-request-hash")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let body = resp.text()?;
-            ensure!(status.is_success(), "GET {url}: HTTP {status}: {body}");
-            ensure!(body.contains("001099012345"), "unexpected body {body}");
+            let (status, headers) = sample_answer(resp, &format!("GET {url}: "))?;
+            let id = header_text(&headers, "ndxp-id");
+            let hash = header_text(&headers, "ndxp-request-hash");
             ensure!(
                 !id.is_empty() && hash.starts_with("sha-256=:"),
                 "NDXP-Id / NDXP-Request-Hash missing"
@@ -283,11 +271,7 @@ pub(crate) fn flow(
     report.step(
         &format!("exchange over HTTPS as {CERT_CLIENT} with its certificate"),
         || {
-            let resp = call_as_cert_client(&cert_client, true)?;
-            let status = resp.status();
-            let body = resp.text()?;
-            ensure!(status.is_success(), "HTTP {status}: {body}");
-            ensure!(body.contains("001099012345"), "unexpected body {body}");
+            let (status, _) = sample_answer(call_as_cert_client(&cert_client, true)?, "")?;
             Ok(format!("HTTP {status}"))
         },
     );

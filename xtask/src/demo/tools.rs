@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use chrono::Utc;
 use ndxp_sign::cert::parse_certificate;
 use ndxp_sign::chain::{verify_chain, Purpose};
@@ -114,6 +114,29 @@ pub(crate) fn keys_and_certs(
         issue(bin, pki, profile, dir, member, node)?;
     }
     Ok(())
+}
+
+/// Checks that `resp` is a 2xx answer carrying the demo's sample record
+/// (a failure names `prefix` first); returns its status and headers.
+pub(crate) fn sample_answer(
+    resp: reqwest::blocking::Response,
+    prefix: &str,
+) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap)> {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.text()?;
+    ensure!(status.is_success(), "{prefix}HTTP {status}: {body}");
+    ensure!(body.contains("001099012345"), "unexpected body {body}");
+    Ok((status, headers))
+}
+
+/// The text of header `name`, empty when it is missing or not text.
+pub(crate) fn header_text(headers: &reqwest::header::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// POSTs a DER request and returns the DER answer of a 2xx response.
