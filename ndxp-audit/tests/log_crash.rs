@@ -9,42 +9,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use chrono::Utc;
-use ndxp_audit::log::{ChainHash, Exchange, LogError, MessageLog, Role, SignedMeta};
-use ndxp_core::TransactionId;
-use support::{open_log, sqlite_log, sqlite_url};
+use ndxp_audit::log::{ChainHash, Exchange, LogError, MessageLog, Role};
+use support::{fake_exchange, open_log, sqlite_log, sqlite_url};
 
 /// Set for the child process this test starts.
 const CHILD_VAR: &str = "NDXP_AUDIT_CRASH_CHILD_DB";
 
 fn exchange(n: u32) -> Exchange {
-    let meta = SignedMeta {
-        signature_input: "ndxp=(\"@method\");created=1".into(),
-        signature: "ndxp=:AAAA:".into(),
-        content_digest: "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:".into(),
-        base: "\"@method\": POST".into(),
-        signer_cert_der: vec![1, 2, 3],
-        chain_der: vec![],
-    };
-    Exchange {
-        transaction_id: TransactionId::new(),
-        client: "VN/GOV/000.00.00.G22/QLHT".parse().unwrap(),
-        service: "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1".parse().unwrap(),
-        role: Role::Gateway,
-        received_at: Utc::now(),
-        forwarded_at: None,
-        backend_answered_at: None,
-        responded_at: Utc::now(),
-        status: 200,
-        problem_code: None,
-        request_bytes: u64::from(n),
-        response_bytes: 0,
-        user_id: None,
-        request_id: None,
-        request: meta,
-        response: None,
-        body: None,
-    }
+    fake_exchange(n, Role::Gateway)
 }
 
 /// The child: appends from 4 tasks forever, printing `ACK <seq>` after each

@@ -8,41 +8,13 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use ndxp_audit::log::{
-    ChainHash, ChainHead, Exchange, LogError, LogOptions, MessageLog, Role, SignedMeta,
-    SqlMessageLog,
+    ChainHash, ChainHead, Exchange, LogError, LogOptions, MessageLog, Role, SqlMessageLog,
 };
-use ndxp_core::TransactionId;
 use ndxp_test_support::db::{backends, TestDatabase};
-use support::{new_log, open_log, sqlite_log, sqlite_url};
+use support::{fake_exchange, new_log, open_log, sqlite_log, sqlite_url};
 
 fn exchange(n: u32) -> Exchange {
-    let meta = SignedMeta {
-        signature_input: format!("ndxp=(\"@method\");created={n}"),
-        signature: "ndxp=:AAAA:".into(),
-        content_digest: "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:".into(),
-        base: format!("\"@method\": POST\n\"@signature-params\": (\"@method\");created={n}"),
-        signer_cert_der: vec![0x30, 0x03, 1, 2, 3],
-        chain_der: vec![],
-    };
-    Exchange {
-        transaction_id: TransactionId::new(),
-        client: "VN/GOV/000.00.00.G22/QLHT".parse().unwrap(),
-        service: "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1".parse().unwrap(),
-        role: Role::Provider,
-        received_at: Utc::now(),
-        forwarded_at: None,
-        backend_answered_at: None,
-        responded_at: Utc::now(),
-        status: 200,
-        problem_code: None,
-        request_bytes: u64::from(n),
-        response_bytes: 42,
-        user_id: None,
-        request_id: None,
-        request: meta.clone(),
-        response: Some(meta),
-        body: None,
-    }
+    fake_exchange(n, Role::Provider)
 }
 
 fn check_chain(records: &[ndxp_audit::log::LogRecord]) {

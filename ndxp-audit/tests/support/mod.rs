@@ -95,6 +95,38 @@ pub async fn start_tsa() -> TestTsa {
     TestTsa::start(&fixture().pki).await
 }
 
+/// An exchange of `role` with made-up signature metadata (nothing
+/// verifies it): for tests of the log's storage and chaining.
+pub fn fake_exchange(n: u32, role: Role) -> Exchange {
+    let meta = SignedMeta {
+        signature_input: format!("ndxp=(\"@method\");created={n}"),
+        signature: "ndxp=:AAAA:".into(),
+        content_digest: "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:".into(),
+        base: format!("\"@method\": POST\n\"@signature-params\": (\"@method\");created={n}"),
+        signer_cert_der: vec![0x30, 0x03, 1, 2, 3],
+        chain_der: vec![],
+    };
+    Exchange {
+        transaction_id: TransactionId::new(),
+        client: "VN/GOV/000.00.00.G22/QLHT".parse().unwrap(),
+        service: "VN/GOV/000.00.00.H29/CSDLDC/citizen/v1".parse().unwrap(),
+        role,
+        received_at: Utc::now(),
+        forwarded_at: None,
+        backend_answered_at: None,
+        responded_at: Utc::now(),
+        status: 200,
+        problem_code: None,
+        request_bytes: u64::from(n),
+        response_bytes: 42,
+        user_id: None,
+        request_id: None,
+        request: meta.clone(),
+        response: Some(meta),
+        body: None,
+    }
+}
+
 /// The message log of `writer` at `url`, with the default options.
 pub async fn open_log(url: &str, writer: &str) -> SqlMessageLog {
     SqlMessageLog::open(url, writer, &LogOptions::default())
