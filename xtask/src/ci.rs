@@ -26,8 +26,8 @@ pub(crate) fn run() -> Result<()> {
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     // Integrators take ndxp-audit alone to verify archives: without its
-    // default features it builds with its example and pulls in no
-    // database driver and no HTTP client.
+    // default features it builds with its example, passes the tests that
+    // need no database, and pulls in no database driver and no HTTP client.
     run_step(
         "minimal features",
         cargo().args([
@@ -36,6 +36,16 @@ pub(crate) fn run() -> Result<()> {
             "ndxp-audit",
             "--no-default-features",
             "--examples",
+            "--locked",
+        ]),
+    )?;
+    run_step(
+        "minimal features tests",
+        cargo().args([
+            "test",
+            "-p",
+            "ndxp-audit",
+            "--no-default-features",
             "--locked",
         ]),
     )?;
