@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{TimeDelta, Utc};
 use ndxp_node::conf::{fetch, status, ConfCommandError};
 use ndxp_registry::globalconf::{ConfError, RefreshOutcome};
+use ndxp_test_support::tool::assert_says;
 use support::{args, node, start, text, Fixture, Server, ADDRESS};
 
 async fn env() -> (Fixture, Arc<Server>, String) {
@@ -181,8 +182,7 @@ async fn binary_conf_fetch_then_status() {
     let out = node(args(&["conf", "status"], &path)).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stdout.contains("version:       7"), "{stdout}");
-    assert!(stdout.contains("state:         valid"), "{stdout}");
+    assert_says(&stdout, &["version:       7", "state:         valid"]);
     assert!(
         stdout.contains("VN/GOV/000.00.00.G22/node-g22 is listed"),
         "{stdout}"
@@ -212,8 +212,7 @@ async fn binary_conf_status_of_an_expired_file_exits_1() {
     let out = node(args(&["conf", "status"], &path)).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stdout.contains("EXPIRED"), "{stdout}");
-    assert!(stdout.contains("ago)"), "{stdout}");
+    assert_says(&stdout, &["EXPIRED", "ago)"]);
 }
 
 #[tokio::test]
@@ -227,8 +226,7 @@ async fn binary_bad_config_exits_64() {
     let out = node(args(&["conf", "status"], &path)).await;
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
-    assert!(stderr.contains("key_dir"), "{stderr}");
-    assert!(stderr.contains("line 5"), "{stderr}");
+    assert_says(&stderr, &["key_dir", "line 5"]);
 
     // A missing configuration file.
     let missing = f.node_dir().join("nope.toml");

@@ -109,16 +109,8 @@ fn passphrase_protected_keys_are_encrypted() {
     assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
     let passin = format!("file:{}", pass.display());
     let key = dir.join("auth.key");
-    let (ok, _) = run_tool(
-        "openssl",
-        &[
-            "pkey",
-            "-noout",
-            "-passin",
-            &passin,
-            "-in",
-            key.to_str().unwrap(),
-        ],
-    );
+    let mut args = vec!["pkey", "-noout", "-passin", &passin];
+    args.extend(["-in", key.to_str().unwrap()]);
+    let (ok, _) = run_tool("openssl", &args);
     assert!(ok, "openssl cannot open the key with the passphrase");
 }

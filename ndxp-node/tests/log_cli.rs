@@ -22,6 +22,20 @@ fn node(args: &[&str]) -> (i32, String, String) {
     ndxp_test_support::tool::run_binary(env!("CARGO_BIN_EXE_ndxp-node"), args)
 }
 
+/// `ndxp-node log archive` with `config` of the period `[from, to]` to
+/// `out`, then `extra`.
+fn log_archive(
+    config: &Path,
+    [from, to]: [&str; 2],
+    out: &Path,
+    extra: &[&str],
+) -> (i32, String, String) {
+    let mut args = vec!["log", "archive", "--config", config.to_str().unwrap()];
+    args.extend(["--from", from, "--to", to, "--out", out.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    node(&args)
+}
+
 /// `ndxp-node log verify archive`, with `--ca ca` when given.
 fn log_verify(archive: &Path, ca: Option<&Path>) -> (i32, String, String) {
     let mut args = vec!["log", "verify", archive.to_str().unwrap()];
@@ -69,22 +83,13 @@ async fn archive_then_verify_and_tampering() {
     std::fs::write(&tsa_pem, pki::pem(f.pki.tsa_cert())).unwrap();
     let out = dir.join("day.ndxplog");
     let (from, to) = (t0.to_rfc3339(), t1.to_rfc3339());
-    let (code, stdout, stderr) = node(&[
-        "log",
-        "archive",
-        "--config",
-        config.to_str().unwrap(),
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--out",
-        out.to_str().unwrap(),
+    let certs = [
         "--cert",
         ca.to_str().unwrap(),
         "--cert",
         tsa_pem.to_str().unwrap(),
-    ]);
+    ];
+    let (code, stdout, stderr) = log_archive(&config, [&from, &to], &out, &certs);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_says(
         &stdout,
@@ -143,18 +148,7 @@ async fn archive_then_verify_and_tampering() {
     assert_eq!(log_verify(&missing, None).0, 64);
     assert_eq!(log_verify(&out, Some(&missing)).0, 64);
     assert_eq!(node(&["log", "verify"]).0, 64);
-    let (code, _, stderr) = node(&[
-        "log",
-        "archive",
-        "--config",
-        config.to_str().unwrap(),
-        "--from",
-        "yesterday",
-        "--to",
-        &to,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, _, stderr) = log_archive(&config, ["yesterday", &to], &out, &[]);
     assert_eq!(code, 64, "{stderr}");
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use ndxp_node::admission::{build_registration, register, AdmissionError};
+use ndxp_test_support::tool::assert_says;
 use support::{args, node, start, text, Fixture, Server, ADDRESS, MEMBER, NODE};
 
 async fn server_for(f: &Fixture) -> (Arc<Server>, String) {
@@ -85,8 +86,7 @@ async fn a_problem_answer_reaches_the_operator_with_code_and_detail() {
     let out = node(args(&["register"], &f.node_dir().join("node.toml"))).await;
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("ndxp.conflict"), "{stderr}");
-    assert!(stderr.contains("already has a pending request"), "{stderr}");
+    assert_says(&stderr, &["ndxp.conflict", "already has a pending request"]);
 }
 
 #[tokio::test]
@@ -134,8 +134,7 @@ async fn a_missing_certificate_names_the_file_and_the_command_that_issues_it() {
         matches!(err, AdmissionError::MissingCertificate { .. }),
         "{err:?}"
     );
-    assert!(msg.contains("auth.pem does not exist"), "{msg}");
-    assert!(msg.contains("--profile auth"), "{msg}");
+    assert_says(&msg, &["auth.pem does not exist", "--profile auth"]);
     // The command names the identity `pki issue` needs.
     assert!(
         msg.contains(&format!(
