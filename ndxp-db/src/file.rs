@@ -89,12 +89,6 @@ pub fn prepare_sqlite_file(path: &Path, create: bool) -> Result<(), FileModeErro
 mod tests {
     use super::*;
 
-    fn mode(p: &Path) -> u32 {
-        fs::metadata(p)
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0)
-    }
-
     #[test]
     fn created_private_never_truncated_and_open_files_refused() -> io::Result<()> {
         let tmp = tempfile::tempdir()?;
@@ -102,7 +96,7 @@ mod tests {
         prepare_sqlite_file(&db, false).map_err(io::Error::other)?;
         assert!(!db.exists(), "not created without `create`");
         prepare_sqlite_file(&db, true).map_err(io::Error::other)?;
-        assert_eq!(mode(&db), 0o600);
+        assert_eq!(fs::metadata(&db)?.permissions().mode() & 0o777, 0o600);
         fs::write(&db, b"data")?;
         prepare_sqlite_file(&db, true).map_err(io::Error::other)?;
         assert_eq!(fs::read(&db)?, b"data", "never truncated");
