@@ -303,7 +303,12 @@ pub(crate) fn requests(c: RequestsCommand) -> Result<()> {
             }
         }
         RequestsCommand::Reject { cfg, id, reason } => {
-            let r = with_admin(&cfg, async |a| a.reject_request(id, &reason).await)?;
+            let r = with_admin(&cfg, async |a| {
+                a.reject_request(id, &reason).await.map_err(|e| match e {
+                    AdminError::NoReason => AdminError::Invalid(format!("{e} (--reason TEXT)")),
+                    e => e,
+                })
+            })?;
             println!("rejected request {id} (node {} of {})", r.node, r.member);
         }
     }

@@ -118,6 +118,13 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The registry service ([`registry::Admin`]) acting as `caller`: what
+    /// the handlers of members, subsystems, nodes, registration requests
+    /// and credentials call, as the command line does.
+    pub(crate) fn admin(&self, caller: &auth::Caller) -> registry::Admin {
+        registry::Admin::new(self.store.clone(), self.instance.clone(), caller.actor())
+    }
+
     /// Refuses a member of another instance.
     pub(crate) fn check_instance(&self, m: &MemberId) -> Result<(), ApiError> {
         if m.instance() == &self.instance {

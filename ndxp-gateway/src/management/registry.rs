@@ -3,10 +3,16 @@
 //! the binary parses arguments and prints; everything else is here, so
 //! tests and other front ends call the same code.
 //!
+//! [`Admin`] is the registry service of the management role: the command
+//! line and the management API's handlers (which build one per request
+//! with the caller's actor) both call it, so the checks of an operation
+//! live here once; authorization (who may act on which member) stays with
+//! each front end.
+//!
 //! Every write goes through [`RegistryStore`] with the [`Actor`] given to
-//! [`Admin::new`], so it is atomic and audited. Identifiers given on the
-//! command line must belong to the configured instance; one that does not
-//! is refused before anything is written ([`AdminError::is_usage`]).
+//! [`Admin::new`], so it is atomic and audited. Identifiers must belong to
+//! the configured instance; one that does not is refused before anything
+//! is written ([`AdminError::is_usage`]).
 //!
 //! **Bearer tokens.** [`Admin::create_token`] draws 32 random bytes from
 //! OpenSSL, encodes them as unpadded base64url (43 characters) and stores
@@ -109,13 +115,19 @@ pub enum AdminError {
     /// The random generator failed.
     #[error("cannot generate a random token")]
     Random(#[source] ndxp_sign::openssl::error::ErrorStack),
+    /// A rejection was given no reason (or only white space).
+    #[error("give a reason for the rejection")]
+    NoReason,
 }
 
 impl AdminError {
     /// Whether the error is the operator's input (a bad identifier or
     /// argument): the command line exits with status 64 for these.
     pub fn is_usage(&self) -> bool {
-        matches!(self, Self::WrongInstance { .. } | Self::Invalid(_))
+        matches!(
+            self,
+            Self::WrongInstance { .. } | Self::Invalid(_) | Self::NoReason
+        )
     }
 }
 
@@ -187,7 +199,7 @@ impl Admin {
         Ok(())
     }
 
-    /// Refuses a `--member` filter of another instance.
+    /// Refuses a member filter of another instance.
     fn check_filter(&self, member: Option<&MemberId>) -> Result<()> {
         member.map_or(Ok(()), |m| self.check_member("member", m, m))
     }
@@ -287,9 +299,7 @@ impl Admin {
     pub async fn reject_request(&self, id: Uuid, reason: &str) -> Result<RegistrationRequest> {
         let reason = reason.trim();
         if reason.is_empty() {
-            return Err(AdminError::Invalid(
-                "give a reason for the rejection (--reason TEXT)".into(),
-            ));
+            return Err(AdminError::NoReason);
         }
         if reason.chars().count() > MAX_REASON_CHARS {
             return Err(AdminError::Invalid(format!(

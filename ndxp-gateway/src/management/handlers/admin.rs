@@ -7,9 +7,10 @@ use ndxp_registry::model::{AuditEntry, Credential, CredentialKind};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::management::auth::{generate_token, hash_token, Caller};
+use crate::management::auth::Caller;
 use crate::management::error::ApiError;
 use crate::management::extract::{ApiJson, ApiPath, ApiQuery, RecordPath};
+use crate::management::registry::NewToken;
 use crate::management::schema::{
     AuditPageSchema, CredentialSchema, NewCredentialSchema, ProblemSchema,
 };
@@ -66,7 +67,7 @@ pub async fn list_credentials(
     caller: Caller,
 ) -> Result<Json<Vec<Credential>>, ApiError> {
     caller.require_operator()?;
-    Ok(Json(st.store.list_credentials().await?))
+    Ok(Json(st.admin(&caller).list_tokens().await?))
 }
 
 /// Creates an operator or member token. The token is in this answer only;
@@ -82,14 +83,9 @@ pub async fn create_credential(
     ApiJson(body): ApiJson<NewCredentialBody>,
 ) -> Result<(StatusCode, Json<CreatedCredential>), ApiError> {
     caller.require_operator()?;
-    if body.name.trim().is_empty() {
-        return Err(ApiError::BadRequest("name must not be empty".into()));
-    }
-    let token = generate_token()
-        .map_err(|e| ApiError::Internal(format!("random generator failed: {e}")))?;
-    let credential = st
-        .store
-        .create_credential(&body.kind, &body.name, &hash_token(&token), &caller.actor())
+    let NewToken { credential, token } = st
+        .admin(&caller)
+        .create_token(&body.kind, &body.name)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -111,7 +107,7 @@ pub async fn revoke_credential(
 ) -> Result<Json<Credential>, ApiError> {
     let id = p.id()?;
     caller.require_operator()?;
-    Ok(Json(st.store.revoke_credential(id, &caller.actor()).await?))
+    Ok(Json(st.admin(&caller).revoke_token(id).await?))
 }
 
 /// The audit trail, one page at a time: every write with who, what, when.

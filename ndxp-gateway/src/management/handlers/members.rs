@@ -19,6 +19,8 @@ use crate::management::schema::{
 };
 use crate::management::AppState;
 
+use super::in_path;
+
 /// Body of `POST /api/v1/members`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -48,7 +50,7 @@ pub async fn list_members(
     caller: Caller,
 ) -> Result<Json<Vec<Member>>, ApiError> {
     let members = match caller.member() {
-        None => st.store.list_members().await?,
+        None => st.admin(&caller).list_members().await?,
         Some(m) => vec![st.store.get_member(m).await?],
     };
     Ok(Json(members))
@@ -67,14 +69,7 @@ pub async fn add_member(
     ApiJson(body): ApiJson<NewMember>,
 ) -> Result<(StatusCode, Json<Member>), ApiError> {
     caller.require_operator()?;
-    st.check_instance(&body.id)?;
-    if body.name.trim().is_empty() {
-        return Err(ApiError::BadRequest("name must not be empty".into()));
-    }
-    let m = st
-        .store
-        .add_member(&body.id, &body.name, &caller.actor())
-        .await?;
+    let m = st.admin(&caller).add_member(&body.id, &body.name).await?;
     Ok((StatusCode::CREATED, Json(m)))
 }
 
@@ -107,7 +102,10 @@ pub async fn remove_member(
 ) -> Result<StatusCode, ApiError> {
     let id = p.id()?;
     caller.require_operator()?;
-    st.store.remove_member(&id, &caller.actor()).await?;
+    st.admin(&caller)
+        .remove_member(&id)
+        .await
+        .map_err(in_path)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -125,7 +123,7 @@ pub async fn list_subsystems(
     let id = p.id()?;
     caller.require_member(&id)?;
     st.store.get_member(&id).await?;
-    Ok(Json(st.store.list_subsystems(Some(&id)).await?))
+    Ok(Json(st.admin(&caller).list_subsystems(Some(&id)).await?))
 }
 
 /// Adds a subsystem to a member.
@@ -148,7 +146,7 @@ pub async fn add_subsystem(
         .subsystem(&body.code)
         .map_err(|e| ApiError::BadRequest(format!("invalid subsystem code: {e}")))?;
     st.store.get_member(&member).await?;
-    let s = st.store.add_subsystem(&id, &caller.actor()).await?;
+    let s = st.admin(&caller).add_subsystem(&id).await?;
     Ok((StatusCode::CREATED, Json(s)))
 }
 
@@ -181,7 +179,10 @@ pub async fn remove_subsystem(
 ) -> Result<StatusCode, ApiError> {
     let id = p.id()?;
     caller.require_member(id.member())?;
-    st.store.remove_subsystem(&id, &caller.actor()).await?;
+    st.admin(&caller)
+        .remove_subsystem(&id)
+        .await
+        .map_err(in_path)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -193,7 +194,7 @@ pub async fn list_nodes(
     State(st): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<Node>>, ApiError> {
-    Ok(Json(st.store.list_nodes(caller.member()).await?))
+    Ok(Json(st.admin(&caller).list_nodes(caller.member()).await?))
 }
 
 /// One node.
@@ -226,9 +227,10 @@ pub async fn remove_node(
 ) -> Result<StatusCode, ApiError> {
     let (member, name) = p.id()?;
     caller.require_member(&member)?;
-    st.store
-        .remove_node(&member, &name, &caller.actor())
-        .await?;
+    st.admin(&caller)
+        .remove_node(&member, &name)
+        .await
+        .map_err(in_path)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -312,8 +314,9 @@ pub async fn remove_node_certificate(
     let (member, name, fp) = p.id()?;
     caller.require_member(&member)?;
     Ok(Json(
-        st.store
-            .remove_node_certificate(&member, &name, &fp, &caller.actor())
-            .await?,
+        st.admin(&caller)
+            .remove_node_certificate(&member, &name, &fp)
+            .await
+            .map_err(in_path)?,
     ))
 }

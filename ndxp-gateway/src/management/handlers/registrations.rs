@@ -96,7 +96,7 @@ pub async fn list_registrations(
     caller: Caller,
     ApiQuery(q): ApiQuery<RegistrationQuery>,
 ) -> Result<Json<Vec<RegistrationRequest>>, ApiError> {
-    let mut all = st.store.list_registrations(q.state).await?;
+    let mut all = st.admin(&caller).list_requests(q.state).await?;
     if let Some(m) = caller.member() {
         all.retain(|r| &r.member == m);
     }
@@ -135,9 +135,7 @@ pub async fn approve_registration(
 ) -> Result<Json<Node>, ApiError> {
     let id = p.id()?;
     caller.require_operator()?;
-    Ok(Json(
-        st.store.approve_registration(id, &caller.actor()).await?,
-    ))
+    Ok(Json(st.admin(&caller).approve_request(id).await?))
 }
 
 /// Rejects a pending request with a reason (operator only).
@@ -156,8 +154,6 @@ pub async fn reject_registration(
     let id = p.id()?;
     caller.require_operator()?;
     Ok(Json(
-        st.store
-            .reject_registration(id, &body.reason, &caller.actor())
-            .await?,
+        st.admin(&caller).reject_request(id, &body.reason).await?,
     ))
 }
