@@ -92,6 +92,22 @@ impl Fixture {
     }
 }
 
+/// A signing certificate's chain checked now, without revocation.
+fn sign_chain_now(
+    leaf: &X509Ref,
+    untrusted: &[X509],
+    anchors: &[X509],
+) -> Result<chain::VerifiedChain, ChainError> {
+    verify_chain(
+        leaf,
+        untrusted,
+        anchors,
+        Utc::now(),
+        Purpose::Sign,
+        &NoRevocationCheck,
+    )
+}
+
 #[test]
 fn valid_chains_are_accepted_now() {
     let f = fixture();
@@ -262,38 +278,14 @@ fn wrong_purpose_is_rejected() {
 fn certificates_of_another_ca_are_untrusted() {
     let f = fixture();
     let other = fixture();
-    let err = verify_chain(
-        &other.sign,
-        other.pki.chain(),
-        &f.anchors(),
-        Utc::now(),
-        Purpose::Sign,
-        &NoRevocationCheck,
-    )
-    .unwrap_err();
+    let err = sign_chain_now(&other.sign, other.pki.chain(), &f.anchors()).unwrap_err();
     assert!(matches!(err, ChainError::Untrusted { .. }), "{err:?}");
 
     // Without the intermediate, no path is found either.
-    let err = verify_chain(
-        &f.sign,
-        &[],
-        &f.anchors(),
-        Utc::now(),
-        Purpose::Sign,
-        &NoRevocationCheck,
-    )
-    .unwrap_err();
+    let err = sign_chain_now(&f.sign, &[], &f.anchors()).unwrap_err();
     assert!(matches!(err, ChainError::Untrusted { .. }), "{err:?}");
 
-    let err = verify_chain(
-        &f.sign,
-        f.pki.chain(),
-        &[],
-        Utc::now(),
-        Purpose::Sign,
-        &NoRevocationCheck,
-    )
-    .unwrap_err();
+    let err = sign_chain_now(&f.sign, f.pki.chain(), &[]).unwrap_err();
     assert!(matches!(err, ChainError::NoAnchors));
 }
 
