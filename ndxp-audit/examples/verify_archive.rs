@@ -1,6 +1,6 @@
 //! Verifies a message-log archive with `ndxp-audit` built without its
-//! default features (no database driver, no HTTP client, no Tokio of its
-//! own): what an integrator who only checks archives compiles.
+//! default features (no database driver, no HTTP client, no async
+//! runtime): what an integrator who only checks archives compiles.
 //!
 //! ```text
 //! cargo run -p ndxp-audit --no-default-features --example verify_archive -- ARCHIVE [CA.pem]

@@ -33,7 +33,8 @@
 //! the record types, the canonical encoding, [`log::MessageLog`]), and
 //! holds the reconciliation model ([`reconcile`]: summaries, comparison,
 //! drill-down, reports) and the signed monitoring uploads ([`monitor`]),
-//! without a database driver or an HTTP client:
+//! without a database driver, an HTTP client or an async runtime (it
+//! takes `ndxp-sign` without its `tokio` feature):
 //!
 //! ```toml
 //! ndxp-audit = { version = "0.1", default-features = false }

@@ -25,22 +25,33 @@ pub(crate) fn run() -> Result<()> {
             .args(["doc", "--workspace", "--no-deps", "--locked"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
-    // Integrators take ndxp-audit alone to verify archives: without its
-    // default features it builds with its example, passes the tests that
-    // need no database, and pulls in no database driver and no HTTP client.
-    run_step(
-        "minimal features",
-        cargo().args([
-            "check",
-            "-p",
+    // Integrators take ndxp-sign alone to sign and verify messages, and
+    // ndxp-audit (with ndxp-sign) to verify archives: without their default
+    // features each builds with its example and pulls in no async runtime,
+    // ndxp-audit no database driver and no HTTP client either; ndxp-audit's
+    // tests that need no database pass that way.
+    for (package, refused) in [
+        ("ndxp-sign", &["tokio"][..]),
+        (
             "ndxp-audit",
-            "--no-default-features",
-            "--examples",
-            "--locked",
-        ]),
-    )?;
+            &["sqlx", "rusqlite", "reqwest", "hyper", "tokio"][..],
+        ),
+    ] {
+        run_step(
+            &format!("{package} without default features"),
+            cargo().args([
+                "check",
+                "-p",
+                package,
+                "--no-default-features",
+                "--examples",
+                "--locked",
+            ]),
+        )?;
+        refuse_dependencies(package, refused)?;
+    }
     run_step(
-        "minimal features tests",
+        "ndxp-audit tests without default features",
         cargo().args([
             "test",
             "-p",
@@ -49,7 +60,6 @@ pub(crate) fn run() -> Result<()> {
             "--locked",
         ]),
     )?;
-    refuse_dependencies("ndxp-audit", &["sqlx", "rusqlite", "reqwest", "hyper"])?;
     if has_nextest() {
         run_step(
             "tests",
