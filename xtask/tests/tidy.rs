@@ -215,3 +215,117 @@ fn databases_are_opened_through_ndxp_db() {
         found.join("\n")
     );
 }
+/// ARCHITECTURE.md: binaries parse arguments; libraries take plain values.
+#[test]
+fn only_binaries_parse_arguments() {
+    let mut found = Vec::new();
+    for f in library_sources() {
+        for (n, line) in code_lines(&f) {
+            if line.contains("clap::") || line.contains("use clap") {
+                found.push(format!("{}:{n}: {}", f.display(), line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "clap outside a binary:\n{}",
+        found.join("\n")
+    );
+}
+
+/// ARCHITECTURE.md: a file does one job; none outside tests and the FFI
+/// module passes 1,000 lines.
+#[test]
+fn no_source_file_passes_a_thousand_lines() {
+    let mut files = Vec::new();
+    for dir in member_dirs() {
+        rust_files(&dir.join("src"), &mut files);
+    }
+    rust_files(&root().join("xtask/src"), &mut files);
+    rust_files(&root().join("examples/src"), &mut files);
+    let mut found = Vec::new();
+    for f in files {
+        let name = f.file_name().unwrap_or_default();
+        if name == "ffi.rs" || name == "tests.rs" {
+            continue;
+        }
+        let lines = std::fs::read_to_string(&f)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        if lines > 1000 {
+            found.push(format!("{}: {lines} lines", f.display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "files over 1,000 lines:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The crates `cargo tree` lists for `krate` with its default features
+/// off (normal dependencies only).
+fn crates_without_default_features(krate: &str) -> Vec<String> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["tree", "--offline", "--locked", "-p", krate])
+        .args(["--no-default-features", "-e", "normal", "--prefix", "none"])
+        .current_dir(root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// ARCHITECTURE.md: an integrator verifying archives with `ndxp-audit`
+/// (default features off) gets no database driver and no HTTP client.
+#[test]
+fn ndxp_audit_alone_needs_no_database_or_http_client() {
+    let crates = crates_without_default_features("ndxp-audit");
+    assert!(
+        crates.iter().any(|c| c == "ndxp-sign"),
+        "unexpected tree: {crates:?}"
+    );
+    let heavy = [
+        "sqlx",
+        "sqlx-core",
+        "rusqlite",
+        "libsqlite3-sys",
+        "reqwest",
+        "hyper",
+        "tokio-postgres",
+        "ndxp-db",
+    ];
+    let found: Vec<&&str> = heavy
+        .iter()
+        .filter(|h| crates.iter().any(|c| c == *h))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "ndxp-audit --no-default-features pulls in {found:?}"
+    );
+}
+
+/// ARCHITECTURE.md: `ndxp-sign` signs and verifies RFC 9421 messages with
+/// no async runtime when its default features are off.
+#[test]
+fn ndxp_sign_alone_needs_no_async_runtime() {
+    let crates = crates_without_default_features("ndxp-sign");
+    assert!(
+        crates.iter().any(|c| c == "openssl"),
+        "unexpected tree: {crates:?}"
+    );
+    let found: Vec<&String> = crates.iter().filter(|c| c.starts_with("tokio")).collect();
+    assert!(
+        found.is_empty(),
+        "ndxp-sign --no-default-features pulls in {found:?}"
+    );
+}
