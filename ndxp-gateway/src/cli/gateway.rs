@@ -5,13 +5,13 @@
 //! registry_poll_ms`. The logic shared with the management API is
 //! [`ndxp_gateway::gateway::service`].
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use ipnet::IpNet;
+use ndxp_core::table::Table;
 use ndxp_core::{ServiceId, SubsystemId};
 use ndxp_gateway::config::GatewayConfig;
 use ndxp_gateway::gateway::service::{
@@ -708,38 +708,49 @@ async fn credentials(
 
 /// The services as a table.
 fn services_table(items: &[GatewayService]) -> String {
-    let mut s = String::from("SERVICE\tSTATE\tBACKEND\tRATE/S\tQUOTA/DAY\tSIGN\n");
+    let mut t = Table::new(["SERVICE", "STATE", "BACKEND", "RATE/S", "QUOTA/DAY", "SIGN"]);
     for g in items {
-        let _ = writeln!(
-            s,
-            "{}\t{}\t{}\t{}\t{}\t{}",
-            g.service,
-            g.state,
-            g.settings.backend_url,
-            g.settings.rate_per_sec,
-            g.settings.quota_per_day,
+        t.row([
+            g.service.to_string(),
+            g.state.to_string(),
+            g.settings.backend_url.to_string(),
+            g.settings.rate_per_sec.to_string(),
+            g.settings.quota_per_day.to_string(),
             if g.settings.sign_requests {
                 "yes"
             } else {
                 "no"
             }
-        );
+            .to_string(),
+        ]);
     }
-    s
+    t.to_string()
 }
 
 /// The subscriptions as a table.
 fn subscriptions_table(items: &[Subscription]) -> String {
-    let mut s = String::from("ID\tSERVICE\tCLIENT\tSTATE\n");
+    let mut t = Table::new(["ID", "SERVICE", "CLIENT", "STATE"]);
     for x in items {
-        let _ = writeln!(s, "{}\t{}\t{}\t{}", x.id, x.service, x.client, x.state);
+        t.row([
+            x.id.to_string(),
+            x.service.to_string(),
+            x.client.to_string(),
+            x.state.to_string(),
+        ]);
     }
-    s
+    t.to_string()
 }
 
 /// The credentials as a table.
 fn apps_table(items: &[GatewayApp]) -> String {
-    let mut s = String::from("CLIENT_ID\tCLIENT\tKIND\tGENERATION\tRANGES\tREVOKED\n");
+    let mut t = Table::new([
+        "CLIENT_ID",
+        "CLIENT",
+        "KIND",
+        "GENERATION",
+        "RANGES",
+        "REVOKED",
+    ]);
     for a in items {
         let ranges = if a.allowed_cidrs.is_empty() {
             "any".to_string()
@@ -760,16 +771,14 @@ fn apps_table(items: &[GatewayApp]) -> String {
                 )
             },
         );
-        let _ = writeln!(
-            s,
-            "{}\t{}\t{}\t{}\t{}\t{}",
-            a.client_id,
-            a.client,
+        t.row([
+            a.client_id.to_string(),
+            a.client.to_string(),
             kind,
-            a.generation,
+            a.generation.to_string(),
             ranges,
-            time_text(a.revoked_at)
-        );
+            time_text(a.revoked_at),
+        ]);
     }
-    s
+    t.to_string()
 }

@@ -33,7 +33,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -468,33 +467,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 // ------------------------------------------------------------- tables
 
-/// A plain text table of `items`, one `row` each: a header row and
-/// left-aligned columns separated by two spaces, one line per row.
+/// A text table of `items`, one `row` each, in the command lines' one
+/// style ([`ndxp_core::table`]).
 fn table<T>(headers: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) -> String {
-    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+    let mut table = ndxp_core::table::Table::new(headers.iter().copied());
+    for item in items {
+        table.row(row(item));
     }
-    let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut text = String::new();
-        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
-            if i > 0 {
-                text.push_str("  ");
-            }
-            let _ = write!(text, "{cell:<w$}");
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(&mut headers.iter().copied());
-    for row in &rows {
-        line(&mut row.iter().map(String::as_str));
-    }
-    out
+    table.to_string()
 }
 
 fn time(t: &DateTime<Utc>) -> String {

@@ -2,7 +2,6 @@
 //! the central gateway's own status report.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use chrono::{DateTime, Duration, Utc};
 use ndxp_audit::monitor::NodeStatus;
@@ -386,23 +385,23 @@ fn reported(
 
 /// The status listing as a text table for the command line.
 pub fn states_table(rows: &[ConnectionState]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<24} {:<16} {:<48} {:<9} {:<20} REASONS",
-        "MEMBER", "NODE", "SERVICE", "STATE", "LAST REPORT"
-    );
+    let mut table = ndxp_core::table::Table::new([
+        "MEMBER",
+        "NODE",
+        "SERVICE",
+        "STATE",
+        "LAST REPORT",
+        "REASONS",
+    ]);
     for r in rows {
-        let _ = writeln!(
-            out,
-            "{:<24} {:<16} {:<48} {:<9} {:<20} {}",
+        table.row([
             r.member.to_string(),
             r.node.to_string(),
             r.service
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_else(|| "-".into()),
-            r.state.as_str(),
+            r.state.as_str().to_string(),
             r.last_report_at
                 .map(rfc3339)
                 .unwrap_or_else(|| "never".into()),
@@ -410,8 +409,8 @@ pub fn states_table(rows: &[ConnectionState]) -> String {
                 "-".to_string()
             } else {
                 r.reasons.join("; ")
-            }
-        );
+            },
+        ]);
     }
-    out
+    table.to_string()
 }
