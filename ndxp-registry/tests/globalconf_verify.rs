@@ -21,6 +21,12 @@ use ndxp_sign::key::KeyAlgorithm;
 
 const URL: &str = "https://conf.example/globalconf";
 
+/// Verifies `jws` against the fixture's anchor (for [`URL`]) at the
+/// fixture's time.
+fn verify(f: &Fixture, jws: &str) -> Result<ConfDocument, ConfError> {
+    globalconf::verify(jws, &f.anchor(URL), f.now)
+}
+
 #[test]
 fn signed_document_verifies_and_answers_lookups() {
     let f = Fixture::new();
@@ -31,7 +37,7 @@ fn signed_document_verifies_and_answers_lookups() {
     assert_eq!(header.typ.as_deref(), Some(JWS_TYP));
     assert_eq!(header.x5c.len(), 2, "signer and intermediate in x5c");
 
-    let got = globalconf::verify(&jws, &f.anchor(URL), f.now).unwrap();
+    let got = verify(&f, &jws).unwrap();
     assert_eq!(got, doc);
     assert_eq!(got.version, 7);
 
@@ -83,12 +89,7 @@ fn rsa_signer_uses_ps256() {
     let jws = f.signed(1);
     let (header, _) = jws::decode_unverified(&jws, &Default::default()).unwrap();
     assert_eq!(header.alg, JwsAlgorithm::Ps256);
-    assert_eq!(
-        globalconf::verify(&jws, &f.anchor(URL), f.now)
-            .unwrap()
-            .version,
-        1
-    );
+    assert_eq!(verify(&f, &jws).unwrap().version, 1);
 }
 
 #[test]
@@ -103,7 +104,7 @@ fn rs256_is_refused_even_from_the_right_signer() {
         Some(JWS_TYP),
     )
     .unwrap();
-    let err = globalconf::verify(&jws, &f.anchor(URL), f.now).unwrap_err();
+    let err = verify(&f, &jws).unwrap_err();
     assert!(matches!(err, ConfError::Envelope(_)), "{err:?}");
 }
 
@@ -114,12 +115,12 @@ fn signature_by_another_key_is_refused() {
     let payload = f.doc(1).to_json().unwrap();
     // The legitimate chain in x5c, but signed by a key that is not its leaf's.
     let forged = es256_raw(&header_with(&f.chain), &payload, &other);
-    let err = globalconf::verify(&forged, &f.anchor(URL), f.now).unwrap_err();
+    let err = verify(&f, &forged).unwrap_err();
     assert!(matches!(err, ConfError::Signature(_)), "{err:?}");
     // The same construction with the right key passes: the forgery fails
     // only because of the key.
     let honest = es256_raw(&header_with(&f.chain), &payload, &f.key);
-    globalconf::verify(&honest, &f.anchor(URL), f.now).unwrap();
+    verify(&f, &honest).unwrap();
 }
 
 #[test]
@@ -129,11 +130,11 @@ fn chain_to_another_ca_is_refused() {
     let key = KeyAlgorithm::EcP256.generate().unwrap();
     let chain = sign_chain(&rogue, &id(MGMT), &key);
     let jws = globalconf::sign(&f.doc(1), &key, &chain).unwrap();
-    let err = globalconf::verify(&jws, &f.anchor(URL), f.now).unwrap_err();
+    let err = verify(&f, &jws).unwrap_err();
     assert!(matches!(err, ConfError::Untrusted(_)), "{err:?}");
     // Without the intermediate in x5c the chain cannot be built either.
     let jws = globalconf::sign(&f.doc(1), &f.key, &f.chain[..1]).unwrap();
-    let err = globalconf::verify(&jws, &f.anchor(URL), f.now).unwrap_err();
+    let err = verify(&f, &jws).unwrap_err();
     assert!(matches!(err, ConfError::Untrusted(_)), "{err:?}");
 }
 
@@ -143,7 +144,7 @@ fn signer_of_another_member_is_refused_when_the_anchor_names_one() {
     let key = KeyAlgorithm::EcP256.generate().unwrap();
     let chain = sign_chain(&f.pki, &id(PROVIDER), &key);
     let jws = globalconf::sign(&f.doc(1), &key, &chain).unwrap();
-    match globalconf::verify(&jws, &f.anchor(URL), f.now) {
+    match verify(&f, &jws) {
         Err(ConfError::WrongSigner { expected, found }) => {
             assert_eq!(expected.to_string(), MGMT);
             assert!(found.contains(PROVIDER), "{found}");
@@ -162,7 +163,7 @@ fn signer_of_another_member_is_refused_when_the_anchor_names_one() {
     let mut chain = vec![f.pki.issue(&req, Profile::Auth, 30).unwrap()];
     chain.extend(f.pki.chain().iter().cloned());
     let jws = globalconf::sign(&f.doc(1), &key, &chain).unwrap();
-    let err = globalconf::verify(&jws, &f.anchor(URL), f.now).unwrap_err();
+    let err = verify(&f, &jws).unwrap_err();
     assert!(matches!(err, ConfError::WrongSigner { .. }), "{err:?}");
 }
 
@@ -179,7 +180,7 @@ fn tampered_payload_is_refused() {
         URL_SAFE_NO_PAD.encode(doc.to_json().unwrap()),
         parts[2]
     );
-    let err = globalconf::verify(&tampered, &f.anchor(URL), f.now).unwrap_err();
+    let err = verify(&f, &tampered).unwrap_err();
     assert!(matches!(err, ConfError::Signature(_)), "{err:?}");
 }
 
@@ -188,7 +189,7 @@ fn document_of_another_instance_is_refused() {
     let f = Fixture::new();
     let content = ndxp_registry::globalconf::ConfContent::default();
     let doc = ConfDocument::new(content, id("VN-TEST"), 1, f.now, TimeDelta::days(1)).unwrap();
-    match globalconf::verify(&f.sign(&doc), &f.anchor(URL), f.now) {
+    match verify(&f, &f.sign(&doc)) {
         Err(ConfError::WrongInstance { expected, found }) => {
             assert_eq!(expected.as_str(), "VN");
             assert_eq!(found.as_str(), "VN-TEST");
