@@ -382,11 +382,8 @@ fn full(path: &Path) -> PathBuf {
 
 /// The file of a `sqlite://PATH?...` or `sqlite:PATH` URL.
 fn sqlite_path(url: &str) -> PathBuf {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    PathBuf::from(rest.split('?').next().unwrap_or(rest))
+    let parsed = ndxp_db::parse(url).ok();
+    PathBuf::from(parsed.as_ref().and_then(|u| u.sqlite_file()).unwrap_or(url))
 }
 
 async fn back_up(item: &Item, source: String, out: &Path) -> Result<Entry> {
