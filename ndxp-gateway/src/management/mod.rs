@@ -125,16 +125,10 @@ impl AppState {
         registry::Admin::new(self.store.clone(), self.instance.clone(), caller.actor())
     }
 
-    /// Refuses a member of another instance.
+    /// Refuses a member of another instance (400), with the registry
+    /// service's check.
     pub(crate) fn check_instance(&self, m: &MemberId) -> Result<(), ApiError> {
-        if m.instance() == &self.instance {
-            Ok(())
-        } else {
-            Err(ApiError::BadRequest(format!(
-                "member {m} is not in instance {}",
-                self.instance
-            )))
-        }
+        Ok(registry::check_instance(&self.instance, "member", m, m)?)
     }
 }
 

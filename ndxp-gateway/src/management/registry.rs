@@ -188,14 +188,7 @@ impl Admin {
     }
 
     fn check_member(&self, what: &'static str, member: &MemberId, id: &dyn ToString) -> Result<()> {
-        if member.instance() != &self.instance {
-            return Err(AdminError::WrongInstance {
-                what,
-                id: id.to_string(),
-                instance: self.instance.clone(),
-            });
-        }
-        Ok(())
+        check_instance(&self.instance, what, member, id)
     }
 
     /// Refuses a member filter of another instance.
@@ -337,6 +330,24 @@ impl Admin {
     pub async fn revoke_token(&self, id: Uuid) -> Result<Credential> {
         Ok(self.store.revoke_credential(id, &self.actor).await?)
     }
+}
+
+/// Refuses the identifier `id` (a `what`, e.g. `member` or `subsystem`)
+/// when its `member` is not of `instance`.
+pub fn check_instance(
+    instance: &InstanceId,
+    what: &'static str,
+    member: &MemberId,
+    id: &dyn ToString,
+) -> Result<()> {
+    if member.instance() != instance {
+        return Err(AdminError::WrongInstance {
+            what,
+            id: id.to_string(),
+            instance: instance.clone(),
+        });
+    }
+    Ok(())
 }
 
 fn check_name(what: &str, name: &str) -> Result<()> {
