@@ -154,15 +154,11 @@ fn reconcile(args: &[String]) -> Result<()> {
         result["buckets_compared"].as_u64().unwrap_or(0),
         result["ids_fetched"].as_u64().unwrap_or(0),
     );
-    let mut doc = result.clone();
-    if let Some(m) = doc.as_object_mut() {
-        m.insert("name".into(), json!("reconcile"));
-        m.insert(
-            "what".into(),
-            json!("summarize both sides + compare + drill-down + report, one hourly period, 50 clients x 20 services; target < 10 s and < 512 MiB peak RSS"),
-        );
-    }
-    write_result("reconcile", &doc)?;
+    write_named(
+        "reconcile",
+        "summarize both sides + compare + drill-down + report, one hourly period, 50 clients x 20 services; target < 10 s and < 512 MiB peak RSS",
+        &result,
+    )?;
     if result["exact"].as_bool() != Some(true) {
         bail!("the report did not name exactly the planted differences");
     }
@@ -219,15 +215,22 @@ fn log(args: &[String]) -> Result<()> {
     if let Some(e) = result["postgres_error"].as_str() {
         println!("postgres unreachable: {e}");
     }
+    write_named(
+        "log",
+        "durable message-log appends/s (append returns after COMMIT; SQLite WAL synchronous=FULL): group commit with 256 appenders on SQLite and PostgreSQL, and one commit per record on SQLite; realistic signed records; target sqlite_rps >= 20000",
+        &result,
+    )
+}
+
+/// Writes a bench binary's `result` as `{name}.json`, with its `name` and
+/// `what` added.
+fn write_named(name: &str, what: &str, result: &Value) -> Result<()> {
     let mut doc = result.clone();
     if let Some(m) = doc.as_object_mut() {
-        m.insert("name".into(), json!("log"));
-        m.insert(
-            "what".into(),
-            json!("durable message-log appends/s (append returns after COMMIT; SQLite WAL synchronous=FULL): group commit with 256 appenders on SQLite and PostgreSQL, and one commit per record on SQLite; realistic signed records; target sqlite_rps >= 20000"),
-        );
+        m.insert("name".into(), json!(name));
+        m.insert("what".into(), json!(what));
     }
-    write_result("log", &doc)
+    write_result(name, &doc)
 }
 
 /// The last line of `stdout` that is a JSON object with every key of `keys`.

@@ -6,16 +6,16 @@
 //! without it.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use chrono::Timelike;
 
 use super::tools::{header_text, sample_answer};
 use super::{
-    exec, local_url, p, ports, wait_ready, Report, Services, CERT_CLIENT, CLIENT, CONSUMER,
-    PROVIDER, SAMPLE_PATH, SERVICE,
+    exec, local_url, p, ports, Report, Services, CERT_CLIENT, CLIENT, CONSUMER, PROVIDER,
+    SAMPLE_PATH, SERVICE,
 };
 
 /// The sample backend's address (README ports table; 8400 by default).
@@ -90,15 +90,15 @@ pub(crate) fn flow(
 
     let backend_url = backend_url();
     report.step("start the sample backend (citizen registry)", || {
-        let log = super::create_private(dir.join("logs/citizen-registry.log"))?;
-        let child = Command::new(bin.join("citizen-registry"))
-            .args(["--listen", backend_url.trim_start_matches("http://")])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting citizen-registry")?;
-        services.0.push(("citizen-registry".into(), child));
-        wait_ready(&format!("{backend_url}/healthz"), Duration::from_secs(15))?;
+        let mut backend = Command::new(bin.join("citizen-registry"));
+        backend.args(["--listen", backend_url.trim_start_matches("http://")]);
+        services.start(
+            "citizen-registry",
+            backend,
+            &dir.join("logs/citizen-registry.log"),
+            "citizen-registry",
+            (&format!("{backend_url}/healthz"), Duration::from_secs(15)),
+        )?;
         Ok(format!("{backend_url}{SAMPLE_PATH}"))
     });
 
@@ -220,16 +220,16 @@ pub(crate) fn flow(
         .enumerate()
     {
         report.step(&format!("start {node} (ndxp-node serve)"), || {
-            let log = super::create_private(dir.join(format!("logs/{node}.log")))?;
-            let child = Command::new(bin.join("ndxp-node"))
-                .args(["serve", "--config", p(cfg)])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {node}"))?;
-            services.0.push((node.to_string(), child));
+            let mut serve = Command::new(bin.join("ndxp-node"));
+            serve.args(["serve", "--config", p(cfg)]);
             let admin = format!("http://127.0.0.1:{}", admin_port(i));
-            wait_ready(&format!("{admin}/readyz"), Duration::from_secs(20))?;
+            services.start(
+                node,
+                serve,
+                &dir.join(format!("logs/{node}.log")),
+                node,
+                (&format!("{admin}/readyz"), Duration::from_secs(20)),
+            )?;
             Ok(format!(
                 "client http://127.0.0.1:{}, peer https://127.0.0.1:{}, admin {admin}",
                 client_port(i),

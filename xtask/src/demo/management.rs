@@ -3,13 +3,13 @@
 //! each node's admission.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use serde_json::json;
 
-use super::tools::{create_private, exec, exec_out, keys_and_certs, p, wait_ready, write_private};
+use super::tools::{exec, exec_out, keys_and_certs, p, write_private};
 use super::{
     exchange, local_url, management_url, ports, Report, Services, CERT_CLIENT, CONSUMER,
     OPERATOR_MEMBER, PROVIDER, SERVICE,
@@ -93,17 +93,17 @@ grace_secs = 2
 "#
             ),
         )?;
-        let log = create_private(dir.join("logs/management.log"))?;
-        let child = Command::new(bin.join("ndxp-gateway"))
-            .args(["serve", "--config", p(&cfg)])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting ndxp-gateway serve")?;
-        services.0.push(("management".into(), child));
-        wait_ready(
-            &format!("{}/readyz", local_url(management_admin_port)),
-            Duration::from_secs(20),
+        let mut serve = Command::new(bin.join("ndxp-gateway"));
+        serve.args(["serve", "--config", p(&cfg)]);
+        services.start(
+            "management",
+            serve,
+            &dir.join("logs/management.log"),
+            "ndxp-gateway serve",
+            (
+                &format!("{}/readyz", local_url(management_admin_port)),
+                Duration::from_secs(20),
+            ),
         )?;
         Ok(format!(
             "API {management_url}/api/v1, global configuration {management_url}/globalconf"

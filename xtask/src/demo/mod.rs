@@ -102,6 +102,29 @@ impl DemoArgs {
 /// Kills the child processes when the demo ends, however it ends.
 pub(crate) struct Services(pub(crate) Vec<(String, Child)>);
 
+impl Services {
+    /// Starts `command` as the service `name`, its standard error into the
+    /// new private file `log` (a failure to start says "starting {what}"),
+    /// and waits until the URL `ready.0` answers, for at most `ready.1`.
+    pub(crate) fn start(
+        &mut self,
+        name: &str,
+        mut command: Command,
+        log: &std::path::Path,
+        what: &str,
+        ready: (&str, Duration),
+    ) -> Result<()> {
+        let log = create_private(log)?;
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {what}"))?;
+        self.0.push((name.to_string(), child));
+        wait_ready(ready.0, ready.1)
+    }
+}
+
 impl Drop for Services {
     fn drop(&mut self) {
         for (name, child) in &mut self.0 {
@@ -231,22 +254,22 @@ pub(crate) fn start(o: Options) -> Result<Running> {
     }
 
     report.step("start the OCSP responder and TSA", || {
-        let log = create_private(dir.join("logs/pki.log"))?;
-        let child = Command::new(bin.join("ndxp-gateway"))
-            .args([
-                "pki",
-                "serve",
-                "--dir",
-                p(&pki),
-                "--listen",
-                &format!("127.0.0.1:{}", o.ports.pki()),
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting ndxp-gateway pki serve")?;
-        services.0.push(("pki serve".into(), child));
-        wait_ready(&format!("{base}/healthz"), Duration::from_secs(15))?;
+        let mut serve = Command::new(bin.join("ndxp-gateway"));
+        serve.args([
+            "pki",
+            "serve",
+            "--dir",
+            p(&pki),
+            "--listen",
+            &format!("127.0.0.1:{}", o.ports.pki()),
+        ]);
+        services.start(
+            "pki serve",
+            serve,
+            &dir.join("logs/pki.log"),
+            "ndxp-gateway pki serve",
+            (&format!("{base}/healthz"), Duration::from_secs(15)),
+        )?;
         Ok(format!(
             "OCSP {ocsp_url}, TSA {tsa_url}, log {}/logs/pki.log",
             dir.display()
