@@ -190,57 +190,81 @@ fn the_complete_example_parses_and_sets_every_key() {
     assert_eq!(small.admin, AdminConfig::default());
 }
 
-/// A row of the defaults tables in docs/config.md.
-fn row(key: &str, kind: &str, default: impl std::fmt::Display) -> String {
-    format!("| `{key}` | {kind} | `{default}` |")
-}
-
 #[test]
 fn documented_defaults_are_the_code_defaults() {
     let doc = doc();
     let m = ManagementConfig::default();
     let edge = ndxp_edge::EdgeSettings::default();
-    let gw = GatewayRoleConfig::default();
-    let (int, secs, bytes) = ("integer", "integer (seconds)", "integer (bytes)");
     for row in [
-        row("storage.url", "string (URL)", StorageConfig::default().url),
-        row("management.listen", "socket address", m.listen),
-        row("management.public_url", "string (URL)", m.public_url),
-        row("management.max_body_bytes", bytes, m.max_body_bytes),
-        row(
-            "admin.listen",
-            "socket address",
-            AdminConfig::default().listen,
+        format!(
+            "| `storage.url` | string (URL) | `{}` |",
+            StorageConfig::default().url
         ),
-        row("gateway.listen", "socket address", gw.listen),
-        row("gateway.max_body_bytes", bytes, gw.max_body_bytes),
-        row("gateway.token_lifetime_secs", secs, gw.token_lifetime_secs),
-        row(
-            "gateway.registry_poll_ms",
-            "integer (milliseconds)",
-            gw.registry_poll_ms,
+        format!("| `management.listen` | socket address | `{}` |", m.listen),
+        format!(
+            "| `management.public_url` | string (URL) | `{}` |",
+            m.public_url
         ),
-        row("edge.header_timeout_secs", secs, edge.header_timeout_secs),
-        row("edge.idle_timeout_secs", secs, edge.idle_timeout_secs),
-        row("edge.body_timeout_secs", secs, edge.body_timeout_secs),
-        row(
-            "edge.tls_handshake_timeout_secs",
-            secs,
-            edge.tls_handshake_timeout_secs,
+        format!(
+            "| `management.max_body_bytes` | integer (bytes) | `{}` |",
+            m.max_body_bytes
         ),
-        row("edge.drain_timeout_secs", secs, edge.drain_timeout_secs),
-        row("edge.max_connections", int, edge.max_connections),
-        row(
-            "edge.max_connections_per_ip",
-            int,
-            edge.max_connections_per_ip,
+        format!(
+            "| `admin.listen` | socket address | `{}` |",
+            AdminConfig::default().listen
         ),
-        row("edge.max_header_bytes", bytes, edge.max_header_bytes),
-        row("edge.max_headers", int, edge.max_headers),
-        row(
-            "edge.http2_max_concurrent_streams",
-            int,
-            edge.http2_max_concurrent_streams,
+        format!(
+            "| `gateway.listen` | socket address | `{}` |",
+            GatewayRoleConfig::default().listen
+        ),
+        format!(
+            "| `gateway.max_body_bytes` | integer (bytes) | `{}` |",
+            GatewayRoleConfig::default().max_body_bytes
+        ),
+        format!(
+            "| `gateway.token_lifetime_secs` | integer (seconds) | `{}` |",
+            GatewayRoleConfig::default().token_lifetime_secs
+        ),
+        format!(
+            "| `gateway.registry_poll_ms` | integer (milliseconds) | `{}` |",
+            GatewayRoleConfig::default().registry_poll_ms
+        ),
+        format!(
+            "| `edge.header_timeout_secs` | integer (seconds) | `{}` |",
+            edge.header_timeout_secs
+        ),
+        format!(
+            "| `edge.idle_timeout_secs` | integer (seconds) | `{}` |",
+            edge.idle_timeout_secs
+        ),
+        format!(
+            "| `edge.body_timeout_secs` | integer (seconds) | `{}` |",
+            edge.body_timeout_secs
+        ),
+        format!(
+            "| `edge.tls_handshake_timeout_secs` | integer (seconds) | `{}` |",
+            edge.tls_handshake_timeout_secs
+        ),
+        format!(
+            "| `edge.drain_timeout_secs` | integer (seconds) | `{}` |",
+            edge.drain_timeout_secs
+        ),
+        format!(
+            "| `edge.max_connections` | integer | `{}` |",
+            edge.max_connections
+        ),
+        format!(
+            "| `edge.max_connections_per_ip` | integer | `{}` |",
+            edge.max_connections_per_ip
+        ),
+        format!(
+            "| `edge.max_header_bytes` | integer (bytes) | `{}` |",
+            edge.max_header_bytes
+        ),
+        format!("| `edge.max_headers` | integer | `{}` |", edge.max_headers),
+        format!(
+            "| `edge.http2_max_concurrent_streams` | integer | `{}` |",
+            edge.http2_max_concurrent_streams
         ),
     ] {
         assert!(
@@ -250,9 +274,8 @@ fn documented_defaults_are_the_code_defaults() {
     }
     let smallest = toml_blocks_under(&doc, "## Complete example")[1].clone();
     let c = GatewayConfig::from_toml(&smallest, Path::new("/x")).unwrap();
-    assert!(doc.contains(&row(
-        "globalconf.validity_secs",
-        secs,
+    assert!(doc.contains(&format!(
+        "| `globalconf.validity_secs` | integer (seconds) | `{}` |",
         c.globalconf.validity_secs
     )));
 }
