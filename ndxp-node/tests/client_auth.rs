@@ -226,28 +226,18 @@ async fn each_subsystem_is_called_only_over_the_connection_its_type_demands() {
     );
 
     // The admin API: register C for DVC and remove A, no restart.
-    let body = serde_json::json!({"subsystem": DVC, "cert": c.cert});
-    assert_eq!(
-        admin(&net, reqwest::Method::POST, "/certs", body).await,
-        200
-    );
-    eventually(
-        "certificate C accepted for DVC after the admin API registered it",
-        async || call(&https(&net, Some(&c)), &tls_url, DVC).await,
-        |a| a.status == 200,
-    )
-    .await;
-    let body = serde_json::json!({"subsystem": DVC, "sha256": a.sha256});
-    assert_eq!(
-        admin(&net, reqwest::Method::DELETE, "/certs", body).await,
-        204
-    );
-    eventually(
-        "certificate A refused for DVC after the admin API removed it",
-        async || call(&https(&net, Some(&a)), &tls_url, DVC).await,
-        |a| a.status == 401,
-    )
-    .await;
+    let register = serde_json::json!({"subsystem": DVC, "cert": c.cert});
+    let remove = serde_json::json!({"subsystem": DVC, "sha256": a.sha256});
+    let registered = "certificate C accepted for DVC after the admin API registered it";
+    let removed = "certificate A refused for DVC after the admin API removed it";
+    for (method, body, answer, who, then, what) in [
+        (reqwest::Method::POST, register, 200, &c, 200, registered),
+        (reqwest::Method::DELETE, remove, 204, &a, 401, removed),
+    ] {
+        assert_eq!(admin(&net, method, "/certs", body).await, answer);
+        let next = async || call(&https(&net, Some(who)), &tls_url, DVC).await;
+        eventually(what, next, |r| r.status == then).await;
+    }
     assert_unauthorized(
         &call(&https(&net, Some(&a)), &tls_url, DVC).await,
         "is not registered",
