@@ -94,6 +94,21 @@ async fn crud_and_workflows() {
             )
             .await;
         assert_eq!((s, v["code"].as_str()), (409, Some("ndxp.bad_request")));
+        // The API and the command line share one service and its checks.
+        for name in ["   ", "tab\there", &"x".repeat(201)] {
+            let (s, v) = env
+                .op(
+                    "POST",
+                    "/api/v1/members",
+                    Some(json!({"id": "VN/GOV/000.00.00.X99", "name": name})),
+                )
+                .await;
+            assert_eq!(
+                (s, v["code"].as_str()),
+                (400, Some("ndxp.bad_request")),
+                "{name:?}"
+            );
+        }
         let (s, v) = env.op("GET", &format!("{H29_PATH}/subsystems"), None).await;
         assert_eq!(
             (s, v[0]["id"].as_str()),
@@ -716,6 +731,18 @@ async fn registration_approval_reaches_the_global_configuration() {
         let jws = env.registration(&keys, "node-h29b", "https://127.0.0.1:8204");
         let (_, v) = env.submit_registration(jws).await;
         let id2 = v["id"].as_str().unwrap().to_string();
+        let (s, v) = env
+            .op(
+                "POST",
+                &format!("/api/v1/registrations/{id2}/reject"),
+                Some(json!({"reason": "  "})),
+            )
+            .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (400, Some("ndxp.bad_request")),
+            "a reason is required"
+        );
         let (s, v) = env
             .op(
                 "POST",
