@@ -37,6 +37,13 @@
 //! SCHEMA.run(db.pool(), db.backend()).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Other crates' types in this API
+//!
+//! A database is an `sqlx` [`AnyPool`](sqlx::AnyPool): [`Database::pool`],
+//! [`Migrations::run`] and [`retry_busy`] take or give `sqlx` types, and
+//! `sqlx::Error` and `sqlx::migrate::MigrateError` are error sources, so an
+//! `sqlx` upgrade is a breaking change of this crate.
 
 mod busy;
 pub mod file;

@@ -37,6 +37,17 @@
 //! .await;
 //! # Ok(()) }
 //! ```
+//!
+//! # Other crates' types in this API
+//!
+//! The edge is built on hyper and tokio and says so in its signatures:
+//! `http` request and response types and `Uri`, `bytes::Bytes`, hyper's
+//! request body (`hyper::body::Incoming`) and `http_body` bodies in the
+//! service a listener runs, tokio's `TcpListener` and streams, OpenSSL's
+//! `SslAcceptor` (through `ndxp_sign::openssl`) and `prometheus_client`'s
+//! `Registry` for the metrics. Their major versions are part of this crate's API; the settings
+//! (`EdgeSettings`) and problem answers (`ProblemResponse`) are plain NDXP
+//! types.
 #![forbid(unsafe_code)]
 
 pub mod forward;

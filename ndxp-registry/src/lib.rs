@@ -24,6 +24,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Other crates' types in this API
+//!
+//! The store is over `sqlx` (`sqlx::Error` is the source of database
+//! errors); the global configuration client and the OCSP fetcher take a
+//! `reqwest::Client`, so that the caller chooses its proxy, time-outs and
+//! trust roots; certificates and keys are `openssl` types as `ndxp-sign`
+//! re-exports them. Their major versions are part of this crate's API.
+//!
 //! **Architecture invariant:** the registry is changed only through
 //! [`store::RegistryStore`] writes, each of which appends exactly one audit
 //! entry and raises the registry version in the same transaction; nothing
