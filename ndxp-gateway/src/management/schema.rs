@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
-use ndxp_registry::store::gateway::BackendTls;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -232,30 +231,4 @@ pub struct ProblemSchema {
     code: String,
     /// What went wrong.
     detail: Option<String>,
-}
-
-// The handler reads `ndxp_registry::store::gateway::GatewaySettingsUpdate`
-// (deny_unknown_fields too, which the schema states).
-/// Body of `PATCH /api/v1/gateway/services/{...}`: the fields to change.
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = GatewayServicePatch)]
-pub struct GatewayServicePatchSchema {
-    /// New backend base URL.
-    backend_url: Option<String>,
-    /// New timeout, milliseconds.
-    timeout_ms: Option<u64>,
-    /// New default rate.
-    rate_per_sec: Option<u64>,
-    /// New default burst.
-    burst: Option<u64>,
-    /// New default daily quota.
-    quota_per_day: Option<u64>,
-    /// Sign forwarded requests or not.
-    sign_requests: Option<bool>,
-    /// Require signed responses or not.
-    verify_responses: Option<bool>,
-    /// New TLS files towards the backend (operator only).
-    #[schema(value_type = Option<Object>)]
-    backend_tls: Option<BackendTls>,
 }

@@ -222,8 +222,18 @@ pub struct GatewayService {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Changes to [`GatewaySettings`]; `None` leaves a field as it is.
+/// Changes to [`GatewaySettings`]; `None` leaves a field as it is. This is
+/// also the body of the management API's `PATCH` of a gateway service
+/// (schema `GatewayServicePatch` with the `openapi` feature).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        as = GatewayServicePatch,
+        description = "Body of `PATCH /api/v1/gateway/services/{...}`: the fields to change."
+    )
+)]
 #[serde(deny_unknown_fields)]
 pub struct GatewaySettingsUpdate {
     /// New backend base URL.
@@ -247,8 +257,10 @@ pub struct GatewaySettingsUpdate {
     /// Require signed responses or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_responses: Option<bool>,
-    /// New TLS options towards the backend (replaces all three files).
+    /// New TLS options towards the backend (replaces all three files;
+    /// operator only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub backend_tls: Option<BackendTls>,
 }
 

@@ -31,7 +31,7 @@ use crate::management::error::ApiError;
 use crate::management::extract::{
     ApiJson, ApiPath, ApiQuery, OptionalJson, RecordPath, ServicePath,
 };
-use crate::management::schema::{GatewayServicePatchSchema, ProblemSchema};
+use crate::management::schema::ProblemSchema;
 use crate::management::AppState;
 
 /// The gateway part of the registry, put in the request extensions by the
@@ -213,7 +213,7 @@ pub async fn get_gateway_service(
 #[utoipa::path(patch,
     path = "/api/v1/gateway/services/{instance}/{class}/{code}/{subsystem}/{service}/{version}",
     tag = "gateway", security(("bearer" = [])), params(ServicePath),
-    request_body = GatewayServicePatchSchema,
+    request_body = GatewaySettingsUpdate,
     responses((status = 200, description = "Updated", body = Object),
                (status = 400, description = "Bad value", body = ProblemSchema),
                (status = 403, description = "Another member's service, or a published service's backend_url or backend TLS by a member", body = ProblemSchema),
