@@ -160,6 +160,20 @@ wait_http() {
   fail "$url did not answer within $limit s (see $dir/logs/)"
 }
 
+# Waits until HAProxy's health checks have marked BACKEND/SERVER up: a
+# balancer that still counts a process down sends every new connection to
+# the others, and the consumer node keeps its peer connections open.
+wait_up() {
+  local backend=$1 server=$2 limit=${3:-30} i
+  for ((i = 0; i < limit * 10; i++)); do
+    curl -fsS --max-time 1 "http://127.0.0.1:$lb_stats/stats;csv" 2>/dev/null |
+      awk -F, -v b="$backend" -v s="$server" '$1 == b && $2 == s && $18 == "UP" { ok = 1 } END { exit !ok }' &&
+      return 0
+    sleep 0.1
+  done
+  fail "HAProxy did not mark $backend/$server up within $limit s (see http://127.0.0.1:$lb_stats/stats)"
+}
+
 gw() { "$bin/ndxp-gateway" "$@"; }
 node() { "$bin/ndxp-node" "$@"; }
 
@@ -434,6 +448,8 @@ start node-g22 "$bin/ndxp-node" serve --config "$g22/a/node.toml"
 wait_http "http://127.0.0.1:$h29a_admin/readyz"
 wait_http "http://127.0.0.1:$h29b_admin/readyz"
 wait_http "http://127.0.0.1:$g22_admin/readyz"
+for server in node-h29-a node-h29-b; do wait_up provider-peer "$server"; done
+for server in gateway-a gateway-b; do wait_up gateway "$server"; done
 echo "==> node-h29 process A: client 127.0.0.1:$h29a_client, peer 127.0.0.1:$h29a_peer, admin 127.0.0.1:$h29a_admin"
 echo "==> node-h29 process B: client 127.0.0.1:$h29b_client, peer 127.0.0.1:$h29b_peer, admin 127.0.0.1:$h29b_admin"
 echo "==> node-g22 (consumer): client 127.0.0.1:$g22_client, calls node-h29 through 127.0.0.1:$lb_peer"
