@@ -207,6 +207,19 @@ impl Measured {
         (self.result.rps > 0.0).then(|| cores * 1e6 / self.result.rps)
     }
 
+    /// CPU microseconds per request of every probed process, as a flat
+    /// JSON object from process name to µs (two decimals; `null` when no
+    /// request completed): the `cpu_us_per_req` key of the result files.
+    pub(crate) fn cpu_us_per_req(&self) -> Value {
+        let round = |x: f64| (x * 100.0).round() / 100.0;
+        Value::Object(
+            self.cpu
+                .iter()
+                .map(|(n, _)| (n.clone(), json!(self.cpu_us_per_request(n).map(round))))
+                .collect(),
+        )
+    }
+
     /// The figures as a JSON object: `rps`, `p50_ms`, `p99_ms`, `max_ms`,
     /// `requests`, `errors`, `non_2xx`, `status_counts`, `connections`, and
     /// per process `cpu_cores` and `cpu_us_per_request`.
@@ -469,6 +482,7 @@ fn load_json(name: &str, platform: Option<&Measured>, direct: &Measured, extra: 
         doc.insert(format!("direct_{k}"), d[k].clone());
     }
     doc.insert("connections".into(), json!(direct.connections));
+    doc.insert("cpu_us_per_req".into(), top.cpu_us_per_req());
     if let Some(p) = platform {
         doc.insert("platform".into(), p.to_json());
     }
@@ -649,10 +663,20 @@ mod tests {
         assert_eq!(doc["platform"]["status_counts"]["200"], 60_000);
         // 0.5 cores at 120,000 requests/s: about 4.17 µs per request.
         assert_eq!(doc["direct"]["cpu"]["loadgen"]["cpu_us_per_request"], 4.17);
+        // The flat per-process figures are the platform run's: 0.25 cores
+        // at 6,000 requests/s is 41.67 µs per request.
+        assert_eq!(
+            doc["cpu_us_per_req"],
+            json!({"loadgen": 83.33, "backend": 41.67})
+        );
 
         let alone = load_json("direct", None, &direct, json!({}));
         assert_eq!(alone["rps"], alone["direct_rps"]);
         assert!(alone.get("platform").is_none());
+        assert_eq!(alone["cpu_us_per_req"]["backend"], 2.08);
+        let mut idle = direct.clone();
+        idle.result.rps = 0.0;
+        assert_eq!(idle.cpu_us_per_req(), json!({"loadgen": null, "backend": null}));
         assert!(direct.ensure_clean("direct").is_ok());
         let mut failed = direct.clone();
         failed.result.non_2xx = 1;
