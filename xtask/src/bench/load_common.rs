@@ -676,7 +676,10 @@ mod tests {
         assert_eq!(alone["cpu_us_per_req"]["backend"], 2.08);
         let mut idle = direct.clone();
         idle.result.rps = 0.0;
-        assert_eq!(idle.cpu_us_per_req(), json!({"loadgen": null, "backend": null}));
+        assert_eq!(
+            idle.cpu_us_per_req(),
+            json!({"loadgen": null, "backend": null})
+        );
         assert!(direct.ensure_clean("direct").is_ok());
         let mut failed = direct.clone();
         failed.result.non_2xx = 1;
