@@ -207,7 +207,6 @@ async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let metrics = Arc::new(Metrics::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -229,6 +228,9 @@ async fn serve(
         }
         _ => None,
     };
+    let metrics = Arc::new(Metrics::with_gateway(
+        gateway.as_ref().map(|(gw, _)| gw.metrics()),
+    ));
 
     let mut servers = Vec::new();
     let mut background = Vec::new();
@@ -451,7 +453,7 @@ async fn metrics_text(State(st): State<AdminState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            HeaderValue::from_static(ndxp_edge::metrics::CONTENT_TYPE),
         )],
         st.metrics.encode(),
     )

@@ -20,6 +20,7 @@
 //! | [`token`] | client secrets (HMAC-SHA256 hashes), ES256 JWT access tokens, the verified-token cache |
 //! | [`certauth`] | client certificates as credentials: chain, expiry and OCSP checks with their cache |
 //! | [`limits`] | per-subscription token buckets and daily quotas |
+//! | [`metrics`] | request, duration, rate-limit and token metrics |
 //! | [`routing`] | the in-memory table built from the registry |
 //! | [`service`] | the catalogue, subscription and credential operations the management API and the `ndxp-gateway gateway ...` commands both call |
 //!
@@ -35,7 +36,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
@@ -55,6 +56,7 @@ use crate::config::GatewayConfig;
 pub(crate) mod backoff;
 pub mod certauth;
 pub mod limits;
+pub mod metrics;
 mod oauth;
 mod proxy;
 pub mod routing;
@@ -63,6 +65,7 @@ pub mod token;
 
 use certauth::ClientCert;
 use limits::Limiter;
+use metrics::GatewayMetrics;
 use routing::{ClientFactory, Routing};
 use token::{TokenIssuer, TokenVerifier};
 
@@ -131,6 +134,7 @@ pub struct Gateway {
     max_body: usize,
     log_bodies: bool,
     poll: Duration,
+    metrics: GatewayMetrics,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -276,6 +280,7 @@ impl Gateway {
             max_body: gw.max_body_bytes,
             log_bodies: gw.log_bodies,
             poll: Duration::from_millis(gw.registry_poll_ms),
+            metrics: GatewayMetrics::new(),
         };
         gateway.refresh().await.map_err(GatewayError::Store)?;
         Ok(gateway)
@@ -334,6 +339,12 @@ impl Gateway {
     /// The token verifier (its cache size is a useful metric).
     pub fn verifier(&self) -> &TokenVerifier {
         &self.verifier
+    }
+
+    /// The role's request and token metrics (register them in the
+    /// process's registry to serve them).
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.metrics
     }
 
     /// The message log writer id.
@@ -401,9 +412,15 @@ impl Gateway {
 /// checks need the peer address).
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
-        .route("/oauth2/token", post(oauth::token))
+        .route("/oauth2/token", post(token))
         .fallback(call)
         .with_state(gateway)
+}
+
+async fn token(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let resp = oauth::token(State(gw.clone()), req).await;
+    gw.metrics.observe_token(resp.status());
+    resp
 }
 
 async fn call(
@@ -411,5 +428,25 @@ async fn call(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    proxy::handle(&gw, peer, req).await
+    let start = Instant::now();
+    let uri = req.uri().clone();
+    let resp = proxy::handle(&gw, peer, req).await;
+    // A call refused before the proxy labelled it (bad path, unknown
+    // service, no valid credentials) is counted under the offered service
+    // it named, if any.
+    let named = || {
+        let path = uri.path().strip_prefix('/')?;
+        let (service, _) = ndxp_core::ServiceId::split_path(path).ok()?;
+        gw.routing()
+            .services
+            .contains_key(&service)
+            .then(|| gw.metrics.service(&service))
+    };
+    let service = if resp.extensions().get::<metrics::CallSeen>().is_some() {
+        None
+    } else {
+        named()
+    };
+    gw.metrics.observe_call(&resp, service, start.elapsed());
+    resp
 }

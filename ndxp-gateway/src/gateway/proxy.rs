@@ -21,6 +21,7 @@ use ndxp_sign::profile;
 
 use super::certauth::ClientCert;
 use super::limits::Refusal;
+use super::metrics::CallSeen;
 use super::routing::Route;
 use super::Gateway;
 
@@ -234,10 +235,11 @@ pub(super) async fn handle(gw: &Gateway, peer: SocketAddr, req: Request) -> Resp
     };
     drop(table);
     if let Err(r) = gw.limiter.check(sub.id, sub.limit, unix_f64(received_at)) {
-        let detail = match r {
-            Refusal::Rate { .. } => "the subscription's rate limit is exceeded",
-            Refusal::Quota { .. } => "the subscription's daily quota is used up",
+        let (limit, detail) = match r {
+            Refusal::Rate { .. } => ("rate", "the subscription's rate limit is exceeded"),
+            Refusal::Quota { .. } => ("quota", "the subscription's daily quota is used up"),
         };
+        gw.metrics.rate_limited(limit);
         let p = Problem::new(ErrorCode::RateLimited, detail).with_transaction(txid);
         let resp = ProblemResponse::new(&p)
             .retry_after(r.retry_after())
@@ -331,6 +333,14 @@ async fn finish(
         status = status.as_u16(),
         "gateway exchange"
     );
+    let seen = CallSeen {
+        service: gw.metrics.service(&call.service),
+        client: gw.metrics.client(&call.client),
+        upstream: call
+            .forwarded_at
+            .zip(call.backend_answered_at)
+            .and_then(|(sent, answered)| (answered - sent).to_std().ok()),
+    };
     let exchange = Exchange {
         transaction_id: txid,
         client: call.client,
@@ -362,6 +372,7 @@ async fn finish(
         resp.headers_mut()
             .insert(HeaderName::from_static(REQUEST_HASH), h);
     }
+    resp.extensions_mut().insert(seen);
     resp
 }
 

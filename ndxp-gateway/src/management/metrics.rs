@@ -10,6 +10,8 @@
 //! | `ndxp_globalconf_version` | gauge | |
 //! | `ndxp_globalconf_age_seconds` | gauge | |
 //! | `ndxp_gateway_connections_open`, `ndxp_gateway_connections_refused_total`, `ndxp_gateway_handshakes_failed_total` | gauge, counters | `listener` (management, admin, gateway); see [`ndxp_edge::metrics`] |
+//! | `ndxp_build_info` | gauge | see [`ndxp_edge::metrics`] |
+//! | `ndxp_gateway_requests_total` and the gateway role's others | | when the process runs the gateway role: [`crate::gateway::metrics`] |
 //!
 //! `route` is the route template (e.g. `/api/v1/members/{instance}/{class}/{code}`),
 //! or `unmatched`, so labels stay few whatever paths clients send.
@@ -78,7 +80,17 @@ impl Default for Metrics {
 impl Metrics {
     /// A fresh registry with every metric registered.
     pub fn new() -> Self {
+        Self::with_gateway(None)
+    }
+
+    /// [`new`](Self::new), plus the gateway role's metrics when the
+    /// process runs it.
+    pub fn with_gateway(gateway: Option<&crate::gateway::metrics::GatewayMetrics>) -> Self {
         let mut registry = Registry::default();
+        ndxp_edge::metrics::register_build_info(&mut registry);
+        if let Some(g) = gateway {
+            g.register(&mut registry);
+        }
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let errors = Family::<ErrorLabels, Counter>::default();

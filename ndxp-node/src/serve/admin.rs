@@ -124,7 +124,7 @@ async fn metrics(State(state): St) -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ndxp_edge::metrics::CONTENT_TYPE,
         )],
         state.metrics.encode(),
     )

@@ -12,6 +12,7 @@
 //! | `ndxp_node_unstamped_records` | gauge | records without a token at the last timestamping run |
 //! | `ndxp_node_log_append_duration_seconds` | histogram | `role`: time an exchange waited for its message-log record to be committed |
 //! | `ndxp_node_log_pending_appends` | gauge | appends waiting for their commit (sampled every 0.5 s) |
+//! | `ndxp_build_info` | gauge | see [`ndxp_edge::metrics`] |
 //! | `ndxp_node_connections_open`, `ndxp_node_connections_refused_total`, `ndxp_node_handshakes_failed_total` | gauge, counters | `listener` (client, client_https, peer, admin); see [`ndxp_edge::metrics`] |
 
 use std::sync::atomic::AtomicU64;
@@ -70,6 +71,7 @@ impl Metrics {
     /// A registry with every metric registered.
     pub fn new() -> Self {
         let mut registry = Registry::default();
+        ndxp_edge::metrics::register_build_info(&mut registry);
         let exchanges = Family::<ExchangeLabels, Counter>::default();
         registry.register(
             "ndxp_node_exchanges",
