@@ -166,7 +166,9 @@ impl GatewayMetrics {
 
     /// Counts a call refused by a subscription's `rate` or `quota`.
     pub(crate) fn rate_limited(&self, limit: &'static str) {
-        self.rate_limited.get_or_create(&LimitLabels { limit }).inc();
+        self.rate_limited
+            .get_or_create(&LimitLabels { limit })
+            .inc();
     }
 
     /// Records one answered call; `service` is the offered service it

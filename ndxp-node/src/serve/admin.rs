@@ -122,10 +122,7 @@ async fn readyz(State(state): St) -> Response {
 
 async fn metrics(State(state): St) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            ndxp_edge::metrics::CONTENT_TYPE,
-        )],
+        [(header::CONTENT_TYPE, ndxp_edge::metrics::CONTENT_TYPE)],
         state.metrics.encode(),
     )
         .into_response()
