@@ -44,21 +44,34 @@ mod registrations;
 mod rows;
 mod services;
 mod subscriptions;
+mod transaction;
 
 pub use open::StoreOptions;
+pub use transaction::SqlTransaction;
+use transaction::{Shared, Slot};
 
 /// The registry store on SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// Set on the store of a [`SqlTransaction`]: its writes join that
+    /// transaction instead of committing one by one.
+    shared: Option<Shared>,
 }
 
 impl SqlStore {
     /// Starts a write: locks and bumps the registry state row first, so
-    /// writes are serialised and audit ids commit in order.
+    /// writes are serialised and audit ids commit in order. On the store
+    /// of a [`SqlTransaction`] the write runs in that transaction.
     async fn begin_write(&self, bump_version: bool) -> Result<Write> {
-        let mut tx = self.begin_immediate().await?;
+        let (mut tx, slot) = match &self.shared {
+            None => (self.begin_immediate().await?, None),
+            Some(shared) => {
+                let (tx, slot) = shared.take().await?;
+                (tx, Some(slot))
+            }
+        };
         let sql = if bump_version {
             "UPDATE registry_state SET version = version + 1, audit_seq = audit_seq + 1 \
              WHERE id = 1 RETURNING version, audit_seq"
@@ -73,15 +86,20 @@ impl SqlStore {
             .ok_or_else(|| corrupt("registry_state", "the state row is missing"))?;
         Ok(Write {
             tx,
+            slot,
             audit_id: col(&row, "audit_seq")?,
             at: Utc::now(),
         })
     }
 }
 
-/// An open write transaction; dropped without [`Write::finish`] it rolls back.
+/// An open write transaction; dropped without [`Write::finish`] it rolls
+/// back (inside a [`SqlTransaction`]: the whole of it, see `transaction.rs`).
 struct Write {
     tx: Transaction<'static, Any>,
+    /// Inside a [`SqlTransaction`]: where `tx` goes back when the write
+    /// is finished, instead of committing.
+    slot: Option<Slot>,
     audit_id: i64,
     at: DateTime<Utc>,
 }
@@ -91,7 +109,8 @@ impl Write {
         &mut self.tx
     }
 
-    /// Appends the audit entry and commits.
+    /// Appends the audit entry and commits (inside a [`SqlTransaction`]:
+    /// hands the transaction back to it, to commit with the others).
     async fn finish(
         mut self,
         actor: &Actor,
@@ -112,7 +131,13 @@ impl Write {
         .execute(&mut *self.tx)
         .await
         .map_err(StoreError::Database)?;
-        self.tx.commit().await.map_err(StoreError::Database)
+        match self.slot {
+            None => self.tx.commit().await.map_err(StoreError::Database),
+            Some(slot) => {
+                slot.put_back(self.tx);
+                Ok(())
+            }
+        }
     }
 }
 

@@ -82,7 +82,11 @@ impl SqlStore {
         })?;
         let backend = db.backend();
         let pool = db.into_pool();
-        let store = Self { pool, backend };
+        let store = Self {
+            pool,
+            backend,
+            shared: None,
+        };
         store.migrate().await?;
         Ok(store)
     }
