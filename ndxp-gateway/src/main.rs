@@ -64,6 +64,10 @@ enum Command {
     /// The global configuration: the anchor file nodes install.
     #[command(subcommand)]
     Conf(ConfCommand),
+    /// The registry as a file: export, diff and apply (configuration as
+    /// code, docs/config-as-code.md).
+    #[command(subcommand)]
+    Registry(cli::catalog::RegistryCommand),
     /// Connection state of every node and service (docs/monitoring.md).
     Status {
         #[command(flatten)]
@@ -124,7 +128,7 @@ fn exit_code(e: &anyhow::Error) -> i32 {
             || c.downcast_ref::<ServiceError>()
                 .is_some_and(ServiceError::is_usage)
             || c.downcast_ref::<UsageError>().is_some()
-    });
+    }) || cli::catalog::is_usage(e);
     if usage {
         EXIT_USAGE
     } else {
@@ -143,6 +147,7 @@ fn run(command: Command) -> Result<()> {
         Command::Requests(c) => cli::registry::requests(c),
         Command::Tokens(c) => cli::registry::tokens(c),
         Command::Conf(c) => cli::registry::conf(c),
+        Command::Registry(c) => cli::catalog::run(c),
         Command::Status { cfg, out } => cli::monitoring::status(&cfg, out.json),
         Command::Backup { cfg, out } => cli::backup(&cfg, &out),
         Command::Reconcile {

@@ -655,3 +655,65 @@ fn help_lists_the_operator_commands() {
         assert!(text.contains(c), "{c} missing from --help");
     }
 }
+
+/// `registry export | diff | apply` (docs/config-as-code.md): exit
+/// statuses, the file's mode, a bad file naming its line, idempotence.
+#[tokio::test]
+async fn registry_file_export_diff_apply() {
+    let env = Env::sqlite().await;
+    env.ok(&["members", "add", "--id", H29, "--name", "Bộ Công an"]);
+    env.ok(&["subsystems", "add", "--id", &format!("{H29}/CSDLDC")]);
+    let file = env.dir.path().join("registry.toml");
+    let path = file.to_str().unwrap();
+    env.ok(&["registry", "export", "-o", path]);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(env.ok(&["registry", "export"]), text, "stdout and -o agree");
+
+    // Nothing to do: diff exits 0, apply says so and writes nothing.
+    let out = env.gw(&["registry", "diff", "-f", path]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let store = env.store().await;
+    let audit = store.list_audit(0, 1000).await.unwrap().len();
+    assert!(env
+        .ok(&["registry", "apply", "-f", path])
+        .contains("no changes"));
+    assert_eq!(store.list_audit(0, 1000).await.unwrap().len(), audit);
+
+    // A new member: diff exits 1 and shows it, --json too.
+    let edited = text.replace(
+        "[[subsystems]]",
+        "[[members]]\nid = \"VN/GOV/000.00.00.G22\"\nname = \"Bộ Tài chính\"\n\n[[subsystems]]",
+    );
+    std::fs::write(&file, &edited).unwrap();
+    let out = env.gw(&["registry", "diff", "-f", path]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("+ member VN/GOV/000.00.00.G22"));
+    let out = env.gw(&["registry", "diff", "-f", path, "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["changes"][0]["op"], "add");
+    env.ok(&["registry", "apply", "-f", path, "--dry-run"]);
+    assert_eq!(store.list_members().await.unwrap().len(), 1, "dry run");
+    let v = env.json(&["registry", "apply", "-f", path]);
+    assert_eq!(v["applied"], true);
+    let members = store.list_members().await.unwrap();
+    assert_eq!(members.len(), 2);
+    let last = store.list_audit(0, 1000).await.unwrap();
+    assert_eq!(last.last().map(|e| e.actor.as_str()), Some("cli:tester"));
+
+    // A bad file: exit 64 naming the line, nothing written.
+    std::fs::write(
+        &file,
+        edited.replace("name = \"Bộ Tài chính\"", "nmae = \"x\""),
+    )
+    .unwrap();
+    for cmd in ["diff", "apply"] {
+        let out = env.gw(&["registry", cmd, "-f", path]);
+        assert_eq!(code(&out), 64, "{cmd}");
+        assert!(stderr(&out).contains("line "), "{}", stderr(&out));
+    }
+    assert_eq!(store.list_audit(0, 1000).await.unwrap().len(), last.len());
+    env.cleanup().await;
+}

@@ -66,7 +66,10 @@ async fn a_failed_write_rolls_back_the_whole_transaction() {
         assert!(matches!(e, StoreError::AlreadyExists { .. }), "{e}");
         // Every later write and the commit are refused.
         let later = tx.store().add_group("g", "G", &actor).await.unwrap_err();
-        assert!(later.to_string().contains("transaction is closed"), "{later}");
+        assert!(
+            later.to_string().contains("transaction is closed"),
+            "{later}"
+        );
         let commit = tx.commit().await.unwrap_err();
         assert!(matches!(commit, StoreError::Invalid(_)), "{commit}");
         assert!(store.list_members().await.unwrap().is_empty());
@@ -113,7 +116,10 @@ async fn other_writers_wait_for_the_transaction() {
                 .unwrap();
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!writer.is_finished(), "a writer went past the open transaction");
+        assert!(
+            !writer.is_finished(),
+            "a writer went past the open transaction"
+        );
         tx.commit().await.unwrap();
         writer.await.unwrap();
         let audit = store.list_audit(0, 10).await.unwrap();

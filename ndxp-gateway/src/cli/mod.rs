@@ -9,6 +9,7 @@ use ndxp_gateway::config::GatewayConfig;
 use ndxp_gateway::management::registry::{Admin, AdminError};
 use ndxp_registry::model::Actor;
 
+pub(crate) mod catalog;
 pub(crate) mod gateway;
 pub(crate) mod monitoring;
 pub(crate) mod pki;

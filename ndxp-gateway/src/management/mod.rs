@@ -83,6 +83,7 @@ use self::metrics::Metrics;
 use self::publisher::Publisher;
 
 pub mod auth;
+pub mod catalog;
 pub mod error;
 pub mod extract;
 pub mod handlers;

@@ -205,6 +205,16 @@ impl Admin {
         Ok(self.store.add_member(id, name.trim(), &self.actor).await?)
     }
 
+    /// Changes the name of a member of the configured instance.
+    pub async fn rename_member(&self, id: &MemberId, name: &str) -> Result<Member> {
+        self.check_member("member", id, id)?;
+        check_name("member name", name)?;
+        Ok(self
+            .store
+            .rename_member(id, name.trim(), &self.actor)
+            .await?)
+    }
+
     /// All members, sorted by id.
     pub async fn list_members(&self) -> Result<Vec<Member>> {
         Ok(self.store.list_members().await?)
@@ -350,7 +360,9 @@ pub fn check_instance(
     Ok(())
 }
 
-fn check_name(what: &str, name: &str) -> Result<()> {
+/// Refuses an empty name, one longer than [`MAX_NAME_CHARS`] or one with
+/// control characters (`what` names it in the message).
+pub fn check_name(what: &str, name: &str) -> Result<()> {
     let name = name.trim();
     if name.is_empty() {
         return Err(AdminError::Invalid(format!("the {what} must not be empty")));

@@ -136,6 +136,8 @@ pub trait RegistryStore: MonitoringStore + Send + Sync {
     // ---- members ----
     /// Adds a member. `AlreadyExists` if the id is taken.
     async fn add_member(&self, id: &MemberId, name: &str, actor: &Actor) -> Result<Member>;
+    /// Changes a member's name; `NotFound` if absent.
+    async fn rename_member(&self, id: &MemberId, name: &str, actor: &Actor) -> Result<Member>;
     /// One member; `NotFound` if absent.
     async fn get_member(&self, id: &MemberId) -> Result<Member>;
     /// All members, sorted by id.
@@ -238,6 +240,8 @@ pub trait RegistryStore: MonitoringStore + Send + Sync {
     // ---- groups ----
     /// Adds an empty group; the code follows the identifier segment rule.
     async fn add_group(&self, code: &str, description: &str, actor: &Actor) -> Result<Group>;
+    /// Changes a group's description; `NotFound` if absent.
+    async fn describe_group(&self, code: &str, description: &str, actor: &Actor) -> Result<Group>;
     /// One group with its members; `NotFound` if absent.
     async fn get_group(&self, code: &str) -> Result<Group>;
     /// All groups, sorted by code.

@@ -23,6 +23,7 @@ use serde_json::json;
 
 use crate::util::{cargo, root, run_step};
 
+mod catalog;
 mod central;
 mod exchange;
 mod management;
@@ -430,6 +431,7 @@ pub(crate) fn start(o: Options) -> Result<Running> {
     }
     let cert_client = exchange::flow(&mut report, &bin, &dir, &mut services, !o.quiet_nodes)?;
     let gw = central::flow(&mut report, &mgmt.operator_token, &exchange::backend_url());
+    catalog::flow(&mut report, &bin, &dir);
 
     let demo = json!({
         "dir": dir,

@@ -42,6 +42,41 @@ impl SqlStore {
         Ok(member)
     }
 
+    pub(super) async fn rename_member(
+        &self,
+        id: &MemberId,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<Member> {
+        check_text("member name", name)?;
+        let mut w = self.begin_write(true).await?;
+        let key = id.to_string();
+        let old = one_by_key(
+            w.conn(),
+            "SELECT id, name, created_at FROM members WHERE id = $1",
+            &key,
+            "member",
+            member_row,
+        )
+        .await?;
+        sqlx::query("UPDATE members SET name = $2 WHERE id = $1")
+            .bind(key.clone())
+            .bind(name.to_string())
+            .run(w.conn())
+            .await?;
+        w.finish(
+            actor,
+            "member.rename",
+            &key,
+            json!({ "from": old.name, "name": name }),
+        )
+        .await?;
+        Ok(Member {
+            name: name.to_string(),
+            ..old
+        })
+    }
+
     pub(super) async fn get_member(&self, id: &MemberId) -> Result<Member> {
         one_by_key(
             &self.pool,

@@ -463,6 +463,7 @@ macro_rules! forward_to_aggregates {
 
 forward_to_aggregates! {
     add_member(id: &MemberId, name: &str, actor: &Actor) -> Member;
+    rename_member(id: &MemberId, name: &str, actor: &Actor) -> Member;
     get_member(id: &MemberId) -> Member;
     list_members() -> Vec<Member>;
     remove_member(id: &MemberId, actor: &Actor) -> ();
@@ -487,6 +488,7 @@ forward_to_aggregates! {
     update_service(id: &ServiceId, update: &ServiceUpdate, actor: &Actor) -> Service;
     remove_service(id: &ServiceId, actor: &Actor) -> ();
     add_group(code: &str, description: &str, actor: &Actor) -> Group;
+    describe_group(code: &str, description: &str, actor: &Actor) -> Group;
     get_group(code: &str) -> Group;
     list_groups() -> Vec<Group>;
     remove_group(code: &str, actor: &Actor) -> ();

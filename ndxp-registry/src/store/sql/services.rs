@@ -223,6 +223,30 @@ impl SqlStore {
         })
     }
 
+    pub(super) async fn describe_group(
+        &self,
+        code: &str,
+        description: &str,
+        actor: &Actor,
+    ) -> Result<Group> {
+        let mut w = self.begin_write(true).await?;
+        let mut group = load_group(w.conn(), code).await?;
+        sqlx::query("UPDATE subsystem_groups SET description = $2 WHERE code = $1")
+            .bind(code.to_string())
+            .bind(description.to_string())
+            .run(w.conn())
+            .await?;
+        w.finish(
+            actor,
+            "group.describe",
+            code,
+            json!({ "from": group.description, "description": description }),
+        )
+        .await?;
+        group.description = description.to_string();
+        Ok(group)
+    }
+
     pub(super) async fn get_group(&self, code: &str) -> Result<Group> {
         let mut conn = self.pool.acquire().await.map_err(db)?;
         load_group(&mut conn, code).await
