@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use ndxp_gateway::management::catalog::{self, CatalogError, CatalogFile, Options, Plan};
 use ndxp_registry::store::{SqlStore, StoreOptions};
 
@@ -26,50 +26,41 @@ pub(crate) enum RegistryCommand {
     },
     /// Show what `apply` would add, change and remove. Exit status: 0 no
     /// changes, 1 changes, 64 a bad file, 2 any other failure.
-    Diff {
-        #[command(flatten)]
-        cfg: ConfigArg,
-        /// The registry file (`-` for standard input).
-        #[arg(short = 'f', long = "file", value_name = "FILE")]
-        file: PathBuf,
-        /// Count objects absent from the file as removals.
-        #[arg(long)]
-        prune: bool,
-        #[command(flatten)]
-        out: JsonArg,
-    },
+    Diff(FileArgs),
     /// Make the registry what the file describes, in one transaction (all
     /// or nothing, every change audited as the operator). Objects absent
     /// from the file are kept unless --prune.
     Apply {
         #[command(flatten)]
-        cfg: ConfigArg,
-        /// The registry file (`-` for standard input).
-        #[arg(short = 'f', long = "file", value_name = "FILE")]
-        file: PathBuf,
-        /// Also remove what the registry has and the file has not
-        /// (members with their nodes, subsystems, services, groups, access
-        /// rights; subscriptions are cancelled, gateway services withdrawn).
-        #[arg(long)]
-        prune: bool,
+        args: FileArgs,
         /// Only show the changes; write nothing.
         #[arg(long)]
         dry_run: bool,
-        #[command(flatten)]
-        out: JsonArg,
     },
+}
+
+/// What `diff` and `apply` read.
+#[derive(Args)]
+pub(crate) struct FileArgs {
+    #[command(flatten)]
+    cfg: ConfigArg,
+    /// The registry file (`-` for standard input).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: PathBuf,
+    /// Also remove what the registry has and the file has not (members
+    /// with their nodes, subsystems, services, groups, access rights;
+    /// subscriptions are cancelled, gateway services withdrawn).
+    #[arg(long)]
+    prune: bool,
+    #[command(flatten)]
+    out: JsonArg,
 }
 
 /// Runs a `registry` command.
 pub(crate) fn run(command: RegistryCommand) -> Result<()> {
     match command {
         RegistryCommand::Export { cfg, out } => export(&cfg, out.as_deref()),
-        RegistryCommand::Diff {
-            cfg,
-            file,
-            prune,
-            out,
-        } => match diff(&cfg, &file, prune, out.json) {
+        RegistryCommand::Diff(a) => match diff(&a.cfg, &a.file, a.prune, a.out.json) {
             Ok(false) => Ok(()),
             Ok(true) => {
                 let _ = std::io::stdout().flush();
@@ -82,13 +73,13 @@ pub(crate) fn run(command: RegistryCommand) -> Result<()> {
                 std::process::exit(2)
             }
         },
-        RegistryCommand::Apply {
-            cfg,
-            file,
-            prune,
-            dry_run,
-            out,
-        } => apply(&cfg, &file, Options { prune, dry_run }, out.json),
+        RegistryCommand::Apply { args: a, dry_run } => {
+            let options = Options {
+                prune: a.prune,
+                dry_run,
+            };
+            apply(&a.cfg, &a.file, options, a.out.json)
+        }
     }
 }
 

@@ -23,31 +23,14 @@ pub(crate) fn flow(report: &mut Report, bin: &Path, dir: &Path) {
             write_private(&copy_cfg, copy)?;
             let exported = dir.join("registry.toml");
             let again = dir.join("registry-copy.toml");
-            let gw = |args: &[&str]| exec_out(bin, "ndxp-gateway", args);
-            gw(&[
-                "registry",
-                "export",
-                "--config",
-                p(&cfg),
-                "-o",
-                p(&exported),
-            ])?;
-            let plan = gw(&[
-                "registry",
-                "apply",
-                "--config",
-                p(&copy_cfg),
-                "-f",
-                p(&exported),
-            ])?;
-            gw(&[
-                "registry",
-                "export",
-                "--config",
-                p(&copy_cfg),
-                "-o",
-                p(&again),
-            ])?;
+            // `ndxp-gateway registry CMD --config CFG FLAG FILE`
+            let registry = |cmd: &str, cfg: &Path, flag: &str, file: &Path| {
+                let args = ["registry", cmd, "--config", p(cfg), flag, p(file)];
+                exec_out(bin, "ndxp-gateway", &args)
+            };
+            registry("export", &cfg, "-o", &exported)?;
+            let plan = registry("apply", &copy_cfg, "-f", &exported)?;
+            registry("export", &copy_cfg, "-o", &again)?;
             let (a, b) = (std::fs::read(&exported)?, std::fs::read(&again)?);
             ensure!(
                 a == b,
@@ -55,14 +38,7 @@ pub(crate) fn flow(report: &mut Report, bin: &Path, dir: &Path) {
                 exported.display(),
                 again.display()
             );
-            let second = gw(&[
-                "registry",
-                "apply",
-                "--config",
-                p(&copy_cfg),
-                "-f",
-                p(&exported),
-            ])?;
+            let second = registry("apply", &copy_cfg, "-f", &exported)?;
             ensure!(
                 second.trim_end().ends_with("no changes"),
                 "applying the export again changed the registry:\n{second}"
