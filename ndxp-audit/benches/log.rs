@@ -86,6 +86,7 @@ fn template() -> Exchange {
         request: meta(info, req_cd, &consumer),
         response: Some(meta(rinfo, resp_cd, &provider)),
         body: None,
+        trace_id: None,
     }
 }
 

@@ -11,6 +11,7 @@
 //! service=VN/GOV/000.00.00.H29/CSDLDC/citizen/v1        service
 //! status=502  problem_code=ndxp.provider_unreachable    outcome
 //! writer=node-a/0192...                                  one writer's chain
+//! trace_id=4bf92f3577b34da6a3ce929d0e0e4736              one W3C trace
 //! limit=100 (1..=1000)  after=<next from the previous page>
 //! ```
 //!
@@ -52,6 +53,9 @@ pub struct TransactionQuery {
     pub problem_code: Option<String>,
     /// Only this writer's records.
     pub writer: Option<String>,
+    /// Only the records of this W3C trace (32 lowercase hex digits):
+    /// the same request's records in every hop's log (schema version 6).
+    pub trace_id: Option<String>,
     /// Items per page, 1 to [`MAX_LIMIT`] (default [`DEFAULT_LIMIT`]).
     pub limit: Option<u32>,
     /// The `next` cursor of the previous page.
@@ -97,6 +101,9 @@ pub struct TransactionSummary {
     pub user_id: Option<String>,
     /// `NDXP-Request-Id`.
     pub request_id: Option<String>,
+    /// The W3C trace id (`traceparent`), when the record has one.
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 /// One page of results.
@@ -209,6 +216,11 @@ pub async fn transactions(
     if let Some(w) = &q.writer {
         add(&mut sql, " AND writer = ?", Bind::Text(w.clone()));
     }
+    if let Some(t) = &q.trace_id {
+        let t: ndxp_core::trace::TraceId =
+            t.parse().map_err(|e| QueryError::Invalid(format!("trace_id: {e}")))?;
+        add(&mut sql, " AND trace_id = ?", Bind::Text(t.to_string()));
+    }
     if let Some(c) = &cursor {
         add(
             &mut sql,
@@ -262,6 +274,7 @@ pub async fn transactions(
             response_bytes: e.response_bytes,
             user_id: e.user_id.clone(),
             request_id: e.request_id.clone(),
+            trace_id: e.trace_id.map(|t| t.to_string()),
         });
     }
     let next = match items.last() {

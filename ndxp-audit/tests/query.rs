@@ -13,6 +13,8 @@ use ndxp_audit::query::{QueryError, TransactionQuery};
 use ndxp_test_support::db::backends;
 use support::{exchange, new_log};
 
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
 #[tokio::test]
 async fn filters_and_paging_on_every_backend() {
     for backend in backends() {
@@ -30,6 +32,9 @@ async fn filters_and_paging_on_every_backend() {
             }
             if i >= 7 {
                 e.client = "VN/GOV/000.00.00.G01/OTHER".parse().unwrap();
+            }
+            if i == 4 || i == 5 {
+                e.trace_id = Some(TRACE.parse().unwrap());
             }
             ids.push(e.transaction_id.to_string());
             log.append(e).await.unwrap();
@@ -79,6 +84,18 @@ async fn filters_and_paging_on_every_backend() {
             .await
             .unwrap();
         assert_eq!(other.items.len(), 3);
+        // One trace: its records carry the id; the others have none.
+        let traced = log
+            .transactions(&q(|q| q.trace_id = Some(TRACE.into())))
+            .await
+            .unwrap();
+        let got: Vec<_> = traced.items.iter().map(|t| &t.transaction_id).collect();
+        assert_eq!(got, vec![&ids[5], &ids[4]]);
+        assert!(traced
+            .items
+            .iter()
+            .all(|t| t.trace_id.as_deref() == Some(TRACE)));
+        assert_eq!(all.items[0].trace_id, None);
         let none = log
             .transactions(&q(|q| q.service = Some("VN/GOV/X/Y/z/v1".into())))
             .await
@@ -119,6 +136,8 @@ async fn filters_and_paging_on_every_backend() {
             q(|q| q.limit = Some(0)),
             q(|q| q.limit = Some(5000)),
             q(|q| q.after = Some("not-a-cursor".into())),
+            q(|q| q.trace_id = Some("' OR 1=1 --".into())),
+            q(|q| q.trace_id = Some(TRACE.to_uppercase())),
             TransactionQuery {
                 from: Some(t0 + Duration::seconds(5)),
                 to: Some(t0),

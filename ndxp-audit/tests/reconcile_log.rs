@@ -55,6 +55,7 @@ fn exchange(id: TransactionId, received_at: DateTime<Utc>, role: Role, status: u
         request: meta,
         response: None,
         body: None,
+        trace_id: None,
     }
 }
 

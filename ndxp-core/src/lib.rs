@@ -19,6 +19,8 @@
 //! database URLs ([`dburl`]) for the storage backends. With the feature
 //! `table` (off by default; the binaries and `cargo xtask` turn it on) it
 //! renders the one text-table style of every command line (`table`).
+//! [`trace`] parses and writes W3C Trace Context headers (`traceparent`,
+//! `tracestate`).
 //!
 //! **Architecture invariant:** this crate performs no I/O and has no async
 //! code; everything here is a pure value type.
@@ -32,6 +34,7 @@ pub mod path;
 pub mod problem;
 #[cfg(feature = "table")]
 pub mod table;
+pub mod trace;
 pub mod txid;
 
 pub use chain::ErrorChain;

@@ -70,6 +70,7 @@ fn exchange(id: TransactionId, client: &str, role: Role, status: u16) -> Exchang
         request: meta.clone(),
         response: Some(meta),
         body: None,
+        trace_id: None,
     }
 }
 

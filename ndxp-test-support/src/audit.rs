@@ -49,6 +49,7 @@ pub fn signed_exchange(signer: &profile::Signer, n: u32) -> Exchange {
         request: SignedMeta::signed_by(info, cd, signer).expect("certificate DER"),
         response: None,
         body: None,
+        trace_id: None,
     }
 }
 

@@ -225,6 +225,11 @@ pub(crate) fn encode_exchange(
     let mut tail = Vec::with_capacity(16);
     tail.extend_from_slice(b",\"body\":");
     bodies(&mut tail, e.body.as_ref());
+    if let Some(t) = &e.trace_id {
+        tail.extend_from_slice(b",\"trace_id\":\"");
+        tail.extend_from_slice(t.to_string().as_bytes());
+        tail.push(b'"');
+    }
     tail.push(b'}');
     canonical.extend_from_slice(&tail);
     let (stored, certs) = match stored {
@@ -328,7 +333,7 @@ mod tests {
             (proptest::option::of(text()), proptest::option::of(text())),
             (meta(), proptest::option::of(meta())),
             proptest::option::of((proptest::option::of(bytes()), proptest::option::of(bytes()))),
-            0usize..3,
+            (0usize..3, proptest::option::of(any::<[u8; 16]>())),
         )
             .prop_map(
                 |(
@@ -337,7 +342,7 @@ mod tests {
                     (user, reqid),
                     (request, response),
                     body,
-                    role,
+                    (role, trace),
                 )| {
                     let at = Utc.timestamp_opt(secs, nanos).single().unwrap_or_default();
                     Exchange {
@@ -358,6 +363,7 @@ mod tests {
                         request,
                         response,
                         body: body.map(|(request, response)| Bodies { request, response }),
+                        trace_id: trace.and_then(ndxp_core::trace::TraceId::from_bytes),
                     }
                 },
             )
@@ -418,6 +424,34 @@ mod tests {
             }
         }
         assert_eq!(known.0.lock().unwrap().len(), CertHashes::KEEP);
+    }
+
+    /// A record written before `trace_id` existed (no such member) reads
+    /// back and verifies; with a trace id the member is covered by the
+    /// hash.
+    #[test]
+    fn trace_id_is_optional_and_hashed() {
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let mut e = proptest::strategy::ValueTree::current(&exchange().new_tree(&mut runner).unwrap());
+        e.trace_id = None;
+        let old = LogRecord::new(7, "node-a/1".into(), ChainHash::GENESIS, e.clone()).unwrap();
+        let text = String::from_utf8(old.to_canonical().unwrap()).unwrap();
+        assert!(!text.contains("trace_id"));
+        let back: LogRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.compute_hash().unwrap(), old.hash);
+
+        e.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap());
+        let new = LogRecord::new(7, "node-a/1".into(), ChainHash::GENESIS, e).unwrap();
+        assert_ne!(new.hash, old.hash);
+        let text = String::from_utf8(new.to_canonical().unwrap()).unwrap();
+        assert!(text.ends_with(&format!(
+            ",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\"}},\"hash\":\"{}\"}}",
+            new.hash
+        )));
+        // Changing the trace id breaks the hash.
+        let forged = text.replace("4bf92f35", "4bf92f36");
+        let forged: LogRecord = serde_json::from_str(&forged).unwrap();
+        assert_ne!(forged.compute_hash().unwrap(), forged.hash);
     }
 
     #[test]

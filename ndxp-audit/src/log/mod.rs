@@ -33,9 +33,17 @@
 //!   "backend_answered_at":null|"<RFC 3339>","responded_at":"<RFC 3339>",
 //!   "status":N,"problem_code":null|"...","request_bytes":N,"response_bytes":N,
 //!   "user_id":null|"...","request_id":null|"...",
-//!   "request":<signed>,"response":null|<signed>,"body":null|{"request":null|"<base64>","response":null|"<base64>"}},
+//!   "request":<signed>,"response":null|<signed>,"body":null|{"request":null|"<base64>","response":null|"<base64>"}
+//!   [,"trace_id":"<32 hex>"]},
 //!  "hash":"<64 hex>"}
 //! ```
+//!
+//! `trace_id` (the W3C trace id of the request, schema version 6) is the
+//! one member written only when present: a record without it encodes, and
+//! so hashes, exactly as records written before it existed, which keep
+//! verifying. A verifier older than this member reads a record that has
+//! it as changed (it drops the member it does not know and the hash no
+//! longer matches): upgrade verifiers before nodes.
 //!
 //! where `<signed>` is `{"signature_input":"...","signature":"...",
 //! "content_digest":"...","base":"...","signer_cert_der":"<base64>",
@@ -69,6 +77,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use ndxp_core::trace::TraceId;
 use ndxp_core::{ServiceId, SubsystemId, TransactionId};
 use serde::{Deserialize, Serialize};
 
@@ -305,6 +314,11 @@ pub struct Exchange {
     pub response: Option<SignedMeta>,
     /// The bodies, when kept (`None` by default).
     pub body: Option<Bodies>,
+    /// The W3C trace id the exchange belonged to (`traceparent`), the same
+    /// in every hop's record. Absent from the encoding when `None`, so
+    /// records written before it existed keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<TraceId>,
 }
 
 /// One stored record: an [`Exchange`] and its place in its writer's chain.

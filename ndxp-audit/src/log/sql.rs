@@ -69,6 +69,11 @@ const MIGRATIONS: ndxp_db::Migrations = ndxp_db::Migrations {
             "certificates",
             include_str!("../../migrations/0005_certificates.sql"),
         ),
+        (
+            6,
+            "trace id",
+            include_str!("../../migrations/0006_trace_id.sql"),
+        ),
     ],
 };
 
@@ -305,6 +310,7 @@ pub(crate) struct Row {
     pub(crate) service: String,
     pub(crate) status: i32,
     pub(crate) problem_code: Option<String>,
+    pub(crate) trace_id: Option<String>,
 }
 
 impl Row {
@@ -323,6 +329,7 @@ impl Row {
             service: e.service.to_string(),
             status: i32::from(e.status),
             problem_code: e.problem_code.clone(),
+            trace_id: e.trace_id.map(|t| t.to_string()),
         })
     }
 }
@@ -659,7 +666,7 @@ async fn run(
     }
 }
 
-/// Rows per INSERT statement (10 parameters each; well within SQLite's
+/// Rows per INSERT statement (11 parameters each; well within SQLite's
 /// and PostgreSQL's limits).
 const ROWS_PER_INSERT: usize = 16;
 
@@ -682,15 +689,15 @@ async fn write_batch(
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut sql = String::from(
             "INSERT INTO message_log (writer, seq, transaction_id, received_at, hash, record, \
-             client, service, status, problem_code) VALUES ",
+             client, service, status, problem_code, trace_id) VALUES ",
         );
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push(',');
             }
-            let p = i * 10;
+            let p = i * 11;
             sql.push('(');
-            for k in 1..=10 {
+            for k in 1..=11 {
                 if k > 1 {
                     sql.push(',');
                 }
@@ -710,7 +717,8 @@ async fn write_batch(
                 .bind(r.client.clone())
                 .bind(r.service.clone())
                 .bind(r.status)
-                .bind(r.problem_code.clone());
+                .bind(r.problem_code.clone())
+                .bind(r.trace_id.clone());
         }
         query.execute(&mut *tx).await?;
     }

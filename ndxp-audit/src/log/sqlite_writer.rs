@@ -132,8 +132,8 @@ pub(crate) enum WriteError {
 }
 
 const INSERT_ROW: &str = "INSERT INTO message_log (writer, seq, transaction_id, received_at, \
-     hash, record, client, service, status, problem_code) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+     hash, record, client, service, status, problem_code, trace_id) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 const INSERT_CERT: &str =
     "INSERT INTO message_log_certificates (sha256, der) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING";
 
@@ -198,6 +198,7 @@ fn commit(conn: &mut Connection, certs: &[(String, String)], rows: &[Row]) -> ru
                 r.service,
                 r.status,
                 r.problem_code,
+                r.trace_id,
             ])?;
         }
     }

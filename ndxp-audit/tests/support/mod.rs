@@ -86,6 +86,7 @@ pub fn exchange(n: u32) -> Exchange {
         request: meta,
         response: None,
         body: None,
+        trace_id: None,
     }
 }
 
@@ -124,6 +125,7 @@ pub fn fake_exchange(n: u32, role: Role) -> Exchange {
         request: meta.clone(),
         response: Some(meta),
         body: None,
+        trace_id: None,
     }
 }
 

@@ -359,6 +359,7 @@ async fn finish(
         request: call.request_meta,
         response: response_meta,
         body,
+        trace_id: None,
     };
     if let Err(e) = gw.log.append(exchange).await {
         tracing::error!(error = %e, %txid, "the exchange could not be logged; answering 500");

@@ -10,7 +10,7 @@
 //! | PUT / DELETE | `/api/v1/local/services/{service id}` | add or change (body: `{"backend", "timeout_secs", "openapi", "keep_bodies", "forward_headers"}`) / remove a provided service |
 //! | POST / DELETE | `/api/v1/local/access` | grant / revoke (body: `{"service", "client"}`; client a subsystem id or `group:CODE`) |
 //! | GET | `/api/v1/status` | global configuration status, this node's entry, counts |
-//! | GET | `/api/v1/transactions?from=&to=&client=&service=&status=&problem_code=&writer=&limit=&after=` | operational records of the exchanges in the message log, newest first, paged |
+//! | GET | `/api/v1/transactions?from=&to=&client=&service=&status=&problem_code=&writer=&trace_id=&limit=&after=` | operational records of the exchanges in the message log, newest first, paged |
 //!
 //! Changes are written to the local configuration file and take effect
 //! on the next request.

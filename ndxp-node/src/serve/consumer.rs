@@ -477,6 +477,7 @@ async fn finish(
                 request: Some(signed.request_body.to_vec()),
                 response: Some(resp_body.to_vec()),
             }),
+            trace_id: None,
         };
         state.log_append(exchange).await.map_err(|e| {
             tracing::error!(error = %e, transaction = %tx, "the message log could not store an exchange");
@@ -533,6 +534,7 @@ async fn log_failure(
         request: own_meta(state, &signed.info, &signed.digest),
         response: None,
         body: None,
+        trace_id: None,
     };
     match state.log_append(exchange).await {
         Ok(_) => p,

@@ -449,6 +449,7 @@ async fn call_backend(
             request: Some(pending.request_body.to_vec()),
             response: Some(resp_body.to_vec()),
         }),
+        trace_id: None,
     };
     state.log_append(exchange).await.map_err(|e| {
         tracing::error!(error = %e, transaction = %tx, "the message log could not store an exchange");
