@@ -217,8 +217,9 @@ pub async fn transactions(
         add(&mut sql, " AND writer = ?", Bind::Text(w.clone()));
     }
     if let Some(t) = &q.trace_id {
-        let t: ndxp_core::trace::TraceId =
-            t.parse().map_err(|e| QueryError::Invalid(format!("trace_id: {e}")))?;
+        let t: ndxp_core::trace::TraceId = t
+            .parse()
+            .map_err(|e| QueryError::Invalid(format!("trace_id: {e}")))?;
         add(&mut sql, " AND trace_id = ?", Bind::Text(t.to_string()));
     }
     if let Some(c) = &cursor {

@@ -252,9 +252,9 @@ impl TraceState {
             let (key, val) = member.split_once('=')?;
             let key_ok = !key.is_empty()
                 && key.len() <= 256
-                && key.bytes().all(|c| {
-                    matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/' | b'@')
-                });
+                && key.bytes().all(
+                    |c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/' | b'@'),
+                );
             let val_ok = !val.is_empty()
                 && val.len() <= 256
                 && val
@@ -296,10 +296,10 @@ mod tests {
             "",
             "00",
             &GOOD[..54],
-            &format!("{GOOD}-"),                  // version 00 takes nothing after
-            &GOOD.replace("4bf9", "4BF9"),        // uppercase
-            &GOOD.replacen("00-", "ff-", 1),      // version ff
-            &GOOD.replacen('-', "_", 1),          // separator
+            &format!("{GOOD}-"),             // version 00 takes nothing after
+            &GOOD.replace("4bf9", "4BF9"),   // uppercase
+            &GOOD.replacen("00-", "ff-", 1), // version ff
+            &GOOD.replacen('-', "_", 1),     // separator
             &GOOD.replace("00f067aa0ba902b7", "0000000000000000"), // zero parent
             "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x",
@@ -341,7 +341,9 @@ mod tests {
             serde_json::to_string(&id).unwrap(),
             "\"4bf92f3577b34da6a3ce929d0e0e4736\""
         );
-        assert!("00000000000000000000000000000000".parse::<TraceId>().is_err());
+        assert!("00000000000000000000000000000000"
+            .parse::<TraceId>()
+            .is_err());
         assert!(serde_json::from_str::<TraceId>("\"4BF92F3577B34DA6A3CE929D0E0E4736\"").is_err());
     }
 

@@ -432,7 +432,8 @@ mod tests {
     #[test]
     fn trace_id_is_optional_and_hashed() {
         let mut runner = proptest::test_runner::TestRunner::deterministic();
-        let mut e = proptest::strategy::ValueTree::current(&exchange().new_tree(&mut runner).unwrap());
+        let mut e =
+            proptest::strategy::ValueTree::current(&exchange().new_tree(&mut runner).unwrap());
         e.trace_id = None;
         let old = LogRecord::new(7, "node-a/1".into(), ChainHash::GENESIS, e.clone()).unwrap();
         let text = String::from_utf8(old.to_canonical().unwrap()).unwrap();
