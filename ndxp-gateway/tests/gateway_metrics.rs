@@ -7,6 +7,7 @@
 mod gateway_support;
 
 use gateway_support::*;
+use ndxp_test_support::metrics::{catalogue, exposed};
 use serde_json::json;
 
 /// The value of the sample `name{labels}` in `text`, or 0 when absent.
@@ -34,6 +35,9 @@ async fn calls_and_tokens_are_counted_by_service_client_and_outcome() {
     let (status, _) = env.token_request(&id, "wrong secret").await;
     assert_eq!(status, 401);
     let _second = env.token(&id, &secret).await;
+    // A management API error, so that every family has a sample.
+    let (status, _) = env.api("GET", "/api/v1/members", "wrong", None).await;
+    assert_eq!(status, 401);
 
     let m = env.admin_text("/metrics").await;
     let calls = |status: u16, code: &str, client: &str, service: &str| {
@@ -108,6 +112,17 @@ async fn calls_and_tokens_are_counted_by_service_client_and_outcome() {
             env!("CARGO_PKG_VERSION")
         )),
         "{m}"
+    );
+    assert_eq!(
+        sample(&m, "ndxp_management_errors_total{code=\"ndxp.unauthorized\"}"),
+        1.0,
+        "{m}"
+    );
+    // docs/monitoring.md lists exactly what the process exposes.
+    assert_eq!(
+        exposed(&m),
+        catalogue("gateway"),
+        "docs/monitoring.md's gateway catalogue"
     );
     env.stop().await;
 }

@@ -15,6 +15,8 @@
 //!   a client that sends request targets exactly as written.
 //! - `slow` (feature `edge`): slow clients (one byte a second, over TCP or TLS) for the
 //!   time-out tests of the serve loop.
+//! - [`metrics`]: the metric catalogue of `docs/monitoring.md` and the
+//!   names a `/metrics` scrape exposes, to compare them.
 //! - [`tool`]: running a stock command-line tool (`openssl`, `curl`, ...)
 //!   that the interoperability tests compare against.
 //!
@@ -38,6 +40,7 @@ pub mod db;
 #[cfg(feature = "edge")]
 pub mod edge;
 pub mod files;
+pub mod metrics;
 pub mod pki;
 #[cfg(feature = "edge")]
 pub mod slow;

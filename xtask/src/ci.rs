@@ -19,6 +19,7 @@ pub(crate) fn run() -> Result<()> {
             "warnings",
         ]),
     )?;
+    alert_rules()?;
     run_step(
         "docs",
         cargo()
@@ -80,6 +81,40 @@ pub(crate) fn run() -> Result<()> {
     }
     eprintln!("==> ci passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// `promtool check rules` and `promtool test rules` on the alert rules in
+/// `deploy/prometheus` (promtool is in Debian's `prometheus` package, which
+/// `.ci/run` installs). Required when `CI=true`; elsewhere skipped with a
+/// message when promtool is missing.
+fn alert_rules() -> Result<()> {
+    let found = std::process::Command::new("promtool")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            bail!("promtool is required in CI to check deploy/prometheus/ndxp-rules.yml: install Debian's prometheus package (.ci/run does)");
+        }
+        eprintln!("==> alert rules: skipped, promtool not found (apt-get install prometheus to run this check)");
+        return Ok(());
+    }
+    let dir = crate::util::root().join("deploy/prometheus");
+    let promtool = |args: &[&str]| {
+        let mut c = std::process::Command::new("promtool");
+        c.current_dir(&dir).args(args);
+        c
+    };
+    run_step(
+        "alert rules",
+        &mut promtool(&["check", "rules", "ndxp-rules.yml"]),
+    )?;
+    run_step(
+        "alert rule tests",
+        &mut promtool(&["test", "rules", "ndxp-rules.test.yml"]),
+    )
 }
 
 fn has_nextest() -> bool {

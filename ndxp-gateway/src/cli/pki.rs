@@ -97,6 +97,10 @@ pub(crate) enum PkiCommand {
         /// Address to listen on, IPv4 or IPv6 (e.g. 127.0.0.1:8190 or [::1]:8190).
         #[arg(long, default_value = "127.0.0.1:8190")]
         listen: SocketAddr,
+        /// Also serve /healthz and /metrics (Prometheus) on this address;
+        /// loopback only, as it has no authentication (e.g. 127.0.0.1:8191).
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
         /// Policy OID stamped into timestamp tokens (default: the
         /// documentation-only 1.3.6.1.4.1.32473.3161.1).
         #[arg(long)]
@@ -200,11 +204,17 @@ pub(crate) fn run(command: PkiCommand) -> Result<()> {
         PkiCommand::Serve {
             dir,
             listen,
+            admin_listen,
             tsa_policy,
             signing_concurrency,
             signing_per_address,
             ocsp_validity_secs,
         } => {
+            if let Some(addr) = admin_listen {
+                if !addr.ip().is_loopback() {
+                    anyhow::bail!("--admin-listen {addr} is not a loopback address; the admin port has no authentication, so it is only served on loopback (use 127.0.0.1 or [::1], and scrape through a local agent or an authenticating proxy)");
+                }
+            }
             let pki = open(&dir)?;
             let limits = ndxp_gateway::pki::PkiLimits {
                 signing_concurrency: usize::from(signing_concurrency),
@@ -227,6 +237,22 @@ pub(crate) fn run(command: PkiCommand) -> Result<()> {
                 let fresh = tokio::spawn(service.clone().keep_answers_fresh(async move {
                     let _ = stop_rx.await;
                 }));
+                if let Some(addr) = admin_listen {
+                    let admin = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("listening on {addr} (--admin-listen)"))?;
+                    tracing::info!(addr = %admin.local_addr()?, "serving /healthz and /metrics");
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        ndxp_gateway::pki::serve_admin(
+                            admin,
+                            service,
+                            &ndxp_edge::EdgeSettings::default(),
+                            shutdown_signal(),
+                        )
+                        .await;
+                    });
+                }
                 ndxp_gateway::pki::serve(listener, service, shutdown_signal()).await?;
                 let _ = stop_tx.send(());
                 let _ = fresh.await;

@@ -15,11 +15,15 @@
 //! is signed live. Live signing (OCSP and every timestamp) runs within
 //! [`PkiLimits`]: past the global bound or a client address's share the
 //! answer is `503` with `Retry-After` at once.
+//!
+//! **Metrics** ([`metrics`]) are served at `/metrics` on a separate,
+//! loopback-only admin listener ([`serve_admin`], `pki serve
+//! --admin-listen`), never on the public port.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
@@ -34,9 +38,11 @@ use ndxp_sign::tsa::TimestampAuthority;
 
 pub mod commands;
 mod limit;
+pub mod metrics;
 mod ocsp_cache;
 
 use limit::{SigningLimit, SigningPermit};
+use metrics::{Kind, PkiMetrics};
 use ocsp_cache::{AnswerCache, Cached};
 
 /// Largest OCSP or timestamp request accepted, in bytes. Real requests are a
@@ -82,6 +88,7 @@ pub struct PkiService {
     answers: AnswerCache,
     limit: SigningLimit,
     limits: PkiLimits,
+    metrics: PkiMetrics,
 }
 
 /// Why the service could not start.
@@ -135,6 +142,7 @@ impl PkiService {
             answers: AnswerCache::default(),
             limit: SigningLimit::new(limits.signing_concurrency, limits.signing_per_address),
             limits,
+            metrics: PkiMetrics::new(),
         })
     }
 
@@ -144,11 +152,16 @@ impl PkiService {
     /// for later requests.
     pub fn ocsp(&self, request: &[u8]) -> Vec<u8> {
         let now = Utc::now();
+        let started = Instant::now();
         let (reply, status) =
             self.ocsp
                 .respond_with_status(request, &|serial| self.pki.status(serial), now);
         if let Some(e) = &reply.error {
             tracing::info!(status = ?reply.status, error = %e, "OCSP request not answered");
+            self.metrics.count(Kind::Ocsp, "refused");
+        } else {
+            self.metrics.signed(Kind::Ocsp, started.elapsed());
+            self.metrics.count(Kind::Ocsp, "signed");
         }
         if let (Some(key), Some(status), None) =
             (self.ocsp.cache_key(request), status, &reply.error)
@@ -259,11 +272,21 @@ impl PkiService {
     /// Answers a DER timestamp query with a DER timestamp response (a
     /// rejection for a query that cannot be granted).
     pub fn timestamp(&self, query: &[u8]) -> Vec<u8> {
+        let started = Instant::now();
         let reply = self.tsa.respond(query);
         if let Some(e) = &reply.error {
             tracing::info!(status = ?reply.status, error = %e, "timestamp query refused");
+            self.metrics.count(Kind::Tsa, "rejected");
+        } else {
+            self.metrics.signed(Kind::Tsa, started.elapsed());
+            self.metrics.count(Kind::Tsa, "granted");
         }
         reply.der
+    }
+
+    /// The service's metrics.
+    pub fn metrics(&self) -> &PkiMetrics {
+        &self.metrics
     }
 }
 
@@ -309,9 +332,10 @@ pub async fn serve_with(
     edge: &ndxp_edge::EdgeSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let edge = ndxp_edge::serve::Edge::new("PKI service", edge);
+    service.metrics.watch_edge("pki", edge.stats());
     let app = router(service);
-    ndxp_edge::serve::Edge::new("PKI service", edge)
-        .serve(
+    edge.serve(
             listener,
             ndxp_edge::serve::Plain,
             move |c| {
@@ -322,6 +346,42 @@ pub async fn serve_with(
             shutdown,
         )
         .await;
+}
+
+/// The admin routes: `GET /healthz` and `GET /metrics` (OpenMetrics text).
+pub fn admin_router(service: Arc<PkiService>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_text))
+        .with_state(service)
+}
+
+/// Serves [`admin_router`] on `listener` (bind it to loopback: it has no
+/// authentication) with the `[edge]` limits until `shutdown` completes.
+pub async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    service: Arc<PkiService>,
+    edge: &ndxp_edge::EdgeSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let edge = ndxp_edge::serve::Edge::new("PKI admin port", edge);
+    service.metrics.watch_edge("admin", edge.stats());
+    let app = admin_router(service);
+    edge.serve(
+        listener,
+        ndxp_edge::serve::Plain,
+        move |_| ndxp_edge::serve::tower(app.clone(), axum::http::Extensions::new()),
+        shutdown,
+    )
+    .await;
+}
+
+async fn metrics_text(State(service): State<Arc<PkiService>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, ndxp_edge::metrics::CONTENT_TYPE)],
+        service.metrics.encode(service.cached_answers()),
+    )
+        .into_response()
 }
 
 fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
@@ -361,10 +421,19 @@ fn busy(what: &str) -> Response {
 
 /// Runs signing work off the async threads, bounded in time, and answers
 /// with its DER result; `permit` is held until the work ends.
-async fn signed_answer<F>(answer_type: &'static str, permit: SigningPermit, work: F) -> Response
+async fn signed_answer<F>(
+    service: &PkiService,
+    kind: Kind,
+    permit: SigningPermit,
+    work: F,
+) -> Response
 where
     F: FnOnce() -> Vec<u8> + Send + 'static,
 {
+    let answer_type = match kind {
+        Kind::Ocsp => OCSP_RESPONSE,
+        Kind::Tsa => TS_REPLY,
+    };
     let work = move || {
         let der = work();
         drop(permit);
@@ -374,10 +443,12 @@ where
         Ok(Ok(der)) => ([(header::CONTENT_TYPE, answer_type)], der).into_response(),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "signing task failed");
+            service.metrics.count(kind, "failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
         Err(_) => {
             tracing::warn!("signing took longer than {WORK_TIMEOUT:?}");
+            service.metrics.count(kind, "failed");
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
     }
@@ -399,17 +470,27 @@ fn wrong_type(headers: &HeaderMap, request_type: &'static str) -> Option<Respons
 async fn ocsp_answer(service: Arc<PkiService>, ip: IpAddr, der: Vec<u8>) -> Response {
     let ok = |der: Bytes| ([(header::CONTENT_TYPE, OCSP_RESPONSE)], der).into_response();
     let fallback = match service.cached_ocsp(&der) {
-        Cached::Fresh(answer) => return ok(answer),
+        Cached::Fresh(answer) => {
+            service.metrics.count(Kind::Ocsp, "cached");
+            return ok(answer);
+        }
         Cached::Usable(answer) => Some(answer),
         Cached::Miss => None,
     };
     let Some(permit) = service.limit.try_acquire(ip) else {
         return match fallback {
-            Some(answer) => ok(answer),
-            None => busy("OCSP"),
+            Some(answer) => {
+                service.metrics.count(Kind::Ocsp, "cached");
+                ok(answer)
+            }
+            None => {
+                service.metrics.count(Kind::Ocsp, "busy");
+                busy("OCSP")
+            }
         };
     };
-    signed_answer(OCSP_RESPONSE, permit, move || service.ocsp(&der)).await
+    let work = service.clone();
+    signed_answer(&service, Kind::Ocsp, permit, move || work.ocsp(&der)).await
 }
 
 async fn ocsp_post(
@@ -452,7 +533,9 @@ async fn tsa_post(
         return refusal;
     }
     let Some(permit) = service.limit.try_acquire(client_ip(info)) else {
+        service.metrics.count(Kind::Tsa, "busy");
         return busy("timestamp");
     };
-    signed_answer(TS_REPLY, permit, move || service.timestamp(&body)).await
+    let work = service.clone();
+    signed_answer(&service, Kind::Tsa, permit, move || work.timestamp(&body)).await
 }

@@ -216,3 +216,30 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndxp_test_support::metrics::{catalogue, exposed};
+
+    /// Every metric, once it has a sample, is in `docs/monitoring.md`'s
+    /// node catalogue, and the catalogue lists nothing else.
+    #[test]
+    fn the_catalogue_lists_exactly_the_node_metrics() {
+        let m = Metrics::new();
+        m.observe("consumer", 200, "", Duration::from_millis(3));
+        m.peer_refused();
+        m.set_conf_version(7);
+        m.observe_log_append("consumer", Duration::from_millis(1));
+        m.set_log_pending(0);
+        let edge = ndxp_edge::serve::Edge::new("admin port", &ndxp_edge::EdgeSettings::default());
+        m.watch_edge("admin", edge.stats());
+        let text = m.encode();
+        assert_eq!(
+            exposed(&text),
+            catalogue("node"),
+            "docs/monitoring.md's node catalogue"
+        );
+        assert!(text.contains("ndxp_node_exchanges_total{role=\"consumer\",status=\"200\",code=\"\"} 1\n"), "{text}");
+    }
+}
