@@ -114,7 +114,10 @@ async fn calls_and_tokens_are_counted_by_service_client_and_outcome() {
         "{m}"
     );
     assert_eq!(
-        sample(&m, "ndxp_management_errors_total{code=\"ndxp.unauthorized\"}"),
+        sample(
+            &m,
+            "ndxp_management_errors_total{code=\"ndxp.unauthorized\"}"
+        ),
         1.0,
         "{m}"
     );

@@ -65,11 +65,21 @@ async fn ocsp_and_timestamp_answers_are_counted_on_the_admin_port() {
     let ocsp_type = "application/ocsp-request";
     let issuer = pki.issuing_cert().clone();
     // Without a nonce: signed the first time, then served from the cache.
-    let plain = OcspClientRequest::with_options(signer.cert(), &issuer, MessageDigest::sha1(), false)
-        .unwrap();
-    assert_eq!(post(&http, &ocsp, ocsp_type, plain.der().to_vec()).await, 200);
-    assert_eq!(post(&http, &ocsp, ocsp_type, plain.der().to_vec()).await, 200);
-    assert_eq!(post(&http, &ocsp, ocsp_type, plain.der().to_vec()).await, 200);
+    let plain =
+        OcspClientRequest::with_options(signer.cert(), &issuer, MessageDigest::sha1(), false)
+            .unwrap();
+    assert_eq!(
+        post(&http, &ocsp, ocsp_type, plain.der().to_vec()).await,
+        200
+    );
+    assert_eq!(
+        post(&http, &ocsp, ocsp_type, plain.der().to_vec()).await,
+        200
+    );
+    assert_eq!(
+        post(&http, &ocsp, ocsp_type, plain.der().to_vec()).await,
+        200
+    );
     // Not an OCSP request: answered malformedRequest.
     assert_eq!(post(&http, &ocsp, ocsp_type, b"junk".to_vec()).await, 200);
     let q = TimestampRequest::for_data(ImprintAlgorithm::Sha256, b"log batch").unwrap();
@@ -85,7 +95,12 @@ async fn ocsp_and_timestamp_answers_are_counted_on_the_admin_port() {
         .unwrap()
         .starts_with("application/openmetrics-text"));
     let m = m.text().await.unwrap();
-    let ocsp_result = |r: &str| sample(&m, &format!("ndxp_pki_ocsp_requests_total{{result=\"{r}\"}}"));
+    let ocsp_result = |r: &str| {
+        sample(
+            &m,
+            &format!("ndxp_pki_ocsp_requests_total{{result=\"{r}\"}}"),
+        )
+    };
     assert_eq!(ocsp_result("signed"), 1.0, "{m}");
     assert_eq!(ocsp_result("cached"), 2.0, "{m}");
     assert_eq!(ocsp_result("refused"), 1.0, "{m}");
@@ -110,7 +125,11 @@ async fn ocsp_and_timestamp_answers_are_counted_on_the_admin_port() {
         1.0,
         "{m}"
     );
-    assert_eq!(exposed(&m), catalogue("pki"), "docs/monitoring.md's pki catalogue");
+    assert_eq!(
+        exposed(&m),
+        catalogue("pki"),
+        "docs/monitoring.md's pki catalogue"
+    );
     // The public port does not serve the metrics.
     let r = http.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 404);

@@ -97,7 +97,8 @@ impl PkiMetrics {
             "OCSP answers kept, produced ahead of time or on request",
             cached.clone(),
         );
-        let connections = ndxp_edge::metrics::ConnectionMetrics::register(&mut registry, "ndxp_pki");
+        let connections =
+            ndxp_edge::metrics::ConnectionMetrics::register(&mut registry, "ndxp_pki");
         Self {
             registry,
             ocsp,

@@ -336,16 +336,16 @@ pub async fn serve_with(
     service.metrics.watch_edge("pki", edge.stats());
     let app = router(service);
     edge.serve(
-            listener,
-            ndxp_edge::serve::Plain,
-            move |c| {
-                let mut ext = axum::http::Extensions::new();
-                ext.insert(ConnectInfo(c.remote));
-                ndxp_edge::serve::tower(app.clone(), ext)
-            },
-            shutdown,
-        )
-        .await;
+        listener,
+        ndxp_edge::serve::Plain,
+        move |c| {
+            let mut ext = axum::http::Extensions::new();
+            ext.insert(ConnectInfo(c.remote));
+            ndxp_edge::serve::tower(app.clone(), ext)
+        },
+        shutdown,
+    )
+    .await;
 }
 
 /// The admin routes: `GET /healthz` and `GET /metrics` (OpenMetrics text).

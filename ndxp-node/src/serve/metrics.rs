@@ -240,6 +240,11 @@ mod tests {
             catalogue("node"),
             "docs/monitoring.md's node catalogue"
         );
-        assert!(text.contains("ndxp_node_exchanges_total{role=\"consumer\",status=\"200\",code=\"\"} 1\n"), "{text}");
+        assert!(
+            text.contains(
+                "ndxp_node_exchanges_total{role=\"consumer\",status=\"200\",code=\"\"} 1\n"
+            ),
+            "{text}"
+        );
     }
 }
