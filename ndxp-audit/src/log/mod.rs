@@ -83,6 +83,8 @@ use serde::{Deserialize, Serialize};
 
 mod canonical;
 #[cfg(feature = "store")]
+mod chain;
+#[cfg(feature = "store")]
 pub mod sql;
 #[cfg(feature = "store")]
 mod sqlite_writer;

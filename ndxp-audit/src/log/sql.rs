@@ -33,10 +33,10 @@ use sqlx::{AnyPool, Row as _};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::canonical::{self, EncodedExchange};
+use super::canonical;
+use super::chain::{self, Chainer, Columns, Job};
 use super::sqlite_writer::SqliteWriter;
 use super::{ChainHash, ChainHead, Exchange, LogError, LogRecord, MessageLog, Result};
-use base64::Engine as _;
 
 /// The versioned schema migrations, oldest first (see
 /// [`ndxp_db::Migrations`]), recorded in a table of their own so that the
@@ -116,14 +116,6 @@ impl Default for LogOptions {
     }
 }
 
-/// One append: the exchange, already encoded by the appending task (the
-/// part of the work that does not depend on the chain, done in parallel).
-struct Job {
-    exchange: Exchange,
-    encoded: EncodedExchange,
-    ack: oneshot::Sender<Result<LogRecord>>,
-}
-
 /// The message log on SQLite or PostgreSQL, with group commit (see the
 /// module docs).
 #[derive(Debug)]
@@ -131,7 +123,7 @@ pub struct SqlMessageLog {
     pool: AnyPool,
     writer: String,
     queue: Option<mpsc::Sender<Job>>,
-    task: Option<JoinHandle<()>>,
+    committer: Option<Committer>,
     cert_hashes: canonical::CertHashes,
     pending: AtomicU64,
     commits: Arc<AtomicU64>,
@@ -139,12 +131,12 @@ pub struct SqlMessageLog {
     head: watch::Receiver<ChainHead>,
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("transaction_id", &self.exchange.transaction_id)
-            .finish()
-    }
+/// Who commits the batches: the SQLite writer thread, or a task writing
+/// through the pool (PostgreSQL, in-memory SQLite).
+#[derive(Debug)]
+enum Committer {
+    Sqlite(SqliteWriter),
+    Pool(JoinHandle<()>),
 }
 
 fn corrupt(what: impl Into<String>, detail: impl Display) -> LogError {
@@ -195,36 +187,33 @@ impl SqlMessageLog {
             .await
             .map_err(LogError::Migration)?;
         let head = read_head(&pool, writer).await?;
-        let sink = match sqlite_file {
-            Some(path) => {
-                let writer = SqliteWriter::open(&path, options.acquire_timeout).map_err(|e| {
-                    LogError::Open {
-                        target: redact(url),
-                        source: Box::new(e),
-                    }
-                })?;
-                Sink::Sqlite(writer)
-            }
-            None => Sink::Pool(pool.clone()),
-        };
         let (queue, rx) = mpsc::channel(options.queue.max(1));
         let commits = Arc::new(AtomicU64::new(0));
         let (head_tx, head_rx) = watch::channel(head);
-        let task = tokio::spawn(run(
-            sink,
-            pool.clone(),
-            writer.to_string(),
-            head,
-            rx,
-            options.max_batch.max(1),
-            commits.clone(),
-            head_tx,
-        ));
+        let chain = Chainer::new(writer.to_string(), head, commits.clone(), head_tx);
+        let max_batch = options.max_batch.max(1);
+        let committer = match sqlite_file {
+            Some(path) => Committer::Sqlite(
+                SqliteWriter::open(
+                    &path,
+                    options.acquire_timeout,
+                    pool.clone(),
+                    chain,
+                    rx,
+                    max_batch,
+                )
+                .map_err(|e| LogError::Open {
+                    target: redact(url),
+                    source: Box::new(e),
+                })?,
+            ),
+            None => Committer::Pool(tokio::spawn(run(pool.clone(), chain, rx, max_batch))),
+        };
         Ok(Self {
             pool,
             writer: writer.to_string(),
             queue: Some(queue),
-            task: Some(task),
+            committer: Some(committer),
             cert_hashes: canonical::CertHashes::default(),
             pending: AtomicU64::new(0),
             commits,
@@ -283,58 +272,29 @@ impl SqlMessageLog {
     /// database file), and closes the pool.
     pub async fn close(mut self) {
         self.queue.take();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        match self.committer.take() {
+            Some(Committer::Pool(task)) => {
+                let _ = task.await;
+            }
+            Some(Committer::Sqlite(mut w)) => {
+                let _ = tokio::task::spawn_blocking(move || w.close()).await;
+            }
+            None => {}
         }
         self.pool.close().await;
     }
-}
-
-/// Where the committer writes its batches.
-enum Sink {
-    /// SQLite files: the dedicated writer thread.
-    Sqlite(SqliteWriter),
-    /// PostgreSQL and in-memory SQLite: the pool.
-    Pool(AnyPool),
 }
 
 /// The columns of one `message_log` row.
 pub(crate) struct Row {
     pub(crate) writer: String,
     pub(crate) seq: i64,
-    pub(crate) transaction_id: String,
-    pub(crate) received_at: String,
     pub(crate) hash: String,
     pub(crate) record: String,
-    pub(crate) client: String,
-    pub(crate) service: String,
-    pub(crate) status: i32,
-    pub(crate) problem_code: Option<String>,
-    pub(crate) trace_id: Option<String>,
+    pub(crate) columns: Columns,
 }
 
-impl Row {
-    fn of(record: &LogRecord, text: String) -> Result<Self> {
-        let e = &record.exchange;
-        Ok(Row {
-            writer: record.writer.clone(),
-            seq: seq_i64(record.seq)?,
-            transaction_id: e.transaction_id.to_string(),
-            received_at: e
-                .received_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-            hash: record.hash.to_hex(),
-            record: text,
-            client: e.client.to_string(),
-            service: e.service.to_string(),
-            status: i32::from(e.status),
-            problem_code: e.problem_code.clone(),
-            trace_id: e.trace_id.map(|t| t.to_string()),
-        })
-    }
-}
-
-fn seq_i64(seq: u64) -> Result<i64> {
+pub(crate) fn seq_i64(seq: u64) -> Result<i64> {
     i64::try_from(seq).map_err(|_| corrupt("seq", format_args!("{seq} is out of range")))
 }
 
@@ -482,7 +442,7 @@ pub(crate) async fn records_of(pool: &AnyPool, rows: &[AnyRow]) -> Result<Vec<Lo
     parsed.into_iter().map(|r| finish_row(r, &certs)).collect()
 }
 
-async fn read_head(pool: &AnyPool, writer: &str) -> Result<ChainHead> {
+pub(crate) async fn read_head(pool: &AnyPool, writer: &str) -> Result<ChainHead> {
     let row = sqlx::query(
         "SELECT writer, seq, hash, record FROM message_log WHERE writer = $1 \
          ORDER BY seq DESC LIMIT 1",
@@ -526,143 +486,29 @@ async fn read_checkpoint(conn: &mut sqlx::AnyConnection, writer: &str) -> Result
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    mut sink: Sink,
-    pool: AnyPool,
-    writer: String,
-    mut head: ChainHead,
-    mut rx: mpsc::Receiver<Job>,
-    max_batch: usize,
-    commits: Arc<AtomicU64>,
-    head_tx: watch::Sender<ChainHead>,
-) {
-    // Certificates known to be stored (each is stored once).
-    let mut known_certs = std::collections::HashSet::<String>::new();
+/// The committer on the pool (PostgreSQL, in-memory SQLite): takes the
+/// queued appends in batches, chains and commits each batch in one
+/// transaction, and answers its callers.
+async fn run(pool: AnyPool, mut chain: Chainer, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
-        // Take what is queued; while more keeps arriving (the callers just
-        // answered queueing their next appends), yield and take again, a
-        // few times, so batches stay large under load. Costs nothing when
-        // idle: an empty queue ends it at once.
-        for _ in 0..4 {
-            let before = jobs.len();
-            while jobs.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-            if jobs.len() == before || jobs.len() >= max_batch {
+        for _ in 0..chain::GATHER_ROUNDS {
+            if !chain::drain(&mut jobs, &mut rx, max_batch) || jobs.len() >= max_batch {
                 break;
             }
             tokio::task::yield_now().await;
         }
-        let mut next = head;
-        let mut batch = Vec::with_capacity(jobs.len());
-        let mut new_certs = std::collections::BTreeMap::new();
-        for job in jobs {
-            let Job {
-                exchange,
-                encoded,
-                ack,
-            } = job;
-            let seq = next.seq + 1;
-            let built = canonical::record_head(seq, &writer, &next.hash)
-                .and_then(|h| {
-                    let hash = canonical::record_hash(&h, &encoded.canonical);
-                    Ok((hash, canonical::stored_text(&h, &encoded.stored, &hash)?))
-                })
-                .map_err(LogError::Encode);
-            match built {
-                Ok((hash, text)) => {
-                    let record = LogRecord {
-                        seq,
-                        writer: writer.clone(),
-                        prev_hash: next.hash,
-                        exchange,
-                        hash,
-                    };
-                    let row = match Row::of(&record, text) {
-                        Ok(row) => row,
-                        Err(e) => {
-                            let _ = ack.send(Err(e));
-                            continue;
-                        }
-                    };
-                    next = ChainHead { seq, hash };
-                    for (h, der) in encoded.certs {
-                        if !known_certs.contains(&h) {
-                            new_certs.entry(h).or_insert(der);
-                        }
-                    }
-                    batch.push((record, row, ack));
-                }
-                Err(e) => {
-                    let _ = ack.send(Err(e));
-                }
-            }
-        }
-        if batch.is_empty() {
+        let Some(batch) = chain.batch(jobs) else {
             continue;
-        }
-        let (records, rows): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .map(|(record, row, ack)| ((record, ack), row))
-            .unzip();
-        let certs: Vec<(String, String)> = new_certs
-            .iter()
-            .map(|(h, der)| {
-                (
-                    h.clone(),
-                    base64::engine::general_purpose::STANDARD.encode(der),
-                )
-            })
-            .collect();
-        let written = match &mut sink {
-            Sink::Sqlite(w) => w
-                .write(certs, rows)
-                .await
-                .map_err(|e| Arc::new(e) as Arc<dyn std::error::Error + Send + Sync>),
-            Sink::Pool(p) => write_batch(p, &certs, &rows)
-                .await
-                .map_err(|e| Arc::new(e) as Arc<dyn std::error::Error + Send + Sync>),
         };
-        match written {
-            Ok(()) => {
-                known_certs.extend(std::mem::take(&mut new_certs).into_keys());
-                head = next;
-                commits.fetch_add(1, Ordering::Relaxed);
-                head_tx.send_replace(head);
-                for (record, ack) in records {
-                    let _ = ack.send(Ok(record));
-                }
-            }
+        match write_batch(&pool, &batch.certs, &batch.rows).await {
+            Ok(()) => chain.committed(batch),
             Err(e) => {
-                tracing::error!(error = %e, records = records.len(), "message log commit failed");
-                for (_, ack) in records {
-                    let _ = ack.send(Err(LogError::Commit(e.clone())));
-                }
-                // The database is authoritative: a commit whose outcome is
-                // unknown (a connection lost during COMMIT) may have stored
-                // the batch, and a writer id wrongly shared may have moved
-                // on. Continue from what is stored.
-                match read_head(&pool, &writer).await {
-                    Ok(stored) => {
-                        head = stored;
-                        head_tx.send_replace(head);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot re-read the message log chain head");
-                    }
-                }
+                chain.failed(batch, Arc::new(e));
+                let stored = read_head(&pool, chain.writer()).await;
+                chain.reset(stored);
             }
         }
-    }
-    // Every appender is answered; let the SQLite writer checkpoint the WAL
-    // into the database file and end.
-    if let Sink::Sqlite(mut w) = sink {
-        let _ = tokio::task::spawn_blocking(move || w.close()).await;
     }
 }
 
@@ -707,18 +553,19 @@ async fn write_batch(
         }
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for r in chunk {
+            let c = &r.columns;
             query = query
                 .bind(r.writer.clone())
                 .bind(r.seq)
-                .bind(r.transaction_id.clone())
-                .bind(r.received_at.clone())
+                .bind(c.transaction_id.clone())
+                .bind(c.received_at.clone())
                 .bind(r.hash.clone())
                 .bind(r.record.clone())
-                .bind(r.client.clone())
-                .bind(r.service.clone())
-                .bind(r.status)
-                .bind(r.problem_code.clone())
-                .bind(r.trace_id.clone());
+                .bind(c.client.clone())
+                .bind(c.service.clone())
+                .bind(c.status)
+                .bind(c.problem_code.clone())
+                .bind(c.trace_id.clone());
         }
         query.execute(&mut *tx).await?;
     }
@@ -747,6 +594,7 @@ impl MessageLog for SqlMessageLog {
         let (ack, done) = oneshot::channel();
         queue
             .send(Job {
+                columns: Columns::of(&exchange),
                 exchange,
                 encoded,
                 ack,

@@ -1,13 +1,16 @@
-//! The group committer's SQLite path: one plain SQLite connection on a
-//! thread of its own, with its insert statements prepared once.
+//! The group committer's SQLite path: one thread that takes the appends
+//! off the queue, chains them ([`super::chain`]) and inserts them through a
+//! plain SQLite connection of its own, with its insert statements prepared
+//! once.
 //!
 //! Through the generic pool every statement of a batch is a message to the
 //! driver's worker thread and its parameters are bound by name; a batch of
 //! a few hundred records then spends more time in that machinery than in
-//! SQLite. Here the committer hands the whole batch to this thread, which
-//! inserts row by row with cached statements (single-row inserts also need
-//! no statement journal) inside one `BEGIN IMMEDIATE` transaction and
-//! commits. Readers, the timestamper and maintenance keep using the pool;
+//! SQLite. Here the thread inserts row by row with cached statements
+//! (single-row inserts also need no statement journal) inside one `BEGIN
+//! IMMEDIATE` transaction, commits and answers each caller itself: an
+//! append is one hand-off to this thread and one back, with no task in
+//! between. Readers, the timestamper and maintenance keep using the pool;
 //! the two share the database file (WAL mode) and wait for each other's
 //! write locks (`busy_timeout`).
 //!
@@ -22,34 +25,39 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags};
-use tokio::sync::oneshot;
+use std::sync::Arc;
 
-use super::sql::{Row, SQLITE_SETUP};
+use rusqlite::{params, Connection, OpenFlags};
+use sqlx::AnyPool;
+use tokio::sync::mpsc as queue;
+
+use super::chain::{self, Chainer, Job};
+use super::sql::{read_head, Row, SQLITE_SETUP};
 
 /// How often, at most, a passive checkpoint runs.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
-/// A batch to commit: certificates to store (SHA-256 hex, base64 DER) and
-/// rows, all in one transaction.
-struct Batch {
-    certs: Vec<(String, String)>,
-    rows: Vec<Row>,
-    done: oneshot::Sender<rusqlite::Result<()>>,
-}
-
-/// The writer thread's handle. Dropping it ends the thread once queued
-/// batches are done.
+/// The writer thread's handle. The thread ends once every sender of its
+/// queue is gone and the queued appends are committed.
 #[derive(Debug)]
 pub(crate) struct SqliteWriter {
-    queue: Option<mpsc::Sender<Batch>>,
     thread: Option<JoinHandle<()>>,
     checkpoints: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
 }
 
 impl SqliteWriter {
-    /// Opens `path` (an existing, migrated database) and starts the thread.
-    pub(crate) fn open(path: &str, busy_timeout: Duration) -> Result<Self, WriteError> {
+    /// Opens `path` (an existing, migrated database) and starts the thread,
+    /// which commits the appends of `rx` in batches of at most `max_batch`
+    /// and re-reads the chain head through `pool` after a failed commit.
+    /// Must be called inside a Tokio runtime.
+    pub(crate) fn open(
+        path: &str,
+        busy_timeout: Duration,
+        pool: AnyPool,
+        chain: Chainer,
+        rx: queue::Receiver<Job>,
+        max_batch: usize,
+    ) -> Result<Self, WriteError> {
         let conn = connect(path, busy_timeout)?;
         let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -64,44 +72,26 @@ impl SqliteWriter {
             .name("ndxp-log-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoint_conn, stopped))
             .map_err(WriteError::Spawn)?;
-        let (queue, rx) = mpsc::channel();
+        let runtime = tokio::runtime::Handle::current();
+        let reread = move |writer: &str| runtime.block_on(read_head(&pool, writer));
         let thread = std::thread::Builder::new()
             .name("ndxp-log-sqlite".into())
-            .spawn(move || serve(conn, rx))
+            .spawn(move || serve(conn, rx, chain, max_batch, reread))
             .map_err(WriteError::Spawn)?;
         Ok(Self {
-            queue: Some(queue),
             thread: Some(thread),
             checkpoints: Some((stop, checkpointer)),
         })
     }
 
-    /// Commits `certs` and `rows` in one transaction.
-    pub(crate) async fn write(
-        &self,
-        certs: Vec<(String, String)>,
-        rows: Vec<Row>,
-    ) -> Result<(), WriteError> {
-        let (done, answer) = oneshot::channel();
-        self.queue
-            .as_ref()
-            .ok_or(WriteError::Stopped)?
-            .send(Batch { certs, rows, done })
-            .map_err(|_| WriteError::Stopped)?;
-        answer
-            .await
-            .map_err(|_| WriteError::Stopped)?
-            .map_err(WriteError::Sqlite)
-    }
-
-    /// Ends the thread after the queued batches, checkpointing the WAL into
-    /// the database file (TRUNCATE) on the way out.
+    /// Waits until the thread has committed the queued appends (the queue's
+    /// senders must be gone) and checkpointed the WAL into the database
+    /// file (TRUNCATE) on the way out.
     pub(crate) fn close(&mut self) {
         if let Some((stop, t)) = self.checkpoints.take() {
             drop(stop);
             let _ = t.join();
         }
-        self.queue.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -113,7 +103,6 @@ impl Drop for SqliteWriter {
         // Do not block a runtime thread on drop: the threads end by
         // themselves once their channels are gone.
         self.checkpoints.take();
-        self.queue.take();
     }
 }
 
@@ -126,9 +115,6 @@ pub(crate) enum WriteError {
     /// The writer thread could not be started.
     #[error("cannot start the message log's SQLite writer thread: {0}")]
     Spawn(#[source] std::io::Error),
-    /// The writer thread has stopped.
-    #[error("the message log's SQLite writer has stopped")]
-    Stopped,
 }
 
 const INSERT_ROW: &str = "INSERT INTO message_log (writer, seq, transaction_id, received_at, \
@@ -158,10 +144,32 @@ fn connect(path: &str, busy_timeout: Duration) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn serve(mut conn: Connection, rx: mpsc::Receiver<Batch>) {
-    while let Ok(b) = rx.recv() {
-        let result = commit(&mut conn, &b.certs, &b.rows);
-        let _ = b.done.send(result);
+fn serve(
+    mut conn: Connection,
+    mut rx: queue::Receiver<Job>,
+    mut chain: Chainer,
+    max_batch: usize,
+    reread: impl Fn(&str) -> super::Result<super::ChainHead>,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        for _ in 0..chain::GATHER_ROUNDS {
+            if !chain::drain(&mut jobs, &mut rx, max_batch) || jobs.len() >= max_batch {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let Some(batch) = chain.batch(jobs) else {
+            continue;
+        };
+        match commit(&mut conn, &batch.certs, &batch.rows) {
+            Ok(()) => chain.committed(batch),
+            Err(e) => {
+                chain.failed(batch, Arc::new(WriteError::Sqlite(e)));
+                let stored = reread(chain.writer());
+                chain.reset(stored);
+            }
+        }
     }
     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
         tracing::warn!(error = %e, "message log WAL checkpoint at close failed");
@@ -187,18 +195,19 @@ fn commit(conn: &mut Connection, certs: &[(String, String)], rows: &[Row]) -> ru
         }
         let mut insert = tx.prepare_cached(INSERT_ROW)?;
         for r in rows {
+            let c = &r.columns;
             insert.execute(params![
                 r.writer,
                 r.seq,
-                r.transaction_id,
-                r.received_at,
+                c.transaction_id,
+                c.received_at,
                 r.hash,
                 r.record,
-                r.client,
-                r.service,
-                r.status,
-                r.problem_code,
-                r.trace_id,
+                c.client,
+                c.service,
+                c.status,
+                c.problem_code,
+                c.trace_id,
             ])?;
         }
     }
