@@ -365,3 +365,76 @@ async fn certificates_are_stored_once_and_checked_on_read() {
         db.drop_now().await;
     }
 }
+
+/// The query plan of `sql` on the log's SQLite database, one line.
+async fn plan(log: &SqlMessageLog, sql: &str) -> String {
+    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN QUERY PLAN {sql}"
+    )))
+    .fetch_all(log.pool())
+    .await
+    .unwrap();
+    rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
+}
+
+#[tokio::test]
+async fn a_schema_6_database_upgrades_to_lean_indexes_and_its_records_still_verify() {
+    let (_dir, url, log) = sqlite_log("w").await;
+    // Put the database back to schema 6: its two indexes as they were, and
+    // version 7 not applied.
+    let mut tx = log.pool().begin().await.unwrap();
+    for sql in [
+        "DROP INDEX message_log_trace",
+        "CREATE INDEX message_log_trace ON message_log (trace_id)",
+        "CREATE INDEX message_log_transaction ON message_log (transaction_id)",
+        "DELETE FROM _ndxp_audit_migrations WHERE version = 7",
+    ] {
+        sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut traced = exchange(1);
+    traced.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap());
+    let first = log.append(traced).await.unwrap();
+    log.append(exchange(2)).await.unwrap();
+    log.close().await;
+
+    let log = open_log(&url, "w").await;
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'message_log' \
+         AND sql IS NOT NULL ORDER BY name",
+    )
+    .fetch_all(log.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes,
+        [
+            "message_log_client",
+            "message_log_received",
+            "message_log_service",
+            "message_log_trace"
+        ]
+    );
+    // The partial index still serves a lookup by trace id.
+    let p = plan(
+        &log,
+        "SELECT seq FROM message_log WHERE trace_id = '4bf92f3577b34da6a3ce929d0e0e4736'",
+    )
+    .await;
+    assert!(p.contains("message_log_trace"), "{p}");
+    log.append(exchange(3)).await.unwrap();
+    let records = log.read("w", 1, 10).await.unwrap();
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[0], first);
+    check_chain(&records);
+    let page = log
+        .transactions(&ndxp_audit::query::TransactionQuery {
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].seq, 1);
+    log.close().await;
+}

@@ -74,6 +74,11 @@ const MIGRATIONS: ndxp_db::Migrations = ndxp_db::Migrations {
             "trace id",
             include_str!("../../migrations/0006_trace_id.sql"),
         ),
+        (
+            7,
+            "lean indexes",
+            include_str!("../../migrations/0007_lean_indexes.sql"),
+        ),
     ],
 };
 
