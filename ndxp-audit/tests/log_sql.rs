@@ -368,12 +368,11 @@ async fn certificates_are_stored_once_and_checked_on_read() {
 
 /// The query plan of `sql` on the log's SQLite database, one line.
 async fn plan(log: &SqlMessageLog, sql: &str) -> String {
-    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "EXPLAIN QUERY PLAN {sql}"
-    )))
-    .fetch_all(log.pool())
-    .await
-    .unwrap();
+    let rows: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .fetch_all(log.pool())
+            .await
+            .unwrap();
     rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
 }
 

@@ -220,11 +220,7 @@ impl Chainer {
     /// re-reads the stored head ([`Chainer::reset`]): a commit whose
     /// outcome is unknown (a connection lost during `COMMIT`) may have
     /// stored the batch, and a writer id wrongly shared may have moved on.
-    pub(crate) fn failed(
-        &mut self,
-        batch: Batch,
-        error: Arc<dyn std::error::Error + Send + Sync>,
-    ) {
+    pub(crate) fn failed(&mut self, batch: Batch, error: Arc<dyn std::error::Error + Send + Sync>) {
         tracing::error!(error = %error, records = batch.len(), "message log commit failed");
         for (_, ack) in batch.answers {
             let _ = ack.send(Err(LogError::Commit(error.clone())));
