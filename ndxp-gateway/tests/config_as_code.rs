@@ -83,6 +83,8 @@ async fn populate(s: &SqlStore) {
     s.add_group("finance", "Finance ministry systems", a)
         .await
         .unwrap();
+    // The API accepts an empty description; the file must carry it too.
+    s.add_group("empty", "", a).await.unwrap();
     s.add_group_member("finance", &sub("VN/GOV/BTC/THUE"), a)
         .await
         .unwrap();

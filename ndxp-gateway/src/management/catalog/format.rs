@@ -373,12 +373,6 @@ impl CatalogFile {
             if let Err(e) = ndxp_core::id::check_segment("group code", code) {
                 return bad(g.code.span(), format!("group {code:?}: {e}"));
             }
-            if g.description.trim().is_empty() {
-                return bad(
-                    g.code.span(),
-                    format!("group {code}: the description is empty"),
-                );
-            }
             if !groups.insert(code.as_str()) {
                 return bad(g.code.span(), format!("group {code} is listed twice"));
             }
@@ -405,12 +399,6 @@ impl CatalogFile {
                         "service {id}: its provider subsystem {} is not in the file",
                         id.subsystem()
                     ),
-                );
-            }
-            if s.description.trim().is_empty() {
-                return bad(
-                    s.id.span(),
-                    format!("service {id}: the description is empty"),
                 );
             }
             if let Some(doc) = &s.openapi {
