@@ -13,6 +13,7 @@ use ndxp_gateway::management::registry::AdminError;
 mod cli;
 
 use cli::gateway::GatewayCommand;
+use cli::generate::GenerateCommand;
 use cli::monitoring::ReportFormat;
 use cli::pki::PkiCommand;
 use cli::registry::{
@@ -101,6 +102,10 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         wait: u64,
     },
+    /// Shell completions and man pages from this command line (for the
+    /// Debian packages, docs/packages.md).
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCommand),
 }
 
 fn main() {
@@ -156,6 +161,7 @@ fn run(command: Command) -> Result<()> {
             format,
             wait,
         } => cli::monitoring::reconcile(&cfg, &period, format, wait),
+        Command::Generate(c) => cli::generate::run::<Cli>(c),
     }
 }
 

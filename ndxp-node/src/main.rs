@@ -15,6 +15,7 @@ use ndxp_core::ErrorChain;
 use ndxp_node::config::ConfigError;
 
 use cli::conf::ConfCommand;
+use cli::generate::GenerateCommand;
 use cli::keys::KeysCommand;
 use cli::local::{AccessCommand, ServicesCommand, SubsystemsCommand};
 use cli::log::LogCommand;
@@ -78,6 +79,10 @@ enum Command {
     /// The message log: archives and their verification.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Shell completions and man pages from this command line (for the
+    /// Debian packages, docs/packages.md).
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCommand),
 }
 
 fn main() {
@@ -111,5 +116,6 @@ fn run(command: Command) -> Result<i32> {
         Command::Access(c) => cli::local::access(c),
         Command::Log(c) => cli::log::run(c),
         Command::Backup { config, out } => cli::serve::backup(&config, &out),
+        Command::Generate(c) => cli::generate::run::<Cli>(c).map(|()| 0),
     }
 }

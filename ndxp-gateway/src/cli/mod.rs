@@ -11,6 +11,7 @@ use ndxp_registry::model::Actor;
 
 pub(crate) mod catalog;
 pub(crate) mod gateway;
+pub(crate) mod generate;
 pub(crate) mod monitoring;
 pub(crate) mod pki;
 pub(crate) mod registry;

@@ -2,6 +2,10 @@
 //! definitions and the handlers that call the library and print.
 
 pub mod conf;
+// `generate`: one source for both binaries (clap lives only in binaries,
+// so no library can hold it).
+#[path = "../../../ndxp-gateway/src/cli/generate.rs"]
+pub(crate) mod generate;
 pub mod keys;
 pub mod local;
 pub mod log;
