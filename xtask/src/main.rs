@@ -5,6 +5,8 @@
 //!   write `target/ndxp-bench/NAME.json` (docs/design.md §13).
 //! - `cargo xtask demo [--dir D] [--once] [--port-base N] [--release]` —
 //!   build and run the platform locally (docs/design.md §12).
+//! - `cargo xtask package [--install-tools]` — the Debian packages of
+//!   ndxp-gateway and ndxp-node in `target/debian/` (docs/packages.md).
 //!
 //! `cargo xtask help` and `--help` on every command print its usage; a
 //! wrong command or option prints the usage to stderr and exits 2.
@@ -13,6 +15,8 @@ mod bench;
 mod ci;
 mod demo;
 mod loadgen;
+mod package;
+mod package_contents;
 mod util;
 
 use anyhow::Result;
@@ -53,6 +57,11 @@ enum Task {
     /// Build and start a local platform (PKI, management, gateway, two
     /// nodes, a sample backend) and run every flow once
     Demo(demo::DemoArgs),
+    /// Build the Debian packages of ndxp-gateway and ndxp-node into
+    /// target/debian/ with cargo-deb: stripped release binaries, systemd
+    /// units, example configuration, completions, man pages
+    /// (docs/packages.md)
+    Package(package::PackageArgs),
 }
 
 fn main() {
@@ -73,6 +82,7 @@ fn run(task: Task) -> Result<()> {
             bench::run(&all)
         }
         Task::Demo(args) => demo::run(args),
+        Task::Package(args) => package::run(args),
     }
 }
 
@@ -115,6 +125,12 @@ mod tests {
         assert!(matches!(
             parse(&["xtask", "demo", "--once", "--dir", "/tmp/d"]),
             Ok(Task::Demo(_))
+        ));
+        assert!(matches!(
+            parse(&["xtask", "package", "--install-tools"]),
+            Ok(Task::Package(package::PackageArgs {
+                install_tools: true
+            }))
         ));
         assert!(parse(&["xtask", "bench", "nosuch"]).is_err());
         assert!(parse(&["xtask", "ci", "--nosuch"]).is_err());

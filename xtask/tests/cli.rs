@@ -32,6 +32,11 @@ fn help_is_printed_for_every_command_and_exits_0() {
         (&["demo", "-h"], &["--port-base", "--release"]),
         (&["ci", "--help"], &["clippy"]),
         (&["bench", "--help"], &["NAME", "reconcile", "gateway"]),
+        (
+            &["package", "--help"],
+            &["--install-tools", "target/debian"],
+        ),
+        (&["help", "package"], &["cargo-deb", "--install-tools"]),
     ] {
         let out = xtask(args);
         let stdout = text(&out.stdout);
