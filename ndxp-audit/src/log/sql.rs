@@ -3,16 +3,17 @@
 //!
 //! # Group commit
 //!
-//! [`SqlMessageLog::open`] starts one background task per log. An
+//! [`SqlMessageLog::open`] starts one background committer per log: a
+//! thread of its own on a SQLite file, a task on PostgreSQL. An
 //! [`append`](MessageLog::append) queues its exchange on a channel and waits.
-//! The task takes the first queued exchange plus every other one already
+//! The committer takes the first queued exchange plus every other one already
 //! waiting (up to [`LogOptions::max_batch`]), gives them consecutive `seq`
 //! values and chains their hashes from the head it holds in memory, inserts
 //! them all in **one** transaction, commits, and only then answers each
 //! caller. While a commit is in flight new appends queue up and go into the
 //! next batch, so under load one fsync covers many records. If a commit
-//! fails, every caller of that batch gets [`LogError::Commit`] and the task
-//! re-reads the head from the database (which may hold the batch after all,
+//! fails, every caller of that batch gets [`LogError::Commit`] and the
+//! committer re-reads the head from the database (which may hold the batch after all,
 //! when the connection was lost during `COMMIT`) before the next batch.
 //!
 //! The chain head is read from the database when the log opens, so a new
