@@ -103,6 +103,17 @@ impl From<[u8; 8]> for SpanId {
     }
 }
 
+impl From<[u8; 16]> for TraceId {
+    /// Bytes as a trace id; the all-zero value becomes `…01` so that the
+    /// result is always valid (for callers that draw random bytes).
+    fn from(mut b: [u8; 16]) -> Self {
+        if b == [0; 16] {
+            b[15] = 1;
+        }
+        Self(b)
+    }
+}
+
 impl FromStr for TraceId {
     type Err = TraceIdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

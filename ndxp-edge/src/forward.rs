@@ -81,8 +81,8 @@ pub const RESPONSE_HEADERS: &[&str] = &[
 ];
 
 /// Headers no configuration can make cross the edge: hop-by-hop and
-/// framing fields (RFC 9110 §7.6.1), forwarding fields the edge sets
-/// itself, credentials of the caller, and the NDXP and signature fields
+/// framing fields (RFC 9110 §7.6.1), forwarding and trace context fields
+/// the edge sets itself ([`crate::trace`]), credentials of the caller, and the NDXP and signature fields
 /// the node and the gateway own.
 pub const NEVER_FORWARDED: &[&str] = &[
     "connection",
@@ -105,6 +105,8 @@ pub const NEVER_FORWARDED: &[&str] = &[
     "signature",
     "signature-input",
     "content-digest",
+    "traceparent",
+    "tracestate",
 ];
 
 /// Whether `name` (lowercase) may never cross the edge.

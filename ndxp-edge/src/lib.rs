@@ -8,6 +8,8 @@
 //! - [`metrics`]: the serve loops' connection counts as Prometheus metrics.
 //! - [`settings`]: the `[edge]` table of `node.toml` and `gateway.toml`
 //!   that sets those limits ([`EdgeSettings`]).
+//! - [`trace`]: W3C Trace Context on every hop: the caller's `traceparent`
+//!   read, the hop's span opened, the `traceparent` sent on.
 //!
 //! ```no_run
 //! use std::convert::Infallible;
@@ -56,5 +58,6 @@ pub mod metrics;
 pub mod problem;
 pub mod serve;
 pub mod settings;
+pub mod trace;
 
 pub use settings::EdgeSettings;

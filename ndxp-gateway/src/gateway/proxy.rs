@@ -15,9 +15,11 @@ use ndxp_audit::log::{Bodies, Exchange, MessageLog, Role, SignedMeta};
 use ndxp_core::problem::{ErrorCode, Problem};
 use ndxp_core::{ServiceId, SubsystemId, TransactionId};
 use ndxp_edge::problem::ProblemResponse;
+use ndxp_edge::trace::{self, Hop};
 use ndxp_registry::store::gateway::GatewayServiceState;
 use ndxp_sign::openssl::sha::sha256;
 use ndxp_sign::profile;
+use tracing::Instrument as _;
 
 use super::certauth::ClientCert;
 use super::limits::Refusal;
@@ -46,6 +48,8 @@ struct Call {
     user_id: Option<String>,
     /// `NDXP-Request-Id` sent by the consumer.
     request_id: Option<String>,
+    /// The trace hop: its `traceparent` goes to the backend.
+    hop: Hop,
 }
 
 /// The problem `code` of transaction `txid`, rendered by the edge.
@@ -106,6 +110,22 @@ fn hash_header(base: &str) -> Option<HeaderValue> {
 
 pub(super) async fn handle(gw: &Gateway, peer: SocketAddr, req: Request) -> Response {
     let txid = TransactionId::new();
+    let hop = Hop::start(req.headers(), trace::hop_span("gateway", Some(txid)));
+    let span = hop.span().clone();
+    let resp = serve(gw, peer, req, txid, hop)
+        .instrument(span.clone())
+        .await;
+    trace::end_span(&span, resp.status(), "");
+    resp
+}
+
+async fn serve(
+    gw: &Gateway,
+    peer: SocketAddr,
+    req: Request,
+    txid: TransactionId,
+    hop: Hop,
+) -> Response {
     let received_at = Utc::now();
     let (parts, body) = req.into_parts();
 
@@ -211,7 +231,9 @@ pub(super) async fn handle(gw: &Gateway, peer: SocketAddr, req: Request) -> Resp
         backend_answered_at: None,
         user_id: header_text(&parts.headers, profile::NDXP_USER_ID),
         request_id: header_text(&parts.headers, profile::NDXP_REQUEST_ID),
+        hop,
     };
+    trace::record_parties(&call.client, Some(&service));
     if !app.cidrs.is_empty() && !app.cidrs.iter().any(|n| n.contains(&peer_ip)) {
         return refuse(
             gw,
@@ -316,6 +338,9 @@ async fn finish(
     mut resp: Response,
 ) -> Response {
     let txid = call.txid;
+    if let Some(c) = &problem_code {
+        tracing::Span::current().record("ndxp.problem_code", c.as_str());
+    }
     let body = if gw.log_bodies && (call.request_body.is_some() || response_body.is_some()) {
         Some(Bodies {
             request: call.request_body,
@@ -359,7 +384,7 @@ async fn finish(
         request: call.request_meta,
         response: response_meta,
         body,
-        trace_id: None,
+        trace_id: Some(call.hop.trace_id()),
     };
     if let Err(e) = gw.log.append(exchange).await {
         tracing::error!(error = %e, %txid, "the exchange could not be logged; answering 500");
@@ -413,6 +438,7 @@ async fn forward(
             headers.insert(HeaderName::from_static(name), v.clone());
         }
     }
+    call.hop.propagate(&mut headers);
     // The gateway's own Forwarded (RFC 7239): the consumer's address, the
     // scheme and the host it called.
     let forwarded = ndxp_edge::forward::Forwarded {

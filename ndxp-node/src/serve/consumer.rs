@@ -11,10 +11,13 @@ use chrono::{DateTime, Utc};
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
+use tracing::Instrument as _;
 use ndxp_audit::log::{Exchange, Role};
+use ndxp_core::trace::TraceId;
 use ndxp_core::{ErrorChain, ErrorCode, Problem, ServiceId, SubsystemId, TransactionId};
 use ndxp_edge::problem::ProblemResponse;
 use ndxp_edge::serve::RequestBody;
+use ndxp_edge::trace::Hop;
 use ndxp_sign::profile::{self, SignedInfo, VerifiedMessage};
 use ndxp_sign::tls::PeerIdentity;
 
@@ -67,6 +70,7 @@ struct Signed {
     user_id: Option<String>,
     request_id: Option<String>,
     request_body: Bytes,
+    trace_id: TraceId,
 }
 
 /// The platform problem code of a provider's answer relayed to the client
@@ -83,7 +87,12 @@ pub(crate) async fn handle(
     let started = Instant::now();
     let tx = TransactionId::new();
     let received_at = Utc::now();
-    let (resp, code) = match consume(&state, req, tx, received_at, &caller).await {
+    let hop = Hop::start(req.headers(), ndxp_edge::trace::hop_span("consumer", Some(tx)));
+    let span = hop.span().clone();
+    let (resp, code) = match consume(&state, req, tx, received_at, &caller, &hop)
+        .instrument(span.clone())
+        .await
+    {
         Ok(r) => {
             let code = r
                 .extensions()
@@ -94,6 +103,7 @@ pub(crate) async fn handle(
         }
         Err(p) => (ProblemResponse::new(&p).into_response(), p.code),
     };
+    ndxp_edge::trace::end_span(&span, resp.status(), &code);
     state
         .metrics
         .observe("consumer", resp.status().as_u16(), &code, started.elapsed());
@@ -110,6 +120,7 @@ async fn consume(
     tx: TransactionId,
     received_at: DateTime<Utc>,
     caller: &CallerConnection,
+    hop: &Hop,
 ) -> Result<Response<Body>, Problem> {
     let (parts, body) = req.into_parts();
     client_auth::check_host(&state.config.client, &parts).map_err(|p| p.with_transaction(tx))?;
@@ -176,6 +187,10 @@ async fn consume(
             (sub.member().clone(), None)
         }
     };
+    ndxp_edge::trace::record_parties(
+        &client,
+        service.as_ref().map(|s| s as &dyn std::fmt::Display),
+    );
     let nodes: Vec<String> = trust
         .doc
         .nodes_of(&provider_member)
@@ -230,6 +245,7 @@ async fn consume(
             if let Some(r) = &request_id {
                 h.insert(HeaderName::from_static(profile::NDXP_REQUEST_ID), hv(r));
             }
+            hop.propagate(h);
         }
         let (mut head, ()) = builder
             .body(())
@@ -251,6 +267,7 @@ async fn consume(
             user_id: user_id.clone(),
             request_id: request_id.clone(),
             request_body: body.clone(),
+            trace_id: hop.trace_id(),
         };
         match forward(state, &trust, &head, body.clone(), &provider_member, tx).await {
             Ok((resp_head, resp_body, vm, forwarded_at)) => {
@@ -477,7 +494,7 @@ async fn finish(
                 request: Some(signed.request_body.to_vec()),
                 response: Some(resp_body.to_vec()),
             }),
-            trace_id: None,
+            trace_id: Some(signed.trace_id),
         };
         state.log_append(exchange).await.map_err(|e| {
             tracing::error!(error = %e, transaction = %tx, "the message log could not store an exchange");
@@ -534,7 +551,7 @@ async fn log_failure(
         request: own_meta(state, &signed.info, &signed.digest),
         response: None,
         body: None,
-        trace_id: None,
+        trace_id: Some(signed.trace_id),
     };
     match state.log_append(exchange).await {
         Ok(_) => p,

@@ -26,6 +26,8 @@ use super::wire::{self, problem, read_body, Body, BodyError};
 use super::{NodeState, Trust};
 use crate::local::{LocalConfig, ServiceEntry};
 use ndxp_edge::forward::{self, ForwardError, Forwarded, HeaderPolicy};
+use ndxp_edge::trace::{self, Hop};
+use tracing::Instrument as _;
 
 /// Handles one request on the peer port.
 pub(crate) async fn handle(
@@ -49,13 +51,19 @@ pub(crate) async fn handle(
         head.uri = u;
     }
     let tx = wire::header_text(&head.headers, profile::NDXP_ID).and_then(|t| t.parse().ok());
-    let (resp, code) = match provide(&state, &peer, remote, &head, body, received_at, tx).await {
+    let hop = Hop::start(&head.headers, trace::hop_span("provider", tx));
+    let span = hop.span().clone();
+    let (resp, code) = match provide(&state, &peer, remote, &head, body, received_at, tx, hop)
+        .instrument(span.clone())
+        .await
+    {
         Ok(r) => (r, String::new()),
         Err(p) => {
             let code = p.code.clone();
             (signed_problem(&state, &head, p, tx), code)
         }
     };
+    trace::end_span(&span, resp.status(), &code);
     state
         .metrics
         .observe("provider", resp.status().as_u16(), &code, started.elapsed());
@@ -89,6 +97,7 @@ fn err(code: ErrorCode, detail: impl Into<String>, tx: Option<TransactionId>) ->
     problem(code, detail, tx)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn provide(
     state: &Arc<NodeState>,
     peer: &PeerIdentity,
@@ -97,6 +106,7 @@ async fn provide(
     body: RequestBody,
     received_at: DateTime<Utc>,
     tx: Option<TransactionId>,
+    hop: Hop,
 ) -> Result<Response<Body>, Problem> {
     let tx = tx.ok_or_else(|| {
         err(
@@ -144,7 +154,13 @@ async fn provide(
         .clone()
         .ok_or_else(|| err(ErrorCode::BadRequest, "NDXP-Client is missing", Some(tx)))?;
     let local = state.local.get();
-    match parse_target(head.uri.path()).map_err(|d| err(ErrorCode::BadRequest, d, Some(tx)))? {
+    let target =
+        parse_target(head.uri.path()).map_err(|d| err(ErrorCode::BadRequest, d, Some(tx)))?;
+    match &target {
+        Target::Service(s) => trace::record_parties(&client, Some(s)),
+        Target::Meta(..) => trace::record_parties(&client, None),
+    }
+    match target {
         Target::Meta(sub, name) => {
             let answer = metadata(&local, &trust, &sub, name, &client, head, tx)?;
             Ok(sign_answer(state, head, &answer, tx))
@@ -171,6 +187,7 @@ async fn provide(
                 vm,
                 request_body: body.clone(),
                 received_at,
+                hop,
             };
             call_backend(state, head, remote, &entry, body, exchange).await
         }
@@ -313,6 +330,8 @@ struct Pending {
     vm: VerifiedMessage,
     request_body: Bytes,
     received_at: DateTime<Utc>,
+    /// The trace hop: its `traceparent` goes to the backend.
+    hop: Hop,
 }
 
 async fn call_backend(
@@ -355,6 +374,7 @@ async fn call_backend(
             headers.insert(HeaderName::from_static(name), v.clone());
         }
     }
+    pending.hop.propagate(&mut headers);
     // This node's own Forwarded (RFC 7239): the consumer's node that
     // called the peer port, always over mutual TLS, and this node's
     // registered address, which the signed @target-uri names.
@@ -449,7 +469,7 @@ async fn call_backend(
             request: Some(pending.request_body.to_vec()),
             response: Some(resp_body.to_vec()),
         }),
-        trace_id: None,
+        trace_id: Some(pending.hop.trace_id()),
     };
     state.log_append(exchange).await.map_err(|e| {
         tracing::error!(error = %e, transaction = %tx, "the message log could not store an exchange");

@@ -148,6 +148,8 @@ async fn person(
         "seen_request_id": seen("ndxp-request-id"),
         "seen_accept": seen("accept"),
         "seen_query": uri.query(),
+        "seen_traceparent": seen("traceparent"),
+        "seen_tracestate": seen("tracestate"),
     }))
     .into_response()
 }
