@@ -84,7 +84,10 @@ impl Hop {
         let own = SpanId::from(random::<8>());
         let (context, state) = match caller {
             Some((parent, state)) => (parent.child(own), state),
-            None => (TraceParent::new_root(TraceId::from(random::<16>()), own), None),
+            None => (
+                TraceParent::new_root(TraceId::from(random::<16>()), own),
+                None,
+            ),
         };
         span.record("trace_id", tracing::field::display(context.trace_id));
         Self {
@@ -197,13 +200,20 @@ mod tests {
     #[test]
     fn continues_a_valid_trace_with_its_state() {
         let hop = Hop::start(
-            &headers(&[(TRACEPARENT, TP), (TRACESTATE, "rojo=1"), (TRACESTATE, "congo=2")]),
+            &headers(&[
+                (TRACEPARENT, TP),
+                (TRACESTATE, "rojo=1"),
+                (TRACESTATE, "congo=2"),
+            ]),
             tracing::Span::none(),
         );
         let mut out = headers(&[(TRACESTATE, "stale=1")]);
         hop.propagate(&mut out);
         let sent = TraceParent::parse(out[TRACEPARENT].to_str().unwrap()).unwrap();
-        assert_eq!(sent.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            sent.trace_id.to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert_ne!(sent.parent_id.to_string(), "00f067aa0ba902b7");
         assert!(sent.sampled());
         assert_eq!(out[TRACESTATE], "rojo=1,congo=2");
@@ -233,7 +243,10 @@ mod tests {
             &headers(&[(TRACEPARENT, TP), (TRACESTATE, "Not Valid")]),
             tracing::Span::none(),
         );
-        assert_eq!(hop.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            hop.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         let mut out = HeaderMap::new();
         hop.propagate(&mut out);
         assert!(!out.contains_key(TRACESTATE));

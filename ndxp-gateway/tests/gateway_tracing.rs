@@ -49,7 +49,10 @@ async fn a_traceparent_is_carried_to_the_backend_and_logged_by_the_gateway() {
         CALLER_SPAN,
         "the gateway names its own span as the backend's parent"
     );
-    assert_eq!(header_text(&seen.headers, "tracestate").as_deref(), Some("rojo=1"));
+    assert_eq!(
+        header_text(&seen.headers, "tracestate").as_deref(),
+        Some("rojo=1")
+    );
 
     // Malformed: the call goes through on a fresh trace.
     let fresh = raw_request(
@@ -58,7 +61,10 @@ async fn a_traceparent_is_carried_to_the_backend_and_logged_by_the_gateway() {
         &[("authorization", &auth), ("traceparent", "00-zz-01")],
     )
     .await;
-    assert_eq!(fresh.status, 200, "a malformed traceparent never fails a call");
+    assert_eq!(
+        fresh.status, 200,
+        "a malformed traceparent never fails a call"
+    );
     let seen = &backend.exchanges()[1];
     let other = TraceParent::parse(&header_text(&seen.headers, "traceparent").unwrap()).unwrap();
     assert_ne!(other.trace_id.to_string(), TRACE);
@@ -70,7 +76,10 @@ async fn a_traceparent_is_carried_to_the_backend_and_logged_by_the_gateway() {
         .unwrap();
     for (trace, txid) in [
         (TRACE.to_string(), Some(txid)),
-        (other.trace_id.to_string(), header_text(&fresh.headers, "ndxp-id")),
+        (
+            other.trace_id.to_string(),
+            header_text(&fresh.headers, "ndxp-id"),
+        ),
     ] {
         let page = log
             .transactions(&TransactionQuery {

@@ -83,14 +83,23 @@ async fn a_traceparent_is_followed_through_both_nodes_to_the_backend() {
     // node, carried to the provider's node and the backend all the same.
     let mut fresh = Vec::new();
     for headers in [
-        vec![("traceparent", "00-not-a-trace-01"), ("tracestate", "rojo=1")],
-        vec![("traceparent", &*format!("00-{}-{CALLER_SPAN}-01", TRACE.to_uppercase()))],
+        vec![
+            ("traceparent", "00-not-a-trace-01"),
+            ("tracestate", "rojo=1"),
+        ],
+        vec![(
+            "traceparent",
+            &*format!("00-{}-{CALLER_SPAN}-01", TRACE.to_uppercase()),
+        )],
         vec![],
     ] {
         let (id, seen, state) = call(&net, &headers).await;
         let trace = seen.trace_id.to_string();
         assert_ne!(trace, TRACE);
-        assert_eq!(state, None, "a tracestate travels only with a valid traceparent");
+        assert_eq!(
+            state, None,
+            "a tracestate travels only with a valid traceparent"
+        );
         for node in [&net.consumer, &net.provider] {
             let items = by_trace(node, &trace).await;
             assert_eq!(items.len(), 1);
@@ -99,7 +108,11 @@ async fn a_traceparent_is_followed_through_both_nodes_to_the_backend() {
         fresh.push(trace);
     }
     fresh.dedup();
-    assert_eq!(fresh.len(), 3, "every call without a valid traceparent is a trace of its own");
+    assert_eq!(
+        fresh.len(),
+        3,
+        "every call without a valid traceparent is a trace of its own"
+    );
 
     // A bad trace id in the query is the caller's mistake.
     let r = http()

@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use tracing::Instrument as _;
 use ndxp_audit::log::{Exchange, Role};
 use ndxp_core::trace::TraceId;
 use ndxp_core::{ErrorChain, ErrorCode, Problem, ServiceId, SubsystemId, TransactionId};
@@ -20,6 +19,7 @@ use ndxp_edge::serve::RequestBody;
 use ndxp_edge::trace::Hop;
 use ndxp_sign::profile::{self, SignedInfo, VerifiedMessage};
 use ndxp_sign::tls::PeerIdentity;
+use tracing::Instrument as _;
 
 use super::client_auth::{self, CallerConnection};
 use super::pool::connect_error;
@@ -87,7 +87,10 @@ pub(crate) async fn handle(
     let started = Instant::now();
     let tx = TransactionId::new();
     let received_at = Utc::now();
-    let hop = Hop::start(req.headers(), ndxp_edge::trace::hop_span("consumer", Some(tx)));
+    let hop = Hop::start(
+        req.headers(),
+        ndxp_edge::trace::hop_span("consumer", Some(tx)),
+    );
     let span = hop.span().clone();
     let (resp, code) = match consume(&state, req, tx, received_at, &caller, &hop)
         .instrument(span.clone())
