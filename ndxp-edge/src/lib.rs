@@ -6,6 +6,9 @@
 //!   limits on connections (in all and per remote address) and on header
 //!   size and count, graceful drain on shutdown.
 //! - [`metrics`]: the serve loops' connection counts as Prometheus metrics.
+//! - [`config`]: what both binaries do alike with their configuration
+//!   file: its default path, `NDXP_...` environment overrides, secrets in
+//!   files, and the report of `config check`.
 //! - [`settings`]: the `[edge]` table of `node.toml` and `gateway.toml`
 //!   that sets those limits ([`EdgeSettings`]).
 //! - [`trace`]: W3C Trace Context on every hop: the caller's `traceparent`
@@ -52,6 +55,7 @@
 //! types.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod forward;
 pub mod limit;
 pub mod metrics;

@@ -4,11 +4,18 @@
 //!
 //! Relative paths are resolved against the directory of the configuration
 //! file, so a configuration directory can be moved as a whole.
+//!
+//! The file is read from `--config`, `NDXP_CONFIG` or [`DEFAULT_PATH`];
+//! `NDXP_<SECTION>__<KEY>` variables override its keys and the database
+//! URLs may be read from files ([`SECRET_KEYS`]), both through
+//! `ndxp_edge::config`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use ndxp_core::{InstanceId, MemberId};
+use ndxp_edge::config::env::Overrides;
+use ndxp_edge::config::LoadError;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
@@ -340,18 +347,51 @@ pub enum ConfigError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// An environment override or a secret file (`x_file`) cannot be
+    /// used.
+    #[error("configuration file {path}")]
+    Source {
+        /// The file.
+        path: PathBuf,
+        /// The variable or secret file at fault.
+        #[source]
+        source: LoadError,
+    },
 }
+
+/// The default configuration file of `ndxp-gateway` (`NDXP_CONFIG` or
+/// `--config` name another).
+pub const DEFAULT_PATH: &str = "/etc/ndxp/gateway.toml";
+
+/// The keys that may instead be given as `KEY_file = "/path"`, read from a
+/// file only its owner can read: the database URLs (they may carry a
+/// password).
+pub const SECRET_KEYS: &[&str] = &[
+    "storage.url",
+    "gateway.log_url",
+    "monitoring.gateway_log_url",
+];
 
 impl GatewayConfig {
     /// Reads, parses, resolves relative paths and validates a configuration
-    /// file.
+    /// file, without environment overrides.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(path, &Overrides::none()).map(|(c, _)| c)
+    }
+
+    /// [`load`](Self::load) with `overrides` (`NDXP_<SECTION>__<KEY>`)
+    /// applied on top of the file; also returns the secret files read
+    /// (`storage.url_file`, ...) with their keys.
+    pub fn load_with(
+        path: &Path,
+        overrides: &Overrides,
+    ) -> Result<(Self, Vec<(String, PathBuf)>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_toml(&text, base).map_err(|e| match e {
+        Self::parse(&text, base, overrides).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_path_buf(),
                 message,
@@ -359,6 +399,10 @@ impl GatewayConfig {
             ConfigError::Invalid { message, .. } => ConfigError::Invalid {
                 path: path.to_path_buf(),
                 message,
+            },
+            ConfigError::Source { source, .. } => ConfigError::Source {
+                path: path.to_path_buf(),
+                source,
             },
             other => other,
         })
@@ -412,16 +456,42 @@ impl GatewayConfig {
     /// Parses configuration text; relative paths are resolved against
     /// `base`.
     pub fn from_toml(text: &str, base: &Path) -> Result<Self, ConfigError> {
-        let mut c: GatewayConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::new(),
-            message: e.to_string(),
+        Self::parse(text, base, &Overrides::none()).map(|(c, _)| c)
+    }
+
+    fn parse(
+        text: &str,
+        base: &Path,
+        overrides: &Overrides,
+    ) -> Result<(Self, Vec<(String, PathBuf)>), ConfigError> {
+        let loaded = ndxp_edge::config::load::<GatewayConfig>(text, base, overrides, SECRET_KEYS)
+            .map_err(|e| match e {
+            // An error in the file's own text: the TOML message with
+            // the line, as it always was.
+            LoadError::Parse {
+                location: Some(_),
+                source,
+                ..
+            } => ConfigError::Parse {
+                path: PathBuf::new(),
+                message: source.to_string(),
+            },
+            e @ LoadError::Parse { .. } => ConfigError::Parse {
+                path: PathBuf::new(),
+                message: e.to_string(),
+            },
+            source => ConfigError::Source {
+                path: PathBuf::new(),
+                source,
+            },
         })?;
+        let mut c = loaded.value;
         c.resolve(base);
         c.validate().map_err(|message| ConfigError::Invalid {
             path: PathBuf::new(),
             message,
         })?;
-        Ok(c)
+        Ok((c, loaded.secret_files))
     }
 
     fn resolve(&mut self, base: &Path) {

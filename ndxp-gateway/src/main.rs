@@ -12,6 +12,7 @@ use ndxp_gateway::management::registry::AdminError;
 
 mod cli;
 
+use cli::config::ConfigCommand;
 use cli::gateway::GatewayCommand;
 use cli::generate::GenerateCommand;
 use cli::monitoring::ReportFormat;
@@ -88,6 +89,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// The configuration: check it before a (re)start.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Reconciliation report of a UTC day or hour (docs/monitoring.md).
     Reconcile {
         #[command(flatten)]
@@ -162,6 +166,13 @@ fn run(command: Command) -> Result<()> {
             wait,
         } => cli::monitoring::reconcile(&cfg, &period, format, wait),
         Command::Generate(c) => cli::generate::run::<Cli>(c),
+        Command::Config(c) => {
+            let code = cli::config::run(c)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
     }
 }
 

@@ -37,8 +37,20 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use ndxp_core::{MemberId, NodeName};
+use ndxp_edge::config::env::Overrides;
+use ndxp_edge::config::LoadError;
 use ndxp_registry::globalconf::ConfAnchor;
 use serde::Deserialize;
+
+/// The default configuration file of `ndxp-node` (`NDXP_CONFIG` or
+/// `--config` name another).
+pub const DEFAULT_PATH: &str = "/etc/ndxp/node.toml";
+
+/// The keys that may instead be given as `KEY_file = "/path"`, read from a
+/// file only its owner can read: the message log's database URL (it may
+/// carry a password). The admin token and the key passphrase are files
+/// already (`admin.token_file`, `node.passphrase_file`).
+pub const SECRET_KEYS: &[&str] = &["log.url"];
 
 /// Largest configuration file read, in bytes.
 pub const MAX_CONFIG_LEN: u64 = 1024 * 1024;
@@ -406,6 +418,16 @@ pub enum ConfigError {
         /// What is wrong and how to fix it.
         reason: String,
     },
+    /// An environment override or a secret file (`log.url_file`) cannot
+    /// be used.
+    #[error("{}cannot apply the environment or a secret file", file_prefix(path))]
+    Source {
+        /// The configuration file.
+        path: PathBuf,
+        /// The variable or secret file at fault.
+        #[source]
+        source: LoadError,
+    },
     /// The configuration anchor file named by `conf.anchor` is missing or
     /// not valid.
     #[error("conf.anchor: the configuration anchor {path} cannot be used; install the file the platform operator exported with `ndxp-gateway conf anchor`")]
@@ -435,18 +457,6 @@ fn parse_text(path: &Path, key: Option<&str>) -> String {
     s
 }
 
-/// The dotted key a TOML error is about. The `toml` crate keeps it private
-/// but names it (`in `a.b``) when the error is shown without its input.
-fn error_key(e: &toml::de::Error) -> Option<String> {
-    let mut bare = e.clone();
-    bare.set_input(None);
-    bare.to_string().lines().find_map(|l| {
-        l.strip_prefix("in `")
-            .and_then(|r| r.strip_suffix('`'))
-            .map(str::to_owned)
-    })
-}
-
 impl NodeConfig {
     /// Parses configuration text; relative paths are resolved against
     /// `base_dir`. The text is checked as [`load`] checks a file, except
@@ -456,7 +466,7 @@ impl NodeConfig {
     /// [`ConfigError::Parse`] or [`ConfigError::Invalid`] (with an empty
     /// path).
     pub fn from_toml(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        parse(text, base_dir, Path::new(""))
+        parse(text, base_dir, Path::new(""), &Overrides::none()).map(|(c, _)| c)
     }
 
     /// The URL registration requests are sent to.
@@ -557,6 +567,19 @@ impl NodeConfig {
 /// # Errors
 /// [`ConfigError`], naming the file and the key or line.
 pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+    load_with(path, &Overrides::none()).map(|(c, _)| c)
+}
+
+/// [`load`] with `overrides` (`NDXP_<SECTION>__<KEY>`) applied on top of
+/// the file; also returns the secret files read (`log.url_file`) with
+/// their keys.
+///
+/// # Errors
+/// [`ConfigError`], naming the file and the key, line or variable.
+pub fn load_with(
+    path: &Path,
+    overrides: &Overrides,
+) -> Result<(NodeConfig, Vec<(String, PathBuf)>), ConfigError> {
     use std::io::Read;
     let read_err = |source| ConfigError::Read {
         path: path.to_path_buf(),
@@ -582,19 +605,37 @@ pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let cfg = parse(&text, &base, path)?;
+    let (cfg, secrets) = parse(&text, &base, path, overrides)?;
     check_files(&cfg, path)?;
-    Ok(cfg)
+    Ok((cfg, secrets))
 }
 
-fn parse(text: &str, base: &Path, path: &Path) -> Result<NodeConfig, ConfigError> {
-    let mut cfg: NodeConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
-        path: path.to_path_buf(),
-        location: source.span().map(|s| line_col(text, s.start)),
-        key: error_key(&source),
-        message: source.message().trim_end().to_owned(),
-        source: Box::new(source),
-    })?;
+fn parse(
+    text: &str,
+    base: &Path,
+    path: &Path,
+    overrides: &Overrides,
+) -> Result<(NodeConfig, Vec<(String, PathBuf)>), ConfigError> {
+    let loaded = ndxp_edge::config::load::<NodeConfig>(text, base, overrides, SECRET_KEYS)
+        .map_err(|e| match e {
+            LoadError::Parse {
+                key,
+                location,
+                message,
+                source,
+            } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                location,
+                key,
+                message,
+                source,
+            },
+            source => ConfigError::Source {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
+    let mut cfg = loaded.value;
     let resolve = |p: &mut PathBuf| {
         if p.is_relative() {
             *p = base.join(&*p);
@@ -624,15 +665,7 @@ fn parse(text: &str, base: &Path, path: &Path) -> Result<NodeConfig, ConfigError
     }
     cfg.log.url = resolve_log_url(&cfg.log.url, base);
     validate(&cfg, path)?;
-    Ok(cfg)
-}
-
-/// 1-based line and column of byte offset `at`.
-fn line_col(text: &str, at: usize) -> (usize, usize) {
-    let before = text.get(..at).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
+    Ok((cfg, loaded.secret_files))
 }
 
 fn invalid(path: &Path, key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -688,7 +721,17 @@ fn validate(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
             return Err(invalid(path, key, format!("{v} is not between 1 and 3600")));
         }
     }
-    ndxp_core::dburl::parse(&cfg.log.url).map_err(|e| invalid(path, "log.url", format!("{e}")))?;
+    // The URL itself is not shown: it may carry a password.
+    ndxp_core::dburl::parse(&cfg.log.url).map_err(|_| {
+        invalid(
+            path,
+            "log.url",
+            format!(
+                "unsupported database URL {}; use sqlite://PATH or postgres://USER@HOST/DB",
+                ndxp_core::dburl::redact(&cfg.log.url)
+            ),
+        )
+    })?;
     if !(1..=3600).contains(&cfg.log.timestamp_interval_secs) {
         return Err(invalid(
             path,

@@ -16,6 +16,7 @@ use ndxp_node::config::ConfigError;
 
 use cli::conf::ConfCommand;
 use cli::generate::GenerateCommand;
+use cli::config::ConfigCommand;
 use cli::keys::KeysCommand;
 use cli::local::{AccessCommand, ServicesCommand, SubsystemsCommand};
 use cli::log::LogCommand;
@@ -83,6 +84,9 @@ enum Command {
     /// Debian packages, docs/packages.md).
     #[command(subcommand, hide = true)]
     Generate(GenerateCommand),
+    /// The configuration: check it before a (re)start.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
 fn main() {
@@ -110,11 +114,12 @@ fn run(command: Command) -> Result<i32> {
         Command::Keys(c) => cli::keys::run(c),
         Command::Register { config } => cli::conf::register(&config.load()?),
         Command::Conf(c) => cli::conf::run(c),
-        Command::Serve { config, log_json } => cli::serve::serve(&config.config, log_json),
+        Command::Serve { config, log_json } => cli::serve::serve(&config, log_json),
         Command::Subsystems(c) => cli::local::subsystems(c),
         Command::Services(c) => cli::local::services(c),
         Command::Access(c) => cli::local::access(c),
         Command::Log(c) => cli::log::run(c),
+        Command::Config(c) => cli::config::run(c),
         Command::Backup { config, out } => cli::serve::backup(&config, &out),
         Command::Generate(c) => cli::generate::run::<Cli>(c).map(|()| 0),
     }

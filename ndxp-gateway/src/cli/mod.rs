@@ -10,6 +10,7 @@ use ndxp_gateway::management::registry::{Admin, AdminError};
 use ndxp_registry::model::Actor;
 
 pub(crate) mod catalog;
+pub(crate) mod config;
 pub(crate) mod gateway;
 pub(crate) mod generate;
 pub(crate) mod monitoring;
@@ -19,9 +20,17 @@ pub(crate) mod registry;
 // `--config FILE` (no doc comment: clap would take it as help text).
 #[derive(Args)]
 pub(crate) struct ConfigArg {
-    /// The gateway configuration file (see docs/config.md).
+    /// The gateway configuration file (see docs/config.md) [default:
+    /// $NDXP_CONFIG, else /etc/ndxp/gateway.toml].
     #[arg(long, value_name = "FILE")]
-    pub(crate) config: PathBuf,
+    pub(crate) config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// The configuration file: `--config`, `NDXP_CONFIG` or the default.
+    pub(crate) fn path(&self) -> PathBuf {
+        ndxp_edge::config::config_path(self.config.as_deref(), ndxp_gateway::config::DEFAULT_PATH)
+    }
 }
 
 // `--json`.
@@ -51,12 +60,19 @@ pub(crate) fn cli_actor() -> Actor {
     Actor::cli(&user)
 }
 
-/// Loads the configuration file, warning when others can read it (it
+/// Loads the configuration file with the `NDXP_<SECTION>__<KEY>`
+/// overrides of this process's environment, warning when others can read it (it
 /// holds no secret itself: keys, passphrases and tokens live in files that
 /// are refused when open, but a PostgreSQL URL may carry a password).
 pub(crate) fn load_config(cfg: &ConfigArg) -> Result<GatewayConfig> {
-    let path = &cfg.config;
-    let config = GatewayConfig::load(path)?;
+    let path = &cfg.path();
+    let overrides = ndxp_edge::config::env::Overrides::from_env().map_err(|source| {
+        ndxp_gateway::config::ConfigError::Source {
+            path: path.clone(),
+            source: source.into(),
+        }
+    })?;
+    let (config, _) = GatewayConfig::load_with(path, &overrides)?;
     if let Err(e) = ndxp_sign::files::check_mode(path, ndxp_sign::files::Readers::OwnerAndGroup) {
         tracing::warn!("the configuration file is readable by every user of this host: {e}");
     }
@@ -117,7 +133,7 @@ pub(crate) fn serve(cfg: ConfigArg) -> Result<()> {
 /// `ndxp-gateway backup`.
 pub(crate) fn backup(cfg: &ConfigArg, out: &Path) -> Result<()> {
     let config = load_config(cfg)?;
-    let items = config.backup_items(&cfg.config);
+    let items = config.backup_items(&cfg.path());
     let tool = concat!("ndxp-gateway ", env!("CARGO_PKG_VERSION"));
     let manifest = runtime()?.block_on(ndxp_audit::backup::run(&items, out, tool))?;
     print!("{}", manifest.summary(out));

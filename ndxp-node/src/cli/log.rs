@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use ndxp_core::ErrorChain;
 use ndxp_node::config::NodeConfig;
 
-use super::{load, runtime, EXIT_USAGE};
+use super::{runtime, ConfigArg, EXIT_USAGE};
 
 #[derive(clap::Subcommand)]
 pub enum LogCommand {
@@ -15,9 +15,9 @@ pub enum LogCommand {
     /// log), their time-stamp tokens and the certificates needed to one
     /// self-contained file.
     Archive {
-        /// The node's configuration file (its [log] url is read).
-        #[arg(long)]
-        config: PathBuf,
+        /// The node's configuration (its [log] url is read).
+        #[command(flatten)]
+        config: ConfigArg,
         /// Start, RFC 3339 (inclusive), e.g. 2026-01-01T00:00:00Z.
         #[arg(long)]
         from: DateTime<Utc>,
@@ -54,7 +54,7 @@ pub fn run(command: LogCommand) -> Result<i32> {
             to,
             out,
             certs,
-        } => archive(&load(&config)?, from, to, &out, &certs),
+        } => archive(&config.load()?, from, to, &out, &certs),
         LogCommand::Verify { file, ca } => verify(&file, ca.as_deref()),
     }
 }

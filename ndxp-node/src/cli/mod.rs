@@ -6,6 +6,7 @@ pub mod conf;
 // so no library can hold it).
 #[path = "../../../ndxp-gateway/src/cli/generate.rs"]
 pub(crate) mod generate;
+pub mod config;
 pub mod keys;
 pub mod local;
 pub mod log;
@@ -14,7 +15,7 @@ pub mod serve;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use ndxp_node::config::{self, NodeConfig};
+use ndxp_node::config::{self as node_config, NodeConfig};
 
 /// Exit status for a bad command line or configuration (EX_USAGE).
 pub const EXIT_USAGE: i32 = 64;
@@ -23,23 +24,37 @@ pub const EXIT_USAGE: i32 = 64;
 /// configuration.
 #[derive(clap::Args)]
 pub struct ConfigArg {
-    /// The node's configuration file.
-    #[arg(long)]
-    pub config: PathBuf,
+    /// The node's configuration file [default: $NDXP_CONFIG, else
+    /// /etc/ndxp/node.toml].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 impl ConfigArg {
-    /// The configuration file, loaded and checked.
+    /// The configuration file: `--config`, `NDXP_CONFIG` or the default.
+    pub fn path(&self) -> PathBuf {
+        ndxp_edge::config::config_path(self.config.as_deref(), node_config::DEFAULT_PATH)
+    }
+
+    /// The configuration file, loaded (with the environment's overrides)
+    /// and checked.
     pub fn load(&self) -> Result<NodeConfig> {
-        load(&self.config)
+        load(&self.path())
     }
 }
 
-/// Loads a configuration file, warning when others can read it (it holds
-/// no secret itself: keys and the admin token live in files that are
-/// refused when open, but a PostgreSQL URL may carry a password).
+/// Loads a configuration file with the `NDXP_<SECTION>__<KEY>` overrides
+/// of this process's environment, warning when others can read the file
+/// (it holds no secret itself: keys and the admin token live in files
+/// that are refused when open, but a PostgreSQL URL may carry a password).
 pub fn load(path: &Path) -> Result<NodeConfig> {
-    let config = config::load(path)?;
+    let overrides = ndxp_edge::config::env::Overrides::from_env().map_err(|source| {
+        node_config::ConfigError::Source {
+            path: path.to_path_buf(),
+            source: source.into(),
+        }
+    })?;
+    let (config, _) = node_config::load_with(path, &overrides)?;
     if let Err(e) = ndxp_sign::files::check_mode(path, ndxp_sign::files::Readers::OwnerAndGroup) {
         tracing::warn!("the configuration file is readable by every user of this host: {e}");
     }

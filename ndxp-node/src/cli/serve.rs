@@ -5,11 +5,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{load, runtime, ConfigArg};
+use super::{runtime, ConfigArg};
 
 /// Starts tracing on stderr (`NDXP_LOG` filters it), then runs the node
 /// until Ctrl-C or SIGTERM.
-pub fn serve(path: &Path, log_json: bool) -> Result<i32> {
+pub fn serve(config: &ConfigArg, log_json: bool) -> Result<i32> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NDXP_LOG")
         // PostgreSQL's notices ("relation ... already exists, skipping")
         // are not worth a line each time a command opens the database.
@@ -25,7 +25,7 @@ pub fn serve(path: &Path, log_json: bool) -> Result<i32> {
     } else {
         builder.init();
     }
-    let cfg = load(path)?;
+    let cfg = config.load()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,7 +57,7 @@ async fn shutdown_signal() {
 /// names into `out` and prints the manifest's summary.
 pub fn backup(config: &ConfigArg, out: &Path) -> Result<i32> {
     let cfg = config.load()?;
-    let items = cfg.backup_items(&config.config);
+    let items = cfg.backup_items(&config.path());
     let tool = concat!("ndxp-node ", env!("CARGO_PKG_VERSION"));
     let manifest = runtime()?.block_on(ndxp_audit::backup::run(&items, out, tool))?;
     print!("{}", manifest.summary(out));

@@ -1,0 +1,118 @@
+//! `ndxp-node config check` end to end through the binary: a node's
+//! directory as `keys init` and the test PKI leave it passes; a key others
+//! may read, a certificate of another key, a missing anchor, an unknown
+//! environment override and an open secret file are each named (exit 64).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+
+use support::Fixture;
+
+fn check(config: &Path, env: &[(&str, &str)], json: bool) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ndxp-node"));
+    cmd.args(["config", "check", "--config"]).arg(config);
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.env_remove("NDXP_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn says(out: &Output, code: i32, needles: &[&str]) {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(code), "{text}");
+    for n in needles {
+        assert!(text.contains(n), "{n:?} not in:\n{text}");
+    }
+}
+
+fn setup() -> (Fixture, std::path::PathBuf) {
+    let f = Fixture::new();
+    let config = f.write_config("http://127.0.0.1:1", "");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (f, config)
+}
+
+#[test]
+fn a_node_directory_passes() {
+    let (_f, config) = setup();
+    says(
+        &check(&config, &[], false),
+        0,
+        &[
+            "ok    node.keys_dir/auth.pem matches its key",
+            "ok    node.keys_dir/auth.pem chains to the trust anchors",
+            "ok    node.keys_dir/sign.pem chains to the trust anchors",
+            "ok    conf.anchor readable",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&check(&config, &[], true).stdout).unwrap();
+    assert_eq!(v["ok"], true);
+}
+
+#[test]
+fn each_fault_is_named() {
+    let (f, config) = setup();
+    let auth_key = f.keys_dir.join("auth.key");
+    std::fs::set_permissions(&auth_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    says(
+        &check(&config, &[], false),
+        64,
+        &["FAIL  node.keys_dir/auth.key", "chmod 600"],
+    );
+    std::fs::set_permissions(&auth_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // The signing certificate replaced by the authentication one.
+    let sign_pem = f.keys_dir.join("sign.pem");
+    let saved = std::fs::read(&sign_pem).unwrap();
+    std::fs::copy(f.keys_dir.join("auth.pem"), &sign_pem).unwrap();
+    says(
+        &check(&config, &[], false),
+        64,
+        &["FAIL  node.keys_dir/sign.pem matches its key"],
+    );
+    std::fs::write(&sign_pem, saved).unwrap();
+
+    let anchor = f.node_dir().join("anchor.json");
+    std::fs::rename(&anchor, f.node_dir().join("away.json")).unwrap();
+    says(
+        &check(&config, &[], false),
+        64,
+        &["FAIL  conf.anchor", "hint:"],
+    );
+    std::fs::rename(f.node_dir().join("away.json"), &anchor).unwrap();
+
+    says(
+        &check(&config, &[("NDXP_CONF__REFRESH", "5")], false),
+        64,
+        &["FAIL  configuration", "NDXP_CONF__REFRESH", "unknown field"],
+    );
+    says(
+        &check(&config, &[("NDXP_CONF__REFRESH_SECS", "5")], false),
+        0,
+        &["NDXP_CONF__REFRESH_SECS"],
+    );
+}
+
+#[test]
+fn the_log_url_may_come_from_a_secret_file() {
+    let (f, config) = setup();
+    let secret = f.node_dir().join("log-url");
+    std::fs::write(&secret, "sqlite://state/log.db\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let env = [("NDXP_LOG__URL_FILE", "log-url")];
+    says(&check(&config, &env, false), 0, &["ok    log.url_file"]);
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o604)).unwrap();
+    says(
+        &check(&config, &env, false),
+        64,
+        &["log.url_file", "refused"],
+    );
+}
