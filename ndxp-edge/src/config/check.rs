@@ -19,6 +19,8 @@ use ndxp_sign::openssl::pkey::{PKey, Private};
 use ndxp_sign::openssl::x509::X509;
 use serde::Serialize;
 
+use super::env::Overrides;
+
 /// One check and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
@@ -56,6 +58,47 @@ pub enum FileKind {
 }
 
 impl Report {
+    /// The report of `config check` for the configuration file `path`:
+    /// the environment's overrides read, the file loaded by `load` (with
+    /// them), [`loaded`](Self::loaded) recorded, then `files` run on the
+    /// configuration. A failure to load is the one failed check.
+    pub fn of_config<T, E>(
+        path: &Path,
+        load: impl FnOnce(&Path, &Overrides) -> Result<(T, Vec<(String, PathBuf)>), E>,
+        files: impl FnOnce(&mut Report, &T),
+    ) -> Report
+    where
+        E: std::error::Error,
+    {
+        let mut r = Report::default();
+        let overrides = match Overrides::from_env() {
+            Ok(o) => o,
+            Err(e) => {
+                r.fail(
+                    "environment",
+                    e.to_string(),
+                    "rename or unset the variable (NDXP_<SECTION>__<KEY>, sections separated by __)",
+                );
+                return r;
+            }
+        };
+        let (cfg, secrets) = match load(path, &overrides) {
+            Ok(c) => c,
+            Err(e) => {
+                r.fail(
+                    "configuration",
+                    ndxp_core::ErrorChain(&e).to_string(),
+                    "correct the file or the variable named (docs/config.md lists every key)",
+                );
+                return r;
+            }
+        };
+        let applied: Vec<String> = overrides.iter().map(|o| o.var.clone()).collect();
+        r.loaded(path, &applied, &secrets);
+        files(&mut r, &cfg);
+        r
+    }
+
     /// Records a check that passed.
     pub fn pass(&mut self, name: impl Into<String>, detail: impl Into<String>) {
         self.push(name.into(), true, detail.into(), None);
@@ -211,6 +254,16 @@ impl Report {
                 );
                 None
             }
+        }
+    }
+
+    /// Checks a certificate file that anyone may read: present, and
+    /// holding at least one PEM certificate, which it returns.
+    pub fn cert_file(&mut self, key: &str, path: &Path) -> Option<Vec<X509>> {
+        if self.file(key, path, FileKind::Public) {
+            self.certs(key, path)
+        } else {
+            None
         }
     }
 

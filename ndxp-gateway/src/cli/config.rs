@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Subcommand;
-use ndxp_core::ErrorChain;
 use ndxp_edge::config::check::{FileKind, Report};
-use ndxp_edge::config::env::Overrides;
 use ndxp_gateway::config::GatewayConfig;
 
 use super::{ConfigArg, JsonArg};
@@ -45,33 +43,7 @@ pub(crate) fn run(command: ConfigCommand) -> Result<i32> {
 
 /// Every check of `config check` for the file at `path`.
 fn check(path: &Path) -> Report {
-    let mut r = Report::default();
-    let overrides = match Overrides::from_env() {
-        Ok(o) => o,
-        Err(e) => {
-            r.fail(
-                "environment",
-                e.to_string(),
-                "rename or unset the variable (NDXP_<SECTION>__<KEY>, sections separated by __)",
-            );
-            return r;
-        }
-    };
-    let (cfg, secrets) = match GatewayConfig::load_with(path, &overrides) {
-        Ok(c) => c,
-        Err(e) => {
-            r.fail(
-                "configuration",
-                ErrorChain(&e).to_string(),
-                "correct the file or the variable named (docs/config.md lists every key)",
-            );
-            return r;
-        }
-    };
-    let applied: Vec<String> = overrides.iter().map(|o| o.var.clone()).collect();
-    r.loaded(path, &applied, &secrets);
-    files(&mut r, &cfg);
-    r
+    Report::of_config(path, GatewayConfig::load_with, files)
 }
 
 fn files(r: &mut Report, cfg: &GatewayConfig) {
@@ -94,10 +66,10 @@ fn files(r: &mut Report, cfg: &GatewayConfig) {
         None => None,
     };
     let intermediates = match &g.signing_chain {
-        Some(p) if r.file("globalconf.signing_chain", p, FileKind::Public) => {
-            r.certs("globalconf.signing_chain", p).unwrap_or_default()
-        }
-        _ => Vec::new(),
+        Some(p) => r
+            .cert_file("globalconf.signing_chain", p)
+            .unwrap_or_default(),
+        None => Vec::new(),
     };
     r.key_pair(
         ("globalconf.signing_cert", &g.signing_cert),
@@ -108,9 +80,7 @@ fn files(r: &mut Report, cfg: &GatewayConfig) {
     );
     for (i, tsa) in g.tsas.iter().enumerate() {
         let key = format!("globalconf.tsas[{i}].cert");
-        if r.file(&key, &tsa.cert, FileKind::Public) {
-            r.certs(&key, &tsa.cert);
-        }
+        r.cert_file(&key, &tsa.cert);
     }
     if let Some(gw) = &cfg.gateway {
         if let (Some(cert), Some(key)) = (&gw.tls_cert, &gw.tls_key) {
@@ -123,9 +93,7 @@ fn files(r: &mut Report, cfg: &GatewayConfig) {
             );
         }
         if let Some(ca) = &gw.client_ca {
-            if r.file("gateway.client_ca", ca, FileKind::Public) {
-                r.certs("gateway.client_ca", ca);
-            }
+            r.cert_file("gateway.client_ca", ca);
         }
     }
 }

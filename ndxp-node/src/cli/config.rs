@@ -6,7 +6,6 @@ use std::path::Path;
 use anyhow::Result;
 use ndxp_core::ErrorChain;
 use ndxp_edge::config::check::{FileKind, Report};
-use ndxp_edge::config::env::Overrides;
 use ndxp_node::config::{self, NodeConfig};
 
 use super::ConfigArg;
@@ -44,33 +43,7 @@ pub fn run(command: ConfigCommand) -> Result<i32> {
 
 /// Every check of `config check` for the file at `path`.
 pub fn check(path: &Path) -> Report {
-    let mut r = Report::default();
-    let overrides = match Overrides::from_env() {
-        Ok(o) => o,
-        Err(e) => {
-            r.fail(
-                "environment",
-                e.to_string(),
-                "rename or unset the variable (NDXP_<SECTION>__<KEY>, sections separated by __)",
-            );
-            return r;
-        }
-    };
-    let (cfg, secrets) = match config::load_with(path, &overrides) {
-        Ok(c) => c,
-        Err(e) => {
-            r.fail(
-                "configuration",
-                ErrorChain(&e).to_string(),
-                "correct the file or the variable named (docs/config.md lists every key)",
-            );
-            return r;
-        }
-    };
-    let applied: Vec<String> = overrides.iter().map(|o| o.var.clone()).collect();
-    r.loaded(path, &applied, &secrets);
-    files(&mut r, &cfg);
-    r
+    Report::of_config(path, config::load_with, files)
 }
 
 fn files(r: &mut Report, cfg: &NodeConfig) {
@@ -85,26 +58,22 @@ fn files(r: &mut Report, cfg: &NodeConfig) {
     };
     // The anchor names the CAs the node's certificates chain to.
     let anchors = if r.file("conf.anchor", &cfg.conf.anchor, FileKind::Public) {
-        match cfg.load_anchor().map(|a| a.trust_anchors()) {
-            Ok(Ok(a)) => {
+        let read = cfg
+            .load_anchor()
+            .map_err(|e| ErrorChain(&e).to_string())
+            .and_then(|a| a.trust_anchors().map_err(|e| ErrorChain(&e).to_string()));
+        match read {
+            Ok(a) => {
                 r.pass(
                     "conf.anchor readable",
                     format!("{} trust anchor(s)", a.len()),
                 );
                 Some(a)
             }
-            Ok(Err(e)) => {
-                r.fail(
-                    "conf.anchor readable",
-                    ErrorChain(&e).to_string(),
-                    "install the anchor file exported by `ndxp-gateway conf anchor`",
-                );
-                None
-            }
             Err(e) => {
                 r.fail(
                     "conf.anchor readable",
-                    ErrorChain(&e).to_string(),
+                    e,
                     "install the anchor file exported by `ndxp-gateway conf anchor`",
                 );
                 None
@@ -115,8 +84,7 @@ fn files(r: &mut Report, cfg: &NodeConfig) {
     };
     let chain_path = cfg.chain_path();
     let intermediates = if chain_path.exists() {
-        r.file("node.keys_dir/chain.pem", &chain_path, FileKind::Public);
-        r.certs("node.keys_dir/chain.pem", &chain_path)
+        r.cert_file("node.keys_dir/chain.pem", &chain_path)
             .unwrap_or_default()
     } else {
         Vec::new()
@@ -137,9 +105,7 @@ fn files(r: &mut Report, cfg: &NodeConfig) {
         anchors.as_deref(),
     );
     if let Some(ca) = &cfg.management.tls_ca_file {
-        if r.file("management.tls_ca_file", ca, FileKind::Public) {
-            r.certs("management.tls_ca_file", ca);
-        }
+        r.cert_file("management.tls_ca_file", ca);
     }
     // Created by `serve` when missing; checked when present.
     if cfg.admin.token_file.exists() {
@@ -156,8 +122,6 @@ fn files(r: &mut Report, cfg: &NodeConfig) {
         );
     }
     if let Some(ca) = &c.tls_client_ca {
-        if r.file("client.tls_client_ca", ca, FileKind::Public) {
-            r.certs("client.tls_client_ca", ca);
-        }
+        r.cert_file("client.tls_client_ca", ca);
     }
 }
