@@ -15,8 +15,8 @@ use ndxp_core::ErrorChain;
 use ndxp_node::config::ConfigError;
 
 use cli::conf::ConfCommand;
-use cli::generate::GenerateCommand;
 use cli::config::ConfigCommand;
+use cli::generate::GenerateCommand;
 use cli::keys::KeysCommand;
 use cli::local::{AccessCommand, ServicesCommand, SubsystemsCommand};
 use cli::log::LogCommand;

@@ -4,9 +4,9 @@
 pub mod conf;
 // `generate`: one source for both binaries (clap lives only in binaries,
 // so no library can hold it).
+pub mod config;
 #[path = "../../../ndxp-gateway/src/cli/generate.rs"]
 pub(crate) mod generate;
-pub mod config;
 pub mod keys;
 pub mod local;
 pub mod log;
