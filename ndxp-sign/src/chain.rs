@@ -192,6 +192,27 @@ pub enum ChainError {
 pub trait RevocationChecker {
     /// The status of `cert`, issued by `issuer`.
     fn status(&self, cert: &X509Ref, issuer: &X509Ref) -> Result<CertStatus, BoxError>;
+
+    /// [`status`](Self::status), with the time until which the same answer
+    /// stands as long as [`generation`](Self::generation) does not change
+    /// (`None`: ask again every time, the default).
+    ///
+    /// # Errors
+    /// As [`status`](Self::status).
+    fn status_until(
+        &self,
+        cert: &X509Ref,
+        issuer: &X509Ref,
+    ) -> Result<(CertStatus, Option<DateTime<Utc>>), BoxError> {
+        self.status(cert, issuer).map(|s| (s, None))
+    }
+
+    /// A number that changes whenever the checker's answers may have
+    /// changed (e.g. an OCSP cache took a new answer), unique across
+    /// checkers; `None` (the default) when its answers cannot be reused.
+    fn generation(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A checker that reports every certificate as good. **For tests and
@@ -361,17 +382,43 @@ pub fn check_revocation(
     at: DateTime<Utc>,
     revocation: &dyn RevocationChecker,
 ) -> Result<(), ChainError> {
+    check_revocation_until(certs, at, revocation).map(|_| ())
+}
+
+/// [`check_revocation`], and until when the verdict "not revoked" stands
+/// for the same checker [`generation`](RevocationChecker::generation):
+/// the earliest [`status_until`](RevocationChecker::status_until) of the
+/// path, or a known future revocation time if earlier; `None` when some
+/// answer cannot be reused.
+///
+/// # Errors
+/// As [`check_revocation`].
+pub fn check_revocation_until(
+    certs: &[X509],
+    at: DateTime<Utc>,
+    revocation: &dyn RevocationChecker,
+) -> Result<Option<DateTime<Utc>>, ChainError> {
+    // The subject and serial are only written out for an error.
+    let names = |cert: &X509| {
+        (
+            subject_text(cert.subject_name()),
+            cert::cert_serial_hex(cert).unwrap_or_else(|_| "?".to_string()),
+        )
+    };
+    let mut until = Some(DateTime::<Utc>::MAX_UTC);
     for pair in certs.windows(2) {
         let [cert, issuer] = pair else { continue };
-        let subject = subject_text(cert.subject_name());
-        let serial = cert::cert_serial_hex(cert).unwrap_or_else(|_| "?".to_string());
-        match revocation.status(cert, issuer) {
-            Ok(CertStatus::Good) => {}
-            Ok(CertStatus::Revoked {
-                at: revoked_at,
-                reason,
-            }) => {
+        match revocation.status_until(cert, issuer) {
+            Ok((CertStatus::Good, good_until)) => until = until.min(good_until),
+            Ok((
+                CertStatus::Revoked {
+                    at: revoked_at,
+                    reason,
+                },
+                good_until,
+            )) => {
                 if revoked_at <= at {
+                    let (subject, serial) = names(cert);
                     return Err(ChainError::Revoked {
                         subject,
                         serial,
@@ -379,20 +426,23 @@ pub fn check_revocation(
                         revoked_at,
                     });
                 }
+                until = until.min(good_until).min(Some(revoked_at));
             }
-            Ok(CertStatus::Unknown) => {
-                return Err(ChainError::RevocationUnknown { subject, serial })
+            Ok((CertStatus::Unknown, _)) => {
+                let (subject, serial) = names(cert);
+                return Err(ChainError::RevocationUnknown { subject, serial });
             }
             Err(source) => {
+                let (subject, serial) = names(cert);
                 return Err(ChainError::RevocationCheckFailed {
                     subject,
                     serial,
                     source,
-                })
+                });
             }
         }
     }
-    Ok(())
+    Ok(until)
 }
 
 fn map_verify_error(

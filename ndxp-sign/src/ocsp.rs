@@ -849,6 +849,17 @@ pub enum IntermediatePolicy {
 pub struct OcspStatusCache {
     policy: IntermediatePolicy,
     entries: std::sync::RwLock<std::collections::HashMap<String, OcspCheck>>,
+    /// Changes on every insert; unique across caches (see
+    /// [`RevocationChecker::generation`](crate::chain::RevocationChecker::generation)).
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// The source of cache generations, shared by every [`OcspStatusCache`] so
+/// that two caches never show the same generation.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
 }
 
 impl OcspStatusCache {
@@ -857,6 +868,7 @@ impl OcspStatusCache {
         Self {
             policy,
             entries: std::sync::RwLock::new(std::collections::HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(next_generation()),
         }
     }
 
@@ -865,6 +877,10 @@ impl OcspStatusCache {
         let key = crate::cert::fingerprint_sha256(cert);
         if let Ok(mut map) = self.entries.write() {
             map.insert(key, check);
+            // Inside the lock: a reader that saw the old generation reads
+            // again after this answer is in.
+            self.generation
+                .store(next_generation(), std::sync::atomic::Ordering::Release);
         }
     }
 
@@ -899,25 +915,37 @@ impl crate::chain::RevocationChecker for OcspStatusCache {
     fn status(
         &self,
         cert: &X509Ref,
-        _issuer: &X509Ref,
+        issuer: &X509Ref,
     ) -> Result<CertStatus, crate::chain::BoxError> {
+        self.status_until(cert, issuer).map(|(s, _)| s)
+    }
+
+    fn status_until(
+        &self,
+        cert: &X509Ref,
+        _issuer: &X509Ref,
+    ) -> Result<(CertStatus, Option<DateTime<Utc>>), crate::chain::BoxError> {
         let is_ca = cert
             .key_usage()
             .is_some_and(|k| k.contains(openssl::x509::X509KeyUsage::KEY_CERT_SIGN));
         if is_ca && self.policy == IntermediatePolicy::TrustIntermediates {
-            return Ok(CertStatus::Good);
+            return Ok((CertStatus::Good, Some(DateTime::<Utc>::MAX_UTC)));
         }
-        let subject = crate::cert::subject_text(cert.subject_name());
+        let subject = || crate::cert::subject_text(cert.subject_name());
         let check = self
             .get(cert)
-            .ok_or_else(|| format!("no OCSP answer is held for {subject}"))?;
+            .ok_or_else(|| format!("no OCSP answer is held for {}", subject()))?;
         let now = Utc::now();
         let expires = check
             .next_update
             .unwrap_or(check.this_update + DEFAULT_VALIDITY);
         if now > expires + CLOCK_SKEW {
-            return Err(format!("the OCSP answer for {subject} expired at {expires}").into());
+            return Err(format!("the OCSP answer for {} expired at {expires}", subject()).into());
         }
-        Ok(check.status)
+        Ok((check.status, Some(expires + CLOCK_SKEW)))
+    }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.generation.load(std::sync::atomic::Ordering::Acquire))
     }
 }

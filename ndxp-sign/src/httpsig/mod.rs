@@ -74,7 +74,9 @@ pub(crate) use keys::{raw_sign, raw_verify, RawKind};
 pub use keys::{Algorithm, SigningKey, VerifyingKey};
 pub use params::SignatureParams;
 pub use sign::{attach_signature, create_signature, sign_request, sign_response, SignatureOutput};
-pub use verify::{parse_signature_headers, verify, KeyResolver, VerifiedSignature, VerifyPolicy};
+pub use verify::{
+    parse_signature_headers, verify, verify_parsed, KeyResolver, VerifiedSignature, VerifyPolicy,
+};
 pub use view::{MessageView, RequestView, ResponseView};
 
 /// Name of the `Signature-Input` field.

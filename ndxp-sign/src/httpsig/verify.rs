@@ -6,10 +6,11 @@ use std::borrow::Cow;
 use http::header::HeaderMap;
 use sfv::{BareItem, BareItemFromInput, Dictionary, FieldType, Item, Parameters, Parser, Version};
 
+use super::base::signature_base_at;
 use super::keys::sha256;
 use super::{
-    signature_base, Algorithm, Component, MessageView, Result, SignatureError, SignatureParams,
-    VerifyingKey, SIGNATURE, SIGNATURE_INPUT,
+    Algorithm, Component, MessageView, Result, SignatureError, SignatureParams, VerifyingKey,
+    SIGNATURE, SIGNATURE_INPUT,
 };
 
 /// Looks up verification keys by `keyid`.
@@ -89,6 +90,21 @@ pub struct VerifiedSignature {
     pub signature: Vec<u8>,
     /// SHA-256 of the signature base.
     pub base_sha256: [u8; 32],
+    /// The signature base that was verified (RFC 9421 §2.5), built once:
+    /// a receiver logs this very text.
+    pub base: String,
+    /// Where the serialized signature parameters start in `base` (the
+    /// value of its last line, `"@signature-params": ...`).
+    pub params_at: usize,
+}
+
+impl VerifiedSignature {
+    /// The signature parameters as serialized in the base (and so in the
+    /// `Signature-Input` member that was verified, after the label).
+    #[must_use]
+    pub fn serialized_params(&self) -> &str {
+        self.base.get(self.params_at..).unwrap_or_default()
+    }
 }
 
 pub(super) fn parse_dict_field(
@@ -360,7 +376,24 @@ pub fn verify(
 ) -> Result<VerifiedSignature> {
     let (params, signature) =
         parse_signature_headers(msg.headers(), label, policy.max_field_bytes)?;
+    verify_parsed(msg, label, params, signature, policy, now, resolver)
+}
 
+/// [`verify`] with the `Signature-Input` member and `Signature` value of
+/// `label` already parsed by [`parse_signature_headers`] (a receiver that
+/// checks the parameters first parses the fields once).
+///
+/// # Errors
+/// As [`verify`], except the field parsing errors.
+pub fn verify_parsed(
+    msg: &MessageView<'_>,
+    label: &str,
+    params: SignatureParams,
+    signature: Vec<u8>,
+    policy: &VerifyPolicy,
+    now: i64,
+    resolver: &dyn KeyResolver,
+) -> Result<VerifiedSignature> {
     for required in &policy.required_components {
         if !params.components.contains(required) {
             return Err(SignatureError::MissingRequiredComponent(
@@ -415,7 +448,7 @@ pub fn verify(
     if !policy.allowed_algorithms.contains(&key.algorithm()) {
         return Err(SignatureError::AlgorithmNotAllowed(key.algorithm()));
     }
-    let base = signature_base(msg, &params)?;
+    let (base, params_at) = signature_base_at(msg, &params)?;
     let base_sha256 = sha256(base.as_bytes());
     match key.algorithm() {
         // The algorithm's own digest is the SHA-256 reported below.
@@ -436,5 +469,7 @@ pub fn verify(
         base_sha256,
         params,
         signature,
+        base,
+        params_at,
     })
 }

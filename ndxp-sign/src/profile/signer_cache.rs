@@ -20,14 +20,25 @@ use super::{ProfileError, ProfilePolicy, Result, SIGNER_CERT};
 /// and checks a signer's chain once per [`recheck`](SignerCache::new)
 /// interval instead of on every message.
 ///
-/// An entry is keyed by the exact `NDXP-Signer-Cert` value and the
+/// An entry is keyed by the signer certificate's SHA-256 fingerprint (the
+/// `keyid` a message names, which binds the certificate) and the
 /// algorithm, and holds the validated path, the member, the fingerprint and
-/// a ready verifying key. On every use the path's **revocation** is still
-/// asked of the policy's checker (a revocation known to the checker takes
-/// effect on the next message); the chain itself (signatures, validity
-/// period, purpose) is validated again once the entry is older than
-/// `recheck` seconds or its leaf expires. The signature of each message is
-/// always verified.
+/// a ready verifying key. A message whose `keyid` is held is verified with
+/// the held certificate without reading its `NDXP-Signer-Cert` field; an
+/// entry is only ever stored under the fingerprint computed from the
+/// certificate itself, so a message naming another signer's `keyid` with
+/// its own certificate is refused ([`ProfileError::KeyIdMismatch`]) and
+/// cannot take that signer's place.
+///
+/// On every use the path's **revocation** is still decided by the
+/// policy's checker: a checker that reports a
+/// [`generation`](crate::chain::RevocationChecker::generation) (the OCSP
+/// cache does) lets the verdict be reused until its answers change or one
+/// of them expires, so a revocation the checker learns takes effect on the
+/// next message; other checkers are asked every time. The chain itself
+/// (signatures, validity period, purpose) is validated again once the
+/// entry is older than `recheck` seconds or its leaf expires. The
+/// signature of each message is always verified.
 pub struct SignerCache {
     entries: Mutex<HashMap<SignerKey, Arc<SignerEntry>>>,
     max_entries: usize,
@@ -43,8 +54,8 @@ impl fmt::Debug for SignerCache {
     }
 }
 
-/// The exact `NDXP-Signer-Cert` value and the algorithm.
-pub(super) type SignerKey = (Vec<u8>, Algorithm);
+/// The signer certificate's fingerprint (the `keyid`) and the algorithm.
+pub(super) type SignerKey = (String, Algorithm);
 
 /// A validated signer.
 pub(super) struct SignerEntry {
@@ -55,6 +66,35 @@ pub(super) struct SignerEntry {
     pub(super) leaf_der: Vec<u8>,
     pub(super) chain_der: Vec<Vec<u8>>,
     pub(super) until: i64,
+    /// The last revocation verdict "not revoked": the checker generation
+    /// it was reached under and until when (Unix seconds) it stands.
+    verdict: Mutex<Option<(u64, i64)>>,
+}
+
+impl SignerEntry {
+    /// Checks the path's revocation at `now`, reusing the last verdict
+    /// while the checker's generation is unchanged and the verdict holds.
+    fn check_revocation(
+        &self,
+        now: DateTime<Utc>,
+        revocation: &dyn RevocationChecker,
+    ) -> Result<()> {
+        let generation = revocation.generation();
+        let now_s = now.timestamp();
+        if let Some(g) = generation {
+            let held = *self.verdict.lock().unwrap_or_else(PoisonError::into_inner);
+            if held.is_some_and(|(hg, until)| hg == g && now_s < until) {
+                return Ok(());
+            }
+        }
+        let until = chain::check_revocation_until(&self.path, now, revocation)
+            .map_err(ProfileError::UntrustedSigner)?;
+        if let (Some(g), Some(until)) = (generation, until) {
+            *self.verdict.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some((g, until.timestamp()));
+        }
+        Ok(())
+    }
 }
 
 impl SignerCache {
@@ -84,14 +124,14 @@ impl SignerCache {
         self.len() == 0
     }
 
-    fn get(&self, raw: &[u8], alg: Algorithm, now: i64) -> Option<Arc<SignerEntry>> {
+    fn get(&self, keyid: &str, alg: Algorithm, now: i64) -> Option<Arc<SignerEntry>> {
         let map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        map.get(&(raw.to_vec(), alg))
+        map.get(&(keyid.to_owned(), alg))
             .filter(|e| now < e.until)
             .cloned()
     }
 
-    fn insert(&self, raw: Vec<u8>, alg: Algorithm, entry: Arc<SignerEntry>, now: i64) {
+    fn insert(&self, key: SignerKey, entry: Arc<SignerEntry>, now: i64) {
         let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= self.max_entries {
             map.retain(|_, e| now < e.until);
@@ -99,37 +139,46 @@ impl SignerCache {
                 map.clear();
             }
         }
-        map.insert((raw, alg), entry);
+        map.insert(key, entry);
     }
 }
 
-/// The validated signer of a message: from the cache, or parsed and
-/// validated now (and then cached).
+/// The validated signer of a message naming `keyid`: from the cache, or
+/// parsed from `NDXP-Signer-Cert`, checked against `keyid`, validated now
+/// (and then cached).
 pub(super) fn signer_entry(
     headers: &HeaderMap,
+    keyid: &str,
     alg: Algorithm,
     policy: &ProfilePolicy,
     now: DateTime<Utc>,
 ) -> Result<Arc<SignerEntry>> {
-    let raw = raw_signer_cert_header(headers, policy.max_field_bytes)?;
     let revocation: &dyn RevocationChecker = match &policy.revocation {
         Some(r) => r.as_ref(),
         None => &chain::NoRevocationCheck,
     };
     let now_s = now.timestamp();
     if let Some(cache) = &policy.signer_cache {
-        if let Some(e) = cache.get(&raw, alg, now_s) {
-            chain::check_revocation(&e.path, now, revocation)
-                .map_err(ProfileError::UntrustedSigner)?;
+        if let Some(e) = cache.get(keyid, alg, now_s) {
+            e.check_revocation(now, revocation)?;
             return Ok(e);
         }
     }
+    let raw = raw_signer_cert_header(headers, policy.max_field_bytes)?;
     let mut certs = parse_cert_list(&raw)?.into_iter();
     let leaf = certs
         .next()
         .ok_or(ProfileError::MissingHeader(SIGNER_CERT))?;
     let intermediates: Vec<X509> = certs.collect();
     let fingerprint = cert::try_fingerprint_sha256(&leaf).map_err(ProfileError::BadCertificate)?;
+    // The keyid binds the certificate: checked before anything is
+    // validated or cached under it.
+    if keyid != fingerprint {
+        return Err(ProfileError::KeyIdMismatch {
+            keyid: keyid.to_owned(),
+            fingerprint,
+        });
+    }
     let member = cert::member_of(&leaf).map_err(ProfileError::BadCertificate)?;
     let verified = chain::verify_chain(
         &leaf,
@@ -162,9 +211,10 @@ pub(super) fn signer_entry(
         key,
         until: not_after
             .min(now_s.saturating_add(policy.signer_cache.as_ref().map_or(0, |c| c.recheck_secs))),
+        verdict: Mutex::new(None),
     });
     if let Some(cache) = &policy.signer_cache {
-        cache.insert(raw, alg, entry.clone(), now_s);
+        cache.insert((entry.fingerprint.clone(), alg), entry.clone(), now_s);
     }
     Ok(entry)
 }

@@ -176,10 +176,12 @@ pub(super) fn verify_message(
     check_optional_fields(headers)?;
 
     // Cheap checks on the parameters first.
-    let (params, _) = httpsig::parse_signature_headers(headers, LABEL, policy.max_field_bytes)
-        .map_err(|e| match e {
-            SignatureError::MissingHeader(h) => ProfileError::MissingHeader(h),
-            e => ProfileError::Signature(e),
+    let (params, signature) =
+        httpsig::parse_signature_headers(headers, LABEL, policy.max_field_bytes).map_err(|e| {
+            match e {
+                SignatureError::MissingHeader(h) => ProfileError::MissingHeader(h),
+                e => ProfileError::Signature(e),
+            }
         })?;
     if params.tag() != Some(TAG) {
         return Err(ProfileError::ProfileViolation("tag is not \"ndxp\""));
@@ -203,7 +205,7 @@ pub(super) fn verify_message(
 
     // The certificate (validated now or taken from the cache); keyid
     // binds it.
-    let entry = signer_entry(headers, alg, policy, now)?;
+    let entry = signer_entry(headers, &keyid, alg, policy, now)?;
     if keyid != entry.fingerprint {
         return Err(ProfileError::KeyIdMismatch {
             keyid,
@@ -221,16 +223,12 @@ pub(super) fn verify_message(
     vpolicy.allowed_algorithms = vec![alg];
     vpolicy.max_field_bytes = policy.max_field_bytes;
     let resolver = |id: &str| (id == fingerprint).then(|| key.clone());
+    // The fields were parsed once above; the base is built once, verified
+    // and kept for the log.
     let verified =
-        httpsig::verify(msg, LABEL, &vpolicy, now_s, &resolver).map_err(ProfileError::Signature)?;
-    let base = httpsig::signature_base(msg, &verified.params).map_err(ProfileError::Signature)?;
-    let signature_input = format!(
-        "{LABEL}={}",
-        verified
-            .params
-            .serialize()
-            .map_err(ProfileError::Signature)?
-    );
+        httpsig::verify_parsed(msg, LABEL, params, signature, &vpolicy, now_s, &resolver)
+            .map_err(ProfileError::Signature)?;
+    let signature_input = format!("{LABEL}={}", verified.serialized_params());
     let signature = format!(
         "{LABEL}=:{}:",
         base64::engine::general_purpose::STANDARD.encode(&verified.signature)
@@ -246,8 +244,8 @@ pub(super) fn verify_message(
         content_digest,
         signer_cert_der: entry.leaf_der.clone(),
         chain_der: entry.chain_der.clone(),
-        base,
         base_sha256: verified.base_sha256,
+        base: verified.base,
         fingerprint,
     };
     Ok(vm)
