@@ -70,8 +70,9 @@ use pool::{PeerClients, PeerConnector};
 /// `[exchange] replay_entries_per_member` of them.
 pub const REPLAY_CACHE_ENTRIES: usize = 4_000_000;
 
-/// Most signer certificates kept validated (each re-validated after 60 s;
-/// revocation is asked on every message).
+/// Most signer certificates kept validated, by keyid (each re-validated
+/// after 60 s; the revocation verdict is reused only until the OCSP cache
+/// takes a new answer or the answer expires).
 pub const SIGNER_CACHE_ENTRIES: usize = 10_000;
 
 /// Why a signed message was refused.
