@@ -338,11 +338,25 @@ impl tower_service::Service<Uri> for PeerConnector {
 /// The pooled client towards peer nodes.
 pub type PeerClient = Client<PeerConnector, Body>;
 
-/// A client over `connector` that keeps idle connections for 90 s.
+/// The HPACK dynamic table the consumer's node offers the provider's node
+/// on a peer connection, in bytes (`SETTINGS_HEADER_TABLE_SIZE`; HTTP/2's
+/// default is 4 KiB). Signed answers carry the same ~1.7 KiB
+/// `NDXP-Signer-Cert` value every time next to ~500 bytes of fresh values
+/// (`Signature`, `Signature-Input`, `NDXP-Id`): in 4 KiB the certificate
+/// falls out of the table every few answers and is sent and Huffman-coded
+/// again in full; in 16 KiB it stays indexed for dozens. This is decoder
+/// state of this node, at most this much per pooled connection. (The
+/// other direction is the provider's listener setting; hyper-util's
+/// server builder does not expose it yet.)
+pub const PEER_HEADER_TABLE_BYTES: u32 = 16 * 1024;
+
+/// A client over `connector` that keeps idle connections for 90 s and
+/// offers a [`PEER_HEADER_TABLE_BYTES`] HPACK table.
 pub fn peer_client(connector: PeerConnector) -> PeerClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
+        .http2_header_table_size(PEER_HEADER_TABLE_BYTES)
         .build(connector)
 }
 
