@@ -129,7 +129,8 @@ pub(crate) fn check(package: &str, listing: &Listing) -> Result<()> {
         }
     }
     for e in &listing.0 {
-        if e.owner != "root/root" {
+        // cargo-deb writes numeric ids (0/0), dpkg-deb names them.
+        if e.owner != "root/root" && e.owner != "0/0" {
             problems.push(format!("{} belongs to {}, not root/root", e.path, e.owner));
         }
         let others_write = e.mode.as_bytes().get(8) == Some(&b'w') && !e.mode.starts_with('l');
