@@ -8,6 +8,7 @@
 //! | `ndxp_node_conf_version` | gauge | |
 //! | `ndxp_node_conf_age_seconds` | gauge | |
 //! | `ndxp_node_conf_expires_in_seconds` | gauge | |
+//! | `ndxp_node_cert_expires_in_seconds` | gauge | `cert` (`auth`, `signing`): seconds until the node's TLS certificate or the member's signing certificate expires |
 //! | `ndxp_node_timestamp_lag_seconds` | gauge | age of the oldest message-log record without an RFC 3161 token |
 //! | `ndxp_node_unstamped_records` | gauge | records without a token at the last timestamping run |
 //! | `ndxp_node_log_append_duration_seconds` | histogram | `role`: time an exchange waited for its message-log record to be committed |
@@ -33,6 +34,11 @@ struct ExchangeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertLabels {
+    cert: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RoleLabels {
     role: &'static str,
 }
@@ -54,6 +60,7 @@ pub struct Metrics {
     conf_version: Gauge,
     conf_age: Gauge<f64, AtomicU64>,
     conf_expires_in: Gauge<f64, AtomicU64>,
+    cert_expires_in: Family<CertLabels, Gauge>,
     timestamp_lag: Gauge<f64, AtomicU64>,
     unstamped: Gauge,
     log_append: HistogramFamily,
@@ -108,6 +115,12 @@ impl Metrics {
             "Seconds until the global configuration in use expires",
             conf_expires_in.clone(),
         );
+        let cert_expires_in = Family::<CertLabels, Gauge>::default();
+        registry.register(
+            "ndxp_node_cert_expires_in_seconds",
+            "Seconds until the node's TLS certificate (auth) or the member's signing certificate (signing) expires",
+            cert_expires_in.clone(),
+        );
         let timestamp_lag = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "ndxp_node_timestamp_lag_seconds",
@@ -147,6 +160,7 @@ impl Metrics {
             conf_version,
             conf_age,
             conf_expires_in,
+            cert_expires_in,
         }
     }
 
@@ -182,6 +196,19 @@ impl Metrics {
         if let Some(e) = status.expires_in_secs {
             self.conf_expires_in.set(e as f64);
         }
+    }
+
+    /// Records when the node's certificates expire (`cert` is `auth` or
+    /// `signing`), as seconds from `now` (negative once expired).
+    pub(crate) fn observe_cert(
+        &self,
+        cert: &'static str,
+        expires_at: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        self.cert_expires_in
+            .get_or_create(&CertLabels { cert })
+            .set((expires_at - now).num_seconds());
     }
 
     /// Records the timestamping lag.
@@ -232,6 +259,8 @@ mod tests {
         m.set_conf_version(7);
         m.observe_log_append("consumer", Duration::from_millis(1));
         m.set_log_pending(0);
+        let now = chrono::Utc::now();
+        m.observe_cert("auth", now + chrono::Duration::days(10), now);
         let edge = ndxp_edge::serve::Edge::new("admin port", &ndxp_edge::EdgeSettings::default());
         m.watch_edge("admin", edge.stats());
         let text = m.encode();
@@ -239,6 +268,10 @@ mod tests {
             exposed(&text),
             catalogue("node"),
             "docs/monitoring.md's node catalogue"
+        );
+        assert!(
+            text.contains("ndxp_node_cert_expires_in_seconds{cert=\"auth\"} 864000\n"),
+            "{text}"
         );
         assert!(
             text.contains(

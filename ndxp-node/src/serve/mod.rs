@@ -725,6 +725,15 @@ async fn background(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
                 state.reset_trust();
             }
         }
-        state.metrics.observe_conf(&state.conf.status(Utc::now()));
+        let now = Utc::now();
+        state.metrics.observe_conf(&state.conf.status(now));
+        for (cert, c) in [
+            ("auth", state.identity.certificate()),
+            ("signing", state.signer.certificate()),
+        ] {
+            if let Ok(t) = ndxp_sign::cert::asn1_to_utc(c.not_after()) {
+                state.metrics.observe_cert(cert, t, now);
+            }
+        }
     }
 }
