@@ -15,7 +15,8 @@
 //! # Ok::<(), ndxp_core::id::IdError>(())
 //! ```
 //!
-//! It prints an error with its causes ([`chain::ErrorChain`]) and classifies
+//! It prints an error with its causes ([`chain::ErrorChain`]), holds the
+//! one ok/failure/hint report of the diagnostic commands ([`check`]), and classifies
 //! database URLs ([`dburl`]) for the storage backends. With the feature
 //! `table` (off by default; the binaries and `cargo xtask` turn it on) it
 //! renders the one text-table style of every command line (`table`).
@@ -28,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod check;
 pub mod dburl;
 pub mod id;
 pub mod path;

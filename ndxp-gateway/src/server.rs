@@ -9,11 +9,14 @@
 //! - `GET /healthz`: 200 while the process serves.
 //! - `GET /readyz`: 200 when the registry answers and a current global
 //!   configuration can be served; otherwise 503 with
-//!   `{"ready":false,"reason":"..."}`.
+//!   `{"ready":false,"reason":"..."}`. From SIGTERM until the other
+//!   listeners have drained it answers 503 with a reason starting
+//!   `draining`; the admin port closes last.
 //! - `GET /metrics`: Prometheus text (see [`crate::management::metrics`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,6 +132,9 @@ struct AdminState {
     store: Arc<dyn RegistryStore>,
     publisher: Option<Arc<Publisher>>,
     metrics: Arc<Metrics>,
+    /// Set on shutdown: `/readyz` answers 503 while in-flight requests
+    /// finish.
+    draining: Arc<AtomicBool>,
 }
 
 /// [`run`] with a store and listeners the caller made (tests bind
@@ -208,10 +214,19 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
+    // The admin port stops after the others, so that load balancers see
+    // the drain on /readyz.
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let draining = Arc::new(AtomicBool::new(false));
+    {
+        let draining = draining.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            draining.store(true, Ordering::Relaxed);
+            tracing::info!("shutting down: draining the requests in flight");
+            let _ = stop_tx.send(true);
+        });
+    }
 
     let gateway_registry = gateway_store
         .clone()
@@ -328,6 +343,7 @@ async fn serve(
         store,
         publisher,
         metrics: metrics.clone(),
+        draining,
     });
     tracing::info!(admin = ?listeners.admin.local_addr().ok(), "admin port serving");
     let admin_server = serve_router(
@@ -336,12 +352,16 @@ async fn serve(
         admin,
         &config,
         &metrics,
-        &stop_rx,
+        &admin_stop_rx,
     );
-    servers.push(("admin", tokio::spawn(admin_server)));
+    let admin_handle = tokio::spawn(admin_server);
 
     let mut result = Ok(());
-    for (which, handle) in servers {
+    for (which, handle) in servers.into_iter().chain(Some(("admin", admin_handle))) {
+        if which == "admin" {
+            // Every other listener has drained.
+            let _ = admin_stop_tx.send(true);
+        }
         if let Err(e) = handle.await {
             if result.is_ok() {
                 result = Err(ServerError::Serve {
@@ -428,6 +448,11 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         )
             .into_response()
     };
+    if st.draining.load(Ordering::Relaxed) {
+        return not_ready(
+            "draining: the process is stopping, requests in flight finish".into(),
+        );
+    }
     if let Err(e) = st.store.registry_version().await {
         tracing::warn!(error = %ErrorChain(&e), "readiness: registry not reachable");
         return not_ready("the registry database does not answer".into());

@@ -894,6 +894,85 @@ async fn an_expired_global_configuration_stops_the_exchange() {
     assert!(p["detail"].as_str().unwrap().contains("expired"), "{p}");
     let ready = get(&format!("{}/readyz", net.consumer.admin_url()), None).await;
     assert_eq!(ready.status, 503, "{}", ready.text());
+    let v = ready.json();
+    assert_eq!(v["checks"][0]["name"], "global configuration", "{v}");
+    assert!(
+        v["checks"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no valid global configuration"),
+        "{v}"
+    );
+    // Alive all the same.
+    assert_eq!(
+        get(&format!("{}/healthz", net.consumer.admin_url()), None)
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_is_not_ready_while_it_drains() {
+    let mut net = Network::start(Options::default()).await;
+    let admin = net.consumer.admin_url();
+    // An exchange whose backend answers after 5 s is in flight...
+    let slow_url = net.url(CITIZEN, "/slow");
+    let slow = tokio::spawn(async move { get(&slow_url, Some(CLIENT)).await });
+    // (the consumer's node has it once it holds a connection to the
+    // provider's: nothing else made one)
+    let provider_metrics = format!("{}/metrics", net.provider.admin_url());
+    let mut forwarded = false;
+    for _ in 0..100 {
+        let text = get(&provider_metrics, None).await.text();
+        if text.contains("ndxp_node_connections_open{listener=\"peer\"} 1") {
+            forwarded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(forwarded, "the exchange did not reach the provider in 5 s");
+    assert!(!slow.is_finished());
+    // ... when the consumer's node is told to stop (SIGTERM does this).
+    net.stop_node(false);
+    let mut draining = None;
+    for _ in 0..30 {
+        let a = get(&format!("{admin}/readyz"), None).await;
+        if a.status == 503 {
+            draining = Some(a.json());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let v = draining.expect("/readyz still 200 after the stop");
+    assert_eq!(v["checks"][0]["name"], "draining", "{v}");
+    assert!(!slow.is_finished(), "the readiness change came first");
+    assert_eq!(get(&format!("{admin}/healthz"), None).await.status, 200);
+    // New exchanges go elsewhere: the client port no longer accepts.
+    assert!(reqwest::Client::new()
+        .get(net.url(CITIZEN, "/persons/1"))
+        .header("NDXP-Client", CLIENT)
+        .send()
+        .await
+        .is_err());
+    // The one in flight finishes.
+    let a = slow.await.unwrap();
+    assert_eq!(a.status, 200, "{}", a.text());
+    // Then the admin port closes too.
+    let mut closed = false;
+    for _ in 0..100 {
+        if reqwest::Client::new()
+            .get(format!("{admin}/healthz"))
+            .send()
+            .await
+            .is_err()
+        {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(closed, "the admin port stays open after the drain");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -201,6 +201,25 @@ async fn an_unreachable_tsa_stops_the_exchange_after_the_allowed_lag() {
     assert!(refused >= Some(1.0), "{refused:?}");
     // Still refused a moment later: nothing was stamped.
     person(&net, 4).await.problem(500, "ndxp.internal");
+    // Meanwhile /readyz says the node is not ready, naming the lag.
+    let ready = get(&format!("{}/readyz", net.consumer.admin_url()), None).await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    let v = ready.json();
+    let failed: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["timestamping"], "{v}");
+    assert!(
+        v["checks"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not being timestamped"),
+        "{v}"
+    );
+    assert!(v["reasons"][0].as_str().unwrap().starts_with("timestamping: "));
 
     // TSA back: within a few seconds the node serves again and the lag
     // returns to 0.
@@ -216,6 +235,8 @@ async fn an_unreachable_tsa_stops_the_exchange_after_the_allowed_lag() {
         back.elapsed()
     );
     caught_up(&net).await;
+    let ready = get(&format!("{}/readyz", net.consumer.admin_url()), None).await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
 
     // The consumer's log archives and verifies, every record timestamped.
     let config = net.consumer.config_path.to_str().unwrap().to_owned();

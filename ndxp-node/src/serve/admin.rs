@@ -15,7 +15,6 @@
 //! Changes are written to the local configuration file and take effect
 //! on the next request.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -97,27 +96,24 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// `200 ready` while the node accepts exchanges; otherwise `503` with
+/// `{"ready": false, "reasons": [...], "checks": [{"name", "status",
+/// "detail", "hint"}]}` naming each failed check
+/// ([`super::health::names`]).
 async fn readyz(State(state): St) -> Response {
-    let now = Utc::now();
-    let mut reasons = Vec::new();
-    if let Err(p) = state.trust(now) {
-        reasons.push(p.detail.unwrap_or_default());
+    let failed = state.not_ready().await;
+    if failed.is_empty() {
+        return (StatusCode::OK, "ready\n").into_response();
     }
-    if let Err(e) = state.log.head(state.log.writer()).await {
-        reasons.push(format!("the message log is not reachable: {e}"));
-        state.ready_log.store(false, Ordering::Relaxed);
-    } else {
-        state.ready_log.store(true, Ordering::Relaxed);
-    }
-    if reasons.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "ready": false, "reasons": reasons })),
-        )
-            .into_response()
-    }
+    let reasons: Vec<String> = failed
+        .iter()
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({ "ready": false, "reasons": reasons, "checks": failed })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): St) -> Response {

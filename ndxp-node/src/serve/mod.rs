@@ -51,6 +51,7 @@ use crate::local::{LocalFile, LocalHandle};
 mod admin;
 mod client_auth;
 mod consumer;
+mod health;
 pub mod metrics;
 pub mod ocsp;
 pub mod pool;
@@ -204,6 +205,9 @@ pub(crate) struct NodeState {
     pub(crate) metrics: Metrics,
     pub(crate) admin_token_sha256: [u8; 32],
     pub(crate) ready_log: std::sync::atomic::AtomicBool,
+    /// Set on shutdown: `/readyz` answers 503 while in-flight exchanges
+    /// finish.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
 }
 
 impl NodeState {
@@ -597,6 +601,7 @@ impl Node {
             metrics: Metrics::new(),
             admin_token_sha256,
             ready_log: std::sync::atomic::AtomicBool::new(true),
+            draining: std::sync::atomic::AtomicBool::new(false),
             config,
         });
         Ok(Node {
@@ -637,11 +642,15 @@ impl Node {
             .unwrap_or(self.state.config.admin.listen)
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets
-    /// exchanges in flight finish (up to `[edge] drain_timeout_secs`) and
-    /// closes the log.
+    /// Serves until `shutdown` completes, then drains: `/readyz` answers
+    /// 503 `draining`, the client and peer ports stop accepting and let
+    /// exchanges in flight finish (up to `[edge] drain_timeout_secs`), and
+    /// the admin port closes last.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
+        // The admin port stops after the others, so that load balancers
+        // and operators see the drain on /readyz.
+        let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
         let state = self.state;
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(server::serve_client(
@@ -663,7 +672,7 @@ impl Node {
             self.peer,
             stop_rx.clone(),
         ));
-        tasks.spawn(admin::serve(state.clone(), self.admin, stop_rx.clone()));
+        let admin_task = tokio::spawn(admin::serve(state.clone(), self.admin, admin_stop_rx));
         tasks.spawn(background(state.clone(), stop_rx.clone()));
         if state.config.report.enabled {
             tasks.spawn(report::run(state.clone(), stop_rx.clone()));
@@ -674,9 +683,14 @@ impl Node {
             "node serving"
         );
         shutdown.await;
-        tracing::info!("shutting down");
+        state
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!("shutting down: draining the exchanges in flight");
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
+        let _ = admin_stop_tx.send(true);
+        let _ = admin_task.await;
     }
 }
 

@@ -409,7 +409,8 @@ pub struct Network {
     pub tsa: Option<TestTsa>,
     pub provider: NodeSetup,
     pub consumer: NodeSetup,
-    stops: Vec<oneshot::Sender<()>>,
+    /// Per started node: whether it is the provider, and its stop.
+    stops: Vec<(bool, oneshot::Sender<()>)>,
 }
 
 impl Network {
@@ -709,7 +710,16 @@ file = "local.json"
         tokio::spawn(node.run_until(async move {
             let _ = rx.await;
         }));
-        self.stops.push(tx);
+        self.stops.push((provider, tx));
+    }
+
+    /// Tells the provider's (`true`) or the consumer's node to stop, as
+    /// SIGTERM does: it drains, then exits.
+    pub fn stop_node(&mut self, provider: bool) {
+        if let Some(i) = self.stops.iter().rposition(|(p, _)| *p == provider) {
+            let (_, tx) = self.stops.remove(i);
+            let _ = tx.send(());
+        }
     }
 
     /// Waits (polling, up to 30 s) until the node's `/readyz` answers 200.
