@@ -13,6 +13,7 @@
 //! | [`local`] | the local configuration: subsystems, provided services, access rights |
 //! | [`serve`] | `ndxp-node serve`: the client, peer and admin ports, the exchange in both roles |
 //! | [`report`] | status reports, reconciliation summaries and drill-down answers sent to management (`docs/monitoring.md`) |
+//! | [`diagnose`] | `ndxp-node diagnose` and the admin API's `/api/v1/diagnose`: every dependency checked, each ok or failed with a hint |
 //! | [`logcmd`] | `log archive` and `log verify`: message log archives |
 //!
 //! See `docs/node.md` for the configuration keys and the commands.
@@ -33,6 +34,7 @@
 pub mod admission;
 pub mod conf;
 pub mod config;
+pub mod diagnose;
 pub mod http;
 pub mod keys;
 pub mod local;

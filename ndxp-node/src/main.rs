@@ -87,6 +87,11 @@ enum Command {
     /// The configuration: check it before a (re)start.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check every dependency of this node (keys, global configuration,
+    /// OCSP, TSA, peer nodes, backends) from the configuration file alone,
+    /// the node running or not; exit status 0 when all checks pass, 1
+    /// otherwise.
+    Diagnose(cli::diagnose::DiagnoseArgs),
 }
 
 fn main() {
@@ -120,6 +125,7 @@ fn run(command: Command) -> Result<i32> {
         Command::Access(c) => cli::local::access(c),
         Command::Log(c) => cli::log::run(c),
         Command::Config(c) => cli::config::run(c),
+        Command::Diagnose(a) => cli::diagnose::run(&a),
         Command::Backup { config, out } => cli::serve::backup(&config, &out),
         Command::Generate(c) => cli::generate::run::<Cli>(c).map(|()| 0),
     }

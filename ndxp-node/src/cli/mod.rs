@@ -7,6 +7,7 @@ pub mod conf;
 pub mod config;
 #[path = "../../../ndxp-gateway/src/cli/generate.rs"]
 pub(crate) mod generate;
+pub mod diagnose;
 pub mod keys;
 pub mod local;
 pub mod log;

@@ -9,6 +9,7 @@
 //! | POST / DELETE | `/api/v1/local/certs` | register (body: `{"subsystem", "cert"}`, the certificate in PEM) / remove (body: `{"subsystem", "sha256"}`) an information system's certificate |
 //! | PUT / DELETE | `/api/v1/local/services/{service id}` | add or change (body: `{"backend", "timeout_secs", "openapi", "keep_bodies", "forward_headers"}`) / remove a provided service |
 //! | POST / DELETE | `/api/v1/local/access` | grant / revoke (body: `{"service", "client"}`; client a subsystem id or `group:CODE`) |
+//! | GET | `/api/v1/diagnose` | every dependency checked (`ndxp-node diagnose --json`: `{"ok", "checks"}`), at most 20 s |
 //! | GET | `/api/v1/status` | global configuration status, this node's entry, counts |
 //! | GET | `/api/v1/transactions?from=&to=&client=&service=&status=&problem_code=&writer=&trace_id=&limit=&after=` | operational records of the exchanges in the message log, newest first, paged |
 //!
@@ -114,6 +115,16 @@ async fn readyz(State(state): St) -> Response {
         Json(serde_json::json!({ "ready": false, "reasons": reasons, "checks": failed })),
     )
         .into_response()
+}
+
+/// `GET /api/v1/diagnose`: what `ndxp-node diagnose --json` prints, run by
+/// the node with its configuration.
+async fn diagnose(State(state): St, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return *r;
+    }
+    let options = crate::diagnose::DiagnoseOptions::default();
+    Json(crate::diagnose::run(&state.config, &options).await).into_response()
 }
 
 async fn metrics(State(state): St) -> Response {
@@ -381,6 +392,7 @@ pub(crate) fn router(state: Arc<NodeState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/diagnose", get(diagnose))
         .route("/api/v1/local", get(get_local))
         .route("/api/v1/transactions", get(transactions))
         .route(

@@ -38,21 +38,7 @@ impl NodeState {
     /// The node's own certificates with the CA certificates sent with
     /// them: the signing certificate, then the authentication certificate.
     pub(crate) fn own_chains(&self) -> [(&'static str, Vec<X509>); 2] {
-        let chain = |leaf: &X509, rest: &[X509]| {
-            std::iter::once(leaf.clone())
-                .chain(rest.iter().cloned())
-                .collect::<Vec<_>>()
-        };
-        [
-            (
-                "signing certificate",
-                chain(self.signer.certificate(), self.signer.chain()),
-            ),
-            (
-                "authentication certificate",
-                chain(self.identity.certificate(), self.identity.chain()),
-            ),
-        ]
+        crate::diagnose::own_chains(&self.signer, &self.identity)
     }
 
     /// The failed readiness checks; empty when the node is ready.

@@ -381,7 +381,9 @@ fn keys_err(what: impl Into<String>, detail: impl std::fmt::Display) -> StartErr
     }
 }
 
-fn load_signer(config: &NodeConfig) -> Result<(Signer, TlsIdentity), StartError> {
+/// Loads the member's signer and the node's TLS identity from
+/// `[node] keys_dir`, checking that they belong to this node.
+pub(crate) fn load_signer(config: &NodeConfig) -> Result<(Signer, TlsIdentity), StartError> {
     let pass = match &config.node.passphrase_file {
         Some(p) => Some(
             ndxp_sign::key::read_passphrase_file(p)

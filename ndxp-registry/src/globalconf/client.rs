@@ -334,6 +334,17 @@ impl ConfClient {
         Ok(outcome)
     }
 
+    /// Fetches the document from the anchor's `conf_url` and verifies it at
+    /// `now`, without holding or storing it (`ndxp-node diagnose`).
+    ///
+    /// # Errors
+    /// [`ConfError::Fetch`], [`ConfError::Status`], [`ConfError::TooLarge`],
+    /// any verification error.
+    pub async fn fetch_verified(&self, now: DateTime<Utc>) -> Result<ConfDocument, ConfError> {
+        let jws = self.fetch().await?;
+        verify(&jws, &self.anchor, now)
+    }
+
     async fn fetch(&self) -> Result<String, ConfError> {
         let mut resp = self
             .http
