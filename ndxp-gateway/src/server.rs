@@ -449,9 +449,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
             .into_response()
     };
     if st.draining.load(Ordering::Relaxed) {
-        return not_ready(
-            "draining: the process is stopping, requests in flight finish".into(),
-        );
+        return not_ready("draining: the process is stopping, requests in flight finish".into());
     }
     if let Err(e) = st.store.registry_version().await {
         tracing::warn!(error = %ErrorChain(&e), "readiness: registry not reachable");

@@ -209,7 +209,10 @@ async fn bounded(
 
 /// The node's own certificates with the CA certificates sent with them:
 /// the signing certificate, then the authentication certificate.
-pub(crate) fn own_chains(signer: &Signer, identity: &TlsIdentity) -> [(&'static str, Vec<X509>); 2] {
+pub(crate) fn own_chains(
+    signer: &Signer,
+    identity: &TlsIdentity,
+) -> [(&'static str, Vec<X509>); 2] {
     let chain = |leaf: &X509, rest: &[X509]| {
         std::iter::once(leaf.clone())
             .chain(rest.iter().cloned())
@@ -238,8 +241,9 @@ async fn global_configuration(
         Ok(c) => c,
         Err(e) => {
             return (
-                Check::failed(name, ErrorChain(&e).to_string())
-                    .with_hint("check [conf] anchor: the anchor file the platform operator gave you"),
+                Check::failed(name, ErrorChain(&e).to_string()).with_hint(
+                    "check [conf] anchor: the anchor file the platform operator gave you",
+                ),
                 None,
             )
         }
@@ -263,7 +267,9 @@ async fn global_configuration(
             name,
             format!("{url}: no answer within {} s", options.timeout.as_secs()),
         )
-        .with_hint("the management server does not answer: check that it runs, the URL and the firewall"),
+        .with_hint(
+            "the management server does not answer: check that it runs, the URL and the firewall",
+        ),
     };
     let last_good = last_good(&client);
     (error, last_good)
@@ -319,7 +325,9 @@ fn this_node(config: &NodeConfig, doc: &ConfDocument) -> Check {
                 config.node.address
             ),
         )
-        .with_hint("peers call the registered address: register the new one or fix [node] address");
+        .with_hint(
+            "peers call the registered address: register the new one or fix [node] address",
+        );
     }
     Check::ok(name, format!("listed at {}", config.node.address))
 }
@@ -334,9 +342,12 @@ async fn timestamp(doc: Arc<ConfDocument>, timeout: Duration) -> Check {
         );
     };
     let hint = "the node refuses exchanges once timestamping lags past [log] timestamp_max_lag_secs: check that the TSA (`ndxp-gateway pki serve`) runs and is reachable from here";
-    let fail = |detail: String| Check::failed(name, format!("{}: {detail}", tsa.url)).with_hint(hint);
+    let fail =
+        |detail: String| Check::failed(name, format!("{}: {detail}", tsa.url)).with_hint(hint);
     let (Ok(cas), Ok(tsa_certs)) = (doc.trusted_ca_certs(), doc.trusted_tsa_certs()) else {
-        return fail("the CA or TSA certificates of the global configuration cannot be read".into());
+        return fail(
+            "the CA or TSA certificates of the global configuration cannot be read".into(),
+        );
     };
     let transport = match HttpTsa::new(&tsa.url, timeout) {
         Ok(t) => t,
@@ -386,7 +397,8 @@ fn peer_connector(
     doc: &ConfDocument,
     timeout: Duration,
 ) -> Result<PeerConnector, String> {
-    let policy = PeerPolicy::pinned_per_connection(anchors).with_revocation(Arc::new(ocsp.lenient()));
+    let policy =
+        PeerPolicy::pinned_per_connection(anchors).with_revocation(Arc::new(ocsp.lenient()));
     let connector = tls::client_connector(identity, policy).map_err(|e| e.to_string())?;
     let mut pins: std::collections::HashMap<String, Vec<String>> = Default::default();
     for n in &doc.nodes {
@@ -434,10 +446,17 @@ async fn backend(name: String, url: String) -> Check {
     let Some(host) = uri.host() else {
         return Check::failed(name, format!("{url}: no host")).with_hint(hint);
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = uri
         .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
     match tokio::net::TcpStream::connect((host.as_str(), port)).await {
         Ok(_) => Check::ok(name, format!("{url}: reachable")),
         Err(e) => Check::failed(name, format!("{url}: cannot connect: {e}")).with_hint(hint),

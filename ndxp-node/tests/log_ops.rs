@@ -219,7 +219,10 @@ async fn an_unreachable_tsa_stops_the_exchange_after_the_allowed_lag() {
             .contains("not being timestamped"),
         "{v}"
     );
-    assert!(v["reasons"][0].as_str().unwrap().starts_with("timestamping: "));
+    assert!(v["reasons"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("timestamping: "));
 
     // TSA back: within a few seconds the node serves again and the lag
     // returns to 0.

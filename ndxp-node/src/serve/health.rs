@@ -59,7 +59,9 @@ impl NodeState {
             Err(p) => {
                 failed.push(
                     Check::failed(names::GLOBAL_CONFIGURATION, p.detail.unwrap_or_default())
-                        .with_hint("run `ndxp-node diagnose` to see why it cannot be fetched or verified"),
+                        .with_hint(
+                            "run `ndxp-node diagnose` to see why it cannot be fetched or verified",
+                        ),
                 );
                 false
             }
@@ -78,10 +80,7 @@ impl NodeState {
                 let why = match answer {
                     Ok(Ok(())) => continue,
                     Ok(Err(e)) => e.to_string(),
-                    Err(_) => format!(
-                        "no OCSP answer within {} s",
-                        OCSP_WAIT.as_secs()
-                    ),
+                    Err(_) => format!("no OCSP answer within {} s", OCSP_WAIT.as_secs()),
                 };
                 failed.push(
                     Check::failed(names::OWN_CERTIFICATES, format!("{what}: {why}"))
