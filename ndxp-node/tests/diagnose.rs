@@ -159,7 +159,7 @@ async fn diagnose_names_the_broken_part() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(failed(&last), [name.clone()], "{last:#}");
+    assert_eq!(failed(&last), std::slice::from_ref(&name), "{last:#}");
     let c = check(&last, &name);
     assert!(
         c["detail"].as_str().unwrap().contains("cannot connect"),
