@@ -5,9 +5,9 @@ pub mod conf;
 // `generate`: one source for both binaries (clap lives only in binaries,
 // so no library can hold it).
 pub mod config;
+pub mod diagnose;
 #[path = "../../../ndxp-gateway/src/cli/generate.rs"]
 pub(crate) mod generate;
-pub mod diagnose;
 pub mod keys;
 pub mod local;
 pub mod log;
