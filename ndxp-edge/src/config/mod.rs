@@ -4,7 +4,7 @@
 //!
 //! - [`config_path`]: `--config`, else `NDXP_CONFIG`, else the binary's
 //!   default (`/etc/ndxp/gateway.toml`, `/etc/ndxp/node.toml`);
-//! - [`env`]: `NDXP_<SECTION>__<KEY>` overrides on top of the file;
+//! - [`mod@env`]: `NDXP_<SECTION>__<KEY>` overrides on top of the file;
 //! - secrets in files: a key `x` listed as secret may be given as
 //!   `x_file = "/path"` instead, read from that file (mode 0600 or
 //!   narrower, one trailing newline removed), never both;
