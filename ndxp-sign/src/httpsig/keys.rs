@@ -533,6 +533,14 @@ impl VerifyingKey {
                 Ok(sig.verify(digest, ec).unwrap_or(false))
             }
             Engine::Pkey(pool) => {
+                // RFC 8017 §8.1.2 and §8.2.2, step 1: a signature that is not
+                // exactly k octets (the modulus length) is invalid. OpenSSL's
+                // PSS path decodes a shorter one as the same integer, so a
+                // signature with a leading zero octet stripped would verify:
+                // two encodings of one signature.
+                if signature.len() != self.0.key.size() {
+                    return Ok(false);
+                }
                 let mut ctx = match pool.take() {
                     Some(ctx) => ctx,
                     None => {

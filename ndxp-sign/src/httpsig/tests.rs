@@ -256,6 +256,34 @@ fn pooled_contexts_survive_failures_and_threads() {
 }
 
 #[test]
+fn rsa_signatures_of_the_wrong_length_never_verify() {
+    // A PSS signature whose first octet is zero is the same integer without
+    // it; RFC 8017 requires exactly k octets. Sign until such a signature
+    // turns up (about one in 256), then check both shortened and padded forms.
+    let rsa = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    let sk = SigningKey::with_algorithm(rsa, Algorithm::RsaPssSha512, "k").unwrap();
+    let vk = sk.verifying_key().unwrap();
+    let (data, sig) = (0u32..)
+        .map(|i| {
+            let data = i.to_be_bytes();
+            (data, sk.sign_bytes(&data).unwrap())
+        })
+        .find(|(_, sig)| sig[0] == 0)
+        .unwrap();
+    vk.verify_bytes(&data, &sig).unwrap();
+    assert!(matches!(
+        vk.verify_bytes(&data, &sig[1..]),
+        Err(SignatureError::InvalidSignature)
+    ));
+    let mut padded = vec![0u8];
+    padded.extend_from_slice(&sig);
+    assert!(matches!(
+        vk.verify_bytes(&data, &padded),
+        Err(SignatureError::InvalidSignature)
+    ));
+}
+
+#[test]
 fn form_encoding_matches_rfc_examples() {
     let pairs = form_urlencoded_pairs(
         "var=this%20is%20a%20big%0Amultiline%20value&bar=with+plus+whitespace&fa%C3%A7ade%22%3A%20=something",
