@@ -24,9 +24,9 @@
 //! # async fn demo(store: &ndxp_registry::store::SqlStore) -> Result<(), ndxp_gateway::management::catalog::CatalogError> {
 //! use ndxp_gateway::management::catalog::{self, CatalogFile, Options};
 //! use ndxp_registry::model::Actor;
-//! let text = catalog::export(store).await?.render()?;
-//! let file = CatalogFile::parse(&text)?;
 //! let instance = "VN".parse().map_err(|e| catalog::CatalogError::Invalid(format!("{e}")))?;
+//! let text = catalog::export(store, &instance).await?.render()?;
+//! let file = CatalogFile::parse(&text)?;
 //! let outcome = catalog::apply(store, &instance, &file, Options::default(), &Actor::cli("root")).await?;
 //! assert!(outcome.plan.is_empty(), "an export applied to its registry changes nothing");
 //! # Ok(()) }
