@@ -36,10 +36,10 @@ use std::net::IpAddr;
 use ndxp_core::id::{MemberId, NodeName};
 use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
-use openssl::pkey::{PKeyRef, Private};
+use openssl::pkey::{HasPublic, PKeyRef, Private};
 use openssl::stack::Stack;
 use openssl::x509::extension::SubjectAlternativeName;
-use openssl::x509::{X509Builder, X509Req, X509ReqRef};
+use openssl::x509::{X509Builder, X509Req, X509ReqBuilder, X509ReqRef};
 
 use crate::cert::{CertError, Identity, Profile};
 use crate::key::{self, KeyError};
@@ -75,6 +75,12 @@ pub enum CsrError {
     /// Building or signing the request failed.
     #[error("could not build the certificate request")]
     Build(#[source] ErrorStack),
+    /// The external signer of [`build_csr_with_signer`] failed.
+    #[error("the key holder could not sign the certificate request")]
+    Signer(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// OpenSSL produced a request this module could not take apart.
+    #[error("could not encode the certificate request")]
+    Encode,
 }
 
 /// What a CSR asks for, after vetting.
@@ -124,6 +130,86 @@ pub fn build_csr(
     ip_addresses: &[IpAddr],
     key: &PKeyRef<Private>,
 ) -> Result<X509Req, CsrError> {
+    let b = request_builder(identity, dns_names, ip_addresses, key)?;
+    let sign = |mut b: X509ReqBuilder| -> Result<X509Req, ErrorStack> {
+        b.sign(key, MessageDigest::sha256())?;
+        Ok(b.build())
+    };
+    sign(b).map_err(CsrError::Build)
+}
+
+/// Builds a CSR (SHA-256) for `identity` whose key is held elsewhere, such
+/// as on a PKCS#11 token: `public_key` goes into the request and `sign`
+/// signs the DER `CertificationRequestInfo`. `sign` gets the exact bytes to
+/// sign and must return an ECDSA-with-SHA-256 signature (DER
+/// `ECDSA-Sig-Value`) for an EC key, an RSASSA-PKCS1-v1_5 SHA-256 signature
+/// for an RSA key: what [`crate::key::KeyStore::sign`] returns for
+/// `MessageDigest::sha256()` and [`crate::key::RsaPadding::Pkcs1v15`]. The
+/// request is checked against `public_key` before it is returned, so a
+/// signer that signs with another key gives [`CsrError::BadSignature`].
+pub fn build_csr_with_signer<T, F, E>(
+    identity: &Identity,
+    dns_names: &[String],
+    ip_addresses: &[IpAddr],
+    public_key: &PKeyRef<T>,
+    sign: F,
+) -> Result<X509Req, CsrError>
+where
+    T: HasPublic,
+    F: FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let kind = key::check_acceptable(public_key).map_err(CsrError::Key)?;
+    let b = request_builder(identity, dns_names, ip_addresses, public_key)?;
+    // The builder only signs with a private key it holds: sign with a
+    // throwaway key, keep the CertificationRequestInfo and put the real
+    // signature around it.
+    let throwaway = key::KeyAlgorithm::EcP256
+        .generate()
+        .map_err(CsrError::Key)?;
+    let draft = {
+        let mut b = b;
+        b.sign(&throwaway, MessageDigest::sha256())
+            .map_err(CsrError::Build)?;
+        b.build().to_der().map_err(CsrError::Build)?
+    };
+    let info = der_first_element(&draft).ok_or(CsrError::Encode)?;
+    let signature = sign(info).map_err(|e| CsrError::Signer(Box::new(e)))?;
+    let algorithm: &[u8] = match kind {
+        // ecdsa-with-SHA256 (RFC 5758 §3.2): no parameters.
+        key::KeyKind::EcP256 => &[
+            0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+        ],
+        // sha256WithRSAEncryption (RFC 4055 §5): NULL parameters.
+        key::KeyKind::Rsa(_) => &[
+            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05,
+            0x00,
+        ],
+    };
+    let mut bits = Vec::with_capacity(signature.len() + 1);
+    bits.push(0); // no unused bits
+    bits.extend_from_slice(&signature);
+    let mut body = Vec::with_capacity(info.len() + algorithm.len() + bits.len() + 8);
+    body.extend_from_slice(info);
+    body.extend_from_slice(algorithm);
+    der_push(&mut body, 0x03, &bits);
+    let mut der = Vec::with_capacity(body.len() + 4);
+    der_push(&mut der, 0x30, &body);
+    let req = X509Req::from_der(&der).map_err(CsrError::Build)?;
+    match req.verify(public_key) {
+        Ok(true) => Ok(req),
+        Ok(false) | Err(_) => Err(CsrError::BadSignature),
+    }
+}
+
+/// The subject, public key and subjectAltName of a request, checked as the
+/// CA will check them; not yet signed.
+fn request_builder<T: HasPublic>(
+    identity: &Identity,
+    dns_names: &[String],
+    ip_addresses: &[IpAddr],
+    key: &PKeyRef<T>,
+) -> Result<X509ReqBuilder, CsrError> {
     key::check_acceptable(key).map_err(CsrError::Key)?;
     if identity.profile() == Profile::Sign && !(dns_names.is_empty() && ip_addresses.is_empty()) {
         return Err(CsrError::AltName(
@@ -139,7 +225,7 @@ pub fn build_csr(
             profile: identity.profile(),
             source,
         })?;
-    let build = || -> Result<X509Req, ErrorStack> {
+    let build = || -> Result<X509ReqBuilder, ErrorStack> {
         let mut b = X509Req::builder()?;
         b.set_version(0)?;
         b.set_subject_name(&subject)?;
@@ -157,10 +243,51 @@ pub fn build_csr(
         let mut exts = Stack::new()?;
         exts.push(ext)?;
         b.add_extensions(&exts)?;
-        b.sign(key, MessageDigest::sha256())?;
-        Ok(b.build())
+        Ok(b)
     };
     build().map_err(CsrError::Build)
+}
+
+/// The header length and content length of the DER element at the start of
+/// `der`, or `None` if it is not a well-formed definite-length header.
+fn der_header(der: &[u8]) -> Option<(usize, usize)> {
+    let first = *der.get(1)?;
+    if first < 0x80 {
+        return Some((2, usize::from(first)));
+    }
+    let n = usize::from(first & 0x7f);
+    if n == 0 || n > 4 {
+        return None;
+    }
+    let bytes = der.get(2..2 + n)?;
+    let len = bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+    Some((2 + n, len))
+}
+
+/// The first element inside the DER SEQUENCE `der` (header included).
+fn der_first_element(der: &[u8]) -> Option<&[u8]> {
+    if *der.first()? != 0x30 {
+        return None;
+    }
+    let (outer_header, outer_len) = der_header(der)?;
+    let inner = der.get(outer_header..outer_header.checked_add(outer_len)?)?;
+    let (header, len) = der_header(inner)?;
+    inner.get(..header.checked_add(len)?)
+}
+
+/// Appends a DER element with `tag` and `content`.
+fn der_push(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+    out.push(tag);
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
 }
 
 /// Parses a CSR from PEM or DER and verifies its self-signature.

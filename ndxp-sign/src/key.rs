@@ -148,6 +148,10 @@ pub enum KeyError {
         #[source]
         source: ErrorStack,
     },
+    /// A PKCS#11 token failed (see [`crate::pkcs11::Pkcs11Error`]).
+    #[cfg(feature = "pkcs11")]
+    #[error(transparent)]
+    Pkcs11(Box<crate::pkcs11::Pkcs11Error>),
     /// A certificate file could not be parsed.
     #[error("{} is not a PEM certificate", path.display())]
     BadCertificate {
@@ -407,8 +411,8 @@ pub enum RsaPadding {
     Pkcs1v15,
 }
 
-/// Signs with named keys. Implemented by [`FileKeyStore`]; a PKCS#11 store
-/// can implement it later without changing callers.
+/// Signs with named keys. Implemented by [`FileKeyStore`] and, with the
+/// `pkcs11` feature, by `pkcs11::Pkcs11KeyStore` (a key on a token).
 ///
 /// Signatures are in OpenSSL's native form: DER `ECDSA-Sig-Value` for EC
 /// keys, the raw RSA signature block for RSA keys.

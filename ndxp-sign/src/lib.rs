@@ -27,6 +27,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
+//! | `pkcs11` | off | `pkcs11` module: a [`key::KeyStore`] over a PKCS#11 token (HSM, SoftHSM2) through the `cryptoki` crate: keys generated on or found on the token, signing and CSRs through a pool of logged-in sessions |
 //! | `tokio` | on | the async parts, on tokio: TLS handshakes on tokio streams ([`tls::accept`], [`tls::connect`], [`tls::accept_https`], returning `tokio_openssl::SslStream`) and the OCSP hub (`ocsp_hub`) that fetches and caches answers for the node and the gateway |
 //!
 //! With `default-features = false` the crate has no async runtime and no
@@ -106,6 +107,8 @@ pub mod key;
 pub mod ocsp;
 #[cfg(feature = "tokio")]
 pub mod ocsp_hub;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 pub mod profile;
 pub mod revocation;
 pub mod tls;

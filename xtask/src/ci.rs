@@ -28,11 +28,12 @@ pub(crate) fn run() -> Result<()> {
     )?;
     // Integrators take ndxp-sign alone to sign and verify messages, and
     // ndxp-audit (with ndxp-sign) to verify archives: without their default
-    // features each builds with its example and pulls in no async runtime,
+    // features each builds with its example and pulls in no async runtime
+    // (and ndxp-sign no PKCS#11 binding: `pkcs11` is opt-in),
     // ndxp-audit no database driver and no HTTP client either; ndxp-audit's
     // tests that need no database pass that way.
     for (package, refused) in [
-        ("ndxp-sign", &["tokio"][..]),
+        ("ndxp-sign", &["tokio", "cryptoki"][..]),
         (
             "ndxp-audit",
             &["sqlx", "rusqlite", "reqwest", "hyper", "tokio"][..],

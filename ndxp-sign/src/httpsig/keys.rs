@@ -452,6 +452,162 @@ impl SigningKey {
     }
 }
 
+/// Something that makes RFC 9421 signatures: a [`SigningKey`] (a private
+/// key in memory) or a [`StoreSigningKey`] (a key held by a
+/// [`KeyStore`](crate::key::KeyStore), such as a PKCS#11 token).
+/// [`create_signature`](super::create_signature) and the functions built
+/// on it take either.
+pub trait MessageSigner {
+    /// The algorithm this key signs with.
+    fn algorithm(&self) -> Algorithm;
+    /// The key identifier.
+    fn keyid(&self) -> &str;
+    /// Sign raw bytes (normally a signature base), returning the wire form
+    /// of the signature (raw `r || s` for ECDSA).
+    ///
+    /// # Errors
+    /// When the key's holder cannot sign.
+    fn sign_bytes(&self, data: &[u8]) -> Result<Vec<u8>>;
+}
+
+impl MessageSigner for SigningKey {
+    fn algorithm(&self) -> Algorithm {
+        SigningKey::algorithm(self)
+    }
+    fn keyid(&self) -> &str {
+        SigningKey::keyid(self)
+    }
+    fn sign_bytes(&self, data: &[u8]) -> Result<Vec<u8>> {
+        SigningKey::sign_bytes(self, data)
+    }
+}
+
+/// A key held by a [`KeyStore`](crate::key::KeyStore) under a name, with
+/// its RFC 9421 algorithm and `keyid`: signs without the private key ever
+/// being in this process (with a PKCS#11 store, it stays on the token).
+///
+/// ```
+/// use std::sync::Arc;
+/// use ndxp_sign::httpsig::{MessageSigner, StoreSigningKey};
+/// use ndxp_sign::key::{FileKeyStore, KeyAlgorithm};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut store = FileKeyStore::new();
+/// store.insert("member", KeyAlgorithm::EcP256.generate()?, None);
+/// let key = StoreSigningKey::new(Arc::new(store), "member", "member-key")?;
+/// let sig = key.sign_bytes(b"base")?;
+/// key.verifying_key()?.verify_bytes(b"base", &sig)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct StoreSigningKey {
+    store: Arc<dyn crate::key::KeyStore>,
+    name: String,
+    alg: Algorithm,
+    keyid: String,
+    public: PKey<Public>,
+}
+
+impl fmt::Debug for StoreSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreSigningKey")
+            .field("name", &self.name)
+            .field("alg", &self.alg)
+            .field("keyid", &self.keyid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreSigningKey {
+    /// The key `name` of `store` with its default algorithm
+    /// ([`Algorithm::default_for_key`]).
+    ///
+    /// # Errors
+    /// [`SignatureError::KeyStore`] when the store has no such key,
+    /// [`SignatureError::UnsuitableKey`] for unsupported key types.
+    pub fn new(
+        store: Arc<dyn crate::key::KeyStore>,
+        name: &str,
+        keyid: impl Into<String>,
+    ) -> Result<Self> {
+        let public = store.public_key(name).map_err(SignatureError::KeyStore)?;
+        let alg = Algorithm::default_for_key(&public)?;
+        Self::build(store, name, alg, keyid.into(), public)
+    }
+
+    /// The key `name` of `store` with an explicit algorithm.
+    ///
+    /// # Errors
+    /// As [`StoreSigningKey::new`]; [`SignatureError::UnsuitableKey`] when
+    /// the key does not fit `alg`.
+    pub fn with_algorithm(
+        store: Arc<dyn crate::key::KeyStore>,
+        name: &str,
+        alg: Algorithm,
+        keyid: impl Into<String>,
+    ) -> Result<Self> {
+        let public = store.public_key(name).map_err(SignatureError::KeyStore)?;
+        Self::build(store, name, alg, keyid.into(), public)
+    }
+
+    fn build(
+        store: Arc<dyn crate::key::KeyStore>,
+        name: &str,
+        alg: Algorithm,
+        keyid: String,
+        public: PKey<Public>,
+    ) -> Result<Self> {
+        alg.check_key(&public)?;
+        Ok(Self {
+            store,
+            name: name.to_owned(),
+            alg,
+            keyid,
+            public,
+        })
+    }
+
+    /// The matching verifying key (same algorithm and keyid).
+    ///
+    /// # Errors
+    /// [`SignatureError::UnsuitableKey`] cannot happen for a key that was
+    /// accepted here; kept for symmetry with [`SigningKey::verifying_key`].
+    pub fn verifying_key(&self) -> Result<VerifyingKey> {
+        VerifyingKey::with_algorithm(self.public.clone(), self.alg, self.keyid.clone())
+    }
+}
+
+impl MessageSigner for StoreSigningKey {
+    fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+    fn keyid(&self) -> &str {
+        &self.keyid
+    }
+    fn sign_bytes(&self, data: &[u8]) -> Result<Vec<u8>> {
+        use crate::key::RsaPadding;
+        let (digest, padding) = match self.alg {
+            Algorithm::EcdsaP256Sha256 => (MessageDigest::sha256(), RsaPadding::Pss),
+            Algorithm::RsaPssSha512 => (MessageDigest::sha512(), RsaPadding::Pss),
+            Algorithm::RsaV15Sha256 => (MessageDigest::sha256(), RsaPadding::Pkcs1v15),
+        };
+        let sig = self
+            .store
+            .sign(&self.name, digest, padding, data)
+            .map_err(SignatureError::KeyStore)?;
+        match self.alg {
+            // Key stores return DER `ECDSA-Sig-Value`; RFC 9421 wants r || s.
+            Algorithm::EcdsaP256Sha256 => {
+                let sig = EcdsaSig::from_der(&sig)?;
+                let mut out = sig.r().to_vec_padded(32)?;
+                out.extend_from_slice(&sig.s().to_vec_padded(32)?);
+                Ok(out)
+            }
+            Algorithm::RsaPssSha512 | Algorithm::RsaV15Sha256 => Ok(sig),
+        }
+    }
+}
+
 /// A public key with its algorithm and `keyid`.
 #[derive(Clone)]
 pub struct VerifyingKey(KeyWith<Public>);

@@ -71,7 +71,7 @@ mod tests;
 pub use base::signature_base;
 pub use components::{Component, ComponentParam};
 pub(crate) use keys::{raw_sign, raw_verify, RawKind};
-pub use keys::{Algorithm, SigningKey, VerifyingKey};
+pub use keys::{Algorithm, MessageSigner, SigningKey, StoreSigningKey, VerifyingKey};
 pub use params::SignatureParams;
 pub use sign::{attach_signature, create_signature, sign_request, sign_response, SignatureOutput};
 pub use verify::{
@@ -226,6 +226,10 @@ pub enum SignatureError {
     /// An OpenSSL operation failed.
     #[error("cryptographic operation failed")]
     Crypto(#[source] ErrorStack),
+    /// The key store holding a [`StoreSigningKey`] failed to sign or to
+    /// give its public key.
+    #[error("the key store failed")]
+    KeyStore(#[source] crate::key::KeyError),
 }
 
 impl From<ErrorStack> for SignatureError {

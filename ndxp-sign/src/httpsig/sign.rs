@@ -7,7 +7,7 @@ use sfv::KeyRef;
 use super::base::signature_base_at;
 use super::verify::parse_dict_field;
 use super::{
-    MessageView, RequestView, Result, SignatureError, SignatureParams, SigningKey, SIGNATURE,
+    MessageSigner, MessageView, RequestView, Result, SignatureError, SignatureParams, SIGNATURE,
     SIGNATURE_INPUT,
 };
 
@@ -44,7 +44,7 @@ pub fn create_signature(
     msg: &MessageView<'_>,
     label: &str,
     params: &SignatureParams,
-    key: &SigningKey,
+    key: &(impl MessageSigner + ?Sized),
 ) -> Result<SignatureOutput> {
     check_label(label)?;
     if let Some(k) = params.keyid() {
@@ -120,7 +120,7 @@ pub fn sign_request(
     parts: &mut http::request::Parts,
     label: &str,
     params: &SignatureParams,
-    key: &SigningKey,
+    key: &(impl MessageSigner + ?Sized),
 ) -> Result<SignatureOutput> {
     let out = create_signature(&MessageView::request(parts), label, params, key)?;
     attach_signature(&mut parts.headers, &out)?;
@@ -137,7 +137,7 @@ pub fn sign_response(
     request: RequestView<'_>,
     label: &str,
     params: &SignatureParams,
-    key: &SigningKey,
+    key: &(impl MessageSigner + ?Sized),
 ) -> Result<SignatureOutput> {
     let out = create_signature(
         &MessageView::response(parts, Some(request)),
