@@ -260,7 +260,9 @@ fn der_header(der: &[u8]) -> Option<(usize, usize)> {
         return None;
     }
     let bytes = der.get(2..2 + n)?;
-    let len = bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+    let len = bytes
+        .iter()
+        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
     Some((2 + n, len))
 }
 

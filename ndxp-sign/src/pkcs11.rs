@@ -123,7 +123,9 @@ pub enum Pkcs11Error {
         token: String,
     },
     /// The token's user PIN is locked after too many wrong attempts.
-    #[error("the user PIN of PKCS#11 token {token} is locked; the security officer must unlock it")]
+    #[error(
+        "the user PIN of PKCS#11 token {token} is locked; the security officer must unlock it"
+    )]
     PinLocked {
         /// The token.
         token: String,
@@ -397,9 +399,7 @@ fn session_lost(e: &CkError) -> bool {
                 | RvError::SessionClosed
                 | RvError::DeviceRemoved
                 | RvError::TokenNotPresent
-                | RvError::UserNotLoggedIn
-                | RvError::KeyHandleInvalid
-                | RvError::ObjectHandleInvalid,
+                | RvError::UserNotLoggedIn,
             _
         )
     )
@@ -641,7 +641,7 @@ impl Pkcs11KeyStore {
     fn with_session<T>(
         &self,
         op: &'static str,
-        f: impl Fn(&Session) -> Result<T, CkError>,
+        mut f: impl FnMut(&Session) -> Result<T, CkError>,
     ) -> Result<T, Pkcs11Error> {
         let mut retried = false;
         loop {
@@ -660,10 +660,12 @@ impl Pkcs11KeyStore {
         }
     }
 
+    /// Whether the slot still holds this token (the same label): a token
+    /// pulled out, or replaced by another, or deleted, is not.
     fn token_present(&self) -> bool {
         self.ctx
-            .get_slot_info(self.slot)
-            .map(|i| i.token_present())
+            .get_token_info(self.slot)
+            .map(|i| i.label().trim_end() == self.token)
             .unwrap_or(false)
     }
 
@@ -673,10 +675,7 @@ impl Pkcs11KeyStore {
     ///
     /// # Errors
     /// When no session can be had, or `f` fails.
-    pub fn run<T>(
-        &self,
-        f: impl Fn(&Session) -> Result<T, CkError>,
-    ) -> Result<T, Pkcs11Error> {
+    pub fn run<T>(&self, f: impl FnMut(&Session) -> Result<T, CkError>) -> Result<T, Pkcs11Error> {
         self.with_session("operation", f)
     }
 
@@ -728,10 +727,9 @@ impl Pkcs11KeyStore {
             s.get_attributes(private, &[AttributeType::Id])
         })?;
         let public_template = match id.into_iter().next() {
-            Some(Attribute::Id(id)) if !id.is_empty() => vec![
-                Attribute::Class(ObjectClass::PUBLIC_KEY),
-                Attribute::Id(id),
-            ],
+            Some(Attribute::Id(id)) if !id.is_empty() => {
+                vec![Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Id(id)]
+            }
             _ => vec![
                 Attribute::Class(ObjectClass::PUBLIC_KEY),
                 self.key.attribute(),
@@ -837,7 +835,10 @@ impl Pkcs11KeyStore {
     }
 
     /// Reads a public key object into an OpenSSL key.
-    fn read_public(&self, handle: ObjectHandle) -> Result<(PKey<Public>, KeyAlgorithm), Pkcs11Error> {
+    fn read_public(
+        &self,
+        handle: ObjectHandle,
+    ) -> Result<(PKey<Public>, KeyAlgorithm), Pkcs11Error> {
         let attrs = self.with_session("C_GetAttributeValue", |s| {
             s.get_attributes(
                 handle,
@@ -874,10 +875,12 @@ impl Pkcs11KeyStore {
                     Pkcs11Error::UnsupportedKey("an EC public key without CKA_EC_POINT".into())
                 })?;
                 let raw = unwrap_ec_point(&point).ok_or_else(|| {
-                    Pkcs11Error::UnsupportedKey("an EC point that is not an uncompressed P-256 point".into())
+                    Pkcs11Error::UnsupportedKey(
+                        "an EC point that is not an uncompressed P-256 point".into(),
+                    )
                 })?;
-                let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)
-                    .map_err(decode("EC group"))?;
+                let group =
+                    EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(decode("EC group"))?;
                 let mut ctx = openssl::bn::BigNumContext::new().map_err(decode("EC point"))?;
                 let point =
                     EcPoint::from_bytes(&group, raw, &mut ctx).map_err(decode("EC point"))?;
@@ -914,7 +917,9 @@ impl Pkcs11KeyStore {
         }
     }
 
-    /// Signs `data` with the key in use (see [`KeyStore::sign`]).
+    /// Signs `data` with the key in use (see [`KeyStore::sign`]). If the
+    /// token no longer knows the key's handle (it was removed and put back,
+    /// which may renumber objects), finds the key again and retries once.
     fn sign_data(
         &self,
         digest: MessageDigest,
@@ -922,6 +927,35 @@ impl Pkcs11KeyStore {
         data: &[u8],
     ) -> Result<Vec<u8>, Pkcs11Error> {
         let pair = self.pair()?;
+        match self.sign_with(&pair, digest, padding, data) {
+            Err(Pkcs11Error::Token {
+                source: CkError::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _),
+                ..
+            }) => {
+                match self.find_key() {
+                    Ok(_) => {}
+                    // The key is gone because the token is: say so.
+                    Err(Pkcs11Error::KeyNotFound { .. }) if !self.token_present() => {
+                        return Err(Pkcs11Error::TokenRemoved {
+                            token: self.token.clone(),
+                        })
+                    }
+                    Err(e) => return Err(e),
+                }
+                let pair = self.pair()?;
+                self.sign_with(&pair, digest, padding, data)
+            }
+            other => other,
+        }
+    }
+
+    fn sign_with(
+        &self,
+        pair: &KeyPair,
+        digest: MessageDigest,
+        padding: RsaPadding,
+        data: &[u8],
+    ) -> Result<Vec<u8>, Pkcs11Error> {
         let (hash_mech, mgf, pkcs1) = digest_mechanisms(digest)?;
         let sign = |s: &Session, key: ObjectHandle, mech: &Mechanism, input: &[u8]| {
             s.sign(mech, key, input)
@@ -932,7 +966,8 @@ impl Pkcs11KeyStore {
                     what: "digest",
                     source,
                 })?;
-                let raw = self.with_session("C_Sign", |s| sign(s, pair.private, &Mechanism::Ecdsa, &h))?;
+                let raw =
+                    self.with_session("C_Sign", |s| sign(s, pair.private, &Mechanism::Ecdsa, &h))?;
                 ecdsa_raw_to_der(&raw)
             }
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => match padding {
@@ -1013,11 +1048,23 @@ fn digest_mechanisms(
 ) -> Result<(MechanismType, PkcsMgfType, Mechanism<'static>), Pkcs11Error> {
     let nid = digest.type_();
     if nid == Nid::SHA256 {
-        Ok((MechanismType::SHA256, PkcsMgfType::MGF1_SHA256, Mechanism::Sha256RsaPkcs))
+        Ok((
+            MechanismType::SHA256,
+            PkcsMgfType::MGF1_SHA256,
+            Mechanism::Sha256RsaPkcs,
+        ))
     } else if nid == Nid::SHA384 {
-        Ok((MechanismType::SHA384, PkcsMgfType::MGF1_SHA384, Mechanism::Sha384RsaPkcs))
+        Ok((
+            MechanismType::SHA384,
+            PkcsMgfType::MGF1_SHA384,
+            Mechanism::Sha384RsaPkcs,
+        ))
     } else if nid == Nid::SHA512 {
-        Ok((MechanismType::SHA512, PkcsMgfType::MGF1_SHA512, Mechanism::Sha512RsaPkcs))
+        Ok((
+            MechanismType::SHA512,
+            PkcsMgfType::MGF1_SHA512,
+            Mechanism::Sha512RsaPkcs,
+        ))
     } else {
         Err(Pkcs11Error::UnsupportedDigest(
             nid.short_name().unwrap_or("unknown").to_string(),

@@ -49,6 +49,7 @@ const TOKENS: &[&str] = &[
     "reopen",
     "exists",
     "debug",
+    "removed",
 ];
 
 struct Hsm {
@@ -57,8 +58,9 @@ struct Hsm {
 }
 
 fn module_path() -> Option<PathBuf> {
+    // An explicit module (another SoftHSM2 build) replaces the search.
     if let Some(p) = std::env::var_os("NDXP_TEST_PKCS11_MODULE") {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     [
         "/usr/lib/softhsm/libsofthsm2.so",
@@ -159,13 +161,21 @@ fn openssl_dgst_verify(
     sig: &[u8],
 ) -> (bool, String) {
     let d = tempfile::tempdir_in(dir).unwrap();
-    let (pubf, dataf, sigf) = (d.path().join("pub.pem"), d.path().join("data"), d.path().join("sig"));
+    let (pubf, dataf, sigf) = (
+        d.path().join("pub.pem"),
+        d.path().join("data"),
+        d.path().join("sig"),
+    );
     std::fs::write(&pubf, public.public_key_to_pem().unwrap()).unwrap();
     std::fs::write(&dataf, data).unwrap();
     std::fs::write(&sigf, sig).unwrap();
     let mut args = vec!["dgst", digest, "-verify", pubf.to_str().unwrap()];
     args.extend_from_slice(extra);
-    args.extend(["-signature", sigf.to_str().unwrap(), dataf.to_str().unwrap()]);
+    args.extend([
+        "-signature",
+        sigf.to_str().unwrap(),
+        dataf.to_str().unwrap(),
+    ]);
     openssl(&args)
 }
 
@@ -186,7 +196,12 @@ fn ec_key_generated_on_the_token_signs_what_openssl_verifies() {
 
     let data = b"a document signed on the token";
     let sig = store
-        .sign("member-sign", MessageDigest::sha256(), RsaPadding::Pss, data)
+        .sign(
+            "member-sign",
+            MessageDigest::sha256(),
+            RsaPadding::Pss,
+            data,
+        )
         .unwrap();
     // DER ECDSA-Sig-Value, like the file store: OpenSSL's verifier takes it.
     let mut v = Verifier::new(MessageDigest::sha256(), &public).unwrap();
@@ -199,7 +214,9 @@ fn ec_key_generated_on_the_token_signs_what_openssl_verifies() {
 
     // SHA-384 and SHA-512 digests too; SHA-1 is refused.
     for md in [MessageDigest::sha384(), MessageDigest::sha512()] {
-        let sig = store.sign("member-sign", md, RsaPadding::Pss, data).unwrap();
+        let sig = store
+            .sign("member-sign", md, RsaPadding::Pss, data)
+            .unwrap();
         let mut v = Verifier::new(md, &public).unwrap();
         assert!(v.verify_oneshot(&sig, data).unwrap());
     }
@@ -246,7 +263,12 @@ fn rsa_key_on_the_token_signs_pss_and_pkcs1_v1_5() {
     assert!(ok && out.contains("Verified OK"), "{out}");
 
     let v15 = store
-        .sign("ca-root", MessageDigest::sha256(), RsaPadding::Pkcs1v15, data)
+        .sign(
+            "ca-root",
+            MessageDigest::sha256(),
+            RsaPadding::Pkcs1v15,
+            data,
+        )
         .unwrap();
     let (ok, out) = openssl_dgst_verify(&hsm.dir, &public, "-sha256", &[], data, &v15);
     assert!(ok && out.contains("Verified OK"), "{out}");
@@ -306,7 +328,9 @@ fn rfc9421_signature_made_on_the_token_verifies_with_the_crate_verifier() {
         // Tampering with a covered component breaks it.
         parts.headers.insert(
             "content-digest",
-            ndxp_sign::digest::content_digest(b"{\"x\":1}").parse().unwrap(),
+            ndxp_sign::digest::content_digest(b"{\"x\":1}")
+                .parse()
+                .unwrap(),
         );
         assert!(httpsig::verify(
             &MessageView::request(&parts),
@@ -318,13 +342,12 @@ fn rfc9421_signature_made_on_the_token_verifies_with_the_crate_verifier() {
         .is_err());
     }
     // An EC token key cannot be declared as RSA.
-    let err = StoreSigningKey::with_algorithm(
-        ec_store_again,
-        "member-ec",
-        Algorithm::RsaPssSha512,
-        "x",
-    );
-    assert!(matches!(err, Err(httpsig::SignatureError::UnsuitableKey { .. })));
+    let err =
+        StoreSigningKey::with_algorithm(ec_store_again, "member-ec", Algorithm::RsaPssSha512, "x");
+    assert!(matches!(
+        err,
+        Err(httpsig::SignatureError::UnsuitableKey { .. })
+    ));
 }
 
 #[test]
@@ -354,7 +377,11 @@ fn csr_signed_on_the_token_passes_openssl_req_verify_and_the_ca_check() {
         std::fs::write(&path, &pem).unwrap();
         let (ok, out) = openssl(&["req", "-in", path.to_str().unwrap(), "-noout", "-verify"]);
         assert!(ok, "{out}");
-        assert!(out.contains("verify OK") || out.contains("Certificate request self-signature verify OK"), "{out}");
+        assert!(
+            out.contains("verify OK")
+                || out.contains("Certificate request self-signature verify OK"),
+            "{out}"
+        );
 
         let parsed = csr::parse_csr(&pem).unwrap();
         let wanted = csr::read_request(&parsed, Profile::Auth).unwrap();
@@ -364,7 +391,11 @@ fn csr_signed_on_the_token_passes_openssl_req_verify_and_the_ca_check() {
         // The CA's rules apply as for file keys: a signing identity carries
         // no DNS names.
         assert!(matches!(
-            store.build_csr(&Identity::Member(member.clone()), &["x.example".into()], &[]),
+            store.build_csr(
+                &Identity::Member(member.clone()),
+                &["x.example".into()],
+                &[]
+            ),
             Err(Pkcs11Error::Csr(csr::CsrError::AltName(_)))
         ));
     }
@@ -380,7 +411,10 @@ fn private_key_stays_on_the_token() {
         .run(|s| s.get_attribute_info_map(handle, &[AttributeType::Value]))
         .unwrap();
     assert!(
-        matches!(info.get(&AttributeType::Value), Some(AttributeInfo::Sensitive)),
+        matches!(
+            info.get(&AttributeType::Value),
+            Some(AttributeInfo::Sensitive)
+        ),
         "CKA_VALUE is not sensitive: {info:?}"
     );
     // Reading the value gives nothing (C_GetAttributeValue refuses it).
@@ -405,7 +439,10 @@ fn private_key_stays_on_the_token() {
     assert!(flags.contains(&Attribute::Sensitive(true)), "{flags:?}");
     assert!(flags.contains(&Attribute::Extractable(false)), "{flags:?}");
     assert!(flags.contains(&Attribute::Token(true)), "{flags:?}");
-    assert!(flags.contains(&Attribute::NeverExtractable(true)), "{flags:?}");
+    assert!(
+        flags.contains(&Attribute::NeverExtractable(true)),
+        "{flags:?}"
+    );
     // Nor can it be wrapped out: no key would unwrap... the simplest check
     // is that the attribute can't be flipped back to extractable.
     let flip = store.run(|s| s.update_attributes(handle, &[Attribute::Extractable(true)]));
@@ -442,7 +479,10 @@ fn missing_key_token_and_module_each_have_their_error() {
     by_id.key = KeySelector::Id(vec![0xde, 0xad]);
     let store = Pkcs11KeyStore::open(&by_id).unwrap();
     assert_eq!(store.key_name(), "id:dead");
-    assert!(matches!(store.find_key(), Err(Pkcs11Error::KeyNotFound { .. })));
+    assert!(matches!(
+        store.find_key(),
+        Err(Pkcs11Error::KeyNotFound { .. })
+    ));
 
     let mut cfg = config(hsm, "no-such-token", "k");
     cfg.pin = PinSource::File(pin_file(hsm, "no-key", PIN, 0o600));
@@ -476,7 +516,10 @@ fn missing_key_token_and_module_each_have_their_error() {
 
     let mut cfg = config(hsm, "no-key", "k");
     cfg.max_sessions = 0;
-    assert!(matches!(Pkcs11KeyStore::open(&cfg), Err(Pkcs11Error::NoSessions)));
+    assert!(matches!(
+        Pkcs11KeyStore::open(&cfg),
+        Err(Pkcs11Error::NoSessions)
+    ));
 }
 
 #[test]
@@ -494,10 +537,16 @@ fn pin_file_readable_by_others_is_refused() {
     }
     let mut cfg = config(hsm, "pin-file", "k");
     cfg.pin = PinSource::File(hsm.dir.join("no-such.pin"));
-    assert!(matches!(Pkcs11KeyStore::open(&cfg), Err(Pkcs11Error::PinFile(_))));
+    assert!(matches!(
+        Pkcs11KeyStore::open(&cfg),
+        Err(Pkcs11Error::PinFile(_))
+    ));
     let mut cfg = config(hsm, "pin-file", "k");
     cfg.pin = PinSource::File(pin_file(hsm, "pin-file-empty", "", 0o600));
-    assert!(matches!(Pkcs11KeyStore::open(&cfg), Err(Pkcs11Error::PinFile(_))));
+    assert!(matches!(
+        Pkcs11KeyStore::open(&cfg),
+        Err(Pkcs11Error::PinFile(_))
+    ));
     // 0400 is fine.
     let mut cfg = config(hsm, "pin-file", "k");
     cfg.pin = PinSource::File(pin_file(hsm, "pin-file-400", PIN, 0o400));
@@ -510,7 +559,9 @@ fn pin_from_the_environment() {
     let mut cfg = config(hsm, "pin-env", "k");
     cfg.pin = PinSource::Env("NDXP_TEST_PKCS11_PIN_UNSET_VARIABLE".into());
     let err = Pkcs11KeyStore::open(&cfg).unwrap_err();
-    assert!(matches!(err, Pkcs11Error::PinEnvMissing(ref v) if v == "NDXP_TEST_PKCS11_PIN_UNSET_VARIABLE"));
+    assert!(
+        matches!(err, Pkcs11Error::PinEnvMissing(ref v) if v == "NDXP_TEST_PKCS11_PIN_UNSET_VARIABLE")
+    );
     // Each test has its own variable name: tests may share a process.
     std::env::set_var("NDXP_TEST_PKCS11_PIN_ENV", PIN);
     cfg.pin = PinSource::Env("NDXP_TEST_PKCS11_PIN_ENV".into());
@@ -580,7 +631,10 @@ fn a_key_generated_once_is_found_again_and_not_generated_twice() {
         Err(Pkcs11Error::KeyExists { .. })
     ));
     // The certificate slot: only a certificate for this key is taken.
-    assert!(matches!(second.certificate("kept"), Err(KeyError::NoCertificate(_))));
+    assert!(matches!(
+        second.certificate("kept"),
+        Err(KeyError::NoCertificate(_))
+    ));
     let other = KeyAlgorithm::EcP256.generate().unwrap();
     let cert = self_signed(&other);
     assert!(second.set_certificate(cert).is_err());
@@ -632,4 +686,37 @@ fn self_signed(key: &PKey<openssl::pkey::Private>) -> openssl::x509::X509 {
         .unwrap();
     b.sign(key, MessageDigest::sha256()).unwrap();
     b.build()
+}
+
+#[test]
+fn a_token_deleted_while_in_use_is_reported_as_removed() {
+    let Some(hsm) = hsm() else { return };
+    let store = Pkcs11KeyStore::open(&config(hsm, "removed", "k")).unwrap();
+    store.generate_key(KeyAlgorithm::EcP256).unwrap();
+    store
+        .sign("k", MessageDigest::sha256(), RsaPadding::Pss, b"x")
+        .unwrap();
+    // SoftHSM2's way of pulling a token out: delete it from its directory.
+    let out = Command::new("softhsm2-util")
+        .args(["--delete-token", "--token", "removed"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for _ in 0..2 {
+        let err = store
+            .sign("k", MessageDigest::sha256(), RsaPadding::Pss, b"x")
+            .unwrap_err();
+        let err = pkcs11_err(err);
+        assert!(matches!(err, Pkcs11Error::TokenRemoved { .. }), "{err:?}");
+        assert!(err.to_string().contains("removed"), "{err}");
+    }
+    // Starting again with the token gone: the token is not found.
+    assert!(matches!(
+        Pkcs11KeyStore::open(&config(hsm, "removed", "k")),
+        Err(Pkcs11Error::TokenNotFound { .. })
+    ));
 }

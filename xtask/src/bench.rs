@@ -85,8 +85,36 @@ fn httpsig() -> Result<()> {
         ]);
     }
     print!("{table}");
+    // With SoftHSM2 installed the bench also signs with a key on a token,
+    // through the pooled PKCS#11 key store; set beside the file key.
+    let softhsm = match (
+        ours.get("httpsig/sign/ecdsa-p256-sha256-softhsm"),
+        ours.get("httpsig/sign/ecdsa-p256-sha256"),
+    ) {
+        (Some(token_ns), Some(file_ns)) => {
+            let raw = ours.get("httpsig/sign/softhsm-raw-c-sign").copied();
+            println!(
+                "ecdsa-p256-sha256 sign with a SoftHSM2 key: {:.0}/s, file key {:.0}/s ({:.1}% of the file key's rate); one raw C_Sign: {}",
+                1e9 / token_ns,
+                1e9 / file_ns,
+                file_ns / token_ns * 100.0,
+                raw.map(|ns| format!("{:.0}/s", 1e9 / ns)).unwrap_or_else(|| "not measured".into()),
+            );
+            json!({
+                "sign_per_s": (1e9 / token_ns).round(),
+                "file_key_sign_per_s": (1e9 / file_ns).round(),
+                "ratio_to_file_key": (file_ns / token_ns * 1000.0).round() / 1000.0,
+                "raw_c_sign_per_s": raw.map(|ns| (1e9 / ns).round()),
+            })
+        }
+        _ => {
+            println!("SoftHSM2 not installed: no token-key figure");
+            Value::Null
+        }
+    };
     let doc = json!({
         "name": "httpsig",
+        "softhsm_ecdsa_p256": softhsm,
         "body_bytes": 1024,
         "what": "RFC 9421 sign/verify of a request with a 1 KiB body, Content-Digest included, vs `openssl speed` raw rates (mean of a run before and after)",
         "openssl_before": {"ecdsa_sign": before.0 .0, "ecdsa_verify": before.0 .1, "rsa_sign": before.1 .0, "rsa_verify": before.1 .1},
