@@ -50,26 +50,26 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+mod config;
+mod token;
+
+pub use config::{KeySelector, PinSource, Pkcs11Config, Pkcs11Error, TokenSelector};
+pub use cryptoki;
+
 use std::fmt;
 use std::net::IpAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-pub use cryptoki;
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
-use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::mechanism::rsa::PkcsPssParams;
+use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey, EcPoint};
-use openssl::ecdsa::EcdsaSig;
-use openssl::error::ErrorStack;
 use openssl::hash::{hash, MessageDigest};
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Public};
@@ -77,343 +77,16 @@ use openssl::rsa::Rsa;
 use openssl::x509::{X509Req, X509};
 
 use crate::cert::Identity;
-use crate::csr::{self, CsrError};
+use crate::csr;
 use crate::key::{KeyAlgorithm, KeyError, KeyStore, RsaPadding};
+use token::{
+    digest_mechanisms, ecdsa_raw_to_der, find_slot, module_context, session_lost, token_gone,
+    unwrap_ec_point,
+};
 
 /// DER of the OID of NIST P-256 (`prime256v1`), the `CKA_EC_PARAMS` of our
 /// EC keys.
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-
-/// Errors of the PKCS#11 key store.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Pkcs11Error {
-    /// The module path does not name a file.
-    #[error("PKCS#11 module {} not found; install the token vendor's library (for SoftHSM2: apt-get install softhsm2) or fix the module path", path.display())]
-    ModuleNotFound {
-        /// The configured path.
-        path: PathBuf,
-    },
-    /// The module exists but could not be loaded or initialised.
-    #[error("could not load the PKCS#11 module {}", path.display())]
-    ModuleLoad {
-        /// The configured path.
-        path: PathBuf,
-        /// What the loader or the module said.
-        #[source]
-        source: CkError,
-    },
-    /// No slot holds the configured token.
-    #[error("no PKCS#11 token {wanted} in module {}; tokens present: {}", module.display(), if present.is_empty() { "none".to_string() } else { present.join(", ") })]
-    TokenNotFound {
-        /// The token asked for (`label "x"` or `slot 3`).
-        wanted: String,
-        /// The module.
-        module: PathBuf,
-        /// The tokens the module shows (label and slot id).
-        present: Vec<String>,
-    },
-    /// More than one slot holds a token with the configured label.
-    #[error("more than one PKCS#11 token is labelled {0:?}; select the token by slot id")]
-    AmbiguousToken(String),
-    /// The token refused the PIN (`CKR_PIN_INCORRECT`).
-    #[error("the PIN for PKCS#11 token {token} is incorrect")]
-    PinIncorrect {
-        /// The token.
-        token: String,
-    },
-    /// The token's user PIN is locked after too many wrong attempts.
-    #[error(
-        "the user PIN of PKCS#11 token {token} is locked; the security officer must unlock it"
-    )]
-    PinLocked {
-        /// The token.
-        token: String,
-    },
-    /// The PIN file may be read or written by group or others.
-    #[error("PIN file {} has mode {mode:04o}, which lets group or others access it; run `chmod 600 {}`", path.display(), path.display())]
-    PinFileInsecure {
-        /// The PIN file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
-    /// The PIN file could not be read, or its first line is empty.
-    #[error("could not read the PIN file")]
-    PinFile(#[source] KeyError),
-    /// The PIN environment variable is unset, empty or not UTF-8.
-    #[error("the PIN environment variable {0} is not set (or is empty)")]
-    PinEnvMissing(String),
-    /// The PIN is not valid UTF-8.
-    #[error("the PIN from {0} is not UTF-8 text")]
-    PinNotText(String),
-    /// No key pair with the configured label or id is on the token.
-    #[error("no key {key} on PKCS#11 token {token}")]
-    KeyNotFound {
-        /// The key asked for.
-        key: String,
-        /// The token.
-        token: String,
-    },
-    /// More than one private key matches the configured label or id.
-    #[error("more than one private key {key} on PKCS#11 token {token}; select the key by id")]
-    AmbiguousKey {
-        /// The key asked for.
-        key: String,
-        /// The token.
-        token: String,
-    },
-    /// The private key has no matching public key object on the token.
-    #[error("the private key {key} on PKCS#11 token {token} has no public key object with the same CKA_ID")]
-    NoPublicKey {
-        /// The key.
-        key: String,
-        /// The token.
-        token: String,
-    },
-    /// Generating refused because a key with that label or id exists.
-    #[error("a key {key} already exists on PKCS#11 token {token}; refusing to make a second one")]
-    KeyExists {
-        /// The key.
-        key: String,
-        /// The token.
-        token: String,
-    },
-    /// No key has been found or generated in this store yet.
-    #[error("no key selected yet: call find_key or generate_key first")]
-    NoKeySelected,
-    /// The token was removed, or the module lost it.
-    #[error("PKCS#11 token {token} was removed or is not present")]
-    TokenRemoved {
-        /// The token.
-        token: String,
-    },
-    /// The key on the token is not EC P-256 or RSA of 2048 bits or more.
-    #[error("the key on the token is not usable: {0}")]
-    UnsupportedKey(String),
-    /// The digest is not SHA-256, SHA-384 or SHA-512.
-    #[error("digest {0} is not supported for PKCS#11 signing (SHA-256, SHA-384 and SHA-512 are)")]
-    UnsupportedDigest(String),
-    /// The pool size is zero.
-    #[error("max_sessions must be at least 1")]
-    NoSessions,
-    /// Any other failure reported by the module.
-    #[error("PKCS#11 {op} failed on token {token}")]
-    Token {
-        /// What was being done.
-        op: &'static str,
-        /// The token.
-        token: String,
-        /// The module's error.
-        #[source]
-        source: CkError,
-    },
-    /// OpenSSL failed on what the token returned.
-    #[error("could not decode the token's {what}")]
-    Decode {
-        /// What was being decoded.
-        what: &'static str,
-        /// The OpenSSL error.
-        #[source]
-        source: ErrorStack,
-    },
-    /// Building the CSR failed.
-    #[error("could not build the certificate request")]
-    Csr(#[source] CsrError),
-}
-
-impl From<Pkcs11Error> for KeyError {
-    fn from(e: Pkcs11Error) -> Self {
-        KeyError::Pkcs11(Box::new(e))
-    }
-}
-
-/// Which token to use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenSelector {
-    /// The token whose `CKA_LABEL`/token label is this (trailing blanks of
-    /// the 32-byte field ignored).
-    Label(String),
-    /// The token in the slot with this id.
-    Slot(u64),
-}
-
-impl fmt::Display for TokenSelector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TokenSelector::Label(l) => write!(f, "label {l:?}"),
-            TokenSelector::Slot(s) => write!(f, "slot {s}"),
-        }
-    }
-}
-
-/// Where the user PIN comes from. Never the PIN itself: configuration
-/// files and command lines are read by too many people and tools.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PinSource {
-    /// The first line of this file, which must not be accessible to group
-    /// or others (mode `0600` or stricter).
-    File(PathBuf),
-    /// The value of this environment variable.
-    Env(String),
-}
-
-impl PinSource {
-    /// Reads the PIN.
-    ///
-    /// # Errors
-    /// [`Pkcs11Error::PinFileInsecure`] for a file group or others may
-    /// access, [`Pkcs11Error::PinFile`] for an unreadable or empty one,
-    /// [`Pkcs11Error::PinEnvMissing`] for an unset or empty variable.
-    pub fn read(&self) -> Result<AuthPin, Pkcs11Error> {
-        match self {
-            PinSource::File(path) => {
-                let meta = std::fs::metadata(path).map_err(|source| {
-                    Pkcs11Error::PinFile(KeyError::Io {
-                        op: "could not read the PIN file",
-                        path: path.clone(),
-                        source,
-                    })
-                })?;
-                let mode = meta.permissions().mode() & 0o7777;
-                if mode & 0o077 != 0 {
-                    return Err(Pkcs11Error::PinFileInsecure {
-                        path: path.clone(),
-                        mode,
-                    });
-                }
-                let line = crate::key::read_passphrase_file(path).map_err(Pkcs11Error::PinFile)?;
-                let text = String::from_utf8(line)
-                    .map_err(|_| Pkcs11Error::PinNotText(path.display().to_string()))?;
-                Ok(AuthPin::from(text))
-            }
-            PinSource::Env(var) => match std::env::var(var) {
-                Ok(v) if !v.is_empty() => Ok(AuthPin::from(v)),
-                Ok(_) | Err(std::env::VarError::NotPresent) => {
-                    Err(Pkcs11Error::PinEnvMissing(var.clone()))
-                }
-                Err(std::env::VarError::NotUnicode(_)) => Err(Pkcs11Error::PinNotText(var.clone())),
-            },
-        }
-    }
-}
-
-/// Which key pair on the token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySelector {
-    /// The key pair with this `CKA_LABEL`.
-    Label(String),
-    /// The key pair with this `CKA_ID` (bytes).
-    Id(Vec<u8>),
-}
-
-impl fmt::Display for KeySelector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeySelector::Label(l) => f.write_str(l),
-            KeySelector::Id(id) => write!(f, "id:{}", hex::encode(id)),
-        }
-    }
-}
-
-impl KeySelector {
-    fn attribute(&self) -> Attribute {
-        match self {
-            KeySelector::Label(l) => Attribute::Label(l.as_bytes().to_vec()),
-            KeySelector::Id(id) => Attribute::Id(id.clone()),
-        }
-    }
-}
-
-/// Configuration of a [`Pkcs11KeyStore`]: which module, token, PIN and
-/// key. Holds no secret, so its `Debug` output is safe to log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pkcs11Config {
-    /// The PKCS#11 module (shared library) of the token's vendor.
-    pub module: PathBuf,
-    /// The token.
-    pub token: TokenSelector,
-    /// Where the user PIN comes from.
-    pub pin: PinSource,
-    /// The key pair.
-    pub key: KeySelector,
-    /// How many sessions the store keeps open at most (default 4). Signing
-    /// threads beyond this wait for a free session.
-    pub max_sessions: usize,
-}
-
-impl Pkcs11Config {
-    /// A configuration with the default pool size.
-    pub fn new(
-        module: impl Into<PathBuf>,
-        token: TokenSelector,
-        pin: PinSource,
-        key: KeySelector,
-    ) -> Self {
-        Self {
-            module: module.into(),
-            token,
-            pin,
-            key,
-            max_sessions: 4,
-        }
-    }
-}
-
-/// Process-wide module contexts: `C_Initialize` may be called once per
-/// module and process, and several stores (several keys) share a module.
-fn module_context(path: &Path) -> Result<Pkcs11, Pkcs11Error> {
-    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
-    if !path.is_file() {
-        return Err(Pkcs11Error::ModuleNotFound {
-            path: path.to_path_buf(),
-        });
-    }
-    let mut modules = MODULES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(ctx) = modules.get(path) {
-        return Ok(ctx.clone());
-    }
-    let load_err = |source| Pkcs11Error::ModuleLoad {
-        path: path.to_path_buf(),
-        source,
-    };
-    let ctx = Pkcs11::new(path).map_err(load_err)?;
-    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-        Err(e) => return Err(load_err(e)),
-    }
-    modules.insert(path.to_path_buf(), ctx.clone());
-    Ok(ctx)
-}
-
-/// Whether an error means the session (or the token behind it) is gone, so
-/// the session must not be reused and a fresh one may succeed.
-fn session_lost(e: &CkError) -> bool {
-    matches!(
-        e,
-        CkError::Pkcs11(
-            RvError::SessionHandleInvalid
-                | RvError::SessionClosed
-                | RvError::DeviceRemoved
-                | RvError::TokenNotPresent
-                | RvError::UserNotLoggedIn,
-            _
-        )
-    )
-}
-
-fn token_gone(e: &CkError) -> bool {
-    matches!(
-        e,
-        CkError::Pkcs11(
-            RvError::DeviceRemoved | RvError::TokenNotPresent | RvError::SlotIdInvalid,
-            _
-        )
-    )
-}
 
 struct PoolState {
     idle: Vec<Session>,
@@ -1041,105 +714,6 @@ impl Pkcs11KeyStore {
     }
 }
 
-/// The hash mechanism, MGF and hash-and-sign PKCS#1 v1.5 mechanism for a
-/// digest.
-fn digest_mechanisms(
-    digest: MessageDigest,
-) -> Result<(MechanismType, PkcsMgfType, Mechanism<'static>), Pkcs11Error> {
-    let nid = digest.type_();
-    if nid == Nid::SHA256 {
-        Ok((
-            MechanismType::SHA256,
-            PkcsMgfType::MGF1_SHA256,
-            Mechanism::Sha256RsaPkcs,
-        ))
-    } else if nid == Nid::SHA384 {
-        Ok((
-            MechanismType::SHA384,
-            PkcsMgfType::MGF1_SHA384,
-            Mechanism::Sha384RsaPkcs,
-        ))
-    } else if nid == Nid::SHA512 {
-        Ok((
-            MechanismType::SHA512,
-            PkcsMgfType::MGF1_SHA512,
-            Mechanism::Sha512RsaPkcs,
-        ))
-    } else {
-        Err(Pkcs11Error::UnsupportedDigest(
-            nid.short_name().unwrap_or("unknown").to_string(),
-        ))
-    }
-}
-
-/// `CKA_EC_POINT` is a DER OCTET STRING around the point (PKCS#11 2.40);
-/// some modules return the bare point. Either way, the uncompressed point.
-fn unwrap_ec_point(v: &[u8]) -> Option<&[u8]> {
-    match v {
-        [0x04, 0x41, rest @ ..] if rest.len() == 65 && rest[0] == 0x04 => Some(rest),
-        [0x04, ..] if v.len() == 65 => Some(v),
-        _ => None,
-    }
-}
-
-/// `CKM_ECDSA` returns `r || s`; key stores return DER `ECDSA-Sig-Value`.
-fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, Pkcs11Error> {
-    if raw.len() != 64 {
-        return Err(Pkcs11Error::UnsupportedKey(format!(
-            "the token returned a {}-byte ECDSA signature, expected 64",
-            raw.len()
-        )));
-    }
-    let decode = |source| Pkcs11Error::Decode {
-        what: "ECDSA signature",
-        source,
-    };
-    let r = BigNum::from_slice(&raw[..32]).map_err(decode)?;
-    let s = BigNum::from_slice(&raw[32..]).map_err(decode)?;
-    EcdsaSig::from_private_components(r, s)
-        .and_then(|sig| sig.to_der())
-        .map_err(decode)
-}
-
-/// Finds the slot of the configured token; returns it with the token label.
-fn find_slot(
-    ctx: &Pkcs11,
-    module: &Path,
-    wanted: &TokenSelector,
-) -> Result<(Slot, String), Pkcs11Error> {
-    let list_err = |source| Pkcs11Error::Token {
-        op: "C_GetSlotList",
-        token: wanted.to_string(),
-        source,
-    };
-    let slots = ctx.get_slots_with_token().map_err(list_err)?;
-    let mut present = Vec::new();
-    let mut matching = Vec::new();
-    for slot in slots {
-        let Ok(info) = ctx.get_token_info(slot) else {
-            continue;
-        };
-        let label = info.label().trim_end().to_string();
-        present.push(format!("{label:?} (slot {})", slot.id()));
-        let hit = match wanted {
-            TokenSelector::Label(l) => *l == label,
-            TokenSelector::Slot(id) => *id == slot.id(),
-        };
-        if hit {
-            matching.push((slot, label));
-        }
-    }
-    match matching.len() {
-        0 => Err(Pkcs11Error::TokenNotFound {
-            wanted: wanted.to_string(),
-            module: module.to_path_buf(),
-            present,
-        }),
-        1 => Ok(matching.remove(0)),
-        _ => Err(Pkcs11Error::AmbiguousToken(wanted.to_string())),
-    }
-}
-
 impl KeyStore for Pkcs11KeyStore {
     fn sign(
         &self,
@@ -1164,46 +738,5 @@ impl KeyStore for Pkcs11KeyStore {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .ok_or_else(|| KeyError::NoCertificate(name.to_string()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ec_point_forms() {
-        let mut wrapped = vec![0x04, 0x41, 0x04];
-        wrapped.extend([7u8; 64]);
-        assert_eq!(unwrap_ec_point(&wrapped).map(<[u8]>::len), Some(65));
-        assert_eq!(unwrap_ec_point(&wrapped[2..]).map(<[u8]>::len), Some(65));
-        // Compressed points and truncated input are refused, not misread.
-        assert_eq!(unwrap_ec_point(&[0x04, 0x21, 0x02, 1, 2]), None);
-        assert_eq!(unwrap_ec_point(&[]), None);
-    }
-
-    #[test]
-    fn raw_ecdsa_signature_of_wrong_length_is_an_error() {
-        assert!(ecdsa_raw_to_der(&[1u8; 63]).is_err());
-        let der = ecdsa_raw_to_der(&[1u8; 64]).expect("64 bytes convert");
-        let back = EcdsaSig::from_der(&der).expect("DER parses");
-        assert_eq!(back.r().to_vec(), vec![1u8; 32]);
-    }
-
-    #[test]
-    fn only_sha2_digests_are_accepted() {
-        assert!(digest_mechanisms(MessageDigest::sha256()).is_ok());
-        assert!(digest_mechanisms(MessageDigest::sha512()).is_ok());
-        assert!(matches!(
-            digest_mechanisms(MessageDigest::sha1()),
-            Err(Pkcs11Error::UnsupportedDigest(_))
-        ));
-    }
-
-    #[test]
-    fn missing_module_is_named() {
-        let err = module_context(Path::new("/nonexistent/libnothing.so")).unwrap_err();
-        assert!(matches!(err, Pkcs11Error::ModuleNotFound { .. }));
-        assert!(err.to_string().contains("/nonexistent/libnothing.so"));
     }
 }

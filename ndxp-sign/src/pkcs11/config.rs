@@ -1,0 +1,289 @@
+//! Configuration and errors of the PKCS#11 key store.
+
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use cryptoki::error::Error as CkError;
+use cryptoki::object::Attribute;
+use cryptoki::types::AuthPin;
+use openssl::error::ErrorStack;
+
+use crate::csr::CsrError;
+use crate::key::KeyError;
+
+/// Errors of the PKCS#11 key store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Pkcs11Error {
+    /// The module path does not name a file.
+    #[error("PKCS#11 module {} not found; install the token vendor's library (for SoftHSM2: apt-get install softhsm2) or fix the module path", path.display())]
+    ModuleNotFound {
+        /// The configured path.
+        path: PathBuf,
+    },
+    /// The module exists but could not be loaded or initialised.
+    #[error("could not load the PKCS#11 module {}", path.display())]
+    ModuleLoad {
+        /// The configured path.
+        path: PathBuf,
+        /// What the loader or the module said.
+        #[source]
+        source: CkError,
+    },
+    /// No slot holds the configured token.
+    #[error("no PKCS#11 token {wanted} in module {}; tokens present: {}", module.display(), if present.is_empty() { "none".to_string() } else { present.join(", ") })]
+    TokenNotFound {
+        /// The token asked for (`label "x"` or `slot 3`).
+        wanted: String,
+        /// The module.
+        module: PathBuf,
+        /// The tokens the module shows (label and slot id).
+        present: Vec<String>,
+    },
+    /// More than one slot holds a token with the configured label.
+    #[error("more than one PKCS#11 token is labelled {0:?}; select the token by slot id")]
+    AmbiguousToken(String),
+    /// The token refused the PIN (`CKR_PIN_INCORRECT`).
+    #[error("the PIN for PKCS#11 token {token} is incorrect")]
+    PinIncorrect {
+        /// The token.
+        token: String,
+    },
+    /// The token's user PIN is locked after too many wrong attempts.
+    #[error(
+        "the user PIN of PKCS#11 token {token} is locked; the security officer must unlock it"
+    )]
+    PinLocked {
+        /// The token.
+        token: String,
+    },
+    /// The PIN file may be read or written by group or others.
+    #[error("PIN file {} has mode {mode:04o}, which lets group or others access it; run `chmod 600 {}`", path.display(), path.display())]
+    PinFileInsecure {
+        /// The PIN file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The PIN file could not be read, or its first line is empty.
+    #[error("could not read the PIN file")]
+    PinFile(#[source] KeyError),
+    /// The PIN environment variable is unset, empty or not UTF-8.
+    #[error("the PIN environment variable {0} is not set (or is empty)")]
+    PinEnvMissing(String),
+    /// The PIN is not valid UTF-8.
+    #[error("the PIN from {0} is not UTF-8 text")]
+    PinNotText(String),
+    /// No key pair with the configured label or id is on the token.
+    #[error("no key {key} on PKCS#11 token {token}")]
+    KeyNotFound {
+        /// The key asked for.
+        key: String,
+        /// The token.
+        token: String,
+    },
+    /// More than one private key matches the configured label or id.
+    #[error("more than one private key {key} on PKCS#11 token {token}; select the key by id")]
+    AmbiguousKey {
+        /// The key asked for.
+        key: String,
+        /// The token.
+        token: String,
+    },
+    /// The private key has no matching public key object on the token.
+    #[error("the private key {key} on PKCS#11 token {token} has no public key object with the same CKA_ID")]
+    NoPublicKey {
+        /// The key.
+        key: String,
+        /// The token.
+        token: String,
+    },
+    /// Generating refused because a key with that label or id exists.
+    #[error("a key {key} already exists on PKCS#11 token {token}; refusing to make a second one")]
+    KeyExists {
+        /// The key.
+        key: String,
+        /// The token.
+        token: String,
+    },
+    /// No key has been found or generated in this store yet.
+    #[error("no key selected yet: call find_key or generate_key first")]
+    NoKeySelected,
+    /// The token was removed, or the module lost it.
+    #[error("PKCS#11 token {token} was removed or is not present")]
+    TokenRemoved {
+        /// The token.
+        token: String,
+    },
+    /// The key on the token is not EC P-256 or RSA of 2048 bits or more.
+    #[error("the key on the token is not usable: {0}")]
+    UnsupportedKey(String),
+    /// The digest is not SHA-256, SHA-384 or SHA-512.
+    #[error("digest {0} is not supported for PKCS#11 signing (SHA-256, SHA-384 and SHA-512 are)")]
+    UnsupportedDigest(String),
+    /// The pool size is zero.
+    #[error("max_sessions must be at least 1")]
+    NoSessions,
+    /// Any other failure reported by the module.
+    #[error("PKCS#11 {op} failed on token {token}")]
+    Token {
+        /// What was being done.
+        op: &'static str,
+        /// The token.
+        token: String,
+        /// The module's error.
+        #[source]
+        source: CkError,
+    },
+    /// OpenSSL failed on what the token returned.
+    #[error("could not decode the token's {what}")]
+    Decode {
+        /// What was being decoded.
+        what: &'static str,
+        /// The OpenSSL error.
+        #[source]
+        source: ErrorStack,
+    },
+    /// Building the CSR failed.
+    #[error("could not build the certificate request")]
+    Csr(#[source] CsrError),
+}
+
+impl From<Pkcs11Error> for KeyError {
+    fn from(e: Pkcs11Error) -> Self {
+        KeyError::Pkcs11(Box::new(e))
+    }
+}
+
+/// Which token to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSelector {
+    /// The token whose `CKA_LABEL`/token label is this (trailing blanks of
+    /// the 32-byte field ignored).
+    Label(String),
+    /// The token in the slot with this id.
+    Slot(u64),
+}
+
+impl fmt::Display for TokenSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenSelector::Label(l) => write!(f, "label {l:?}"),
+            TokenSelector::Slot(s) => write!(f, "slot {s}"),
+        }
+    }
+}
+
+/// Where the user PIN comes from. Never the PIN itself: configuration
+/// files and command lines are read by too many people and tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinSource {
+    /// The first line of this file, which must not be accessible to group
+    /// or others (mode `0600` or stricter).
+    File(PathBuf),
+    /// The value of this environment variable.
+    Env(String),
+}
+
+impl PinSource {
+    /// Reads the PIN.
+    ///
+    /// # Errors
+    /// [`Pkcs11Error::PinFileInsecure`] for a file group or others may
+    /// access, [`Pkcs11Error::PinFile`] for an unreadable or empty one,
+    /// [`Pkcs11Error::PinEnvMissing`] for an unset or empty variable.
+    pub fn read(&self) -> Result<AuthPin, Pkcs11Error> {
+        match self {
+            PinSource::File(path) => {
+                let meta = std::fs::metadata(path).map_err(|source| {
+                    Pkcs11Error::PinFile(KeyError::Io {
+                        op: "could not read the PIN file",
+                        path: path.clone(),
+                        source,
+                    })
+                })?;
+                let mode = meta.permissions().mode() & 0o7777;
+                if mode & 0o077 != 0 {
+                    return Err(Pkcs11Error::PinFileInsecure {
+                        path: path.clone(),
+                        mode,
+                    });
+                }
+                let line = crate::key::read_passphrase_file(path).map_err(Pkcs11Error::PinFile)?;
+                let text = String::from_utf8(line)
+                    .map_err(|_| Pkcs11Error::PinNotText(path.display().to_string()))?;
+                Ok(AuthPin::from(text))
+            }
+            PinSource::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(AuthPin::from(v)),
+                Ok(_) | Err(std::env::VarError::NotPresent) => {
+                    Err(Pkcs11Error::PinEnvMissing(var.clone()))
+                }
+                Err(std::env::VarError::NotUnicode(_)) => Err(Pkcs11Error::PinNotText(var.clone())),
+            },
+        }
+    }
+}
+
+/// Which key pair on the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySelector {
+    /// The key pair with this `CKA_LABEL`.
+    Label(String),
+    /// The key pair with this `CKA_ID` (bytes).
+    Id(Vec<u8>),
+}
+
+impl fmt::Display for KeySelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySelector::Label(l) => f.write_str(l),
+            KeySelector::Id(id) => write!(f, "id:{}", hex::encode(id)),
+        }
+    }
+}
+
+impl KeySelector {
+    pub(super) fn attribute(&self) -> Attribute {
+        match self {
+            KeySelector::Label(l) => Attribute::Label(l.as_bytes().to_vec()),
+            KeySelector::Id(id) => Attribute::Id(id.clone()),
+        }
+    }
+}
+
+/// Configuration of a [`Pkcs11KeyStore`](super::Pkcs11KeyStore): which module, token, PIN and
+/// key. Holds no secret, so its `Debug` output is safe to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pkcs11Config {
+    /// The PKCS#11 module (shared library) of the token's vendor.
+    pub module: PathBuf,
+    /// The token.
+    pub token: TokenSelector,
+    /// Where the user PIN comes from.
+    pub pin: PinSource,
+    /// The key pair.
+    pub key: KeySelector,
+    /// How many sessions the store keeps open at most (default 4). Signing
+    /// threads beyond this wait for a free session.
+    pub max_sessions: usize,
+}
+
+impl Pkcs11Config {
+    /// A configuration with the default pool size.
+    pub fn new(
+        module: impl Into<PathBuf>,
+        token: TokenSelector,
+        pin: PinSource,
+        key: KeySelector,
+    ) -> Self {
+        Self {
+            module: module.into(),
+            token,
+            pin,
+            key,
+            max_sessions: 4,
+        }
+    }
+}
