@@ -436,3 +436,71 @@ pub fn check_dns_name(name: &str) -> Result<(), CsrError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::key::{sign_with, KeyAlgorithm, RsaPadding};
+
+    fn member() -> Identity {
+        Identity::Member("VN/GOV/000.00.00.H29".parse().unwrap())
+    }
+
+    #[test]
+    fn der_helpers_refuse_malformed_input() {
+        for bad in [
+            &[][..],
+            &[0x30],
+            &[0x31, 0x00],
+            &[0x30, 0x85, 1, 2, 3, 4, 5],
+            &[0x30, 0x80],
+            &[0x30, 0x05, 0x02, 0x10, 0x00],
+            &[0x30, 0x82, 0xff],
+        ] {
+            assert_eq!(der_first_element(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            der_first_element(&[0x30, 0x05, 0x02, 0x01, 0x07, 0x05, 0x00]),
+            Some(&[0x02, 0x01, 0x07][..])
+        );
+        let mut out = Vec::new();
+        der_push(&mut out, 0x04, &[0u8; 300]);
+        assert_eq!(&out[..4], &[0x04, 0x82, 0x01, 0x2c]);
+        assert_eq!(der_header(&out), Some((4, 300)));
+    }
+
+    #[test]
+    fn external_signer_makes_the_same_request_a_key_in_memory_makes() {
+        for alg in [KeyAlgorithm::EcP256, KeyAlgorithm::Rsa2048] {
+            let key = alg.generate().unwrap();
+            let req = build_csr_with_signer(&member(), &[], &[], &key, |tbs| {
+                sign_with(&key, MessageDigest::sha256(), RsaPadding::Pkcs1v15, tbs)
+            })
+            .unwrap();
+            let parsed = parse_csr(&req.to_pem().unwrap()).unwrap();
+            assert_eq!(
+                read_request(&parsed, Profile::Sign).unwrap().identity,
+                member()
+            );
+        }
+    }
+
+    #[test]
+    fn external_signer_with_another_key_or_failing_is_an_error() {
+        let key = KeyAlgorithm::EcP256.generate().unwrap();
+        let other = KeyAlgorithm::EcP256.generate().unwrap();
+        let wrong = build_csr_with_signer(&member(), &[], &[], &key, |tbs| {
+            sign_with(&other, MessageDigest::sha256(), RsaPadding::Pss, tbs)
+        });
+        assert!(matches!(wrong, Err(CsrError::BadSignature)));
+        let failing = build_csr_with_signer(&member(), &[], &[], &key, |_| {
+            Err(std::io::Error::other("token gone"))
+        });
+        assert!(matches!(failing, Err(CsrError::Signer(_))));
+        let garbage = build_csr_with_signer(&member(), &[], &[], &key, |_| {
+            Ok::<_, std::io::Error>(vec![0x30, 0x01])
+        });
+        assert!(matches!(garbage, Err(CsrError::BadSignature)));
+    }
+}
