@@ -85,8 +85,7 @@ fn setup() -> Option<Hsm> {
         return None;
     };
     assert!(out.status.success(), "softhsm2-util --version failed");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.keep();
+    let dir = process_dir();
     let tokens = dir.join("tokens");
     std::fs::create_dir(&tokens).unwrap();
     let conf = dir.join("softhsm2.conf");
@@ -115,6 +114,28 @@ fn setup() -> Option<Hsm> {
         );
     }
     Some(Hsm { module, dir })
+}
+
+/// This process's token directory, `<target tmp>/softhsm/<pid>`. It lives
+/// as long as the process (statics are never dropped), so each setup first
+/// removes the directories of test processes that have ended.
+fn process_dir() -> PathBuf {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("softhsm");
+    std::fs::create_dir_all(&base).unwrap();
+    for entry in std::fs::read_dir(&base).unwrap().flatten() {
+        let name = entry.file_name();
+        let alive = name
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = base.join(std::process::id().to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    dir
 }
 
 fn hsm() -> Option<&'static Hsm> {
