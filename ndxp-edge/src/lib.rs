@@ -11,6 +11,9 @@
 //!   files, and the report of `config check`.
 //! - [`settings`]: the `[edge]` table of `node.toml` and `gateway.toml`
 //!   that sets those limits ([`EdgeSettings`]).
+//! - [`probe`]: the checks of `diagnose` in both binaries: a timestamp
+//!   round trip, an OCSP request, an HTTP `GET` or a TCP connection to a
+//!   backend, each giving an `ndxp_core::check::Check`.
 //! - [`trace`]: W3C Trace Context on every hop: the caller's `traceparent`
 //!   read, the hop's span opened, the `traceparent` sent on.
 //!
@@ -59,6 +62,7 @@ pub mod config;
 pub mod forward;
 pub mod limit;
 pub mod metrics;
+pub mod probe;
 pub mod problem;
 pub mod serve;
 pub mod settings;
