@@ -23,21 +23,25 @@
 //! The checks after the global configuration run at once, each bounded by
 //! [`DiagnoseOptions::timeout`], so a dead peer cannot hang the command:
 //! the whole run takes at most twice the time-out.
+//!
+//! The timestamp round trip, the backend connection and the time-out bound
+//! are the shared probes of [`ndxp_edge::probe`], which
+//! `ndxp-gateway diagnose` uses too.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use ndxp_audit::timestamp::{HttpTsa, TsaTransport as _};
 use ndxp_core::check::{Check, CheckReport};
 use ndxp_core::ErrorChain;
+use ndxp_edge::probe::{self, bounded};
 use ndxp_registry::globalconf::{ConfClient, ConfDocument, ConfError};
 use ndxp_sign::ocsp_hub::OcspHub;
 use ndxp_sign::openssl::x509::X509;
 use ndxp_sign::profile::Signer;
 use ndxp_sign::tls::{self, PeerPolicy, TlsIdentity};
-use ndxp_sign::tsa::{ImprintAlgorithm, TimestampRequest, TsaTrust};
+use ndxp_sign::tsa::TsaTrust;
 
 use crate::config::NodeConfig;
 use crate::local::LocalFile;
@@ -194,19 +198,6 @@ pub async fn run(config: &NodeConfig, options: &DiagnoseOptions) -> CheckReport 
     CheckReport::new(checks)
 }
 
-/// `fut`, or a failure named `name` after `timeout`.
-async fn bounded(
-    name: String,
-    timeout: Duration,
-    fut: impl std::future::Future<Output = Check>,
-) -> Check {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(c) => c,
-        Err(_) => Check::failed(name, format!("no answer within {} s", timeout.as_secs()))
-            .with_hint("the other side is unreachable or hangs: check that it runs, the address and the firewall"),
-    }
-}
-
 /// The node's own certificates with the CA certificates sent with them:
 /// the signing certificate, then the authentication certificate.
 pub(crate) fn own_chains(
@@ -349,27 +340,8 @@ async fn timestamp(doc: Arc<ConfDocument>, timeout: Duration) -> Check {
             "the CA or TSA certificates of the global configuration cannot be read".into(),
         );
     };
-    let transport = match HttpTsa::new(&tsa.url, timeout) {
-        Ok(t) => t,
-        Err(e) => return fail(ErrorChain(&e).to_string()),
-    };
-    let mut imprint = [0u8; 32];
-    if let Err(e) = ndxp_sign::openssl::rand::rand_bytes(&mut imprint) {
-        return fail(e.to_string());
-    }
-    let request = match TimestampRequest::new(ImprintAlgorithm::Sha256, &imprint, true, true) {
-        Ok(r) => r,
-        Err(e) => return fail(e.to_string()),
-    };
-    let reply = match transport.query(request.der()).await {
-        Ok(r) => r,
-        Err(e) => return fail(ErrorChain(&e).to_string()),
-    };
     let trust = TsaTrust::new(cas).with_untrusted(tsa_certs);
-    match ndxp_sign::tsa::verify_response(&reply, &request, &trust) {
-        Ok(_) => Check::ok(name, format!("{}: a verified timestamp", tsa.url)),
-        Err(e) => fail(format!("the answer does not verify: {e}")),
-    }
+    probe::timestamp(name, &tsa.url, &trust, timeout, hint).await
 }
 
 /// The nodes this node may call, as (`member/node (address)`, address):
@@ -439,26 +411,5 @@ async fn handshake(name: String, mut connector: PeerConnector, address: String) 
 /// A TCP connection to the backend of a provided service.
 async fn backend(name: String, url: String) -> Check {
     let hint = "the node answers calls of this service with a backend error: start the backend or fix its URL (`ndxp-node services add --backend`)";
-    let uri: http::Uri = match url.parse() {
-        Ok(u) => u,
-        Err(e) => return Check::failed(name, format!("{url}: {e}")).with_hint(hint),
-    };
-    let Some(host) = uri.host() else {
-        return Check::failed(name, format!("{url}: no host")).with_hint(hint);
-    };
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri
-        .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("https") {
-            443
-        } else {
-            80
-        });
-    match tokio::net::TcpStream::connect((host.as_str(), port)).await {
-        Ok(_) => Check::ok(name, format!("{url}: reachable")),
-        Err(e) => Check::failed(name, format!("{url}: cannot connect: {e}")).with_hint(hint),
-    }
+    probe::tcp_connect(&name, &url, hint).await
 }
