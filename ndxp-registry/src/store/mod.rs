@@ -41,7 +41,7 @@ mod sql;
 
 pub use monitoring::MonitoringStore;
 pub mod gateway;
-pub use sql::{SqlStore, SqlTransaction, StoreOptions};
+pub use sql::{SqlStore, SqlTransaction, StoreOptions, SCHEMA_VERSION};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -46,7 +46,7 @@ mod services;
 mod subscriptions;
 mod transaction;
 
-pub use open::StoreOptions;
+pub use open::{StoreOptions, SCHEMA_VERSION};
 pub use transaction::SqlTransaction;
 use transaction::{Shared, Slot};
 

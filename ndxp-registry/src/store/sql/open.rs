@@ -44,6 +44,15 @@ const MIGRATIONS: ndxp_db::Migrations = ndxp_db::Migrations {
     ],
 };
 
+/// The schema version this release writes: the last of its migrations.
+/// A registry whose `_sqlx_migrations` table records a lower version is
+/// migrated when a store opens it; a higher one was written by a newer
+/// release (`ndxp-gateway diagnose` reports both).
+pub const SCHEMA_VERSION: i64 = {
+    let list = MIGRATIONS.list;
+    list[list.len() - 1].0
+};
+
 /// Connection settings of a [`SqlStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
