@@ -46,9 +46,9 @@ use bytes::Bytes;
 use chrono::Utc;
 use ndxp_core::check::Check;
 use ndxp_core::ErrorChain;
+use ndxp_sign::ocsp::OcspClientRequest;
 use ndxp_sign::openssl::hash::MessageDigest;
 use ndxp_sign::openssl::x509::X509;
-use ndxp_sign::ocsp::OcspClientRequest;
 use ndxp_sign::revocation::CertStatus;
 use ndxp_sign::tsa::{ImprintAlgorithm, TimestampRequest, TsaTrust};
 
@@ -189,12 +189,14 @@ pub async fn ocsp(
     }
 }
 
+/// The certificate's common name (its subject's last one), or the SHA-256
+/// fingerprint when it has none.
 fn subject(cert: &X509) -> String {
     cert.subject_name()
-        .entries()
+        .entries_by_nid(ndxp_sign::openssl::nid::Nid::COMMONNAME)
+        .last()
         .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
-        .collect::<Vec<_>>()
-        .join(", ")
+        .unwrap_or_else(|| format!("SHA-256 {}", ndxp_sign::cert::fingerprint_sha256(cert)))
 }
 
 /// A `GET` of `url` through `forwarder` (which carries the TLS settings
@@ -328,7 +330,14 @@ mod tests {
 
         let (hang, task) = silent().await;
         let started = std::time::Instant::now();
-        let c = http_get("backend a", &forwarder(), &hang, Duration::from_millis(300), "h").await;
+        let c = http_get(
+            "backend a",
+            &forwarder(),
+            &hang,
+            Duration::from_millis(300),
+            "h",
+        )
+        .await;
         assert!(started.elapsed() < Duration::from_secs(3));
         assert!(!c.is_ok());
         assert!(c.detail.contains("no answer within 300 ms"), "{c:?}");
@@ -367,7 +376,10 @@ mod tests {
         let err = answering(503).await;
         let c = timestamp("timestamp", &err, &TsaTrust::new(vec![]), t, "TSA hint").await;
         assert!(!c.is_ok());
-        assert!(c.detail.starts_with(&err) && c.detail.contains("503"), "{c:?}");
+        assert!(
+            c.detail.starts_with(&err) && c.detail.contains("503"),
+            "{c:?}"
+        );
         assert_eq!(c.hint.as_deref(), Some("TSA hint"));
         // A 200 with garbage is not a timestamp.
         let junk = answering(200).await;
