@@ -13,6 +13,7 @@
 //! | [`config`] | the one TOML configuration file (`docs/config.md`), shared by every role |
 //! | [`server`] | `run(config, shutdown)`: `ndxp-gateway serve`, every role of the configuration in one process, with the admin port (`/healthz`, `/readyz`, `/metrics`) |
 //! | [`management`] | the management role: the REST API (`/api/v1`, `/openapi.json`), the global configuration [`management::publisher`], [`management::metrics`], and the registry administration service [`management::registry`] (`members`, `subsystems`, `nodes`, `requests`, `tokens`, `conf anchor`) |
+//! | [`diagnose`] | `ndxp-gateway diagnose` and `GET /api/v1/diagnose`: every dependency (database, signing key, global configuration, OCSP, TSA, backends) checked, ok or what failed with a hint |
 //! | [`monitoring`] | connection states from node status reports, and reconciliation of every provider–consumer pair (`docs/monitoring.md`) |
 //! | [`gateway`] | the central gateway role: OAuth2 token endpoint, service calls, client certificates, DigiSign adapter, its message log, and the catalogue, subscription and credential service |
 //! | [`pki`] | the trust services: OCSP responder (RFC 6960) and timestamp authority (RFC 3161) over HTTP, and what the `pki` commands decide |
@@ -33,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod diagnose;
 pub mod gateway;
 pub mod management;
 pub mod monitoring;

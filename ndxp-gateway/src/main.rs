@@ -77,6 +77,24 @@ enum Command {
         #[command(flatten)]
         out: JsonArg,
     },
+    /// Check every dependency of the management role and the central
+    /// gateway: the database, the configuration-signing key, the global
+    /// configuration, the OCSP responders, the TSAs and the backends of
+    /// published services; each ok, or what failed with a hint. Exit
+    /// status 0 when all pass, 1 when one fails, 64 for a bad
+    /// configuration (docs/operator-guide.md).
+    Diagnose {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// Print the report as JSON (the shape `ndxp-node diagnose --json`
+        /// prints).
+        #[arg(long)]
+        json: bool,
+        /// The longest any one check may take, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 10,
+              value_parser = clap::value_parser!(u64).range(1..=300))]
+        timeout: u64,
+    },
     /// Back up the registry and the gateway's message log while the
     /// gateway runs: SQLite databases are snapshotted (VACUUM INTO) into a
     /// new directory with the configuration file and a manifest;
@@ -159,6 +177,13 @@ fn run(command: Command) -> Result<()> {
         Command::Registry(c) => cli::catalog::run(c),
         Command::Status { cfg, out } => cli::monitoring::status(&cfg, out.json),
         Command::Backup { cfg, out } => cli::backup(&cfg, &out),
+        Command::Diagnose { cfg, json, timeout } => {
+            let code = cli::diagnose(&cfg, json, timeout)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         Command::Reconcile {
             cfg,
             period,

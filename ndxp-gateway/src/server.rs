@@ -265,7 +265,10 @@ async fn serve(
             config.management.max_body_bytes,
             metrics.clone(),
             monitoring,
-        );
+        )
+        .layer(axum::Extension(crate::diagnose::DiagnoseConfig(Arc::new(
+            config.clone(),
+        ))));
         if let Some(reg) = &gateway_registry {
             api = api.layer(axum::Extension(reg.clone()));
             if config.gateway.is_some() {

@@ -166,3 +166,24 @@ pub(crate) async fn shutdown_signal() {
         _ = term => {},
     }
 }
+
+/// `ndxp-gateway diagnose`: prints the report (text or JSON) and returns
+/// its exit status (0 all passed, 1 one failed).
+pub(crate) fn diagnose(cfg: &ConfigArg, json: bool, timeout: u64) -> Result<i32> {
+    let config = load_config(cfg)?;
+    let options = ndxp_gateway::diagnose::DiagnoseOptions {
+        timeout: std::time::Duration::from_secs(timeout),
+    };
+    let report = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(ndxp_gateway::diagnose::run(&config, &options));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(report.exit_code())
+}

@@ -45,6 +45,7 @@
 //! | GET, POST | `/api/v1/credentials` | operator |
 //! | POST | `/api/v1/credentials/{id}/revoke` | operator |
 //! | GET | `/api/v1/audit?after=&limit=` | operator |
+//! | GET | `/api/v1/diagnose` | operator ([`crate::diagnose`]: every dependency checked) |
 //! | POST | `/api/v1/monitoring/status` | a node, signed (`application/jose`) |
 //! | GET | `/api/v1/monitoring/status` | operator |
 //! | POST | `/api/v1/reconciliation/summaries` | a node or provider member, signed |
@@ -196,6 +197,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::list_credentials, admin::create_credential))
         .routes(routes!(admin::revoke_credential))
         .routes(routes!(admin::list_audit))
+        .routes(routes!(admin::diagnose))
         .routes(routes!(monitoring::post_status, monitoring::list_status))
         .routes(routes!(monitoring::post_summary))
         .routes(routes!(monitoring::poll_drilldowns))

@@ -314,8 +314,10 @@ impl Publisher {
         }
     }
 
-    /// Builds and signs version `version` of the document for `snap`.
-    fn sign(
+    /// Builds and signs version `version` of the document for `snap`
+    /// (stored by [`Publisher::ensure_current`]; `diagnose` only verifies
+    /// it).
+    pub(crate) fn sign(
         &self,
         snap: &RegistrySnapshot,
         version: u64,

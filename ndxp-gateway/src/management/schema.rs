@@ -232,3 +232,28 @@ pub struct ProblemSchema {
     /// What went wrong.
     detail: Option<String>,
 }
+
+/// One check of `GET /api/v1/diagnose`.
+#[derive(ToSchema)]
+#[schema(as = Check)]
+pub struct CheckSchema {
+    /// What was checked, e.g. `database` or `backend VN/GOV/.../citizen/v1`.
+    name: String,
+    /// `ok` or `fail`.
+    status: String,
+    /// What was found; for a failure, what failed (with the address asked).
+    detail: String,
+    /// For a failure: what to look at or do.
+    hint: Option<String>,
+}
+
+/// The report of `GET /api/v1/diagnose` (what `ndxp-gateway diagnose
+/// --json` prints).
+#[derive(ToSchema)]
+#[schema(as = CheckReport)]
+pub struct CheckReportSchema {
+    /// Whether every check passed.
+    ok: bool,
+    /// The checks, in order.
+    checks: Vec<CheckSchema>,
+}

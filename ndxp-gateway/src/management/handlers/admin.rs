@@ -1,18 +1,22 @@
-//! Credentials (bearer tokens) and the audit trail: operators only.
+//! Credentials (bearer tokens), the audit trail and the diagnostics:
+//! operators only.
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
+use ndxp_core::check::CheckReport;
 use ndxp_registry::model::{AuditEntry, Credential, CredentialKind};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::diagnose::DiagnoseConfig;
 use crate::management::auth::Caller;
 use crate::management::error::ApiError;
 use crate::management::extract::{ApiJson, ApiPath, ApiQuery, RecordPath};
 use crate::management::registry::NewToken;
 use crate::management::schema::{
-    AuditPageSchema, CredentialSchema, NewCredentialSchema, ProblemSchema,
+    AuditPageSchema, CheckReportSchema, CredentialSchema, NewCredentialSchema, ProblemSchema,
 };
 use crate::management::AppState;
 
@@ -139,4 +143,28 @@ pub async fn list_audit(
         entries,
         next_after,
     }))
+}
+
+/// Every dependency of the management role and the central gateway
+/// checked, as `ndxp-gateway diagnose --json` prints it: the database, the
+/// configuration-signing key, the global configuration, the OCSP
+/// responders, the TSAs and the backends of published services. Each
+/// check is bounded by 10 s.
+#[utoipa::path(get, path = "/api/v1/diagnose", tag = "diagnostics",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The report; `ok` is false when a check failed", body = CheckReportSchema),
+               (status = 403, description = "Not an operator", body = ProblemSchema)))]
+pub async fn diagnose(
+    caller: Caller,
+    config: Option<Extension<DiagnoseConfig>>,
+) -> Result<Json<CheckReport>, ApiError> {
+    caller.require_operator()?;
+    let Some(Extension(DiagnoseConfig(config))) = config else {
+        return Err(ApiError::Internal(
+            "this server was started without its configuration file; run `ndxp-gateway diagnose`"
+                .into(),
+        ));
+    };
+    let options = crate::diagnose::DiagnoseOptions::default();
+    Ok(Json(crate::diagnose::run(&config, &options).await))
 }
