@@ -104,7 +104,7 @@ enum Command {
         #[command(flatten)]
         cfg: ConfigArg,
         /// The backup directory to create (it must not exist or be empty).
-        #[arg(long, value_name = "DIR")]
+        #[arg(short = 'o', long, value_name = "DIR")]
         out: PathBuf,
     },
     /// The configuration: check it before a (re)start.
@@ -120,9 +120,13 @@ enum Command {
         /// Output: text (default), json or csv.
         #[arg(long, value_enum, default_value = "text")]
         format: ReportFormat,
-        /// Wait up to this many seconds for pending drill-down answers.
-        #[arg(long, default_value_t = 0)]
-        wait: u64,
+        /// Print JSON (the same as --format json).
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+        /// Wait up to this many seconds for pending drill-down answers
+        /// (`--wait` is the old spelling, still accepted).
+        #[arg(long, alias = "wait", value_name = "SECS", default_value_t = 0)]
+        wait_secs: u64,
     },
     /// Shell completions and man pages from this command line (for the
     /// Debian packages, docs/packages.md).
@@ -188,8 +192,12 @@ fn run(command: Command) -> Result<()> {
             cfg,
             period,
             format,
-            wait,
-        } => cli::monitoring::reconcile(&cfg, &period, format, wait),
+            json,
+            wait_secs,
+        } => {
+            let format = if json { ReportFormat::Json } else { format };
+            cli::monitoring::reconcile(&cfg, &period, format, wait_secs)
+        }
         Command::Generate(c) => cli::generate::run::<Cli>(c),
         Command::Config(c) => {
             let code = cli::config::run(c)?;

@@ -74,7 +74,7 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
         /// The backup directory to create (it must not exist or be empty).
-        #[arg(long, value_name = "DIR")]
+        #[arg(short = 'o', long, value_name = "DIR")]
         out: PathBuf,
     },
     /// The message log: archives and their verification.

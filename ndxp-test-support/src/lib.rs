@@ -17,6 +17,8 @@
 //!   time-out tests of the serve loop.
 //! - [`metrics`]: the metric catalogue of `docs/monitoring.md` and the
 //!   names a `/metrics` scrape exposes, to compare them.
+//! - [`cli`]: the command-line conventions of `docs/cli.md`, checked on
+//!   a binary's `generate tree`.
 //! - [`tool`]: running a stock command-line tool (`openssl`, `curl`, ...)
 //!   that the interoperability tests compare against.
 //!
@@ -36,6 +38,7 @@
 
 #[cfg(feature = "audit")]
 pub mod audit;
+pub mod cli;
 pub mod db;
 #[cfg(feature = "edge")]
 pub mod edge;

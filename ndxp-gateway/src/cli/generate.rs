@@ -20,6 +20,9 @@ pub(crate) enum GenerateCommand {
         /// The directory to write `*.1` into (created when missing).
         dir: PathBuf,
     },
+    /// Print every command with its options as JSON, hidden ones
+    /// included (docs/cli.md; the tests check the conventions on it).
+    Tree,
 }
 
 /// Runs `generate` for the command line `C`.
@@ -40,6 +43,81 @@ pub(crate) fn run<C: CommandFactory>(what: GenerateCommand) -> Result<()> {
             clap_mangen::generate_to(cmd, &dir)
                 .with_context(|| format!("writing man pages into {}", dir.display()))?;
         }
+        GenerateCommand::Tree => {
+            cmd.build();
+            let mut commands = Vec::new();
+            walk(&cmd, false, &mut Vec::new(), &mut commands);
+            let text = serde_json::to_string_pretty(&commands).context("writing the tree")?;
+            println!("{text}");
+        }
     }
     Ok(())
+}
+
+/// One command of `generate tree`: its words and its arguments.
+#[derive(serde::Serialize)]
+struct TreeCommand {
+    /// The words after the binary's name, e.g. `["pki", "serve"]`.
+    path: Vec<String>,
+    hidden: bool,
+    /// Whether it has subcommands (a group, not something that runs).
+    group: bool,
+    args: Vec<TreeArg>,
+}
+
+/// One argument of a command in `generate tree`.
+#[derive(serde::Serialize)]
+struct TreeArg {
+    id: String,
+    /// The long flag without `--`; none for a positional argument.
+    long: Option<String>,
+    short: Option<char>,
+    /// Hidden spellings still accepted (old names).
+    aliases: Vec<String>,
+    value_name: Option<String>,
+    takes_value: bool,
+    global: bool,
+    hidden: bool,
+}
+
+/// Adds `cmd` (at `path`, hidden when `hidden` or itself hidden) and its
+/// subcommands to `out`.
+fn walk(cmd: &clap::Command, hidden: bool, path: &mut Vec<String>, out: &mut Vec<TreeCommand>) {
+    let hidden = hidden || cmd.is_hide_set();
+    let args = cmd
+        .get_arguments()
+        .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
+        .map(|a| TreeArg {
+            id: a.get_id().to_string(),
+            long: a.get_long().map(str::to_string),
+            short: a.get_short(),
+            aliases: a
+                .get_all_aliases()
+                .unwrap_or_default()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            value_name: a
+                .get_value_names()
+                .and_then(|v| v.first())
+                .map(|v| v.to_string()),
+            takes_value: a.get_action().takes_values(),
+            global: a.is_global_set(),
+            hidden: a.is_hide_set(),
+        })
+        .collect();
+    out.push(TreeCommand {
+        path: path.clone(),
+        hidden,
+        group: cmd.has_subcommands(),
+        args,
+    });
+    for sub in cmd.get_subcommands() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        path.push(sub.get_name().to_string());
+        walk(sub, hidden, path, out);
+        path.pop();
+    }
 }

@@ -19,10 +19,10 @@ use super::{read, shutdown_signal, usage};
 #[derive(Args)]
 pub(crate) struct PkiDir {
     /// The PKI directory.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     dir: PathBuf,
     /// A file whose first line is the passphrase of the CA keys.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
 }
 
@@ -51,7 +51,7 @@ pub(crate) enum PkiCommand {
         #[command(flatten)]
         dir: PkiDir,
         /// The CSR (PEM or DER).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         csr: PathBuf,
         /// `auth` (node TLS certificate) or `sign` (member signing certificate).
         #[arg(long)]
@@ -73,7 +73,7 @@ pub(crate) enum PkiCommand {
         #[arg(long = "ip", value_name = "ADDR")]
         ip: Vec<std::net::IpAddr>,
         /// Where to write the certificate (PEM).
-        #[arg(long)]
+        #[arg(short = 'o', long, value_name = "FILE")]
         out: PathBuf,
         /// Validity in days.
         #[arg(long, default_value_t = 730)]
@@ -84,7 +84,7 @@ pub(crate) enum PkiCommand {
         #[command(flatten)]
         dir: PkiDir,
         /// The certificate to revoke (PEM or DER).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         cert: PathBuf,
         /// RFC 5280 reason name, e.g. keyCompromise or superseded.
         #[arg(long)]

@@ -197,7 +197,7 @@ pub(crate) enum ConfCommand {
         #[command(flatten)]
         cfg: ConfigArg,
         /// Where to write the anchor (JSON).
-        #[arg(long)]
+        #[arg(short = 'o', long, value_name = "FILE")]
         out: PathBuf,
     },
 }

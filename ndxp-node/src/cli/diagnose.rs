@@ -18,8 +18,9 @@ pub struct DiagnoseArgs {
     json: bool,
     /// The longest one check may take, in seconds (the whole run takes at
     /// most twice as long).
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    timeout: u64,
+    /// (`--timeout` is the old spelling, still accepted.)
+    #[arg(long, alias = "timeout", value_name = "SECS", default_value_t = 10)]
+    timeout_secs: u64,
 }
 
 /// Runs the checks and prints them; exit status 0 when all passed, 1
@@ -27,7 +28,7 @@ pub struct DiagnoseArgs {
 pub fn run(args: &DiagnoseArgs) -> Result<i32> {
     let config = args.config.load()?;
     let options = ndxp_node::diagnose::DiagnoseOptions {
-        timeout: Duration::from_secs(args.timeout.max(1)),
+        timeout: Duration::from_secs(args.timeout_secs.max(1)),
     };
     let report = runtime()?.block_on(ndxp_node::diagnose::run(&config, &options));
     if args.json {

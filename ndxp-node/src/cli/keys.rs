@@ -12,7 +12,7 @@ pub enum KeysCommand {
     /// Generate the authentication and signing keys (mode 0600) and their CSRs.
     Init {
         /// Directory to write auth.key, auth.csr, sign.key and sign.csr into.
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         dir: PathBuf,
         /// The member that owns this node, e.g. VN/GOV/000.00.00.G22.
         #[arg(long)]
@@ -27,7 +27,7 @@ pub enum KeysCommand {
         #[arg(long = "alt-name")]
         alt_names: Vec<String>,
         /// Encrypt the keys with the passphrase on the first line of this file.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
     },
 }

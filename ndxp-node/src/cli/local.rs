@@ -17,20 +17,22 @@ pub enum SubsystemsCommand {
     Add {
         #[command(flatten)]
         config: ConfigArg,
-        /// The subsystem, e.g. VN/GOV/000.00.00.G22/QLHT.
-        id: SubsystemId,
+        #[command(flatten)]
+        id: SubsystemArg,
     },
     /// Remove a subsystem (it must provide no service here).
     Remove {
         #[command(flatten)]
         config: ConfigArg,
-        /// The subsystem.
-        id: SubsystemId,
+        #[command(flatten)]
+        id: SubsystemArg,
     },
     /// List the subsystems with their connection types and certificates.
     List {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// Set how a subsystem's information systems connect to the client
     /// port: http (loopback only), https, or https-cert (HTTPS with a
@@ -83,10 +85,14 @@ pub enum ServicesCommand {
         #[arg(long)]
         backend: String,
         /// Seconds to wait for the backend.
-        #[arg(long, default_value_t = ndxp_node::local::DEFAULT_SERVICE_TIMEOUT_SECS)]
+        #[arg(
+            long,
+            value_name = "SECS",
+            default_value_t = ndxp_node::local::DEFAULT_SERVICE_TIMEOUT_SECS
+        )]
         timeout_secs: u64,
         /// The service's OpenAPI document (JSON file).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         openapi: Option<PathBuf>,
         /// Keep request and response bodies of this service in the message log.
         #[arg(long)]
@@ -112,6 +118,8 @@ pub enum ServicesCommand {
     List {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        out: JsonArg,
     },
 }
 
@@ -125,7 +133,85 @@ pub enum AccessCommand {
     List {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        out: JsonArg,
     },
+}
+
+/// The subsystem `subsystems add` and `subsystems remove` act on: `--id
+/// ID`, as `ndxp-gateway subsystems add` spells it; the older positional
+/// form (`subsystems add ID`) is still accepted, hidden from the help.
+#[derive(clap::Args)]
+pub struct SubsystemArg {
+    /// The subsystem, e.g. VN/GOV/000.00.00.G22/QLHT.
+    #[arg(
+        long = "id",
+        value_name = "ID",
+        required_unless_present = "positional_id",
+        conflicts_with = "positional_id"
+    )]
+    id: Option<SubsystemId>,
+    /// The subsystem (old positional form of --id).
+    #[arg(value_name = "ID", hide = true)]
+    positional_id: Option<SubsystemId>,
+}
+
+impl SubsystemArg {
+    /// The subsystem, however it was given.
+    fn get(self) -> Result<SubsystemId> {
+        self.id
+            .or(self.positional_id)
+            .context("name the subsystem with --id")
+    }
+}
+
+/// `--json` of the listing commands.
+#[derive(clap::Args)]
+pub struct JsonArg {
+    /// Print JSON (an array of objects, docs/cli.md) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A subsystem as `subsystems list --json` prints it.
+#[derive(serde::Serialize)]
+struct SubsystemRow {
+    subsystem: String,
+    connection: &'static str,
+    certificates: Vec<CertRow>,
+}
+
+/// A registered information-system certificate in `subsystems list --json`.
+#[derive(serde::Serialize)]
+struct CertRow {
+    sha256: String,
+    subject: String,
+    not_after: String,
+}
+
+/// A provided service as `services list --json` prints it.
+#[derive(serde::Serialize)]
+struct ServiceRow {
+    service: String,
+    backend: String,
+    timeout_secs: u64,
+    openapi: bool,
+    keep_bodies: Option<bool>,
+    request_headers: Vec<String>,
+    response_headers: Vec<String>,
+}
+
+/// An access right as `access list --json` prints it.
+#[derive(serde::Serialize)]
+struct AccessRow {
+    service: String,
+    client: String,
+}
+
+/// Prints `rows` as a pretty JSON array.
+fn print_json<T: serde::Serialize>(rows: &[T]) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(rows)?);
+    Ok(())
 }
 
 /// The right `access grant` and `access revoke` name.
@@ -151,15 +237,40 @@ fn local_file(config: &ConfigArg) -> Result<LocalFile> {
 pub fn subsystems(c: SubsystemsCommand) -> Result<i32> {
     match c {
         SubsystemsCommand::Add { config, id } => {
+            let id = id.get()?;
             local_file(&config)?.edit(|c, m| c.add_subsystem(m, id.clone()))?;
             println!("subsystem {id} is on this node");
         }
         SubsystemsCommand::Remove { config, id } => {
+            let id = id.get()?;
             local_file(&config)?.edit(|c, _| c.remove_subsystem(&id))?;
             println!("subsystem {id} removed");
         }
-        SubsystemsCommand::List { config } => {
+        SubsystemsCommand::List { config, out } => {
             let local = local_file(&config)?.read()?;
+            if out.json {
+                let rows: Vec<SubsystemRow> = local
+                    .subsystems
+                    .iter()
+                    .map(|s| {
+                        let (kind, certs) = local.connection(s);
+                        SubsystemRow {
+                            subsystem: s.to_string(),
+                            connection: kind.name(),
+                            certificates: certs
+                                .iter()
+                                .map(|c| CertRow {
+                                    sha256: c.sha256.clone(),
+                                    subject: c.subject.clone(),
+                                    not_after: c.not_after.to_rfc3339(),
+                                })
+                                .collect(),
+                        }
+                    })
+                    .collect();
+                print_json(&rows)?;
+                return Ok(0);
+            }
             for s in &local.subsystems {
                 let (kind, certs) = local.connection(s);
                 println!("{s}  {kind}");
@@ -253,9 +364,26 @@ pub fn services(c: ServicesCommand) -> Result<i32> {
             local_file(&config)?.edit(|c, _| c.remove_service(&service))?;
             println!("service {service} removed with its access rights");
         }
-        ServicesCommand::List { config } => {
+        ServicesCommand::List { config, out } => {
+            let services = local_file(&config)?.read()?.services;
+            if out.json {
+                let rows: Vec<ServiceRow> = services
+                    .into_iter()
+                    .map(|s| ServiceRow {
+                        service: s.service.to_string(),
+                        backend: s.backend,
+                        timeout_secs: s.timeout_secs,
+                        openapi: s.openapi.is_some(),
+                        keep_bodies: s.keep_bodies,
+                        request_headers: s.forward_headers.request,
+                        response_headers: s.forward_headers.response,
+                    })
+                    .collect();
+                print_json(&rows)?;
+                return Ok(0);
+            }
             let mut table = Table::new(["SERVICE", "BACKEND", "TIMEOUT", "OPENAPI"]);
-            for s in local_file(&config)?.read()?.services {
+            for s in services {
                 table.row([
                     s.service.to_string(),
                     s.backend,
@@ -282,9 +410,21 @@ pub fn access(c: AccessCommand) -> Result<i32> {
             local_file(&r.config)?.edit(|c, _| c.revoke(&r.service, &g))?;
             println!("{} may no longer call {}", r.client, r.service);
         }
-        AccessCommand::List { config } => {
+        AccessCommand::List { config, out } => {
+            let access = local_file(&config)?.read()?.access;
+            if out.json {
+                let rows: Vec<AccessRow> = access
+                    .iter()
+                    .map(|a| AccessRow {
+                        service: a.service.to_string(),
+                        client: grantee_text(&a.client),
+                    })
+                    .collect();
+                print_json(&rows)?;
+                return Ok(0);
+            }
             let mut table = Table::new(["SERVICE", "CLIENT"]);
-            for a in local_file(&config)?.read()?.access {
+            for a in access {
                 table.row([a.service.to_string(), grantee_text(&a.client)]);
             }
             print!("{table}");

@@ -25,7 +25,7 @@ pub enum LogCommand {
         #[arg(long)]
         to: DateTime<Utc>,
         /// The archive file to write.
-        #[arg(long)]
+        #[arg(short = 'o', long, value_name = "FILE")]
         out: PathBuf,
         /// A PEM file of certificates to carry as well (CA, TSA); repeatable.
         /// The CA and TSA certificates of the last-good global configuration
