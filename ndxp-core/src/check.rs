@@ -81,6 +81,34 @@ impl Check {
     }
 }
 
+/// The body a `/readyz` answers with `503` when `failed` (the failed
+/// readiness checks, not empty) hold: `{"ready": false, "reason": "NAME:
+/// DETAIL", "reasons": ["NAME: DETAIL", ...], "checks": [...]}`. `reason`
+/// is the first failure, for a load balancer's log; `checks` carry the
+/// hints. The node, the central services and the PKI service all answer
+/// with it (`docs/monitoring.md`).
+///
+/// ```
+/// use ndxp_core::check::{not_ready_body, Check};
+///
+/// let body = not_ready_body(&[Check::failed("draining", "the process is stopping")]);
+/// assert_eq!(body["ready"], false);
+/// assert_eq!(body["reason"], "draining: the process is stopping");
+/// assert_eq!(body["checks"][0]["name"], "draining");
+/// ```
+pub fn not_ready_body(failed: &[Check]) -> serde_json::Value {
+    let reasons: Vec<String> = failed
+        .iter()
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    serde_json::json!({
+        "ready": false,
+        "reason": reasons.first().cloned().unwrap_or_default(),
+        "reasons": reasons,
+        "checks": failed,
+    })
+}
+
 /// Checks in the order they are shown.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckReport {

@@ -25,6 +25,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use ndxp_core::check::Check;
 use ndxp_core::ErrorChain;
 use ndxp_registry::store::gateway::GatewayStore;
 use ndxp_registry::store::{RegistryStore, SqlStore, StoreError, StoreOptions};
@@ -444,19 +445,28 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(st): State<AdminState>) -> Response {
-    let not_ready = |reason: String| {
+    let not_ready = |check: Check| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"ready": false, "reason": reason})),
+            Json(ndxp_core::check::not_ready_body(&[check])),
         )
             .into_response()
     };
     if st.draining.load(Ordering::Relaxed) {
-        return not_ready("draining: the process is stopping, requests in flight finish".into());
+        return not_ready(
+            Check::failed(
+                "draining",
+                "the process is stopping, requests in flight finish",
+            )
+            .with_hint("expected after SIGTERM; the process exits when the drain is over"),
+        );
     }
     if let Err(e) = st.store.registry_version().await {
         tracing::warn!(error = %ErrorChain(&e), "readiness: registry not reachable");
-        return not_ready("the registry database does not answer".into());
+        return not_ready(Check::failed(
+            "registry",
+            "the registry database does not answer",
+        ));
     }
     let Some(publisher) = &st.publisher else {
         return Json(serde_json::json!({"ready": true})).into_response();
@@ -470,7 +480,10 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         .into_response(),
         Err(e) => {
             tracing::warn!(error = %ErrorChain(&e), "readiness: no global configuration");
-            not_ready(format!("no current global configuration: {e}"))
+            not_ready(Check::failed(
+                "global configuration",
+                format!("no current global configuration: {e}"),
+            ))
         }
     }
 }

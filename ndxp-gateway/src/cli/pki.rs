@@ -97,8 +97,9 @@ pub(crate) enum PkiCommand {
         /// Address to listen on, IPv4 or IPv6 (e.g. 127.0.0.1:8190 or [::1]:8190).
         #[arg(long, default_value = "127.0.0.1:8190")]
         listen: SocketAddr,
-        /// Also serve /healthz and /metrics (Prometheus) on this address;
-        /// loopback only, as it has no authentication (e.g. 127.0.0.1:8191).
+        /// Also serve /healthz, /readyz and /metrics (Prometheus) on this
+        /// address; loopback only, as it has no authentication (e.g.
+        /// 127.0.0.1:8191).
         #[arg(long)]
         admin_listen: Option<SocketAddr>,
         /// Policy OID stamped into timestamp tokens (default: the
@@ -237,25 +238,52 @@ pub(crate) fn run(command: PkiCommand) -> Result<()> {
                 let fresh = tokio::spawn(service.clone().keep_answers_fresh(async move {
                     let _ = stop_rx.await;
                 }));
-                if let Some(addr) = admin_listen {
-                    let admin = tokio::net::TcpListener::bind(addr)
-                        .await
-                        .with_context(|| format!("listening on {addr} (--admin-listen)"))?;
-                    tracing::info!(addr = %admin.local_addr()?, "serving /healthz and /metrics");
+                // On SIGTERM: /readyz turns 503 first, then the public port
+                // drains; the admin port closes last, so that a load
+                // balancer sees the drain.
+                let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+                {
                     let service = service.clone();
                     tokio::spawn(async move {
-                        ndxp_gateway::pki::serve_admin(
-                            admin,
-                            service,
-                            &ndxp_edge::EdgeSettings::default(),
-                            shutdown_signal(),
-                        )
-                        .await;
+                        shutdown_signal().await;
+                        service.drain();
+                        tracing::info!("shutting down: draining the requests in flight");
+                        let _ = drain_tx.send(true);
                     });
                 }
-                ndxp_gateway::pki::serve(listener, service, shutdown_signal()).await?;
+                let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+                let admin_task = match admin_listen {
+                    Some(addr) => {
+                        let admin = tokio::net::TcpListener::bind(addr)
+                            .await
+                            .with_context(|| format!("listening on {addr} (--admin-listen)"))?;
+                        tracing::info!(addr = %admin.local_addr()?, "serving /healthz, /readyz and /metrics");
+                        let service = service.clone();
+                        Some(tokio::spawn(async move {
+                            ndxp_gateway::pki::serve_admin(
+                                admin,
+                                service,
+                                &ndxp_edge::EdgeSettings::default(),
+                                async move {
+                                    let _ = admin_stop_rx.await;
+                                },
+                            )
+                            .await;
+                        }))
+                    }
+                    None => None,
+                };
+                let mut drained = drain_rx;
+                ndxp_gateway::pki::serve(listener, service, async move {
+                    let _ = drained.wait_for(|d| *d).await;
+                })
+                .await?;
                 let _ = stop_tx.send(());
                 let _ = fresh.await;
+                let _ = admin_stop_tx.send(());
+                if let Some(task) = admin_task {
+                    let _ = task.await;
+                }
                 tracing::info!("stopped");
                 anyhow::Ok(())
             })

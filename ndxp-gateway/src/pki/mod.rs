@@ -18,10 +18,14 @@
 //!
 //! **Metrics** ([`metrics`]) are served at `/metrics` on a separate,
 //! loopback-only admin listener ([`serve_admin`], `pki serve
-//! --admin-listen`), never on the public port.
+//! --admin-listen`), never on the public port, with `/healthz` and
+//! `/readyz`: `/readyz` answers `503` with the reason while the service
+//! drains after SIGTERM ([`PkiService::drain`]) and while a certificate it
+//! signs with cannot be used ([`PkiService::not_ready`], [`names`]).
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,10 +34,13 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Json;
 use axum::{Extension, Router};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use ndxp_core::check::Check;
 use ndxp_sign::ca::Pki;
 use ndxp_sign::ocsp::{CertIdKey, OcspResponder};
+use ndxp_sign::openssl::x509::X509Ref;
 use ndxp_sign::tsa::TimestampAuthority;
 
 pub mod commands;
@@ -89,6 +96,34 @@ pub struct PkiService {
     limit: SigningLimit,
     limits: PkiLimits,
     metrics: PkiMetrics,
+    draining: AtomicBool,
+}
+
+/// The check names `/readyz` reports (its `checks[].name`).
+pub mod names {
+    /// The process is stopping.
+    pub const DRAINING: &str = "draining";
+    /// The issuing CA certificate, which signs OCSP answers, cannot be used.
+    pub const OCSP_SIGNER: &str = "OCSP signer";
+    /// The TSA certificate cannot be used.
+    pub const TSA_CERTIFICATE: &str = "TSA certificate";
+    /// A CA certificate above them (root, intermediates) cannot be used.
+    pub const CA_CERTIFICATES: &str = "CA certificates";
+}
+
+/// Why `cert` cannot be used at `now` (not yet valid, or expired), if so.
+fn unusable(cert: &X509Ref, now: DateTime<Utc>) -> Option<String> {
+    let subject = ndxp_sign::cert::subject_text(cert.subject_name());
+    let bound = |t| ndxp_sign::cert::asn1_to_utc(t).ok();
+    match (bound(cert.not_before()), bound(cert.not_after())) {
+        (Some(from), Some(until)) if from <= now && now < until => None,
+        (Some(from), Some(_)) if now < from => Some(format!(
+            "{subject} is not valid before {}",
+            from.to_rfc3339()
+        )),
+        (Some(_), Some(until)) => Some(format!("{subject} expired at {}", until.to_rfc3339())),
+        _ => Some(format!("{subject}: its validity cannot be read")),
+    }
 }
 
 /// Why the service could not start.
@@ -143,6 +178,7 @@ impl PkiService {
             limit: SigningLimit::new(limits.signing_concurrency, limits.signing_per_address),
             limits,
             metrics: PkiMetrics::new(),
+            draining: AtomicBool::new(false),
         })
     }
 
@@ -288,6 +324,65 @@ impl PkiService {
     pub fn metrics(&self) -> &PkiMetrics {
         &self.metrics
     }
+
+    /// Marks the service as stopping: `/readyz` answers `503` from now on
+    /// (`pki serve` calls it on SIGTERM, before the drain).
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// The failed readiness checks at `now`; empty when the service can
+    /// answer. It is not ready while it drains, and while the certificate
+    /// of a key it signs with is expired or not yet valid: the issuing CA's
+    /// (OCSP answers), the TSA's (timestamp tokens), or a CA certificate
+    /// above them (every answer would fail validation).
+    pub fn not_ready(&self, now: DateTime<Utc>) -> Vec<Check> {
+        let mut failed = Vec::new();
+        if self.draining.load(Ordering::Relaxed) {
+            failed.push(
+                Check::failed(
+                    names::DRAINING,
+                    "the PKI service is stopping: requests in flight finish, new ones go elsewhere",
+                )
+                .with_hint("expected after SIGTERM; the process exits when the drain is over"),
+            );
+        }
+        let renew =
+            "issue a new certificate for the key (or a new PKI directory) and restart `pki serve`";
+        if let Some(why) = unusable(self.pki.issuing_cert(), now) {
+            failed.push(
+                Check::failed(
+                    names::OCSP_SIGNER,
+                    format!("OCSP answers cannot be signed: {why}"),
+                )
+                .with_hint(renew),
+            );
+        }
+        if let Some(why) = unusable(self.pki.tsa_cert(), now) {
+            failed.push(
+                Check::failed(
+                    names::TSA_CERTIFICATE,
+                    format!("timestamps cannot be granted: {why}"),
+                )
+                .with_hint(renew),
+            );
+        }
+        let issuing = self.pki.issuing_cert();
+        for ca in std::iter::once(self.pki.root_cert()).chain(self.pki.chain().iter()) {
+            // The issuing CA was checked above as the OCSP signer.
+            if ca.to_der().ok() == issuing.to_der().ok() {
+                continue;
+            }
+            if let Some(why) = unusable(ca, now) {
+                failed.push(
+                    Check::failed(names::CA_CERTIFICATES, why).with_hint(
+                        "no answer of this PKI validates any longer; a new CA is needed",
+                    ),
+                );
+            }
+        }
+        failed
+    }
 }
 
 /// The HTTP routes: `POST /ocsp`, `GET /ocsp/{base64 request}`, `POST /tsa`,
@@ -348,12 +443,27 @@ pub async fn serve_with(
     .await;
 }
 
-/// The admin routes: `GET /healthz` and `GET /metrics` (OpenMetrics text).
+/// The admin routes: `GET /healthz`, `GET /readyz` (`200 ready`, or `503`
+/// with [`ndxp_core::check::not_ready_body`] naming the failed
+/// [`PkiService::not_ready`] checks) and `GET /metrics` (OpenMetrics text).
 pub fn admin_router(service: Arc<PkiService>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(service)
+}
+
+async fn readyz(State(service): State<Arc<PkiService>>) -> Response {
+    let failed = service.not_ready(Utc::now());
+    if failed.is_empty() {
+        return (StatusCode::OK, "ready\n").into_response();
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(ndxp_core::check::not_ready_body(&failed)),
+    )
+        .into_response()
 }
 
 /// Serves [`admin_router`] on `listener` (bind it to loopback: it has no

@@ -98,21 +98,18 @@ async fn healthz() -> &'static str {
 }
 
 /// `200 ready` while the node accepts exchanges; otherwise `503` with
-/// `{"ready": false, "reasons": [...], "checks": [{"name", "status",
-/// "detail", "hint"}]}` naming each failed check
-/// ([`super::health::names`]).
+/// `{"ready": false, "reason", "reasons": [...], "checks": [{"name",
+/// "status", "detail", "hint"}]}` naming each failed check
+/// ([`ndxp_core::check::not_ready_body`], names in
+/// [`super::health::names`]).
 async fn readyz(State(state): St) -> Response {
     let failed = state.not_ready().await;
     if failed.is_empty() {
         return (StatusCode::OK, "ready\n").into_response();
     }
-    let reasons: Vec<String> = failed
-        .iter()
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect();
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(serde_json::json!({ "ready": false, "reasons": reasons, "checks": failed })),
+        Json(ndxp_core::check::not_ready_body(&failed)),
     )
         .into_response()
 }
