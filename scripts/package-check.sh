@@ -145,6 +145,7 @@ stop_unit() { # PID UNIT
 start_unit ndxp-pki.service
 pki_pid=$started_pid
 wait_http http://127.0.0.1:8190/healthz "$pki_pid" ndxp-pki.service
+wait_http http://127.0.0.1:8191/readyz "$pki_pid" ndxp-pki.service
 start_unit ndxp-gateway.service
 gateway_pid=$started_pid
 wait_http http://127.0.0.1:8101/healthz "$gateway_pid" ndxp-gateway.service

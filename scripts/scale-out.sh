@@ -435,10 +435,10 @@ done
 echo "==> admitted node-h29 (address https://127.0.0.1:$lb_peer, the balancer) and node-g22"
 
 # Local configuration: written once, read by both provider processes.
-node subsystems add --config "$h29/a/node.toml" "$provider/CSDLDC" >/dev/null
+node subsystems add --config "$h29/a/node.toml" --id "$provider/CSDLDC" >/dev/null
 node services add --config "$h29/a/node.toml" --service "$service" --backend "http://127.0.0.1:$backend_port" >/dev/null
 node access grant --config "$h29/a/node.toml" --service "$service" --client "$client" >/dev/null
-node subsystems add --config "$g22/a/node.toml" "$client" >/dev/null
+node subsystems add --config "$g22/a/node.toml" --id "$client" >/dev/null
 
 start citizen-registry "$bin/citizen-registry" --listen "127.0.0.1:$backend_port" --threads 2
 wait_http "http://127.0.0.1:$backend_port/healthz"

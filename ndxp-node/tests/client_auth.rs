@@ -121,7 +121,7 @@ async fn network(a: &IsIdentity, b: &IsIdentity) -> Network {
     let config = net.consumer.config_path.clone();
     let cli = |args: &[&str]| support::node(support::args(args, &config));
     for (sub, kind) in [(WEB, "https"), (DVC, "https-cert"), (TTHC, "https-cert")] {
-        let out = cli(&["subsystems", "add", sub]).await;
+        let out = cli(&["subsystems", "add", "--id", sub]).await;
         assert!(out.status.success(), "{:?}", support::text(&out));
         let out = cli(&[
             "subsystems",

@@ -16,7 +16,7 @@ use support::net::{http, Network, NodeSetup, Options, DOWN, PROVIDER, PROVIDER_N
 async fn diagnose(node: &NodeSetup) -> (i32, Value) {
     let started = Instant::now();
     let out = support::node(support::args(
-        &["diagnose", "--json", "--timeout", "3"],
+        &["diagnose", "--json", "--timeout-secs", "3"],
         &node.config_path,
     ))
     .await;

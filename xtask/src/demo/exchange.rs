@@ -112,7 +112,7 @@ pub(crate) fn flow(
             exec(
                 bin,
                 "ndxp-node",
-                &["subsystems", "add", "--config", c, &provider_subsystem],
+                &["subsystems", "add", "--config", c, "--id", &provider_subsystem],
             )?;
             exec(
                 bin,
@@ -156,7 +156,7 @@ pub(crate) fn flow(
             exec(
                 bin,
                 "ndxp-node",
-                &["subsystems", "add", "--config", p(&consumer_cfg), CLIENT],
+                &["subsystems", "add", "--config", p(&consumer_cfg), "--id", CLIENT],
             )?;
             Ok("registered on the node, connection type http (loopback)".into())
         },
@@ -181,7 +181,7 @@ pub(crate) fn flow(
             exec(
                 bin,
                 "ndxp-node",
-                &["subsystems", "add", "--config", c, CERT_CLIENT],
+                &["subsystems", "add", "--config", c, "--id", CERT_CLIENT],
             )?;
             exec(
                 bin,
