@@ -37,7 +37,11 @@ impl Drop for Serve {
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split(' ').nth(1)?.parse().ok()?;
@@ -150,6 +154,9 @@ async fn sigterm_turns_readyz_503_while_a_request_is_in_flight_then_the_process_
         "exited after {took:?}, before the drain time-out: {log}"
     );
     assert!(log.contains("draining"), "{log}");
-    assert!(log.contains("drain_timeout_secs"), "the cut is logged: {log}");
+    assert!(
+        log.contains("drain_timeout_secs"),
+        "the cut is logged: {log}"
+    );
     env.stop().await;
 }

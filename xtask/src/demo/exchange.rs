@@ -112,7 +112,14 @@ pub(crate) fn flow(
             exec(
                 bin,
                 "ndxp-node",
-                &["subsystems", "add", "--config", c, "--id", &provider_subsystem],
+                &[
+                    "subsystems",
+                    "add",
+                    "--config",
+                    c,
+                    "--id",
+                    &provider_subsystem,
+                ],
             )?;
             exec(
                 bin,
@@ -156,7 +163,14 @@ pub(crate) fn flow(
             exec(
                 bin,
                 "ndxp-node",
-                &["subsystems", "add", "--config", p(&consumer_cfg), "--id", CLIENT],
+                &[
+                    "subsystems",
+                    "add",
+                    "--config",
+                    p(&consumer_cfg),
+                    "--id",
+                    CLIENT,
+                ],
             )?;
             Ok("registered on the node, connection type http (loopback)".into())
         },
@@ -484,7 +498,7 @@ fn monitoring(
                         &day,
                         "--format",
                         "json",
-                        "--wait",
+                        "--wait-secs",
                         "10",
                     ],
                 )?;
