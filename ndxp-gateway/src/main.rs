@@ -90,10 +90,11 @@ enum Command {
         /// prints).
         #[arg(long)]
         json: bool,
-        /// The longest any one check may take, in seconds.
-        #[arg(long, value_name = "SECS", default_value_t = 10,
+        /// The longest any one check may take, in seconds (`--timeout` is
+        /// the old spelling, still accepted).
+        #[arg(long, alias = "timeout", value_name = "SECS", default_value_t = 10,
               value_parser = clap::value_parser!(u64).range(1..=300))]
-        timeout: u64,
+        timeout_secs: u64,
     },
     /// Back up the registry and the gateway's message log while the
     /// gateway runs: SQLite databases are snapshotted (VACUUM INTO) into a
@@ -181,8 +182,12 @@ fn run(command: Command) -> Result<()> {
         Command::Registry(c) => cli::catalog::run(c),
         Command::Status { cfg, out } => cli::monitoring::status(&cfg, out.json),
         Command::Backup { cfg, out } => cli::backup(&cfg, &out),
-        Command::Diagnose { cfg, json, timeout } => {
-            let code = cli::diagnose(&cfg, json, timeout)?;
+        Command::Diagnose {
+            cfg,
+            json,
+            timeout_secs,
+        } => {
+            let code = cli::diagnose(&cfg, json, timeout_secs)?;
             if code != 0 {
                 std::process::exit(code);
             }

@@ -75,6 +75,14 @@ fn old_spellings_still_parse_and_json_conflicts_with_another_format() {
     );
     assert_eq!(code, 64, "{stderr}");
     assert!(stderr.contains("cannot be used with"), "{stderr}");
+    for timeout in ["--timeout", "--timeout-secs"] {
+        let (code, _, stderr) = run_binary(BIN, &["diagnose", "--config", missing, timeout, "3"]);
+        assert_eq!(code, 64, "{timeout}: {stderr}");
+        assert!(
+            !stderr.contains("unexpected argument"),
+            "{timeout}: {stderr}"
+        );
+    }
     // -o is --out everywhere a command writes a file.
     let (code, _, stderr) = run_binary(
         BIN,

@@ -102,9 +102,9 @@ async fn run(args: &[&str], config: &Path) -> (i32, String, String) {
     (out.status.code().unwrap(), stdout, stderr)
 }
 
-/// `diagnose --json --timeout 3`: exit status and report.
+/// `diagnose --json --timeout-secs 3`: exit status and report.
 async fn diagnose(config: &Path) -> (i32, Value) {
-    let (code, stdout, stderr) = run(&["--json", "--timeout", "3"], config).await;
+    let (code, stdout, stderr) = run(&["--json", "--timeout-secs", "3"], config).await;
     let report: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}{stderr}"));
     (code, report)
@@ -186,7 +186,7 @@ async fn diagnose_names_the_broken_part() {
         "{report:#}"
     );
     // The text form: one line a check, and the summary.
-    let (code, stdout, _) = run(&["--timeout", "3"], &good).await;
+    let (code, stdout, _) = run(&["--timeout-secs", "3"], &good).await;
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("[ok]   database: "), "{stdout}");
     assert!(stdout.ends_with("checks passed\n"), "{stdout}");
