@@ -333,6 +333,11 @@ pub struct NodeSection {
     /// `keys init` encrypted them.
     #[serde(default)]
     pub passphrase_file: Option<PathBuf>,
+    /// `[node.sign_pkcs11]`: the member signing key is on a PKCS#11 token
+    /// (docs/pki.md), not in `keys_dir/sign.key`; `keys_dir/sign.pem`
+    /// stays the certificate. Absent: the key is the file.
+    #[serde(default)]
+    pub sign_pkcs11: Option<ndxp_sign::pkcs11::Pkcs11Settings>,
 }
 
 /// `[management]`: the platform's management service.
@@ -492,6 +497,12 @@ impl NodeConfig {
         self.node.keys_dir.join("sign.key")
     }
 
+    /// The PKCS#11 token configuration of the member signing key, when
+    /// `[node.sign_pkcs11]` is set; an error names the fields at fault.
+    pub fn sign_token(&self) -> Option<Result<ndxp_sign::pkcs11::Pkcs11Config, String>> {
+        self.node.sign_pkcs11.as_ref().map(|s| s.to_config())
+    }
+
     /// The member's signing certificate file.
     pub fn sign_cert_path(&self) -> PathBuf {
         self.node.keys_dir.join("sign.pem")
@@ -643,6 +654,14 @@ fn parse(
     };
     resolve(&mut cfg.node.keys_dir);
     if let Some(p) = cfg.node.passphrase_file.as_mut() {
+        resolve(p);
+    }
+    if let Some(p) = cfg
+        .node
+        .sign_pkcs11
+        .as_mut()
+        .and_then(|t| t.pin_file.as_mut())
+    {
         resolve(p);
     }
     if let Some(p) = cfg.management.tls_ca_file.as_mut() {
@@ -898,6 +917,9 @@ fn validate_ports(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
 }
 
 fn check_files(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
+    if let Some(Err(e)) = cfg.sign_token() {
+        return Err(invalid(path, "node.sign_pkcs11", e));
+    }
     if !cfg.node.keys_dir.is_dir() {
         return Err(invalid(
             path,

@@ -67,6 +67,8 @@ impl Default for DiagnoseOptions {
 pub mod names {
     /// The key material.
     pub const KEYS: &str = "keys";
+    /// The PKCS#11 token of the member signing key (`[node.sign_pkcs11]`).
+    pub const SIGN_TOKEN: &str = "signing key (PKCS#11)";
     /// Fetching and verifying the global configuration.
     pub const GLOBAL_CONFIGURATION: &str = "global configuration";
     /// This node's entry in it.
@@ -85,23 +87,34 @@ pub mod names {
 pub async fn run(config: &NodeConfig, options: &DiagnoseOptions) -> CheckReport {
     let mut checks = Vec::new();
     let keys = match crate::serve::load_signer(config) {
-        Ok(k) => {
+        Ok((signer, identity, token)) => {
             checks.push(Check::ok(
                 names::KEYS,
                 format!(
                     "signing certificate of {}, authentication certificate of node {}",
-                    k.0.member(),
-                    k.1.node()
+                    signer.member(),
+                    identity.node()
                 ),
             ));
-            Some(k)
+            if let Some(token) = token {
+                checks.push(sign_token_check(&token).await);
+            }
+            Some((signer, identity))
         }
         Err(e) => {
-            checks.push(
-                Check::failed(names::KEYS, ErrorChain(&e).to_string()).with_hint(
+            let token_failed = matches!(&e, crate::serve::StartError::Keys { what, .. } if what == "node.sign_pkcs11");
+            let (name, hint) = if token_failed {
+                (
+                    names::SIGN_TOKEN,
+                    "check [node.sign_pkcs11]: the module path, the token label or slot, the PIN file and the key label (docs/pki.md)",
+                )
+            } else {
+                (
+                    names::KEYS,
                     "check [node] keys_dir and passphrase_file: `ndxp-node keys` makes and installs them",
-                ),
-            );
+                )
+            };
+            checks.push(Check::failed(name, ErrorChain(&e).to_string()).with_hint(hint));
             None
         }
     };
@@ -412,4 +425,20 @@ async fn handshake(name: String, mut connector: PeerConnector, address: String) 
 async fn backend(name: String, url: String) -> Check {
     let hint = "the node answers calls of this service with a backend error: start the backend or fix its URL (`ndxp-node services add --backend`)";
     probe::tcp_connect(&name, &url, hint).await
+}
+
+/// The token of the member signing key signs (one signature on it).
+async fn sign_token_check(token: &std::sync::Arc<ndxp_sign::pkcs11::Pkcs11KeyStore>) -> Check {
+    let label = token.token_label().to_string();
+    let key = token.key_name().to_string();
+    let t = token.clone();
+    match tokio::task::spawn_blocking(move || t.check()).await {
+        Ok(Ok(())) => Check::ok(
+            names::SIGN_TOKEN,
+            format!("key {key} on token {label:?} signs"),
+        ),
+        Ok(Err(e)) => Check::failed(names::SIGN_TOKEN, ErrorChain(&e).to_string())
+            .with_hint("check that the token is present and its PIN valid"),
+        Err(e) => Check::failed(names::SIGN_TOKEN, format!("the token check did not finish: {e}")),
+    }
 }

@@ -11,6 +11,11 @@
 //! | `auth.csr` | CSR for the `auth` profile (member + node name) |
 //! | `sign.key` | member signing private key, PKCS#8 PEM, mode 0600 |
 //! | `sign.csr` | CSR for the `sign` profile (member) |
+//!
+//! With [`init_token_keys`] the signing key is made (or found) on a PKCS#11
+//! token instead and never written anywhere: the directory gets
+//! `sign.csr`, signed on the token, and no `sign.key`; the authentication
+//! key stays a file (made when `auth.key` is missing, kept otherwise).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -86,6 +91,9 @@ pub enum KeysError {
     /// CSR building failed.
     #[error("building the certificate signing request failed")]
     Csr(#[from] ndxp_sign::csr::CsrError),
+    /// The PKCS#11 token refused or failed.
+    #[error("PKCS#11 token")]
+    Token(#[from] ndxp_sign::pkcs11::Pkcs11Error),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeysError + '_ {
@@ -117,12 +125,7 @@ pub fn init_keys(opts: &KeysOptions) -> Result<KeyFiles, KeysError> {
     }
     let pass = opts.passphrase.as_deref();
 
-    let (ips, dns): (Vec<_>, Vec<_>) = opts
-        .alt_names
-        .iter()
-        .partition(|n| n.parse::<IpAddr>().is_ok());
-    let ips: Vec<IpAddr> = ips.iter().filter_map(|n| n.parse().ok()).collect();
-    let dns: Vec<String> = dns.into_iter().cloned().collect();
+    let (ips, dns) = split_alt_names(&opts.alt_names);
 
     // Build everything before writing anything, so bad input leaves no files.
     let auth = opts.algorithm.generate()?;
@@ -146,4 +149,93 @@ fn write_public(path: &Path, data: &[u8]) -> Result<(), KeysError> {
 
 fn create_private_dir(dir: &Path) -> Result<(), KeysError> {
     ndxp_sign::files::create_private_dir_all(dir).map_err(io_err(dir))
+}
+
+/// The files written by [`init_token_keys`].
+#[derive(Debug, Clone)]
+pub struct TokenKeyFiles {
+    /// `auth.key`, when it was made now (`None`: an existing one was kept).
+    pub auth_key: Option<PathBuf>,
+    /// `auth.csr`, when it was made now.
+    pub auth_csr: Option<PathBuf>,
+    /// `sign.csr`, signed with the key on the token.
+    pub sign_csr: PathBuf,
+    /// Whether the signing key was generated now (`false`: found).
+    pub generated: bool,
+    /// The token's label.
+    pub token_label: String,
+}
+
+/// Puts the member signing key on a PKCS#11 token: generates it there
+/// (`opts.algorithm`; refused when the token already holds a key with the
+/// configured label or id) or, with `use_existing`, finds it; then writes
+/// `sign.csr`, signed on the token. The private key never leaves the token
+/// and no `sign.key` is written. `auth.key` and `auth.csr` are made as by
+/// [`init_keys`] when `auth.key` is missing, and left alone otherwise (a
+/// node that moves its signing key to a token keeps its authentication
+/// key). Refuses to overwrite `sign.csr` (and `auth.csr` when it would
+/// write it).
+pub fn init_token_keys(
+    opts: &KeysOptions,
+    token: &ndxp_sign::pkcs11::Pkcs11Config,
+    use_existing: bool,
+) -> Result<TokenKeyFiles, KeysError> {
+    let d = &opts.dir;
+    let sign_csr_path = d.join("sign.csr");
+    let auth_key_path = d.join("auth.key");
+    let auth_csr_path = d.join("auth.csr");
+    let make_auth = !auth_key_path.exists();
+    let mut must_be_new = vec![&sign_csr_path];
+    if make_auth {
+        must_be_new.push(&auth_csr_path);
+    }
+    for p in must_be_new {
+        if p.exists() {
+            return Err(KeysError::Exists(p.clone()));
+        }
+    }
+    let auth = if make_auth {
+        let (ips, dns) = split_alt_names(&opts.alt_names);
+        let key = opts.algorithm.generate()?;
+        let req = build_auth_csr(&opts.member, &opts.node, &dns, &ips, &key)?;
+        Some((key, csr_to_pem(&req)?))
+    } else {
+        None
+    };
+    let store = ndxp_sign::pkcs11::Pkcs11KeyStore::open(token)?;
+    if use_existing {
+        store.find_key()?;
+    } else {
+        store.generate_key(opts.algorithm)?;
+    }
+    let sign_req = store.build_csr(
+        &ndxp_sign::cert::Identity::Member(opts.member.clone()),
+        &[],
+        &[],
+    )?;
+    let sign_csr = csr_to_pem(&sign_req)?;
+
+    create_private_dir(d)?;
+    let (auth_key, auth_csr) = match auth {
+        Some((key, csr)) => {
+            key::write_private_key_file(&auth_key_path, &key, opts.passphrase.as_deref(), false)?;
+            write_public(&auth_csr_path, &csr)?;
+            (Some(auth_key_path), Some(auth_csr_path))
+        }
+        None => (None, None),
+    };
+    write_public(&sign_csr_path, &sign_csr)?;
+    Ok(TokenKeyFiles {
+        auth_key,
+        auth_csr,
+        sign_csr: sign_csr_path,
+        generated: !use_existing,
+        token_label: store.token_label().to_string(),
+    })
+}
+
+fn split_alt_names(names: &[String]) -> (Vec<IpAddr>, Vec<String>) {
+    let (ips, dns): (Vec<_>, Vec<_>) = names.iter().partition(|n| n.parse::<IpAddr>().is_ok());
+    let ips = ips.iter().filter_map(|n| n.parse().ok()).collect();
+    (ips, dns.into_iter().cloned().collect())
 }

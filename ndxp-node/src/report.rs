@@ -38,8 +38,18 @@ use ndxp_audit::reconcile::{
 use ndxp_core::{MemberId, NodeName};
 use ndxp_sign::openssl::pkey::{PKey, Private};
 use ndxp_sign::openssl::x509::X509;
-use ndxp_sign::profile::Signer;
+use ndxp_sign::jws;
+use ndxp_sign::key::KeyStore;
+use ndxp_sign::profile::{Signer, SignerKeySource};
 use serde::{Deserialize, Serialize};
+
+/// The key reports are signed with: the member signing key, in memory or
+/// in a key store (a PKCS#11 token).
+#[derive(Clone)]
+enum ReportKey {
+    File(PKey<Private>),
+    Store(Arc<dyn KeyStore>, String),
+}
 
 /// Where the status comes from: the node's serve loop implements it.
 pub type StatusSource = Arc<dyn Fn() -> NodeStatus + Send + Sync>;
@@ -144,7 +154,7 @@ pub struct Reporter {
     http: reqwest::Client,
     member: MemberId,
     node: NodeName,
-    key: PKey<Private>,
+    key: ReportKey,
     chain: Vec<X509>,
     log: sqlx::AnyPool,
     status: StatusSource,
@@ -181,7 +191,12 @@ impl Reporter {
             http,
             member: signer.member().clone(),
             node,
-            key: signer.signing_key().private_key().to_owned(),
+            key: match signer.key_source() {
+                SignerKeySource::Store(store, name) => {
+                    ReportKey::Store(store.clone(), name.to_string())
+                }
+                SignerKeySource::Private(k) => ReportKey::File(k.to_owned()),
+            },
             chain,
             log,
             status,
@@ -196,7 +211,27 @@ impl Reporter {
             Utc::now(),
             body,
         );
-        Ok(sign_envelope(&env, typ, &self.key, &self.chain)?)
+        match &self.key {
+            ReportKey::File(key) => Ok(sign_envelope(&env, typ, key, &self.chain)?),
+            ReportKey::Store(store, name) => {
+                // The same algorithm as `sign_envelope` picks for a key in
+                // memory: ES256 for EC, PS256 for RSA.
+                let public = store
+                    .public_key(name)
+                    .map_err(|e| EnvelopeError::Sign(jws::JwsError::KeyStore(e)))?;
+                let alg = if public.id() == ndxp_sign::openssl::pkey::Id::EC {
+                    jws::JwsAlgorithm::Es256
+                } else {
+                    jws::JwsAlgorithm::Ps256
+                };
+                let payload = serde_json::to_vec(&env)
+                    .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+                Ok(
+                    jws::sign_with_store(&payload, &**store, name, alg, &self.chain, Some(typ))
+                        .map_err(EnvelopeError::Sign)?,
+                )
+            }
+        }
     }
 
     async fn post(

@@ -42,7 +42,10 @@ use openssl::x509::verify::X509VerifyParam;
 use openssl::x509::{X509KeyUsage, X509StoreContext, X509};
 use serde_json::{Map, Value};
 
+use openssl::ecdsa::EcdsaSig;
+
 use crate::httpsig::{raw_sign, raw_verify, RawKind, MIN_RSA_BITS};
+use crate::key::{KeyStore, RsaPadding};
 
 /// Errors raised while signing or verifying a JWS.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +115,9 @@ pub enum JwsError {
     /// An OpenSSL operation failed.
     #[error("cryptographic operation failed")]
     Crypto(#[source] ErrorStack),
+    /// The key store (e.g. a PKCS#11 token) could not sign.
+    #[error("the key store could not sign")]
+    KeyStore(#[source] crate::key::KeyError),
 }
 
 impl From<ErrorStack> for JwsError {
@@ -263,6 +269,67 @@ pub fn sign(
     typ: Option<&str>,
 ) -> Result<String> {
     alg.check_key(key)?;
+    let mut out = signing_input(payload, key, alg, chain, typ)?;
+    let (md, kind) = alg.primitives();
+    let sig = raw_sign(key, md, kind, out.as_bytes())?;
+    out.push('.');
+    out.push_str(&URL_SAFE_NO_PAD.encode(sig));
+    Ok(out)
+}
+
+/// As [`sign`], with the private key `name` of a [`KeyStore`] (a key that
+/// may live on a PKCS#11 token) instead of a key in memory.
+///
+/// # Errors
+/// As [`sign`]; [`JwsError::KeyStore`] when the store cannot sign.
+pub fn sign_with_store(
+    payload: &[u8],
+    store: &dyn KeyStore,
+    name: &str,
+    alg: JwsAlgorithm,
+    chain: &[X509],
+    typ: Option<&str>,
+) -> Result<String> {
+    let public = store.public_key(name).map_err(JwsError::KeyStore)?;
+    alg.check_key(&public)?;
+    let mut out = signing_input(payload, &public, alg, chain, typ)?;
+    let (md, kind) = alg.primitives();
+    let sig = match kind {
+        RawKind::Ecdsa { coord_len } => {
+            let der = store
+                .sign(name, md, RsaPadding::Pss, out.as_bytes())
+                .map_err(JwsError::KeyStore)?;
+            let sig = EcdsaSig::from_der(&der)?;
+            let mut raw = sig.r().to_vec_padded(coord_len)?;
+            raw.extend_from_slice(&sig.s().to_vec_padded(coord_len)?);
+            raw
+        }
+        RawKind::RsaPss { salt_len } if usize::try_from(salt_len).ok() == Some(md.size()) => store
+            .sign(name, md, RsaPadding::Pss, out.as_bytes())
+            .map_err(JwsError::KeyStore)?,
+        RawKind::RsaPss { .. } => {
+            return Err(JwsError::UnsuitableKey {
+                algorithm: alg,
+                reason: "key stores sign RSASSA-PSS with a salt as long as the digest",
+            })
+        }
+        RawKind::RsaPkcs1 => store
+            .sign(name, md, RsaPadding::Pkcs1v15, out.as_bytes())
+            .map_err(JwsError::KeyStore)?,
+    };
+    out.push('.');
+    out.push_str(&URL_SAFE_NO_PAD.encode(sig));
+    Ok(out)
+}
+
+/// `base64url(header) "." base64url(payload)`, the part that is signed.
+fn signing_input<T: HasPublic>(
+    payload: &[u8],
+    key: &PKeyRef<T>,
+    alg: JwsAlgorithm,
+    chain: &[X509],
+    typ: Option<&str>,
+) -> Result<String> {
     let mut header = Map::new();
     header.insert("alg".into(), Value::String(alg.as_str().into()));
     if let Some(t) = typ {
@@ -282,10 +349,6 @@ pub fn sign(
     let mut out = URL_SAFE_NO_PAD.encode(header_json.as_bytes());
     out.push('.');
     out.push_str(&URL_SAFE_NO_PAD.encode(payload));
-    let (md, kind) = alg.primitives();
-    let sig = raw_sign(key, md, kind, out.as_bytes())?;
-    out.push('.');
-    out.push_str(&URL_SAFE_NO_PAD.encode(sig));
     Ok(out)
 }
 

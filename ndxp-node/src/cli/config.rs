@@ -97,13 +97,16 @@ fn files(r: &mut Report, cfg: &NodeConfig) {
         &intermediates,
         anchors.as_deref(),
     );
-    r.key_pair(
-        ("node.keys_dir/sign.pem", &cfg.sign_cert_path()),
-        ("node.keys_dir/sign.key", &cfg.sign_key_path()),
-        pass,
-        &intermediates,
-        anchors.as_deref(),
-    );
+    match cfg.sign_token() {
+        None => r.key_pair(
+            ("node.keys_dir/sign.pem", &cfg.sign_cert_path()),
+            ("node.keys_dir/sign.key", &cfg.sign_key_path()),
+            pass,
+            &intermediates,
+            anchors.as_deref(),
+        ),
+        Some(token) => sign_token(r, cfg, token, &intermediates, anchors.as_deref()),
+    }
     if let Some(ca) = &cfg.management.tls_ca_file {
         r.cert_file("management.tls_ca_file", ca);
     }
@@ -123,5 +126,100 @@ fn files(r: &mut Report, cfg: &NodeConfig) {
     }
     if let Some(ca) = &c.tls_client_ca {
         r.cert_file("client.tls_client_ca", ca);
+    }
+}
+
+/// The member signing key on a PKCS#11 token (`[node.sign_pkcs11]`): the
+/// PIN file is private, the token opens with the PIN, the key is on it
+/// and signs, `sign.pem` is its certificate and chains to the anchor, and
+/// no `sign.key` file is left beside it.
+fn sign_token(
+    r: &mut Report,
+    cfg: &NodeConfig,
+    token: Result<ndxp_sign::pkcs11::Pkcs11Config, String>,
+    intermediates: &[ndxp_sign::openssl::x509::X509],
+    anchors: Option<&[ndxp_sign::openssl::x509::X509]>,
+) {
+    const KEY: &str = "node.sign_pkcs11";
+    let token = match token {
+        Ok(t) => t,
+        Err(e) => {
+            r.fail(KEY, e, "see docs/config.md for the keys of [node.sign_pkcs11]");
+            return;
+        }
+    };
+    if let ndxp_sign::pkcs11::PinSource::File(p) = &token.pin {
+        if !r.file("node.sign_pkcs11.pin_file", p, FileKind::Secret) {
+            return;
+        }
+    }
+    let old_key = cfg.sign_key_path();
+    if old_key.exists() {
+        r.fail(
+            "node.keys_dir/sign.key",
+            format!(
+                "{} exists, but the signing key is on PKCS#11 token {}",
+                old_key.display(),
+                token.token
+            ),
+            "the node does not use it: once the token's certificate is installed as sign.pem, delete the old file key (shred -u) so that no copy of a signing key stays on disk",
+        );
+    }
+    let opened = ndxp_sign::pkcs11::Pkcs11KeyStore::open(&token).and_then(|s| {
+        s.find_key()?;
+        s.check()?;
+        Ok(s)
+    });
+    let store = match opened {
+        Ok(s) => {
+            r.pass(
+                KEY,
+                format!(
+                    "key {} on PKCS#11 token {:?} found and signs",
+                    s.key_name(),
+                    s.token_label()
+                ),
+            );
+            s
+        }
+        Err(e) => {
+            r.fail(
+                KEY,
+                ErrorChain(&e).to_string(),
+                "check the module path, the token label or slot, the PIN and the key label or id (docs/pki.md, \"Keys in a PKCS#11 token\")",
+            );
+            return;
+        }
+    };
+    let cert_key = "node.keys_dir/sign.pem";
+    if !r.file(cert_key, &cfg.sign_cert_path(), FileKind::Public) {
+        return;
+    }
+    let Some(certs) = r.certs(cert_key, &cfg.sign_cert_path()) else {
+        return;
+    };
+    let public = ndxp_sign::key::KeyStore::public_key(&store, store.key_name());
+    let matches = match (certs.first().map(|c| c.public_key()), public) {
+        (Some(Ok(c)), Ok(k)) => c.public_eq(&k),
+        _ => false,
+    };
+    if matches {
+        r.pass(
+            format!("{cert_key} matches the token's key"),
+            "the certificate is for the key on the token",
+        );
+    } else {
+        r.fail(
+            format!("{cert_key} matches the token's key"),
+            format!(
+                "the certificate is not for key {} on token {:?}",
+                store.key_name(),
+                store.token_label()
+            ),
+            "install the certificate the CA issued for the sign.csr that `keys init --pkcs11` made",
+        );
+    }
+    if let Some(a) = anchors {
+        r.chains(cert_key, &certs, intermediates, a);
     }
 }

@@ -256,9 +256,13 @@ async fn consume(
             .into_parts();
         let info =
             profile::sign_request(&mut head, &digest, &state.signer, Utc::now()).map_err(|e| {
+                let why = ErrorChain(&e).to_string();
+                if e.problem_code() == ErrorCode::Internal {
+                    tracing::error!(error = %why, "the member signing key cannot sign");
+                }
                 problem(
                     e.problem_code(),
-                    format!("the request cannot be signed: {e}"),
+                    format!("the request cannot be signed: {why}"),
                     Some(tx),
                 )
             })?;

@@ -4,7 +4,8 @@
 //! [`NodeState::check_timestamp_lag`]), the revocation status of the
 //! node's own certificates (without a good OCSP answer for them every peer
 //! refuses this node's messages and connections), the message log, and
-//! the drain after SIGTERM.
+//! the drain after SIGTERM, and the PKCS#11 token of the member signing
+//! key when it is on one (one signature on the token per probe).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub mod names {
     pub const OWN_CERTIFICATES: &str = "own certificates";
     /// The message log does not answer.
     pub const MESSAGE_LOG: &str = "message log";
+    /// The PKCS#11 token of the member signing key does not sign.
+    pub const SIGN_TOKEN: &str = crate::diagnose::names::SIGN_TOKEN;
 }
 
 impl NodeState {
@@ -85,6 +88,21 @@ impl NodeState {
                 failed.push(
                     Check::failed(names::OWN_CERTIFICATES, format!("{what}: {why}"))
                         .with_hint("peers refuse this node's messages without a good OCSP answer; check the OCSP responder of the global configuration"),
+                );
+            }
+        }
+        if let Some(token) = &self.sign_token {
+            let token = token.clone();
+            let checked = tokio::task::spawn_blocking(move || token.check()).await;
+            let why = match checked {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(ndxp_core::ErrorChain(&e).to_string()),
+                Err(e) => Some(format!("the token check did not finish: {e}")),
+            };
+            if let Some(why) = why {
+                failed.push(
+                    Check::failed(names::SIGN_TOKEN, why)
+                        .with_hint("the node cannot sign messages: check that the token is present and the PIN valid, then restart the node"),
                 );
             }
         }

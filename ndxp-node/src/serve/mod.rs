@@ -35,7 +35,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ndxp_audit::log::{LogOptions, SqlMessageLog};
 use ndxp_audit::timestamp::{HttpTsa, TimestampOptions, Timestamper};
-use ndxp_core::{ErrorCode, Problem};
+use ndxp_core::{ErrorChain, ErrorCode, Problem};
 use ndxp_registry::globalconf::{ConfClient, ConfDocument};
 use ndxp_sign::chain::ChainError;
 use ndxp_sign::openssl::ssl::SslAcceptor;
@@ -188,6 +188,8 @@ pub(crate) struct Trust {
 pub(crate) struct NodeState {
     pub(crate) config: NodeConfig,
     pub(crate) signer: Signer,
+    /// The PKCS#11 token of the signing key, when it is on one.
+    pub(crate) sign_token: Option<Arc<ndxp_sign::pkcs11::Pkcs11KeyStore>>,
     pub(crate) own_cert_der: Vec<u8>,
     pub(crate) own_chain_der: Vec<Vec<u8>>,
     pub(crate) identity: TlsIdentity,
@@ -381,9 +383,36 @@ fn keys_err(what: impl Into<String>, detail: impl std::fmt::Display) -> StartErr
     }
 }
 
+/// The member signing key's PKCS#11 token, opened and logged in, with the
+/// key found: `None` when `[node.sign_pkcs11]` is not set.
+pub(crate) fn open_sign_token(
+    config: &NodeConfig,
+) -> Result<Option<Arc<ndxp_sign::pkcs11::Pkcs11KeyStore>>, StartError> {
+    let Some(token) = config.sign_token() else {
+        return Ok(None);
+    };
+    let what = "node.sign_pkcs11";
+    let token = token.map_err(|e| keys_err(what, e))?;
+    let store = ndxp_sign::pkcs11::Pkcs11KeyStore::open(&token)
+        .map_err(|e| keys_err(what, ErrorChain(&e)))?;
+    store
+        .find_key()
+        .map_err(|e| keys_err(what, ErrorChain(&e)))?;
+    Ok(Some(Arc::new(store)))
+}
+
+/// The member's signer, the node's TLS identity, and the token of the
+/// signing key when it is on one.
+pub(crate) type LoadedKeys = (
+    Signer,
+    TlsIdentity,
+    Option<Arc<ndxp_sign::pkcs11::Pkcs11KeyStore>>,
+);
+
 /// Loads the member's signer and the node's TLS identity from
-/// `[node] keys_dir`, checking that they belong to this node.
-pub(crate) fn load_signer(config: &NodeConfig) -> Result<(Signer, TlsIdentity), StartError> {
+/// `[node] keys_dir` (the signing key from the PKCS#11 token of
+/// `[node.sign_pkcs11]` when set), checking that they belong to this node.
+pub(crate) fn load_signer(config: &NodeConfig) -> Result<LoadedKeys, StartError> {
     let pass = match &config.node.passphrase_file {
         Some(p) => Some(
             ndxp_sign::key::read_passphrase_file(p)
@@ -392,8 +421,7 @@ pub(crate) fn load_signer(config: &NodeConfig) -> Result<(Signer, TlsIdentity), 
         None => None,
     };
     let chain = read_optional_chain(&config.chain_path())?;
-    let sign_key = ndxp_sign::key::read_private_key_file(&config.sign_key_path(), pass.as_deref())
-        .map_err(|e| keys_err(config.sign_key_path().display().to_string(), e))?;
+    let token = open_sign_token(config)?;
     let sign_certs = read_certs(&config.sign_cert_path())?;
     let mut it = sign_certs.into_iter();
     let sign_cert = it.next().ok_or_else(|| {
@@ -406,8 +434,28 @@ pub(crate) fn load_signer(config: &NodeConfig) -> Result<(Signer, TlsIdentity), 
     if sign_chain.is_empty() {
         sign_chain = chain.clone();
     }
-    let signer = Signer::new(sign_key, sign_cert, sign_chain)
-        .map_err(|e| keys_err(config.sign_cert_path().display().to_string(), e))?;
+    let signer = match &token {
+        Some(store) => {
+            let name = store.key_name().to_string();
+            let store_dyn: Arc<dyn ndxp_sign::key::KeyStore> = store.clone();
+            Signer::from_store(store_dyn, &name, sign_cert, sign_chain).map_err(|e| {
+                keys_err(
+                    config.sign_cert_path().display().to_string(),
+                    format!(
+                        "{e} (the key is {name} on PKCS#11 token {}: install the certificate the CA issued for the sign.csr made on the token)",
+                        store.token_label()
+                    ),
+                )
+            })?
+        }
+        None => {
+            let sign_key =
+                ndxp_sign::key::read_private_key_file(&config.sign_key_path(), pass.as_deref())
+                    .map_err(|e| keys_err(config.sign_key_path().display().to_string(), e))?;
+            Signer::new(sign_key, sign_cert, sign_chain)
+                .map_err(|e| keys_err(config.sign_cert_path().display().to_string(), e))?
+        }
+    };
     if signer.member() != &config.node.member {
         return Err(keys_err(
             config.sign_cert_path().display().to_string(),
@@ -446,7 +494,7 @@ pub(crate) fn load_signer(config: &NodeConfig) -> Result<(Signer, TlsIdentity), 
             ),
         ));
     }
-    Ok((signer, identity))
+    Ok((signer, identity, token))
 }
 
 fn read_certs(path: &Path) -> Result<Vec<X509>, StartError> {
@@ -521,7 +569,14 @@ impl Node {
     /// # Errors
     /// [`StartError`].
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
-        let (signer, identity) = load_signer(&config)?;
+        let (signer, identity, sign_token) = load_signer(&config)?;
+        if let Some(t) = &sign_token {
+            tracing::info!(
+                token = t.token_label(),
+                key = t.key_name(),
+                "the member signing key is on a PKCS#11 token"
+            );
+        }
         let own_cert_der = signer
             .certificate()
             .to_der()
@@ -583,6 +638,7 @@ impl Node {
         let window = config.exchange.window_secs;
         let state = Arc::new(NodeState {
             signer,
+            sign_token,
             own_cert_der,
             own_chain_der,
             identity,

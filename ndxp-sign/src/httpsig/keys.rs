@@ -575,6 +575,24 @@ impl StoreSigningKey {
     pub fn verifying_key(&self) -> Result<VerifyingKey> {
         VerifyingKey::with_algorithm(self.public.clone(), self.alg, self.keyid.clone())
     }
+
+    /// The key store that signs.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn crate::key::KeyStore> {
+        &self.store
+    }
+
+    /// The key's name in [`StoreSigningKey::store`].
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The public key.
+    #[must_use]
+    pub fn public_key(&self) -> &PKeyRef<Public> {
+        &self.public
+    }
 }
 
 impl MessageSigner for StoreSigningKey {

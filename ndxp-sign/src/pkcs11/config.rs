@@ -287,3 +287,97 @@ impl Pkcs11Config {
         }
     }
 }
+
+/// The configuration-file form of a [`Pkcs11Config`], shared by the
+/// binaries (`ndxp-node`'s `[node.sign_pkcs11]`): plain fields that
+/// `serde` reads from TOML and that environment overrides can set one by
+/// one. [`Pkcs11Settings::to_config`] checks that exactly one token, one
+/// PIN source and one key are named.
+///
+/// ```
+/// use ndxp_sign::pkcs11::{KeySelector, Pkcs11Settings, TokenSelector};
+///
+/// let s: Pkcs11Settings = serde_json::from_str(
+///     r#"{"module": "/usr/lib/softhsm/libsofthsm2.so", "token_label": "ndxp",
+///         "pin_file": "/etc/ndxp/token.pin", "key_label": "member-sign"}"#,
+/// ).unwrap();
+/// let c = s.to_config().unwrap();
+/// assert_eq!(c.token, TokenSelector::Label("ndxp".into()));
+/// assert_eq!(c.key, KeySelector::Label("member-sign".into()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Settings {
+    /// The vendor's PKCS#11 module (shared library).
+    pub module: PathBuf,
+    /// The token's label; or give `slot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_label: Option<String>,
+    /// The token's slot id; or give `token_label`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u64>,
+    /// File whose first line is the user PIN (mode 0600); or give `pin_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_file: Option<PathBuf>,
+    /// Environment variable holding the user PIN; or give `pin_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_env: Option<String>,
+    /// The key pair's `CKA_LABEL`; or give `key_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_label: Option<String>,
+    /// The key pair's `CKA_ID` in hexadecimal; or give `key_label`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Most sessions open at once (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<usize>,
+}
+
+impl Pkcs11Settings {
+    /// The key store configuration these settings describe.
+    ///
+    /// # Errors
+    /// A sentence naming the fields at fault: none or both of
+    /// `token_label`/`slot`, `pin_file`/`pin_env`, `key_label`/`key_id`;
+    /// an empty module path or label; a `key_id` that is not hexadecimal;
+    /// `max_sessions = 0`.
+    pub fn to_config(&self) -> Result<Pkcs11Config, String> {
+        if self.module.as_os_str().is_empty() {
+            return Err("`module` is empty: give the path of the token's PKCS#11 library".into());
+        }
+        let token = match (&self.token_label, self.slot) {
+            (Some(l), None) if !l.is_empty() => TokenSelector::Label(l.clone()),
+            (None, Some(s)) => TokenSelector::Slot(s),
+            (Some(_), None) => return Err("`token_label` is empty".into()),
+            (None, None) => return Err("name the token: set `token_label` or `slot`".into()),
+            (Some(_), Some(_)) => return Err("set only one of `token_label` and `slot`".into()),
+        };
+        let pin = match (&self.pin_file, &self.pin_env) {
+            (Some(f), None) => PinSource::File(f.clone()),
+            (None, Some(v)) if !v.is_empty() => PinSource::Env(v.clone()),
+            (None, Some(_)) => return Err("`pin_env` is empty".into()),
+            (None, None) => {
+                return Err("say where the PIN is: set `pin_file` or `pin_env` (never the PIN itself)".into())
+            }
+            (Some(_), Some(_)) => return Err("set only one of `pin_file` and `pin_env`".into()),
+        };
+        let key = match (&self.key_label, &self.key_id) {
+            (Some(l), None) if !l.is_empty() => KeySelector::Label(l.clone()),
+            (None, Some(id)) => match hex::decode(id) {
+                Ok(b) if !b.is_empty() => KeySelector::Id(b),
+                _ => return Err(format!("`key_id` {id:?} is not a non-empty hexadecimal string")),
+            },
+            (Some(_), None) => return Err("`key_label` is empty".into()),
+            (None, None) => return Err("name the key: set `key_label` or `key_id`".into()),
+            (Some(_), Some(_)) => return Err("set only one of `key_label` and `key_id`".into()),
+        };
+        let mut config = Pkcs11Config::new(self.module.clone(), token, pin, key);
+        if let Some(n) = self.max_sessions {
+            if n == 0 {
+                return Err("`max_sessions` must be at least 1".into());
+            }
+            config.max_sessions = n;
+        }
+        Ok(config)
+    }
+}

@@ -53,7 +53,9 @@
 mod config;
 mod token;
 
-pub use config::{KeySelector, PinSource, Pkcs11Config, Pkcs11Error, TokenSelector};
+pub use config::{
+    KeySelector, PinSource, Pkcs11Config, Pkcs11Error, Pkcs11Settings, TokenSelector,
+};
 pub use cryptoki;
 
 use std::fmt;
@@ -340,6 +342,27 @@ impl Pkcs11KeyStore {
             .get_token_info(self.slot)
             .map(|i| i.label().trim_end() == self.token)
             .unwrap_or(false)
+    }
+
+    /// Checks that the token is present and the key in use signs: what a
+    /// readiness probe or a diagnosis asks. Signs a fixed short text on
+    /// the token (one signature, through the session pool).
+    ///
+    /// # Errors
+    /// [`Pkcs11Error::TokenRemoved`] when the token is gone,
+    /// [`Pkcs11Error::NoKeySelected`], or the signing failure.
+    pub fn check(&self) -> Result<(), Pkcs11Error> {
+        if !self.token_present() {
+            return Err(Pkcs11Error::TokenRemoved {
+                token: self.token.clone(),
+            });
+        }
+        self.sign_data(
+            MessageDigest::sha256(),
+            RsaPadding::Pss,
+            b"ndxp PKCS#11 health check",
+        )
+        .map(|_| ())
     }
 
     /// Runs `f` with a logged-in session of the pool, for what this store

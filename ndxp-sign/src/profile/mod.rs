@@ -101,7 +101,7 @@ pub use headers::parse_signer_cert_header;
 pub use logged::verify_logged;
 pub use replay::ReplayCache;
 pub use sign::{sign_request, sign_response, SignedInfo};
-pub use signer::{Signer, SignerRole};
+pub use signer::{Signer, SignerKeySource, SignerRole};
 pub use signer_cache::SignerCache;
 pub use verify::{
     verify_request, verify_request_from_intermediary, verify_request_with_body, verify_response,
@@ -266,7 +266,10 @@ impl ProfileError {
                 | SignatureError::FieldTooLarge { .. },
             ) => ErrorCode::BadRequest,
             Self::ReplayCacheFull { .. } | Self::ReplayShareFull { .. } => ErrorCode::RateLimited,
-            Self::BadSigner(_) => ErrorCode::Internal,
+            // Our own key could not sign (e.g. its token was removed).
+            Self::BadSigner(_) | Self::Signature(SignatureError::KeyStore(_)) => {
+                ErrorCode::Internal
+            }
             _ => ErrorCode::SignatureInvalid,
         }
     }

@@ -1,28 +1,79 @@
 //! A member's signing identity ([`Signer`]) and its `NDXP-Signer-Cert` header.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use http::header::HeaderValue;
 use ndxp_core::MemberId;
-use openssl::pkey::{PKey, Private};
+use openssl::pkey::{PKey, PKeyRef, Private};
 use openssl::x509::X509;
 
 use crate::cert;
-use crate::httpsig::{Algorithm, Component, SignatureParams, SigningKey};
+use crate::httpsig::{
+    Algorithm, Component, MessageSigner, SignatureParams, SigningKey, StoreSigningKey,
+};
+use crate::key::KeyStore;
 
 use super::{ProfileError, Result, TAG};
 
 /// A member's signing identity: its key, certificate and intermediates.
 #[derive(Clone)]
 pub struct Signer {
-    pub(super) key: SigningKey,
+    pub(super) key: SignerKey,
     pub(super) cert: X509,
     pub(super) chain: Vec<X509>,
     pub(super) member: MemberId,
     pub(super) fingerprint: String,
     pub(super) cert_header: HeaderValue,
     pub(super) role: SignerRole,
+}
+
+/// Where a [`Signer`]'s private key is: in memory, or in a [`KeyStore`]
+/// such as a PKCS#11 token.
+#[derive(Clone)]
+pub(super) enum SignerKey {
+    File(SigningKey),
+    Store(StoreSigningKey),
+}
+
+impl MessageSigner for SignerKey {
+    fn algorithm(&self) -> Algorithm {
+        match self {
+            SignerKey::File(k) => k.algorithm(),
+            SignerKey::Store(k) => MessageSigner::algorithm(k),
+        }
+    }
+    fn keyid(&self) -> &str {
+        match self {
+            SignerKey::File(k) => k.keyid(),
+            SignerKey::Store(k) => MessageSigner::keyid(k),
+        }
+    }
+    fn sign_bytes(&self, data: &[u8]) -> Result<Vec<u8>, crate::httpsig::SignatureError> {
+        match self {
+            SignerKey::File(k) => k.sign_bytes(data),
+            SignerKey::Store(k) => k.sign_bytes(data),
+        }
+    }
+}
+
+/// Where a [`Signer`]'s private key is ([`Signer::key_source`]).
+#[derive(Clone, Copy)]
+pub enum SignerKeySource<'a> {
+    /// In memory.
+    Private(&'a PKeyRef<Private>),
+    /// Key `.1` of the key store `.0` (e.g. on a PKCS#11 token).
+    Store(&'a Arc<dyn KeyStore>, &'a str),
+}
+
+impl fmt::Debug for SignerKeySource<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignerKeySource::Private(_) => f.write_str("Private(..)"),
+            SignerKeySource::Store(_, name) => f.debug_tuple("Store").field(name).finish(),
+        }
+    }
 }
 
 /// For whose clients a [`Signer`] signs requests ([`sign_request`](super::sign_request)).
@@ -93,7 +144,49 @@ impl Signer {
             .map_err(|_| ProfileError::BadSigner("the key cannot be used with this algorithm"))?;
         let cert_header = encode_cert_header(&cert, &chain)?;
         Ok(Self {
-            key,
+            key: SignerKey::File(key),
+            cert,
+            chain,
+            member,
+            fingerprint,
+            cert_header,
+            role: SignerRole::Member,
+        })
+    }
+
+    /// A signer whose private key is `name` in `store` (for instance a
+    /// [`Pkcs11KeyStore`](crate::pkcs11) whose key never leaves the token),
+    /// with the key's default algorithm. Checks, as [`Signer::new`], that
+    /// `cert` is a member certificate for the store's key.
+    ///
+    /// # Errors
+    /// As [`Signer::new`]; [`ProfileError::BadSigner`] also when the store
+    /// has no key `name`.
+    pub fn from_store(
+        store: Arc<dyn KeyStore>,
+        name: &str,
+        cert: X509,
+        chain: Vec<X509>,
+    ) -> Result<Self> {
+        let cert_public = cert
+            .public_key()
+            .map_err(|_| ProfileError::BadSigner("the certificate's public key is unreadable"))?;
+        let public = store
+            .public_key(name)
+            .map_err(|_| ProfileError::BadSigner("the key store has no such key"))?;
+        if !public.public_eq(&cert_public) {
+            return Err(ProfileError::BadSigner(
+                "the signing key does not belong to the signing certificate",
+            ));
+        }
+        let member = cert::member_of(&cert).map_err(ProfileError::BadCertificate)?;
+        let fingerprint =
+            cert::try_fingerprint_sha256(&cert).map_err(ProfileError::BadCertificate)?;
+        let key = StoreSigningKey::new(store, name, fingerprint.clone())
+            .map_err(|_| ProfileError::BadSigner("the key is neither EC P-256 nor RSA"))?;
+        let cert_header = encode_cert_header(&cert, &chain)?;
+        Ok(Self {
+            key: SignerKey::Store(key),
             cert,
             chain,
             member,
@@ -149,8 +242,19 @@ impl Signer {
     /// The underlying RFC 9421 signing key (its `keyid` is the
     /// fingerprint).
     #[must_use]
-    pub fn signing_key(&self) -> &SigningKey {
+    pub fn signing_key(&self) -> &(dyn MessageSigner + Send + Sync) {
         &self.key
+    }
+
+    /// Where the private key is: in memory ([`Signer::new`]) or in a key
+    /// store ([`Signer::from_store`]), for signing other things with it
+    /// (e.g. JWS documents).
+    #[must_use]
+    pub fn key_source(&self) -> SignerKeySource<'_> {
+        match &self.key {
+            SignerKey::File(k) => SignerKeySource::Private(k.private_key()),
+            SignerKey::Store(k) => SignerKeySource::Store(k.store(), k.name()),
+        }
     }
 
     pub(super) fn params(&self, components: Vec<Component>, created: i64) -> SignatureParams {
