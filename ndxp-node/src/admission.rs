@@ -23,7 +23,7 @@ use ndxp_core::{MemberId, NodeName, Problem};
 use ndxp_registry::registration::{sign_registration, RegistrationError, RegistrationPayload};
 use ndxp_sign::cert::{self, CertError};
 use ndxp_sign::key::{self, KeyError};
-use ndxp_sign::openssl::pkey::{PKey, Private};
+use ndxp_sign::openssl::pkey::{HasPublic, PKey, PKeyRef, Private};
 use ndxp_sign::openssl::x509::X509;
 use serde::{Deserialize, Serialize};
 
@@ -118,6 +118,10 @@ pub enum AdmissionError {
     /// Building or signing the request failed.
     #[error("cannot sign the registration request")]
     Sign(#[source] RegistrationError),
+    /// The PKCS#11 token of the signing key (`[node.sign_pkcs11]`) cannot
+    /// be used.
+    #[error("node.sign_pkcs11: {0}")]
+    Token(String),
     /// The HTTP client could not be set up.
     #[error(transparent)]
     Http(#[from] HttpSetupError),
@@ -204,10 +208,10 @@ fn read_key(path: &Path, pass: Option<&[u8]>) -> Result<PKey<Private>, Admission
 }
 
 /// Checks that `cert` is valid at `now` and carries `key`'s public key.
-fn check_cert_key(
+fn check_cert_key<T: HasPublic>(
     path: &Path,
     cert: &X509,
-    key: &PKey<Private>,
+    key: &PKeyRef<T>,
     key_path: &Path,
     now: DateTime<Utc>,
 ) -> Result<(), AdmissionError> {
@@ -279,20 +283,35 @@ pub fn build_registration(
         })?;
         sign_chain.extend(extra);
     }
-    let sign_key = read_key(&config.sign_key_path(), pass)?;
+    let sign_key = match config.sign_token() {
+        None => SignKey::File(read_key(&config.sign_key_path(), pass)?),
+        Some(token) => {
+            let token = token.map_err(AdmissionError::Token)?;
+            let store = ndxp_sign::pkcs11::Pkcs11KeyStore::open(&token)
+                .and_then(|s| s.find_key().map(|_| s))
+                .map_err(|e| AdmissionError::Token(ndxp_core::ErrorChain(&e).to_string()))?;
+            SignKey::Token(Box::new(store))
+        }
+    };
     let sign_leaf = sign_chain
         .first()
         .ok_or_else(|| AdmissionError::Certificate {
             path: sign_path.clone(),
             source: Box::new(CertificateReadError::Empty),
         })?;
-    check_cert_key(
-        &sign_path,
-        sign_leaf,
-        &sign_key,
-        &config.sign_key_path(),
-        now,
-    )?;
+    match &sign_key {
+        SignKey::File(k) => check_cert_key(&sign_path, sign_leaf, k, &config.sign_key_path(), now)?,
+        SignKey::Token(store) => {
+            let public = ndxp_sign::key::KeyStore::public_key(&**store, store.key_name())
+                .map_err(|e| AdmissionError::Token(ndxp_core::ErrorChain(&e).to_string()))?;
+            let where_ = PathBuf::from(format!(
+                "key {} on PKCS#11 token {}",
+                store.key_name(),
+                store.token_label()
+            ));
+            check_cert_key(&sign_path, sign_leaf, &public, &where_, now)?;
+        }
+    }
     match cert::member_of(sign_leaf) {
         Ok(m) if m == config.node.member => {}
         Ok(m) => {
@@ -372,7 +391,11 @@ pub fn build_registration(
         String::from_utf8_lossy(&auth_pem).into_owned(),
         now,
     );
-    let jws = sign_registration(&payload, &sign_key, &sign_chain).map_err(AdmissionError::Sign)?;
+    let jws = match &sign_key {
+        SignKey::File(k) => sign_registration(&payload, k, &sign_chain),
+        SignKey::Token(store) => sign_registration_on_token(&payload, store, &sign_chain),
+    }
+    .map_err(AdmissionError::Sign)?;
     Ok(SignedRegistration {
         jws,
         payload,
@@ -475,4 +498,40 @@ pub async fn register(
 ) -> Result<RegistrationReceipt, AdmissionError> {
     let request = build_registration(config, now)?;
     submit(config, &request).await
+}
+
+/// The member signing key: a file, or a key on a PKCS#11 token.
+enum SignKey {
+    File(PKey<Private>),
+    Token(Box<ndxp_sign::pkcs11::Pkcs11KeyStore>),
+}
+
+/// [`sign_registration`] with the key on the token: the same JWS (ES256
+/// for an EC key, PS256 for RSA, the signing chain in `x5c`).
+fn sign_registration_on_token(
+    payload: &RegistrationPayload,
+    store: &ndxp_sign::pkcs11::Pkcs11KeyStore,
+    sign_chain: &[X509],
+) -> Result<String, RegistrationError> {
+    use ndxp_sign::jws::{self, JwsAlgorithm};
+    use ndxp_sign::key::KeyStore as _;
+    let body =
+        serde_json::to_vec(payload).map_err(|e| RegistrationError::Malformed(e.to_string()))?;
+    let public = store
+        .public_key(store.key_name())
+        .map_err(|e| RegistrationError::Sign(jws::JwsError::KeyStore(e)))?;
+    let alg = if public.id() == ndxp_sign::openssl::pkey::Id::EC {
+        JwsAlgorithm::Es256
+    } else {
+        JwsAlgorithm::Ps256
+    };
+    jws::sign_with_store(
+        &body,
+        store,
+        store.key_name(),
+        alg,
+        sign_chain,
+        Some(ndxp_registry::registration::REGISTRATION_TYP),
+    )
+    .map_err(RegistrationError::Sign)
 }

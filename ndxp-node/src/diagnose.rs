@@ -439,6 +439,9 @@ async fn sign_token_check(token: &std::sync::Arc<ndxp_sign::pkcs11::Pkcs11KeySto
         ),
         Ok(Err(e)) => Check::failed(names::SIGN_TOKEN, ErrorChain(&e).to_string())
             .with_hint("check that the token is present and its PIN valid"),
-        Err(e) => Check::failed(names::SIGN_TOKEN, format!("the token check did not finish: {e}")),
+        Err(e) => Check::failed(
+            names::SIGN_TOKEN,
+            format!("the token check did not finish: {e}"),
+        ),
     }
 }

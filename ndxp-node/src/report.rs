@@ -36,10 +36,10 @@ use ndxp_audit::reconcile::{
     bucket_ids_from_log, summarize_log, LogReadError, Period, PeriodLength, Summary,
 };
 use ndxp_core::{MemberId, NodeName};
-use ndxp_sign::openssl::pkey::{PKey, Private};
-use ndxp_sign::openssl::x509::X509;
 use ndxp_sign::jws;
 use ndxp_sign::key::KeyStore;
+use ndxp_sign::openssl::pkey::{PKey, Private};
+use ndxp_sign::openssl::x509::X509;
 use ndxp_sign::profile::{Signer, SignerKeySource};
 use serde::{Deserialize, Serialize};
 

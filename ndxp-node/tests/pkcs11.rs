@@ -200,7 +200,7 @@ async fn move_signing_key_to_token(net: &Network, n: &NodeSetup, hsm: &Hsm, toke
         .to_string();
     assert!(table.starts_with("[node.sign_pkcs11]"), "{table}");
     let mut config = std::fs::read_to_string(&n.config_path).unwrap();
-    config.push_str("\n");
+    config.push('\n');
     config.push_str(&table);
     config.push('\n');
     std::fs::write(&n.config_path, config).unwrap();
@@ -267,6 +267,21 @@ async fn nodes_whose_signing_keys_are_on_tokens_exchange_and_the_log_verifies() 
         );
     }
 
+    // `register` signs its request on the token; the management side
+    // verifies it against the platform CA.
+    *net.mgmt.trusted.lock().unwrap() = net.anchors();
+    let out = node(args(&["register"], &net.consumer.config_path)).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "register: {stdout}{stderr}");
+    {
+        let accepted = net.mgmt.accepted.lock().unwrap();
+        let v = accepted
+            .first()
+            .expect("management accepted the registration");
+        assert_eq!(v.payload.member, net.consumer.member);
+        assert_eq!(v.payload.node, net.consumer.name);
+    }
+
     net.start_node(true).await;
     net.start_node(false).await;
     net.wait_ready(true).await;
@@ -296,8 +311,14 @@ async fn nodes_whose_signing_keys_are_on_tokens_exchange_and_the_log_verifies() 
                 signers.push(member.to_string());
             }
         }
-        assert!(signers.contains(&net.consumer.member.to_string()), "{signers:?}");
-        assert!(signers.contains(&net.provider.member.to_string()), "{signers:?}");
+        assert!(
+            signers.contains(&net.consumer.member.to_string()),
+            "{signers:?}"
+        );
+        assert!(
+            signers.contains(&net.provider.member.to_string()),
+            "{signers:?}"
+        );
     }
 
     // The archive verifier accepts the consumer's log.
@@ -361,7 +382,11 @@ async fn nodes_whose_signing_keys_are_on_tokens_exchange_and_the_log_verifies() 
         .args(["--delete-token", "--token", "xchg-consumer"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ready = reqwest::get(format!("{}/readyz", net.consumer.admin_url()))
         .await
         .unwrap();
@@ -414,13 +439,19 @@ async fn a_wrong_pin_a_missing_key_or_module_and_a_foreign_certificate_stop_serv
     edit_config(&n.config_path, &right, &wrong.display().to_string());
     let stderr = serve_fails(&n.config_path).await;
     assert!(stderr.contains("node.sign_pkcs11"), "{stderr}");
-    assert!(stderr.contains("PIN for PKCS#11 token errors is incorrect"), "{stderr}");
+    assert!(
+        stderr.contains("PIN for PKCS#11 token errors is incorrect"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("0000"), "the PIN is printed: {stderr}");
     let (code, report) = config_check(&n.config_path).await;
     assert_eq!(code, 64, "{report}");
     let c = check(&report, "node.sign_pkcs11");
     assert_eq!(c["ok"], false, "{report}");
-    assert!(c["detail"].as_str().unwrap().contains("incorrect"), "{report}");
+    assert!(
+        c["detail"].as_str().unwrap().contains("incorrect"),
+        "{report}"
+    );
 
     // A PIN file others may read is refused before the token is asked.
     std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -429,9 +460,16 @@ async fn a_wrong_pin_a_missing_key_or_module_and_a_foreign_certificate_stop_serv
     edit_config(&n.config_path, &wrong.display().to_string(), &right);
 
     // A key label the token does not hold.
-    edit_config(&n.config_path, "key_label = \"member-sign\"", "key_label = \"nope\"");
+    edit_config(
+        &n.config_path,
+        "key_label = \"member-sign\"",
+        "key_label = \"nope\"",
+    );
     let stderr = serve_fails(&n.config_path).await;
-    assert!(stderr.contains("no key nope on PKCS#11 token errors"), "{stderr}");
+    assert!(
+        stderr.contains("no key nope on PKCS#11 token errors"),
+        "{stderr}"
+    );
     let (code, report) = config_check(&n.config_path).await;
     assert_eq!(code, 64, "{report}");
     assert!(
@@ -441,13 +479,28 @@ async fn a_wrong_pin_a_missing_key_or_module_and_a_foreign_certificate_stop_serv
             .contains("no key nope"),
         "{report}"
     );
-    edit_config(&n.config_path, "key_label = \"nope\"", "key_label = \"member-sign\"");
+    edit_config(
+        &n.config_path,
+        "key_label = \"nope\"",
+        "key_label = \"member-sign\"",
+    );
 
     // A token label no slot has.
-    edit_config(&n.config_path, "token_label = \"errors\"", "token_label = \"gone\"");
+    edit_config(
+        &n.config_path,
+        "token_label = \"errors\"",
+        "token_label = \"gone\"",
+    );
     let stderr = serve_fails(&n.config_path).await;
-    assert!(stderr.contains("no PKCS#11 token label \"gone\""), "{stderr}");
-    edit_config(&n.config_path, "token_label = \"gone\"", "token_label = \"errors\"");
+    assert!(
+        stderr.contains("no PKCS#11 token label \"gone\""),
+        "{stderr}"
+    );
+    edit_config(
+        &n.config_path,
+        "token_label = \"gone\"",
+        "token_label = \"errors\"",
+    );
 
     // A module that is not there.
     let module = hsm.module.display().to_string();
@@ -462,11 +515,7 @@ async fn a_wrong_pin_a_missing_key_or_module_and_a_foreign_certificate_stop_serv
     edit_config(&n.config_path, "/nonexistent/libpkcs11.so", &module);
 
     // Half a table: no PIN source.
-    edit_config(
-        &n.config_path,
-        &format!("pin_file = \"{right}\""),
-        "",
-    );
+    edit_config(&n.config_path, &format!("pin_file = \"{right}\""), "");
     let stderr = serve_fails(&n.config_path).await;
     assert!(stderr.contains("pin_file"), "{stderr}");
     let (code, _) = config_check(&n.config_path).await;
@@ -492,7 +541,10 @@ async fn a_wrong_pin_a_missing_key_or_module_and_a_foreign_certificate_stop_serv
         stderr.contains("the signing key does not belong to the signing certificate"),
         "{stderr}"
     );
-    assert!(stderr.contains("member-sign on PKCS#11 token errors"), "{stderr}");
+    assert!(
+        stderr.contains("member-sign on PKCS#11 token errors"),
+        "{stderr}"
+    );
     let (code, report) = config_check(&n.config_path).await;
     assert_eq!(code, 64, "{report}");
     assert_eq!(
@@ -508,7 +560,11 @@ async fn a_wrong_pin_a_missing_key_or_module_and_a_foreign_certificate_stop_serv
         .unwrap();
     let (code, report) = config_check(&n.config_path).await;
     assert_eq!(code, 64, "{report}");
-    assert_eq!(check(&report, "node.keys_dir/sign.key")["ok"], false, "{report}");
+    assert_eq!(
+        check(&report, "node.keys_dir/sign.key")["ok"],
+        false,
+        "{report}"
+    );
     std::fs::remove_file(n.keys_dir.join("sign.key")).unwrap();
     let (code, report) = config_check(&n.config_path).await;
     assert_eq!(code, 0, "{report}");
@@ -542,7 +598,10 @@ async fn a_wrong_pin_a_missing_key_or_module_and_a_foreign_certificate_stop_serv
     let out = node(init(&["--pin-file", &right])).await;
     let (stdout, stderr) = text(&out);
     assert!(!out.status.success(), "{stdout}{stderr}");
-    assert!(stderr.contains("already exists on PKCS#11 token errors"), "{stderr}");
+    assert!(
+        stderr.contains("already exists on PKCS#11 token errors"),
+        "{stderr}"
+    );
     assert!(!fresh.exists(), "a refused keys init wrote files");
     let out = node(init(&["--pin", PIN])).await;
     let (_, stderr) = text(&out);
@@ -554,11 +613,12 @@ async fn a_wrong_pin_a_missing_key_or_module_and_a_foreign_certificate_stop_serv
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("found on PKCS#11 token"), "{stdout}");
     let req = csr::parse_csr(&std::fs::read(fresh.join("sign.csr")).unwrap()).unwrap();
-    let on_token = ndxp_sign::cert::read_pem_chain(&std::fs::read(n.keys_dir.join("sign.pem")).unwrap())
-        .unwrap()
-        .remove(0)
-        .public_key()
-        .unwrap();
+    let on_token =
+        ndxp_sign::cert::read_pem_chain(&std::fs::read(n.keys_dir.join("sign.pem")).unwrap())
+            .unwrap()
+            .remove(0)
+            .public_key()
+            .unwrap();
     assert!(req.public_key().unwrap().public_eq(&on_token));
     assert_no_private_key_files(&fresh, &["auth.key"]);
 }

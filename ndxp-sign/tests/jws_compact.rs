@@ -396,3 +396,41 @@ fn key_type_must_fit_algorithm() {
         Err(JwsError::UnsuitableKey { .. })
     ));
 }
+
+#[test]
+fn a_jws_signed_through_a_key_store_verifies_for_every_algorithm() {
+    use ndxp_sign::key::{FileKeyStore, KeyAlgorithm};
+    let ec = KeyAlgorithm::EcP256.generate().unwrap();
+    let rsa = KeyAlgorithm::Rsa2048.generate().unwrap();
+    let mut store = FileKeyStore::new();
+    store.insert("ec", ec.clone(), None);
+    store.insert("rsa", rsa.clone(), None);
+    let opts = VerifyOptions {
+        allowed_algorithms: JwsAlgorithm::ALL.to_vec(),
+        ..VerifyOptions::default()
+    };
+    for (name, key, alg) in [
+        ("ec", &ec, JwsAlgorithm::Es256),
+        ("rsa", &rsa, JwsAlgorithm::Ps256),
+        ("rsa", &rsa, JwsAlgorithm::Ps512),
+        ("rsa", &rsa, JwsAlgorithm::Rs256),
+    ] {
+        let jws = jws::sign_with_store(b"{\"a\":1}", &store, name, alg, &[], Some("t")).unwrap();
+        let v = jws::verify_with_key(&jws, key, &opts)
+            .unwrap_or_else(|e| panic!("{alg:?} through the store: {e}"));
+        assert_eq!(v.header.alg, alg);
+        assert_eq!(v.payload, b"{\"a\":1}");
+        // Another key does not verify it.
+        let other = if name == "ec" { &rsa } else { &ec };
+        assert!(jws::verify_with_key(&jws, other, &opts).is_err());
+    }
+    // A key of the wrong type for the algorithm, and an unknown key name.
+    assert!(matches!(
+        jws::sign_with_store(b"x", &store, "ec", JwsAlgorithm::Ps256, &[], None),
+        Err(JwsError::UnsuitableKey { .. })
+    ));
+    assert!(matches!(
+        jws::sign_with_store(b"x", &store, "nope", JwsAlgorithm::Es256, &[], None),
+        Err(JwsError::KeyStore(_))
+    ));
+}

@@ -144,7 +144,11 @@ fn sign_token(
     let token = match token {
         Ok(t) => t,
         Err(e) => {
-            r.fail(KEY, e, "see docs/config.md for the keys of [node.sign_pkcs11]");
+            r.fail(
+                KEY,
+                e,
+                "see docs/config.md for the keys of [node.sign_pkcs11]",
+            );
             return;
         }
     };

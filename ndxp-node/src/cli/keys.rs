@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use ndxp_core::{MemberId, NodeName};
 use ndxp_node::keys::{init_keys, init_token_keys, KeysOptions};
-use ndxp_sign::pkcs11::Pkcs11Settings;
 use ndxp_sign::key::KeyAlgorithm;
+use ndxp_sign::pkcs11::Pkcs11Settings;
 
 #[derive(clap::Subcommand)]
 pub enum KeysCommand {

@@ -357,7 +357,10 @@ impl Pkcs11Settings {
             (None, Some(v)) if !v.is_empty() => PinSource::Env(v.clone()),
             (None, Some(_)) => return Err("`pin_env` is empty".into()),
             (None, None) => {
-                return Err("say where the PIN is: set `pin_file` or `pin_env` (never the PIN itself)".into())
+                return Err(
+                    "say where the PIN is: set `pin_file` or `pin_env` (never the PIN itself)"
+                        .into(),
+                )
             }
             (Some(_), Some(_)) => return Err("set only one of `pin_file` and `pin_env`".into()),
         };
@@ -365,7 +368,11 @@ impl Pkcs11Settings {
             (Some(l), None) if !l.is_empty() => KeySelector::Label(l.clone()),
             (None, Some(id)) => match hex::decode(id) {
                 Ok(b) if !b.is_empty() => KeySelector::Id(b),
-                _ => return Err(format!("`key_id` {id:?} is not a non-empty hexadecimal string")),
+                _ => {
+                    return Err(format!(
+                        "`key_id` {id:?} is not a non-empty hexadecimal string"
+                    ))
+                }
             },
             (Some(_), None) => return Err("`key_label` is empty".into()),
             (None, None) => return Err("name the key: set `key_label` or `key_id`".into()),
@@ -379,5 +386,123 @@ impl Pkcs11Settings {
             config.max_sessions = n;
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> Pkcs11Settings {
+        Pkcs11Settings {
+            module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            token_label: Some("ndxp".into()),
+            pin_file: Some("/etc/ndxp/token.pin".into()),
+            key_label: Some("member-sign".into()),
+            ..Pkcs11Settings::default()
+        }
+    }
+
+    #[test]
+    fn settings_name_exactly_one_token_pin_source_and_key() {
+        let c = full().to_config().unwrap();
+        assert_eq!(c.pin, PinSource::File("/etc/ndxp/token.pin".into()));
+        assert_eq!(c.max_sessions, 4);
+        let by_ids = Pkcs11Settings {
+            token_label: None,
+            slot: Some(7),
+            pin_file: None,
+            pin_env: Some("NDXP_PIN".into()),
+            key_label: None,
+            key_id: Some("0a1B".into()),
+            max_sessions: Some(2),
+            ..full()
+        }
+        .to_config()
+        .unwrap();
+        assert_eq!(by_ids.token, TokenSelector::Slot(7));
+        assert_eq!(by_ids.pin, PinSource::Env("NDXP_PIN".into()));
+        assert_eq!(by_ids.key, KeySelector::Id(vec![0x0a, 0x1b]));
+        assert_eq!(by_ids.max_sessions, 2);
+
+        let cases: [(Pkcs11Settings, &str); 9] = [
+            (
+                Pkcs11Settings {
+                    module: PathBuf::new(),
+                    ..full()
+                },
+                "`module` is empty",
+            ),
+            (
+                Pkcs11Settings {
+                    token_label: None,
+                    ..full()
+                },
+                "set `token_label` or `slot`",
+            ),
+            (
+                Pkcs11Settings {
+                    slot: Some(1),
+                    ..full()
+                },
+                "only one of `token_label` and `slot`",
+            ),
+            (
+                Pkcs11Settings {
+                    pin_file: None,
+                    ..full()
+                },
+                "set `pin_file` or `pin_env`",
+            ),
+            (
+                Pkcs11Settings {
+                    pin_env: Some("X".into()),
+                    ..full()
+                },
+                "only one of `pin_file` and `pin_env`",
+            ),
+            (
+                Pkcs11Settings {
+                    key_label: None,
+                    ..full()
+                },
+                "set `key_label` or `key_id`",
+            ),
+            (
+                Pkcs11Settings {
+                    key_label: None,
+                    key_id: Some("xyz".into()),
+                    ..full()
+                },
+                "not a non-empty hexadecimal",
+            ),
+            (
+                Pkcs11Settings {
+                    key_label: Some(String::new()),
+                    ..full()
+                },
+                "`key_label` is empty",
+            ),
+            (
+                Pkcs11Settings {
+                    max_sessions: Some(0),
+                    ..full()
+                },
+                "at least 1",
+            ),
+        ];
+        for (s, want) in cases {
+            let e = s.to_config().unwrap_err();
+            assert!(e.contains(want), "{s:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn settings_refuse_unknown_fields_such_as_a_pin() {
+        let e = serde_json::from_str::<Pkcs11Settings>(
+            r#"{"module": "/m.so", "token_label": "t", "pin": "1234", "key_label": "k"}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `pin`"), "{e}");
     }
 }
