@@ -16,6 +16,8 @@
 //!   backend, each giving an `ndxp_core::check::Check`.
 //! - [`trace`]: W3C Trace Context on every hop: the caller's `traceparent`
 //!   read, the hop's span opened, the `traceparent` sent on.
+//! - [`telemetry`]: the `[telemetry]` table, OTLP export of the hops'
+//!   spans, and the process's log subscriber.
 //!
 //! ```no_run
 //! use std::convert::Infallible;
@@ -66,6 +68,7 @@ pub mod probe;
 pub mod problem;
 pub mod serve;
 pub mod settings;
+pub mod telemetry;
 pub mod trace;
 
 pub use settings::EdgeSettings;

@@ -66,6 +66,40 @@ pub fn incoming(headers: &HeaderMap) -> Option<(TraceParent, Option<TraceState>)
     Some((parent, state))
 }
 
+/// The name of every hop's span ([`hop_span`]); the exporter takes these
+/// spans only.
+pub const HOP_SPAN: &str = "ndxp.hop";
+
+/// Starts `span` as an exported OpenTelemetry span, the child of `caller`
+/// (a remote parent) when there is one, and returns its ids as the
+/// `traceparent` to send on (the sampled flag is the sampler's decision);
+/// `None` when the span is not exported (export off, or another span).
+fn exported(span: &tracing::Span, caller: Option<TraceParent>) -> Option<TraceParent> {
+    use opentelemetry::trace::{self as ot, TraceContextExt as _};
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if let Some(c) = caller {
+        let remote = ot::SpanContext::new(
+            ot::TraceId::from_bytes(c.trace_id.to_bytes()),
+            ot::SpanId::from_bytes(c.parent_id.to_bytes()),
+            ot::TraceFlags::new(c.flags),
+            true,
+            ot::TraceState::default(),
+        );
+        let parent = opentelemetry::Context::new().with_remote_span_context(remote);
+        span.set_parent(parent).ok()?;
+    }
+    let cx = span.context();
+    let own = cx.span().span_context().clone();
+    if !own.is_valid() {
+        return None;
+    }
+    Some(TraceParent {
+        trace_id: TraceId::from_bytes(own.trace_id().to_bytes())?,
+        parent_id: SpanId::from_bytes(own.span_id().to_bytes())?,
+        flags: if own.is_sampled() { 0x01 } else { 0x00 },
+    })
+}
+
 /// Random bytes from OpenSSL; zeros only if it fails (never in practice),
 /// which the id types turn into a valid id.
 fn random<const N: usize>() -> [u8; N] {
@@ -79,13 +113,22 @@ fn random<const N: usize>() -> [u8; N] {
 impl Hop {
     /// Starts the hop for a request with `headers`: continues the caller's
     /// trace or starts one, and links `span` to it.
+    ///
+    /// When the span is exported ([`crate::telemetry`]), the exporter's span
+    /// takes the caller's span as its parent and its ids are the ones sent
+    /// on, so the collector shows the hops as parent and child; otherwise
+    /// the ids are drawn here.
     pub fn start(headers: &HeaderMap, span: tracing::Span) -> Self {
         let caller = incoming(headers);
-        let own = SpanId::from(random::<8>());
-        let (context, state) = match caller {
-            Some((parent, state)) => (parent.child(own), state),
-            None => (
-                TraceParent::new_root(TraceId::from(random::<16>()), own),
+        let (context, state) = match (caller.clone(), exported(&span, caller.map(|c| c.0))) {
+            (Some((parent, state)), Some(otel)) => (parent.child(otel.parent_id), state),
+            (None, Some(otel)) => (otel, None),
+            (Some((parent, state)), None) => (parent.child(SpanId::from(random::<8>())), state),
+            (None, None) => (
+                TraceParent::new_root(
+                    TraceId::from(random::<16>()),
+                    SpanId::from(random::<8>()),
+                ),
                 None,
             ),
         };

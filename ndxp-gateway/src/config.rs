@@ -47,6 +47,9 @@ pub struct GatewayConfig {
     /// (management API, admin port, central gateway).
     #[serde(default)]
     pub edge: ndxp_edge::EdgeSettings,
+    /// OpenTelemetry export of the hops' spans (off by default).
+    #[serde(default)]
+    pub telemetry: ndxp_edge::telemetry::TelemetrySettings,
 }
 
 /// `[monitoring]`
@@ -540,6 +543,7 @@ impl GatewayConfig {
 
     fn validate(&self) -> Result<(), String> {
         self.edge.check().map_err(|e| e.to_string())?;
+        self.telemetry.check().map_err(|e| e.to_string())?;
         let m = &self.management;
         // Plain HTTP is allowed only on loopback (docs/design.md §11); HTTPS for
         // the management API is not built yet, so other addresses are

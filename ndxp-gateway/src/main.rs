@@ -144,8 +144,11 @@ fn main() {
             std::process::exit(code);
         }
     };
-    init_tracing(cli.log_json);
-    if let Err(e) = run(cli.command) {
+    // `serve` starts its own, once it knows its `[telemetry]`.
+    if !matches!(cli.command, Command::Serve(_)) {
+        ndxp_edge::telemetry::init_logging(cli.log_json, None);
+    }
+    if let Err(e) = run(cli.command, cli.log_json) {
         eprintln!("ndxp-gateway: error: {}", ndxp_core::ErrorChain(&*e));
         std::process::exit(exit_code(&e));
     }
@@ -168,9 +171,9 @@ fn exit_code(e: &anyhow::Error) -> i32 {
     }
 }
 
-fn run(command: Command) -> Result<()> {
+fn run(command: Command, log_json: bool) -> Result<()> {
     match command {
-        Command::Serve(cfg) => cli::serve(cfg),
+        Command::Serve(cfg) => cli::serve(cfg, log_json),
         Command::Gateway(c) => cli::gateway::run(*c),
         Command::Pki(c) => cli::pki::run(c),
         Command::Members(c) => cli::registry::members(c),
@@ -214,20 +217,3 @@ fn run(command: Command) -> Result<()> {
     }
 }
 
-fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NDXP_LOG")
-        // PostgreSQL's notices ("relation ... already exists, skipping")
-        // are not worth a line each time a command opens the database.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Colour only for a person at a terminal: a log file or a pipe
-        // (systemd, the demo's logs/) must stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}

@@ -97,6 +97,9 @@ pub struct NodeConfig {
     /// Time-outs and connection limits of every port (client, peer, admin).
     #[serde(default)]
     pub edge: ndxp_edge::EdgeSettings,
+    /// OpenTelemetry export of the hops' spans (off by default).
+    #[serde(default)]
+    pub telemetry: ndxp_edge::telemetry::TelemetrySettings,
 }
 
 /// `[report]`: what the node sends to management (`docs/monitoring.md`).
@@ -783,6 +786,10 @@ fn validate(cfg: &NodeConfig, path: &Path) -> Result<(), ConfigError> {
     cfg.edge.check().map_err(|e| match e {
         ndxp_edge::settings::SettingsError::Invalid { key, detail } => invalid(path, key, detail),
         other => invalid(path, "edge", other.to_string()),
+    })?;
+    cfg.telemetry.check().map_err(|e| match e {
+        ndxp_edge::settings::SettingsError::Invalid { key, detail } => invalid(path, key, detail),
+        other => invalid(path, "telemetry", other.to_string()),
     })?;
     validate_ports(cfg, path)
 }

@@ -15,6 +15,8 @@
 //!   a client that sends request targets exactly as written.
 //! - `slow` (feature `edge`): slow clients (one byte a second, over TCP or TLS) for the
 //!   time-out tests of the serve loop.
+//! - `otlp` (feature `otlp`): an OTLP/HTTP trace receiver that decodes
+//!   the spans NDXP exports.
 //! - [`metrics`]: the metric catalogue of `docs/monitoring.md` and the
 //!   names a `/metrics` scrape exposes, to compare them.
 //! - [`cli`]: the command-line conventions of `docs/cli.md`, checked on
@@ -40,6 +42,8 @@
 pub mod audit;
 pub mod cli;
 pub mod db;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "edge")]
 pub mod edge;
 pub mod files;

@@ -114,10 +114,17 @@ pub(crate) fn print_list<T: serde::Serialize>(
 }
 
 /// `ndxp-gateway serve`: runs until Ctrl-C or SIGTERM.
-pub(crate) fn serve(cfg: ConfigArg) -> Result<()> {
-    let config = load_config(&cfg)?;
+///
+/// Loads the configuration, then starts the log subscriber with the OTLP
+/// export of `[telemetry]`; the last spans are sent when it stops.
+pub(crate) fn serve(cfg: ConfigArg, log_json: bool) -> Result<()> {
+    use ndxp_edge::telemetry::{init_logging, with_logging, Telemetry};
+    let config = with_logging(log_json, || load_config(&cfg))?;
+    let telemetry = Telemetry::start(&config.telemetry, "ndxp-gateway")
+        .context("starting the OTLP trace export ([telemetry])")?;
+    init_logging(log_json, telemetry.as_ref());
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         tracing::info!(
             management = %config.management.listen,
             admin = %config.admin.listen,
@@ -127,7 +134,12 @@ pub(crate) fn serve(cfg: ConfigArg) -> Result<()> {
         ndxp_gateway::server::run(config, shutdown_signal()).await?;
         tracing::info!("stopped");
         anyhow::Ok(())
-    })
+    });
+    drop(rt);
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
+    served
 }
 
 /// `ndxp-gateway backup`.

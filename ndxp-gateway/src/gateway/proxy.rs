@@ -115,7 +115,12 @@ pub(super) async fn handle(gw: &Gateway, peer: SocketAddr, req: Request) -> Resp
     let resp = serve(gw, peer, req, txid, hop)
         .instrument(span.clone())
         .await;
-    trace::end_span(&span, resp.status(), "");
+    let code = resp
+        .extensions()
+        .get::<ndxp_edge::problem::ProblemCode>()
+        .map(|c| c.0.clone())
+        .unwrap_or_default();
+    trace::end_span(&span, resp.status(), &code);
     resp
 }
 

@@ -7,30 +7,20 @@ use anyhow::{Context, Result};
 
 use super::{runtime, ConfigArg};
 
-/// Starts tracing on stderr (`NDXP_LOG` filters it), then runs the node
-/// until Ctrl-C or SIGTERM.
+/// Loads the configuration, starts tracing on stderr (`NDXP_LOG` filters
+/// it) and the OTLP export of `[telemetry]`, then runs the node until
+/// Ctrl-C or SIGTERM, and sends the last spans.
 pub fn serve(config: &ConfigArg, log_json: bool) -> Result<i32> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NDXP_LOG")
-        // PostgreSQL's notices ("relation ... already exists, skipping")
-        // are not worth a line each time a command opens the database.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Colour only for a person at a terminal: a log file or a pipe
-        // (systemd, the demo's logs/) must stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if log_json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-    let cfg = config.load()?;
+    use ndxp_edge::telemetry::{init_logging, with_logging, Telemetry};
+    let cfg = with_logging(log_json, || config.load())?;
+    let telemetry = Telemetry::start(&cfg.telemetry, "ndxp-node")
+        .context("starting the OTLP trace export ([telemetry])")?;
+    init_logging(log_json, telemetry.as_ref());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         let node = ndxp_node::serve::Node::start(cfg).await?;
         tracing::info!(
             client = %node.client_addr(),
@@ -41,7 +31,12 @@ pub fn serve(config: &ConfigArg, log_json: bool) -> Result<i32> {
         );
         node.run_until(shutdown_signal()).await;
         Ok::<_, anyhow::Error>(0)
-    })
+    });
+    drop(rt);
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
+    served
 }
 
 /// Ctrl-C or SIGTERM.
