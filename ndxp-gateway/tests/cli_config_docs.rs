@@ -86,8 +86,17 @@ fn fully_populated() -> GatewayConfig {
             ..MonitoringConfig::default()
         },
         edge: ndxp_edge::EdgeSettings::default(),
+        telemetry: ndxp_edge::telemetry::TelemetrySettings {
+            otlp_endpoint: Some("http://127.0.0.1:4318".into()),
+            service_name: Some("ndxp-gateway".into()),
+            headers: [("authorization".to_string(), "Bearer x".to_string())].into(),
+            ..ndxp_edge::telemetry::TelemetrySettings::default()
+        },
     }
 }
+
+/// Tables whose keys are the operator's (a map): documented as one key.
+const MAPS: &[&str] = &["telemetry.headers"];
 
 /// Key paths of a TOML value: `a.b` for keys, `a.b[]` for arrays of
 /// tables, whose keys are `a.b[].c`. Tables are in `tables`, everything
@@ -102,6 +111,9 @@ fn walk(prefix: &str, v: &toml::Value, keys: &mut BTreeSet<String>, tables: &mut
                     format!("{prefix}.{k}")
                 };
                 match v {
+                    toml::Value::Table(_) if MAPS.contains(&path.as_str()) => {
+                        keys.insert(path);
+                    }
                     toml::Value::Table(_) => {
                         tables.insert(path.clone());
                         walk(&path, v, keys, tables);
@@ -262,6 +274,14 @@ fn documented_defaults_are_the_code_defaults() {
             edge.max_header_bytes
         ),
         format!("| `edge.max_headers` | integer | `{}` |", edge.max_headers),
+        format!(
+            "| `telemetry.sample_ratio` | number | `{:.1}` |",
+            ndxp_edge::telemetry::TelemetrySettings::default().sample_ratio
+        ),
+        format!(
+            "| `telemetry.timeout_ms` | integer (milliseconds) | `{}` |",
+            ndxp_edge::telemetry::TelemetrySettings::default().timeout_ms
+        ),
         format!(
             "| `edge.http2_max_concurrent_streams` | integer | `{}` |",
             edge.http2_max_concurrent_streams

@@ -116,3 +116,58 @@ fn the_log_url_may_come_from_a_secret_file() {
         &["log.url_file", "refused"],
     );
 }
+
+#[test]
+fn a_bad_telemetry_table_is_named() {
+    let (_f, config) = setup();
+    // A good one, from the environment (a float typed from text).
+    says(
+        &check(
+            &config,
+            &[
+                ("NDXP_TELEMETRY__OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+                ("NDXP_TELEMETRY__SAMPLE_RATIO", "0.25"),
+            ],
+            false,
+        ),
+        0,
+        &["NDXP_TELEMETRY__OTLP_ENDPOINT", "NDXP_TELEMETRY__SAMPLE_RATIO"],
+    );
+    for (var, value, key) in [
+        (
+            "NDXP_TELEMETRY__OTLP_ENDPOINT",
+            "127.0.0.1:4318",
+            "telemetry.otlp_endpoint",
+        ),
+        (
+            "NDXP_TELEMETRY__OTLP_ENDPOINT",
+            "grpc://collector:4317",
+            "telemetry.otlp_endpoint",
+        ),
+        ("NDXP_TELEMETRY__SAMPLE_RATIO", "1.5", "telemetry.sample_ratio"),
+        ("NDXP_TELEMETRY__TIMEOUT_MS", "0", "telemetry.timeout_ms"),
+    ] {
+        says(
+            &check(&config, &[(var, value)], false),
+            64,
+            &["FAIL  configuration", key],
+        );
+    }
+    // In the file: refused by `config check` and by `serve` alike.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\nsample_ratio = -1.0\n");
+    std::fs::write(&config, text).unwrap();
+    says(
+        &check(&config, &[], false),
+        64,
+        &["FAIL  configuration", "telemetry.sample_ratio"],
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndxp-node"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("NDXP_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("telemetry.sample_ratio"));
+}
