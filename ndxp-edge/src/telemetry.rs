@@ -39,8 +39,8 @@ use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::registry::Registry;
+use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer as _;
 
 use crate::settings::SettingsError;
@@ -303,8 +303,10 @@ pub fn with_logging<T>(json: bool, f: impl FnOnce() -> T) -> T {
     tracing::subscriber::with_default(subscriber(json, None), f)
 }
 
-type Subscriber =
-    tracing_subscriber::layer::Layered<Vec<Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync>>, Registry>;
+type Subscriber = tracing_subscriber::layer::Layered<
+    Vec<Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync>>,
+    Registry,
+>;
 
 fn subscriber(json: bool, telemetry: Option<&Telemetry>) -> Subscriber {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NDXP_LOG")
@@ -354,11 +356,10 @@ impl OtlpClient {
         http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));
         let https = hyper_tls::HttpsConnector::new_with_connector(http);
-        let client = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(https);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(https);
         Self {
             runtime,
             client,
@@ -485,8 +486,14 @@ mod tests {
             (parse("service_name = \" \""), "telemetry.service_name"),
             (parse("timeout_ms = 0"), "telemetry.timeout_ms"),
             (parse("timeout_ms = 60001"), "telemetry.timeout_ms"),
-            (parse("headers = { \"bad name\" = \"x\" }"), "telemetry.headers"),
-            (parse("headers = { a = \"line\\nbreak\" }"), "telemetry.headers"),
+            (
+                parse("headers = { \"bad name\" = \"x\" }"),
+                "telemetry.headers",
+            ),
+            (
+                parse("headers = { a = \"line\\nbreak\" }"),
+                "telemetry.headers",
+            ),
         ] {
             match s.check() {
                 Err(SettingsError::Invalid { key: k, .. }) => assert_eq!(k, key, "{s:?}"),
@@ -526,7 +533,10 @@ mod tests {
         assert!(r.is_err(), "nothing listens on port {port}");
         assert!(started.elapsed() < Duration::from_secs(2));
         let f = client.failures.lock().unwrap();
-        assert!(f.last_warning.is_some(), "the first failure is warned about");
+        assert!(
+            f.last_warning.is_some(),
+            "the first failure is warned about"
+        );
         drop(f);
         let started = Instant::now();
         t.shutdown();

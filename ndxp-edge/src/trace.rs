@@ -125,10 +125,7 @@ impl Hop {
             (None, Some(otel)) => (otel, None),
             (Some((parent, state)), None) => (parent.child(SpanId::from(random::<8>())), state),
             (None, None) => (
-                TraceParent::new_root(
-                    TraceId::from(random::<16>()),
-                    SpanId::from(random::<8>()),
-                ),
+                TraceParent::new_root(TraceId::from(random::<16>()), SpanId::from(random::<8>())),
                 None,
             ),
         };

@@ -216,4 +216,3 @@ fn run(command: Command, log_json: bool) -> Result<()> {
         }
     }
 }
-

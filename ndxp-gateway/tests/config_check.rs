@@ -276,7 +276,10 @@ fn a_bad_telemetry_table_is_named() {
     let out = check(
         Some(&config),
         &[
-            ("NDXP_TELEMETRY__OTLP_ENDPOINT", "https://otel.example.vn/v1/traces"),
+            (
+                "NDXP_TELEMETRY__OTLP_ENDPOINT",
+                "https://otel.example.vn/v1/traces",
+            ),
             ("NDXP_TELEMETRY__SERVICE_NAME", "central-gateway"),
         ],
         false,
@@ -284,18 +287,33 @@ fn a_bad_telemetry_table_is_named() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     for (var, value, key) in [
-        ("NDXP_TELEMETRY__OTLP_ENDPOINT", "otel.example.vn", "telemetry.otlp_endpoint"),
-        ("NDXP_TELEMETRY__SAMPLE_RATIO", "2", "telemetry.sample_ratio"),
+        (
+            "NDXP_TELEMETRY__OTLP_ENDPOINT",
+            "otel.example.vn",
+            "telemetry.otlp_endpoint",
+        ),
+        (
+            "NDXP_TELEMETRY__SAMPLE_RATIO",
+            "2",
+            "telemetry.sample_ratio",
+        ),
         ("NDXP_TELEMETRY__SERVICE_NAME", "", "telemetry.service_name"),
     ] {
-        failing(&check(Some(&config), &[(var, value)], false), &["FAIL  configuration", key]);
+        failing(
+            &check(Some(&config), &[(var, value)], false),
+            &["FAIL  configuration", key],
+        );
     }
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("\n[telemetry]\notlp_endpoint = \"ftp://collector\"\n");
     std::fs::write(&config, text).unwrap();
     failing(
         &check(Some(&config), &[], false),
-        &["FAIL  configuration", "telemetry.otlp_endpoint", "http://127.0.0.1:4318"],
+        &[
+            "FAIL  configuration",
+            "telemetry.otlp_endpoint",
+            "http://127.0.0.1:4318",
+        ],
     );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndxp-gateway"))
         .args(["serve", "--config"])

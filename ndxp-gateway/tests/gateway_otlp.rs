@@ -60,7 +60,11 @@ impl Serve {
 /// A gateway-only process on the harness's registry with `telemetry`
 /// appended to its configuration and `env` set; its gateway's base URL
 /// and log URL once it is ready.
-async fn gateway_process(env: &Env, telemetry: &str, vars: &[(&str, &str)]) -> (Serve, String, String) {
+async fn gateway_process(
+    env: &Env,
+    telemetry: &str,
+    vars: &[(&str, &str)],
+) -> (Serve, String, String) {
     let (gw_port, admin_port) = (free_port(), free_port());
     let config = env.dir.path().join("gateway-otlp.toml");
     let text = std::fs::read_to_string(&env.config_path)
@@ -183,7 +187,9 @@ async fn the_gateway_exports_its_span_under_the_callers_trace() {
     let took = serve.stop();
     assert!(took < Duration::from_secs(10), "stopping took {took:?}");
     let spans = collector
-        .wait_for(Duration::from_secs(10), "two gateway spans", |s| s.len() >= 2)
+        .wait_for(Duration::from_secs(10), "two gateway spans", |s| {
+            s.len() >= 2
+        })
         .await;
 
     let find = |trace: &str| {

@@ -131,7 +131,10 @@ fn a_bad_telemetry_table_is_named() {
             false,
         ),
         0,
-        &["NDXP_TELEMETRY__OTLP_ENDPOINT", "NDXP_TELEMETRY__SAMPLE_RATIO"],
+        &[
+            "NDXP_TELEMETRY__OTLP_ENDPOINT",
+            "NDXP_TELEMETRY__SAMPLE_RATIO",
+        ],
     );
     for (var, value, key) in [
         (
@@ -144,7 +147,11 @@ fn a_bad_telemetry_table_is_named() {
             "grpc://collector:4317",
             "telemetry.otlp_endpoint",
         ),
-        ("NDXP_TELEMETRY__SAMPLE_RATIO", "1.5", "telemetry.sample_ratio"),
+        (
+            "NDXP_TELEMETRY__SAMPLE_RATIO",
+            "1.5",
+            "telemetry.sample_ratio",
+        ),
         ("NDXP_TELEMETRY__TIMEOUT_MS", "0", "telemetry.timeout_ms"),
     ] {
         says(
@@ -155,7 +162,9 @@ fn a_bad_telemetry_table_is_named() {
     }
     // In the file: refused by `config check` and by `serve` alike.
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\nsample_ratio = -1.0\n");
+    text.push_str(
+        "\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\nsample_ratio = -1.0\n",
+    );
     std::fs::write(&config, text).unwrap();
     says(
         &check(&config, &[], false),

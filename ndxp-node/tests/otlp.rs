@@ -150,12 +150,8 @@ async fn both_nodes_export_their_spans_as_parent_and_child() {
         ),
     );
     let endpoint = collector.endpoint();
-    let (mut provider, mut consumer) = serve_both(
-        &net,
-        &[],
-        &[("NDXP_TELEMETRY__OTLP_ENDPOINT", &endpoint)],
-    )
-    .await;
+    let (mut provider, mut consumer) =
+        serve_both(&net, &[], &[("NDXP_TELEMETRY__OTLP_ENDPOINT", &endpoint)]).await;
 
     let caller = format!("00-{TRACE}-{CALLER_SPAN}-01");
     let (status, id, seen) = call(&net, CITIZEN, &[("traceparent", &caller)]).await;
@@ -166,7 +162,10 @@ async fn both_nodes_export_their_spans_as_parent_and_child() {
     let (status, refused_id, _) = call(
         &net,
         SECRET,
-        &[("traceparent", &format!("00-{refused_trace}-b7ad6b7169203331-01"))],
+        &[(
+            "traceparent",
+            &format!("00-{refused_trace}-b7ad6b7169203331-01"),
+        )],
     )
     .await;
     assert_eq!(status, 403);
@@ -232,7 +231,10 @@ async fn both_nodes_export_their_spans_as_parent_and_child() {
         .iter()
         .all(|t| t == "application/x-protobuf"));
     let auth = collector.authorization();
-    assert!(auth.iter().any(|a| a == "Bearer collector-token"), "{auth:?}");
+    assert!(
+        auth.iter().any(|a| a == "Bearer collector-token"),
+        "{auth:?}"
+    );
     assert!(auth.iter().any(String::is_empty), "{auth:?}");
 }
 
@@ -250,13 +252,12 @@ async fn a_collector_that_is_down_or_absent_changes_nothing() {
     );
     // Export at once rather than every 5 s, so that exports fail during
     // the calls.
-    let (mut provider, mut consumer) =
-        serve_both(
-            &net,
-            &[("OTEL_BSP_SCHEDULE_DELAY", "10")],
-            &[("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint())],
-        )
-        .await;
+    let (mut provider, mut consumer) = serve_both(
+        &net,
+        &[("OTEL_BSP_SCHEDULE_DELAY", "10")],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint())],
+    )
+    .await;
 
     let started = Instant::now();
     for i in 0..20 {
@@ -289,12 +290,11 @@ async fn a_collector_that_is_down_or_absent_changes_nothing() {
     consumer.stop();
     // Many exports failed; one warning says so (at most one a minute).
     let log = std::fs::read_to_string(net.provider.dir.join("stderr.log")).unwrap();
-    assert_eq!(
-        log.matches("OTLP trace export failed").count(),
-        1,
-        "{log}"
+    assert_eq!(log.matches("OTLP trace export failed").count(), 1, "{log}");
+    assert!(
+        log.contains(&down),
+        "the warning names the collector: {log}"
     );
-    assert!(log.contains(&down), "the warning names the collector: {log}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         collector.requests(),

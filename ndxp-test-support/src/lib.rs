@@ -42,12 +42,12 @@
 pub mod audit;
 pub mod cli;
 pub mod db;
-#[cfg(feature = "otlp")]
-pub mod otlp;
 #[cfg(feature = "edge")]
 pub mod edge;
 pub mod files;
 pub mod metrics;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod pki;
 #[cfg(feature = "edge")]
 pub mod slow;
