@@ -59,7 +59,7 @@ const MAX_ANSWER: usize = 64 * 1024;
 
 /// The `[telemetry]` table: where to export the hops' spans, under which
 /// service name, and how many traces to keep.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetrySettings {
     /// The collector's OTLP/HTTP base URL (`http://127.0.0.1:4318`); the
@@ -78,6 +78,19 @@ pub struct TelemetrySettings {
     /// Milliseconds one export may take before it is abandoned (default
     /// 10000, at most 60000).
     pub timeout_ms: u64,
+}
+
+/// Shows the headers' names only: a value may be a credential.
+impl std::fmt::Debug for TelemetrySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetrySettings")
+            .field("otlp_endpoint", &self.otlp_endpoint)
+            .field("service_name", &self.service_name)
+            .field("sample_ratio", &self.sample_ratio)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 // `sample_ratio` is never NaN once checked; the configurations that embed
@@ -155,7 +168,7 @@ impl TelemetrySettings {
     }
 
     /// The URL the spans are posted to: `otlp_endpoint` with
-    /// [`TRACES_PATH`] appended (unless it already ends with it); `None`
+    /// [`TRACES_PATH`] appended (unless it already ends with it); empty
     /// when export is off.
     ///
     /// # Errors
@@ -504,6 +517,11 @@ mod tests {
         let secret = parse("headers = { authorization = \"Bearer s3cret\\u0001\" }");
         let shown = secret.check().unwrap_err().to_string();
         assert!(!shown.contains("s3cret"), "{shown}");
+        let debug = format!("{secret:?}");
+        assert!(
+            debug.contains("authorization") && !debug.contains("s3cret"),
+            "{debug}"
+        );
         assert!(toml::from_str::<TelemetrySettings>("endpoint = \"x\"").is_err());
     }
 
