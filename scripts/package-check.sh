@@ -153,6 +153,11 @@ wait_http http://127.0.0.1:8101/healthz "$gateway_pid" ndxp-gateway.service
 wait_http http://127.0.0.1:8101/readyz "$gateway_pid" ndxp-gateway.service
 curl -fsS http://127.0.0.1:8100/globalconf -o /dev/null || fail "the management role serves no global configuration"
 expect_stat ndxp:ndxp 600 /var/lib/ndxp/gateway/registry.db
+# The packaged binaries name the commit they were built from.
+commit=$(git rev-parse --short=12 HEAD)
+build_info=$(curl -fsS http://127.0.0.1:8101/metrics | grep '^ndxp_build_info{' || true)
+[[ $build_info == *"commit=\"$commit"* ]] || fail "ndxp_build_info does not name commit $commit: $build_info"
+say "ndxp_build_info: $build_info"
 say "the management role is up from /etc/ndxp/gateway.toml"
 
 say "first run: the node's keys, certificates and anchor"

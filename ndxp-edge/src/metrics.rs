@@ -111,7 +111,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The commit built, from `NDXP_COMMIT` at build time (set by the
-/// packaging and CI), or `unknown`.
+/// packages, `cargo xtask package`), or `unknown`.
 pub const COMMIT: &str = match option_env!("NDXP_COMMIT") {
     Some(c) => c,
     None => "unknown",

@@ -39,6 +39,14 @@ pub(crate) fn run(args: PackageArgs) -> Result<()> {
     let build = Instant::now();
     let mut cmd = cargo();
     cmd.args(["build", "--release", "--locked"]);
+    // `ndxp_build_info{commit}` of the packaged binaries (docs/monitoring.md):
+    // the commit packaged, unless the caller names one.
+    if std::env::var_os("NDXP_COMMIT").is_none() {
+        if let Some(commit) = head_commit() {
+            eprintln!("==> NDXP_COMMIT={commit}");
+            cmd.env("NDXP_COMMIT", commit);
+        }
+    }
     for p in PACKAGES {
         cmd.args(["-p", p]);
     }
@@ -108,6 +116,25 @@ fn target_dir() -> PathBuf {
 }
 
 /// cargo-deb is there, or installed (`install`), or the error says how.
+/// The checked-out commit (12 hex digits, `-dirty` when the tree has
+/// changes), or `None` outside a git checkout.
+fn head_commit() -> Option<String> {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(root())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
+    let head = git(&["rev-parse", "--short=12", "HEAD"])?;
+    let head = String::from_utf8(head.stdout).ok()?.trim().to_owned();
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|o| !o.stdout.is_empty());
+    Some(if dirty { format!("{head}-dirty") } else { head })
+}
+
 fn ensure_cargo_deb(install: bool) -> Result<()> {
     let present = cargo()
         .args(["deb", "--version"])
