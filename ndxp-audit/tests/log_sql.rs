@@ -120,8 +120,12 @@ async fn queued_appends_share_one_commit() {
     for backend in backends() {
         let (_dir, db, log) = new_log(backend, "w").await;
         let log = Arc::new(log);
-        // On this single-threaded runtime all 100 appends are queued before
-        // the committer runs.
+        // All 100 appends are queued within microseconds of each other on
+        // this single-threaded runtime, but the SQLite writer is a thread of
+        // its own: it may commit the first few before the rest arrive (six
+        // commits were seen on a loaded machine). Each commit waits for its
+        // fsync, which outlasts queueing all the rest, so the appends still
+        // share a handful of commits; one commit per append would be 100.
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..100 {
             let log = log.clone();
@@ -135,7 +139,7 @@ async fn queued_appends_share_one_commit() {
         assert_eq!(n, 100);
         let commits = log.commits();
         assert!(
-            (1..=5).contains(&commits),
+            (1..=20).contains(&commits),
             "{commits} commits for 100 appends"
         );
         let stored = log.read("w", 1, 1000).await.unwrap();
